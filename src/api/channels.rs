@@ -1,0 +1,79 @@
+//! Publishing, history, and the channel list.
+use super::{channel, file_refs, identity, label};
+use crate::error::ApiError;
+use crate::http::{Reply, count_param, read_json_object};
+use crate::ids;
+use crate::server::App;
+use crate::store::read::{self, MessageQuery};
+use crate::store::{NewMessage, Op};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use tiny_http::Request;
+
+/// `POST /ch/:ch`
+pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiError> {
+    let ch = channel(ch)?;
+    let body = read_json_object(request)?;
+    let message = NewMessage {
+        ch,
+        from: identity(&body, "from")?,
+        kind: label(&body, "type")?,
+        v: match body.get("v") {
+            None | Some(Value::Null) => 1,
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("v must be an integer"))?,
+        },
+        body: body.get("body").cloned().unwrap_or_else(|| json!({})),
+        files: file_refs(&body, &app.blobs)?,
+        reply_to: reply_to(body.get("reply_to").or_else(|| body.get("reply-to")))?,
+    };
+    let done = app.store.write(Op::Publish(message))?;
+    Ok(Reply::json(done.status, done.body))
+}
+
+fn reply_to(value: Option<&Value>) -> Result<Option<String>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) => ids::parse(id)
+            .map(|id| Some(id.to_string()))
+            .ok_or_else(|| ApiError::bad_request(format!("reply_to {id:?} is not a message id"))),
+        Some(_) => Err(ApiError::bad_request("reply_to must be a message id")),
+    }
+}
+
+/// `GET /ch/:ch/history` (with `ch`) and `GET /history` (without).
+pub fn history(
+    app: &App,
+    ch: Option<&str>,
+    params: &HashMap<String, String>,
+) -> Result<Reply, ApiError> {
+    let default_n = if ch.is_some() { 200 } else { 100 };
+    let query = MessageQuery {
+        ch: ch.map(channel).transpose()?,
+        since: id_param(params, "since")?,
+        before: id_param(params, "before")?,
+        type_prefix: params.get("type").filter(|t| !t.is_empty()).cloned(),
+        limit: count_param(params, default_n, 1000)?,
+    };
+    let lines = app.store.read(|conn| read::messages(conn, &query))?;
+    Ok(Reply::Ndjson(lines))
+}
+
+/// An id in the query string, normalised so it compares as stored ids do.
+pub fn id_param(params: &HashMap<String, String>, key: &str) -> Result<Option<String>, ApiError> {
+    match params.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(raw) => ids::parse(raw)
+            .map(|id| Some(id.to_string()))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{key} must be a message id, got {raw:?}"))
+            }),
+    }
+}
+
+/// `GET /channels`
+pub fn list(app: &App) -> Result<Reply, ApiError> {
+    let names = app.store.read(read::channels)?;
+    Ok(Reply::json(200, json!(names)))
+}

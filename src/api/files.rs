@@ -1,0 +1,46 @@
+//! Files: upload (streamed to disk), fetch and HEAD.
+use super::valid_hash;
+use crate::error::ApiError;
+use crate::http::{Reply, declared_length, request_header};
+use crate::server::App;
+use serde_json::json;
+use std::fs::File;
+use tiny_http::Request;
+
+/// `POST /files`: the raw body is the file.
+pub fn upload(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
+    let limit = app.config.max_file_bytes;
+    if declared_length(request).is_some_and(|len| len > limit) {
+        return Err(ApiError::too_large(format!(
+            "file is over the {limit} byte limit"
+        )));
+    }
+    let stored = app.blobs.put(request.as_reader(), limit)?;
+    Ok(Reply::json(
+        201,
+        json!({"hash": stored.hash, "size": stored.size}),
+    ))
+}
+
+/// `GET /files/:hash` and `HEAD`. `rest` is everything after `/files/`; anything but a bare
+/// `sha256:<64 hex>` (so no slashes, no dots) is refused before touching the disk.
+pub fn fetch(app: &App, rest: &str, request: &Request) -> Result<Reply, ApiError> {
+    if !valid_hash(rest) {
+        return Err(ApiError::bad_request(
+            "a file is named sha256:<64 lowercase hex>",
+        ));
+    }
+    let etag = format!("\"{rest}\"");
+    let file = match File::open(app.blobs.path(rest)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!("no file {rest}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if request_header(request, "If-None-Match").is_some_and(|tags| tags.contains(rest)) {
+        return Ok(Reply::NotModified);
+    }
+    let len = file.metadata()?.len();
+    Ok(Reply::File { file, len, etag })
+}

@@ -1,0 +1,139 @@
+//! The handlers, one module per resource, and the validation they share.
+pub mod channels;
+pub mod files;
+pub mod presence;
+pub mod status;
+pub mod tasks;
+
+use crate::error::ApiError;
+use serde_json::{Map, Value};
+
+/// Longest identity (`from`, `for`) accepted.
+const MAX_IDENTITY: usize = 128;
+/// Longest message type and task title accepted.
+const MAX_LABEL: usize = 256;
+
+/// Channel names: 1-64 chars of `A-Z a-z 0-9 _ . : -`.
+pub fn valid_channel(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+pub fn channel(name: &str) -> Result<String, ApiError> {
+    if valid_channel(name) {
+        Ok(name.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid channel name {name:?}: use 1-64 of A-Z a-z 0-9 _ . : -"
+        )))
+    }
+}
+
+/// `sha256:<64 lowercase hex>`, the only blob name there is.
+pub fn valid_hash(hash: &str) -> bool {
+    hash.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// A required non-blank string field of at most `max` characters.
+fn text_field(body: &Map<String, Value>, key: &str, max: usize) -> Result<String, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Err(ApiError::bad_request(format!("{key} is required"))),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err(ApiError::bad_request(format!("{key} must not be blank")))
+        }
+        Some(Value::String(s)) if s.chars().count() > max => Err(ApiError::bad_request(format!(
+            "{key} is longer than {max} characters"
+        ))),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+/// An agent identity (`from`): free text, 1-128 characters.
+pub fn identity(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    text_field(body, key, MAX_IDENTITY)
+}
+
+pub fn optional_identity(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => identity(body, key).map(Some),
+    }
+}
+
+pub fn label(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    text_field(body, key, MAX_LABEL)
+}
+
+/// `files`: absent, or an array of hashes that each name a stored blob.
+pub fn file_refs(
+    body: &Map<String, Value>,
+    blobs: &crate::blobs::BlobStore,
+) -> Result<Vec<String>, ApiError> {
+    let items = match body.get("files") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ApiError::bad_request("files must be an array of hashes")),
+    };
+    let mut files = Vec::with_capacity(items.len());
+    for item in items {
+        let hash = item.as_str().filter(|h| valid_hash(h)).ok_or_else(|| {
+            ApiError::bad_request(format!("files: {item} is not sha256:<64 hex>"))
+        })?;
+        if !blobs.contains(hash) {
+            return Err(ApiError::bad_request(format!(
+                "files: {hash} is not stored"
+            )));
+        }
+        files.push(hash.to_string());
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names() {
+        for good in ["general", "a", "A-Z_0.9:x", &"x".repeat(64)] {
+            assert!(valid_channel(good), "{good}");
+        }
+        for bad in ["", "a b", "a/b", "é", "a%20", &"x".repeat(65), "..\u{0}"] {
+            assert!(!valid_channel(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashes() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(valid_hash(&format!("sha256:{hex}")));
+        for bad in [
+            hex.clone(),
+            format!("sha256:{}", hex.to_uppercase()),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha256:{hex}0"),
+            format!("sha256:../{}", &hex[3..]),
+            format!("md5:{hex}"),
+        ] {
+            assert!(!valid_hash(&bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_fields() {
+        let body: Map<String, Value> = serde_json::from_str(
+            r#"{"a":"x","blank":"  ","num":3,"long":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
+        )
+        .unwrap();
+        assert_eq!(identity(&body, "a").unwrap(), "x");
+        for key in ["missing", "blank", "num", "long"] {
+            assert_eq!(identity(&body, key).unwrap_err().status, 400, "{key}");
+        }
+        assert_eq!(optional_identity(&body, "missing").unwrap(), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! Content-addressed blob store: `BLOBS_DIR/sha256:<hex>`, written once through a synced
+//! temporary file and a rename, so a blob's name always matches its bytes.
+use crate::error::ApiError;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct BlobStore {
+    dir: PathBuf,
+    tmp: PathBuf,
+    next_tmp: AtomicU64,
+}
+
+/// A stored blob: its name and size.
+pub struct Stored {
+    pub hash: String,
+    pub size: u64,
+}
+
+impl BlobStore {
+    /// Creates the folders and removes temporary files a crash left behind.
+    pub fn open(dir: &Path) -> Result<BlobStore, String> {
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let leftovers =
+            fs::read_dir(&tmp).map_err(|e| format!("cannot read {}: {e}", tmp.display()))?;
+        for entry in leftovers.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+        Ok(BlobStore {
+            dir: dir.to_path_buf(),
+            tmp,
+            next_tmp: AtomicU64::new(0),
+        })
+    }
+
+    /// The path of a blob; `hash` must already be validated as `sha256:<64 hex>`.
+    pub fn path(&self, hash: &str) -> PathBuf {
+        self.dir.join(hash)
+    }
+
+    pub fn contains(&self, hash: &str) -> bool {
+        self.path(hash).is_file()
+    }
+
+    /// Streams `body` to disk while hashing it; refuses (413) past `limit` bytes and stores
+    /// nothing then. Only a complete, synced file is renamed into place.
+    pub fn put(&self, body: &mut dyn Read, limit: u64) -> Result<Stored, ApiError> {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
+        let result = self.write_tmp(body, limit, &tmp_path);
+        let stored = match result {
+            Ok(stored) => stored,
+            Err(err) => {
+                let _ = fs::remove_file(&tmp_path);
+                return Err(err);
+            }
+        };
+        let final_path = self.path(&stored.hash);
+        if let Err(err) = fs::rename(&tmp_path, &final_path) {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(err.into());
+        }
+        // The rename is durable once the folder itself is synced.
+        File::open(&self.dir).and_then(|d| d.sync_all())?;
+        Ok(stored)
+    }
+
+    fn write_tmp(&self, body: &mut dyn Read, limit: u64, path: &Path) -> Result<Stored, ApiError> {
+        let mut file = File::create(path)?;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(ApiError::bad_request(format!(
+                        "could not read the upload: {e}"
+                    )));
+                }
+            };
+            size += n as u64;
+            if size > limit {
+                return Err(ApiError::too_large(format!(
+                    "file is over the {limit} byte limit"
+                )));
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n])?;
+        }
+        file.sync_all()?;
+        let hash = format!("sha256:{}", hex(&hasher.finalize()));
+        Ok(Stored { hash, size })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,127 @@
+//! Configuration: the environment, parsed and validated once at start-up.
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// Everything the server needs to start, read from the environment (see API.md).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub db_path: PathBuf,
+    pub blobs_dir: PathBuf,
+    pub verbose: bool,
+    /// Messages older than this many days are deleted; 0 keeps them forever.
+    pub retention_days: u64,
+    pub max_file_bytes: u64,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        Config::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Builds a config from any key lookup, so the parsing is testable without touching
+    /// the process environment. Unset and empty values take the default.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let get = |key: &str| get(key).filter(|v| !v.is_empty());
+        let port: u16 = parse_number(&get, "PORT", 4242)?;
+        let host = get("HOST").unwrap_or_else(|| "0.0.0.0".into());
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| format!("HOST must be an address to listen on, got {host:?}"))?;
+        let verbose = match get("WORKSHOP_VERBOSE").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(format!(
+                    "WORKSHOP_VERBOSE must be true or false, got {other:?}"
+                ));
+            }
+        };
+        let max_file_bytes = parse_number(&get, "WORKSHOP_MAX_FILE_BYTES", 100 * 1024 * 1024)?;
+        if max_file_bytes == 0 {
+            return Err("WORKSHOP_MAX_FILE_BYTES must be at least 1".into());
+        }
+        Ok(Config {
+            addr,
+            db_path: get("DB_PATH")
+                .unwrap_or_else(|| "workshop.db".into())
+                .into(),
+            blobs_dir: get("BLOBS_DIR").unwrap_or_else(|| "blobs".into()).into(),
+            verbose,
+            retention_days: parse_number(&get, "WORKSHOP_RETENTION_DAYS", 30)?,
+            max_file_bytes,
+        })
+    }
+}
+
+fn parse_number<T: std::str::FromStr + std::fmt::Display>(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: T,
+) -> Result<T, String> {
+    match get(key) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| format!("{key} must be a whole number (default {default}), got {raw:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:4242");
+        assert_eq!(c.db_path, PathBuf::from("workshop.db"));
+        assert_eq!(c.blobs_dir, PathBuf::from("blobs"));
+        assert!(!c.verbose);
+        assert_eq!(c.retention_days, 30);
+        assert_eq!(c.max_file_bytes, 104_857_600);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (key, value) in [
+            ("PORT", "abc"),
+            ("PORT", "70000"),
+            ("HOST", "not an address"),
+            ("WORKSHOP_VERBOSE", "yes please"),
+            ("WORKSHOP_RETENTION_DAYS", "-1"),
+            ("WORKSHOP_MAX_FILE_BYTES", "1e9"),
+            ("WORKSHOP_MAX_FILE_BYTES", "0"),
+        ] {
+            let err = config(&[(key, value)]).unwrap_err();
+            assert!(err.starts_with(key), "{err}");
+            assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = config(&[
+            ("PORT", "0"),
+            ("HOST", "127.0.0.1"),
+            ("WORKSHOP_VERBOSE", "true"),
+            ("WORKSHOP_RETENTION_DAYS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:0");
+        assert!(c.verbose);
+        assert_eq!(c.retention_days, 0);
+    }
+}

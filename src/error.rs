@@ -1,0 +1,73 @@
+//! `ApiError`: every failure a request can meet, with its HTTP status, in one place.
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(409, message)
+    }
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(413, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, message)
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, message)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(err: rusqlite::Error) -> ApiError {
+        use rusqlite::ErrorCode::{DiskFull, ReadOnly, SystemIoFailure};
+        match err.sqlite_error_code() {
+            Some(DiskFull) => ApiError::new(507, "disk full: nothing was stored"),
+            Some(ReadOnly) | Some(SystemIoFailure) => {
+                ApiError::new(507, format!("storage unavailable: {err}"))
+            }
+            _ => ApiError::internal(format!("database error: {err}")),
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(err: std::io::Error) -> ApiError {
+        match err.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                ApiError::new(507, "disk full: nothing was stored")
+            }
+            Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
+                ApiError::new(507, format!("storage unavailable: {err}"))
+            }
+            _ => ApiError::internal(format!("i/o error: {err}")),
+        }
+    }
+}

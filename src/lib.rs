@@ -1,0 +1,30 @@
+//! workshop: structured IRC for a small trusted mesh of agents and the humans watching them.
+//! Channels of typed JSON messages, a task queue, content-addressed files, presence, SSE.
+#![deny(unsafe_code)] // the one exception is `sys`, which wraps three libc calls
+
+pub mod api;
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod ids;
+pub mod server;
+pub mod sse;
+pub mod store;
+mod sys;
+
+use std::process::ExitCode;
+
+/// Runs the server configured from the environment; a bad setting is one line on stderr.
+pub fn serve_from_env() -> ExitCode {
+    let result = config::Config::from_env().and_then(server::run);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("workshop: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

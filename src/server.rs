@@ -1,0 +1,368 @@
+//! The server: binds the socket, runs the request workers, routes each request to its
+//! handler, and shuts down cleanly on SIGTERM/SIGINT.
+use crate::api::{channels, files, presence, status, tasks};
+use crate::blobs::BlobStore;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http::{Reply, into_response, request_header, split_url};
+use crate::hub::Hub;
+use crate::sse;
+use crate::store::{Op, Store};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use tiny_http::{Method, Request};
+
+const UI_PAGE: &str = include_str!("../ui.html");
+/// Threads answering ordinary requests. Streams and uploads get their own threads, so these
+/// only ever wait on SQLite, never on a slow client's body or a long-lived stream.
+const WORKERS: usize = 32;
+/// An idle keep-alive connection is closed after this; a stalled writer is dropped after it.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most simultaneous SSE streams (each holds a socket and two threads).
+const MAX_STREAMS: usize = 10_000;
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Everything a handler needs, shared by every thread.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub blobs: BlobStore,
+    pub started: Instant,
+    pub max_streams: usize,
+}
+
+/// A started server. `shutdown` (or a signal, via `run`) stops it.
+pub struct Running {
+    pub addr: SocketAddr,
+    app: Arc<App>,
+    http: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Opens the database and blob folder, binds the socket and starts serving.
+pub fn start(config: Config) -> Result<Running, String> {
+    let fd_limit = crate::sys::raise_fd_limit();
+    let hub = Arc::new(Hub::default());
+    let blobs = BlobStore::open(&config.blobs_dir)?;
+    let store = Store::open(&config.db_path, hub.clone())?;
+    store
+        .write(Op::Prune {
+            retention_days: config.retention_days,
+        })
+        .map_err(|e| format!("retention cleanup failed: {}", e.message))?;
+    let listener = TcpListener::bind(config.addr)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    crate::sys::configure_listener(&listener, SOCKET_TIMEOUT, SOCKET_TIMEOUT);
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let http = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| format!("cannot start HTTP on {addr}: {e}"))?;
+    let app = Arc::new(App {
+        config,
+        store,
+        hub,
+        blobs,
+        started: Instant::now(),
+        max_streams: MAX_STREAMS.min((fd_limit as usize).saturating_sub(256).max(16)),
+    });
+    let http = Arc::new(http);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::with_capacity(WORKERS + 1);
+    for n in 0..WORKERS {
+        let (app, http, stopping) = (app.clone(), http.clone(), stopping.clone());
+        threads.push(spawn(format!("worker-{n}"), move || {
+            work(&app, &http, &stopping)
+        })?);
+    }
+    let (app2, stopping2) = (app.clone(), stopping.clone());
+    threads.push(spawn("retention".into(), move || {
+        retention(&app2, &stopping2)
+    })?);
+    Ok(Running {
+        addr,
+        app,
+        http,
+        stopping,
+        threads,
+    })
+}
+
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {
+    thread::Builder::new()
+        .name(name)
+        .spawn(body)
+        .map_err(|e| format!("cannot start a thread: {e}"))
+}
+
+impl Running {
+    /// Stops accepting, finishes the requests in hand, ends streams, commits what is queued
+    /// and closes the database.
+    pub fn shutdown(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        drop(self.http);
+        self.app.hub.close();
+        self.app.store.shutdown();
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let running = start(config)?;
+    let addr = running.addr;
+    println!("workshop listening on http://{addr}");
+    println!("  ui:     http://{addr}/ui");
+    println!("  stream: curl -N http://{addr}/");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    if let Some(signal) = signals.forever().next() {
+        eprintln!("workshop: signal {signal}, shutting down");
+    }
+    running.shutdown();
+    eprintln!("workshop: stopped");
+    Ok(())
+}
+
+fn work(app: &Arc<App>, http: &tiny_http::Server, stopping: &AtomicBool) {
+    while !stopping.load(Ordering::SeqCst) {
+        match http.recv_timeout(Duration::from_millis(250)) {
+            Ok(Some(request)) => serve(app, request),
+            Ok(None) => {}
+            Err(e) => eprintln!("workshop: {e}"),
+        }
+    }
+}
+
+fn retention(app: &App, stopping: &AtomicBool) {
+    let mut last = Instant::now();
+    while !stopping.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(250));
+        if last.elapsed() >= RETENTION_EVERY {
+            last = Instant::now();
+            let op = Op::Prune {
+                retention_days: app.config.retention_days,
+            };
+            if let Err(e) = app.store.write(op) {
+                eprintln!("workshop: retention cleanup failed: {}", e.message);
+            }
+        }
+    }
+}
+
+/// Every known route. Paths are matched before methods, so a known path with the wrong
+/// method is a 405, an unknown path a 404.
+#[derive(Debug, PartialEq)]
+enum Route<'a> {
+    Preflight,
+    Stream(Option<&'a str>),
+    Publish(&'a str),
+    History(Option<&'a str>),
+    Channels,
+    CreateTask,
+    ListTasks,
+    ShowTask(&'a str),
+    TaskAction(&'a str, &'a str),
+    Upload,
+    Fetch(&'a str),
+    Heartbeat,
+    Presence,
+    Status,
+    Ui,
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
+    if *method == Method::Options {
+        return Ok(Route::Preflight);
+    }
+    let read = matches!(method, Method::Get | Method::Head);
+    let write = *method == Method::Post;
+    let pick = |read_route: Option<Route<'a>>, write_route: Option<Route<'a>>| {
+        match (read, write) {
+            (true, _) => read_route,
+            (_, true) => write_route,
+            _ => None,
+        }
+        .ok_or_else(|| ApiError::new(405, format!("{method} is not allowed on {path}")))
+    };
+    if let Some(rest) = path.strip_prefix("/files/") {
+        return pick(Some(Route::Fetch(rest)), None);
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match segments.as_slice() {
+        [""] => pick(Some(Route::Stream(None)), None),
+        ["ch", ch] => pick(Some(Route::Stream(Some(ch))), Some(Route::Publish(ch))),
+        ["ch", ch, "history"] => pick(Some(Route::History(Some(ch))), None),
+        ["history"] => pick(Some(Route::History(None)), None),
+        ["channels"] => pick(Some(Route::Channels), None),
+        ["tasks"] => pick(Some(Route::ListTasks), Some(Route::CreateTask)),
+        ["tasks", id] => pick(Some(Route::ShowTask(id)), None),
+        ["tasks", id, action]
+            if matches!(
+                *action,
+                "claim" | "update" | "done" | "abandon" | "interrupt"
+            ) =>
+        {
+            pick(None, Some(Route::TaskAction(id, action)))
+        }
+        ["files"] => pick(None, Some(Route::Upload)),
+        ["presence"] => pick(Some(Route::Presence), Some(Route::Heartbeat)),
+        ["status"] => pick(Some(Route::Status), None),
+        ["ui"] => pick(Some(Route::Ui), None),
+        _ => Err(ApiError::not_found(format!("no route {path}"))),
+    }
+}
+
+/// Answers one request. Streams and uploads move to a thread of their own.
+fn serve(app: &Arc<App>, request: Request) {
+    let started = Instant::now();
+    let parsed = split_url(request.url())
+        .map(|(path, params)| (path.to_string(), params))
+        .and_then(|(path, params)| {
+            let route = route(request.method(), &path)?;
+            Ok(matches!(route, Route::Upload | Route::Stream(_))
+                && *request.method() != Method::Head)
+            .map(|own_thread| (path.clone(), params, own_thread))
+        });
+    match parsed {
+        Ok((_, _, true)) => {
+            let app = app.clone();
+            let spawned = thread::Builder::new()
+                .name("stream".into())
+                .stack_size(128 * 1024)
+                .spawn(move || answer(&app, request, started));
+            if spawned.is_err() {
+                eprintln!("workshop: cannot start a thread for a stream or upload");
+            }
+        }
+        _ => answer(app, request, started),
+    }
+}
+
+fn answer(app: &Arc<App>, mut request: Request, started: Instant) {
+    let method = request.method().clone();
+    let url = request.url().to_string();
+    let outcome = split_url(&url).and_then(|(path, params)| {
+        let route = route(&method, path)?;
+        if let (Route::Stream(ch), Method::Get) = (&route, &method) {
+            return Ok(Outcome::Stream(stream_filter(app, *ch, &params, &request)?));
+        }
+        handle(app, route, &params, &mut request).map(Outcome::Reply)
+    });
+    let outcome = outcome.unwrap_or_else(|err| Outcome::Reply(err.into()));
+    let status = match &outcome {
+        Outcome::Reply(reply) => reply.status(),
+        Outcome::Stream(_) => 200,
+    };
+    if app.config.verbose {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        eprintln!("{method} {url} \u{2192} {status} ({ms:.1} ms)");
+    }
+    match outcome {
+        Outcome::Reply(reply) => {
+            let _ = request.respond(into_response(reply));
+        }
+        Outcome::Stream(filter) => sse::run(app.clone(), request, filter),
+    }
+}
+
+enum Outcome {
+    Reply(Reply),
+    Stream(sse::Filter),
+}
+
+fn handle(
+    app: &App,
+    route: Route,
+    params: &HashMap<String, String>,
+    request: &mut Request,
+) -> Result<Reply, ApiError> {
+    match route {
+        Route::Preflight => Ok(Reply::NoContent),
+        // Only HEAD reaches here: GET streams were taken over in `answer`.
+        Route::Stream(ch) => {
+            stream_filter(app, ch, params, request)?;
+            Ok(Reply::StreamHead)
+        }
+        Route::Publish(ch) => channels::publish(app, ch, request),
+        Route::History(ch) => channels::history(app, ch, params),
+        Route::Channels => channels::list(app),
+        Route::CreateTask => tasks::create(app, request),
+        Route::ListTasks => tasks::list(app, params),
+        Route::ShowTask(id) => tasks::show(app, id),
+        Route::TaskAction(id, action) => tasks::act(app, id, action, request),
+        Route::Upload => files::upload(app, request),
+        Route::Fetch(hash) => files::fetch(app, hash, request),
+        Route::Heartbeat => presence::heartbeat(app, request),
+        Route::Presence => presence::list(app),
+        Route::Status => status::status(app),
+        Route::Ui => Ok(Reply::Html(UI_PAGE)),
+    }
+}
+
+/// Validates a stream request: channel, type prefix, and where to resume (Last-Event-ID,
+/// which browsers send on reconnect, over `?since=`).
+fn stream_filter(
+    app: &App,
+    ch: Option<&str>,
+    params: &HashMap<String, String>,
+    request: &Request,
+) -> Result<sse::Filter, ApiError> {
+    let ch = ch.map(crate::api::channel).transpose()?;
+    let since = match request_header(request, "Last-Event-ID").filter(|v| !v.trim().is_empty()) {
+        Some(raw) => Some(
+            crate::ids::parse(raw.trim())
+                .map(|id| id.to_string())
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a message id"))?,
+        ),
+        None => channels::id_param(params, "since")?,
+    };
+    if app.hub.subscriber_count() >= app.max_streams {
+        return Err(ApiError::unavailable(
+            "too many open streams; try again later",
+        ));
+    }
+    Ok(sse::Filter {
+        ch,
+        type_prefix: params.get("type").filter(|t| !t.is_empty()).cloned(),
+        since,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let get = Method::Get;
+        let post = Method::Post;
+        assert_eq!(route(&get, "/"), Ok(Route::Stream(None)));
+        assert_eq!(route(&get, "/ch/a"), Ok(Route::Stream(Some("a"))));
+        assert_eq!(route(&post, "/ch/a"), Ok(Route::Publish("a")));
+        assert_eq!(route(&Method::Head, "/files/x/y"), Ok(Route::Fetch("x/y")));
+        assert_eq!(
+            route(&post, "/tasks/ID/claim"),
+            Ok(Route::TaskAction("ID", "claim"))
+        );
+        assert_eq!(route(&Method::Options, "/anything"), Ok(Route::Preflight));
+        assert_eq!(route(&get, "/tasks/ID/claim").unwrap_err().status, 405);
+        assert_eq!(route(&Method::Put, "/ch/a").unwrap_err().status, 405);
+        assert_eq!(route(&Method::Delete, "/status").unwrap_err().status, 405);
+        assert_eq!(route(&post, "/tasks/ID/explode").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/nope").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/ch/a/").unwrap_err().status, 404);
+        assert_eq!(route(&get, "").unwrap_err().status, 404);
+    }
+}

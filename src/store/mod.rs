@@ -1,0 +1,119 @@
+//! Storage: one writer thread owns the only read-write SQLite connection (group commit, id
+//! assignment, hub feed after commit); request threads read through a pool of read-only
+//! connections.
+pub mod read;
+pub mod schema;
+mod writer;
+
+pub use writer::{Done, NewMessage, NewTask, Op, now};
+
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crossbeam_channel::{Sender, bounded};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Row counts kept in memory so /status never counts a million rows per request.
+#[derive(Default)]
+pub struct Stats {
+    pub messages: AtomicU64,
+    pub tasks: AtomicU64,
+}
+
+pub struct Store {
+    commands: Mutex<Option<Sender<writer::Command>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Readers,
+    pub stats: Arc<Stats>,
+}
+
+impl Store {
+    /// Opens the database (creating and upgrading it) and starts the writer thread.
+    pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, String> {
+        let conn = schema::open_writer(path)
+            .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+        let stats = Arc::new(Stats::default());
+        let (messages, tasks) = read::counts(&conn)
+            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
+        stats.messages.store(messages, Ordering::Relaxed);
+        stats.tasks.store(tasks, Ordering::Relaxed);
+        let floor = read::greatest_id(&conn)
+            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
+        let (tx, rx) = bounded(4096);
+        let writer = writer::spawn(conn, rx, hub, stats.clone(), floor)
+            .map_err(|e| format!("cannot start writer thread: {e}"))?;
+        Ok(Store {
+            commands: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Readers::new(path.to_path_buf()),
+            stats,
+        })
+    }
+
+    /// Queues a change for the writer and waits until it is committed (or refused).
+    pub fn write(&self, op: Op) -> Result<Done, ApiError> {
+        let (reply, done) = bounded(1);
+        let sender = self.commands.lock().ok().and_then(|c| c.clone());
+        let sender = sender.ok_or_else(|| ApiError::unavailable("server is shutting down"))?;
+        sender
+            .send(writer::Command { op, reply })
+            .map_err(|_| ApiError::unavailable("server is shutting down"))?;
+        done.recv()
+            .map_err(|_| ApiError::unavailable("server is shutting down"))?
+    }
+
+    /// Runs a query on a pooled read-only connection.
+    pub fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ApiError> {
+        self.readers.with(query)
+    }
+
+    /// Lets the writer commit everything already queued, then closes the database.
+    pub fn shutdown(&self) {
+        if let Ok(mut commands) = self.commands.lock() {
+            commands.take();
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// A small pool of read-only connections, opened on demand and reused.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn new(path: PathBuf) -> Readers {
+        Readers {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ApiError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => schema::open_reader(&self.path)?,
+        };
+        let result = query(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < 32
+        {
+            idle.push(conn);
+        }
+        Ok(result?)
+    }
+}

@@ -1,0 +1,212 @@
+//! Queries, run on read-only connections (and by the writer at start-up).
+use rusqlite::{Connection, OptionalExtension, Row, ToSql};
+use serde::Serialize;
+use serde_json::Value;
+use ulid::Ulid;
+
+/// Which messages a history page or an SSE replay wants.
+#[derive(Debug, Default, Clone)]
+pub struct MessageQuery {
+    pub ch: Option<String>,
+    /// Only ids after this one, oldest first (paging forward).
+    pub since: Option<String>,
+    /// Only ids before this one.
+    pub before: Option<String>,
+    /// Literal prefix of `type`.
+    pub type_prefix: Option<String>,
+    pub limit: usize,
+}
+
+/// Stored envelopes (one JSON document each), oldest first.
+pub fn messages(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Vec<String>> {
+    Ok(messages_with_ids(conn, q)?
+        .into_iter()
+        .map(|(_, envelope)| envelope)
+        .collect())
+}
+
+/// `(id, envelope)` pairs, oldest first.
+pub fn messages_with_ids(
+    conn: &Connection,
+    q: &MessageQuery,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut sql = String::from("SELECT id, envelope FROM messages WHERE 1");
+    let mut args: Vec<&dyn ToSql> = Vec::new();
+    if let Some(ch) = &q.ch {
+        sql.push_str(" AND ch = ?");
+        args.push(ch);
+    }
+    if let Some(since) = &q.since {
+        sql.push_str(" AND id > ?");
+        args.push(since);
+    }
+    if let Some(before) = &q.before {
+        sql.push_str(" AND id < ?");
+        args.push(before);
+    }
+    let prefix_len;
+    if let Some(prefix) = &q.type_prefix {
+        // substr, not LIKE: `%` and `_` in a prefix are literal characters.
+        prefix_len = prefix.chars().count() as i64;
+        sql.push_str(" AND substr(type, 1, ?) = ?");
+        args.push(&prefix_len);
+        args.push(prefix);
+    }
+    let limit = q.limit as i64;
+    // Paging forward wants the oldest after `since`; otherwise the newest.
+    let newest_first = q.since.is_none();
+    sql.push_str(if newest_first {
+        " ORDER BY id DESC LIMIT ?"
+    } else {
+        " ORDER BY id ASC LIMIT ?"
+    });
+    args.push(&limit);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<(String, String)> = stmt
+        .query_map(args.as_slice(), |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if newest_first {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+pub fn channels(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM channels ORDER BY name")?;
+    stmt.query_map([], |row| row.get(0))?.collect()
+}
+
+/// A task as the API shows it, keys in the documented order.
+#[derive(Debug, Serialize)]
+pub struct Task {
+    pub id: String,
+    pub created_at: f64,
+    pub updated_at: f64,
+    pub created_by: String,
+    pub assigned_to: Option<String>,
+    pub claimed_by: Option<String>,
+    pub claimed_at: Option<f64>,
+    pub status: String,
+    pub title: String,
+    pub context: Value,
+    pub result: Value,
+    pub files: Value,
+    pub ch: String,
+}
+
+const TASK_COLUMNS: &str = "id, created_at, updated_at, created_by, assigned_to, claimed_by, \
+    claimed_at, status, title, context, result, files, ch";
+
+fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
+    let json = |text: Option<String>| {
+        text.and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
+    Ok(Task {
+        id: row.get(0)?,
+        created_at: row.get(1)?,
+        updated_at: row.get(2)?,
+        created_by: row.get(3)?,
+        assigned_to: row.get(4)?,
+        claimed_by: row.get(5)?,
+        claimed_at: row.get(6)?,
+        status: row.get(7)?,
+        title: row.get(8)?,
+        context: json(row.get(9)?),
+        result: json(row.get(10)?),
+        files: json(row.get(11)?),
+        ch: row.get(12)?,
+    })
+}
+
+pub fn task(conn: &Connection, id: &str) -> rusqlite::Result<Option<Task>> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row([id], task_from_row)
+        .optional()
+}
+
+#[derive(Debug, Default)]
+pub struct TaskQuery {
+    pub status: Option<String>,
+    /// Assigned to or claimed by this agent.
+    pub agent: Option<String>,
+    pub ch: Option<String>,
+    pub limit: usize,
+}
+
+/// Tasks, newest first.
+pub fn tasks(conn: &Connection, q: &TaskQuery) -> rusqlite::Result<Vec<Task>> {
+    let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1");
+    let mut args: Vec<&dyn ToSql> = Vec::new();
+    if let Some(status) = &q.status {
+        sql.push_str(" AND status = ?");
+        args.push(status);
+    }
+    if let Some(agent) = &q.agent {
+        sql.push_str(" AND (assigned_to = ? OR claimed_by = ?)");
+        args.push(agent);
+        args.push(agent);
+    }
+    if let Some(ch) = &q.ch {
+        sql.push_str(" AND ch = ?");
+        args.push(ch);
+    }
+    let limit = q.limit as i64;
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    args.push(&limit);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.query_map(args.as_slice(), task_from_row)?.collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct Agent {
+    pub agent_id: String,
+    pub last_seen: f64,
+    pub channels: Value,
+    pub meta: Value,
+}
+
+/// Agents whose last heartbeat is newer than `seen_after` (unix seconds), latest first.
+pub fn presence(conn: &Connection, seen_after: f64) -> rusqlite::Result<Vec<Agent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT agent_id, last_seen, channels, meta FROM presence WHERE last_seen > ?1
+         ORDER BY last_seen DESC",
+    )?;
+    let json = |text: String| serde_json::from_str(&text).unwrap_or(Value::Null);
+    stmt.query_map([seen_after], |row| {
+        Ok(Agent {
+            agent_id: row.get(0)?,
+            last_seen: row.get(1)?,
+            channels: json(row.get(2)?),
+            meta: json(row.get(3)?),
+        })
+    })?
+    .collect()
+}
+
+pub fn agents_live(conn: &Connection, seen_after: f64) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT count(*) FROM presence WHERE last_seen > ?1")?
+        .query_row([seen_after], |row| row.get(0))
+}
+
+/// Row counts at start-up; afterwards the writer keeps them.
+pub fn counts(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    let count = |table: &str| -> rusqlite::Result<u64> {
+        let sql = format!("SELECT count(*) FROM {table}");
+        let n: i64 = conn.query_row(&sql, [], |row| row.get(0))?;
+        Ok(n.max(0) as u64)
+    };
+    Ok((count("messages")?, count("tasks")?))
+}
+
+/// The greatest id ever handed out that is still stored, so new ids sort after it.
+pub fn greatest_id(conn: &Connection) -> rusqlite::Result<Option<Ulid>> {
+    let greatest: Option<String> = conn.query_row(
+        "SELECT max(id) FROM (SELECT max(id) AS id FROM messages UNION ALL
+         SELECT max(id) FROM tasks)",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(greatest.and_then(|id| Ulid::from_string(&id).ok()))
+}

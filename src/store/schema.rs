@@ -1,0 +1,80 @@
+//! The SQLite schema, its pragmas, and in-place upgrades (recorded in `PRAGMA user_version`).
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+
+/// Each entry upgrades the schema by one version; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: messages (the envelope stored as sent, so history and SSE are byte-identical),
+    // the channel list, tasks and presence.
+    "CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        ch TEXT NOT NULL,
+        type TEXT NOT NULL,
+        envelope TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX messages_by_channel ON messages (ch, id);
+     CREATE TABLE channels (name TEXT PRIMARY KEY) WITHOUT ROWID;
+     CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        assigned_to TEXT,
+        claimed_by TEXT,
+        claimed_at REAL,
+        status TEXT NOT NULL,
+        title TEXT NOT NULL,
+        context TEXT NOT NULL,
+        result TEXT,
+        files TEXT NOT NULL,
+        ch TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX tasks_by_status ON tasks (status, id);
+     CREATE TABLE presence (
+        agent_id TEXT PRIMARY KEY,
+        last_seen REAL NOT NULL,
+        channels TEXT NOT NULL,
+        meta TEXT NOT NULL
+     ) WITHOUT ROWID;",
+];
+
+/// Opens (creating if needed) the database for the writer thread and brings it up to date.
+pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot create {}: {e}", parent.display())),
+            )
+        })?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: the WAL is fsynced at every commit, so a 201 survives power loss, not just a
+    // crash of the process. Group commit in the writer keeps this affordable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// A read-only connection for request threads; WAL lets it read while the writer commits.
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

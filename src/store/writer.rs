@@ -1,0 +1,520 @@
+//! The writer thread: owns the read-write connection, drains every queued command into one
+//! transaction (group commit), assigns ids, and feeds the hub only after the commit.
+use super::Stats;
+use crate::error::ApiError;
+use crate::hub::{Event, Hub};
+use crate::ids::IdGen;
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use ulid::Ulid;
+
+/// Most commands folded into one transaction; bounds the latency of the first one.
+const MAX_BATCH: usize = 1024;
+
+pub struct Command {
+    pub op: Op,
+    pub reply: Sender<Result<Done, ApiError>>,
+}
+
+/// A committed change's HTTP answer.
+#[derive(Debug)]
+pub struct Done {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// A message to store; `from`, `type` and `ch` are already validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub ch: String,
+    pub from: String,
+    pub kind: String,
+    pub v: i64,
+    pub body: Value,
+    pub files: Vec<String>,
+    pub reply_to: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct NewTask {
+    pub from: String,
+    pub title: String,
+    pub context: Value,
+    pub assigned_to: Option<String>,
+    pub ch: String,
+}
+
+/// Every change the server makes. Task changes carry the acting agent (`from`).
+#[derive(Debug)]
+pub enum Op {
+    Publish(NewMessage),
+    CreateTask(NewTask),
+    Claim {
+        id: String,
+        from: String,
+    },
+    Update {
+        id: String,
+        from: String,
+        fields: Map<String, Value>,
+    },
+    Complete {
+        id: String,
+        from: String,
+        result: Value,
+        files: Vec<String>,
+    },
+    Abandon {
+        id: String,
+        from: String,
+        reason: Value,
+    },
+    Interrupt {
+        id: String,
+        from: String,
+        reason: Value,
+    },
+    Heartbeat {
+        from: String,
+        channels: Value,
+        meta: Value,
+    },
+    /// Retention: delete messages older than `retention_days` (0 keeps them) and presence
+    /// rows older than a week.
+    Prune {
+        retention_days: u64,
+    },
+}
+
+/// The envelope exactly as stored and sent; field order is the documented one.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: &'a str,
+    ts: f64,
+    from: &'a str,
+    ch: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    v: i64,
+    body: &'a Value,
+    files: &'a [String],
+    reply_to: Option<&'a str>,
+}
+
+pub fn spawn(
+    conn: Connection,
+    commands: Receiver<Command>,
+    hub: Arc<Hub>,
+    stats: Arc<Stats>,
+    floor: Option<Ulid>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || {
+            let mut writer = Writer {
+                conn,
+                ids: IdGen::new(floor),
+                hub,
+                stats,
+            };
+            while let Ok(first) = commands.recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match commands.try_recv() {
+                        Ok(command) => batch.push(command),
+                        Err(_) => break,
+                    }
+                }
+                writer.run_batch(batch);
+            }
+            // Every sender is gone: the server is shutting down. Fold the WAL back in.
+            let _ = writer
+                .conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        })
+}
+
+struct Writer {
+    conn: Connection,
+    ids: IdGen,
+    hub: Arc<Hub>,
+    stats: Arc<Stats>,
+}
+
+/// What one batch did, applied to the hub and counters only once it is committed.
+#[derive(Default)]
+struct Effects {
+    events: Vec<Arc<Event>>,
+    messages_delta: i64,
+    tasks_added: u64,
+}
+
+impl Writer {
+    fn run_batch(&mut self, batch: Vec<Command>) {
+        let mut effects = Effects::default();
+        let mut replies = Vec::with_capacity(batch.len());
+        let committed = self.commit_batch(&batch, &mut effects, &mut replies);
+        match committed {
+            Ok(()) => {
+                self.apply(effects);
+                for (command, result) in batch.into_iter().zip(replies) {
+                    let _ = command.reply.send(result);
+                }
+            }
+            Err(err) => {
+                for command in batch {
+                    let _ = command.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    /// Runs each command in its own savepoint, so a refused one (409, 404...) leaves no trace
+    /// while the rest of the batch commits together.
+    fn commit_batch(
+        &mut self,
+        batch: &[Command],
+        effects: &mut Effects,
+        replies: &mut Vec<Result<Done, ApiError>>,
+    ) -> Result<(), ApiError> {
+        let tx = self.conn.transaction()?;
+        for command in batch {
+            let mut step = Step {
+                tx: &tx,
+                ids: &mut self.ids,
+                effects: Effects::default(),
+            };
+            tx.execute_batch("SAVEPOINT command")?;
+            let result = step.run(&command.op);
+            let step_effects = step.effects;
+            if result.is_ok() {
+                tx.execute_batch("RELEASE command")?;
+                effects.events.extend(step_effects.events);
+                effects.messages_delta += step_effects.messages_delta;
+                effects.tasks_added += step_effects.tasks_added;
+            } else {
+                tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
+            }
+            replies.push(result);
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn apply(&self, effects: Effects) {
+        let messages = &self.stats.messages;
+        if effects.messages_delta >= 0 {
+            messages.fetch_add(effects.messages_delta as u64, Ordering::Relaxed);
+        } else {
+            messages.fetch_sub(effects.messages_delta.unsigned_abs(), Ordering::Relaxed);
+        }
+        self.stats
+            .tasks
+            .fetch_add(effects.tasks_added, Ordering::Relaxed);
+        self.hub.publish(&effects.events);
+    }
+}
+
+/// One command inside the batch's transaction.
+struct Step<'a> {
+    tx: &'a Transaction<'a>,
+    ids: &'a mut IdGen,
+    effects: Effects,
+}
+
+/// The columns of a task that its transitions check.
+struct TaskState {
+    status: String,
+    assigned_to: Option<String>,
+    claimed_by: Option<String>,
+    title: String,
+    ch: String,
+}
+
+impl Step<'_> {
+    fn run(&mut self, op: &Op) -> Result<Done, ApiError> {
+        match op {
+            Op::Publish(message) => {
+                let (id, ts) = self.insert_message(message)?;
+                Ok(done(201, json!({"id": id, "ts": ts})))
+            }
+            Op::CreateTask(task) => self.create_task(task),
+            Op::Claim { id, from } => self.claim(id, from),
+            Op::Update { id, from, fields } => {
+                let task = self.load_task(id)?;
+                self.touch_task(id)?;
+                let mut body = fields.clone();
+                body.remove("from");
+                body.insert("task-id".into(), json!(id));
+                self.announce(&task, from, "task.updated", Value::Object(body), vec![])?;
+                Ok(done(200, json!({"id": id})))
+            }
+            Op::Complete {
+                id,
+                from,
+                result,
+                files,
+            } => self.complete(id, from, result, files),
+            Op::Abandon { id, from, reason } => {
+                let task = self.load_claimed_by(id, from)?;
+                self.tx
+                    .prepare_cached(
+                        "UPDATE tasks SET status = 'open', claimed_by = NULL, claimed_at = NULL,
+                         updated_at = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![id, now()])?;
+                let body = json!({"task-id": id, "title": task.title, "reason": reason});
+                self.announce(&task, from, "task.abandoned", body, vec![])?;
+                Ok(done(200, json!({"id": id, "status": "open"})))
+            }
+            Op::Interrupt { id, from, reason } => {
+                let task = self.load_task(id)?;
+                self.touch_task(id)?;
+                let body = json!({"task-id": id, "title": task.title, "reason": reason});
+                self.announce(&task, from, "task.interrupt", body, vec![])?;
+                Ok(done(200, json!({"id": id, "signalled": true})))
+            }
+            Op::Heartbeat {
+                from,
+                channels,
+                meta,
+            } => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO presence (agent_id, last_seen, channels, meta)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (agent_id) DO UPDATE SET last_seen = ?2, channels = ?3,
+                         meta = ?4",
+                    )?
+                    .execute(params![from, now(), channels.to_string(), meta.to_string()])?;
+                Ok(done(200, json!({"ok": true})))
+            }
+            Op::Prune { retention_days } => self.prune(*retention_days),
+        }
+    }
+
+    fn insert_message(&mut self, m: &NewMessage) -> Result<(String, f64), ApiError> {
+        let ulid = self.ids.next_id();
+        let id = ulid.to_string();
+        // The timestamp is the id's: monotonic with the ids and exact to the millisecond.
+        let ts = ulid.timestamp_ms() as f64 / 1000.0;
+        let envelope = serde_json::to_string(&Envelope {
+            id: &id,
+            ts,
+            from: &m.from,
+            ch: &m.ch,
+            kind: &m.kind,
+            v: m.v,
+            body: &m.body,
+            files: &m.files,
+            reply_to: m.reply_to.as_deref(),
+        })
+        .map_err(|e| ApiError::internal(format!("cannot encode message: {e}")))?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, m.ch, m.kind, envelope])?;
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO channels (name) VALUES (?1)")?
+            .execute([&m.ch])?;
+        self.effects.messages_delta += 1;
+        self.effects.events.push(Arc::new(Event {
+            id: id.clone(),
+            ch: m.ch.clone(),
+            kind: m.kind.clone(),
+            json: envelope,
+        }));
+        Ok((id, ts))
+    }
+
+    /// Posts a task's announcement on the task's channel, in the task change's transaction.
+    fn announce(
+        &mut self,
+        task: &TaskState,
+        from: &str,
+        kind: &str,
+        body: Value,
+        files: Vec<String>,
+    ) -> Result<(), ApiError> {
+        let message = NewMessage {
+            ch: task.ch.clone(),
+            from: from.to_string(),
+            kind: kind.to_string(),
+            v: 1,
+            body,
+            files,
+            reply_to: None,
+        };
+        self.insert_message(&message).map(|_| ())
+    }
+
+    fn create_task(&mut self, task: &NewTask) -> Result<Done, ApiError> {
+        let id = self.ids.next_id().to_string();
+        let now = now();
+        self.tx
+            .prepare_cached(
+                "INSERT INTO tasks (id, created_at, updated_at, created_by, assigned_to, status,
+                 title, context, files, ch) VALUES (?1, ?2, ?2, ?3, ?4, 'open', ?5, ?6, '[]', ?7)",
+            )?
+            .execute(params![
+                id,
+                now,
+                task.from,
+                task.assigned_to,
+                task.title,
+                task.context.to_string(),
+                task.ch
+            ])?;
+        self.effects.tasks_added += 1;
+        let state = TaskState {
+            status: "open".into(),
+            assigned_to: task.assigned_to.clone(),
+            claimed_by: None,
+            title: task.title.clone(),
+            ch: task.ch.clone(),
+        };
+        let body = json!({"task-id": id, "title": task.title, "for": task.assigned_to});
+        self.announce(&state, &task.from, "task.created", body, vec![])?;
+        Ok(done(201, json!({"id": id})))
+    }
+
+    fn claim(&mut self, id: &str, from: &str) -> Result<Done, ApiError> {
+        let task = self.load_task(id)?;
+        if let Some(assignee) = task.assigned_to.as_deref().filter(|a| *a != from) {
+            return Err(ApiError::forbidden(format!("task {id} is for {assignee}")));
+        }
+        if task.status != "open" {
+            return Err(ApiError::conflict(not_open(id, &task)));
+        }
+        let now = now();
+        self.tx
+            .prepare_cached(
+                "UPDATE tasks SET status = 'claimed', claimed_by = ?2, claimed_at = ?3,
+                 updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, from, now])?;
+        let body = json!({"task-id": id, "title": task.title});
+        self.announce(&task, from, "task.claimed", body, vec![])?;
+        Ok(done(
+            200,
+            json!({"id": id, "status": "claimed", "claimed-by": from}),
+        ))
+    }
+
+    fn complete(
+        &mut self,
+        id: &str,
+        from: &str,
+        result: &Value,
+        files: &[String],
+    ) -> Result<Done, ApiError> {
+        let task = self.load_claimed_by(id, from)?;
+        let files_json = serde_json::to_string(files)
+            .map_err(|e| ApiError::internal(format!("cannot encode files: {e}")))?;
+        self.tx
+            .prepare_cached(
+                "UPDATE tasks SET status = 'done', result = ?2, files = ?3, updated_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, result.to_string(), files_json, now()])?;
+        let body = json!({"task-id": id, "title": task.title, "result": result});
+        self.announce(&task, from, "task.done", body, files.to_vec())?;
+        Ok(done(200, json!({"id": id, "status": "done"})))
+    }
+
+    fn load_task(&self, id: &str) -> Result<TaskState, ApiError> {
+        self.tx
+            .prepare_cached(
+                "SELECT status, assigned_to, claimed_by, title, ch FROM tasks WHERE id = ?1",
+            )?
+            .query_row([id], |row| {
+                Ok(TaskState {
+                    status: row.get(0)?,
+                    assigned_to: row.get(1)?,
+                    claimed_by: row.get(2)?,
+                    title: row.get(3)?,
+                    ch: row.get(4)?,
+                })
+            })
+            .optional()?
+            .ok_or_else(|| ApiError::not_found(format!("no task {id}")))
+    }
+
+    /// A task that `from` holds: claimed (else 409) by `from` (else 403).
+    fn load_claimed_by(&self, id: &str, from: &str) -> Result<TaskState, ApiError> {
+        let task = self.load_task(id)?;
+        if task.status != "claimed" {
+            return Err(ApiError::conflict(format!(
+                "task {id} is {}, not claimed",
+                task.status
+            )));
+        }
+        match task.claimed_by.as_deref() {
+            Some(claimer) if claimer != from => Err(ApiError::forbidden(format!(
+                "task {id} is claimed by {claimer}, not {from}"
+            ))),
+            _ => Ok(task),
+        }
+    }
+
+    fn touch_task(&self, id: &str) -> Result<(), ApiError> {
+        self.tx
+            .prepare_cached("UPDATE tasks SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now()])?;
+        Ok(())
+    }
+
+    fn prune(&mut self, retention_days: u64) -> Result<Done, ApiError> {
+        let now_ms = now_ms();
+        let mut deleted = 0;
+        if retention_days > 0 {
+            // Ids start with their millisecond, so "older than" is a range of the primary key.
+            let cutoff_ms = now_ms.saturating_sub(retention_days.saturating_mul(86_400_000));
+            let cutoff = Ulid::from_parts(cutoff_ms, 0).to_string();
+            deleted = self
+                .tx
+                .execute("DELETE FROM messages WHERE id < ?1", [&cutoff])?;
+            if deleted > 0 {
+                self.tx.execute(
+                    "DELETE FROM channels WHERE NOT EXISTS
+                     (SELECT 1 FROM messages WHERE messages.ch = channels.name)",
+                    [],
+                )?;
+            }
+        }
+        let week_ago = (now_ms as f64 / 1000.0) - 7.0 * 86_400.0;
+        self.tx
+            .execute("DELETE FROM presence WHERE last_seen < ?1", [week_ago])?;
+        self.effects.messages_delta -= deleted as i64;
+        Ok(done(200, json!({"deleted": deleted})))
+    }
+}
+
+fn not_open(id: &str, task: &TaskState) -> String {
+    match (&task.status[..], &task.claimed_by) {
+        ("claimed", Some(by)) => format!("task {id} is already claimed by {by}"),
+        (status, _) => format!("task {id} is {status}, not open"),
+    }
+}
+
+fn done(status: u16, body: Value) -> Done {
+    Done { status, body }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Unix seconds with millisecond precision, as every timestamp in the API.
+pub fn now() -> f64 {
+    now_ms() as f64 / 1000.0
+}

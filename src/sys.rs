@@ -1,0 +1,73 @@
+//! The few operating-system calls std does not offer. The only module with `unsafe`.
+#![allow(unsafe_code)] // each call below is a plain libc call on values we own; see SAFETY notes
+
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Raises the soft open-files limit to the hard limit: every SSE client holds a socket, and
+/// the usual soft limit of 1024 would cap the server near 1000 watchers.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which lives on our stack.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// Sets receive/send timeouts and TCP_NODELAY on the listening socket. Linux copies them to
+/// every accepted socket, which is the only way to give tiny_http's connections timeouts.
+pub fn configure_listener(listener: &TcpListener, read: Duration, write: Duration) {
+    let fd = listener.as_raw_fd();
+    set_timeout(fd, libc::SO_RCVTIMEO, read);
+    set_timeout(fd, libc::SO_SNDTIMEO, write);
+    let one: libc::c_int = 1;
+    // SAFETY: fd is a valid socket we own; the option value is a c_int on our stack.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+fn set_timeout(fd: libc::c_int, option: libc::c_int, timeout: Duration) {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: fd is a valid socket we own; the option value is a timeval on our stack.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Open file descriptors and threads of this process, for /status (leak checks).
+pub fn process_counts() -> (usize, usize) {
+    let count = |dir: &str| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    (count("/proc/self/fd"), count("/proc/self/task"))
+}
