@@ -1,0 +1,466 @@
+// Real-browser test of workshop's /ui: Debian's chromium, driven by playwright-core, against the real
+// server binary on a free port in a temp dir. Run by tests/ui_browser.rs (`cargo test`), or alone:
+//
+//   WORKSHOP_BIN=target/debug/workshop node tests/browser/ui.test.mjs
+//
+// Environment: WORKSHOP_BIN (required) the server binary; WORKSHOP_TEST_DIR a scratch folder (else a
+// temp dir, removed at the end); UI_SCREENSHOTS where screenshots go (else target/ui-screenshots);
+// CHROMIUM (default /usr/bin/chromium). The test starts the server itself so it can kill it and
+// start it again on the same port, database and blob folder.
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { cspState } from "./csp.mjs";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "../..");
+const BIN = process.env.WORKSHOP_BIN;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = path.resolve(process.env.UI_SCREENSHOTS || path.join(REPO, "target/ui-screenshots"));
+const OWN_DIR = !process.env.WORKSHOP_TEST_DIR;
+const DIR = process.env.WORKSHOP_TEST_DIR || mkdtempSync(path.join(os.tmpdir(), "workshop-ui-"));
+const DEADLINE_MS = 240_000;
+const ME = "human.tester";
+const RUN = Date.now().toString(36);
+
+if (!BIN) { console.error("set WORKSHOP_BIN to the workshop server binary"); process.exit(2); }
+mkdirSync(SHOTS, { recursive: true });
+
+// ---- the server ---------------------------------------------------------------------------------
+let server = null;            // { proc, port, log: string[] }
+const serverLog = [];
+function startServer(port) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(BIN, [], {
+      cwd: DIR,
+      env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", DB_PATH: path.join(DIR, "w.db"), BLOBS_DIR: path.join(DIR, "blobs") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "", done = false;
+    const timer = setTimeout(() => finish(new Error("server printed no 'listening' line within 15 s")), 15_000);
+    function finish(err, p) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) { proc.kill("SIGKILL"); reject(err); } else resolve({ proc, port: p });
+    }
+    const keep = (tag) => (chunk) => {
+      for (const line of chunk.toString().split("\n")) if (line) { serverLog.push(tag + line); if (serverLog.length > 200) serverLog.shift(); }
+    };
+    proc.stdout.on("data", (chunk) => {
+      keep("[server] ")(chunk);
+      if (done) return;
+      out += chunk;
+      const m = out.match(/workshop listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) finish(null, Number(m[1]));
+    });
+    proc.stderr.on("data", keep("[server!] "));
+    proc.on("exit", (code, sig) => finish(new Error(`server exited during start-up (code ${code}, signal ${sig})`)));
+  });
+}
+async function startServerRetrying(port) {
+  // the old socket may linger for a moment after a kill
+  const until = Date.now() + 15_000;
+  for (;;) {
+    try { return await startServer(port); }
+    catch (e) { if (Date.now() > until) throw e; await sleep(300); }
+  }
+}
+function stopServer(s) {
+  return new Promise((resolve) => {
+    if (s.proc.exitCode !== null || s.proc.signalCode !== null) { resolve("already exited"); return; }
+    const t = setTimeout(() => { s.proc.kill("SIGKILL"); }, 5_000);
+    s.proc.once("exit", (code, sig) => { clearTimeout(t); resolve(sig === "SIGKILL" ? "needed SIGKILL after 5 s of SIGTERM" : "exited on SIGTERM"); });
+    s.proc.kill("SIGTERM");
+  });
+}
+
+// ---- helpers ------------------------------------------------------------------------------------
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let BASE = "";
+async function http(method, p, body, raw) {
+  const init = { method, headers: {} };
+  if (raw !== undefined) init.body = raw;
+  else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
+  const res = await fetch(BASE + p, init);
+  const text = await res.text();
+  let data = null;
+  try { data = JSON.parse(text); } catch { /* ndjson or empty */ }
+  return { status: res.status, data, text };
+}
+async function publish(ch, msg) {
+  const r = await http("POST", "/ch/" + ch, msg);
+  if (r.status !== 201) throw new Error(`publish to ${ch} answered ${r.status}: ${r.text}`);
+  return r.data.id;
+}
+function assert(cond, msg) { if (!cond) throw new Error("assertion failed: " + msg); }
+const shots = [];
+async function shot(page, name) {
+  const file = path.join(SHOTS, name + ".png");
+  await page.screenshot({ path: file });
+  shots.push(file);
+}
+// a feed row whose body preview contains text
+const row = (page, text) => page.locator("#feed .row").filter({ has: page.locator(".b", { hasText: text }) });
+const card = (page, lane, title) => page.locator(`.lane[data-status="${lane}"] .card`, { hasText: title });
+
+// ---- the steps ----------------------------------------------------------------------------------
+const results = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name}  (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}  (${Date.now() - t0} ms)\n     ${(e && e.stack || String(e)).split("\n").join("\n     ")}`);
+    throw e;
+  }
+}
+
+let browser, page, phone;
+const requests = [];
+const pageErrors = [];
+const cspViolations = [];
+
+async function main() {
+  await step("ui.html's CSP hash matches its script", () => {
+    const { want, have } = cspState();
+    assert(have === want, `the CSP in ui.html pins sha256-${have}, but the script hashes to sha256-${want}: run \`node tests/browser/csp.mjs --write\``);
+  });
+
+  await step("server starts on a free port", async () => {
+    server = await startServer(0);
+    BASE = `http://127.0.0.1:${server.port}`;
+    console.log(`     server at ${BASE}, data in ${DIR}`);
+  });
+
+  await step("seed: history, presence and tasks through the HTTP API", async () => {
+    await publish("general", { from: "harvester.alice", type: "agent.online", body: { version: "1.4.2", host: "vps-1" } });
+    const q = await publish("general", { from: "summarizer.bob", type: "msg.text", body: { text: "anyone have yesterday's crawl?" } });
+    await publish("general", { from: "harvester.alice", type: "msg.text", body: { text: "yes, uploading it now" }, reply_to: q });
+    await publish("jobs", { from: "planner.carol", type: "job.scheduled", body: { job: "nightly-crawl", at: "02:00", shards: 8 } });
+    await publish("jobs", { from: "harvester.alice", type: "file.requested", body: { what: "robots.txt cache" } });
+    for (const who of ["harvester.alice", "summarizer.bob", "planner.carol"]) {
+      const r = await http("POST", "/presence", { from: who, channels: who === "planner.carol" ? ["jobs"] : ["general", "jobs"], meta: { pid: 4242 } });
+      assert(r.status === 200, "presence " + r.status + " " + r.text);
+    }
+    const t1 = await http("POST", "/tasks", { from: "planner.carol", title: "summarize the crawl logs", context: { day: "mon", shards: 8 } });
+    assert(t1.status === 201, "create task " + t1.status + " " + t1.text);
+    const t2 = await http("POST", "/tasks", { from: "planner.carol", title: "dedupe the url frontier", context: { max: 100000 } });
+    const c2 = await http("POST", `/tasks/${t2.data.id}/claim`, { from: "harvester.alice" });
+    assert(c2.status === 200, "claim " + c2.status + " " + c2.text);
+    await http("POST", `/tasks/${t2.data.id}/update`, { from: "harvester.alice", progress: 0.4 });
+    const t3 = await http("POST", "/tasks", { from: "planner.carol", title: "rotate the api keys", for: "ops.dave" });
+    await http("POST", `/tasks/${t3.data.id}/claim`, { from: "ops.dave" });
+    await http("POST", `/tasks/${t3.data.id}/done`, { from: "ops.dave", result: { rotated: 3 } });
+  });
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  page = await ctx.newPage();
+  page.setDefaultTimeout(10_000);
+  page.on("request", (req) => requests.push(req.url()));
+  page.on("pageerror", (err) => pageErrors.push(String(err)));
+  page.on("console", (m) => { if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text()); });
+  page.on("dialog", (d) => { pageErrors.push("unexpected dialog: " + d.message()); d.dismiss(); });
+
+  await step("load /ui: history, channels, presence, status and board appear", async () => {
+    const res = await page.goto(BASE + "/ui");
+    assert(res.status() === 200, "GET /ui answered " + res.status());
+    assert(/text\/html/.test(res.headers()["content-type"] || ""), "content-type " + res.headers()["content-type"]);
+    await page.locator('#conn[data-state="live"]').waitFor();
+    await row(page, "anyone have yesterday's crawl?").waitFor();
+    await row(page, "yes, uploading it now").locator(".re", { hasText: "summarizer.bob" }).waitFor();
+    await page.locator('#chans .chan[data-ch="jobs"]').waitFor();
+    await page.locator("#presence .agent", { hasText: "planner.carol" }).waitFor();
+    await page.locator("#status", { hasText: "msgs" }).waitFor();
+    await card(page, "open", "summarize the crawl logs").waitFor();
+    await card(page, "claimed", "dedupe the url frontier").waitFor();
+    await card(page, "done", "rotate the api keys").waitFor();
+  });
+
+  await step("a message published with an HTTP POST from outside appears live", async () => {
+    const text = `live from outside ${RUN}`;
+    const t0 = Date.now();
+    await publish("general", { from: "curl.user", type: "msg.text", body: { text } });
+    await row(page, text).waitFor({ timeout: 5_000 });
+    console.log(`     appeared after ${Date.now() - t0} ms`);
+    await shot(page, "01-feed-1280");
+  });
+
+  await step("expanding a row shows the envelope as formatted JSON", async () => {
+    await row(page, "anyone have yesterday's crawl?").click();
+    const detail = page.locator("#feed .detail").first();
+    await detail.waitFor();
+    const txt = await detail.textContent();
+    assert(txt.includes('"from": "summarizer.bob"') && txt.includes('"reply_to": null'), "detail text: " + txt);
+    await shot(page, "02-expanded-1280");
+    await row(page, "anyone have yesterday's crawl?").click();
+  });
+
+  await step("compose bar: errors are shown, Enter sends, the message is in /history", async () => {
+    await page.fill("#c-from", ME);
+    await page.fill("#c-ch", "no spaces allowed");
+    await page.fill("#c-type", "msg.text");
+    await page.fill("#c-body", "this one is refused");
+    await page.press("#c-body", "Enter");
+    await page.locator("#compose-msg.err", { hasText: "400" }).waitFor();
+    console.log("     error shown: " + (await page.textContent("#compose-msg")));
+    await page.fill("#c-ch", "general");
+    const text = `hello from the compose bar ${RUN}`;
+    await page.fill("#c-body", text);
+    await page.press("#c-body", "Enter");
+    await row(page, text).waitFor();
+    assert((await page.inputValue("#c-body")) === "", "body cleared after sending");
+    const hist = await http("GET", "/history?n=50");
+    const mine = hist.text.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((m) => m.body && m.body.text === text);
+    assert(mine && mine.from === ME && mine.ch === "general" && mine.type === "msg.text", "compose message in /history: " + JSON.stringify(mine));
+    const json = `{"n": 42, "ok": true}`;
+    await page.fill("#c-body", json);
+    await page.press("#c-body", "Enter");
+    await row(page, '{"n":42,"ok":true}').waitFor();
+    assert(await page.evaluate(() => localStorage.getItem("workshop.from")) === ME, "from remembered in localStorage");
+  });
+
+  await step("channels: selecting one filters the feed, others count unread", async () => {
+    await page.click('#chans .chan[data-ch="general"]');
+    await page.locator("body.in-chan").waitFor();
+    assert((await row(page, "nightly-crawl").count()) === 0, "jobs message hidden in #general");
+    await publish("jobs", { from: "planner.carol", type: "job.scheduled", body: { job: "reindex" } });
+    await page.locator('#chans .chan[data-ch="jobs"] .u', { hasText: "1" }).waitFor();
+    await page.click('#chans .chan[data-ch="jobs"]');
+    await row(page, "reindex").waitFor();
+    assert((await page.locator('#chans .chan[data-ch="jobs"] .u').textContent()) === "", "unread cleared on view");
+    await page.click('#chans .chan[data-ch=""]');
+    await row(page, "anyone have yesterday's crawl?").waitFor();
+  });
+
+  await step("type-prefix buttons and the free-text filter", async () => {
+    await page.click('#filters button[data-prefix="task."]');
+    const types = await page.locator("#feed .row .badge").allTextContents();
+    assert(types.length > 0 && types.every((t) => t.startsWith("task.")), "only task.* rows: " + types.join(","));
+    await page.click('#filters button[data-prefix="~other"]');
+    const others = await page.locator("#feed .row .badge").allTextContents();
+    assert(others.includes("job.scheduled") && others.every((t) => !/^(task|file|agent|msg)\./.test(t)), "other rows: " + others.join(","));
+    await page.click('#filters button[data-prefix=""]');
+    await page.keyboard.press("/");
+    await page.keyboard.type("yesterday");
+    await page.waitForFunction(() => document.querySelectorAll("#feed .row").length === 1);
+    await page.fill("#q", "");
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => document.querySelectorAll("#feed .row").length > 3);
+  });
+
+  let taskId = "";
+  await step("task board: create, claim and complete a task", async () => {
+    const title = `ui task ${RUN}`;
+    await page.click("#nt-toggle");
+    await page.fill("#nt-title", title);
+    await page.fill("#nt-context", '{"source": "browser test"}');
+    await page.fill("#nt-ch", "tasks");
+    await page.click("#nt-create");
+    await card(page, "open", title).waitFor();
+    taskId = await card(page, "open", title).getAttribute("data-task-id");
+    await card(page, "open", title).locator('button[data-act="claim"]').click();
+    await card(page, "claimed", title).waitFor();
+    await shot(page, "03-board-claimed-1280");
+    await card(page, "claimed", title).locator('button[data-act="update"]').click();
+    await card(page, "claimed", title).locator('input[data-ask="update"]').fill("halfway there");
+    await card(page, "claimed", title).locator('input[data-ask="update"]').press("Enter");
+    await row(page, "halfway there").waitFor();
+    await card(page, "claimed", title).locator('button[data-act="done"]').click();
+    await card(page, "claimed", title).locator('input[data-ask="done"]').fill('{"summary": "all good"}');
+    await card(page, "claimed", title).locator('button[data-submit="done"]').click();
+    await card(page, "done", title).waitFor();
+    const t = await http("GET", "/tasks/" + taskId);
+    assert(t.data.status === "done" && t.data.claimed_by === ME && t.data.created_by === ME, "task as stored: " + t.text);
+    assert(t.data.result && t.data.result.summary === "all good", "result stored: " + t.text);
+    assert(t.data.context && t.data.context.source === "browser test", "context stored: " + t.text);
+    await page.locator("#feed .row .badge", { hasText: "task.done" }).first().waitFor();
+    await page.click("#nt-cancel");
+  });
+
+  await step("task board: the server's 403/409 text is shown on the card", async () => {
+    const title = `reserved ${RUN}`;
+    const r = await http("POST", "/tasks", { from: "planner.carol", title, for: "someone.else" });
+    assert(r.status === 201, "create " + r.status);
+    await card(page, "open", title).waitFor();
+    await card(page, "open", title).locator('button[data-act="claim"]').click();
+    const err = card(page, "open", title).locator(".cerr");
+    await err.waitFor();
+    const text = await err.textContent();
+    assert(/403|409/.test(text), "error text: " + text);
+    console.log("     card shows: " + text);
+    await shot(page, "04-board-error-1280");
+  });
+
+  await step("file upload with a progress bar, announced as file.uploaded", async () => {
+    const bytes = Buffer.alloc(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + 7) & 0xff;
+    const hash = "sha256:" + createHash("sha256").update(bytes).digest("hex");
+    await page.evaluate(() => {
+      window.__progress = [];
+      new MutationObserver(() => window.__progress.push(document.querySelector("#upbar i").style.width))
+        .observe(document.querySelector("#upbar i"), { attributes: true });
+    });
+    await page.fill("#c-ch", "general");   // uploads are announced on the compose bar's channel
+    await page.setInputFiles("#file", { name: "crawl-2026-11-24.bin", mimeType: "application/octet-stream", buffer: bytes });
+    const r = row(page, "crawl-2026-11-24.bin");
+    await r.waitFor();
+    assert((await r.locator(".badge").textContent()) === "file.uploaded", "badge");
+    const href = await r.locator(".fl a").getAttribute("href");
+    assert(href === "/files/" + hash, "file link " + href + " vs " + hash);
+    const progress = await page.evaluate(() => window.__progress);
+    assert(progress.includes("100%"), "progress bar reached 100%: " + progress.join(" "));
+    const got = await page.evaluate(async (u) => { const b = await (await fetch(u)).arrayBuffer(); return b.byteLength; }, href);
+    assert(got === bytes.length, "downloaded " + got + " bytes");
+    const hist = await http("GET", "/ch/general/history?type=file.&n=5");
+    const env = hist.text.split("\n").filter(Boolean).map((l) => JSON.parse(l)).pop();
+    assert(env && env.body.hash === hash && env.body.size === bytes.length && env.body.name === "crawl-2026-11-24.bin" &&
+      JSON.stringify(env.files) === JSON.stringify([hash]) && env.from === ME, "file.uploaded envelope: " + JSON.stringify(env));
+    console.log(`     progress steps seen: ${progress.length}`);
+    await shot(page, "05-uploaded-1280");
+  });
+
+  await step("XSS payloads in from, type, body, task title and presence render as text and run nothing", async () => {
+    const img = `<img src=x onerror="window.__xss='img'">`;
+    const scr = `<script>window.__xss='script'</script>`;
+    await publish("general", { from: img, type: scr, body: { text: img + " " + scr, nested: { html: img } } });
+    await publish("general", { from: scr, type: `msg.${img}`, body: img });
+    await http("POST", "/tasks", { from: img, title: `${img} ${scr}`, context: { html: scr } });
+    await http("POST", "/presence", { from: img, channels: [scr], meta: { html: img } });
+    const b = await http("POST", "/files", undefined, "xss file");
+    await publish("general", { from: ME, type: "file.uploaded", body: { name: img, size: 8, hash: b.data.hash }, files: [b.data.hash] });
+    await page.locator("#feed .row .f", { hasText: img }).first().waitFor();
+    await page.locator("#feed .row .badge", { hasText: scr }).first().waitFor();
+    await card(page, "open", img).waitFor();
+    await page.locator("#presence .agent", { hasText: img }).waitFor({ timeout: 15_000 });   // refreshed every 10 s
+    await page.locator("#feed .row .f", { hasText: img }).first().click();   // expanded JSON too
+    await page.locator("#feed .detail", { hasText: "nested" }).waitFor();
+    await page.waitForTimeout(500);
+    const probe = await page.evaluate(() => ({
+      flag: window.__xss,
+      imgs: document.querySelectorAll("img").length,
+      scripts: document.querySelectorAll("script").length,
+      rowText: [...document.querySelectorAll("#feed .row")].map((r) => r.textContent).join("\n"),
+    }));
+    assert(probe.flag === undefined, "window.__xss was set to " + probe.flag);
+    assert(probe.imgs === 0, probe.imgs + " <img> elements in the page");
+    assert(probe.scripts === 1, probe.scripts + " <script> elements in the page");
+    assert(probe.rowText.includes(img) && probe.rowText.includes(scr), "payloads shown literally");
+    await shot(page, "06-xss-as-text-1280");
+  });
+
+  await step("the feed keeps a bounded number of rows", async () => {
+    const N = 2100;
+    for (let i = 0; i < N; i += 50) {
+      await Promise.all(Array.from({ length: Math.min(50, N - i) }, (_, j) =>
+        publish("flood", { from: "flood.bot", type: "msg.flood", body: { i: i + j } })));
+    }
+    await page.waitForFunction((n) => JSON.stringify(window.__workshop.store.at(-1).env.body) === `{"i":${n - 1}}`, N, { timeout: 30_000 });
+    const rows = await page.locator("#feed .row").count();
+    assert(rows <= 2000 && rows >= 1900, "rows in the DOM: " + rows);
+    console.log(`     ${N} published, ${rows} rows kept`);
+    await page.click('#chans .chan[data-ch="general"]');
+    await page.click('#chans .chan[data-ch=""]');
+  });
+
+  await step("server restart: the page shows reconnecting, then resumes with no gap and no duplicate", async () => {
+    const port = server.port;
+    const how = await stopServer(server);
+    console.log("     server stopped: " + how);
+    await page.locator('#conn[data-state="reconnecting"]').waitFor({ timeout: 10_000 });
+    await shot(page, "07-reconnecting-1280");
+    server = await startServerRetrying(port);
+    // published at once: the page is most likely still disconnected, so this one arrives by replay
+    const a = `after restart A ${RUN}`;
+    const idA = await publish("general", { from: "curl.user", type: "msg.text", body: { text: a } });
+    await page.locator('#conn[data-state="live"]').waitFor({ timeout: 30_000 });
+    const b = `after restart B ${RUN}`;
+    const idB = await publish("general", { from: "curl.user", type: "msg.text", body: { text: b } });
+    await row(page, a).waitFor();
+    await row(page, b).waitFor();
+    await page.waitForTimeout(1500);   // give any duplicate time to show up
+    assert((await row(page, a).count()) === 1, "A shown " + (await row(page, a).count()) + " times");
+    assert((await row(page, b).count()) === 1, "B shown " + (await row(page, b).count()) + " times");
+    const ids = await page.evaluate(() => [...document.querySelectorAll("#feed .row")].map((r) => r.dataset.id));
+    assert(new Set(ids).size === ids.length, "duplicate rows in the feed");
+    const sorted = [...ids].sort();
+    assert(JSON.stringify(sorted) === JSON.stringify(ids), "rows in id order");
+    assert(ids.at(-1) === idB && ids.at(-2) === idA, "A and B are the newest rows");
+    await shot(page, "08-reconnected-1280");
+  });
+
+  await step("wide board layout", async () => {
+    await page.click("#wide-btn");
+    await page.waitForTimeout(200);
+    await shot(page, "09-board-wide-1280");
+    await page.click("#wide-btn");
+  });
+
+  await step("phone width (390x844): feed, tasks and channels panes", async () => {
+    const pctx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    phone = await pctx.newPage();
+    phone.on("request", (req) => requests.push(req.url()));
+    phone.on("pageerror", (err) => pageErrors.push("phone: " + err));
+    await phone.goto(BASE + "/ui#general");
+    await phone.locator('#conn[data-state="live"]').waitFor();
+    await row(phone, "after restart B").waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+    assert(overflow <= 0, "page wider than the screen by " + overflow + " px");
+    await shot(phone, "10-phone-feed");
+    await phone.click('#tabs button[data-pane="tasks"]');
+    await card(phone, "done", `ui task ${RUN}`).waitFor();
+    await shot(phone, "11-phone-tasks");
+    await phone.click('#tabs button[data-pane="side"]');
+    await phone.locator('#chans .chan[data-ch="jobs"]').waitFor();
+    await shot(phone, "12-phone-channels");
+    await pctx.close();
+  });
+
+  await step("no request left the page's origin, no script error, no CSP violation", async () => {
+    const foreign = requests.filter((u) => !u.startsWith(BASE + "/"));
+    assert(foreign.length === 0, "requests outside " + BASE + ": " + foreign.join(", "));
+    assert(requests.length > 10, "recorded " + requests.length + " requests");
+    assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
+    assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
+    console.log(`     ${requests.length} requests, all to ${BASE}`);
+  });
+}
+
+// ---- run ----------------------------------------------------------------------------------------
+const watchdog = setTimeout(() => { console.log(`FAIL the whole test took over ${DEADLINE_MS / 1000} s`); cleanup().then(() => process.exit(1)); }, DEADLINE_MS);
+let cleaned = false;
+async function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  if (browser) await browser.close().catch(() => {});
+  if (server) await stopServer(server).catch(() => {});
+  if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
+}
+const t0 = Date.now();
+let failed = false;
+try {
+  await main();
+} catch (e) {
+  failed = true;
+  if (page) await page.screenshot({ path: path.join(SHOTS, "FAILED.png") }).then(() => console.log("     screenshot of the failure: " + path.join(SHOTS, "FAILED.png")), () => {});
+  console.log("---- last server output ----\n" + serverLog.slice(-40).join("\n"));
+}
+clearTimeout(watchdog);
+await cleanup();
+writeFileSync(path.join(SHOTS, "README.txt"), "screenshots of workshop's /ui taken by tests/browser/ui.test.mjs\n" + shots.map((s) => path.basename(s)).join("\n") + "\n");
+console.log(`screenshots: ${SHOTS}`);
+const passed = results.filter((r) => r.ok).length;
+console.log(`browser: ${passed} passed, ${results.length - passed + (failed && results.every((r) => r.ok) ? 1 : 0)} failed  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+process.exit(failed ? 1 : 0);
