@@ -35,7 +35,10 @@ pub fn parse(raw: &str) -> Option<Ulid> {
     if raw.len() != ulid::ULID_LEN {
         return None;
     }
-    Ulid::from_string(raw).ok()
+    // Round-trip check: the decoder accepts a first character above 7 (past 128 bits).
+    Ulid::from_string(raw)
+        .ok()
+        .filter(|id| id.to_string().eq_ignore_ascii_case(raw))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::hub::Hub;
 use crate::sse;
 use crate::store::{Op, Store};
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,11 +123,11 @@ pub fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     let running = start(config)?;
     let addr = running.addr;
-    println!("workshop listening on http://{addr}");
-    println!("  ui:     http://{addr}/ui");
-    println!("  stream: curl -N http://{addr}/");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    // Errors ignored: a closed stdout (`workshop | head -1`) must not stop the server.
+    let _ = writeln!(
+        std::io::stdout(),
+        "workshop listening on http://{addr}\n  ui:     http://{addr}/ui\n  stream: curl -N http://{addr}/"
+    );
     if let Some(signal) = signals.forever().next() {
         eprintln!("workshop: signal {signal}, shutting down");
     }

@@ -1,0 +1,554 @@
+//! Channels, history, files, presence, status, CORS and routing: every row of API.md that is
+//! not tasks or streams, against the real binary.
+mod common;
+
+use common::{Server, files_in, request};
+use serde_json::{Value, json};
+use std::process::Command;
+
+#[test]
+fn publish_returns_id_and_ts_and_stores_the_envelope() {
+    let s = Server::start();
+    let r = s.post(
+        "/ch/general",
+        r#"{"from":"harvester.alice","type":"msg.hello","body":{"msg":"hi"},"extra":"ignored"}"#,
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    let ack = r.json();
+    let id = ack["id"].as_str().unwrap();
+    assert_eq!(id.len(), 26);
+    let history = s.history("/ch/general/history");
+    assert_eq!(history.len(), 1);
+    let m = &history[0];
+    assert_eq!(m["id"], id);
+    assert_eq!(m["ts"], ack["ts"]);
+    assert_eq!(m["from"], "harvester.alice");
+    assert_eq!(m["ch"], "general");
+    assert_eq!(m["type"], "msg.hello");
+    assert_eq!(m["v"], 1);
+    assert_eq!(m["body"], json!({"msg": "hi"}));
+    assert_eq!(m["files"], json!([]));
+    assert_eq!(m["reply_to"], Value::Null);
+    assert!(m.get("extra").is_none());
+    let keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 9);
+}
+
+#[test]
+fn publish_defaults_and_optional_fields() {
+    let s = Server::start();
+    let first = s.publish("c", "a.b", json!(null));
+    // `reply-to` (the seed's spelling) is accepted; output is `reply_to`.
+    let r = s.post_json(
+        "/ch/c",
+        json!({"from":"x","type":"t","reply-to": first, "v": 3}),
+    );
+    assert_eq!(r.status, 201);
+    let r = s.post_json("/ch/c", json!({"from":"x","type":"t","reply_to": first}));
+    assert_eq!(r.status, 201);
+    let h = s.history("/ch/c/history");
+    assert_eq!(
+        h[0]["body"],
+        Value::Null,
+        "an explicit null body stays null"
+    );
+    assert_eq!(h[1]["reply_to"], json!(first));
+    assert_eq!(h[1]["v"], 3);
+    assert_eq!(h[1]["body"], json!({}), "absent body defaults to {{}}");
+    assert_eq!(h[2]["reply_to"], json!(first));
+}
+
+#[test]
+fn bad_publishes_are_400_and_change_nothing() {
+    let s = Server::start();
+    let cases: &[(&str, &str)] = &[
+        ("/ch/general", "{"),
+        ("/ch/general", "not json"),
+        ("/ch/general", ""),
+        ("/ch/general", "[]"),
+        ("/ch/general", "\"string\""),
+        ("/ch/general", r#"{"type":"t"}"#),
+        ("/ch/general", r#"{"from":"x"}"#),
+        ("/ch/general", r#"{"from":"  ","type":"t"}"#),
+        ("/ch/general", r#"{"from":"x","type":""}"#),
+        ("/ch/general", r#"{"from":7,"type":"t"}"#),
+        ("/ch/general", r#"{"from":"x","type":["t"]}"#),
+        ("/ch/general", r#"{"from":"x","type":"t","v":"one"}"#),
+        ("/ch/general", r#"{"from":"x","type":"t","v":1.5}"#),
+        (
+            "/ch/general",
+            r#"{"from":"x","type":"t","files":"sha256:00"}"#,
+        ),
+        ("/ch/general", r#"{"from":"x","type":"t","files":["nope"]}"#),
+        (
+            "/ch/general",
+            r#"{"from":"x","type":"t","reply_to":"nope"}"#,
+        ),
+        ("/ch/general", r#"{"from":"x","type":"t","reply_to":5}"#),
+        ("/ch/bad%20name", r#"{"from":"x","type":"t"}"#),
+        ("/ch/bad!name", r#"{"from":"x","type":"t"}"#),
+    ];
+    for (path, body) in cases {
+        let r = s.post(path, body);
+        assert_eq!(r.status, 400, "{path} {body}: {}", r.text());
+        assert!(!r.error().is_empty());
+    }
+    let long_from = "x".repeat(129);
+    let r = s.post_json("/ch/general", json!({"from": long_from, "type": "t"}));
+    assert_eq!(r.status, 400);
+    let long_channel = format!("/ch/{}", "c".repeat(65));
+    assert_eq!(
+        s.post(&long_channel, r#"{"from":"x","type":"t"}"#).status,
+        400
+    );
+    // A file that is well formed but not stored.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let r = s.post_json(
+        "/ch/general",
+        json!({"from":"x","type":"t","files":[missing]}),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(s.get("/status").json()["messages"], 0);
+    assert_eq!(s.get("/channels").json(), json!([]));
+}
+
+#[test]
+fn oversize_json_body_is_413_and_stores_nothing() {
+    let s = Server::start();
+    let big = format!(
+        r#"{{"from":"x","type":"t","body":"{}"}}"#,
+        "a".repeat(1024 * 1024)
+    );
+    let r = s.post("/ch/general", &big);
+    assert_eq!(r.status, 413);
+    assert!(r.error().contains("1 MiB"));
+    // Content-Length that lies low: the limit is enforced while reading, chunked too.
+    let r = request(
+        s.port,
+        "POST",
+        "/ch/general",
+        &[("Transfer-Encoding", "chunked")],
+        format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len()).as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(s.get("/status").json()["messages"], 0);
+    // Just under the limit is fine.
+    let ok = format!(
+        r#"{{"from":"x","type":"t","body":"{}"}}"#,
+        "a".repeat(1024 * 1024 - 64)
+    );
+    assert_eq!(s.post("/ch/general", &ok).status, 201);
+}
+
+#[test]
+fn history_pages_forward_with_since_through_more_than_n() {
+    let s = Server::start();
+    let ids: Vec<String> = (0..25).map(|i| s.publish("p", "t", json!(i))).collect();
+    s.publish("other", "t", json!("elsewhere"));
+    // Without since: the newest n, oldest first.
+    let newest = s.history("/ch/p/history?n=5");
+    let got: Vec<&str> = newest.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        got,
+        ids[20..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    // With since: the oldest n after it, so paging forward sees everything once.
+    let mut seen = Vec::new();
+    let mut cursor = ids[2].clone();
+    loop {
+        let page = s.history(&format!("/ch/p/history?since={cursor}&n=7"));
+        if page.is_empty() {
+            break;
+        }
+        for m in &page {
+            seen.push(m["id"].as_str().unwrap().to_string());
+        }
+        cursor = seen.last().unwrap().clone();
+    }
+    assert_eq!(seen, ids[3..].to_vec());
+    // before: older than the given id.
+    let older = s.history(&format!("/ch/p/history?before={}&n=3", ids[10]));
+    let got: Vec<&str> = older.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(got, vec![&ids[7], &ids[8], &ids[9]]);
+    // Defaults: 200 on a channel, 100 globally.
+    let many: Vec<String> = (0..230).map(|i| s.publish("q", "t", json!(i))).collect();
+    assert_eq!(s.history("/ch/q/history").len(), 200);
+    let global = s.history("/history");
+    assert_eq!(global.len(), 100);
+    assert_eq!(global.last().unwrap()["id"], json!(many.last().unwrap()));
+    assert_eq!(
+        s.history("/history?n=5000").len(),
+        256,
+        "n is capped at 1000"
+    );
+}
+
+#[test]
+fn history_type_prefix_is_literal() {
+    let s = Server::start();
+    for kind in ["a_b", "axb", "a%c", "abc", "task.done", "taskXdone"] {
+        s.publish("t", kind, json!({}));
+    }
+    let types = |path: &str| -> Vec<String> {
+        s.history(path)
+            .iter()
+            .map(|m| m["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(types("/ch/t/history?type=a_"), vec!["a_b"]);
+    assert_eq!(types("/ch/t/history?type=a%25"), vec!["a%c"]);
+    assert_eq!(types("/ch/t/history?type=task."), vec!["task.done"]);
+    assert_eq!(types("/history?type=a"), vec!["a_b", "axb", "a%c", "abc"]);
+}
+
+#[test]
+fn bad_history_queries_are_400() {
+    let s = Server::start();
+    for path in [
+        "/ch/t/history?n=abc",
+        "/ch/t/history?n=0",
+        "/ch/t/history?n=-3",
+        "/history?n=1.5",
+        "/ch/t/history?since=nope",
+        "/history?before=123",
+        "/ch/t/history?type=%zz",
+        "/ch/bad$/history",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        r.error();
+    }
+}
+
+#[test]
+fn channels_lists_every_channel_with_a_message_sorted() {
+    let s = Server::start();
+    for ch in ["zeta", "alpha", "mid:dle", "alpha"] {
+        s.publish(ch, "t", json!({}));
+    }
+    assert_eq!(
+        s.get("/channels").json(),
+        json!(["alpha", "mid:dle", "zeta"])
+    );
+}
+
+#[test]
+fn files_upload_fetch_head_and_etag() {
+    let s = Server::start();
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let r = request(
+        s.port,
+        "POST",
+        "/files",
+        &[("Content-Type", "image/png")],
+        &bytes,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let hash = r.json()["hash"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["size"], 200_000);
+    use sha2::Digest;
+    let expected: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hash, format!("sha256:{expected}"));
+    // Same bytes again: harmless, same answer.
+    let again = request(s.port, "POST", "/files", &[], &bytes);
+    assert_eq!(again.status, 201);
+    assert_eq!(again.json()["hash"], json!(hash));
+
+    let got = s.get(&format!("/files/{hash}"));
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, bytes);
+    assert_eq!(got.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(got.header("content-length"), Some("200000"));
+    assert_eq!(
+        got.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let etag = got.header("etag").unwrap().to_string();
+    assert_eq!(etag, format!("\"{hash}\""));
+    let head = request(s.port, "HEAD", &format!("/files/{hash}"), &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("200000"));
+    let cached = request(
+        s.port,
+        "GET",
+        &format!("/files/{hash}"),
+        &[("If-None-Match", &etag)],
+        b"",
+    );
+    assert_eq!(cached.status, 304);
+
+    // A message may now reference it.
+    let r = s.post_json(
+        "/ch/f",
+        json!({"from":"x","type":"file.uploaded","files":[hash]}),
+    );
+    assert_eq!(r.status, 201);
+    assert!(files_in(&s.blobs_dir().join("tmp")).is_empty());
+}
+
+#[test]
+fn file_names_other_than_a_hash_are_400_and_unknown_are_404() {
+    let s = Server::start();
+    let hex = "ab".repeat(32);
+    for path in [
+        "/files/../../etc/passwd".to_string(),
+        "/files/..%2F..%2Fetc%2Fpasswd".to_string(),
+        format!("/files/sha256:{hex}/.."),
+        format!("/files/sha256:{hex}/x"),
+        "/files/tmp".to_string(),
+        format!("/files/sha256%3A{hex}"),
+        format!("/files/SHA256:{hex}"),
+        format!("/files/sha256:{}", hex.to_uppercase()),
+        format!("/files/sha256:{}", &hex[2..]),
+        "/files/".to_string(),
+    ] {
+        let r = s.get(&path);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        r.error();
+    }
+    let r = s.get(&format!("/files/sha256:{hex}"));
+    assert_eq!(r.status, 404);
+    r.error();
+}
+
+#[test]
+fn upload_over_the_limit_is_413_and_stores_nothing() {
+    let s = Server::start_with(&[("WORKSHOP_MAX_FILE_BYTES", "1000")]);
+    let r = request(s.port, "POST", "/files", &[], &[7u8; 1001]);
+    assert_eq!(r.status, 413);
+    r.error();
+    // Lying Content-Length is caught while streaming (chunked body, no length).
+    let body = [9u8; 5000];
+    let mut chunked = format!("{:x}\r\n", body.len()).into_bytes();
+    chunked.extend_from_slice(&body);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let r = request(
+        s.port,
+        "POST",
+        "/files",
+        &[("Transfer-Encoding", "chunked")],
+        &chunked,
+    );
+    assert_eq!(r.status, 413);
+    let stored: Vec<String> = files_in(&s.blobs_dir())
+        .into_iter()
+        .filter(|f| f != "tmp")
+        .collect();
+    assert!(stored.is_empty(), "{stored:?}");
+    assert!(files_in(&s.blobs_dir().join("tmp")).is_empty());
+    let ok = request(s.port, "POST", "/files", &[], &[7u8; 1000]);
+    assert_eq!(ok.status, 201);
+}
+
+#[test]
+fn presence_lists_recent_heartbeats() {
+    let s = Server::start();
+    let r = s.post_json(
+        "/presence",
+        json!({"from":"harvester.alice","channels":["general"],"meta":{"v":2}}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"ok": true}));
+    s.post_json("/presence", json!({"from":"bare.bob"}));
+    s.post_json(
+        "/presence",
+        json!({"from":"harvester.alice","channels":["x"]}),
+    );
+    let agents = s.get("/presence").json();
+    let agents = agents.as_array().unwrap();
+    assert_eq!(agents.len(), 2);
+    let alice = agents
+        .iter()
+        .find(|a| a["agent_id"] == "harvester.alice")
+        .unwrap();
+    assert_eq!(alice["channels"], json!(["x"]));
+    assert!(alice["last_seen"].as_f64().unwrap() > 1.7e9);
+    let bob = agents.iter().find(|a| a["agent_id"] == "bare.bob").unwrap();
+    assert_eq!(bob["channels"], json!([]));
+    assert_eq!(bob["meta"], json!({}));
+    assert_eq!(s.get("/status").json()["agents-live"], 2);
+    for bad in [
+        r#"{}"#,
+        r#"{"from":""}"#,
+        r#"{"from":"x","channels":"general"}"#,
+        "{",
+    ] {
+        assert_eq!(s.post("/presence", bad).status, 400, "{bad}");
+    }
+}
+
+#[test]
+fn status_reports_counts_with_the_documented_keys() {
+    let s = Server::start();
+    s.publish("a", "t", json!({}));
+    s.post_json("/tasks", json!({"from":"x","title":"t"}));
+    let status = s.get("/status").json();
+    for key in [
+        "uptime-s",
+        "messages",
+        "tasks",
+        "agents-live",
+        "subscribers",
+    ] {
+        assert!(status.get(key).is_some(), "{key} in {status}");
+    }
+    assert_eq!(status["messages"], 2, "the message and the task.created");
+    assert_eq!(status["tasks"], 1);
+    assert_eq!(status["subscribers"], 0);
+}
+
+#[test]
+fn ui_is_served_as_html() {
+    let s = Server::start();
+    let r = s.get("/ui");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(r.text().to_lowercase().contains("<html") || r.text().contains("<!doctype"));
+}
+
+#[test]
+fn cors_preflight_and_unknown_routes() {
+    let s = Server::start();
+    let r = request(s.port, "OPTIONS", "/ch/general", &[], b"");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET,HEAD,POST,OPTIONS")
+    );
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("Content-Type,Last-Event-ID")
+    );
+    assert_eq!(r.header("access-control-max-age"), Some("86400"));
+    for path in ["/nope", "/ch", "/ch/a/b/c", "/tasks/x/y/z", "/status/x"] {
+        let r = s.get(path);
+        assert_eq!(r.status, 404, "{path}");
+        r.error();
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    }
+    for (method, path) in [
+        ("DELETE", "/ch/a"),
+        ("PUT", "/tasks"),
+        ("POST", "/status"),
+        ("POST", "/history"),
+        ("GET", "/files"),
+        ("POST", "/"),
+        ("GET", "/tasks/01J4XYZABCDEFGHJKMNPQRSTVW/claim"),
+    ] {
+        let r = request(s.port, method, path, &[], b"");
+        assert_eq!(r.status, 405, "{method} {path}");
+        r.error();
+    }
+}
+
+#[test]
+fn restart_keeps_messages_tasks_files_and_id_order() {
+    let mut s = Server::start();
+    let before: Vec<String> = (0..10).map(|i| s.publish("keep", "t", json!(i))).collect();
+    let task = s
+        .post_json("/tasks", json!({"from":"x","title":"survive"}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hash = request(s.port, "POST", "/files", &[], b"persist me").json()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.restart();
+    let history = s.history("/ch/keep/history");
+    let ids: Vec<&str> = history.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, before.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(s.get(&format!("/tasks/{task}")).json()["title"], "survive");
+    assert_eq!(s.get(&format!("/files/{hash}")).body, b"persist me");
+    let status = s.get("/status").json();
+    assert_eq!(status["messages"], 11);
+    assert_eq!(status["tasks"], 1);
+    let after = s.publish("keep", "t", json!("after"));
+    assert!(after > *before.last().unwrap(), "ids keep increasing");
+    assert_eq!(s.get("/channels").json(), json!(["keep", "tasks"]));
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    for (key, value) in [
+        ("PORT", "abc"),
+        ("WORKSHOP_RETENTION_DAYS", "soon"),
+        ("WORKSHOP_VERBOSE", "maybe"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_workshop"))
+            .env_clear()
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(key), "{stderr}");
+    }
+}
+
+#[test]
+fn defaults_create_db_and_blobs_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_workshop"))
+        .env_clear()
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(
+        line.starts_with("workshop listening on http://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(dir.path().join("workshop.db").is_file());
+    assert!(dir.path().join("blobs").is_dir());
+    common::signal(child.id(), "INT");
+    assert!(child.wait().unwrap().success(), "SIGINT is a clean exit");
+}
+
+#[test]
+fn verbose_logs_one_line_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_workshop"))
+        .env_clear()
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("WORKSHOP_VERBOSE", "true")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(request(port, "GET", "/nowhere", &[], b"").status, 404);
+    common::signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("GET /nowhere \u{2192} 404 (") && l.ends_with(" ms)")),
+        "{stderr}"
+    );
+}

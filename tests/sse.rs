@@ -1,0 +1,229 @@
+//! Live streams: headers, live delivery, resume without gap or duplicate, filters,
+//! keepalive, HEAD, HTTP/1.0, shutdown.
+mod common;
+
+use common::{Server, request, wait_for};
+use serde_json::json;
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn wait_subscribers(s: &Server, n: u64) {
+    wait_for(WAIT, "subscribers", || {
+        (s.get("/status").json()["subscribers"] == n).then_some(())
+    });
+}
+
+#[test]
+fn stream_headers_and_open_comment() {
+    let s = Server::start();
+    for path in ["/", "/ch/general"] {
+        let mut sse = s.sse(path, &[]);
+        assert_eq!(sse.status, 200);
+        assert_eq!(sse.header("content-type"), Some("text/event-stream"));
+        assert_eq!(sse.header("cache-control"), Some("no-cache"));
+        assert_eq!(sse.header("x-accel-buffering"), Some("no"));
+        assert_eq!(sse.header("access-control-allow-origin"), Some("*"));
+        let first = sse.next(WAIT).expect("first bytes");
+        assert_eq!(first.comment.as_deref(), Some("open"));
+    }
+    for path in ["/", "/ch/general"] {
+        let head = request(s.port, "HEAD", path, &[], b"");
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("content-type"), Some("text/event-stream"));
+        assert_eq!(head.header("access-control-allow-origin"), Some("*"));
+    }
+    assert_eq!(s.get("/ch/bad%20name").status, 400);
+    assert_eq!(s.get("/ch/x?since=bogus").status, 400);
+}
+
+#[test]
+fn live_messages_arrive_within_100ms_and_match_history_bytes() {
+    let s = Server::start();
+    let mut channel = s.sse("/ch/live", &[]);
+    let mut all = s.sse("/", &[]);
+    channel.next(WAIT).unwrap();
+    all.next(WAIT).unwrap();
+    wait_subscribers(&s, 2);
+    for i in 0..20 {
+        let sent = Instant::now();
+        let id = s.publish("live", "msg.tick", json!({"i": i}));
+        let (got, data) = channel.next_message(WAIT).expect("live event");
+        let latency = sent.elapsed();
+        assert_eq!(got, id);
+        assert_eq!(data["body"]["i"], i);
+        assert!(latency < Duration::from_millis(100), "took {latency:?}");
+        assert_eq!(all.next_message(WAIT).unwrap().0, id);
+    }
+    // Byte-identical: read the raw data line and the raw history line.
+    let id = s.publish("live", "msg.exact", json!({"unicode":"é ✓","n":1.5}));
+    let raw = loop {
+        let event = channel.next(WAIT).unwrap();
+        if event.id.as_deref() == Some(id.as_str()) {
+            break event.data.unwrap();
+        }
+    };
+    let history = s.get("/ch/live/history?n=1").text();
+    assert_eq!(history, format!("{raw}\n"));
+}
+
+#[test]
+fn channel_streams_see_only_their_channel_and_type_filter_applies() {
+    let s = Server::start();
+    let mut a = s.sse("/ch/a", &[]);
+    let mut tasks = s.sse("/?type=task.", &[]);
+    a.next(WAIT).unwrap();
+    tasks.next(WAIT).unwrap();
+    wait_subscribers(&s, 2);
+    s.publish("b", "msg.other", json!({}));
+    let mine = s.publish("a", "msg.mine", json!({}));
+    let task = s.post_json("/tasks", json!({"from":"x","title":"t"}));
+    assert_eq!(task.status, 201);
+    assert_eq!(a.next_message(WAIT).unwrap().0, mine);
+    let (_, created) = tasks.next_message(WAIT).unwrap();
+    assert_eq!(created["type"], "task.created");
+    assert!(a.next_message(Duration::from_millis(300)).is_none());
+}
+
+/// Resume by Last-Event-ID and by ?since= while publishers keep going: the union of what the
+/// first and second connection saw is every message exactly once, in order.
+#[test]
+fn resume_has_no_gap_and_no_duplicate_under_concurrent_publishing() {
+    let s = Server::start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = s.port;
+    let publishers: Vec<_> = (0..3)
+        .map(|p| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let body = json!({"from":format!("p{p}"),"type":"load","body":{"n":n}});
+                    let r = request(port, "POST", "/ch/load", &[], body.to_string().as_bytes());
+                    assert_eq!(r.status, 201);
+                    ids.push(r.json()["id"].as_str().unwrap().to_string());
+                    n += 1;
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut seen: Vec<String> = Vec::new();
+    for round in 0..6 {
+        let headers_owned;
+        let (path, headers): (String, &[(&str, &str)]) = match (seen.last(), round % 2) {
+            (None, _) => ("/ch/load".to_string(), &[]),
+            (Some(last), 0) => {
+                headers_owned = [("Last-Event-ID", last.as_str())];
+                ("/ch/load".to_string(), &headers_owned)
+            }
+            (Some(last), _) => (format!("/ch/load?since={last}"), &[]),
+        };
+        let mut sse = s.sse(&path, headers);
+        let until = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < until {
+            if let Some((id, _)) = sse.next_message(Duration::from_millis(200)) {
+                seen.push(id);
+            }
+        }
+        drop(sse); // disconnect mid-stream, then resume
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut published: Vec<String> = publishers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    published.sort();
+    // Catch up on the tail with one more resume.
+    let mut sse = s.sse("/ch/load", &[("Last-Event-ID", seen.last().unwrap())]);
+    while let Some((id, _)) = sse.next_message(Duration::from_millis(500)) {
+        seen.push(id);
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no duplicates");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted, seen, "in id order");
+    let first = published.iter().position(|id| *id == seen[0]).unwrap();
+    assert_eq!(seen, published[first..].to_vec(), "no gaps");
+    assert!(seen.len() > 50, "publishers were running: {}", seen.len());
+}
+
+#[test]
+fn since_replays_more_than_a_page_then_goes_live() {
+    let s = Server::start();
+    let start = s.publish("big", "t", json!(0));
+    let ids: Vec<String> = (1..=2500)
+        .map(|i| s.publish("big", "t", json!(i)))
+        .collect();
+    let mut sse = s.sse(&format!("/ch/big?since={start}&type=t"), &[]);
+    for expected in &ids {
+        assert_eq!(&sse.next_message(WAIT).unwrap().0, expected);
+    }
+    let live = s.publish("big", "t", json!("live"));
+    assert_eq!(sse.next_message(WAIT).unwrap().0, live);
+}
+
+#[test]
+fn keepalive_comment_after_twenty_seconds_of_silence() {
+    let s = Server::start();
+    let mut sse = s.sse("/ch/quiet", &[]);
+    assert_eq!(sse.next(WAIT).unwrap().comment.as_deref(), Some("open"));
+    let started = Instant::now();
+    let event = sse.next(Duration::from_secs(25)).expect("keepalive");
+    assert_eq!(event.comment.as_deref(), Some("keepalive"));
+    assert!(started.elapsed() >= Duration::from_secs(19));
+}
+
+#[test]
+fn http_1_0_clients_get_an_unchunked_stream() {
+    let s = Server::start();
+    let mut stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream
+        .write_all(b"GET /ch/old HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    wait_subscribers(&s, 1);
+    let id = s.publish("old", "t", json!({}));
+    let mut received = String::new();
+    let mut buf = [0u8; 4096];
+    while !received.contains(&id) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early: {received}");
+        received.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(received.starts_with("HTTP/1.0 200 OK\r\n"), "{received}");
+    assert!(!received.contains("chunked"));
+    assert!(received.contains("\r\n\r\n: open\n\n"));
+}
+
+#[test]
+fn shutdown_ends_streams_and_subscribers_are_counted() {
+    let mut s = Server::start();
+    let mut streams: Vec<_> = (0..5).map(|_| s.sse("/", &[])).collect();
+    for sse in &mut streams {
+        sse.next(WAIT).unwrap();
+    }
+    wait_subscribers(&s, 5);
+    // A vanished client is noticed at the next write: an event or the 20 s keepalive.
+    streams.truncate(2);
+    wait_for(WAIT, "dropped clients to be noticed", || {
+        s.publish("any", "t", json!({}));
+        (s.get("/status").json()["subscribers"] == 2).then_some(())
+    });
+    let started = Instant::now();
+    let status = s.stop();
+    assert!(status.success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for sse in &mut streams {
+        assert!(sse.ends_within(WAIT), "stream ended");
+    }
+}
