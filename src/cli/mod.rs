@@ -1,13 +1,400 @@
-//! Command line: `workshop` / `workshop serve` runs the server; other subcommands are the client.
+//! Command line: `workshop` / `workshop serve` runs the server; every other subcommand is the
+//! agent client (argument definitions here; each command's work in `commands`, the worker loop
+//! in `work`, HTTP and exit codes in `client`, the live stream in `sse`).
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+
+mod client;
+mod commands;
+mod format;
+mod signal;
+mod sse;
+mod work;
+
+use client::{Client, exit};
+
+const DEFAULT_URL: &str = "http://localhost:4242";
+
+const MAIN_HELP: &str = "\
+Configuration:
+  WORKSHOP_URL   hub address (default http://localhost:4242); --url overrides
+  AGENT_ID       who you are, e.g. harvester.alice; --as overrides
+
+Exit status:
+  0  success
+  1  server error (5xx), unexpected reply, or local I/O failure
+  2  usage error, or the server rejected the request as malformed (400, 405, 413)
+  3  not found (404)
+  4  conflict (409: e.g. already claimed) or forbidden (403: not yours)
+  5  server unreachable
+Errors are printed to stderr; results to stdout.
+
+Examples:
+  workshop                                   # run the server (same as `workshop serve`)
+  export WORKSHOP_URL=http://hub:4242 AGENT_ID=me.alice
+  workshop pub general hello.world '{\"msg\":\"hi\"}'
+  workshop tail --pretty
+  workshop task create 'summarize the logs' --context '{\"day\":\"mon\"}'
+  workshop work --ch jobs --jobs 2 -- ./handle-task.sh";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "workshop",
+    version,
+    about = "Structured IRC for a mesh of agents: the hub server and its command-line client",
+    after_help = MAIN_HELP
+)]
+struct Cli {
+    /// Hub URL [env: WORKSHOP_URL] [default: http://localhost:4242]
+    #[arg(long, global = true, value_name = "URL")]
+    url: Option<String>,
+    /// Agent id to act as [env: AGENT_ID]
+    #[arg(long = "as", global = true, value_name = "AGENT")]
+    agent: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default when no subcommand is given)
+    #[command(after_help = "Example:\n  PORT=4242 DB_PATH=/var/lib/workshop/w.db workshop serve")]
+    Serve,
+    /// Publish a message on a channel; prints its id
+    #[command(
+        after_help = "Examples:\n  workshop pub general hello.world '{\"msg\":\"hi\"}'\n  \
+        echo '{\"n\":1}' | workshop pub jobs job.result - --file out.csv --reply-to 01J4XYZ..."
+    )]
+    Pub(PubArgs),
+    /// Follow the live stream (every channel, or one); one JSON envelope per line
+    #[command(
+        after_help = "Reconnects by itself and resumes after the last message printed, so \
+        nothing is shown twice or skipped across a server restart.\n\nExamples:\n  \
+        workshop tail --pretty\n  workshop tail jobs --type task. | jq .body"
+    )]
+    Tail(TailArgs),
+    /// Print stored messages, oldest first, one JSON envelope per line
+    #[command(
+        after_help = "Examples:\n  workshop history general -n 20 --pretty\n  \
+        workshop history --type task.done --since 01J4XYZ..."
+    )]
+    History(HistoryArgs),
+    /// Create, list, claim and complete tasks
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Upload files; prints one `sha256:<hex>` per file, in argument order
+    #[command(
+        after_help = "Example:\n  H=$(workshop upload report.pdf) && workshop pub general \
+        file.shared '{\"name\":\"report.pdf\"}' --file report.pdf"
+    )]
+    Upload {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Fetch a file by hash, verifying the bytes hash to its name
+    #[command(
+        after_help = "Writes to stdout unless -o is given; with -o the file appears only \
+        once verified.\n\nExample:\n  workshop download sha256:9f86d0... -o report.pdf"
+    )]
+    Download {
+        /// `sha256:<64 hex>` (the `sha256:` may be left off)
+        hash: String,
+        /// Output file (`-` for stdout)
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Announce presence (agents are listed by `who` for 60 s after)
+    #[command(after_help = "Example:\n  workshop heartbeat --channels jobs,general \
+        --meta '{\"model\":\"small\"}'")]
+    Heartbeat {
+        /// Channels you listen on, comma-separated
+        #[arg(long, value_delimiter = ',', value_name = "CH,...")]
+        channels: Vec<String>,
+        /// Any JSON describing you
+        #[arg(long, value_name = "JSON")]
+        meta: Option<String>,
+    },
+    /// List agents seen in the last 60 s, one JSON object per line
+    #[command(after_help = "Example:\n  workshop who --pretty")]
+    Who {
+        /// Human-readable lines instead of JSON
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Show server counters (uptime, messages, tasks, live agents, subscribers)
+    #[command(after_help = "Example:\n  workshop status")]
+    Status,
+    /// List every channel that has a message
+    #[command(after_help = "Example:\n  workshop channels")]
+    Channels,
+    /// Worker loop: claim tasks and run COMMAND for each
+    #[command(after_help = work::HELP)]
+    Work(WorkArgs),
+}
+
+#[derive(Args, Debug)]
+struct PubArgs {
+    /// Channel name
+    ch: String,
+    /// Message type, dot-namespaced (e.g. msg.text)
+    #[arg(value_name = "TYPE")]
+    kind: String,
+    /// JSON body, or `-` to read it from stdin (default {})
+    body: Option<String>,
+    /// Upload a file and attach its hash (repeatable)
+    #[arg(long = "file", value_name = "PATH")]
+    files: Vec<PathBuf>,
+    /// Id of the message this replies to
+    #[arg(long, value_name = "ID")]
+    reply_to: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct TailArgs {
+    /// Channel (all channels when omitted)
+    ch: Option<String>,
+    /// Only message types starting with this prefix
+    #[arg(long = "type", value_name = "PREFIX")]
+    kind: Option<String>,
+    /// Replay everything after this message id first
+    #[arg(long, value_name = "ID")]
+    since: Option<String>,
+    /// Compact human format: time from · ch · type · body
+    #[arg(long)]
+    pretty: bool,
+}
+
+#[derive(Args, Debug)]
+struct HistoryArgs {
+    /// Channel (all channels when omitted)
+    ch: Option<String>,
+    /// How many messages (server default 200 for a channel, 100 for all; at most 1000)
+    #[arg(short, value_name = "N")]
+    n: Option<u32>,
+    /// The oldest N messages after this id (page forward)
+    #[arg(long, value_name = "ID")]
+    since: Option<String>,
+    /// The newest N messages before this id (page backward)
+    #[arg(long, value_name = "ID")]
+    before: Option<String>,
+    /// Only message types starting with this prefix
+    #[arg(long = "type", value_name = "PREFIX")]
+    kind: Option<String>,
+    /// Compact human format
+    #[arg(long)]
+    pretty: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum TaskCommand {
+    /// Create a task; prints its id
+    #[command(
+        after_help = "Example:\n  workshop task create 'resize images' --context \
+        '{\"dir\":\"/data/in\"}' --for resizer.bob --ch jobs"
+    )]
+    Create {
+        title: String,
+        /// JSON context for whoever does it (`-` reads stdin)
+        #[arg(long, value_name = "JSON")]
+        context: Option<String>,
+        /// Assign to one agent (only it may claim)
+        #[arg(long = "for", value_name = "AGENT")]
+        for_agent: Option<String>,
+        /// Channel announcing it (server default: tasks)
+        #[arg(long, value_name = "CH")]
+        ch: Option<String>,
+    },
+    /// List tasks, newest first, one JSON object per line
+    #[command(
+        after_help = "Examples:\n  workshop task list --status open --pretty\n  \
+        workshop task list --mine"
+    )]
+    List {
+        /// open, claimed or done
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// Assigned to or claimed by AGENT
+        #[arg(long = "for", value_name = "AGENT", conflicts_with = "mine")]
+        for_agent: Option<String>,
+        /// Shorthand for --for <your agent id>
+        #[arg(long)]
+        mine: bool,
+        /// Only tasks announced on this channel
+        #[arg(long, value_name = "CH")]
+        ch: Option<String>,
+        /// At most N (server default 100)
+        #[arg(short, value_name = "N")]
+        n: Option<u32>,
+        /// Human-readable lines instead of JSON
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Print one task as JSON
+    #[command(after_help = "Example:\n  workshop task show 01J4XYZ...")]
+    Show { id: String },
+    /// Claim an open task (exit 4 when someone else has it)
+    #[command(after_help = "Example:\n  workshop task claim 01J4XYZ... || echo 'taken'")]
+    Claim { id: String },
+    /// Post progress: any JSON object of fields, and/or a --note
+    #[command(
+        after_help = "Examples:\n  workshop task update 01J4XYZ... '{\"progress\":0.5}'\n  \
+        workshop task update 01J4XYZ... --note 'halfway there'"
+    )]
+    Update {
+        id: String,
+        /// JSON object of fields (`-` reads stdin)
+        #[arg(value_name = "JSON")]
+        fields: Option<String>,
+        /// A free-text note (sent as the `note` field)
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+    /// Mark your claimed task done, with a result and files
+    #[command(
+        after_help = "Example:\n  workshop task done 01J4XYZ... --result '{\"rows\":42}' \
+        --file out.csv"
+    )]
+    Done {
+        id: String,
+        /// JSON result (`-` reads stdin)
+        #[arg(long, value_name = "JSON")]
+        result: Option<String>,
+        /// Upload a file and attach its hash (repeatable)
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
+    },
+    /// Give your claimed task back to the pool
+    #[command(after_help = "Example:\n  workshop task abandon 01J4XYZ... --reason 'out of disk'")]
+    Abandon {
+        id: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Ask whoever runs a task to stop (`workshop work` stops it and abandons it)
+    #[command(after_help = "Example:\n  workshop task interrupt 01J4XYZ... --reason 'wrong input'")]
+    Interrupt {
+        id: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct WorkArgs {
+    /// Only take tasks announced on this channel (repeatable; default: every channel)
+    #[arg(long = "ch", value_name = "CH")]
+    channels: Vec<String>,
+    /// How many tasks to run at once
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: u32,
+    /// Seconds between SIGTERM and SIGKILL when stopping a command
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    grace: f64,
+    /// Seconds between checks of the open-task list (the stream is the fast path)
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    poll: f64,
+    /// The command to run per task, after `--`
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("serve") => crate::serve_from_env(),
-        Some(other) => {
-            eprintln!("workshop: unknown subcommand {other:?}");
-            ExitCode::from(2)
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version print to stdout and exit 0; usage errors exit 2 (exit::USAGE).
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE));
+        }
+    };
+    let command = match cli.command {
+        None | Some(Command::Serve) => return crate::serve_from_env(),
+        Some(command) => command,
+    };
+    let url = cli
+        .url
+        .or_else(|| std::env::var("WORKSHOP_URL").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| DEFAULT_URL.to_string());
+    let agent = cli.agent.or_else(|| std::env::var("AGENT_ID").ok());
+    let client = Client::new(&url, agent);
+    match run(&client, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("workshop: {e}");
+            e.exit_code()
         }
     }
+}
+
+fn run(client: &Client, command: Command) -> client::Result<()> {
+    use commands as c;
+    match command {
+        Command::Serve => unreachable!("handled before a client is built"),
+        Command::Pub(a) => c::publish(client, &a.ch, &a.kind, a.body, &a.files, a.reply_to),
+        Command::Tail(a) => c::tail(client, a.ch, a.kind, a.since, a.pretty),
+        Command::History(a) => c::history(
+            client,
+            c::HistoryQuery {
+                ch: a.ch,
+                n: a.n,
+                since: a.since,
+                before: a.before,
+                kind: a.kind,
+            },
+            a.pretty,
+        ),
+        Command::Task(t) => match t {
+            TaskCommand::Create {
+                title,
+                context,
+                for_agent,
+                ch,
+            } => c::task_create(client, &title, context, for_agent, ch),
+            TaskCommand::List {
+                status,
+                for_agent,
+                mine,
+                ch,
+                n,
+                pretty,
+            } => {
+                let for_agent = if mine {
+                    Some(client.agent()?.to_string())
+                } else {
+                    for_agent
+                };
+                c::task_list(client, status, for_agent, ch, n, pretty)
+            }
+            TaskCommand::Show { id } => c::task_show(client, &id),
+            TaskCommand::Claim { id } => c::task_claim(client, &id),
+            TaskCommand::Update { id, fields, note } => c::task_update(client, &id, fields, note),
+            TaskCommand::Done { id, result, files } => c::task_done(client, &id, result, &files),
+            TaskCommand::Abandon { id, reason } => c::task_abandon(client, &id, reason),
+            TaskCommand::Interrupt { id, reason } => c::task_interrupt(client, &id, reason),
+        },
+        Command::Upload { paths } => c::upload(client, &paths),
+        Command::Download { hash, output } => c::download(client, &hash, output),
+        Command::Heartbeat { channels, meta } => c::heartbeat(client, channels, meta),
+        Command::Who { pretty } => c::who(client, pretty),
+        Command::Status => c::status(client),
+        Command::Channels => c::channels(client),
+        Command::Work(a) => work::run(
+            client,
+            work::Options {
+                channels: a.channels,
+                jobs: a.jobs as usize,
+                grace: secs(a.grace, "--grace")?,
+                poll: secs(a.poll, "--poll")?,
+                command: a.command,
+            },
+        ),
+    }
+}
+
+fn secs(value: f64, flag: &str) -> client::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .map_err(|_| client::CliError::usage(format!("{flag}: not a number of seconds: {value}")))
 }

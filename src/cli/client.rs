@@ -1,0 +1,242 @@
+//! The HTTP side of the client: one `Client` per invocation, JSON in and out, and the mapping
+//! from every way a request can fail to the exit status a script sees (`CliError`).
+use std::fmt;
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Exit statuses, documented in `workshop --help`. Scripts test these, so they never change.
+pub mod exit {
+    /// The server failed (5xx), answered something unexpected, or a local I/O error.
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments, or the server rejected the request as malformed (400, 405, 413).
+    pub const USAGE: u8 = 2;
+    /// 404: no such task, file or route.
+    pub const NOT_FOUND: u8 = 3;
+    /// 409 or 403: the task is not in a state (or not yours) for that change.
+    pub const CONFLICT: u8 = 4;
+    /// The server could not be reached (connection refused, DNS, timeout).
+    pub const UNREACHABLE: u8 = 5;
+}
+
+/// A failure with the message for stderr and the exit status for the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError {
+    pub code: u8,
+    /// HTTP status when the server answered; 0 otherwise.
+    pub status: u16,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::USAGE,
+            status: 0,
+            message: message.into(),
+        }
+    }
+    pub fn failure(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::FAILURE,
+            status: 0,
+            message: message.into(),
+        }
+    }
+    pub fn unreachable(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::UNREACHABLE,
+            status: 0,
+            message: message.into(),
+        }
+    }
+    /// An error the server answered with `status` and `message` (its `error` text).
+    pub fn http(status: u16, message: impl Into<String>) -> CliError {
+        let code = match status {
+            400 | 405 | 413 => exit::USAGE,
+            404 => exit::NOT_FOUND,
+            403 | 409 => exit::CONFLICT,
+            _ => exit::FAILURE,
+        };
+        CliError {
+            code,
+            status,
+            message: message.into(),
+        }
+    }
+    /// True when retrying later may succeed: the server is down or failing, not refusing.
+    pub fn is_transient(&self) -> bool {
+        self.code == exit::UNREACHABLE || self.status >= 500
+    }
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code)
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError::failure(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CliError>;
+
+/// Where the hub is and who we are. Cheap to clone (ureq's agent shares its pool).
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    agent_id: Option<String>,
+    http: ureq::Agent,
+}
+
+/// How long a live stream may stay silent before we call it dead: the server sends a
+/// keepalive every 20 s.
+pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
+
+impl Client {
+    pub fn new(url: &str, agent_id: Option<String>) -> Client {
+        let http = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout_read(STREAM_SILENCE)
+            .timeout_write(Duration::from_secs(60))
+            .build();
+        Client {
+            base: url.trim_end_matches('/').to_string(),
+            agent_id: agent_id.filter(|a| !a.is_empty()),
+            http,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Our identity, required by every call that writes.
+    pub fn agent(&self) -> Result<&str> {
+        self.agent_id
+            .as_deref()
+            .ok_or_else(|| CliError::usage("no agent id: set AGENT_ID or pass --as NAME"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        self.http.request(method, &self.url(path))
+    }
+
+    /// GET returning the body as text (ndjson and JSON alike).
+    pub fn get_text(&self, path: &str, query: &[(&str, String)]) -> Result<String> {
+        let mut req = self.request("GET", path);
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        let resp = req.call().map_err(from_ureq)?;
+        resp.into_string()
+            .map_err(|e| CliError::unreachable(format!("reading response: {e}")))
+    }
+
+    pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        let text = self.get_text(path, query)?;
+        parse_reply(&text)
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self
+            .request("POST", path)
+            .send_json(body)
+            .map_err(from_ureq)?;
+        read_json(resp)
+    }
+
+    /// POST a raw body of known length (file uploads).
+    pub fn post_reader(&self, path: &str, body: impl Read, len: u64) -> Result<Value> {
+        let resp = self
+            .request("POST", path)
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &len.to_string())
+            .send(body)
+            .map_err(from_ureq)?;
+        read_json(resp)
+    }
+}
+
+fn read_json(resp: ureq::Response) -> Result<Value> {
+    let text = resp
+        .into_string()
+        .map_err(|e| CliError::unreachable(format!("reading response: {e}")))?;
+    parse_reply(&text)
+}
+
+fn parse_reply(text: &str) -> Result<Value> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text)
+        .map_err(|e| CliError::failure(format!("server sent invalid JSON ({e}): {text:.200}")))
+}
+
+/// Turns a ureq failure into a `CliError`, taking the server's `error` text when it sent one.
+pub fn from_ureq(err: ureq::Error) -> CliError {
+    match err {
+        ureq::Error::Status(status, resp) => {
+            let text = resp.into_string().unwrap_or_default();
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| {
+                    let text = text.trim();
+                    if text.is_empty() {
+                        format!("server answered {status}")
+                    } else {
+                        format!("server answered {status}: {text:.200}")
+                    }
+                });
+            CliError::http(status, message)
+        }
+        ureq::Error::Transport(t) => {
+            use ureq::ErrorKind::*;
+            match t.kind() {
+                InvalidUrl | UnknownScheme | InsecureRequestHttpsOnly => {
+                    CliError::usage(format!("bad url: {t}"))
+                }
+                Dns | ConnectionFailed | Io | ProxyConnect => {
+                    CliError::unreachable(format!("cannot reach server: {t}"))
+                }
+                _ => CliError::failure(t.to_string()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_documented_exit_codes() {
+        assert_eq!(CliError::http(400, "x").code, exit::USAGE);
+        assert_eq!(CliError::http(404, "x").code, exit::NOT_FOUND);
+        assert_eq!(CliError::http(409, "x").code, exit::CONFLICT);
+        assert_eq!(CliError::http(403, "x").code, exit::CONFLICT);
+        assert_eq!(CliError::http(500, "x").code, exit::FAILURE);
+        assert!(CliError::http(503, "x").is_transient());
+        assert!(!CliError::http(409, "x").is_transient());
+    }
+
+    #[test]
+    fn missing_agent_is_a_usage_error() {
+        let c = Client::new("http://localhost:1/", Some(String::new()));
+        assert_eq!(c.agent().unwrap_err().code, exit::USAGE);
+        assert_eq!(c.url("/x"), "http://localhost:1/x");
+    }
+}

@@ -1,0 +1,466 @@
+//! One function per client subcommand (all but `work`): build the request, print the reply.
+//! Creating commands print the new id; the others print the server's JSON reply on one line.
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::client::{CliError, Client, Result};
+use super::format;
+use super::sse::{self, Stream};
+
+pub fn publish(
+    client: &Client,
+    ch: &str,
+    kind: &str,
+    body: Option<String>,
+    files: &[PathBuf],
+    reply_to: Option<String>,
+) -> Result<()> {
+    let from = client.agent()?;
+    let body = match body {
+        Some(text) => json_arg(&text, "BODY")?,
+        None => json!({}),
+    };
+    let mut msg = json!({"from": from, "type": kind, "body": body});
+    if !files.is_empty() {
+        msg["files"] = json!(upload_all(client, files)?);
+    }
+    if let Some(r) = reply_to {
+        msg["reply_to"] = json!(r);
+    }
+    let reply = client.post_json(&format!("/ch/{}", seg(ch)), &msg)?;
+    emit(&id_of(&reply)?)
+}
+
+pub fn tail(
+    client: &Client,
+    ch: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    pretty: bool,
+) -> Result<()> {
+    // Without --since, start at the newest stored message rather than "live": that way a
+    // reconnect that happens before anything was printed still replays what it missed.
+    let cursor = match since {
+        Some(id) => id,
+        None => sse::newest_id(client, ch.as_deref())?,
+    };
+    let path = match &ch {
+        Some(ch) => format!("/ch/{}", seg(ch)),
+        None => "/".to_string(),
+    };
+    let stream = Stream {
+        path,
+        type_prefix: kind,
+        cursor: Some(cursor),
+    };
+    sse::follow(
+        client,
+        stream,
+        |event| {
+            let line = if pretty {
+                match serde_json::from_str::<Value>(&event.data) {
+                    Ok(envelope) => format::message(&envelope),
+                    Err(_) => event.data.clone(),
+                }
+            } else {
+                event.data.clone()
+            };
+            match emit(&line) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(Err(e)),
+            }
+        },
+        || {},
+    )
+}
+
+pub struct HistoryQuery {
+    pub ch: Option<String>,
+    pub n: Option<u32>,
+    pub since: Option<String>,
+    pub before: Option<String>,
+    pub kind: Option<String>,
+}
+
+pub fn history(client: &Client, q: HistoryQuery, pretty: bool) -> Result<()> {
+    let path = match &q.ch {
+        Some(ch) => format!("/ch/{}/history", seg(ch)),
+        None => "/history".to_string(),
+    };
+    let mut query = Vec::new();
+    if let Some(n) = q.n {
+        query.push(("n", n.to_string()));
+    }
+    push_opt(&mut query, "since", q.since);
+    push_opt(&mut query, "before", q.before);
+    push_opt(&mut query, "type", q.kind);
+    let text = client.get_text(&path, &query)?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if pretty {
+            match serde_json::from_str::<Value>(line) {
+                Ok(v) => emit(&format::message(&v))?,
+                Err(_) => emit(line)?,
+            }
+        } else {
+            emit(line)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn task_create(
+    client: &Client,
+    title: &str,
+    context: Option<String>,
+    for_agent: Option<String>,
+    ch: Option<String>,
+) -> Result<()> {
+    let mut req = json!({"from": client.agent()?, "title": title});
+    if let Some(c) = context {
+        req["context"] = json_arg(&c, "--context")?;
+    }
+    if let Some(f) = for_agent {
+        req["for"] = json!(f);
+    }
+    if let Some(ch) = ch {
+        req["ch"] = json!(ch);
+    }
+    let reply = client.post_json("/tasks", &req)?;
+    emit(&id_of(&reply)?)
+}
+
+pub fn task_list(
+    client: &Client,
+    status: Option<String>,
+    for_agent: Option<String>,
+    ch: Option<String>,
+    n: Option<u32>,
+    pretty: bool,
+) -> Result<()> {
+    let mut query = Vec::new();
+    push_opt(&mut query, "status", status);
+    push_opt(&mut query, "for", for_agent);
+    push_opt(&mut query, "ch", ch);
+    if let Some(n) = n {
+        query.push(("n", n.to_string()));
+    }
+    let tasks = client.get_json("/tasks", &query)?;
+    let tasks = tasks
+        .as_array()
+        .ok_or_else(|| CliError::failure("server sent a task list that is not an array"))?;
+    for t in tasks {
+        emit(&if pretty {
+            format::task(t)
+        } else {
+            t.to_string()
+        })?;
+    }
+    Ok(())
+}
+
+pub fn task_show(client: &Client, id: &str) -> Result<()> {
+    let task = client.get_json(&format!("/tasks/{}", seg(id)), &[])?;
+    emit(&serde_json::to_string_pretty(&task).unwrap_or_else(|_| task.to_string()))
+}
+
+pub fn task_claim(client: &Client, id: &str) -> Result<()> {
+    task_action(client, id, "claim", json!({}))
+}
+
+pub fn task_update(
+    client: &Client,
+    id: &str,
+    fields: Option<String>,
+    note: Option<String>,
+) -> Result<()> {
+    let mut body = match fields {
+        Some(text) => match json_arg(&text, "JSON")? {
+            Value::Object(map) => map,
+            _ => return Err(CliError::usage("JSON: must be an object of fields")),
+        },
+        None => Map::new(),
+    };
+    if let Some(note) = note {
+        body.insert("note".into(), json!(note));
+    }
+    if body.is_empty() {
+        return Err(CliError::usage(
+            "nothing to update: give a JSON object or --note",
+        ));
+    }
+    task_action(client, id, "update", Value::Object(body))
+}
+
+pub fn task_done(
+    client: &Client,
+    id: &str,
+    result: Option<String>,
+    files: &[PathBuf],
+) -> Result<()> {
+    let mut body = json!({});
+    if let Some(r) = result {
+        body["result"] = json_arg(&r, "--result")?;
+    }
+    if !files.is_empty() {
+        body["files"] = json!(upload_all(client, files)?);
+    }
+    task_action(client, id, "done", body)
+}
+
+pub fn task_abandon(client: &Client, id: &str, reason: Option<String>) -> Result<()> {
+    task_action(client, id, "abandon", reason_body(reason))
+}
+
+pub fn task_interrupt(client: &Client, id: &str, reason: Option<String>) -> Result<()> {
+    task_action(client, id, "interrupt", reason_body(reason))
+}
+
+fn reason_body(reason: Option<String>) -> Value {
+    match reason {
+        Some(r) => json!({"reason": r}),
+        None => json!({}),
+    }
+}
+
+/// `POST /tasks/:id/<action>` with `from` added to `body`; prints the reply.
+fn task_action(client: &Client, id: &str, action: &str, mut body: Value) -> Result<()> {
+    body["from"] = json!(client.agent()?);
+    let reply = client.post_json(&format!("/tasks/{}/{action}", seg(id)), &body)?;
+    emit(&reply.to_string())
+}
+
+pub fn upload(client: &Client, paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        emit(&upload_file(client, path)?)?;
+    }
+    Ok(())
+}
+
+fn upload_all(client: &Client, paths: &[PathBuf]) -> Result<Vec<String>> {
+    paths.iter().map(|p| upload_file(client, p)).collect()
+}
+
+/// Streams one file to `POST /files`; returns its `sha256:<hex>` name.
+pub fn upload_file(client: &Client, path: &Path) -> Result<String> {
+    let file = File::open(path)
+        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+    let len = file.metadata()?.len();
+    let reply = client.post_reader("/files", file, len)?;
+    reply
+        .get("hash")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| CliError::failure(format!("upload reply has no hash: {reply}")))
+}
+
+pub fn download(client: &Client, hash: &str, output: Option<PathBuf>) -> Result<()> {
+    let name = blob_name(hash)?;
+    let resp = client
+        .request("GET", &format!("/files/{name}"))
+        .call()
+        .map_err(super::client::from_ureq)?;
+    let mut body = resp.into_reader();
+    match output.filter(|p| p.as_os_str() != "-") {
+        None => {
+            let stdout = io::stdout();
+            let got = copy_hashing(&mut body, &mut stdout.lock())?;
+            check_hash(&name, &got)
+        }
+        Some(path) => {
+            // Write beside the target, rename only once verified: no half or bad file appears.
+            let tmp = temp_path(&path);
+            let result = File::create(&tmp)
+                .map_err(CliError::from)
+                .and_then(|mut f| {
+                    let got = copy_hashing(&mut body, &mut f)?;
+                    f.sync_all()?;
+                    check_hash(&name, &got)
+                })
+                .and_then(|()| std::fs::rename(&tmp, &path).map_err(CliError::from));
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+    }
+}
+
+/// Accepts `sha256:<64 hex>` or the bare hex; anything else is a usage error (and never
+/// reaches a URL).
+fn blob_name(hash: &str) -> Result<String> {
+    let hex = hash.strip_prefix("sha256:").unwrap_or(hash);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+    } else {
+        Err(CliError::usage(format!(
+            "not a file hash (want sha256:<64 hex>): {hash}"
+        )))
+    }
+}
+
+fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CliError::unreachable(format!("download interrupted: {e}"))),
+        };
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+    }
+    to.flush()?;
+    Ok(format!("sha256:{}", hex(&hasher.finalize())))
+}
+
+fn check_hash(want: &str, got: &str) -> Result<()> {
+    if want == got {
+        Ok(())
+    } else {
+        Err(CliError::failure(format!(
+            "downloaded bytes hash to {got}, not {want}: the stored file is corrupt"
+        )))
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "download".into());
+    path.with_file_name(format!(".{name}.{}.part", std::process::id()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn heartbeat(client: &Client, channels: Vec<String>, meta: Option<String>) -> Result<()> {
+    let mut body = json!({"from": client.agent()?});
+    if !channels.is_empty() {
+        body["channels"] = json!(channels);
+    }
+    if let Some(m) = meta {
+        body["meta"] = json_arg(&m, "--meta")?;
+    }
+    let reply = client.post_json("/presence", &body)?;
+    emit(&reply.to_string())
+}
+
+pub fn who(client: &Client, pretty: bool) -> Result<()> {
+    let rows = client.get_json("/presence", &[])?;
+    for row in rows.as_array().into_iter().flatten() {
+        emit(&if pretty {
+            format::agent(row)
+        } else {
+            row.to_string()
+        })?;
+    }
+    Ok(())
+}
+
+pub fn status(client: &Client) -> Result<()> {
+    let status = client.get_json("/status", &[])?;
+    emit(&status.to_string())
+}
+
+pub fn channels(client: &Client) -> Result<()> {
+    let names = client.get_json("/channels", &[])?;
+    for name in names.as_array().into_iter().flatten() {
+        emit(name.as_str().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// Parses a JSON argument; `-` reads it from stdin.
+pub fn json_arg(text: &str, what: &str) -> Result<Value> {
+    let text = if text == "-" {
+        let mut s = String::new();
+        io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::usage(format!("{what}: reading stdin: {e}")))?;
+        s
+    } else {
+        text.to_string()
+    };
+    serde_json::from_str(&text).map_err(|e| CliError::usage(format!("{what}: not JSON: {e}")))
+}
+
+fn id_of(reply: &Value) -> Result<String> {
+    reply
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| CliError::failure(format!("reply has no id: {reply}")))
+}
+
+fn push_opt(query: &mut Vec<(&'static str, String)>, key: &'static str, value: Option<String>) {
+    if let Some(v) = value {
+        query.push((key, v));
+    }
+}
+
+/// Percent-encodes one path segment, so an odd id or channel cannot change the route.
+pub fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Prints one line to stdout. A closed pipe (`workshop tail | head`) ends the program
+/// quietly with status 0, as SIGPIPE would for a C tool.
+pub fn emit(line: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    let result = writeln!(out, "{line}").and_then(|()| out.flush());
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_names_are_normalised_and_checked() {
+        let hex64 = "AB".repeat(32);
+        assert_eq!(
+            blob_name(&hex64).unwrap(),
+            format!("sha256:{}", "ab".repeat(32))
+        );
+        assert!(blob_name("sha256:../../etc/passwd").is_err());
+        assert!(blob_name("sha256:abc").is_err());
+    }
+
+    #[test]
+    fn segments_are_escaped() {
+        assert_eq!(seg("general"), "general");
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn hashing_copy_matches_known_digest() {
+        let mut out = Vec::new();
+        let got = copy_hashing(&mut &b"test"[..], &mut out).unwrap();
+        assert_eq!(
+            got,
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        assert_eq!(out, b"test");
+    }
+}

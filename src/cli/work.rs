@@ -1,0 +1,681 @@
+//! `workshop work`: the worker loop. One coordinator thread owns all decisions (what to claim,
+//! what runs, what to stop); helper threads only feed it events:
+//!
+//! - the stream thread follows `task.*` messages live (new and abandoned tasks, interrupts),
+//! - the ticker asks for a periodic list of open tasks (the fallback that misses nothing),
+//! - one runner thread per claimed task runs the command and reports the outcome,
+//! - the heartbeat thread keeps the agent visible in `who`.
+//!
+//! Claiming is one function (`claim`): moving to claim-next with a lease (issue 8) replaces it
+//! and adds a `touch` call to the runner's wait loop.
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::ControlFlow;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use serde_json::{Value, json};
+
+use super::client::{CliError, Client, Result};
+use super::commands::seg;
+use super::signal::{SIGKILL, SIGTERM, signal_group};
+use super::sse::{self, Stream};
+
+pub const HELP: &str = "\
+For each task it can claim (open, and unassigned or assigned to AGENT_ID; on the --ch channels,
+or any), runs COMMAND with the task's JSON on stdin and WORKSHOP_TASK_ID, WORKSHOP_URL and
+AGENT_ID in its environment:
+  - each line COMMAND writes to stderr is posted as a task update (note);
+  - exit 0: the task is done, with stdout as its result (JSON if it parses, else {\"output\": text});
+  - any other exit: task.error is posted on the task's channel and the task is abandoned;
+  - task.interrupt for a running task: COMMAND's process group gets SIGTERM, SIGKILL after
+    --grace seconds, and the task is abandoned with reason \"interrupted\".
+A task this worker failed or was interrupted on is not taken again by it. New tasks are seen
+at once on the live stream; the open list is also checked every --poll seconds. Heartbeats
+every 30 s. SIGINT/SIGTERM: stop claiming, stop running commands, abandon their tasks
+(reason \"worker stopped\"), exit 0.
+
+Examples:
+  workshop work --ch jobs -- ./handle.sh
+  workshop work --jobs 4 -- python3 agent.py --model small
+  # handle.sh: read the task, report progress on stderr, print the result on stdout
+  #   task=$(cat); echo 'fetching' >&2; printf '{\"rows\": %d}' 42";
+
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+/// Open tasks fetched per list check (the server's default page).
+const POLL_PAGE: u32 = 100;
+/// How often a runner looks at its child and its interrupt signal.
+const RUNNER_TICK: Duration = Duration::from_millis(50);
+/// How long reporting an outcome keeps retrying while the server is unreachable.
+const REPORT_PATIENCE: Duration = Duration::from_secs(300);
+/// stderr lines kept for the `task.error` message.
+const STDERR_TAIL: usize = 20;
+
+pub struct Options {
+    pub channels: Vec<String>,
+    pub jobs: usize,
+    pub grace: Duration,
+    pub poll: Duration,
+    pub command: Vec<String>,
+}
+
+enum Event {
+    /// A task that may be open for us (from the stream or the open list).
+    Candidate(String),
+    /// `task.interrupt` for this task id.
+    Interrupt(String),
+    /// Time to check the open list.
+    Poll,
+    /// A runner ended.
+    Finished(String, Outcome),
+    /// The stream hit an error retrying cannot fix (a bad channel name).
+    Fatal(CliError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Failed,
+    Interrupted,
+    Stopped,
+}
+
+/// What every runner needs, shared.
+struct Ctx {
+    client: Client,
+    agent: String,
+    command: Vec<String>,
+    grace: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+pub fn run(client: &Client, opts: Options) -> Result<()> {
+    let agent = client.agent()?.to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| CliError::failure(format!("cannot handle signals: {e}")))?;
+    }
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        agent,
+        command: opts.command,
+        grace: opts.grace,
+        stop: Arc::clone(&stop),
+    });
+    let (tx, rx) = unbounded();
+    spawn("heartbeat", {
+        let (ctx, channels) = (Arc::clone(&ctx), opts.channels.clone());
+        let jobs = opts.jobs;
+        move || heartbeat(&ctx, &channels, jobs)
+    });
+    spawn("stream", {
+        let (ctx, channels, tx) = (Arc::clone(&ctx), opts.channels.clone(), tx.clone());
+        move || stream(&ctx, &channels, &tx)
+    });
+    spawn("ticker", {
+        let (tx, every) = (tx.clone(), opts.poll);
+        move || {
+            while tx.send(Event::Poll).is_ok() {
+                thread::sleep(every)
+            }
+        }
+    });
+    eprintln!(
+        "workshop work: {} taking tasks on {} (jobs {})",
+        ctx.agent,
+        if opts.channels.is_empty() {
+            "every channel".to_string()
+        } else {
+            opts.channels.join(", ")
+        },
+        opts.jobs
+    );
+    Coordinator {
+        ctx,
+        channels: opts.channels,
+        jobs: opts.jobs,
+        tx,
+        running: HashMap::new(),
+        given_up: HashSet::new(),
+        pending: VecDeque::new(),
+        queued: HashSet::new(),
+    }
+    .run(&rx)
+}
+
+struct Coordinator {
+    ctx: Arc<Ctx>,
+    channels: Vec<String>,
+    jobs: usize,
+    tx: Sender<Event>,
+    /// Tasks being run, with the way to interrupt each.
+    running: HashMap<String, Sender<()>>,
+    /// Tasks this worker failed or was interrupted on: never taken again by it.
+    given_up: HashSet<String>,
+    /// Candidates waiting for a free slot, oldest first (`queued` mirrors it for dedup).
+    pending: VecDeque<String>,
+    queued: HashSet<String>,
+}
+
+impl Coordinator {
+    fn run(mut self, rx: &Receiver<Event>) -> Result<()> {
+        let mut fatal = None;
+        loop {
+            let stopping = fatal.is_some() || self.ctx.stop.load(Ordering::SeqCst);
+            if stopping && self.running.is_empty() {
+                return fatal.map_or(Ok(()), Err);
+            }
+            if !stopping {
+                self.fill_slots();
+            }
+            let event = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            match event {
+                Event::Candidate(id) => self.offer(id),
+                Event::Interrupt(id) => {
+                    if let Some(interrupt) = self.running.get(&id) {
+                        let _ = interrupt.try_send(());
+                    }
+                }
+                Event::Poll => self.poll(&mut fatal),
+                Event::Finished(id, outcome) => {
+                    self.running.remove(&id);
+                    if matches!(outcome, Outcome::Failed | Outcome::Interrupted) {
+                        self.given_up.insert(id);
+                    }
+                    if self.pending.is_empty() && !stopping {
+                        self.poll(&mut fatal);
+                    }
+                }
+                Event::Fatal(e) => fatal = Some(e),
+            }
+        }
+    }
+
+    fn offer(&mut self, id: String) {
+        if !self.running.contains_key(&id)
+            && !self.given_up.contains(&id)
+            && self.queued.insert(id.clone())
+        {
+            self.pending.push_back(id);
+        }
+    }
+
+    /// Claims queued candidates while there are free slots.
+    fn fill_slots(&mut self) {
+        while self.running.len() < self.jobs {
+            let Some(id) = self.pending.pop_front() else {
+                return;
+            };
+            self.queued.remove(&id);
+            if self.running.contains_key(&id) || self.given_up.contains(&id) {
+                continue;
+            }
+            match claim(&self.ctx.client, &self.ctx.agent, &id) {
+                Ok(Some(task)) => self.start(id, task),
+                Ok(None) => {} // someone else won, or it is not for us
+                Err(e) => {
+                    eprintln!("workshop work: claiming {id}: {e}");
+                    if e.is_transient() {
+                        return; // the next list check finds it again
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, id: String, task: Value) {
+        let (interrupt_tx, interrupt_rx) = bounded(1);
+        self.running.insert(id.clone(), interrupt_tx);
+        let (ctx, tx) = (Arc::clone(&self.ctx), self.tx.clone());
+        spawn("runner", move || {
+            let outcome = run_task(&ctx, &id, &task, &interrupt_rx);
+            let _ = tx.send(Event::Finished(id, outcome));
+        });
+    }
+
+    /// Lists open tasks and queues those we may take, oldest first.
+    fn poll(&mut self, fatal: &mut Option<CliError>) {
+        let channels: Vec<Option<String>> = if self.channels.is_empty() {
+            vec![None]
+        } else {
+            self.channels.iter().cloned().map(Some).collect()
+        };
+        for ch in channels {
+            let mut query = vec![("status", "open".to_string()), ("n", POLL_PAGE.to_string())];
+            if let Some(ch) = ch {
+                query.push(("ch", ch));
+            }
+            let tasks = match self.ctx.client.get_json("/tasks", &query) {
+                Ok(tasks) => tasks,
+                Err(e) if e.is_transient() => {
+                    eprintln!("workshop work: listing open tasks: {e}");
+                    return;
+                }
+                Err(e) => {
+                    *fatal = Some(e);
+                    return;
+                }
+            };
+            let mut tasks: Vec<&Value> = tasks.as_array().into_iter().flatten().collect();
+            tasks.reverse(); // the server lists newest first
+            for task in tasks {
+                let assigned = task.get("assigned_to").and_then(Value::as_str);
+                let open = task.get("status").and_then(Value::as_str) == Some("open");
+                if open
+                    && assigned.is_none_or(|a| a == self.ctx.agent)
+                    && let Some(id) = task.get("id").and_then(Value::as_str)
+                {
+                    self.offer(id.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Claims one task. `Ok(Some(task))` when it is ours now (with its full JSON for the
+/// command's stdin), `Ok(None)` when someone else has it or it is not for us.
+fn claim(client: &Client, agent: &str, id: &str) -> Result<Option<Value>> {
+    let path = format!("/tasks/{}", seg(id));
+    match client.post_json(&format!("{path}/claim"), &json!({"from": agent})) {
+        Ok(_) => {}
+        Err(e) if matches!(e.status, 403 | 404 | 409) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    match with_retry(|| client.get_json(&path, &[])) {
+        Ok(task) => Ok(Some(task)),
+        Err(e) => {
+            // It is ours but unreadable: hand it back rather than hold it forever.
+            let reason = format!("worker could not read the task: {e}");
+            let _ = client.post_json(
+                &format!("{path}/abandon"),
+                &json!({"from": agent, "reason": reason}),
+            );
+            Err(e)
+        }
+    }
+}
+
+/// Follows `task.*` messages and turns them into events for the coordinator.
+fn stream(ctx: &Ctx, channels: &[String], tx: &Sender<Event>) {
+    let single = match channels {
+        [one] => Some(one.as_str()),
+        _ => None,
+    };
+    let cursor = loop {
+        match sse::newest_id(&ctx.client, single) {
+            Ok(id) => break id,
+            Err(e) if e.is_transient() => {
+                eprintln!("workshop work: {e}; retrying");
+                thread::sleep(Duration::from_secs(2));
+            }
+            Err(e) => {
+                let _ = tx.send(Event::Fatal(e));
+                return;
+            }
+        }
+    };
+    let stream = Stream {
+        path: single.map_or_else(|| "/".to_string(), |ch| format!("/ch/{}", seg(ch))),
+        type_prefix: Some("task.".into()),
+        cursor: Some(cursor),
+    };
+    let result = sse::follow(
+        &ctx.client,
+        stream,
+        |event| {
+            let Ok(msg) = serde_json::from_str::<Value>(&event.data) else {
+                return ControlFlow::Continue(());
+            };
+            let ch = msg.get("ch").and_then(Value::as_str).unwrap_or_default();
+            if !channels.is_empty() && !channels.iter().any(|c| c == ch) {
+                return ControlFlow::Continue(());
+            }
+            if let Some(event) = task_event(&msg, &ctx.agent)
+                && tx.send(event).is_err()
+            {
+                return ControlFlow::Break(Ok(()));
+            }
+            ControlFlow::Continue(())
+        },
+        // Whatever happened while disconnected was replayed, but a list check costs little.
+        || {
+            let _ = tx.send(Event::Poll);
+        },
+    );
+    if let Err(e) = result {
+        let _ = tx.send(Event::Fatal(e));
+    }
+}
+
+/// The coordinator's view of one `task.*` message.
+fn task_event(msg: &Value, agent: &str) -> Option<Event> {
+    let body = msg.get("body")?;
+    let id = body.get("task-id").and_then(Value::as_str)?.to_string();
+    match msg.get("type").and_then(Value::as_str)? {
+        "task.created" => {
+            let assigned = body.get("for").and_then(Value::as_str);
+            assigned
+                .is_none_or(|a| a == agent)
+                .then_some(Event::Candidate(id))
+        }
+        "task.abandoned" => Some(Event::Candidate(id)),
+        "task.interrupt" => Some(Event::Interrupt(id)),
+        _ => None,
+    }
+}
+
+fn heartbeat(ctx: &Ctx, channels: &[String], jobs: usize) {
+    let program = ctx.command.first().cloned().unwrap_or_default();
+    let body = json!({
+        "from": ctx.agent,
+        "channels": channels,
+        "meta": {"worker": true, "jobs": jobs, "command": program},
+    });
+    loop {
+        if let Err(e) = ctx.client.post_json("/presence", &body) {
+            eprintln!("workshop work: heartbeat: {e}");
+        }
+        thread::sleep(HEARTBEAT_EVERY);
+    }
+}
+
+/// Runs the command for one claimed task and reports the outcome to the server.
+fn run_task(ctx: &Ctx, id: &str, task: &Value, interrupt: &Receiver<()>) -> Outcome {
+    let title = task
+        .get("title")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    eprintln!("workshop work: running {id} {title:?}");
+    let (mut outcome, detail) = match supervise(ctx, id, task, interrupt) {
+        Ok(run) => judge(run),
+        Err(e) => (
+            Outcome::Failed,
+            Detail::Error {
+                reason: format!("cannot start {:?}: {e}", ctx.command[0]),
+                exit_code: None,
+                stderr: Vec::new(),
+            },
+        ),
+    };
+    let path = format!("/tasks/{}", seg(id));
+    let report = match detail {
+        Detail::Result(result) => {
+            let body = json!({"from": ctx.agent, "result": result});
+            match with_retry(|| ctx.client.post_json(&format!("{path}/done"), &body)) {
+                // The result was refused (too large, say): fail the task rather than hold it.
+                Err(e) if e.code == super::client::exit::USAGE => {
+                    outcome = Outcome::Failed;
+                    fail(ctx, task, &format!("could not mark done: {e}"), None, &[])
+                }
+                other => other.map(|_| ()),
+            }
+        }
+        Detail::Abandon(reason) => with_retry(|| {
+            ctx.client.post_json(
+                &format!("{path}/abandon"),
+                &json!({"from": ctx.agent, "reason": reason}),
+            )
+        })
+        .map(|_| ()),
+        Detail::Error {
+            reason,
+            exit_code,
+            stderr,
+        } => fail(ctx, task, &reason, exit_code, &stderr),
+    };
+    match report {
+        Ok(()) => eprintln!("workshop work: {id} {outcome:?}"),
+        Err(e) => eprintln!("workshop work: {id} {outcome:?}, but reporting it failed: {e}"),
+    }
+    outcome
+}
+
+enum Detail {
+    Result(Value),
+    Abandon(&'static str),
+    Error {
+        reason: String,
+        exit_code: Option<i32>,
+        stderr: Vec<String>,
+    },
+}
+
+/// Posts `task.error` on the task's channel, then abandons the task with `reason`.
+fn fail(
+    ctx: &Ctx,
+    task: &Value,
+    reason: &str,
+    exit_code: Option<i32>,
+    stderr: &[String],
+) -> Result<()> {
+    let id = task.get("id").and_then(Value::as_str).unwrap_or_default();
+    let ch = task.get("ch").and_then(Value::as_str).unwrap_or("tasks");
+    let error = json!({
+        "from": ctx.agent,
+        "type": "task.error",
+        "body": {
+            "task-id": id,
+            "title": task.get("title"),
+            "error": reason,
+            "exit-code": exit_code,
+            "stderr": stderr,
+        },
+    });
+    if let Err(e) = with_retry(|| ctx.client.post_json(&format!("/ch/{}", seg(ch)), &error)) {
+        eprintln!("workshop work: posting task.error for {id}: {e}");
+    }
+    with_retry(|| {
+        ctx.client.post_json(
+            &format!("/tasks/{}/abandon", seg(id)),
+            &json!({"from": ctx.agent, "reason": reason}),
+        )
+    })
+    .map(|_| ())
+}
+
+/// How one command run ended.
+struct Run {
+    status: ExitStatus,
+    stopped_by: Option<Outcome>,
+    stdout: Vec<u8>,
+    stderr_tail: Vec<String>,
+}
+
+fn judge(run: Run) -> (Outcome, Detail) {
+    match run.stopped_by {
+        Some(Outcome::Interrupted) => (Outcome::Interrupted, Detail::Abandon("interrupted")),
+        Some(_) => (Outcome::Stopped, Detail::Abandon("worker stopped")),
+        None if run.status.success() => (Outcome::Done, Detail::Result(result_of(&run.stdout))),
+        None => {
+            let reason = match (run.status.code(), run.status.signal()) {
+                (Some(code), _) => format!("command exited with status {code}"),
+                (None, Some(sig)) => format!("command killed by signal {sig}"),
+                (None, None) => format!("command failed: {}", run.status),
+            };
+            (
+                Outcome::Failed,
+                Detail::Error {
+                    reason,
+                    exit_code: run.status.code(),
+                    stderr: run.stderr_tail,
+                },
+            )
+        }
+    }
+}
+
+/// stdout as JSON when it parses, else `{"output": text}`.
+fn result_of(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| json!({"output": text.trim_end_matches(['\n', '\r'])}))
+}
+
+/// Starts the command in its own process group, feeds it the task, forwards its stderr as
+/// updates, and waits for it — stopping it (SIGTERM, then SIGKILL after the grace period) on
+/// an interrupt or when the worker is stopping.
+fn supervise(ctx: &Ctx, id: &str, task: &Value, interrupt: &Receiver<()>) -> std::io::Result<Run> {
+    let mut child = Command::new(&ctx.command[0])
+        .args(&ctx.command[1..])
+        .env("WORKSHOP_TASK_ID", id)
+        .env("WORKSHOP_URL", ctx.client.base_url())
+        .env("AGENT_ID", &ctx.agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let stdin = child.stdin.take();
+    let input = format!("{task}\n");
+    spawn("stdin", move || {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(input.as_bytes()); // a command may ignore its input
+        }
+    });
+    let stdout = child.stdout.take();
+    let out_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut s) = stdout {
+            let _ = s.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let stderr = child.stderr.take();
+    let (client, agent, path) = (
+        ctx.client.clone(),
+        ctx.agent.clone(),
+        format!("/tasks/{}/update", seg(id)),
+    );
+    let err_reader = thread::spawn(move || {
+        let mut tail = VecDeque::new();
+        let Some(stderr) = stderr else {
+            return Vec::new();
+        };
+        for line in BufReader::new(stderr).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line).trim_end().to_string();
+            if line.is_empty() {
+                continue;
+            }
+            if let Err(e) = client.post_json(&path, &json!({"from": agent, "note": line})) {
+                eprintln!("workshop work: posting update: {e}");
+            }
+            if tail.len() == STDERR_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        tail.into()
+    });
+    let (status, stopped_by) = wait_or_stop(ctx, &mut child, interrupt)?;
+    Ok(Run {
+        status,
+        stopped_by,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr_tail: err_reader.join().unwrap_or_default(),
+    })
+}
+
+/// Waits for the child, polling so an interrupt or a worker stop can end it.
+fn wait_or_stop(
+    ctx: &Ctx,
+    child: &mut Child,
+    interrupt: &Receiver<()>,
+) -> std::io::Result<(ExitStatus, Option<Outcome>)> {
+    let pid = child.id();
+    let mut stopped_by = None;
+    let mut kill_at = None;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if stopped_by.is_some() {
+                // Leftovers of a stopped command (a script's background jobs) would hold its
+                // pipes open. The group id cannot name another group while any member lives.
+                let _ = signal_group(pid, SIGKILL);
+            }
+            return Ok((status, stopped_by));
+        }
+        match stopped_by {
+            None => {
+                let why = match interrupt.recv_timeout(RUNNER_TICK) {
+                    Ok(()) => Some(Outcome::Interrupted),
+                    Err(_) if ctx.stop.load(Ordering::SeqCst) => Some(Outcome::Stopped),
+                    Err(_) => None,
+                };
+                if let Some(why) = why {
+                    stopped_by = Some(why);
+                    kill_at = Some(Instant::now() + ctx.grace);
+                    if let Err(e) = signal_group(pid, SIGTERM) {
+                        eprintln!("workshop work: SIGTERM to {pid}: {e}");
+                    }
+                }
+            }
+            Some(_) => {
+                thread::sleep(RUNNER_TICK);
+                if kill_at.is_some_and(|t| Instant::now() >= t) {
+                    kill_at = None;
+                    if let Err(e) = signal_group(pid, SIGKILL) {
+                        eprintln!("workshop work: SIGKILL to {pid}: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Retries `f` while the server is unreachable or failing, for up to `REPORT_PATIENCE`:
+/// an outcome must not be lost to a server restart.
+fn with_retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let give_up = Instant::now() + REPORT_PATIENCE;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match f() {
+            Err(e) if e.is_transient() && Instant::now() < give_up => {
+                thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = thread::Builder::new().name(name.into()).spawn(f) {
+        eprintln!("workshop work: cannot start {name} thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdout_becomes_the_result() {
+        assert_eq!(result_of(b"{\"rows\": 3}\n"), json!({"rows": 3}));
+        assert_eq!(result_of(b"hello\n"), json!({"output": "hello"}));
+        assert_eq!(result_of(b""), json!({"output": ""}));
+    }
+
+    #[test]
+    fn task_messages_become_events() {
+        let created = json!({"type":"task.created","body":{"task-id":"T","title":"x","for":null}});
+        assert!(matches!(task_event(&created, "me"), Some(Event::Candidate(id)) if id == "T"));
+        let theirs = json!({"type":"task.created","body":{"task-id":"T","for":"other"}});
+        assert!(task_event(&theirs, "me").is_none());
+        let mine = json!({"type":"task.created","body":{"task-id":"T","for":"me"}});
+        assert!(task_event(&mine, "me").is_some());
+        let stop = json!({"type":"task.interrupt","body":{"task-id":"T"}});
+        assert!(matches!(task_event(&stop, "me"), Some(Event::Interrupt(_))));
+        let done = json!({"type":"task.done","body":{"task-id":"T"}});
+        assert!(task_event(&done, "me").is_none());
+    }
+}
