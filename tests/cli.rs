@@ -477,7 +477,7 @@ printf '{"task":"%s","agent":"%s","url":"%s"}\n' "$WORKSHOP_TASK_ID" "$AGENT_ID"
 }
 
 /// A command that fails: task.error is posted, the task abandoned (and not retried by the
-/// same worker), and the worker goes on with the next task.
+/// same worker), and the worker goes on with the next task — taking only tasks for it.
 #[test]
 fn a_failing_command_abandons_the_task() {
     let hub = Hub::start();
@@ -510,7 +510,15 @@ echo "plain text result"
     let task = hub.task(&bad);
     assert_eq!(task["status"], "open");
 
-    let good = hub.ok(ME, &["task", "create", "fine", "--ch", "f"]);
+    // Assigned tasks: only their agent takes them.
+    let theirs = hub.ok(
+        ME,
+        &["task", "create", "theirs", "--ch", "f", "--for", "x.y"],
+    );
+    let good = hub.ok(
+        ME,
+        &["task", "create", "fine", "--ch", "f", "--for", "w.fail"],
+    );
     let task = poll("second task done", || {
         let t = hub.task(&good);
         (t["status"] == "done").then_some(t)
@@ -519,6 +527,8 @@ echo "plain text result"
     let runs = fs::read_to_string(out.join("runs.log")).expect("runs");
     assert_eq!(runs.lines().filter(|l| *l == bad).count(), 1, "{runs}");
     assert_eq!(hub.task(&bad)["status"], "open");
+    assert_eq!(hub.task(&theirs)["status"], "open");
+    assert!(!runs.contains(&theirs));
 }
 
 /// task.interrupt: the command's process group gets SIGTERM (SIGKILL after the grace period

@@ -390,7 +390,11 @@ pub fn json_arg(text: &str, what: &str) -> Result<Value> {
     } else {
         text.to_string()
     };
-    serde_json::from_str(&text).map_err(|e| CliError::usage(format!("{what}: not JSON: {e}")))
+    serde_json::from_str(&text).map_err(|e| {
+        CliError::usage(format!(
+            "{what}: not JSON ({e}); a string needs JSON quotes: '\"text\"'"
+        ))
+    })
 }
 
 fn id_of(reply: &Value) -> Result<String> {

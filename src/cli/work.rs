@@ -38,7 +38,7 @@ AGENT_ID in its environment:
 A task this worker failed or was interrupted on is not taken again by it. New tasks are seen
 at once on the live stream; the open list is also checked every --poll seconds. Heartbeats
 every 30 s. SIGINT/SIGTERM: stop claiming, stop running commands, abandon their tasks
-(reason \"worker stopped\"), exit 0.
+(reason \"worker stopped\"), exit 0; a second signal exits at once (status 130).
 
 Examples:
   workshop work --ch jobs -- ./handle.sh
@@ -98,7 +98,10 @@ pub fn run(client: &Client, opts: Options) -> Result<()> {
     let agent = client.agent()?.to_string();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
+        // The first signal starts a graceful stop; a second one (the flag already set) exits
+        // at once. The shutdown hook must be registered first to see the flag unset.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
             .map_err(|e| CliError::failure(format!("cannot handle signals: {e}")))?;
     }
     let ctx = Arc::new(Ctx {
