@@ -218,6 +218,19 @@ pub fn from_ureq(err: ureq::Error) -> CliError {
     }
 }
 
+/// Percent-encodes one path segment, so an odd id or channel cannot change the route.
+pub fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +251,11 @@ mod tests {
         let c = Client::new("http://localhost:1/", Some(String::new()));
         assert_eq!(c.agent().unwrap_err().code, exit::USAGE);
         assert_eq!(c.url("/x"), "http://localhost:1/x");
+    }
+
+    #[test]
+    fn segments_are_escaped() {
+        assert_eq!(seg("general"), "general");
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
     }
 }

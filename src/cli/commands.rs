@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::client::{CliError, Client, Result};
+use super::client::{CliError, Client, Result, seg};
 use super::format;
 use super::sse::{self, Stream};
 
@@ -411,19 +411,6 @@ fn push_opt(query: &mut Vec<(&'static str, String)>, key: &'static str, value: O
     }
 }
 
-/// Percent-encodes one path segment, so an odd id or channel cannot change the route.
-pub fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Prints one line to stdout. A closed pipe (`workshop tail | head`) ends the program
 /// quietly with status 0, as SIGPIPE would for a C tool.
 pub fn emit(line: &str) -> Result<()> {
@@ -449,12 +436,6 @@ mod tests {
         );
         assert!(blob_name("sha256:../../etc/passwd").is_err());
         assert!(blob_name("sha256:abc").is_err());
-    }
-
-    #[test]
-    fn segments_are_escaped() {
-        assert_eq!(seg("general"), "general");
-        assert_eq!(seg("a/b c"), "a%2Fb%20c");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::thread;
 use std::time::Duration;
 
-use super::client::{CliError, Client, Result, from_ureq};
+use super::client::{CliError, Client, Result, from_ureq, seg};
 
 /// One dispatched event. `id` is the server's message id (a ULID), `data` the envelope JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,7 @@ fn read_events(
 /// stream that should show only what comes next, even across a reconnect.
 pub fn newest_id(client: &Client, ch: Option<&str>) -> Result<String> {
     let path = match ch {
-        Some(ch) => format!("/ch/{ch}/history"),
+        Some(ch) => format!("/ch/{}/history", seg(ch)),
         None => "/history".to_string(),
     };
     let text = client.get_text(&path, &[("n", "1".to_string())])?;

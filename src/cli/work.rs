@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use serde_json::{Value, json};
 
-use super::client::{CliError, Client, Result};
-use super::commands::seg;
+use super::client::{CliError, Client, Result, seg};
 use super::signal::{SIGKILL, SIGTERM, signal_group};
 use super::sse::{self, Stream};
 
