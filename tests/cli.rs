@@ -27,6 +27,7 @@ fn every_subcommand_has_help_with_an_example() {
         "status",
         "channels",
         "work",
+        "task",
         "task create",
         "task list",
         "task show",

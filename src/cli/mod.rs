@@ -71,7 +71,8 @@ enum Command {
     /// Follow the live stream (every channel, or one); one JSON envelope per line
     #[command(
         after_help = "Reconnects by itself and resumes after the last message printed, so \
-        nothing is shown twice or skipped across a server restart.\n\nExamples:\n  \
+        nothing is shown twice or skipped across a server restart (it exits 5 only if the \
+        server cannot be reached at the start).\n\nExamples:\n  \
         workshop tail --pretty\n  workshop tail jobs --type task. | jq .body"
     )]
     Tail(TailArgs),
@@ -82,13 +83,16 @@ enum Command {
     )]
     History(HistoryArgs),
     /// Create, list, claim and complete tasks
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "A task is open, claimed or done; abandoning returns it to open.\n\n\
+        Example:\n  ID=$(workshop task create 'resize images') && workshop task claim \"$ID\" \
+        && workshop task done \"$ID\" --result '{\"resized\":12}'"
+    )]
     Task(TaskCommand),
     /// Upload files; prints one `sha256:<hex>` per file, in argument order
-    #[command(
-        after_help = "Example:\n  H=$(workshop upload report.pdf) && workshop pub general \
-        file.shared '{\"name\":\"report.pdf\"}' --file report.pdf"
-    )]
+    #[command(after_help = "Examples:\n  workshop upload report.pdf data.csv\n  \
+        H=$(workshop upload report.pdf) && workshop task done \"$ID\" --result \"{\\\"pdf\\\":\\\"$H\\\"}\"")]
     Upload {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
