@@ -614,3 +614,42 @@ esac
     let runs = fs::read_to_string(out.join("runs.log")).expect("runs");
     assert_eq!(runs.lines().count(), 3, "none was run again: {runs}");
 }
+
+/// A worker outlives a server crash: the outcome of a command that finishes while the server
+/// is down is reported once it is back, and tasks created after the restart are still seen.
+#[test]
+fn work_survives_a_server_restart() {
+    let mut hub = Hub::start();
+    let handler = script(
+        hub.dir.path(),
+        "handler.sh",
+        r#"touch "$OUT/started.$WORKSHOP_TASK_ID"
+while [ ! -e "$OUT/gate" ]; do sleep 0.05; done
+echo '{"ok":true}'
+"#,
+    );
+    let out = hub.dir.path().to_path_buf();
+    let _worker = hub.spawn(
+        "w.restart",
+        &["work", "--poll", "1", "--", handler.to_str().expect("path")],
+        &[("OUT", &out)],
+    );
+    let during = hub.ok(ME, &["task", "create", "spans the crash"]);
+    poll("command to start", || {
+        out.join(format!("started.{during}")).exists().then_some(())
+    });
+    hub.kill();
+    fs::write(out.join("gate"), "").expect("open the gate");
+    hub.restart();
+    let task = poll("task done after the restart", || {
+        let t = hub.task(&during);
+        (t["status"] == "done").then_some(t)
+    });
+    assert_eq!(task["result"], json!({"ok": true}));
+
+    let after = hub.ok(ME, &["task", "create", "after the crash"]);
+    poll("new task done", || {
+        (hub.task(&after)["status"] == "done").then_some(())
+    });
+    assert_eq!(hub.history("tasks", "type=task.claimed").len(), 2);
+}
