@@ -14,8 +14,10 @@ pub enum Reply {
     Json(u16, Value),
     Ndjson(Vec<String>),
     Html(&'static str),
-    NoContent,
-    NotModified,
+    /// The answer to a CORS preflight (`OPTIONS`).
+    Preflight,
+    /// A status with no body (204 No Content, 304 Not Modified).
+    Empty(u16),
     /// The headers of an SSE stream, for `HEAD`.
     StreamHead,
     File {
@@ -33,8 +35,8 @@ impl Reply {
     pub fn status(&self) -> u16 {
         match self {
             Reply::Json(status, _) => *status,
-            Reply::NoContent => 204,
-            Reply::NotModified => 304,
+            Reply::Preflight => 204,
+            Reply::Empty(status) => *status,
             _ => 200,
         }
     }
@@ -88,7 +90,7 @@ pub fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
                 vec![header("Content-Type", "text/html; charset=utf-8")],
             )
         }
-        Reply::NoContent => {
+        Reply::Preflight => {
             let headers = vec![
                 header("Access-Control-Allow-Methods", "GET,HEAD,POST,OPTIONS"),
                 header("Access-Control-Allow-Headers", "Content-Type,Last-Event-ID"),
@@ -97,7 +99,7 @@ pub fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
             let (body, _) = boxed(Vec::new());
             (body, None, headers)
         }
-        Reply::NotModified => {
+        Reply::Empty(_) => {
             let (body, _) = boxed(Vec::new());
             (body, None, vec![])
         }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use tiny_http::{Method, Request};
 
 const UI_PAGE: &str = include_str!("../ui.html");
-/// Threads answering ordinary requests. Streams and uploads get their own threads, so these
+/// Threads answering ordinary requests. Streams, uploads and claim-next get their own threads,
+/// so these
 /// only ever wait on SQLite, never on a slow client's body or a long-lived stream.
 const WORKERS: usize = 32;
 /// An idle keep-alive connection is closed after this; a stalled writer is dropped after it.
@@ -174,6 +175,7 @@ enum Route<'a> {
     CreateTask,
     ListTasks,
     ShowTask(&'a str),
+    ClaimNext,
     TaskAction(&'a str, &'a str),
     Upload,
     Fetch(&'a str),
@@ -208,13 +210,9 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["history"] => pick(Some(Route::History(None)), None),
         ["channels"] => pick(Some(Route::Channels), None),
         ["tasks"] => pick(Some(Route::ListTasks), Some(Route::CreateTask)),
+        ["tasks", "claim"] => pick(Some(Route::ShowTask("claim")), Some(Route::ClaimNext)),
         ["tasks", id] => pick(Some(Route::ShowTask(id)), None),
-        ["tasks", id, action]
-            if matches!(
-                *action,
-                "claim" | "update" | "done" | "abandon" | "interrupt"
-            ) =>
-        {
+        ["tasks", id, action] if tasks::ACTIONS.contains(action) => {
             pick(None, Some(Route::TaskAction(id, action)))
         }
         ["files"] => pick(None, Some(Route::Upload)),
@@ -290,7 +288,7 @@ fn handle(
     request: &mut Request,
 ) -> Result<Reply, ApiError> {
     match route {
-        Route::Preflight => Ok(Reply::NoContent),
+        Route::Preflight => Ok(Reply::Preflight),
         // Only HEAD reaches here: GET streams were taken over in `answer`.
         Route::Stream(ch) => {
             stream_filter(app, ch, params, request)?;
@@ -302,6 +300,7 @@ fn handle(
         Route::CreateTask => tasks::create(app, request),
         Route::ListTasks => tasks::list(app, params),
         Route::ShowTask(id) => tasks::show(app, id),
+        Route::ClaimNext => tasks::claim_next(app, request),
         Route::TaskAction(id, action) => tasks::act(app, id, action, request),
         Route::Upload => files::upload(app, request),
         Route::Fetch(hash) => files::fetch(app, hash, request),

@@ -39,7 +39,7 @@ pub fn fetch(app: &App, rest: &str, request: &Request) -> Result<Reply, ApiError
         Err(e) => return Err(e.into()),
     };
     if request_header(request, "If-None-Match").is_some_and(|tags| tags.contains(rest)) {
-        return Ok(Reply::NotModified);
+        return Ok(Reply::Empty(304));
     }
     let len = file.metadata()?.len();
     Ok(Reply::File { file, len, etag })

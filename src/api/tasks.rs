@@ -7,11 +7,26 @@ use crate::ids;
 use crate::server::App;
 use crate::store::read::{self, TaskQuery};
 use crate::store::{NewTask, Op};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use tiny_http::Request;
 
-const STATUSES: &[&str] = &["open", "claimed", "done"];
+const STATUSES: &[&str] = &["open", "claimed", "done", "failed"];
+/// The transitions `POST /tasks/:id/<action>` knows.
+pub const ACTIONS: &[&str] = &[
+    "claim",
+    "touch",
+    "update",
+    "done",
+    "abandon",
+    "interrupt",
+    "retry",
+];
+/// Longest lease and delay accepted: a week.
+const MAX_SECONDS: f64 = 7.0 * 86_400.0;
+/// Longest a claim-next caller may wait for a task.
+const MAX_WAIT_S: f64 = 60.0;
 
 /// `POST /tasks`
 pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
@@ -32,6 +47,22 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
         context: body.get("context").cloned().unwrap_or_else(|| json!({})),
         assigned_to: optional_identity(&body, "for")?,
         ch,
+        priority: match body.get("priority") {
+            None | Some(Value::Null) => 0,
+            Some(p) => p
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("priority must be an integer"))?,
+        },
+        delay_s: seconds(&body, "delay_s")?.unwrap_or(0.0),
+        max_attempts: match body.get("max_attempts") {
+            None | Some(Value::Null) => 5,
+            Some(n) => n
+                .as_i64()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request("max_attempts must be an integer from 1 to 1000")
+                })?,
+        },
     };
     let done = app.store.write(Op::CreateTask(task))?;
     Ok(Reply::json(done.status, done.body))
@@ -75,7 +106,16 @@ pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<R
     let from = identity(&body, "from")?;
     let reason = body.get("reason").cloned().unwrap_or(Value::Null);
     let op = match action {
-        "claim" => Op::Claim { id, from },
+        "claim" => Op::Claim {
+            id,
+            from,
+            lease_s: lease(&body)?,
+        },
+        "touch" => Op::Touch {
+            id,
+            from,
+            lease_s: lease(&body)?,
+        },
         "update" => Op::Update {
             id,
             from,
@@ -87,8 +127,14 @@ pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<R
             result: body.get("result").cloned().unwrap_or(Value::Null),
             files: file_refs(&body, &app.blobs)?,
         },
-        "abandon" => Op::Abandon { id, from, reason },
+        "abandon" => Op::Abandon {
+            id,
+            from,
+            reason,
+            delay_s: seconds(&body, "delay_s")?.unwrap_or(0.0),
+        },
         "interrupt" => Op::Interrupt { id, from, reason },
+        "retry" => Op::Retry { id, from },
         _ => {
             return Err(ApiError::not_found(format!(
                 "no such task action {action:?}"
@@ -97,6 +143,65 @@ pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<R
     };
     let done = app.store.write(op)?;
     Ok(Reply::json(done.status, done.body))
+}
+
+/// `POST /tasks/claim`: claim the best task for `from` (highest priority, then oldest),
+/// waiting up to `wait_s` for one; 200 with the task, or 204.
+pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
+    let body = read_json_object(request)?;
+    let from = identity(&body, "from")?;
+    let ch = match body.get("ch") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(channel(name)?),
+        Some(_) => return Err(ApiError::bad_request("ch must be a channel name")),
+    };
+    let lease_s = lease(&body)?;
+    let wait = seconds(&body, "wait_s")?.unwrap_or(0.0).min(MAX_WAIT_S);
+    let deadline = Instant::now() + Duration::from_secs_f64(wait);
+    loop {
+        // Read the bell before looking, so a task created meanwhile wakes us.
+        let rings = app.store.bell.rings();
+        let done = app.store.write(Op::ClaimNext {
+            from: from.clone(),
+            ch: ch.clone(),
+            lease_s,
+        })?;
+        if done.status == 200 {
+            return Ok(Reply::json(200, done.body));
+        }
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return Ok(Reply::Empty(204));
+        };
+        // A delayed task becomes claimable without a ring: wake up for it too.
+        let until_ready = done.body["next_ready"]
+            .as_f64()
+            .map(|at| Duration::from_secs_f64((at - crate::store::now()).max(0.0) + 0.001));
+        app.store
+            .bell
+            .wait(rings, until_ready.map_or(left, |ready| ready.min(left)));
+    }
+}
+
+/// `lease_s`: absent, or seconds from 0.001 to a week.
+fn lease(body: &Map<String, Value>) -> Result<Option<f64>, ApiError> {
+    match seconds(body, "lease_s")? {
+        Some(lease) if lease <= 0.0 => Err(ApiError::bad_request("lease_s must be positive")),
+        other => Ok(other),
+    }
+}
+
+/// An optional non-negative number of seconds, at most a week.
+fn seconds(body: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .filter(|s| (0.0..=MAX_SECONDS).contains(s))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{key} must be a number of seconds up to a week"))
+            }),
+    }
 }
 
 /// Task ids are ULIDs; anything else cannot name a task.

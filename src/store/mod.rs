@@ -13,8 +13,9 @@ use crossbeam_channel::{Sender, bounded};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Row counts kept in memory so /status never counts a million rows per request.
 #[derive(Default)]
@@ -28,6 +29,35 @@ pub struct Store {
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Readers,
     pub stats: Arc<Stats>,
+    /// Rung after a commit that made a task claimable.
+    pub bell: Arc<TaskBell>,
+}
+
+/// Wakes claim-next callers that wait for work, without polling.
+#[derive(Default)]
+pub struct TaskBell {
+    rings: Mutex<u64>,
+    rung: Condvar,
+}
+
+impl TaskBell {
+    /// How many times it has rung; pass to `wait` to miss no ring in between.
+    pub fn rings(&self) -> u64 {
+        *self.rings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn ring(&self) {
+        *self.rings.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.rung.notify_all();
+    }
+
+    /// Waits until it rings after `seen` rings, or `timeout` passes.
+    pub fn wait(&self, seen: u64, timeout: Duration) {
+        let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .rung
+            .wait_timeout_while(rings, timeout, |rings| *rings == seen);
+    }
 }
 
 impl Store {
@@ -43,13 +73,15 @@ impl Store {
         let floor = read::greatest_id(&conn)
             .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
         let (tx, rx) = bounded(4096);
-        let writer = writer::spawn(conn, rx, hub, stats.clone(), floor)
+        let bell = Arc::new(TaskBell::default());
+        let writer = writer::spawn(conn, rx, hub, stats.clone(), bell.clone(), floor)
             .map_err(|e| format!("cannot start writer thread: {e}"))?;
         Ok(Store {
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             readers: Readers::new(path.to_path_buf()),
             stats,
+            bell,
         })
     }
 

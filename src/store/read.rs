@@ -92,10 +92,16 @@ pub struct Task {
     pub result: Value,
     pub files: Value,
     pub ch: String,
+    pub priority: i64,
+    pub not_before: Option<f64>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub lease_expires_at: Option<f64>,
 }
 
 const TASK_COLUMNS: &str = "id, created_at, updated_at, created_by, assigned_to, claimed_by, \
-    claimed_at, status, title, context, result, files, ch";
+    claimed_at, status, title, context, result, files, ch, priority, not_before, attempts, \
+    max_attempts, lease_expires_at";
 
 fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
     let json = |text: Option<String>| {
@@ -116,6 +122,11 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         result: json(row.get(10)?),
         files: json(row.get(11)?),
         ch: row.get(12)?,
+        priority: row.get(13)?,
+        not_before: row.get(14)?,
+        attempts: row.get(15)?,
+        max_attempts: row.get(16)?,
+        lease_expires_at: row.get(17)?,
     })
 }
 

@@ -36,7 +36,20 @@ const MIGRATIONS: &[&str] = &[
         channels TEXT NOT NULL,
         meta TEXT NOT NULL
      ) WITHOUT ROWID;",
+    // 2: task leases, priority, delay, attempts and dead letters (status 'failed').
+    // `not_before` NULL means claimable now; `lease_expires_at` is set only while claimed.
+    "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE tasks ADD COLUMN not_before REAL;
+     ALTER TABLE tasks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE tasks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 5;
+     ALTER TABLE tasks ADD COLUMN lease_s REAL;
+     ALTER TABLE tasks ADD COLUMN lease_expires_at REAL;
+     CREATE INDEX tasks_claimable ON tasks (status, priority DESC, id);
+     CREATE INDEX tasks_by_lease ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;",
 ];
+
+/// The schema version this build writes.
+pub const VERSION: usize = MIGRATIONS.len();
 
 /// Opens (creating if needed) the database for the writer thread and brings it up to date.
 pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {

@@ -1,16 +1,17 @@
 //! The writer thread: owns the read-write connection, drains every queued command into one
 //! transaction (group commit), assigns ids, and feeds the hub only after the commit.
-use super::Stats;
+use super::{Stats, TaskBell};
 use crate::error::ApiError;
 use crate::hub::{Event, Hub};
 use crate::ids::IdGen;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::Duration;
 use ulid::Ulid;
 
 /// Most commands folded into one transaction; bounds the latency of the first one.
@@ -47,6 +48,12 @@ pub struct NewTask {
     pub context: Value,
     pub assigned_to: Option<String>,
     pub ch: String,
+    /// Higher is claimed first by claim-next.
+    pub priority: i64,
+    /// Seconds before the task may be claimed.
+    pub delay_s: f64,
+    /// Releases (abandon, lease expiry) before the task fails for good.
+    pub max_attempts: i64,
 }
 
 /// Every change the server makes. Task changes carry the acting agent (`from`).
@@ -54,7 +61,26 @@ pub struct NewTask {
 pub enum Op {
     Publish(NewMessage),
     CreateTask(NewTask),
+    /// Claim one task; with a lease it returns to the queue unless touched in time.
     Claim {
+        id: String,
+        from: String,
+        lease_s: Option<f64>,
+    },
+    /// Claim the best claimable task for `from` (highest priority, then oldest).
+    ClaimNext {
+        from: String,
+        ch: Option<String>,
+        lease_s: Option<f64>,
+    },
+    /// Extend the claimer's lease.
+    Touch {
+        id: String,
+        from: String,
+        lease_s: Option<f64>,
+    },
+    /// Put a failed task back in the queue with its attempts reset.
+    Retry {
         id: String,
         from: String,
     },
@@ -73,6 +99,7 @@ pub enum Op {
         id: String,
         from: String,
         reason: Value,
+        delay_s: f64,
     },
     Interrupt {
         id: String,
@@ -111,6 +138,7 @@ pub fn spawn(
     commands: Receiver<Command>,
     hub: Arc<Hub>,
     stats: Arc<Stats>,
+    bell: Arc<TaskBell>,
     floor: Option<Ulid>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -121,9 +149,13 @@ pub fn spawn(
                 ids: IdGen::new(floor),
                 hub,
                 stats,
+                bell,
+                next_lease: None,
             };
-            while let Ok(first) = commands.recv() {
-                let mut batch = vec![first];
+            // Leases that ran out while the server was down expire on the first pass.
+            writer.next_lease = writer.earliest_lease();
+            while let Some(first) = writer.next_command(&commands) {
+                let mut batch: Vec<Command> = first.into_iter().collect();
                 while batch.len() < MAX_BATCH {
                     match commands.try_recv() {
                         Ok(command) => batch.push(command),
@@ -144,6 +176,9 @@ struct Writer {
     ids: IdGen,
     hub: Arc<Hub>,
     stats: Arc<Stats>,
+    bell: Arc<TaskBell>,
+    /// When the soonest lease runs out (unix seconds), so the writer wakes up for it.
+    next_lease: Option<f64>,
 }
 
 /// What one batch did, applied to the hub and counters only once it is committed.
@@ -152,9 +187,37 @@ struct Effects {
     events: Vec<Arc<Event>>,
     messages_delta: i64,
     tasks_added: u64,
+    /// A task became claimable: wake claim-next callers.
+    tasks_opened: bool,
+    /// A lease was set, moved or cleared: recompute the writer's next wake-up.
+    leases_changed: bool,
+}
+
+impl Effects {
+    fn absorb(&mut self, other: Effects) {
+        self.events.extend(other.events);
+        self.messages_delta += other.messages_delta;
+        self.tasks_added += other.tasks_added;
+        self.tasks_opened |= other.tasks_opened;
+        self.leases_changed |= other.leases_changed;
+    }
 }
 
 impl Writer {
+    /// Waits for the next command, or until the soonest lease runs out (`Some(None)`: no
+    /// command, just expire). `None` once every sender is gone.
+    fn next_command(&self, commands: &Receiver<Command>) -> Option<Option<Command>> {
+        let Some(deadline) = self.next_lease else {
+            return commands.recv().ok().map(Some);
+        };
+        let wait = Duration::from_secs_f64((deadline - now()).max(0.0));
+        match commands.recv_timeout(wait) {
+            Ok(command) => Some(Some(command)),
+            Err(RecvTimeoutError::Timeout) => Some(None),
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
     fn run_batch(&mut self, batch: Vec<Command>) {
         let mut effects = Effects::default();
         let mut replies = Vec::with_capacity(batch.len());
@@ -174,8 +237,8 @@ impl Writer {
         }
     }
 
-    /// Runs each command in its own savepoint, so a refused one (409, 404...) leaves no trace
-    /// while the rest of the batch commits together.
+    /// Expires due leases, then runs each command in its own savepoint, so a refused one
+    /// (409, 404...) leaves no trace while the rest of the batch commits together.
     fn commit_batch(
         &mut self,
         batch: &[Command],
@@ -183,6 +246,16 @@ impl Writer {
         replies: &mut Vec<Result<Done, ApiError>>,
     ) -> Result<(), ApiError> {
         let tx = self.conn.transaction()?;
+        if self.next_lease.is_some_and(|deadline| deadline <= now()) {
+            let mut step = Step {
+                tx: &tx,
+                ids: &mut self.ids,
+                effects: Effects::default(),
+            };
+            step.expire_leases()?;
+            effects.absorb(step.effects);
+            effects.leases_changed = true;
+        }
         for command in batch {
             let mut step = Step {
                 tx: &tx,
@@ -191,12 +264,9 @@ impl Writer {
             };
             tx.execute_batch("SAVEPOINT command")?;
             let result = step.run(&command.op);
-            let step_effects = step.effects;
             if result.is_ok() {
                 tx.execute_batch("RELEASE command")?;
-                effects.events.extend(step_effects.events);
-                effects.messages_delta += step_effects.messages_delta;
-                effects.tasks_added += step_effects.tasks_added;
+                effects.absorb(step.effects);
             } else {
                 tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
             }
@@ -206,7 +276,7 @@ impl Writer {
         Ok(())
     }
 
-    fn apply(&self, effects: Effects) {
+    fn apply(&mut self, effects: Effects) {
         let messages = &self.stats.messages;
         if effects.messages_delta >= 0 {
             messages.fetch_add(effects.messages_delta as u64, Ordering::Relaxed);
@@ -217,6 +287,23 @@ impl Writer {
             .tasks
             .fetch_add(effects.tasks_added, Ordering::Relaxed);
         self.hub.publish(&effects.events);
+        if effects.leases_changed {
+            self.next_lease = self.earliest_lease();
+        }
+        if effects.tasks_opened {
+            self.bell.ring();
+        }
+    }
+
+    fn earliest_lease(&self) -> Option<f64> {
+        self.conn
+            .query_row(
+                "SELECT min(lease_expires_at) FROM tasks WHERE lease_expires_at IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .ok()
+            .flatten()
     }
 }
 
@@ -234,6 +321,10 @@ struct TaskState {
     claimed_by: Option<String>,
     title: String,
     ch: String,
+    not_before: Option<f64>,
+    attempts: i64,
+    max_attempts: i64,
+    lease_s: Option<f64>,
 }
 
 impl Step<'_> {
@@ -244,10 +335,21 @@ impl Step<'_> {
                 Ok(done(201, json!({"id": id, "ts": ts})))
             }
             Op::CreateTask(task) => self.create_task(task),
-            Op::Claim { id, from } => self.claim(id, from),
+            Op::Claim { id, from, lease_s } => {
+                let claimed = self.claim(id, from, *lease_s)?;
+                Ok(done(200, claimed))
+            }
+            Op::ClaimNext { from, ch, lease_s } => self.claim_next(from, ch.as_deref(), *lease_s),
+            Op::Touch { id, from, lease_s } => self.touch(id, from, *lease_s),
+            Op::Retry { id, from } => self.retry(id, from),
             Op::Update { id, from, fields } => {
                 let task = self.load_task(id)?;
                 self.touch_task(id)?;
+                // Progress from the claimer proves it is alive: it extends the lease.
+                let by_claimer = task.claimed_by.as_deref() == Some(from.as_str());
+                if let Some(lease_s) = task.lease_s.filter(|_| by_claimer) {
+                    self.set_lease(id, Some(lease_s))?;
+                }
                 let mut body = fields.clone();
                 body.remove("from");
                 body.insert("task-id".into(), json!(id));
@@ -260,17 +362,16 @@ impl Step<'_> {
                 result,
                 files,
             } => self.complete(id, from, result, files),
-            Op::Abandon { id, from, reason } => {
+            Op::Abandon {
+                id,
+                from,
+                reason,
+                delay_s,
+            } => {
                 let task = self.load_claimed_by(id, from)?;
-                self.tx
-                    .prepare_cached(
-                        "UPDATE tasks SET status = 'open', claimed_by = NULL, claimed_at = NULL,
-                         updated_at = ?2 WHERE id = ?1",
-                    )?
-                    .execute(params![id, now()])?;
                 let body = json!({"task-id": id, "title": task.title, "reason": reason});
-                self.announce(&task, from, "task.abandoned", body, vec![])?;
-                Ok(done(200, json!({"id": id, "status": "open"})))
+                let status = self.release(id, &task, from, ("task.abandoned", body), *delay_s)?;
+                Ok(done(200, json!({"id": id, "status": status})))
             }
             Op::Interrupt { id, from, reason } => {
                 let task = self.load_task(id)?;
@@ -357,10 +458,12 @@ impl Step<'_> {
     fn create_task(&mut self, task: &NewTask) -> Result<Done, ApiError> {
         let id = self.ids.next_id().to_string();
         let now = now();
+        let not_before = (task.delay_s > 0.0).then_some(now + task.delay_s);
         self.tx
             .prepare_cached(
                 "INSERT INTO tasks (id, created_at, updated_at, created_by, assigned_to, status,
-                 title, context, files, ch) VALUES (?1, ?2, ?2, ?3, ?4, 'open', ?5, ?6, '[]', ?7)",
+                 title, context, files, ch, priority, not_before, max_attempts)
+                 VALUES (?1, ?2, ?2, ?3, ?4, 'open', ?5, ?6, '[]', ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 id,
@@ -369,22 +472,21 @@ impl Step<'_> {
                 task.assigned_to,
                 task.title,
                 task.context.to_string(),
-                task.ch
+                task.ch,
+                task.priority,
+                not_before,
+                task.max_attempts
             ])?;
         self.effects.tasks_added += 1;
-        let state = TaskState {
-            status: "open".into(),
-            assigned_to: task.assigned_to.clone(),
-            claimed_by: None,
-            title: task.title.clone(),
-            ch: task.ch.clone(),
-        };
+        self.effects.tasks_opened = true;
         let body = json!({"task-id": id, "title": task.title, "for": task.assigned_to});
+        let state = self.load_task(&id)?;
         self.announce(&state, &task.from, "task.created", body, vec![])?;
         Ok(done(201, json!({"id": id})))
     }
 
-    fn claim(&mut self, id: &str, from: &str) -> Result<Done, ApiError> {
+    /// Claims an open task for `from`; the claim answer's body.
+    fn claim(&mut self, id: &str, from: &str, lease_s: Option<f64>) -> Result<Value, ApiError> {
         let task = self.load_task(id)?;
         if let Some(assignee) = task.assigned_to.as_deref().filter(|a| *a != from) {
             return Err(ApiError::forbidden(format!("task {id} is for {assignee}")));
@@ -392,19 +494,153 @@ impl Step<'_> {
         if task.status != "open" {
             return Err(ApiError::conflict(not_open(id, &task)));
         }
-        let now = now();
+        if let Some(not_before) = task.not_before.filter(|t| *t > now()) {
+            return Err(ApiError::conflict(format!(
+                "task {id} is delayed: claimable from {not_before}"
+            )));
+        }
         self.tx
             .prepare_cached(
                 "UPDATE tasks SET status = 'claimed', claimed_by = ?2, claimed_at = ?3,
                  updated_at = ?3 WHERE id = ?1",
             )?
-            .execute(params![id, from, now])?;
+            .execute(params![id, from, now()])?;
+        let lease_expires_at = self.set_lease(id, lease_s)?;
         let body = json!({"task-id": id, "title": task.title});
         self.announce(&task, from, "task.claimed", body, vec![])?;
-        Ok(done(
-            200,
-            json!({"id": id, "status": "claimed", "claimed-by": from}),
-        ))
+        let mut answer = json!({"id": id, "status": "claimed", "claimed-by": from});
+        if let Some(expires) = lease_expires_at {
+            answer["lease_expires_at"] = json!(expires);
+        }
+        Ok(answer)
+    }
+
+    /// Sets (or with `None` clears) a claimed task's lease; returns when it runs out.
+    fn set_lease(&mut self, id: &str, lease_s: Option<f64>) -> Result<Option<f64>, ApiError> {
+        let expires = lease_s.map(|lease| now() + lease);
+        self.tx
+            .prepare_cached("UPDATE tasks SET lease_s = ?2, lease_expires_at = ?3 WHERE id = ?1")?
+            .execute(params![id, lease_s, expires])?;
+        self.effects.leases_changed = true;
+        Ok(expires)
+    }
+
+    fn claim_next(
+        &mut self,
+        from: &str,
+        ch: Option<&str>,
+        lease_s: Option<f64>,
+    ) -> Result<Done, ApiError> {
+        let now = now();
+        let next: Option<String> = self
+            .tx
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE status = 'open'
+                 AND (not_before IS NULL OR not_before <= ?1)
+                 AND (assigned_to IS NULL OR assigned_to = ?2)
+                 AND (?3 IS NULL OR ch = ?3)
+                 ORDER BY priority DESC, id LIMIT 1",
+            )?
+            .query_row(params![now, from, ch], |row| row.get(0))
+            .optional()?;
+        let Some(id) = next else {
+            // Nothing yet: say when the soonest delayed task becomes claimable.
+            let next_ready: Option<f64> = self
+                .tx
+                .prepare_cached(
+                    "SELECT min(not_before) FROM tasks WHERE status = 'open' AND not_before > ?1
+                     AND (assigned_to IS NULL OR assigned_to = ?2) AND (?3 IS NULL OR ch = ?3)",
+                )?
+                .query_row(params![now, from, ch], |row| row.get(0))?;
+            return Ok(done(204, json!({ "next_ready": next_ready })));
+        };
+        self.claim(&id, from, lease_s)?;
+        let task = super::read::task(self.tx, &id)?
+            .ok_or_else(|| ApiError::internal("claimed task vanished"))?;
+        Ok(done(200, json!(task)))
+    }
+
+    fn touch(&mut self, id: &str, from: &str, lease_s: Option<f64>) -> Result<Done, ApiError> {
+        let task = self.load_claimed_by(id, from)?;
+        let lease_s = lease_s.or(task.lease_s).ok_or_else(|| {
+            ApiError::bad_request(format!("task {id} has no lease to extend: give lease_s"))
+        })?;
+        let expires = self.set_lease(id, Some(lease_s))?;
+        Ok(done(200, json!({"id": id, "lease_expires_at": expires})))
+    }
+
+    fn retry(&mut self, id: &str, from: &str) -> Result<Done, ApiError> {
+        let task = self.load_task(id)?;
+        if task.status != "failed" {
+            return Err(ApiError::conflict(format!(
+                "task {id} is {}, not failed",
+                task.status
+            )));
+        }
+        self.tx
+            .prepare_cached(
+                "UPDATE tasks SET status = 'open', attempts = 0, not_before = NULL,
+                 updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, now()])?;
+        self.effects.tasks_opened = true;
+        let body = json!({"task-id": id, "title": task.title});
+        self.announce(&task, from, "task.retried", body, vec![])?;
+        Ok(done(200, json!({"id": id, "status": "open"})))
+    }
+
+    /// Takes a claimed task back (abandon or lease expiry): one more attempt used; back to
+    /// `open` (after `delay_s`), or `failed` once attempts reach the task's maximum.
+    fn release(
+        &mut self,
+        id: &str,
+        task: &TaskState,
+        from: &str,
+        (kind, body): (&str, Value),
+        delay_s: f64,
+    ) -> Result<&'static str, ApiError> {
+        let now = now();
+        let attempts = task.attempts + 1;
+        let status = if attempts >= task.max_attempts {
+            "failed"
+        } else {
+            "open"
+        };
+        let not_before = (delay_s > 0.0).then_some(now + delay_s);
+        self.tx
+            .prepare_cached(
+                "UPDATE tasks SET status = ?2, attempts = ?3, not_before = ?4, claimed_by = NULL,
+                 claimed_at = NULL, lease_s = NULL, lease_expires_at = NULL, updated_at = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, status, attempts, not_before, now])?;
+        self.effects.leases_changed = true;
+        self.announce(task, from, kind, body, vec![])?;
+        if status == "failed" {
+            let body = json!({"task-id": id, "title": task.title, "attempts": attempts});
+            self.announce(task, from, "task.failed", body, vec![])?;
+        } else {
+            self.effects.tasks_opened = true;
+        }
+        Ok(status)
+    }
+
+    /// Returns every claimed task whose lease has run out to the queue, announcing each.
+    fn expire_leases(&mut self) -> Result<(), ApiError> {
+        let due: Vec<String> = self
+            .tx
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE lease_expires_at <= ?1 AND status = 'claimed'
+                 ORDER BY lease_expires_at",
+            )?
+            .query_map([now()], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for id in due {
+            let task = self.load_task(&id)?;
+            let body = json!({"task-id": id, "title": task.title, "claimed-by": task.claimed_by});
+            self.release(&id, &task, SERVER_IDENTITY, ("task.expired", body), 0.0)?;
+        }
+        Ok(())
     }
 
     fn complete(
@@ -419,10 +655,11 @@ impl Step<'_> {
             .map_err(|e| ApiError::internal(format!("cannot encode files: {e}")))?;
         self.tx
             .prepare_cached(
-                "UPDATE tasks SET status = 'done', result = ?2, files = ?3, updated_at = ?4
-                 WHERE id = ?1",
+                "UPDATE tasks SET status = 'done', result = ?2, files = ?3, updated_at = ?4,
+                 lease_s = NULL, lease_expires_at = NULL WHERE id = ?1",
             )?
             .execute(params![id, result.to_string(), files_json, now()])?;
+        self.effects.leases_changed = true;
         let body = json!({"task-id": id, "title": task.title, "result": result});
         self.announce(&task, from, "task.done", body, files.to_vec())?;
         Ok(done(200, json!({"id": id, "status": "done"})))
@@ -431,7 +668,8 @@ impl Step<'_> {
     fn load_task(&self, id: &str) -> Result<TaskState, ApiError> {
         self.tx
             .prepare_cached(
-                "SELECT status, assigned_to, claimed_by, title, ch FROM tasks WHERE id = ?1",
+                "SELECT status, assigned_to, claimed_by, title, ch, not_before, attempts,
+                 max_attempts, lease_s FROM tasks WHERE id = ?1",
             )?
             .query_row([id], |row| {
                 Ok(TaskState {
@@ -440,6 +678,10 @@ impl Step<'_> {
                     claimed_by: row.get(2)?,
                     title: row.get(3)?,
                     ch: row.get(4)?,
+                    not_before: row.get(5)?,
+                    attempts: row.get(6)?,
+                    max_attempts: row.get(7)?,
+                    lease_s: row.get(8)?,
                 })
             })
             .optional()?
@@ -495,6 +737,9 @@ impl Step<'_> {
         Ok(done(200, json!({"deleted": deleted})))
     }
 }
+
+/// The `from` of announcements the server makes on its own (lease expiry).
+const SERVER_IDENTITY: &str = "workshop";
 
 fn not_open(id: &str, task: &TaskState) -> String {
     match (&task.status[..], &task.claimed_by) {

@@ -94,6 +94,12 @@ impl Server {
         }
     }
 
+    /// Starts it again (after `stop`) on the same port and files.
+    pub fn restart_stopped(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.launch(self.port);
+    }
+
     /// Stops it cleanly and starts it again on the same port and files.
     pub fn restart(&mut self) {
         let status = self.stop();
