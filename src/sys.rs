@@ -51,8 +51,8 @@ pub fn configure_listener(listener: &TcpListener, read: Duration, write: Duratio
 
 fn set_timeout(fd: libc::c_int, option: libc::c_int, timeout: Duration) {
     let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        tv_sec: timeout.as_secs() as _,
+        tv_usec: timeout.subsec_micros() as _,
     };
     // SAFETY: fd is a valid socket we own; the option value is a timeval on our stack.
     unsafe {
