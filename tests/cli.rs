@@ -4,6 +4,7 @@ mod cli_support;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::time::{Duration, Instant};
 
 use cli_support::{Hub, json, poll, script};
 use serde_json::{Value, json};
@@ -36,6 +37,9 @@ fn every_subcommand_has_help_with_an_example() {
         "task done",
         "task abandon",
         "task interrupt",
+        "task next",
+        "task touch",
+        "task retry",
     ] {
         let mut args: Vec<&str> = sub.split(' ').collect();
         args.push("--help");
@@ -343,9 +347,7 @@ fn tail_survives_a_server_restart() {
     // Ping until the tail shows it is connected; how many pings that takes does not matter.
     let first_seen = poll("tail to connect", || {
         hub.ok(ME, &["pub", "r", "ping", "{}"]);
-        tail.lines
-            .recv_timeout(std::time::Duration::from_millis(200))
-            .ok()
+        tail.lines.recv_timeout(Duration::from_millis(200)).ok()
     });
     let mut seen = vec![first_seen];
     let mut expect = Vec::new();
@@ -652,4 +654,149 @@ echo '{"ok":true}'
         (hub.task(&after)["status"] == "done").then_some(())
     });
     assert_eq!(hub.history("tasks", "type=task.claimed").len(), 2);
+}
+
+/// The lease side of tasks: priority and delay for `task next`, leases kept by `touch`,
+/// attempts running out into `failed`, and `retry`.
+#[test]
+fn task_next_leases_and_dead_letters() {
+    let hub = Hub::start();
+    let low = hub.ok(ME, &["task", "create", "low", "--ch", "q"]);
+    let high = hub.ok(
+        ME,
+        &["task", "create", "high", "--ch", "q", "--priority", "5"],
+    );
+    let later = hub.ok(
+        ME,
+        &["task", "create", "later", "--ch", "q", "--delay", "3600"],
+    );
+    let once = hub.ok(
+        ME,
+        &[
+            "task",
+            "create",
+            "once",
+            "--ch",
+            "other",
+            "--max-attempts",
+            "1",
+        ],
+    );
+
+    let first = json(&hub.ok(ME, &["task", "next", "--ch", "q", "--lease", "600"]));
+    assert_eq!(first["id"], high.as_str(), "highest priority first");
+    assert_eq!(first["status"], "claimed");
+    assert!(first["lease_expires_at"].as_f64().is_some());
+    let second = json(&hub.ok(ME, &["task", "next", "--ch", "q"]));
+    assert_eq!(second["id"], low.as_str());
+    hub.fails(ME, &["task", "next", "--ch", "q"], 3); // `later` is delayed
+    hub.fails(ME, &["task", "next", "--ch", "q", "--wait", "0.2"], 3);
+    assert_eq!(hub.task(&later)["status"], "open");
+
+    hub.ok(ME, &["task", "touch", &high, "--lease", "900"]);
+    hub.fails("other.bob", &["task", "touch", &high], 4);
+    hub.ok(ME, &["task", "abandon", &low, "--delay", "3600"]);
+    hub.fails(ME, &["task", "claim", &low], 4); // delayed again
+
+    hub.ok(ME, &["task", "claim", &once, "--lease", "600"]);
+    hub.ok(ME, &["task", "abandon", &once, "--reason", "no luck"]);
+    let failed = json(&hub.ok(ME, &["task", "list", "--status", "failed"]));
+    assert_eq!(failed["id"], once.as_str());
+    hub.ok(ME, &["task", "retry", &once]);
+    let revived = hub.task(&once);
+    assert_eq!(revived["status"], "open");
+    assert_eq!(revived["attempts"], 0);
+}
+
+/// A worker SIGKILLed mid-task leaves a leased claim; once the lease runs out another worker
+/// takes the task and completes it.
+#[test]
+fn a_killed_workers_task_is_finished_by_another_after_its_lease() {
+    let hub = Hub::start();
+    let handler = script(
+        hub.dir.path(),
+        "handler.sh",
+        r#"if [ "$AGENT_ID" = "w.doomed" ]; then
+  touch "$OUT/started"
+  i=0  # bounded, so an orphan cannot outlive a failed test by much
+  while [ ! -e "$OUT/release" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+  exit 1
+fi
+printf '{"by":"%s"}' "$AGENT_ID"
+"#,
+    );
+    let out = hub.dir.path().to_path_buf();
+    let handler = handler.to_str().expect("path");
+    let args = ["work", "--lease", "1", "--poll", "1", "--", handler];
+    let mut doomed = hub.spawn("w.doomed", &args, &[("OUT", &out)]);
+    let id = hub.ok(ME, &["task", "create", "survive me"]);
+    poll("doomed worker to start", || {
+        out.join("started").exists().then_some(())
+    });
+    doomed.child.kill().expect("SIGKILL the worker");
+    doomed.child.wait().expect("reap");
+
+    let _rescuer = hub.spawn("w.rescuer", &args, &[("OUT", &out)]);
+    let task = poll("task done by the rescuer", || {
+        let t = hub.task(&id);
+        (t["status"] == "done").then_some(t)
+    });
+    fs::write(out.join("release"), "").expect("let the orphaned command end");
+    assert_eq!(task["claimed_by"], "w.rescuer");
+    assert_eq!(task["result"], json!({"by": "w.rescuer"}));
+    let expired = hub.history("tasks", "type=task.expired");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["body"]["claimed-by"], "w.doomed");
+}
+
+/// A worker that loses its lease (the server was down past it, and expired the claim at
+/// start-up) stops the command and reports nothing: the task is no longer its own.
+#[test]
+fn a_lost_lease_stops_the_command() {
+    let mut hub = Hub::start();
+    let handler = script(
+        hub.dir.path(),
+        "handler.sh",
+        r#"trap 'touch "$OUT/term"; exit 143' TERM
+touch "$OUT/started"
+sleep 60 & wait $!
+"#,
+    );
+    let out = hub.dir.path().to_path_buf();
+    let handler = handler.to_str().expect("path");
+    let _worker = hub.spawn(
+        "w.lost",
+        &["work", "--lease", "1", "--", handler],
+        &[("OUT", &out)],
+    );
+    let id = hub.ok(ME, &["task", "create", "outlived"]);
+    poll("command to start", || {
+        out.join("started").exists().then_some(())
+    });
+    hub.kill();
+    // Let the lease run out while the server is down (the condition under test, not a guess).
+    // The last touch came before the kill, so the 1 s lease is over 1.5 s after it.
+    let lease_over = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < lease_over {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    hub.restart();
+    poll("command to get SIGTERM", || {
+        out.join("term").exists().then_some(())
+    });
+    let expired = poll("task.expired", || {
+        hub.history("tasks", "type=task.expired").into_iter().next()
+    });
+    assert_eq!(expired["body"]["task-id"], id.as_str());
+    let types: Vec<String> = hub
+        .history("tasks", "")
+        .iter()
+        .map(|m| m["type"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert!(
+        !types
+            .iter()
+            .any(|t| t == "task.abandoned" || t == "task.done" || t == "task.error"),
+        "nothing reported for a lost task: {types:?}"
+    );
 }

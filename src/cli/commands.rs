@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -113,23 +114,26 @@ pub fn history(client: &Client, q: HistoryQuery, pretty: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn task_create(
-    client: &Client,
-    title: &str,
-    context: Option<String>,
-    for_agent: Option<String>,
-    ch: Option<String>,
-) -> Result<()> {
-    let mut req = json!({"from": client.agent()?, "title": title});
-    if let Some(c) = context {
+pub struct NewTask {
+    pub title: String,
+    pub context: Option<String>,
+    pub for_agent: Option<String>,
+    pub ch: Option<String>,
+    pub priority: Option<i64>,
+    pub delay: Option<f64>,
+    pub max_attempts: Option<u32>,
+}
+
+pub fn task_create(client: &Client, t: NewTask) -> Result<()> {
+    let mut req = json!({"from": client.agent()?, "title": t.title});
+    if let Some(c) = t.context {
         req["context"] = json_arg(&c, "--context")?;
     }
-    if let Some(f) = for_agent {
-        req["for"] = json!(f);
-    }
-    if let Some(ch) = ch {
-        req["ch"] = json!(ch);
-    }
+    set_opt(&mut req, "for", t.for_agent);
+    set_opt(&mut req, "ch", t.ch);
+    set_opt(&mut req, "priority", t.priority);
+    set_opt(&mut req, "delay_s", t.delay);
+    set_opt(&mut req, "max_attempts", t.max_attempts);
     let reply = client.post_json("/tasks", &req)?;
     emit(&id_of(&reply)?)
 }
@@ -168,8 +172,45 @@ pub fn task_show(client: &Client, id: &str) -> Result<()> {
     emit(&serde_json::to_string_pretty(&task).unwrap_or_else(|_| task.to_string()))
 }
 
-pub fn task_claim(client: &Client, id: &str) -> Result<()> {
-    task_action(client, id, "claim", json!({}))
+pub fn task_claim(client: &Client, id: &str, lease: Option<f64>) -> Result<()> {
+    let mut body = json!({});
+    set_opt(&mut body, "lease_s", lease);
+    task_action(client, id, "claim", body)
+}
+
+/// `POST /tasks/claim`: prints the claimed task, or exits 3 when there is none.
+pub fn task_next(
+    client: &Client,
+    ch: Option<String>,
+    lease: Option<f64>,
+    wait: Option<f64>,
+) -> Result<()> {
+    let mut body = json!({"from": client.agent()?});
+    set_opt(&mut body, "ch", ch);
+    set_opt(&mut body, "lease_s", lease);
+    set_opt(&mut body, "wait_s", wait);
+    // The server may hold the request for up to a minute.
+    let patience = Duration::from_secs_f64(wait.unwrap_or(0.0).clamp(0.0, 60.0) + 30.0);
+    let resp = client
+        .request("POST", "/tasks/claim")
+        .timeout(patience)
+        .send_json(&body)
+        .map_err(super::client::from_ureq)?;
+    if resp.status() == 204 {
+        return Err(CliError::http(404, "no task to claim"));
+    }
+    let task = resp.into_string()?;
+    emit(task.trim())
+}
+
+pub fn task_touch(client: &Client, id: &str, lease: Option<f64>) -> Result<()> {
+    let mut body = json!({});
+    set_opt(&mut body, "lease_s", lease);
+    task_action(client, id, "touch", body)
+}
+
+pub fn task_retry(client: &Client, id: &str) -> Result<()> {
+    task_action(client, id, "retry", json!({}))
 }
 
 pub fn task_update(
@@ -212,8 +253,15 @@ pub fn task_done(
     task_action(client, id, "done", body)
 }
 
-pub fn task_abandon(client: &Client, id: &str, reason: Option<String>) -> Result<()> {
-    task_action(client, id, "abandon", reason_body(reason))
+pub fn task_abandon(
+    client: &Client,
+    id: &str,
+    reason: Option<String>,
+    delay: Option<f64>,
+) -> Result<()> {
+    let mut body = reason_body(reason);
+    set_opt(&mut body, "delay_s", delay);
+    task_action(client, id, "abandon", body)
 }
 
 pub fn task_interrupt(client: &Client, id: &str, reason: Option<String>) -> Result<()> {
@@ -403,6 +451,12 @@ fn id_of(reply: &Value) -> Result<String> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| CliError::failure(format!("reply has no id: {reply}")))
+}
+
+fn set_opt(body: &mut Value, key: &str, value: Option<impl serde::Serialize>) {
+    if let Some(v) = value {
+        body[key] = json!(v);
+    }
 }
 
 fn push_opt(query: &mut Vec<(&'static str, String)>, key: &'static str, value: Option<String>) {

@@ -209,6 +209,15 @@ enum TaskCommand {
         /// Channel announcing it (server default: tasks)
         #[arg(long, value_name = "CH")]
         ch: Option<String>,
+        /// Higher is claimed first by `task next` (server default 0)
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        priority: Option<i64>,
+        /// Not claimable for this many seconds
+        #[arg(long, value_name = "SECS")]
+        delay: Option<f64>,
+        /// Abandons and lease expiries before it goes to `failed` (server default 5)
+        #[arg(long, value_name = "N")]
+        max_attempts: Option<u32>,
     },
     /// List tasks, newest first, one JSON object per line
     #[command(
@@ -216,7 +225,7 @@ enum TaskCommand {
         workshop task list --mine"
     )]
     List {
-        /// open, claimed or done
+        /// open, claimed, done or failed
         #[arg(long, value_name = "STATUS")]
         status: Option<String>,
         /// Assigned to or claimed by AGENT
@@ -239,8 +248,39 @@ enum TaskCommand {
     #[command(after_help = "Example:\n  workshop task show 01J4XYZ...")]
     Show { id: String },
     /// Claim an open task (exit 4 when someone else has it)
-    #[command(after_help = "Example:\n  workshop task claim 01J4XYZ... || echo 'taken'")]
-    Claim { id: String },
+    #[command(
+        after_help = "Example:\n  workshop task claim 01J4XYZ... --lease 300 || echo 'taken'"
+    )]
+    Claim {
+        id: String,
+        /// Expire the claim after SECS unless touched (default: never)
+        #[arg(long, value_name = "SECS")]
+        lease: Option<f64>,
+    },
+    /// Claim the best task for you (priority, then age); prints it (exit 3 when none)
+    #[command(
+        after_help = "Example:\n  TASK=$(workshop task next --ch jobs --lease 300 --wait 30) \
+        && echo \"$TASK\" | jq -r .title"
+    )]
+    Next {
+        /// Only from this channel
+        #[arg(long, value_name = "CH")]
+        ch: Option<String>,
+        /// Expire the claim after SECS unless touched (default: never)
+        #[arg(long, value_name = "SECS")]
+        lease: Option<f64>,
+        /// Wait up to SECS (at most 60) for one to appear
+        #[arg(long, value_name = "SECS")]
+        wait: Option<f64>,
+    },
+    /// Extend the lease of your claimed task
+    #[command(after_help = "Example:\n  workshop task touch 01J4XYZ... --lease 300")]
+    Touch {
+        id: String,
+        /// New lease from now (default: the claim's)
+        #[arg(long, value_name = "SECS")]
+        lease: Option<f64>,
+    },
     /// Post progress: any JSON object of fields, and/or a --note
     #[command(
         after_help = "Examples:\n  workshop task update 01J4XYZ... '{\"progress\":0.5}'\n  \
@@ -275,7 +315,15 @@ enum TaskCommand {
         id: String,
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// Not claimable again for this many seconds
+        #[arg(long, value_name = "SECS")]
+        delay: Option<f64>,
     },
+    /// Put a failed task back to open, its attempts reset
+    #[command(
+        after_help = "Example:\n  workshop task list --status failed && workshop task retry 01J4XYZ..."
+    )]
+    Retry { id: String },
     /// Ask whoever runs a task to stop (`workshop work` stops it and abandons it)
     #[command(after_help = "Example:\n  workshop task interrupt 01J4XYZ... --reason 'wrong input'")]
     Interrupt {
@@ -300,6 +348,9 @@ struct WorkArgs {
     /// Seconds between checks of the open-task list (the stream is the fast path)
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     poll: f64,
+    /// Claim lease in seconds, kept alive while the command runs (0: claims never expire)
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    lease: f64,
     /// The command to run per task, after `--`
     #[arg(required = true, last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -356,7 +407,21 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
                 context,
                 for_agent,
                 ch,
-            } => c::task_create(client, &title, context, for_agent, ch),
+                priority,
+                delay,
+                max_attempts,
+            } => c::task_create(
+                client,
+                c::NewTask {
+                    title,
+                    context,
+                    for_agent,
+                    ch,
+                    priority,
+                    delay,
+                    max_attempts,
+                },
+            ),
             TaskCommand::List {
                 status,
                 for_agent,
@@ -373,10 +438,15 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
                 c::task_list(client, status, for_agent, ch, n, pretty)
             }
             TaskCommand::Show { id } => c::task_show(client, &id),
-            TaskCommand::Claim { id } => c::task_claim(client, &id),
+            TaskCommand::Claim { id, lease } => c::task_claim(client, &id, lease),
+            TaskCommand::Next { ch, lease, wait } => c::task_next(client, ch, lease, wait),
+            TaskCommand::Touch { id, lease } => c::task_touch(client, &id, lease),
+            TaskCommand::Retry { id } => c::task_retry(client, &id),
             TaskCommand::Update { id, fields, note } => c::task_update(client, &id, fields, note),
             TaskCommand::Done { id, result, files } => c::task_done(client, &id, result, &files),
-            TaskCommand::Abandon { id, reason } => c::task_abandon(client, &id, reason),
+            TaskCommand::Abandon { id, reason, delay } => {
+                c::task_abandon(client, &id, reason, delay)
+            }
             TaskCommand::Interrupt { id, reason } => c::task_interrupt(client, &id, reason),
         },
         Command::Upload { paths } => c::upload(client, &paths),
@@ -392,6 +462,7 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
                 jobs: a.jobs as usize,
                 grace: secs(a.grace, "--grace")?,
                 poll: secs(a.poll, "--poll")?,
+                lease: Some(secs(a.lease, "--lease")?).filter(|l| !l.is_zero()),
                 command: a.command,
             },
         ),

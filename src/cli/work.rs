@@ -6,8 +6,10 @@
 //! - one runner thread per claimed task runs the command and reports the outcome,
 //! - the heartbeat thread keeps the agent visible in `who`.
 //!
-//! Claiming is one function (`claim`): moving to claim-next with a lease (issue 8) replaces it
-//! and adds a `touch` call to the runner's wait loop.
+//! Claims carry a lease that a toucher thread per task keeps extending while the command
+//! runs, so the task of a worker that dies goes back to the pool when the lease runs out.
+//! Claiming is one function (`claim`); see its comment for why it names the task rather than
+//! asking the server for the next one.
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::ControlFlow;
@@ -34,6 +36,9 @@ AGENT_ID in its environment:
   - any other exit: task.error is posted on the task's channel and the task is abandoned;
   - task.interrupt for a running task: COMMAND's process group gets SIGTERM, SIGKILL after
     --grace seconds, and the task is abandoned with reason \"interrupted\".
+Claims are leased for --lease seconds and touched every third of that while COMMAND runs: if
+this worker dies, the task returns to the pool when the lease runs out; if the lease is lost
+anyway (the server unreachable for too long), COMMAND is stopped and nothing is reported.
 A task this worker failed or was interrupted on is not taken again by it. New tasks are seen
 at once on the live stream; the open list is also checked every --poll seconds. Heartbeats
 every 30 s. SIGINT/SIGTERM: stop claiming, stop running commands, abandon their tasks
@@ -60,6 +65,8 @@ pub struct Options {
     pub jobs: usize,
     pub grace: Duration,
     pub poll: Duration,
+    /// Claim lease; `None` claims without one (the claim never expires).
+    pub lease: Option<Duration>,
     pub command: Vec<String>,
 }
 
@@ -82,6 +89,8 @@ enum Outcome {
     Failed,
     Interrupted,
     Stopped,
+    /// The lease ran out: the task is someone else's now.
+    Lost,
 }
 
 /// What every runner needs, shared.
@@ -90,6 +99,7 @@ struct Ctx {
     agent: String,
     command: Vec<String>,
     grace: Duration,
+    lease: Option<Duration>,
     stop: Arc<AtomicBool>,
 }
 
@@ -108,6 +118,7 @@ pub fn run(client: &Client, opts: Options) -> Result<()> {
         agent,
         command: opts.command,
         grace: opts.grace,
+        lease: opts.lease,
         stop: Arc::clone(&stop),
     });
     let (tx, rx) = unbounded();
@@ -156,8 +167,8 @@ struct Coordinator {
     channels: Vec<String>,
     jobs: usize,
     tx: Sender<Event>,
-    /// Tasks being run, with the way to interrupt each.
-    running: HashMap<String, Sender<()>>,
+    /// Tasks being run, with the way to stop each.
+    running: HashMap<String, Sender<Outcome>>,
     /// Tasks this worker failed or was interrupted on: never taken again by it.
     given_up: HashSet<String>,
     /// Candidates waiting for a free slot, oldest first (`queued` mirrors it for dedup).
@@ -184,8 +195,8 @@ impl Coordinator {
             match event {
                 Event::Candidate(id) => self.offer(id),
                 Event::Interrupt(id) => {
-                    if let Some(interrupt) = self.running.get(&id) {
-                        let _ = interrupt.try_send(());
+                    if let Some(stop) = self.running.get(&id) {
+                        let _ = stop.try_send(Outcome::Interrupted);
                     }
                 }
                 Event::Poll => self.poll(&mut fatal),
@@ -222,7 +233,7 @@ impl Coordinator {
             if self.running.contains_key(&id) || self.given_up.contains(&id) {
                 continue;
             }
-            match claim(&self.ctx.client, &self.ctx.agent, &id) {
+            match claim(&self.ctx, &id) {
                 Ok(Some(task)) => self.start(id, task),
                 Ok(None) => {} // someone else won, or it is not for us
                 Err(e) => {
@@ -236,11 +247,11 @@ impl Coordinator {
     }
 
     fn start(&mut self, id: String, task: Value) {
-        let (interrupt_tx, interrupt_rx) = bounded(1);
-        self.running.insert(id.clone(), interrupt_tx);
+        let (stop_tx, stop_rx) = bounded(1);
+        self.running.insert(id.clone(), stop_tx.clone());
         let (ctx, tx) = (Arc::clone(&self.ctx), self.tx.clone());
         spawn("runner", move || {
-            let outcome = run_task(&ctx, &id, &task, &interrupt_rx);
+            let outcome = run_task(&ctx, &id, &task, &stop_tx, &stop_rx);
             let _ = tx.send(Event::Finished(id, outcome));
         });
     }
@@ -284,11 +295,21 @@ impl Coordinator {
     }
 }
 
-/// Claims one task. `Ok(Some(task))` when it is ours now (with its full JSON for the
-/// command's stdin), `Ok(None)` when someone else has it or it is not for us.
-fn claim(client: &Client, agent: &str, id: &str) -> Result<Option<Value>> {
+/// Claims one task, leased when `--lease` is set. `Ok(Some(task))` when it is ours now (with
+/// its full JSON for the command's stdin), `Ok(None)` when someone else has it, it is not for
+/// us, or it is not claimable yet (delayed).
+///
+/// Why by id and not `POST /tasks/claim` (claim-next): the server would hand back a task this
+/// worker just failed or was interrupted on, and the worker would run it again at once.
+/// Naming the task keeps that choice here; the cost is some 409s when workers race.
+fn claim(ctx: &Ctx, id: &str) -> Result<Option<Value>> {
+    let (client, agent) = (&ctx.client, ctx.agent.as_str());
     let path = format!("/tasks/{}", seg(id));
-    match client.post_json(&format!("{path}/claim"), &json!({"from": agent})) {
+    let mut body = json!({"from": agent});
+    if let Some(lease) = ctx.lease {
+        body["lease_s"] = json!(lease.as_secs_f64());
+    }
+    match client.post_json(&format!("{path}/claim"), &body) {
         Ok(_) => {}
         Err(e) if matches!(e.status, 403 | 404 | 409) => return Ok(None),
         Err(e) => return Err(e),
@@ -370,7 +391,8 @@ fn task_event(msg: &Value, agent: &str) -> Option<Event> {
                 .is_none_or(|a| a == agent)
                 .then_some(Event::Candidate(id))
         }
-        "task.abandoned" => Some(Event::Candidate(id)),
+        // Back in the pool: given up, lease expired, or revived from failed.
+        "task.abandoned" | "task.expired" | "task.retried" => Some(Event::Candidate(id)),
         "task.interrupt" => Some(Event::Interrupt(id)),
         _ => None,
     }
@@ -392,13 +414,23 @@ fn heartbeat(ctx: &Ctx, channels: &[String], jobs: usize) {
 }
 
 /// Runs the command for one claimed task and reports the outcome to the server.
-fn run_task(ctx: &Ctx, id: &str, task: &Value, interrupt: &Receiver<()>) -> Outcome {
+fn run_task(
+    ctx: &Ctx,
+    id: &str,
+    task: &Value,
+    stop_tx: &Sender<Outcome>,
+    stop_rx: &Receiver<Outcome>,
+) -> Outcome {
     let title = task
         .get("title")
         .and_then(Value::as_str)
         .unwrap_or_default();
     eprintln!("workshop work: running {id} {title:?}");
-    let (mut outcome, detail) = match supervise(ctx, id, task, interrupt) {
+    // Dropping `_toucher` (when this function returns) stops the touching.
+    let _toucher = ctx
+        .lease
+        .map(|lease| keep_lease(ctx, id, lease, stop_tx.clone()));
+    let (mut outcome, detail) = match supervise(ctx, id, task, stop_rx) {
         Ok(run) => judge(run),
         Err(e) => (
             Outcome::Failed,
@@ -422,6 +454,7 @@ fn run_task(ctx: &Ctx, id: &str, task: &Value, interrupt: &Receiver<()>) -> Outc
                 other => other.map(|_| ()),
             }
         }
+        Detail::Nothing => Ok(()),
         Detail::Abandon(reason) => with_retry(|| {
             ctx.client.post_json(
                 &format!("{path}/abandon"),
@@ -444,6 +477,8 @@ fn run_task(ctx: &Ctx, id: &str, task: &Value, interrupt: &Receiver<()>) -> Outc
 
 enum Detail {
     Result(Value),
+    /// Nothing to report: the task is no longer ours.
+    Nothing,
     Abandon(&'static str),
     Error {
         reason: String,
@@ -496,6 +531,7 @@ struct Run {
 fn judge(run: Run) -> (Outcome, Detail) {
     match run.stopped_by {
         Some(Outcome::Interrupted) => (Outcome::Interrupted, Detail::Abandon("interrupted")),
+        Some(Outcome::Lost) => (Outcome::Lost, Detail::Nothing),
         Some(_) => (Outcome::Stopped, Detail::Abandon("worker stopped")),
         None if run.status.success() => (Outcome::Done, Detail::Result(result_of(&run.stdout))),
         None => {
@@ -526,7 +562,7 @@ fn result_of(stdout: &[u8]) -> Value {
 /// Starts the command in its own process group, feeds it the task, forwards its stderr as
 /// updates, and waits for it — stopping it (SIGTERM, then SIGKILL after the grace period) on
 /// an interrupt or when the worker is stopping.
-fn supervise(ctx: &Ctx, id: &str, task: &Value, interrupt: &Receiver<()>) -> std::io::Result<Run> {
+fn supervise(ctx: &Ctx, id: &str, task: &Value, stop: &Receiver<Outcome>) -> std::io::Result<Run> {
     let mut child = Command::new(&ctx.command[0])
         .args(&ctx.command[1..])
         .env("WORKSHOP_TASK_ID", id)
@@ -579,7 +615,7 @@ fn supervise(ctx: &Ctx, id: &str, task: &Value, interrupt: &Receiver<()>) -> std
         }
         tail.into()
     });
-    let (status, stopped_by) = wait_or_stop(ctx, &mut child, interrupt)?;
+    let (status, stopped_by) = wait_or_stop(ctx, &mut child, stop)?;
     Ok(Run {
         status,
         stopped_by,
@@ -588,11 +624,11 @@ fn supervise(ctx: &Ctx, id: &str, task: &Value, interrupt: &Receiver<()>) -> std
     })
 }
 
-/// Waits for the child, polling so an interrupt or a worker stop can end it.
+/// Waits for the child, polling so an interrupt, a lost lease or a worker stop can end it.
 fn wait_or_stop(
     ctx: &Ctx,
     child: &mut Child,
-    interrupt: &Receiver<()>,
+    stop: &Receiver<Outcome>,
 ) -> std::io::Result<(ExitStatus, Option<Outcome>)> {
     let pid = child.id();
     let mut stopped_by = None;
@@ -608,8 +644,8 @@ fn wait_or_stop(
         }
         match stopped_by {
             None => {
-                let why = match interrupt.recv_timeout(RUNNER_TICK) {
-                    Ok(()) => Some(Outcome::Interrupted),
+                let why = match stop.recv_timeout(RUNNER_TICK) {
+                    Ok(why) => Some(why),
                     Err(_) if ctx.stop.load(Ordering::SeqCst) => Some(Outcome::Stopped),
                     Err(_) => None,
                 };
@@ -632,6 +668,31 @@ fn wait_or_stop(
             }
         }
     }
+}
+
+/// Touches the task's lease every third of its length until the returned sender is dropped.
+/// A 409 or 403 means the lease ran out and the task went to someone else: stop the command.
+/// A 404 means a server without leases: nothing to keep.
+fn keep_lease(ctx: &Ctx, id: &str, lease: Duration, stop: Sender<Outcome>) -> Sender<()> {
+    let (done_tx, done_rx) = bounded::<()>(0);
+    let (client, agent) = (ctx.client.clone(), ctx.agent.clone());
+    let path = format!("/tasks/{}/touch", seg(id));
+    let body = json!({"from": agent, "lease_s": lease.as_secs_f64()});
+    spawn("lease", move || {
+        while let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(lease / 3) {
+            match client.post_json(&path, &body) {
+                Ok(_) => {}
+                Err(e) if matches!(e.status, 403 | 409) => {
+                    eprintln!("workshop work: lost the claim on {path}: {e}");
+                    let _ = stop.try_send(Outcome::Lost);
+                    return;
+                }
+                Err(e) if e.status == 404 => return,
+                Err(e) => eprintln!("workshop work: touching {path}: {e}"),
+            }
+        }
+    });
+    done_tx
 }
 
 /// Retries `f` while the server is unreachable or failing, for up to `REPORT_PATIENCE`:
