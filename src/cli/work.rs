@@ -40,8 +40,8 @@ Claims are leased for --lease seconds and touched every third of that while COMM
 this worker dies, the task returns to the pool when the lease runs out; if the lease is lost
 anyway (the server unreachable for too long), COMMAND is stopped and nothing is reported.
 A task this worker failed or was interrupted on is not taken again by it. New tasks are seen
-at once on the live stream; the open list is also checked every --poll seconds. Heartbeats
-every 30 s. SIGINT/SIGTERM: stop claiming, stop running commands, abandon their tasks
+at once on the live stream; the open list is also checked every --poll seconds (and whenever
+a slot frees), highest priority first, then oldest. Heartbeats every 30 s. SIGINT/SIGTERM: stop claiming, stop running commands, abandon their tasks
 (reason \"worker stopped\"), exit 0; a second signal exits at once (status 130).
 
 Examples:
@@ -279,20 +279,44 @@ impl Coordinator {
                     return;
                 }
             };
-            let mut tasks: Vec<&Value> = tasks.as_array().into_iter().flatten().collect();
-            tasks.reverse(); // the server lists newest first
-            for task in tasks {
-                let assigned = task.get("assigned_to").and_then(Value::as_str);
-                let open = task.get("status").and_then(Value::as_str) == Some("open");
-                if open
-                    && assigned.is_none_or(|a| a == self.ctx.agent)
-                    && let Some(id) = task.get("id").and_then(Value::as_str)
-                {
-                    self.offer(id.to_string());
-                }
+            for id in claimable(&tasks, &self.ctx.agent, unix_now()) {
+                self.offer(id);
             }
         }
     }
+}
+
+/// The ids in a task list this agent may claim now, in the order claim-next would hand them
+/// out: highest priority first, then oldest. Delayed tasks wait for a later check.
+fn claimable(list: &Value, agent: &str, now: f64) -> Vec<String> {
+    let mut tasks: Vec<&Value> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("status").and_then(Value::as_str) == Some("open"))
+        .filter(|t| {
+            let assigned = t.get("assigned_to").and_then(Value::as_str);
+            assigned.is_none_or(|a| a == agent)
+        })
+        .filter(|t| {
+            t.get("not_before")
+                .and_then(Value::as_f64)
+                .is_none_or(|at| at <= now)
+        })
+        .collect();
+    tasks.reverse(); // the server lists newest first; the sort below is stable
+    tasks
+        .sort_by_key(|t| std::cmp::Reverse(t.get("priority").and_then(Value::as_i64).unwrap_or(0)));
+    tasks
+        .iter()
+        .filter_map(|t| t.get("id").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Claims one task, leased when `--lease` is set. `Ok(Some(task))` when it is ours now (with
@@ -726,6 +750,23 @@ mod tests {
         assert_eq!(result_of(b"{\"rows\": 3}\n"), json!({"rows": 3}));
         assert_eq!(result_of(b"hello\n"), json!({"output": "hello"}));
         assert_eq!(result_of(b""), json!({"output": ""}));
+    }
+
+    #[test]
+    fn claimable_tasks_come_by_priority_then_age() {
+        let list = json!([
+            {"id":"new-low","status":"open","assigned_to":null,"priority":0},
+            {"id":"delayed","status":"open","assigned_to":null,"priority":9,"not_before":200.0},
+            {"id":"theirs","status":"open","assigned_to":"other","priority":9},
+            {"id":"mine-high","status":"open","assigned_to":"me","priority":3},
+            {"id":"taken","status":"claimed","assigned_to":null},
+            {"id":"old-low","status":"open","assigned_to":null}
+        ]);
+        assert_eq!(
+            claimable(&list, "me", 100.0),
+            ["mine-high", "old-low", "new-low"]
+        );
+        assert_eq!(claimable(&list, "me", 300.0)[0], "delayed");
     }
 
     #[test]
