@@ -249,14 +249,22 @@ impl Coordinator {
     fn start(&mut self, id: String, task: Value) {
         let (stop_tx, stop_rx) = bounded(1);
         self.running.insert(id.clone(), stop_tx.clone());
-        let (ctx, tx) = (Arc::clone(&self.ctx), self.tx.clone());
-        spawn("runner", move || {
-            let outcome = run_task(&ctx, &id, &task, &stop_tx, &stop_rx);
-            let _ = tx.send(Event::Finished(id, outcome));
+        let (ctx, tx, task_id) = (Arc::clone(&self.ctx), self.tx.clone(), id.clone());
+        let started = spawn("runner", move || {
+            let outcome = run_task(&ctx, &task_id, &task, &stop_tx, &stop_rx);
+            let _ = tx.send(Event::Finished(task_id, outcome));
         });
+        if !started {
+            self.running.remove(&id);
+            let body = json!({"from": self.ctx.agent, "reason": "worker out of threads"});
+            let path = format!("/tasks/{}/abandon", seg(&id));
+            if let Err(e) = self.ctx.client.post_json(&path, &body) {
+                eprintln!("workshop work: abandoning {id}: {e}");
+            }
+        }
     }
 
-    /// Lists open tasks and queues those we may take, oldest first.
+    /// Lists open tasks and queues those we may take (see `claimable` for the order).
     fn poll(&mut self, fatal: &mut Option<CliError>) {
         let channels: Vec<Option<String>> = if self.channels.is_empty() {
             vec![None]
@@ -605,20 +613,20 @@ fn supervise(ctx: &Ctx, id: &str, task: &Value, stop: &Receiver<Outcome>) -> std
         }
     });
     let stdout = child.stdout.take();
-    let out_reader = thread::spawn(move || {
+    let out_reader = reader(&mut child, "stdout", move || {
         let mut buf = Vec::new();
         if let Some(mut s) = stdout {
             let _ = s.read_to_end(&mut buf);
         }
         buf
-    });
+    })?;
     let stderr = child.stderr.take();
     let (client, agent, path) = (
         ctx.client.clone(),
         ctx.agent.clone(),
         format!("/tasks/{}/update", seg(id)),
     );
-    let err_reader = thread::spawn(move || {
+    let err_reader = reader(&mut child, "stderr", move || {
         let mut tail = VecDeque::new();
         let Some(stderr) = stderr else {
             return Vec::new();
@@ -638,7 +646,7 @@ fn supervise(ctx: &Ctx, id: &str, task: &Value, stop: &Receiver<Outcome>) -> std
             tail.push_back(line);
         }
         tail.into()
-    });
+    })?;
     let (status, stopped_by) = wait_or_stop(ctx, &mut child, stop)?;
     Ok(Run {
         status,
@@ -646,6 +654,22 @@ fn supervise(ctx: &Ctx, id: &str, task: &Value, stop: &Receiver<Outcome>) -> std
         stdout: out_reader.join().unwrap_or_default(),
         stderr_tail: err_reader.join().unwrap_or_default(),
     })
+}
+
+/// Starts a thread draining one of `child`'s pipes. If none can be had, the command could
+/// block on a full pipe forever: it is killed instead, and the error reported as a failed start.
+fn reader<T: Send + 'static>(
+    child: &mut Child,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<thread::JoinHandle<T>> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .inspect_err(|_| {
+            let _ = signal_group(child.id(), SIGKILL);
+            let _ = child.wait();
+        })
 }
 
 /// Waits for the child, polling so an interrupt, a lost lease or a worker stop can end it.
@@ -735,9 +759,14 @@ fn with_retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
-    if let Err(e) = thread::Builder::new().name(name.into()).spawn(f) {
-        eprintln!("workshop work: cannot start {name} thread: {e}");
+/// Starts a named thread; false (and a note on stderr) when the system refuses.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
+    match thread::Builder::new().name(name.into()).spawn(f) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("workshop work: cannot start {name} thread: {e}");
+            false
+        }
     }
 }
 
