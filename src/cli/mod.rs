@@ -1,6 +1,7 @@
 //! Command line: `workshop` / `workshop serve` runs the server; every other subcommand is the
-//! agent client (argument definitions here; each command's work in `commands`, the worker loop
-//! in `work`, HTTP and exit codes in `client`, the live stream in `sse`).
+//! agent client. Argument definitions live here; each command's work in `commands`, the worker
+//! loop in `work`, HTTP and exit codes in `client`, the live stream in `sse`, `--pretty` lines
+//! in `format`, and the one signal call std lacks in `signal`.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
