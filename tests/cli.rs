@@ -317,6 +317,12 @@ fn tail_filters_and_formats() {
         &[],
     );
     let pretty = hub.spawn("tail.pretty", &["tail", "--pretty", "--since", &old], &[]);
+    let last = hub.spawn("tail.last", &["tail", "a", "-n", "1"], &[]);
+    assert_eq!(
+        json(&last.take_lines(1)[0])["id"],
+        old.as_str(),
+        "-n: stored first"
+    );
     hub.ok(ME, &["pub", "a", "drop.me", "{}"]);
     hub.ok(ME, &["pub", "b", "keep.other-channel", "{}"]);
     let kept = hub.ok(ME, &["pub", "a", "keep.me", r#"{"k":1}"#]);
@@ -324,6 +330,9 @@ fn tail_filters_and_formats() {
     let all: Vec<Value> = since.take_lines(3).iter().map(|l| json(l)).collect();
     let types: Vec<&str> = all.iter().filter_map(|m| m["type"].as_str()).collect();
     assert_eq!(types, ["drop.me", "keep.other-channel", "keep.me"]);
+    let then: Vec<Value> = last.take_lines(2).iter().map(|l| json(l)).collect();
+    assert_eq!(then[0]["type"], "drop.me", "then live, nothing twice");
+    assert_eq!(then[1]["id"], kept.as_str());
     let only = json(&typed.take_lines(1)[0]);
     assert_eq!(only["id"], kept.as_str());
     let lines = pretty.take_lines(3);

@@ -37,44 +37,66 @@ pub fn publish(
     emit(&id_of(&reply)?)
 }
 
-pub fn tail(
-    client: &Client,
-    ch: Option<String>,
-    kind: Option<String>,
-    since: Option<String>,
-    pretty: bool,
-) -> Result<()> {
+pub struct TailQuery {
+    pub ch: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<String>,
+    /// Print this many stored messages before following.
+    pub last: Option<u32>,
+}
+
+pub fn tail(client: &Client, q: TailQuery, pretty: bool) -> Result<()> {
+    let print = |line: &str| -> Result<()> {
+        if pretty {
+            match serde_json::from_str::<Value>(line) {
+                Ok(envelope) => emit(&format::message(&envelope)),
+                Err(_) => emit(line),
+            }
+        } else {
+            emit(line)
+        }
+    };
     // Without --since, start at the newest stored message rather than "live": that way a
     // reconnect that happens before anything was printed still replays what it missed.
-    let cursor = match since {
+    let mut cursor = match q.since {
         Some(id) => id,
-        None => sse::newest_id(client, ch.as_deref())?,
+        None => sse::newest_id(client, q.ch.as_deref())?,
     };
-    let path = match &ch {
+    if let Some(n) = q.last {
+        let text = client.get_text(
+            &history_path(q.ch.as_deref()),
+            &[("n", n.to_string())]
+                .into_iter()
+                .chain(q.kind.clone().map(|k| ("type", k)))
+                .collect::<Vec<_>>(),
+        )?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            print(line)?;
+            // Anything newer than the cursor was printed here: the stream starts after it.
+            if let Some(id) = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+                .filter(|id| *id > cursor)
+            {
+                cursor = id;
+            }
+        }
+    }
+    let path = match &q.ch {
         Some(ch) => format!("/ch/{}", seg(ch)),
         None => "/".to_string(),
     };
     let stream = Stream {
         path,
-        type_prefix: kind,
+        type_prefix: q.kind,
         cursor: Some(cursor),
     };
     sse::follow(
         client,
         stream,
-        |event| {
-            let line = if pretty {
-                match serde_json::from_str::<Value>(&event.data) {
-                    Ok(envelope) => format::message(&envelope),
-                    Err(_) => event.data.clone(),
-                }
-            } else {
-                event.data.clone()
-            };
-            match emit(&line) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => ControlFlow::Break(Err(e)),
-            }
+        |event| match print(&event.data) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(Err(e)),
         },
         || {},
     )
@@ -89,10 +111,7 @@ pub struct HistoryQuery {
 }
 
 pub fn history(client: &Client, q: HistoryQuery, pretty: bool) -> Result<()> {
-    let path = match &q.ch {
-        Some(ch) => format!("/ch/{}/history", seg(ch)),
-        None => "/history".to_string(),
-    };
+    let path = history_path(q.ch.as_deref());
     let mut query = Vec::new();
     if let Some(n) = q.n {
         query.push(("n", n.to_string()));
@@ -112,6 +131,13 @@ pub fn history(client: &Client, q: HistoryQuery, pretty: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn history_path(ch: Option<&str>) -> String {
+    match ch {
+        Some(ch) => format!("/ch/{}/history", seg(ch)),
+        None => "/history".to_string(),
+    }
 }
 
 pub struct NewTask {

@@ -74,7 +74,7 @@ enum Command {
         after_help = "Reconnects by itself and resumes after the last message printed, so \
         nothing is shown twice or skipped across a server restart (it exits 5 only if the \
         server cannot be reached at the start).\n\nExamples:\n  \
-        workshop tail --pretty\n  workshop tail jobs --type task. | jq .body"
+        workshop tail -n 20 --pretty\n  workshop tail jobs --type task. | jq .body"
     )]
     Tail(TailArgs),
     /// Print stored messages, oldest first, one JSON envelope per line
@@ -166,6 +166,9 @@ struct TailArgs {
     /// Replay everything after this message id first
     #[arg(long, value_name = "ID")]
     since: Option<String>,
+    /// Print the last N stored messages first (like `tail -n N -f`)
+    #[arg(short, value_name = "N", conflicts_with = "since")]
+    n: Option<u32>,
     /// Compact human format: time from · ch · type · body
     #[arg(long)]
     pretty: bool,
@@ -390,7 +393,16 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
     match command {
         Command::Serve => unreachable!("handled before a client is built"),
         Command::Pub(a) => c::publish(client, &a.ch, &a.kind, a.body, &a.files, a.reply_to),
-        Command::Tail(a) => c::tail(client, a.ch, a.kind, a.since, a.pretty),
+        Command::Tail(a) => c::tail(
+            client,
+            c::TailQuery {
+                ch: a.ch,
+                kind: a.kind,
+                since: a.since,
+                last: a.n,
+            },
+            a.pretty,
+        ),
         Command::History(a) => c::history(
             client,
             c::HistoryQuery {
