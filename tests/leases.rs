@@ -303,11 +303,21 @@ fn claim_next_orders_by_priority_then_age_and_respects_assignment() {
         "the task for another agent is never handed to me"
     );
     assert_eq!(task(&s, &theirs)["status"], "open");
+    // `exclude`: tasks the caller does not want back (say, ones it just failed).
+    let a = create(&s, json!({"from":"b","title":"a"}));
+    let b = create(&s, json!({"from":"b","title":"b"}));
+    let r = s.post_json("/tasks/claim", json!({"from":"me","exclude":[a]}));
+    assert_eq!(r.json()["id"], json!(b));
+    let r = s.post_json("/tasks/claim", json!({"from":"me","exclude":[a]}));
+    assert_eq!(r.status, 204);
+    assert_eq!(task(&s, &a)["status"], "open");
     for bad in [
         json!({}),
         json!({"from":"me","ch":"bad channel"}),
         json!({"from":"me","wait_s":-1}),
         json!({"from":"me","lease_s":-5}),
+        json!({"from":"me","exclude":"nope"}),
+        json!({"from":"me","exclude":["not-an-id"]}),
     ] {
         assert_eq!(
             s.post_json("/tasks/claim", bad.clone()).status,

@@ -156,6 +156,7 @@ pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
         Some(_) => return Err(ApiError::bad_request("ch must be a channel name")),
     };
     let lease_s = lease(&body)?;
+    let exclude = task_ids(&body, "exclude")?;
     let wait = seconds(&body, "wait_s")?.unwrap_or(0.0).min(MAX_WAIT_S);
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
     loop {
@@ -165,6 +166,7 @@ pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
             from: from.clone(),
             ch: ch.clone(),
             lease_s,
+            exclude: exclude.clone(),
         })?;
         if done.status == 200 {
             return Ok(Reply::json(200, done.body));
@@ -180,6 +182,22 @@ pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
             .bell
             .wait(rings, until_ready.map_or(left, |ready| ready.min(left)));
     }
+}
+
+/// An optional array of task ids (at most 1000), as the JSON text SQLite's `json_each` reads.
+fn task_ids(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::bad_request(format!("{key} must be an array of at most 1000 task ids"));
+    let ids = match body.get(key) {
+        None | Some(Value::Null) => return Ok("[]".into()),
+        Some(Value::Array(items)) if items.len() <= 1000 => items,
+        Some(_) => return Err(bad()),
+    };
+    let ids: Vec<String> = ids
+        .iter()
+        .map(|id| id.as_str().and_then(ids::parse).map(|id| id.to_string()))
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    Ok(json!(ids).to_string())
 }
 
 /// `lease_s`: absent, or seconds from 0.001 to a week.

@@ -2,14 +2,14 @@
 //! what runs, what to stop); helper threads only feed it events:
 //!
 //! - the stream thread follows `task.*` messages live (new and abandoned tasks, interrupts),
-//! - the ticker asks for a periodic list of open tasks (the fallback that misses nothing),
+//! - the ticker asks for a periodic claim-next check (the fallback that misses nothing),
 //! - one runner thread per claimed task runs the command and reports the outcome,
 //! - the heartbeat thread keeps the agent visible in `who`.
 //!
 //! Claims carry a lease that a toucher thread per task keeps extending while the command
 //! runs, so the task of a worker that dies goes back to the pool when the lease runs out.
-//! Claiming is one function (`claim`); see its comment for why it names the task rather than
-//! asking the server for the next one.
+//! Claiming is one function (`claim_next`): the server picks the task (highest priority, then
+//! oldest), and the worker passes the tasks it gave up on as `exclude`.
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::ControlFlow;
@@ -39,9 +39,9 @@ AGENT_ID in its environment:
 Claims are leased for --lease seconds and touched every third of that while COMMAND runs: if
 this worker dies, the task returns to the pool when the lease runs out; if the lease is lost
 anyway (the server unreachable for too long), COMMAND is stopped and nothing is reported.
-A task this worker failed or was interrupted on is not taken again by it. New tasks are seen
-at once on the live stream; the open list is also checked every --poll seconds (and whenever
-a slot frees), highest priority first, then oldest. Heartbeats every 30 s. SIGINT/SIGTERM: stop claiming, stop running commands, abandon their tasks
+A task this worker failed or was interrupted on is not taken again by it. Tasks are claimed
+with claim-next (highest priority first, then oldest) as soon as the live stream shows one,
+and also every --poll seconds and whenever a slot frees. Heartbeats every 30 s. SIGINT/SIGTERM: stop claiming, stop running commands, abandon their tasks
 (reason \"worker stopped\"), exit 0; a second signal exits at once (status 130).
 
 Examples:
@@ -51,8 +51,8 @@ Examples:
   #   task=$(cat); echo 'fetching' >&2; printf '{\"rows\": %d}' 42";
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
-/// Open tasks fetched per list check (the server's default page).
-const POLL_PAGE: u32 = 100;
+/// Tasks a worker remembers giving up on (sent as claim-next's `exclude`).
+const MAX_GIVEN_UP: usize = 500;
 /// How often a runner looks at its child and its interrupt signal.
 const RUNNER_TICK: Duration = Duration::from_millis(50);
 /// How long reporting an outcome keeps retrying while the server is unreachable.
@@ -71,11 +71,11 @@ pub struct Options {
 }
 
 enum Event {
-    /// A task that may be open for us (from the stream or the open list).
-    Candidate(String),
+    /// A task became claimable (the stream saw it created or back in the pool).
+    Candidate,
     /// `task.interrupt` for this task id.
     Interrupt(String),
-    /// Time to check the open list.
+    /// Time for the periodic claim-next check.
     Poll,
     /// A runner ended.
     Finished(String, Outcome),
@@ -156,8 +156,7 @@ pub fn run(client: &Client, opts: Options) -> Result<()> {
         tx,
         running: HashMap::new(),
         given_up: HashSet::new(),
-        pending: VecDeque::new(),
-        queued: HashSet::new(),
+        maybe_work: true,
     }
     .run(&rx)
 }
@@ -171,9 +170,9 @@ struct Coordinator {
     running: HashMap<String, Sender<Outcome>>,
     /// Tasks this worker failed or was interrupted on: never taken again by it.
     given_up: HashSet<String>,
-    /// Candidates waiting for a free slot, oldest first (`queued` mirrors it for dedup).
-    pending: VecDeque<String>,
-    queued: HashSet<String>,
+    /// Something may be claimable: set by the stream, the ticker and finished tasks; cleared
+    /// when claim-next finds nothing.
+    maybe_work: bool,
 }
 
 impl Coordinator {
@@ -185,7 +184,7 @@ impl Coordinator {
                 return fatal.map_or(Ok(()), Err);
             }
             if !stopping {
-                self.fill_slots();
+                self.fill_slots(&mut fatal);
             }
             let event = match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(event) => event,
@@ -193,54 +192,45 @@ impl Coordinator {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
             match event {
-                Event::Candidate(id) => self.offer(id),
+                Event::Candidate | Event::Poll => self.maybe_work = true,
                 Event::Interrupt(id) => {
                     if let Some(stop) = self.running.get(&id) {
                         let _ = stop.try_send(Outcome::Interrupted);
                     }
                 }
-                Event::Poll => self.poll(&mut fatal),
                 Event::Finished(id, outcome) => {
                     self.running.remove(&id);
                     if matches!(outcome, Outcome::Failed | Outcome::Interrupted) {
+                        // The server takes at most 1000 exclusions; old ones have long been
+                        // taken by others or failed for good.
+                        if self.given_up.len() >= MAX_GIVEN_UP {
+                            self.given_up.clear();
+                        }
                         self.given_up.insert(id);
                     }
-                    if self.pending.is_empty() && !stopping {
-                        self.poll(&mut fatal);
-                    }
+                    self.maybe_work = true;
                 }
                 Event::Fatal(e) => fatal = Some(e),
             }
         }
     }
 
-    fn offer(&mut self, id: String) {
-        if !self.running.contains_key(&id)
-            && !self.given_up.contains(&id)
-            && self.queued.insert(id.clone())
-        {
-            self.pending.push_back(id);
-        }
-    }
-
-    /// Claims queued candidates while there are free slots.
-    fn fill_slots(&mut self) {
-        while self.running.len() < self.jobs {
-            let Some(id) = self.pending.pop_front() else {
-                return;
-            };
-            self.queued.remove(&id);
-            if self.running.contains_key(&id) || self.given_up.contains(&id) {
-                continue;
-            }
-            match claim(&self.ctx, &id) {
-                Ok(Some(task)) => self.start(id, task),
-                Ok(None) => {} // someone else won, or it is not for us
+    /// Claims tasks while there are free slots and the server has some for us.
+    fn fill_slots(&mut self, fatal: &mut Option<CliError>) {
+        while self.maybe_work && self.running.len() < self.jobs {
+            // Running ones too: a runner abandons its task before it reports back, and the
+            // stream may show the task open again before that report arrives.
+            let exclude: Vec<&String> = self.given_up.iter().chain(self.running.keys()).collect();
+            match claim_next(&self.ctx, &self.channels, &exclude) {
+                Ok(Some((id, task))) => self.start(id, task),
+                Ok(None) => self.maybe_work = false,
+                Err(e) if e.is_transient() => {
+                    eprintln!("workshop work: claiming: {e}");
+                    return; // the next tick tries again
+                }
                 Err(e) => {
-                    eprintln!("workshop work: claiming {id}: {e}");
-                    if e.is_transient() {
-                        return; // the next list check finds it again
-                    }
+                    *fatal = Some(e);
+                    return;
                 }
             }
         }
@@ -263,101 +253,35 @@ impl Coordinator {
             }
         }
     }
+}
 
-    /// Lists open tasks and queues those we may take (see `claimable` for the order).
-    fn poll(&mut self, fatal: &mut Option<CliError>) {
-        let channels: Vec<Option<String>> = if self.channels.is_empty() {
-            vec![None]
-        } else {
-            self.channels.iter().cloned().map(Some).collect()
-        };
-        for ch in channels {
-            let mut query = vec![("status", "open".to_string()), ("n", POLL_PAGE.to_string())];
-            if let Some(ch) = ch {
-                query.push(("ch", ch));
-            }
-            let tasks = match self.ctx.client.get_json("/tasks", &query) {
-                Ok(tasks) => tasks,
-                Err(e) if e.is_transient() => {
-                    eprintln!("workshop work: listing open tasks: {e}");
-                    return;
-                }
-                Err(e) => {
-                    *fatal = Some(e);
-                    return;
-                }
-            };
-            for id in claimable(&tasks, &self.ctx.agent, unix_now()) {
-                self.offer(id);
-            }
+/// Asks the server for the best task this agent may take (claim-next: highest priority, then
+/// oldest; on each `--ch` channel in turn, or any), leased when `--lease` is set, leaving out
+/// the tasks this worker gave up on. `Ok(None)` when there is nothing to take now.
+fn claim_next(
+    ctx: &Ctx,
+    channels: &[String],
+    exclude: &[&String],
+) -> Result<Option<(String, Value)>> {
+    let channels: Vec<Option<&String>> = if channels.is_empty() {
+        vec![None]
+    } else {
+        channels.iter().map(Some).collect()
+    };
+    for ch in channels {
+        let mut body = json!({"from": ctx.agent, "exclude": exclude});
+        if let Some(lease) = ctx.lease {
+            body["lease_s"] = json!(lease.as_secs_f64());
+        }
+        if let Some(ch) = ch {
+            body["ch"] = json!(ch);
+        }
+        let task = ctx.client.post_json("/tasks/claim", &body)?;
+        if let Some(id) = task.get("id").and_then(Value::as_str) {
+            return Ok(Some((id.to_string(), task)));
         }
     }
-}
-
-/// The ids in a task list this agent may claim now, in the order claim-next would hand them
-/// out: highest priority first, then oldest. Delayed tasks wait for a later check.
-fn claimable(list: &Value, agent: &str, now: f64) -> Vec<String> {
-    let mut tasks: Vec<&Value> = list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t.get("status").and_then(Value::as_str) == Some("open"))
-        .filter(|t| {
-            let assigned = t.get("assigned_to").and_then(Value::as_str);
-            assigned.is_none_or(|a| a == agent)
-        })
-        .filter(|t| {
-            t.get("not_before")
-                .and_then(Value::as_f64)
-                .is_none_or(|at| at <= now)
-        })
-        .collect();
-    tasks.reverse(); // the server lists newest first; the sort below is stable
-    tasks
-        .sort_by_key(|t| std::cmp::Reverse(t.get("priority").and_then(Value::as_i64).unwrap_or(0)));
-    tasks
-        .iter()
-        .filter_map(|t| t.get("id").and_then(Value::as_str).map(str::to_string))
-        .collect()
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Claims one task, leased when `--lease` is set. `Ok(Some(task))` when it is ours now (with
-/// its full JSON for the command's stdin), `Ok(None)` when someone else has it, it is not for
-/// us, or it is not claimable yet (delayed).
-///
-/// Why by id and not `POST /tasks/claim` (claim-next): the server would hand back a task this
-/// worker just failed or was interrupted on, and the worker would run it again at once.
-/// Naming the task keeps that choice here; the cost is some 409s when workers race.
-fn claim(ctx: &Ctx, id: &str) -> Result<Option<Value>> {
-    let (client, agent) = (&ctx.client, ctx.agent.as_str());
-    let path = format!("/tasks/{}", seg(id));
-    let mut body = json!({"from": agent});
-    if let Some(lease) = ctx.lease {
-        body["lease_s"] = json!(lease.as_secs_f64());
-    }
-    match client.post_json(&format!("{path}/claim"), &body) {
-        Ok(_) => {}
-        Err(e) if matches!(e.status, 403 | 404 | 409) => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    match with_retry(|| client.get_json(&path, &[])) {
-        Ok(task) => Ok(Some(task)),
-        Err(e) => {
-            // It is ours but unreadable: hand it back rather than hold it forever.
-            let reason = format!("worker could not read the task: {e}");
-            let _ = client.post_json(
-                &format!("{path}/abandon"),
-                &json!({"from": agent, "reason": reason}),
-            );
-            Err(e)
-        }
-    }
+    Ok(None)
 }
 
 /// Follows `task.*` messages and turns them into events for the coordinator.
@@ -421,10 +345,10 @@ fn task_event(msg: &Value, agent: &str) -> Option<Event> {
             let assigned = body.get("for").and_then(Value::as_str);
             assigned
                 .is_none_or(|a| a == agent)
-                .then_some(Event::Candidate(id))
+                .then_some(Event::Candidate)
         }
         // Back in the pool: given up, lease expired, or revived from failed.
-        "task.abandoned" | "task.expired" | "task.retried" => Some(Event::Candidate(id)),
+        "task.abandoned" | "task.expired" | "task.retried" => Some(Event::Candidate),
         "task.interrupt" => Some(Event::Interrupt(id)),
         _ => None,
     }
@@ -782,26 +706,9 @@ mod tests {
     }
 
     #[test]
-    fn claimable_tasks_come_by_priority_then_age() {
-        let list = json!([
-            {"id":"new-low","status":"open","assigned_to":null,"priority":0},
-            {"id":"delayed","status":"open","assigned_to":null,"priority":9,"not_before":200.0},
-            {"id":"theirs","status":"open","assigned_to":"other","priority":9},
-            {"id":"mine-high","status":"open","assigned_to":"me","priority":3},
-            {"id":"taken","status":"claimed","assigned_to":null},
-            {"id":"old-low","status":"open","assigned_to":null}
-        ]);
-        assert_eq!(
-            claimable(&list, "me", 100.0),
-            ["mine-high", "old-low", "new-low"]
-        );
-        assert_eq!(claimable(&list, "me", 300.0)[0], "delayed");
-    }
-
-    #[test]
     fn task_messages_become_events() {
         let created = json!({"type":"task.created","body":{"task-id":"T","title":"x","for":null}});
-        assert!(matches!(task_event(&created, "me"), Some(Event::Candidate(id)) if id == "T"));
+        assert!(matches!(task_event(&created, "me"), Some(Event::Candidate)));
         let theirs = json!({"type":"task.created","body":{"task-id":"T","for":"other"}});
         assert!(task_event(&theirs, "me").is_none());
         let mine = json!({"type":"task.created","body":{"task-id":"T","for":"me"}});

@@ -72,6 +72,8 @@ pub enum Op {
         from: String,
         ch: Option<String>,
         lease_s: Option<f64>,
+        /// Task ids the caller does not want (say, ones it just failed), as a JSON array.
+        exclude: String,
     },
     /// Extend the claimer's lease.
     Touch {
@@ -339,7 +341,12 @@ impl Step<'_> {
                 let claimed = self.claim(id, from, *lease_s)?;
                 Ok(done(200, claimed))
             }
-            Op::ClaimNext { from, ch, lease_s } => self.claim_next(from, ch.as_deref(), *lease_s),
+            Op::ClaimNext {
+                from,
+                ch,
+                lease_s,
+                exclude,
+            } => self.claim_next(from, ch.as_deref(), *lease_s, exclude),
             Op::Touch { id, from, lease_s } => self.touch(id, from, *lease_s),
             Op::Retry { id, from } => self.retry(id, from),
             Op::Update { id, from, fields } => {
@@ -530,6 +537,7 @@ impl Step<'_> {
         from: &str,
         ch: Option<&str>,
         lease_s: Option<f64>,
+        exclude: &str,
     ) -> Result<Done, ApiError> {
         let now = now();
         let next: Option<String> = self
@@ -539,9 +547,10 @@ impl Step<'_> {
                  AND (not_before IS NULL OR not_before <= ?1)
                  AND (assigned_to IS NULL OR assigned_to = ?2)
                  AND (?3 IS NULL OR ch = ?3)
+                 AND id NOT IN (SELECT value FROM json_each(?4))
                  ORDER BY priority DESC, id LIMIT 1",
             )?
-            .query_row(params![now, from, ch], |row| row.get(0))
+            .query_row(params![now, from, ch, exclude], |row| row.get(0))
             .optional()?;
         let Some(id) = next else {
             // Nothing yet: say when the soonest delayed task becomes claimable.
@@ -549,9 +558,10 @@ impl Step<'_> {
                 .tx
                 .prepare_cached(
                     "SELECT min(not_before) FROM tasks WHERE status = 'open' AND not_before > ?1
-                     AND (assigned_to IS NULL OR assigned_to = ?2) AND (?3 IS NULL OR ch = ?3)",
+                     AND (assigned_to IS NULL OR assigned_to = ?2) AND (?3 IS NULL OR ch = ?3)
+                     AND id NOT IN (SELECT value FROM json_each(?4))",
                 )?
-                .query_row(params![now, from, ch], |row| row.get(0))?;
+                .query_row(params![now, from, ch, exclude], |row| row.get(0))?;
             return Ok(done(204, json!({ "next_ready": next_ready })));
         };
         self.claim(&id, from, lease_s)?;
