@@ -142,6 +142,15 @@ pub fn split_url(url: &str) -> Result<(&str, HashMap<String, String>), ApiError>
 
 /// Decodes `%XX` escapes and `+` (a space, as in HTML forms) in a query component.
 pub fn percent_decode(raw: &str) -> Result<String, ApiError> {
+    decode(raw, true)
+}
+
+/// Decodes `%XX` escapes in a path segment, where `+` is just a plus.
+pub fn percent_decode_path(raw: &str) -> Result<String, ApiError> {
+    decode(raw, false)
+}
+
+fn decode(raw: &str, plus_is_space: bool) -> Result<String, ApiError> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -152,11 +161,11 @@ pub fn percent_decode(raw: &str) -> Result<String, ApiError> {
                     .get(i + 1..i + 3)
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| ApiError::bad_request("bad percent-encoding in query"))?;
+                    .ok_or_else(|| ApiError::bad_request("bad percent-encoding in the URL"))?;
                 out.push(hex);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -166,7 +175,7 @@ pub fn percent_decode(raw: &str) -> Result<String, ApiError> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request("query is not valid UTF-8"))
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("URL is not valid UTF-8"))
 }
 
 /// `?n=`: a positive count, at most `max` (larger asks get `max`), `default` when absent.

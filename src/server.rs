@@ -319,7 +319,7 @@ fn stream_filter(
     params: &HashMap<String, String>,
     request: &Request,
 ) -> Result<sse::Filter, ApiError> {
-    let ch = ch.map(crate::api::channel).transpose()?;
+    let ch = ch.map(crate::api::path_channel).transpose()?;
     let since = match request_header(request, "Last-Event-ID").filter(|v| !v.trim().is_empty()) {
         Some(raw) => Some(
             crate::ids::parse(raw.trim())

@@ -223,6 +223,24 @@ fn bad_history_queries_are_400() {
 }
 
 #[test]
+fn percent_encoded_channel_names_in_paths_are_decoded() {
+    let s = Server::start();
+    assert_eq!(
+        s.post("/ch/ok%2Dch", r#"{"from":"x","type":"t"}"#).status,
+        201
+    );
+    assert_eq!(s.history("/ch/ok-ch/history").len(), 1);
+    assert_eq!(s.history("/ch/ok%2dch/history").len(), 1);
+    for bad in ["/ch/a%2Fb", "/ch/a%20b", "/ch/a%zz", "/ch/a+b"] {
+        assert_eq!(
+            s.post(bad, r#"{"from":"x","type":"t"}"#).status,
+            400,
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn channels_lists_every_channel_with_a_message_sorted() {
     let s = Server::start();
     for ch in ["zeta", "alpha", "mid:dle", "alpha"] {

@@ -1,5 +1,5 @@
 //! Publishing, history, and the channel list.
-use super::{channel, file_refs, identity, label};
+use super::{file_refs, identity, label, path_channel};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
 use crate::ids;
@@ -12,7 +12,7 @@ use tiny_http::Request;
 
 /// `POST /ch/:ch`
 pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiError> {
-    let ch = channel(ch)?;
+    let ch = path_channel(ch)?;
     let body = read_json_object(request)?;
     let message = NewMessage {
         ch,
@@ -50,7 +50,7 @@ pub fn history(
 ) -> Result<Reply, ApiError> {
     let default_n = if ch.is_some() { 200 } else { 100 };
     let query = MessageQuery {
-        ch: ch.map(channel).transpose()?,
+        ch: ch.map(path_channel).transpose()?,
         since: id_param(params, "since")?,
         before: id_param(params, "before")?,
         type_prefix: params.get("type").filter(|t| !t.is_empty()).cloned(),

@@ -31,6 +31,14 @@ pub fn channel(name: &str) -> Result<String, ApiError> {
     }
 }
 
+/// A channel name from a URL path segment, where clients may percent-encode it.
+pub fn path_channel(segment: &str) -> Result<String, ApiError> {
+    match segment.contains('%') {
+        true => channel(&crate::http::percent_decode_path(segment)?),
+        false => channel(segment),
+    }
+}
+
 /// `sha256:<64 lowercase hex>`, the only blob name there is.
 pub fn valid_hash(hash: &str) -> bool {
     hash.strip_prefix("sha256:").is_some_and(|hex| {
