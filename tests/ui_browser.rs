@@ -16,18 +16,30 @@ fn missing_tool(why: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("ui_browser: {why} — CI must install it (apt-get install -y chromium nodejs npm)");
     }
-    eprintln!("ui_browser skipped: {why}. Install chromium (apt-get install chromium) and node to run it.");
+    eprintln!(
+        "ui_browser skipped: {why}. Install chromium (apt-get install chromium) and node to run it."
+    );
 }
 
 fn node_works() -> bool {
-    Command::new("node").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn ensure_playwright(dir: &Path) {
-    if dir.join("node_modules/playwright-core/package.json").exists() {
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         return;
     }
-    eprintln!("ui_browser: installing playwright-core (npm ci) in {}", dir.display());
+    eprintln!(
+        "ui_browser: installing playwright-core (npm ci) in {}",
+        dir.display()
+    );
     let status = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(dir)
@@ -35,7 +47,11 @@ fn ensure_playwright(dir: &Path) {
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
         .status()
         .expect("ui_browser: cannot run npm (apt-get install npm)");
-    assert!(status.success(), "ui_browser: `npm ci` in {} failed", dir.display());
+    assert!(
+        status.success(),
+        "ui_browser: `npm ci` in {} failed",
+        dir.display()
+    );
 }
 
 /// `<target dir>/ui-screenshots`, wherever CARGO_TARGET_DIR puts the target dir.
@@ -81,5 +97,8 @@ fn ui_in_a_real_browser() {
         started.elapsed().as_secs_f64(),
         shots.display()
     );
-    assert!(out.status.success(), "the browser test failed (output above)");
+    assert!(
+        out.status.success(),
+        "the browser test failed (output above)"
+    );
 }

@@ -262,6 +262,28 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll("#feed .row").length > 3);
   });
 
+  await step("keyboard: select with k, expand with Enter, reply with r", async () => {
+    await page.locator("body").click({ position: { x: 640, y: 5 } });   // focus out of any field
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("k");
+    const selId = await page.locator("#feed .row.sel").getAttribute("data-id");
+    assert(selId, "a row is selected");
+    await page.keyboard.press("Enter");
+    await page.locator(`#feed .detail[data-for="${selId}"]`).waitFor();
+    await page.keyboard.press("Enter");
+    await page.locator(`#feed .detail[data-for="${selId}"]`).waitFor({ state: "detached" });
+    await page.keyboard.press("r");
+    await page.locator("#replying:not(.hidden)").waitFor();
+    const text = `a keyboard reply ${RUN}`;
+    await page.keyboard.type(text);
+    await page.keyboard.press("Enter");
+    await row(page, text).locator(".re").waitFor();
+    const hist = await http("GET", "/history?n=20");
+    const mine = hist.text.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((m) => m.body && m.body.text === text);
+    assert(mine && mine.reply_to === selId, "reply_to sent: " + JSON.stringify(mine));
+    assert(await page.locator("#replying.hidden").count() === 1, "reply banner cleared");
+  });
+
   let taskId = "";
   await step("task board: create, claim and complete a task", async () => {
     const title = `ui task ${RUN}`;
@@ -331,6 +353,16 @@ async function main() {
       JSON.stringify(env.files) === JSON.stringify([hash]) && env.from === ME, "file.uploaded envelope: " + JSON.stringify(env));
     console.log(`     progress steps seen: ${progress.length}`);
     await shot(page, "05-uploaded-1280");
+    // the same through drag and drop onto the page
+    await page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(["dropped on the page\n"], "dropped.txt", { type: "text/plain" }));
+      for (const type of ["dragenter", "dragover", "drop"]) window.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    const dropped = row(page, "dropped.txt");
+    await dropped.waitFor();
+    const dhref = await dropped.locator(".fl a").getAttribute("href");
+    assert(dhref === "/files/sha256:" + createHash("sha256").update("dropped on the page\n").digest("hex"), "dropped file link " + dhref);
   });
 
   await step("XSS payloads in from, type, body, task title and presence render as text and run nothing", async () => {
@@ -414,6 +446,26 @@ async function main() {
     await page.waitForTimeout(200);
     await shot(page, "09-board-wide-1280");
     await page.click("#wide-btn");
+  });
+
+  await step("/ui?ch=jobs streams one channel from /ch/jobs", async () => {
+    const p2 = await page.context().newPage();
+    const seen = [];
+    p2.on("request", (req) => { requests.push(req.url()); seen.push(req.url()); });
+    p2.on("pageerror", (err) => pageErrors.push("pinned: " + err));
+    await p2.goto(BASE + "/ui?ch=jobs");
+    await p2.locator('#conn[data-state="live"]').waitFor();
+    await row(p2, "nightly-crawl").waitFor();
+    assert((await row(p2, "anyone have yesterday's crawl?").count()) === 0, "no #general message in the jobs view");
+    const text = `pinned live ${RUN}`;
+    await publish("jobs", { from: "planner.carol", type: "job.scheduled", body: { job: text } });
+    await publish("general", { from: "planner.carol", type: "msg.text", body: { text: "not for the jobs view " + RUN } });
+    await row(p2, text).waitFor();
+    await p2.waitForTimeout(300);
+    assert((await row(p2, "not for the jobs view").count()) === 0, "general message kept out");
+    assert(seen.some((u) => u.startsWith(BASE + "/ch/jobs?since=")), "stream from /ch/jobs: " + seen.join(" "));
+    assert(seen.some((u) => u.startsWith(BASE + "/ch/jobs/history")), "history from /ch/jobs/history");
+    await p2.close();
   });
 
   await step("phone width (390x844): feed, tasks and channels panes", async () => {
