@@ -29,6 +29,7 @@ const RUN = Date.now().toString(36);
 
 if (!BIN) { console.error("set WORKSHOP_BIN to the workshop server binary"); process.exit(2); }
 mkdirSync(SHOTS, { recursive: true });
+rmSync(path.join(SHOTS, "FAILED.png"), { force: true });   // left by an earlier failed run
 
 // ---- the server ---------------------------------------------------------------------------------
 let server = null;            // { proc, port, log: string[] }
