@@ -20,7 +20,7 @@
 //! - `BENCH_VARIANT_BIN=<path>` and/or `BENCH_VARIANT_ENV="K=V K2=V2"`, with
 //!   `BENCH_VARIANT_LABEL=<name>`: also runs the publish section against that variant in the
 //!   same rounds (e.g. a build with `PRAGMA synchronous=NORMAL`), so the two compare under
-//!   the same noise.
+//!   the same noise. `BENCH_VARIANTS="label=/path/bin,label2=/path/bin2"` adds more builds.
 //! - `BENCH_SUBSCRIBERS=5000`, `BENCH_KEEP=1` (keep the temporary folders),
 //!   `BENCH_BIN=<path>` (another build of the server, e.g. unstripped for `perf record -p`).
 //!
@@ -107,7 +107,7 @@ fn main() {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_workshop"))),
         env: vec![],
     };
-    let variant = variant_flavor(&main_flavor);
+    let variants = variant_flavors(&main_flavor);
     let started = Instant::now();
     eprintln!(
         "bench: {} ({}), {} CPUs, fd limit {fd_limit}{}",
@@ -124,7 +124,7 @@ fn main() {
     );
     let mut table = Table::default();
     if settings.runs("publish") {
-        publish(&settings, &main_flavor, variant.as_ref(), &mut table);
+        publish(&settings, &main_flavor, &variants, &mut table);
     }
     if settings.runs("fanout") {
         fanout(&settings, &main_flavor, &mut table);
@@ -161,26 +161,33 @@ fn main() {
     );
 }
 
-fn variant_flavor(main: &Flavor) -> Option<Flavor> {
-    let bin = std::env::var("BENCH_VARIANT_BIN")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let env = std::env::var("BENCH_VARIANT_ENV")
-        .ok()
-        .filter(|v| !v.is_empty());
-    if bin.is_none() && env.is_none() {
-        return None;
+fn variant_flavors(main: &Flavor) -> Vec<Flavor> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut flavors = Vec::new();
+    let (bin, env) = (var("BENCH_VARIANT_BIN"), var("BENCH_VARIANT_ENV"));
+    if bin.is_some() || env.is_some() {
+        flavors.push(Flavor {
+            label: var("BENCH_VARIANT_LABEL").unwrap_or_else(|| "variant".into()),
+            bin: bin.map(PathBuf::from).unwrap_or_else(|| main.bin.clone()),
+            env: env
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
     }
-    Some(Flavor {
-        label: std::env::var("BENCH_VARIANT_LABEL").unwrap_or_else(|_| "variant".into()),
-        bin: bin.map(PathBuf::from).unwrap_or_else(|| main.bin.clone()),
-        env: env
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
+    // BENCH_VARIANTS="label=/path/to/bin,label2=/path/to/bin2": more builds, same rounds.
+    for item in var("BENCH_VARIANTS").unwrap_or_default().split(',') {
+        if let Some((label, bin)) = item.trim().rsplit_once('=') {
+            flavors.push(Flavor {
+                label: label.to_string(),
+                bin: PathBuf::from(bin),
+                env: vec![],
+            });
+        }
+    }
+    flavors
 }
 
 fn temp_dir(settings: &Settings, name: &str) -> tempfile::TempDir {
@@ -223,11 +230,20 @@ struct LoadResult {
     errors: u64,
     secs: f64,
     lat: Lat,
+    /// Acknowledged requests per connection.
+    per_conn: Vec<u64>,
 }
 
 impl LoadResult {
     fn rate(&self) -> f64 {
         self.ok as f64 / self.secs
+    }
+
+    /// Connections that got less than a tenth of the median connection's share: a
+    /// connection the server left unserved (or nearly) for most of the run.
+    fn stalled(&self) -> usize {
+        let med = median(self.per_conn.iter().map(|&n| n as f64).collect());
+        self.per_conn.iter().filter(|&&n| (n as f64) < med / 10.0).count()
     }
 }
 
@@ -287,9 +303,11 @@ fn post_load(
         errors: 0,
         secs: 0.0,
         lat: Lat::default(),
+        per_conn: Vec::new(),
     };
     for t in threads {
         let (ok, errors, lat) = t.join().expect("load thread");
+        result.per_conn.push(ok);
         result.ok += ok;
         result.errors += errors;
         result.lat.merge(lat);
@@ -307,7 +325,7 @@ fn status_json(addr: SocketAddr) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn publish(settings: &Settings, main: &Flavor, variant: Option<&Flavor>, table: &mut Table) {
+fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut Table) {
     const S: &str = "publish";
     const CONNS: usize = 16;
     eprintln!(
@@ -316,7 +334,7 @@ fn publish(settings: &Settings, main: &Flavor, variant: Option<&Flavor>, table: 
     );
     let body = br#"{"from":"bench.publisher","type":"msg.text","body":{"text":"hello from the load benchmark"}}"#;
     let mut flavors = vec![main.clone()];
-    flavors.extend(variant.cloned());
+    flavors.extend(variants.iter().cloned());
     let dirs: Vec<_> = flavors
         .iter()
         .map(|f| {
@@ -336,7 +354,10 @@ fn publish(settings: &Settings, main: &Flavor, variant: Option<&Flavor>, table: 
     let mut rounds: Vec<Vec<(LoadResult, f64)>> = (0..=flavors.len()).map(|_| Vec::new()).collect();
     let mut acked = vec![0u64; flavors.len()];
     for round in 0..settings.rounds {
-        for (i, server) in servers.iter().enumerate() {
+        // Rotate the order each round, so no build always runs first (or right after the trivial one).
+        for k in 0..servers.len() {
+            let i = (k + round) % servers.len();
+            let server = &servers[i];
             let cpu0 = cpu_seconds(server.pid);
             let r = post_load(
                 server.addr,
@@ -349,13 +370,15 @@ fn publish(settings: &Settings, main: &Flavor, variant: Option<&Flavor>, table: 
             let cpu = (cpu_seconds(server.pid) - cpu0) / r.secs;
             acked[i] += r.ok;
             eprintln!(
-                "bench:   round {} {}: {:.0} msgs/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, server CPU {:.0}%",
+                "bench:   round {} {}: {:.0} msgs/s, p50 {:.2} ms, p99 {:.2} ms, max {:.0} ms, errors {}, stalled conns {}, server CPU {:.0}%",
                 round + 1,
                 flavors[i].label,
                 r.rate(),
                 r.lat.pct_ms(50.0),
                 r.lat.pct_ms(99.0),
+                r.lat.max_ms(),
                 r.errors,
+                r.stalled(),
                 cpu * 100.0
             );
             rounds[i].push((r, cpu));
@@ -410,6 +433,13 @@ fn publish(settings: &Settings, main: &Flavor, variant: Option<&Flavor>, table: 
             S,
             format!("latency p50 / p99{label}"),
             format!("{:.2} / {:.2} ms", p50, p99),
+        );
+        let stalled: usize = rounds[i].iter().map(|(r, _)| r.stalled()).sum();
+        let max = rounds[i].iter().map(|(r, _)| r.lat.max_ms()).fold(0.0, f64::max);
+        table.info(
+            S,
+            format!("connections stalled (all rounds); worst latency{label}"),
+            format!("{stalled} of {}; {max:.0} ms", CONNS * rounds[i].len()),
         );
         table.info(
             S,
@@ -643,11 +673,7 @@ fn fanout(settings: &Settings, flavor: &Flavor, table: &mut Table) {
         table.info(
             S,
             format!("server RSS extrapolated to {}", settings.subscribers),
-            format!(
-                "{} ({:.1} KiB per subscriber)",
-                mib(at_full as u64),
-                per
-            ),
+            format!("{} ({:.1} KiB per subscriber)", mib(at_full as u64), per),
         );
     }
     table.info(
@@ -694,8 +720,17 @@ fn subscriber_budget(wanted: usize) -> (usize, Option<String>) {
     let tasks_now: usize = std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-                .map(|e| std::fs::read_dir(e.path().join("task")).map(|t| t.count()).unwrap_or(0))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .map(|e| {
+                    std::fs::read_dir(e.path().join("task"))
+                        .map(|t| t.count())
+                        .unwrap_or(0)
+                })
                 .sum()
         })
         .unwrap_or(0);
