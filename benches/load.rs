@@ -230,8 +230,8 @@ struct LoadResult {
     errors: u64,
     secs: f64,
     lat: Lat,
-    /// Acknowledged requests per connection.
-    per_conn: Vec<u64>,
+    /// Acknowledged requests and worst latency (ms) per connection.
+    per_conn: Vec<(u64, f64)>,
 }
 
 impl LoadResult {
@@ -239,11 +239,14 @@ impl LoadResult {
         self.ok as f64 / self.secs
     }
 
-    /// Connections that got less than a tenth of the median connection's share: a
-    /// connection the server left unserved (or nearly) for most of the run.
+    /// Connections that waited over a second for some answer, or got less than a tenth of
+    /// the median connection's share: connections the server left unserved for a while.
     fn stalled(&self) -> usize {
-        let med = median(self.per_conn.iter().map(|&n| n as f64).collect());
-        self.per_conn.iter().filter(|&&n| (n as f64) < med / 10.0).count()
+        let med = median(self.per_conn.iter().map(|&(n, _)| n as f64).collect());
+        self.per_conn
+            .iter()
+            .filter(|&&(n, worst_ms)| (n as f64) < med / 10.0 || worst_ms > 1000.0)
+            .count()
     }
 }
 
@@ -307,7 +310,7 @@ fn post_load(
     };
     for t in threads {
         let (ok, errors, lat) = t.join().expect("load thread");
-        result.per_conn.push(ok);
+        result.per_conn.push((ok, lat.max_ms()));
         result.ok += ok;
         result.errors += errors;
         result.lat.merge(lat);
@@ -394,12 +397,14 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
         );
         let cpu = (cpu_seconds(std::process::id()) - cpu0) / r.secs;
         eprintln!(
-            "bench:   round {} trivial: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {} (bench process CPU incl. clients {:.0}%)",
+            "bench:   round {} trivial: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.0} ms, errors {}, stalled conns {} (bench process CPU incl. clients {:.0}%)",
             round + 1,
             r.rate(),
             r.lat.pct_ms(50.0),
             r.lat.pct_ms(99.0),
+            r.lat.max_ms(),
             r.errors,
+            r.stalled(),
             cpu * 100.0
         );
         rounds[flavors.len()].push((r, cpu));
