@@ -1,0 +1,1600 @@
+//! Reliability: nothing acknowledged is lost and the server keeps serving under crashes,
+//! overload, slow and vanishing clients, bad input, a full disk, and sustained mixed load.
+//!
+//! Every test runs the real binary over real sockets and real files. Timing is only ever a
+//! bound on a behaviour ("answers within 1 s", "recovers before the deadline"), polled with
+//! generous deadlines, never a sleep standing in for an assertion.
+//!
+//! `WORKSHOP_SOAK_SECS=600 cargo test --release --test reliability soak` runs the full soak.
+mod reliability_support;
+
+use reliability_support::*;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------
+// 1. Crash: SIGKILL under concurrent writes, restart on the same files.
+// ---------------------------------------------------------------------------------------
+
+/// What the server acknowledged before it was killed.
+#[derive(Default)]
+struct Acked {
+    messages: Vec<String>,
+    created: HashSet<String>,
+    claimed: HashSet<String>,
+    done: HashSet<String>,
+    abandoned: HashSet<String>,
+    blobs: HashSet<String>,
+    /// Answers that should never happen (a 5xx, a 400 for a valid request...).
+    unexpected: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Acked>>;
+
+#[test]
+fn crash_loses_nothing_that_was_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path());
+    let acked: Shared = Arc::default();
+    let mut rng = Rng::new(0x00C0_FFEE);
+    let mut floor: Option<String> = None;
+    for round in 0..4u64 {
+        let port = server.port;
+        let stop = Arc::new(AtomicBool::new(false));
+        let open_tasks: Arc<Mutex<Vec<String>>> = Arc::default();
+        let before = acked.lock().unwrap().messages.len();
+        let mut workers: Vec<JoinHandle<()>> = Vec::new();
+        for p in 0..3 {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            workers.push(thread::spawn(move || {
+                publisher(port, round * 10 + p, &acked, &stop)
+            }));
+        }
+        for w in 0..2 {
+            let (acked, stop, open) = (acked.clone(), stop.clone(), open_tasks.clone());
+            workers.push(thread::spawn(move || {
+                tasker(port, round * 10 + w, &acked, &stop, &open)
+            }));
+        }
+        {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            workers.push(thread::spawn(move || uploader(port, round, &acked, &stop)));
+        }
+        {
+            let stop = stop.clone();
+            workers.push(thread::spawn(move || slow_upload(port, &stop)));
+        }
+
+        // Crash at a (seeded) random moment, but only once load is really under way and an
+        // upload is half-written in BLOBS_DIR/tmp.
+        thread::sleep(Duration::from_millis(rng.range(300, 900) as u64));
+        let tmp_dir = server.blobs_dir.join("tmp");
+        wait_for("load under way", 30 * SECOND, || {
+            let a = acked.lock().unwrap();
+            let in_tmp = std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
+            let progress = (a.messages.len() - before, in_tmp);
+            if progress.0 >= 20 && progress.1 > 0 {
+                Ok(())
+            } else {
+                Err(format!("(new acked messages, temp files) = {progress:?}"))
+            }
+        });
+        server.kill();
+        stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            w.join().unwrap();
+        }
+
+        server.restart();
+        let greatest = verify_after_crash(&server, &acked.lock().unwrap());
+        if let Some(floor) = &floor {
+            assert!(greatest >= *floor, "history lost its newest id");
+        }
+        // Ids after the restart sort after every id before it.
+        let r = post_json(
+            server.port,
+            "/ch/crash-after",
+            &json!({"from": "checker", "type": "msg.after-restart"}),
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        assert!(
+            id > greatest,
+            "round {round}: id {id} after restart does not sort after {greatest}"
+        );
+        acked.lock().unwrap().messages.push(id.clone());
+        floor = Some(id);
+        let a = acked.lock().unwrap();
+        eprintln!(
+            "crash round {round}: {} acked messages, {} tasks, {} blobs so far",
+            a.messages.len(),
+            a.created.len(),
+            a.blobs.len()
+        );
+    }
+    let unexpected = &acked.lock().unwrap().unexpected;
+    assert!(unexpected.is_empty(), "unexpected answers: {unexpected:?}");
+    server.assert_no_panic();
+}
+
+fn publisher(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool) {
+    let mut rng = Rng::new(seed + 1);
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let ch = format!("crash-{}", rng.below(3));
+        let body = json!({"from": "pub", "type": "msg.load", "body": {"n": n, "pad": "x".repeat(rng.below(2000))}});
+        match post_json(port, &format!("/ch/{ch}"), &body) {
+            Ok(r) if r.status == 201 => {
+                let id = r.json()["id"].as_str().unwrap().to_string();
+                acked.lock().unwrap().messages.push(id);
+            }
+            Ok(r) => unexpected(acked, "publish", &r),
+            // The server died under us; the main thread is about to say stop.
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn unexpected(acked: &Shared, what: &str, r: &Response) {
+    acked
+        .lock()
+        .unwrap()
+        .unexpected
+        .push(format!("{what}: {} {}", r.status, r.text()));
+}
+
+/// Creates tasks and races the other tasker to claim them, then completes or abandons.
+fn tasker(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool, open: &Mutex<Vec<String>>) {
+    let mut rng = Rng::new(seed + 101);
+    let me = format!("worker-{seed}");
+    while !stop.load(Ordering::SeqCst) {
+        let created = post_json(
+            port,
+            "/tasks",
+            &json!({"from": me, "title": "crash test task", "ch": "crash-tasks", "context": {"n": rng.below(1000)}}),
+        );
+        match created {
+            Ok(r) if r.status == 201 => {
+                let id = r.json()["id"].as_str().unwrap().to_string();
+                acked.lock().unwrap().created.insert(id.clone());
+                open.lock().unwrap().push(id);
+            }
+            Ok(r) => unexpected(acked, "create", &r),
+            Err(_) => {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+        }
+        let pick = {
+            let open = open.lock().unwrap();
+            (!open.is_empty()).then(|| open[rng.below(open.len())].clone())
+        };
+        let Some(id) = pick else { continue };
+        let claim = post_json(port, &format!("/tasks/{id}/claim"), &json!({"from": me}));
+        match claim {
+            Ok(r) if r.status == 200 => {
+                acked.lock().unwrap().claimed.insert(id.clone());
+                open.lock().unwrap().retain(|t| *t != id);
+            }
+            // The other tasker got there first: first write wins.
+            Ok(r) if r.status == 409 => continue,
+            Ok(r) => {
+                unexpected(acked, "claim", &r);
+                continue;
+            }
+            Err(_) => continue,
+        }
+        if rng.chance(60) {
+            let files: Vec<String> = acked
+                .lock()
+                .unwrap()
+                .blobs
+                .iter()
+                .take(1)
+                .cloned()
+                .collect();
+            let body = json!({"from": me, "result": {"ok": true}, "files": files});
+            match post_json(port, &format!("/tasks/{id}/done"), &body) {
+                Ok(r) if r.status == 200 => {
+                    acked.lock().unwrap().done.insert(id);
+                }
+                Ok(r) => unexpected(acked, "done", &r),
+                Err(_) => {}
+            }
+        } else {
+            let body = json!({"from": me, "reason": "testing"});
+            match post_json(port, &format!("/tasks/{id}/abandon"), &body) {
+                Ok(r) if r.status == 200 => {
+                    acked.lock().unwrap().abandoned.insert(id.clone());
+                    open.lock().unwrap().push(id);
+                }
+                Ok(r) => unexpected(acked, "abandon", &r),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+fn uploader(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool) {
+    let mut rng = Rng::new(seed + 1001);
+    while !stop.load(Ordering::SeqCst) {
+        let size = rng.range(1, 256 * 1024);
+        let bytes = rng.bytes(size);
+        match request(port, "POST", "/files", &[], &bytes) {
+            Ok(r) if r.status == 201 => {
+                let hash = r.json()["hash"].as_str().unwrap().to_string();
+                if hash != sha256_name(&bytes) || r.json()["size"] != json!(size) {
+                    unexpected(acked, "upload hash/size", &r);
+                }
+                acked.lock().unwrap().blobs.insert(hash);
+            }
+            Ok(r) => unexpected(acked, "upload", &r),
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// An upload that is still streaming when the server dies: leaves a temp file behind.
+fn slow_upload(port: u16, stop: &AtomicBool) {
+    let Ok(mut s) = connect(port) else { return };
+    let head = "POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n";
+    if s.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = vec![b'u'; 64 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        if s.write_all(&chunk).is_err() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks the restarted server against what was acknowledged; returns the greatest id.
+fn verify_after_crash(server: &Server, acked: &Acked) -> String {
+    // Blobs: every file hashes to its name, no temp leftovers, every acked upload is there.
+    let names: HashSet<String> = check_blobs(&server.blobs_dir).into_iter().collect();
+    for hash in &acked.blobs {
+        assert!(names.contains(hash), "acknowledged blob {hash} is missing");
+    }
+
+    // Messages: ids strictly increase; every 201 is there; the count agrees with /status.
+    let messages = server.all_messages();
+    let mut ids = HashSet::new();
+    let mut prev = String::new();
+    for m in &messages {
+        let id = m["id"].as_str().unwrap().to_string();
+        assert!(id > prev, "history out of order: {id} after {prev}");
+        prev.clone_from(&id);
+        ids.insert(id);
+    }
+    for id in &acked.messages {
+        assert!(ids.contains(id), "acknowledged message {id} is missing");
+    }
+    let status = server.status();
+    assert_eq!(num(&status, "messages"), messages.len() as u64, "{status}");
+
+    // Tasks: each task's state is what its last task.* message says; every acknowledged
+    // change has its message; a task exists iff its task.created message does.
+    let mut last_kind: HashMap<String, String> = HashMap::new();
+    let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
+    for m in &messages {
+        let kind = m["type"].as_str().unwrap();
+        if let Some(task) = m["body"]["task-id"].as_str() {
+            seen.entry(kind).or_default().insert(task.to_string());
+            // Messages that announce a state (the rest, like updates and interrupts, don't).
+            if matches!(
+                kind,
+                "task.created"
+                    | "task.claimed"
+                    | "task.done"
+                    | "task.abandoned"
+                    | "task.expired"
+                    | "task.failed"
+                    | "task.retried"
+            ) {
+                last_kind.insert(task.to_string(), kind.to_string());
+            }
+        }
+    }
+    let empty = HashSet::new();
+    let created = seen.get("task.created").unwrap_or(&empty);
+    assert_eq!(num(&status, "tasks"), created.len() as u64, "{status}");
+    for (set, kind) in [
+        (&acked.created, "task.created"),
+        (&acked.claimed, "task.claimed"),
+        (&acked.done, "task.done"),
+        (&acked.abandoned, "task.abandoned"),
+    ] {
+        let found = seen.get(kind).unwrap_or(&empty);
+        for id in set {
+            assert!(
+                found.contains(id),
+                "acknowledged {kind} of {id} has no message"
+            );
+        }
+    }
+    for (task, kind) in &last_kind {
+        let r = get(server.port, &format!("/tasks/{task}")).unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "task {task} announced but missing: {}",
+            r.text()
+        );
+        let state = r.json()["status"].as_str().unwrap().to_string();
+        let expected = match kind.as_str() {
+            "task.created" | "task.abandoned" | "task.expired" | "task.retried" => "open",
+            "task.claimed" => "claimed",
+            "task.done" => "done",
+            // Attempts used up: announced right after the abandon/expiry, same transaction.
+            "task.failed" => "failed",
+            other => panic!("unexpected task message {other}"),
+        };
+        assert_eq!(state, expected, "task {task}: last message {kind}");
+        if acked.done.contains(task) {
+            assert_eq!(state, "done", "task {task} was acknowledged done");
+        }
+    }
+    messages
+        .last()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Overload: idle connections, slow-loris heads, unsent bodies, fd exhaustion.
+// ---------------------------------------------------------------------------------------
+
+/// `GET /status` on a fresh connection must answer within `bound`.
+fn assert_prompt(port: u16, bound: Duration, what: &str) {
+    let started = Instant::now();
+    let mut s = connect(port).expect("connect");
+    s.set_read_timeout(Some(bound + SECOND)).unwrap();
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let took = started.elapsed();
+    let status = parse_response(&out).map(|r| r.status);
+    assert_eq!(status, Some(200), "{what}: no answer to /status ({took:?})");
+    assert!(took < bound, "{what}: /status took {took:?}");
+}
+
+#[test]
+fn idle_connections_and_a_slow_loris_do_not_starve_others() {
+    let limit = raise_nofile(20_000);
+    let idle = 2000.min(limit.saturating_sub(200) as usize);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let base = server.status();
+
+    let mut conns = Vec::with_capacity(idle);
+    for i in 0..idle {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect idle");
+        // Some idle connections have started a request and stopped.
+        if i % 4 == 0 {
+            let _ = s.write_all(b"GET /sta");
+        }
+        conns.push(s);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let loris = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /status HTTP/1.1\r\nX-Slow: ").unwrap();
+            let mut sent = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if s.write_all(b"a").is_err() {
+                    break;
+                }
+                sent += 1;
+                thread::sleep(SECOND);
+            }
+            sent
+        })
+    };
+    // The load is in place once the server holds a socket per idle connection.
+    wait_for(
+        "the server to accept every idle connection",
+        60 * SECOND,
+        || {
+            let fds = server.open_fds();
+            if fds >= 2 * idle {
+                Ok(())
+            } else {
+                Err(format!("{fds} fds"))
+            }
+        },
+    );
+    for i in 0..10 {
+        assert_prompt(
+            port,
+            SECOND,
+            &format!("probe {i} with {idle} idle connections"),
+        );
+        let started = Instant::now();
+        let r = post_json(port, "/ch/overload", &json!({"from": "a", "type": "t"})).unwrap();
+        assert_eq!(r.status, 201);
+        assert!(
+            started.elapsed() < SECOND,
+            "publish took {:?}",
+            started.elapsed()
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sent = loris.join().unwrap();
+    assert!(sent >= 1);
+    drop(conns);
+    // Closed connections give back their threads and descriptors.
+    let (t0, f0) = (num(&base, "threads"), num(&base, "open-fds"));
+    wait_every(
+        "threads and fds back near baseline",
+        60 * SECOND,
+        SECOND,
+        || {
+            let s = server.status();
+            let (t, f) = (num(&s, "threads"), num(&s, "open-fds"));
+            if t <= t0 + 10 && f <= f0 + 8 {
+                Ok(())
+            } else {
+                Err(format!("threads {t} (base {t0}), fds {f} (base {f0})"))
+            }
+        },
+    );
+    server.assert_no_panic();
+}
+
+/// A client that declares a body and never sends it (or sends it a byte at a time) must not
+/// take a request worker with it: other clients are still answered promptly.
+#[test]
+fn unsent_request_bodies_do_not_starve_others() {
+    raise_nofile(4096);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let mut stalled = Vec::new();
+    // More than the server has request workers.
+    for i in 0..48 {
+        let mut s = connect(port).unwrap();
+        let head = match i % 3 {
+            // Answered at once (a GET ignores its body), but the body is never sent.
+            0 => "GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+            // Refused at once as too large, but the body is never sent.
+            1 => "POST /ch/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\n",
+            // A JSON body that trickles in.
+            _ => "POST /ch/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{\"from\":",
+        };
+        s.write_all(head.as_bytes()).unwrap();
+        stalled.push(s);
+    }
+    // Let the server take them all in before probing.
+    wait_for("the stalled requests to be read", 30 * SECOND, || {
+        let fds = server.open_fds();
+        if fds >= 2 * 48 {
+            Ok(())
+        } else {
+            Err(format!("{fds} fds"))
+        }
+    });
+    for i in 0..5 {
+        assert_prompt(port, SECOND, &format!("probe {i} with 48 stalled bodies"));
+    }
+    drop(stalled);
+    server.assert_no_panic();
+}
+
+/// Agents waiting for work (`POST /tasks/claim` with `wait_s`) must not take the request
+/// workers with them: more waiters than workers, and other clients are still answered.
+#[test]
+fn long_polling_claims_do_not_starve_others() {
+    raise_nofile(4096);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let base_fds = server.open_fds();
+    let waiters: Vec<_> = (0..48)
+        .map(|i| {
+            thread::spawn(move || {
+                let body = json!({"from": format!("waiter-{i}"), "ch": "idle", "wait_s": 5});
+                post_json(port, "/tasks/claim", &body).map(|r| r.status)
+            })
+        })
+        .collect();
+    wait_for("the waiters to connect", 30 * SECOND, || {
+        let fds = server.open_fds();
+        // At least one descriptor per waiting connection.
+        if fds >= base_fds + 48 {
+            Ok(())
+        } else {
+            Err(format!("{fds} fds"))
+        }
+    });
+    for i in 0..3 {
+        assert_prompt(port, SECOND, &format!("probe {i} with 48 claims waiting"));
+    }
+    for w in waiters {
+        let status = w.join().unwrap().expect("claim answered");
+        assert!(
+            status == 204 || status == 200,
+            "claim-next answered {status}"
+        );
+    }
+    server.assert_no_panic();
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        tmp.path(),
+        Options {
+            fd_limit: Some(64),
+            ..Options::default()
+        },
+    );
+    let port = server.port;
+    assert_eq!(get(port, "/status").unwrap().status, 200);
+    let tmp_dir = server.blobs_dir.join("tmp");
+    // Each connection costs the server two descriptors and an upload in progress three, so
+    // holding 0, 1 and 2 uploads runs out at both parities: the last free descriptor is
+    // taken by an accept, or there is none left for it.
+    for held in 0..3 {
+        let uploads: Vec<TcpStream> = (0..held)
+            .map(|_| {
+                let mut s = connect(port).unwrap();
+                let head = "POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n";
+                s.write_all(head.as_bytes()).unwrap();
+                s.write_all(&[b'u'; 4096]).unwrap();
+                s
+            })
+            .collect();
+        wait_for("uploads in progress", 10 * SECOND, || {
+            let n = std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
+            if n == held {
+                Ok(())
+            } else {
+                Err(format!("{n} temp files"))
+            }
+        });
+        // Far more connections than the server has descriptors (some may not even connect).
+        let mut conns = Vec::new();
+        for _ in 0..300 {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                let _ = s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n");
+                conns.push(s);
+            }
+        }
+        wait_for("the server to run out of descriptors", 30 * SECOND, || {
+            let fds = server.open_fds();
+            if fds >= 62 {
+                Ok(())
+            } else {
+                Err(format!("{fds} fds"))
+            }
+        });
+        drop(conns);
+        drop(uploads);
+        wait_for("the server to serve again", 30 * SECOND, || {
+            match get(port, "/status") {
+                Ok(r) if r.status == 200 => Ok(()),
+                other => Err(format!("{other:?}; stderr: {}", server.stderr())),
+            }
+        });
+        let r = post_json(port, "/ch/fds", &json!({"from": "a", "type": "t"})).unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        // The uploads cut short leave no temp files behind.
+        wait_for("temp files removed", 10 * SECOND, || {
+            let n = std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
+            if n == 0 {
+                Ok(())
+            } else {
+                Err(format!("{n} temp files"))
+            }
+        });
+    }
+    server.assert_no_panic();
+}
+
+/// A request line naming HTTP/2.0 or 3.0 gets an answer (not a hung connection), and
+/// leaves no thread or descriptor behind.
+#[test]
+fn unsupported_http_versions_are_answered_and_leak_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let base = server.status();
+    for i in 0..20 {
+        let version = if i % 2 == 0 { "HTTP/2.0" } else { "HTTP/3.0" };
+        let raw = format!("GET /status {version}\r\nHost: x\r\n\r\n");
+        let out = raw_exchange(port, raw.as_bytes(), 5 * SECOND);
+        let out = out.unwrap_or_else(|e| panic!("{version}: no answer and no close: {e}"));
+        for code in statuses(&out) {
+            assert!(
+                code == 400 || code == 505,
+                "{version}: {}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
+    let (t0, f0) = (num(&base, "threads"), num(&base, "open-fds"));
+    wait_every(
+        "threads and fds back to baseline",
+        30 * SECOND,
+        SECOND,
+        || {
+            let s = server.status();
+            let (t, f) = (num(&s, "threads"), num(&s, "open-fds"));
+            if t <= t0 + 10 && f <= f0 + 4 {
+                Ok(())
+            } else {
+                Err(format!("threads {t} (base {t0}), fds {f} (base {f0})"))
+            }
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Slow and vanishing SSE clients.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_stalled_reader_is_dropped_without_slowing_publishers_or_growing_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let pad = "p".repeat(32 * 1024);
+    for _ in 0..50 {
+        let r = post_json(
+            port,
+            "/ch/slow",
+            &json!({"from": "a", "type": "warm", "body": pad}),
+        );
+        assert_eq!(r.unwrap().status, 201);
+    }
+    let total: usize = 1500;
+    // A healthy reader on the same channel must get every message, in order.
+    let mut healthy = Sse::open(port, "/ch/slow", &[]).unwrap();
+    let reader = thread::spawn(move || {
+        let mut ids = Vec::new();
+        while ids.len() < total {
+            let (id, _) = healthy.next_event().expect("healthy reader's stream ended");
+            ids.push(id);
+        }
+        ids
+    });
+    // The stalled reader: subscribes, then never reads another byte.
+    let stalled = Sse::open(port, "/ch/slow", &[]).unwrap();
+    wait_for("two subscribers", 10 * SECOND, || {
+        let n = num(&server.status(), "subscribers");
+        if n == 2 { Ok(()) } else { Err(format!("{n}")) }
+    });
+    let rss_before = server.rss_kib();
+    let mut published = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for n in 0..total {
+        let started = Instant::now();
+        let body = json!({"from": "a", "type": "big", "body": {"n": n, "pad": pad}});
+        let r = post_json(port, "/ch/slow", &body).unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        slowest = slowest.max(started.elapsed());
+        published.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    // Publishing never waited on the stalled reader.
+    assert!(slowest < 2 * SECOND, "slowest publish took {slowest:?}");
+    wait_for("the stalled reader to be dropped", 10 * SECOND, || {
+        let n = num(&server.status(), "subscribers");
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(format!("{n} subscribers"))
+        }
+    });
+    let rss_after = server.rss_kib();
+    let sent_mib = total * pad.len() / (1024 * 1024);
+    eprintln!("stalled reader: rss {rss_before} -> {rss_after} KiB after {sent_mib} MiB published");
+    // What a stalled reader may cost is bounded by its queue, not by what was published.
+    assert!(
+        rss_after < rss_before + (sent_mib as u64 * 1024) * 3 / 4,
+        "memory grew from {rss_before} to {rss_after} KiB with {sent_mib} MiB published"
+    );
+    assert_eq!(
+        reader.join().unwrap(),
+        published,
+        "the healthy reader missed messages"
+    );
+    drop(stalled);
+}
+
+#[test]
+fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
+    raise_nofile(8192);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let first = post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"})).unwrap();
+    let first_id = first.json()["id"].as_str().unwrap().to_string();
+    // One cycle first, so lazily created threads and connections are in the baseline.
+    drop(Sse::open(port, "/ch/churn", &[]).unwrap());
+    let base = wait_for("a quiet baseline", 30 * SECOND, || {
+        let s = server.status();
+        if num(&s, "subscribers") == 0 {
+            Ok(s)
+        } else {
+            let _ = post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"}));
+            Err(s.to_string())
+        }
+    });
+    let cycles = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let cycles = cycles.clone();
+            let first_id = first_id.clone();
+            thread::spawn(move || {
+                for i in 0..250 {
+                    let (path, headers): (&str, Vec<(&str, &str)>) = match (w + i) % 4 {
+                        0 => ("/", vec![]),
+                        1 => ("/ch/churn", vec![]),
+                        2 => ("/ch/churn", vec![("Last-Event-ID", first_id.as_str())]),
+                        _ => ("/ch/churn?type=t", vec![]),
+                    };
+                    let sse = Sse::open(port, path, &headers).expect("open stream");
+                    if i % 2 == 0 {
+                        // Vanish abruptly, without reading anything more.
+                        let _ = sse.stream().shutdown(Shutdown::Both);
+                    }
+                    drop(sse);
+                    cycles.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(cycles.load(Ordering::Relaxed), 1000);
+    // A vanished client is noticed at the next write to it; publish so there is one.
+    let (t0, f0) = (num(&base, "threads"), num(&base, "open-fds"));
+    wait_every(
+        "subscribers 0, threads and fds back to baseline",
+        90 * SECOND,
+        SECOND,
+        || {
+            let _ = post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"}));
+            let s = server.status();
+            let (n, t, f) = (
+                num(&s, "subscribers"),
+                num(&s, "threads"),
+                num(&s, "open-fds"),
+            );
+            if n == 0 && t <= t0 + 10 && f <= f0 + 6 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "subscribers {n}, threads {t} (base {t0}), fds {f} (base {f0})"
+                ))
+            }
+        },
+    );
+    server.assert_no_panic();
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Bad input at volume.
+// ---------------------------------------------------------------------------------------
+
+/// Everything a client can observe of the stored state.
+fn snapshot(server: &Server) -> Vec<String> {
+    let port = server.port;
+    let status = server.status();
+    vec![
+        format!("messages={} tasks={}", status["messages"], status["tasks"]),
+        format!("agents-live={}", status["agents-live"]),
+        serde_json::to_string(&server.all_messages()).unwrap(),
+        get(port, "/channels").unwrap().text(),
+        get(port, "/tasks?n=1000").unwrap().text(),
+        check_blobs(&server.blobs_dir).join(","),
+    ]
+}
+
+/// One malformed request (sometimes two, pipelined), as raw bytes. None of them is a valid
+/// write: bodies never carry a usable `from`, and uploads are over the server's size limit.
+fn malformed_request(rng: &mut Rng, task: &str, blob: &str) -> Vec<u8> {
+    const METHODS: &[&str] = &[
+        "GET",
+        "GET",
+        "POST",
+        "POST",
+        "POST",
+        "HEAD",
+        "OPTIONS",
+        "PUT",
+        "DELETE",
+        "PATCH",
+        "TRACE",
+        "CONNECT",
+        "get",
+        "G\tT",
+        "",
+        "POST POST",
+        "\u{1}",
+        "GÉT",
+        "X-CUSTOM",
+    ];
+    let paths = [
+        "/".to_string(),
+        "/ch/general".into(),
+        "/ch/general/history".into(),
+        "/history".into(),
+        "/channels".into(),
+        "/tasks".into(),
+        format!("/tasks/{task}"),
+        format!("/tasks/{task}/claim"),
+        format!("/tasks/{task}/done"),
+        format!("/tasks/{task}/abandon"),
+        format!("/tasks/{task}/update"),
+        format!("/tasks/{task}/interrupt"),
+        format!("/tasks/{task}/explode"),
+        "/tasks/not-an-id/claim".into(),
+        "/files".into(),
+        format!("/files/{blob}"),
+        format!("/files/{}", blob.to_uppercase()),
+        "/files/../../etc/passwd".into(),
+        "/files/sha256:..%2f..%2fw.db".into(),
+        "/presence".into(),
+        "/status".into(),
+        "/ui".into(),
+        "*".into(),
+        "http://127.0.0.1/status".into(),
+        "".into(),
+        "//".into(),
+        "/ch/".into(),
+        "/ch/a b".into(),
+        format!("/ch/{}", "x".repeat(65)),
+        "/ch/%00".into(),
+        "/ch/..%2f..".into(),
+        "/ch/é".into(),
+    ];
+    const QUERIES: &[&str] = &[
+        "",
+        "?n=0",
+        "?n=-1",
+        "?n=1.5",
+        "?n=99999999999999999999999",
+        "?n=18446744073709551616",
+        "?since=garbage",
+        "?since=8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        "?before=%",
+        "?type=%zz",
+        "?type=%ff%fe",
+        "?%c3%28=1",
+        "?a=%",
+        "?a=%4",
+        "?status=bogus",
+        "?for=%00",
+        "?type=%25%5F&n=5",
+        "?&&&==&=",
+        "?since=01J4XYZABCDEFGHJKMNPQRSTVW&n=abc",
+    ];
+    const VERSIONS: &[&str] = &[
+        "HTTP/1.1",
+        "HTTP/1.1",
+        "HTTP/1.1",
+        "HTTP/1.0",
+        "HTTP/0.9",
+        "HTTP/1.2",
+        "HTTP/9.9",
+        "http/1.1",
+        "HTTP/1",
+        "",
+        "HTTP/1.1 extra",
+    ];
+    const LENGTHS: &[&str] = &[
+        "99999999999999",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-1",
+        "abc",
+        "1e3",
+        " 5",
+        "0x10",
+    ];
+    let method = *rng.pick(METHODS);
+    let mut path = rng.pick(&paths).clone();
+    let query: &&str = rng.pick(QUERIES);
+    path.push_str(query);
+    if rng.chance(5) {
+        path.push_str(&"/%zz".repeat(rng.range(1, 5000)));
+    }
+    let version = *rng.pick(VERSIONS);
+
+    let noise = rng.range(0, 3000);
+    let noise = rng.bytes(noise);
+    let pad = rng.range(1000, 300_000);
+    let bodies: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        [b"z".as_slice(), &noise].concat(),
+        b"[]".to_vec(),
+        b"null".to_vec(),
+        b"\"a string\"".to_vec(),
+        b"{".to_vec(),
+        b"{\"from\":".to_vec(),
+        b"{\"type\":\"t\",\"title\":\"x\",\"body\":{}}".to_vec(),
+        b"{\"from\":1,\"type\":\"t\",\"title\":\"x\"}".to_vec(),
+        b"{\"from\":\"   \",\"type\":\"t\",\"title\":\"x\"}".to_vec(),
+        format!(
+            "{{\"from\":\"{}\",\"type\":\"t\",\"title\":\"x\"}}",
+            "f".repeat(129)
+        )
+        .into_bytes(),
+        b"{\"created_by\":\"\",\"title\":\"x\"}".to_vec(),
+        b"{\"from\":null,\"type\":\"t\",\"files\":[\"sha256:bad\"],\"reply_to\":5}".to_vec(),
+        "{\"from\":\"\u{0}\u{fffd}".as_bytes().to_vec(),
+        [b"{\"pad\":\"".as_slice(), &vec![b'x'; pad], b"\"}"].concat(),
+        b"\xff\xfe\x00\x00".to_vec(),
+    ];
+    let mut body = rng.pick(&bodies).clone();
+    let is_upload = method == "POST" && path.split('?').next() == Some("/files");
+    if is_upload {
+        // The fuzz server's upload limit is 1 byte: any upload of 2 or more is refused.
+        body = vec![b'z'; rng.range(2, 5000)];
+    }
+
+    let mut head = format!("{method} {path} {version}\r\n");
+    if rng.chance(80) {
+        head.push_str("Host: 127.0.0.1\r\n");
+    }
+    let mut declared = Some(body.len().to_string());
+    let mut chunked = false;
+    let mut send_len = body.len();
+    for _ in 0..rng.below(4) {
+        match rng.below(14) {
+            0 => declared = Some(rng.pick(LENGTHS).to_string()),
+            // Truncated: declares more than is sent.
+            1 => declared = Some((body.len() + rng.range(1, 100_000)).to_string()),
+            2 => {
+                send_len = rng.below(body.len() + 1);
+            }
+            3 if !is_upload => chunked = true,
+            4 => head.push_str("Expect: 100-continue\r\n"),
+            5 => head.push_str("Expect: something-else\r\n"),
+            6 => head.push_str("Content-Length: 7\r\nContent-Length: 9\r\n"),
+            7 => head.push_str("Last-Event-ID: not-an-id\r\n"),
+            8 => head.push_str("Header-Without-Colon\r\n"),
+            9 => head.push_str(&format!(
+                "X-Long: {}\r\n",
+                "l".repeat(rng.range(1000, 20_000))
+            )),
+            10 => {
+                for i in 0..rng.range(10, 200) {
+                    head.push_str(&format!("X-H{i}: v\r\n"));
+                }
+            }
+            11 => head.push_str("Connection: upgrade\r\nUpgrade: websocket\r\n"),
+            12 => head.push_str("Transfer-Encoding: gzip\r\n"),
+            _ => head.push_str("X-Bytes: \u{7f}\u{1}é\r\n"),
+        }
+    }
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+        let mut encoded = Vec::new();
+        match rng.below(4) {
+            0 => encoded.extend_from_slice(b"zz\r\nhello\r\n0\r\n\r\n"),
+            1 => encoded.extend_from_slice(b"ffffffffffffffffffff\r\nx\r\n"),
+            2 => {
+                encoded.extend_from_slice(format!("{:x}\r\n", body.len() + 10).as_bytes());
+                encoded.extend_from_slice(&body);
+            }
+            _ => {
+                encoded.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                encoded.extend_from_slice(&body);
+                encoded.extend_from_slice(b"\r\n0\r\n\r\n");
+            }
+        }
+        send_len = encoded.len();
+        body = encoded;
+    } else if let Some(len) = declared {
+        head.push_str(&format!("Content-Length: {len}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(&body[..send_len.min(body.len())]);
+    if rng.chance(5) {
+        // A second request pipelined behind the first.
+        raw.extend_from_slice(b"GET /nope%zz HTTP/1.1\r\nContent-Length: -5\r\n\r\n");
+    }
+    raw
+}
+
+#[test]
+fn thousands_of_malformed_requests_change_nothing_and_break_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        tmp.path(),
+        Options {
+            env: &[("WORKSHOP_MAX_FILE_BYTES", "1")],
+            ..Options::default()
+        },
+    );
+    let port = server.port;
+    // Some state to aim at: messages, a claimed task, a blob.
+    for i in 0..5 {
+        let r = post_json(
+            port,
+            "/ch/general",
+            &json!({"from": "seed", "type": "t", "body": {"i": i}}),
+        );
+        assert_eq!(r.unwrap().status, 201);
+    }
+    let task = post_json(port, "/tasks", &json!({"from": "seed", "title": "target"})).unwrap();
+    let task = task.json()["id"].as_str().unwrap().to_string();
+    let r = post_json(
+        port,
+        &format!("/tasks/{task}/claim"),
+        &json!({"from": "seed"}),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let blob = request(port, "POST", "/files", &[], b"x").unwrap();
+    assert_eq!(blob.status, 201, "{}", blob.text());
+    let blob = blob.json()["hash"].as_str().unwrap().to_string();
+    let before = snapshot(&server);
+
+    let per_thread = 1000;
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (task, blob, failures, answered) = (
+                task.clone(),
+                blob.clone(),
+                failures.clone(),
+                answered.clone(),
+            );
+            thread::spawn(move || {
+                let mut rng = Rng::new(0x5EED_0000 + t);
+                for i in 0..per_thread {
+                    let raw = malformed_request(&mut rng, &task, &blob);
+                    let out = match fuzz_exchange(port, &raw) {
+                        Ok(out) => out,
+                        Err(e) => {
+                            let head = String::from_utf8_lossy(&raw[..raw.len().min(200)]);
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("#{t}.{i} {e}: {head:?}"));
+                            continue;
+                        }
+                    };
+                    let codes = statuses(&out);
+                    if !codes.is_empty() {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Some(code) = codes.iter().find(|c| **c >= 500) {
+                        let head = String::from_utf8_lossy(&raw[..raw.len().min(200)]);
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("#{t}.{i} got {code}: {head:?}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} bad outcomes, first ones: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    // Most of them were answered (with a 4xx), not just dropped.
+    assert!(answered.load(Ordering::Relaxed) > 4 * per_thread / 2);
+    assert_eq!(
+        snapshot(&server),
+        before,
+        "malformed requests changed state"
+    );
+    assert_prompt(port, SECOND, "after the malformed requests");
+    server.assert_no_panic();
+}
+
+/// Sends one fuzz request; the answer (or an orderly close) must come within a few
+/// seconds. A stream that opened is a valid answer too: stop reading once it has.
+fn fuzz_exchange(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = connect(port)?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let _ = stream.write_all(raw);
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + 10 * SECOND;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(out),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let text = String::from_utf8_lossy(&out);
+        if text.contains("text/event-stream") && text.contains(": open") {
+            return Ok(out);
+        }
+        if Instant::now() > deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("neither answered nor closed; got {text:?}"),
+            ));
+        }
+    }
+}
+
+/// A body that ends before its declared length (or inside a chunk), or whose length cannot be
+/// parsed, is not the body the client meant: refused, never stored.
+#[test]
+fn incomplete_or_mislabelled_bodies_are_refused_not_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let before = snapshot(&server);
+    let json = br#"{"from":"a","type":"truncated"}"#;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "publish declaring 5000 bytes, sending a complete object",
+            [
+                b"POST /ch/trunc HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".as_slice(),
+                json,
+            ]
+            .concat(),
+        ),
+        (
+            "upload declaring 5000 bytes, sending 100",
+            [
+                b"POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".as_slice(),
+                &[b'x'; 100],
+            ]
+            .concat(),
+        ),
+        (
+            "upload with an unparseable Content-Length",
+            b"POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
+        ),
+        (
+            "chunked upload ending inside a chunk",
+            b"POST /files HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nhello"
+                .to_vec(),
+        ),
+        (
+            "chunked publish without the last chunk",
+            [
+                b"POST /ch/trunc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    .as_slice(),
+                format!("{:x}\r\n", json.len()).as_bytes(),
+                json,
+                b"\r\n",
+            ]
+            .concat(),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, raw) in &cases {
+        let out = raw_exchange(port, raw, 10 * SECOND).unwrap();
+        let codes = statuses(&out);
+        if codes.iter().any(|c| *c < 300) {
+            wrong.push(format!("{what}: {}", String::from_utf8_lossy(&out)));
+        }
+    }
+    let after = snapshot(&server);
+    assert!(
+        wrong.is_empty(),
+        "incomplete bodies were accepted:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(after, before, "an incomplete body changed state");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Disk trouble.
+// ---------------------------------------------------------------------------------------
+
+/// A 2 MiB tmpfs, unmounted (lazily, after the server is gone) on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: std::path::PathBuf) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&path).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { path })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Fills the filesystem holding `path` until it refuses another byte.
+fn fill(path: &std::path::Path) -> u64 {
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut written = 0u64;
+    for size in [64 * 1024, 4096, 512, 1] {
+        let chunk = vec![0u8; size];
+        while f.write_all(&chunk).is_ok() {
+            written += size as u64;
+        }
+    }
+    let _ = f.sync_all();
+    written
+}
+
+fn assert_json_error(r: &Response, status: u16, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("application/json"), "{what}");
+    let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        !error.is_empty(),
+        "{what}: no error message in {}",
+        r.text()
+    );
+}
+
+#[test]
+fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(tmp.path().join("disk")) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)");
+        return;
+    };
+    let data = disk.path.clone();
+    let mut server = Server::start_with(
+        tmp.path(),
+        Options {
+            db_path: Some(data.join("w.db")),
+            blobs_dir: Some(data.join("blobs")),
+            ..Options::default()
+        },
+    );
+    let port = server.port;
+    let mut stored: Vec<String> = Vec::new();
+    let publish = |n: usize, pad: usize| {
+        let body =
+            json!({"from": "disk", "type": "fill", "body": {"n": n, "pad": "d".repeat(pad)}});
+        post_json(port, "/ch/disk", &body).unwrap()
+    };
+    for n in 0..3 {
+        let r = publish(n, 10);
+        assert_eq!(r.status, 201);
+        stored.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let filler = data.join("filler");
+    let filled = fill(&filler);
+    eprintln!("disk: filled {filled} bytes");
+
+    // Publishes: a few may still fit in pages SQLite already has; then 507, never a 5xx
+    // of another kind, never a half-written message.
+    let mut refused = Vec::new();
+    for n in 3..500 {
+        let r = publish(n, 8000);
+        match r.status {
+            201 => stored.push(r.json()["id"].as_str().unwrap().to_string()),
+            _ => {
+                assert_json_error(&r, 507, "publish on a full disk");
+                refused.push(n);
+                if refused.len() >= 3 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "500 publishes of 8 KB fit on a full 2 MiB disk?"
+    );
+    let bytes = Rng::new(5).bytes(300 * 1024);
+    let r = request(port, "POST", "/files", &[], &bytes).unwrap();
+    assert_json_error(&r, 507, "upload on a full disk");
+    let r = post_json(port, "/tasks", &json!({"from": "disk", "title": "t"})).unwrap();
+    assert!(r.status == 507 || r.status == 201, "{}", r.text());
+    if r.status == 507 {
+        assert_json_error(&r, 507, "task on a full disk");
+    }
+
+    // Nothing partial: refused messages are absent, the blob is absent, no temp files.
+    let messages = server.all_messages();
+    let ids: Vec<String> = messages
+        .iter()
+        .filter(|m| m["ch"] == "disk")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, stored, "history differs from what was acknowledged");
+    assert_eq!(num(&server.status(), "messages"), messages.len() as u64);
+    let blobs = check_blobs(&server.blobs_dir);
+    assert!(
+        !blobs.contains(&sha256_name(&bytes)),
+        "refused upload stored"
+    );
+
+    // Space comes back: the server recovers without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let id = wait_for("publishing to work again", 30 * SECOND, || {
+        let r = publish(1000, 10);
+        if r.status == 201 {
+            Ok(r.json()["id"].as_str().unwrap().to_string())
+        } else {
+            Err(r.text())
+        }
+    });
+    stored.push(id);
+    let r = request(port, "POST", "/files", &[], &bytes).unwrap();
+    assert_eq!(r.status, 201, "upload after recovery: {}", r.text());
+    assert_eq!(r.json()["hash"], json!(sha256_name(&bytes)));
+    let ids: Vec<String> = server
+        .all_messages()
+        .iter()
+        .filter(|m| m["ch"] == "disk")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, stored);
+    check_blobs(&server.blobs_dir);
+    server.assert_no_panic();
+    server.kill();
+    drop(disk);
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Soak.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn soak_mixed_load_keeps_memory_flat() {
+    let secs: u64 = std::env::var("WORKSHOP_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    raise_nofile(8192);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let acked: Shared = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams = Arc::new(AtomicUsize::new(0));
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    for p in 0..2 {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        workers.push(thread::spawn(move || {
+            let mut rng = Rng::new(77 + p);
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let ch = format!("soak-{}", rng.below(4));
+                let body = json!({"from": "soaker", "type": format!("msg.{}", rng.below(3)), "body": {"n": n, "pad": "s".repeat(rng.range(10, 4000))}});
+                match post_json(port, &format!("/ch/{ch}"), &body) {
+                    Ok(r) if r.status == 201 => {
+                        let id = r.json()["id"].as_str().unwrap().to_string();
+                        acked.lock().unwrap().messages.push(id);
+                    }
+                    Ok(r) => unexpected(&acked, "publish", &r),
+                    Err(e) => acked.lock().unwrap().unexpected.push(format!("publish: {e}")),
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        }));
+    }
+    {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        let open: Arc<Mutex<Vec<String>>> = Arc::default();
+        workers.push(thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                tasker_step(port, &acked, &open);
+                thread::sleep(Duration::from_millis(5));
+            }
+        }));
+    }
+    {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        workers.push(thread::spawn(move || {
+            let mut rng = Rng::new(99);
+            while !stop.load(Ordering::SeqCst) {
+                let size = rng.range(1, 64 * 1024);
+                let bytes = rng.bytes(size);
+                match request(port, "POST", "/files", &[], &bytes) {
+                    Ok(r) if r.status == 201 => {
+                        acked.lock().unwrap().blobs.insert(sha256_name(&bytes));
+                    }
+                    Ok(r) => unexpected(&acked, "upload", &r),
+                    Err(e) => acked
+                        .lock()
+                        .unwrap()
+                        .unexpected
+                        .push(format!("upload: {e}")),
+                }
+                let _ = post_json(
+                    port,
+                    "/presence",
+                    &json!({"from": "soaker", "channels": ["soak-0"]}),
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+        }));
+    }
+    for s in 0..2 {
+        let (acked, stop, streams) = (acked.clone(), stop.clone(), streams.clone());
+        workers.push(thread::spawn(move || {
+            let mut rng = Rng::new(1234 + s);
+            while !stop.load(Ordering::SeqCst) {
+                let path = match rng.below(3) {
+                    0 => "/".to_string(),
+                    1 => format!("/ch/soak-{}", rng.below(4)),
+                    _ => "/ch/soak-1?type=msg.1".to_string(),
+                };
+                let mut sse = match Sse::open(port, &path, &[]) {
+                    Ok(sse) => sse,
+                    Err(e) => {
+                        acked
+                            .lock()
+                            .unwrap()
+                            .unexpected
+                            .push(format!("stream: {e}"));
+                        continue;
+                    }
+                };
+                streams.fetch_add(1, Ordering::Relaxed);
+                // A quiet filtered stream must not hold this reader past the end of the soak.
+                let _ = sse.stream().set_read_timeout(Some(2 * SECOND));
+                if rng.chance(10) {
+                    // A reader that stalls for a while, then vanishes.
+                    thread::sleep(Duration::from_millis(500));
+                } else {
+                    for _ in 0..rng.range(1, 50) {
+                        if sse.next_event().is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    let started = Instant::now();
+    let mut samples: Vec<(u64, u64)> = Vec::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        thread::sleep(SECOND);
+        samples.push((started.elapsed().as_secs(), server.rss_kib()));
+        assert_prompt(port, 2 * SECOND, "during the soak");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    // Flat: the peak of the last quarter is no higher than the peak of the second quarter
+    // plus slack for allocator noise. A leak of even a few KiB per request breaks this.
+    let quarter = samples.len() / 4;
+    let peak = |s: &[(u64, u64)]| s.iter().map(|(_, r)| *r).max().unwrap_or(0);
+    let warm = peak(&samples[quarter..2 * quarter]);
+    let end = peak(&samples[3 * quarter..]);
+    let a = acked.lock().unwrap();
+    eprintln!(
+        "soak {secs}s: {} messages, {} tasks, {} blobs, {} streams; rss warm {warm} KiB, end {end} KiB; samples {samples:?}",
+        a.messages.len(),
+        a.created.len(),
+        a.blobs.len(),
+        streams.load(Ordering::Relaxed),
+    );
+    drop(a);
+    assert!(
+        end <= warm + warm / 4 + 16 * 1024,
+        "memory grew: warm peak {warm} KiB, final peak {end} KiB"
+    );
+    let acked = acked.lock().unwrap();
+    assert!(
+        acked.unexpected.is_empty(),
+        "unexpected: {:?}",
+        &acked.unexpected[..acked.unexpected.len().min(10)]
+    );
+    let ids: HashSet<String> = server
+        .all_messages()
+        .into_iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &acked.messages {
+        assert!(ids.contains(id), "acknowledged message {id} missing");
+    }
+    let names: HashSet<String> = check_blobs(&server.blobs_dir).into_iter().collect();
+    assert!(acked.blobs.is_subset(&names));
+    wait_for("every stream to be let go", 90 * SECOND, || {
+        for ch in 0..4 {
+            let body = json!({"from": "a", "type": "msg.1"});
+            let _ = post_json(port, &format!("/ch/soak-{ch}"), &body);
+        }
+        let n = num(&server.status(), "subscribers");
+        if n == 0 {
+            Ok(())
+        } else {
+            Err(format!("{n} subscribers"))
+        }
+    });
+    server.assert_no_panic();
+}
+
+/// One create / claim / done-or-abandon step of a task worker.
+fn tasker_step(port: u16, acked: &Shared, open: &Mutex<Vec<String>>) {
+    let r = post_json(
+        port,
+        "/tasks",
+        &json!({"from": "soaker", "title": "soak", "ch": "soak-tasks"}),
+    );
+    match r {
+        Ok(r) if r.status == 201 => {
+            let id = r.json()["id"].as_str().unwrap().to_string();
+            acked.lock().unwrap().created.insert(id.clone());
+            open.lock().unwrap().push(id);
+        }
+        Ok(r) => return unexpected(acked, "create", &r),
+        Err(e) => {
+            return acked
+                .lock()
+                .unwrap()
+                .unexpected
+                .push(format!("create: {e}"));
+        }
+    }
+    let Some(id) = open.lock().unwrap().pop() else {
+        return;
+    };
+    let me = json!({"from": "soaker"});
+    match post_json(port, &format!("/tasks/{id}/claim"), &me) {
+        Ok(r) if r.status == 200 => {}
+        Ok(r) => return unexpected(acked, "claim", &r),
+        Err(e) => return acked.lock().unwrap().unexpected.push(format!("claim: {e}")),
+    }
+    let action = if id.ends_with(['0', '1', '2', '3']) {
+        "abandon"
+    } else {
+        "done"
+    };
+    match post_json(port, &format!("/tasks/{id}/{action}"), &me) {
+        Ok(r) if r.status == 200 => {
+            if action == "abandon" {
+                open.lock().unwrap().push(id);
+            }
+        }
+        Ok(r) => unexpected(acked, action, &r),
+        Err(e) => acked
+            .lock()
+            .unwrap()
+            .unexpected
+            .push(format!("{action}: {e}")),
+    }
+}
