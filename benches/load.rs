@@ -440,7 +440,10 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
             format!("{:.2} / {:.2} ms", p50, p99),
         );
         let stalled: usize = rounds[i].iter().map(|(r, _)| r.stalled()).sum();
-        let max = rounds[i].iter().map(|(r, _)| r.lat.max_ms()).fold(0.0, f64::max);
+        let max = rounds[i]
+            .iter()
+            .map(|(r, _)| r.lat.max_ms())
+            .fold(0.0, f64::max);
         table.info(
             S,
             format!("connections stalled (all rounds); worst latency{label}"),
