@@ -480,20 +480,86 @@ fn unsent_request_bodies_do_not_starve_others() {
         s.write_all(head.as_bytes()).unwrap();
         stalled.push(s);
     }
-    // Let the server take them all in before probing.
-    wait_for("the stalled requests to be read", 30 * SECOND, || {
-        let fds = server.open_fds();
-        if fds >= 2 * 48 {
-            Ok(())
-        } else {
-            Err(format!("{fds} fds"))
-        }
-    });
+    // Give every stalled request time to reach the server's workers: wait (up to 3 s
+    // each, in parallel) for the answers that come before the body. A server that drains
+    // unsent bodies on its workers answers only as many as it has workers, then stalls.
+    let readers: Vec<_> = stalled
+        .into_iter()
+        .map(|mut s| {
+            thread::spawn(move || {
+                s.set_read_timeout(Some(3 * SECOND)).unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && matches!(s.read(&mut byte), Ok(1)) {
+                    head.push(byte[0]);
+                }
+                (s, !head.is_empty())
+            })
+        })
+        .collect();
+    let (stalled, answered): (Vec<TcpStream>, Vec<bool>) =
+        readers.into_iter().map(|r| r.join().unwrap()).unzip();
+    let answered = answered.iter().filter(|a| **a).count();
+    eprintln!("stalled bodies: {answered} of 48 answered before their body");
     for i in 0..5 {
         assert_prompt(port, SECOND, &format!("probe {i} with 48 stalled bodies"));
     }
     drop(stalled);
     server.assert_no_panic();
+}
+
+/// Every agent reconnecting at once (after a restart, say): each new stream opens promptly,
+/// none is left queued behind connections that stay open.
+#[test]
+fn a_burst_of_new_streams_is_served_in_full() {
+    raise_nofile(4096);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path());
+    let port = server.port;
+    let burst = 64;
+    // A server that has been up a while has idle connection threads waiting for work, which
+    // is what a burst meets in production (setup, not an assertion).
+    thread::sleep(SECOND);
+    // Connect in a tight loop (no socket options), so the server accepts them back to back.
+    let conns: Vec<TcpStream> = (0..burst)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /ch/burst HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|mut s| {
+            thread::spawn(move || {
+                let deadline = Instant::now() + 5 * SECOND;
+                s.set_read_timeout(Some(SECOND / 4)).unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                while Instant::now() < deadline && find_bytes(&got, b": open").is_none() {
+                    if let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                }
+                find_bytes(&got, b": open").is_some()
+            })
+        })
+        .collect();
+    let opened = readers
+        .into_iter()
+        .map(|r| r.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(opened, burst, "streams opened within 5 s of a burst");
+    server.assert_no_panic();
+}
+
+fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Agents waiting for work (`POST /tasks/claim` with `wait_s`) must not take the request
@@ -522,8 +588,10 @@ fn long_polling_claims_do_not_starve_others() {
             Err(format!("{fds} fds"))
         }
     });
+    // Spread over the waiters' 5 s, so every claim has reached the server by the last one.
     for i in 0..3 {
         assert_prompt(port, SECOND, &format!("probe {i} with 48 claims waiting"));
+        thread::sleep(SECOND / 2);
     }
     for w in waiters {
         let status = w.join().unwrap().expect("claim answered");
