@@ -159,6 +159,8 @@ fn decode(raw: &str, plus_is_space: bool) -> Result<String, ApiError> {
             b'%' => {
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    // from_str_radix accepts a leading sign: "%+0" would decode to NUL.
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| ApiError::bad_request("bad percent-encoding in the URL"))?;

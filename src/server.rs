@@ -226,16 +226,23 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
 /// Answers one request. Streams and uploads move to a thread of their own.
 fn serve(app: &Arc<App>, request: Request) {
     let started = Instant::now();
-    let parsed = split_url(request.url())
-        .map(|(path, params)| (path.to_string(), params))
-        .and_then(|(path, params)| {
-            let route = route(request.method(), &path)?;
-            Ok(matches!(route, Route::Upload | Route::Stream(_))
-                && *request.method() != Method::Head)
-            .map(|own_thread| (path.clone(), params, own_thread))
+    let long_lived = split_url(request.url())
+        .ok()
+        .and_then(|(path, _)| route(request.method(), path).ok())
+        .is_some_and(|route| {
+            matches!(route, Route::Upload | Route::Stream(_) | Route::ClaimNext)
+                && *request.method() != Method::Head
         });
-    match parsed {
-        Ok((_, _, true)) => {
+    // A body tiny_http has not already buffered (over 1 KiB, chunked, or behind
+    // `Expect: 100-continue`) is read - or drained when the request is dropped, even if
+    // the handler never looks at it - at the client's pace. That must never happen on a
+    // worker: a few dozen clients declaring a body and not sending it would stall all of them.
+    let slow_body = match request.body_length() {
+        Some(len) => len > 1024 || request_header(&request, "Expect").is_some(),
+        None => request_header(&request, "Transfer-Encoding").is_some(),
+    };
+    match long_lived || slow_body {
+        true => {
             let app = app.clone();
             let spawned = thread::Builder::new()
                 .name("stream".into())
@@ -245,7 +252,7 @@ fn serve(app: &Arc<App>, request: Request) {
                 eprintln!("workshop: cannot start a thread for a stream or upload");
             }
         }
-        _ => answer(app, request, started),
+        false => answer(app, request, started),
     }
 }
 
@@ -253,6 +260,15 @@ fn answer(app: &Arc<App>, mut request: Request, started: Instant) {
     let method = request.method().clone();
     let url = request.url().to_string();
     let outcome = split_url(&url).and_then(|(path, params)| {
+        // tiny_http treats an unparseable Content-Length as no body at all: an upload would
+        // store an empty file. The body the client meant is unknown, so refuse the request.
+        if request_header(&request, "Content-Length")
+            .is_some_and(|len| len.trim().parse::<u64>().is_err())
+        {
+            return Err(ApiError::bad_request(
+                "Content-Length must be a whole number",
+            ));
+        }
         let route = route(&method, path)?;
         if let (Route::Stream(ch), Method::Get) = (&route, &method) {
             return Ok(Outcome::Stream(stream_filter(app, *ch, &params, &request)?));

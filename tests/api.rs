@@ -570,3 +570,39 @@ fn verbose_logs_one_line_per_request() {
         "{stderr}"
     );
 }
+
+/// A burst of keep-alive connections is served at once, none queued behind another client's
+/// idle connection (the vendored tiny_http's thread pool used to queue them; patch 4).
+#[test]
+fn a_burst_of_keep_alive_connections_is_served_without_waiting_on_idle_ones() {
+    use std::io::{BufReader, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let s = Server::start();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
+    let port = s.port;
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                // Well under the server's 30 s idle timeout: a queued connection fails here.
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                barrier.wait();
+                stream
+                    .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let mut reader = BufReader::new(stream);
+                let status = common::read_response(&mut reader, false).status;
+                // Keep the connection open (idle keep-alive) until every client is answered.
+                barrier.wait();
+                status
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().expect("answered within 10 s"), 200);
+    }
+}

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -239,15 +239,16 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+                // workshop patch: upstream wrote this 505 on the *next* writer, which waits
+                // until this request's writer is released, while `rq` still held it: the
+                // connection thread blocked forever with its socket. Answer on the request's
+                // own writer and close (a client speaking HTTP/2 cannot go on anyway).
+                let mut writer = rq.into_writer();
+                let _ = writer.write_all(
+                    b"HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                let _ = writer.flush();
+                return None;
             }
 
             // updating the status of the connection

@@ -218,7 +218,8 @@ where
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        Box::new(FusedReader::new(StrictChunks(Decoder::new(source_data))))
+            as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -239,6 +240,23 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
     })
+}
+
+/// workshop patch: `chunked_transfer::Decoder` reports a normal end of body when the
+/// connection ends inside a chunk, so a truncated chunked upload was accepted as complete.
+struct StrictChunks<R: Read>(Decoder<R>);
+
+impl<R: Read> Read for StrictChunks<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.0.remaining_chunks_size().is_some() {
+            return Err(IoError::new(
+                ErrorKind::UnexpectedEof,
+                "the body ended inside a chunk",
+            ));
+        }
+        Ok(n)
+    }
 }
 
 impl Request {

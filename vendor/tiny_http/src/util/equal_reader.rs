@@ -50,6 +50,13 @@ where
         };
 
         match self.reader.read(buf) {
+            // workshop patch: the connection ended before the declared Content-Length.
+            // Upstream reported a normal end of body, so a truncated upload or JSON body was
+            // accepted as if complete.
+            Ok(0) if !buf.is_empty() => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the body ended before its Content-Length",
+            )),
             Ok(len) => {
                 self.size -= len;
                 Ok(len)

@@ -89,13 +89,21 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    /// workshop patch: fallible. Upstream cloned with `try_clone().unwrap()`, so running out
+    /// of file descriptors between accept() and this dup() panicked the accept thread and
+    /// the server never accepted again.
+    pub(crate) fn new<S>(stream: S) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.clone(), stream);
+        let read = match &stream {
+            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone()?),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
+        };
+        let write = stream;
 
         let read = RefinedTcpStream {
             stream: read,
@@ -109,7 +117,7 @@ impl RefinedTcpStream {
             close_write: true,
         };
 
-        (read, write)
+        Ok((read, write))
     }
 
     /// Returns true if this struct wraps around a secure connection.

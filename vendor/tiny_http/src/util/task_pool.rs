@@ -58,7 +58,7 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            let _ = pool.add_thread(None);
         }
 
         pool
@@ -69,22 +69,38 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
+        // workshop patch: an idle thread stays counted as waiting until it wakes and takes
+        // the lock, so upstream's `== 0` queued a burst of connections behind a few idle
+        // threads (each then held by one keep-alive connection for up to its read timeout).
+        // Queue a task only when an idle thread is free for it.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
+            if let Err(code) = self.add_thread(Some(code)) {
+                // No thread could be started (task limit): an existing one will take it.
+                queue.push_back(code);
+            }
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    /// workshop patch: upstream's `thread::spawn` panicked when no thread could be started,
+    /// which killed the accept loop. The initial task is handed back instead.
+    fn add_thread(
+        &self,
+        initial_fn: Option<Box<dyn FnMut() + Send>>,
+    ) -> Result<(), Box<dyn FnMut() + Send>> {
         let sharing = self.sharing.clone();
+        // Shared so the task can be taken back if the thread never starts.
+        let initial = Arc::new(Mutex::new(initial_fn));
+        let for_thread = initial.clone();
 
-        thread::spawn(move || {
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
-            if let Some(mut f) = initial_fn {
+            let first = for_thread.lock().unwrap().take();
+            if let Some(mut f) = first {
                 f();
             }
 
@@ -124,6 +140,13 @@ impl TaskPool {
                 task();
             }
         });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(_) => match initial.lock().unwrap().take() {
+                Some(task) => Err(task),
+                None => Ok(()),
+            },
+        }
     }
 }
 
