@@ -223,7 +223,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
     }
 }
 
-/// Answers one request. Streams and uploads move to a thread of their own.
+/// Answers one request. Streams, uploads, claim-next and unbuffered bodies move to a thread
+/// of their own.
 fn serve(app: &Arc<App>, request: Request) {
     let started = Instant::now();
     let long_lived = split_url(request.url())
@@ -241,18 +242,17 @@ fn serve(app: &Arc<App>, request: Request) {
         Some(len) => len > 1024 || request_header(&request, "Expect").is_some(),
         None => request_header(&request, "Transfer-Encoding").is_some(),
     };
-    match long_lived || slow_body {
-        true => {
-            let app = app.clone();
-            let spawned = thread::Builder::new()
-                .name("stream".into())
-                .stack_size(128 * 1024)
-                .spawn(move || answer(&app, request, started));
-            if spawned.is_err() {
-                eprintln!("workshop: cannot start a thread for a stream or upload");
-            }
+    if long_lived || slow_body {
+        let app = app.clone();
+        let spawned = thread::Builder::new()
+            .name("long-request".into())
+            .stack_size(128 * 1024)
+            .spawn(move || answer(&app, request, started));
+        if spawned.is_err() {
+            eprintln!("workshop: cannot start a thread for a long-lived request");
         }
-        false => answer(app, request, started),
+    } else {
+        answer(app, request, started);
     }
 }
 
