@@ -13,7 +13,7 @@ pub mod ids;
 pub mod server;
 pub mod sse;
 pub mod store;
-mod sys;
+pub mod sys;
 
 use std::process::ExitCode;
 

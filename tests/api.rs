@@ -512,15 +512,17 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     }
 }
 
-#[test]
-fn defaults_create_db_and_blobs_in_the_working_directory() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts the binary in `dir` with only PORT=0, HOST and `env`; returns it with the first
+/// line it printed (stderr piped, for tests that read it).
+fn spawn_bare(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_workshop"))
         .env_clear()
         .env("PORT", "0")
         .env("HOST", "127.0.0.1")
-        .current_dir(dir.path())
+        .envs(env.iter().copied())
+        .current_dir(dir)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -529,6 +531,13 @@ fn defaults_create_db_and_blobs_in_the_working_directory() {
         &mut line,
     )
     .unwrap();
+    (child, line)
+}
+
+#[test]
+fn defaults_create_db_and_blobs_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, line) = spawn_bare(dir.path(), &[]);
     assert!(
         line.starts_with("workshop listening on http://127.0.0.1:"),
         "{line}"
@@ -542,22 +551,7 @@ fn defaults_create_db_and_blobs_in_the_working_directory() {
 #[test]
 fn verbose_logs_one_line_per_request() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_workshop"))
-        .env_clear()
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .env("WORKSHOP_VERBOSE", "true")
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let (child, line) = spawn_bare(dir.path(), &[("WORKSHOP_VERBOSE", "true")]);
     let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(request(port, "GET", "/nowhere", &[], b"").status, 404);
     common::signal(child.id(), "TERM");

@@ -373,7 +373,7 @@ fn assert_prompt(port: u16, bound: Duration, what: &str) {
 
 #[test]
 fn idle_connections_and_a_slow_loris_do_not_starve_others() {
-    let limit = raise_nofile(20_000);
+    let limit = raise_fd_limit();
     let idle = 2000.min(limit.saturating_sub(200) as usize);
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
@@ -461,7 +461,7 @@ fn idle_connections_and_a_slow_loris_do_not_starve_others() {
 /// take a request worker with it: other clients are still answered promptly.
 #[test]
 fn unsent_request_bodies_do_not_starve_others() {
-    raise_nofile(4096);
+    raise_fd_limit();
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
     let port = server.port;
@@ -512,7 +512,7 @@ fn unsent_request_bodies_do_not_starve_others() {
 /// none is left queued behind connections that stay open.
 #[test]
 fn a_burst_of_new_streams_is_served_in_full() {
-    raise_nofile(4096);
+    raise_fd_limit();
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
     let port = server.port;
@@ -566,7 +566,7 @@ fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// workers with them: more waiters than workers, and other clients are still answered.
 #[test]
 fn long_polling_claims_do_not_starve_others() {
-    raise_nofile(4096);
+    raise_fd_limit();
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
     let port = server.port;
@@ -794,7 +794,7 @@ fn a_stalled_reader_is_dropped_without_slowing_publishers_or_growing_memory() {
 
 #[test]
 fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
-    raise_nofile(8192);
+    raise_fd_limit();
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
     let port = server.port;
@@ -1514,7 +1514,7 @@ fn soak_mixed_load_keeps_memory_flat() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(25);
-    raise_nofile(8192);
+    raise_fd_limit();
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path());
     let port = server.port;

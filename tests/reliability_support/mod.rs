@@ -550,30 +550,8 @@ pub fn check_blobs(blobs_dir: &Path) -> Vec<String> {
     names
 }
 
-/// Raises this test process's open-files soft limit (to the hard limit, at most `want`).
-pub fn raise_nofile(want: u64) -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct on our stack.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        let target = want.min(limit.rlim_max);
-        if limit.rlim_cur < target {
-            let raised = libc::rlimit {
-                rlim_cur: target,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return target;
-            }
-        }
-    }
-    limit.rlim_cur
-}
+/// Raises this test process's open-files soft limit to the hard limit.
+pub use workshop::sys::raise_fd_limit;
 
 pub fn num(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or_else(|| panic!("{key} in {v}"))
