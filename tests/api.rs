@@ -590,13 +590,16 @@ fn a_burst_of_keep_alive_connections_is_served_without_waiting_on_idle_ones() {
                     .unwrap();
                 let mut reader = BufReader::new(stream);
                 let status = common::read_response(&mut reader, false).status;
-                // Keep the connection open (idle keep-alive) until every client is answered.
-                barrier.wait();
-                status
+                // Hand the connection back still open (idle keep-alive): it stays held
+                // until every client has been answered or has failed.
+                (status, reader)
             })
         })
         .collect();
+    let mut held = Vec::new();
     for client in clients {
-        assert_eq!(client.join().expect("answered within 10 s"), 200);
+        let (status, connection) = client.join().expect("answered within 10 s");
+        assert_eq!(status, 200);
+        held.push(connection);
     }
 }
