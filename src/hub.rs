@@ -17,9 +17,20 @@ pub struct Event {
     pub json: String,
 }
 
-#[derive(Default)]
 pub struct Hub {
     inner: Mutex<Registry>,
+    /// Rung after every publish and on close, so the broadcaster wakes once per batch
+    /// however many subscribers there are. Bounded(1): rings coalesce while it is busy.
+    bell: (Sender<()>, Receiver<()>),
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            inner: Mutex::default(),
+            bell: bounded(1),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -92,6 +103,18 @@ impl Hub {
             }
         }
         registry.count -= dropped;
+        drop(registry);
+        self.ring();
+    }
+
+    /// Wakes whoever waits on `bell` (the broadcaster) to look at every queue.
+    pub fn bell(&self) -> Receiver<()> {
+        self.bell.1.clone()
+    }
+
+    fn ring(&self) {
+        // Full means a ring is already pending, which is all a ring says.
+        let _ = self.bell.0.try_send(());
     }
 
     pub fn subscriber_count(&self) -> usize {
@@ -104,6 +127,8 @@ impl Hub {
         registry.closed = true;
         registry.subscribers.clear();
         registry.count = 0;
+        drop(registry);
+        self.ring();
     }
 
     fn unsubscribe(&self, ch: &Option<String>, key: u64) {
@@ -153,6 +178,11 @@ mod tests {
         assert_eq!(general.events.try_recv().unwrap().id, "1");
         assert_eq!(all.events.try_recv().unwrap().id, "1");
         assert!(other.events.try_recv().is_err());
+        assert!(hub.bell().try_recv().is_ok(), "a publish rings the bell");
+        hub.publish(&[event("2", "general"), event("3", "general")]);
+        hub.publish(&[event("4", "general")]);
+        assert!(hub.bell().try_recv().is_ok());
+        assert!(hub.bell().try_recv().is_err(), "rings coalesce until heard");
         assert_eq!(hub.subscriber_count(), 3);
         drop(other);
         assert_eq!(hub.subscriber_count(), 2);
@@ -180,6 +210,7 @@ mod tests {
         let sub = hub.subscribe(None).unwrap();
         hub.close();
         assert!(sub.events.recv().is_err());
+        assert!(hub.bell().try_recv().is_ok(), "close wakes the broadcaster");
         assert!(hub.subscribe(None).is_none());
         assert_eq!(hub.subscriber_count(), 0);
     }

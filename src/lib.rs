@@ -1,9 +1,10 @@
 //! workshop: structured IRC for a small trusted mesh of agents and the humans watching them.
 //! Channels of typed JSON messages, a task queue, content-addressed files, presence, SSE.
-#![deny(unsafe_code)] // the one exception is `sys`, which wraps three libc calls
+#![deny(unsafe_code)] // the one exception is `sys`, which wraps a few libc calls
 
 pub mod api;
 pub mod blobs;
+pub mod broadcast;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -1,7 +1,8 @@
-//! The server: binds the socket, runs the request workers, routes each request to its
-//! handler, and shuts down cleanly on SIGTERM/SIGINT.
+//! The server: binds the socket, routes each request to its handler on the connection's own
+//! thread, and shuts down cleanly on SIGTERM/SIGINT.
 use crate::api::{channels, files, presence, status, tasks};
 use crate::blobs::BlobStore;
+use crate::broadcast::Broadcaster;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::{Reply, into_response, request_header, split_url};
@@ -12,20 +13,18 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use tiny_http::{Method, Request};
 
 const UI_PAGE: &str = include_str!("../ui.html");
-/// Threads answering ordinary requests. Streams, uploads and claim-next get their own threads,
-/// so these
-/// only ever wait on SQLite, never on a slow client's body or a long-lived stream.
-const WORKERS: usize = 32;
 /// An idle keep-alive connection is closed after this; a stalled writer is dropped after it.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most simultaneous SSE streams (each holds a socket and two threads).
+/// Most simultaneous SSE streams (each holds a socket; the broadcaster writes them all).
 const MAX_STREAMS: usize = 10_000;
+/// How long shutdown waits for requests in hand before closing the database regardless.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Everything a handler needs, shared by every thread.
@@ -34,17 +33,21 @@ pub struct App {
     pub store: Store,
     pub hub: Arc<Hub>,
     pub blobs: BlobStore,
+    pub broadcaster: Broadcaster,
     pub started: Instant,
     pub max_streams: usize,
+    /// Set at shutdown: requests that arrive after it get a 503.
+    stopping: AtomicBool,
+    /// Requests being answered right now, which shutdown waits for.
+    in_flight: AtomicUsize,
 }
 
 /// A started server. `shutdown` (or a signal, via `run`) stops it.
 pub struct Running {
     pub addr: SocketAddr,
     app: Arc<App>,
-    http: Arc<tiny_http::Server>,
-    stopping: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    http: tiny_http::Server,
+    retention: JoinHandle<()>,
 }
 
 /// Opens the database and blob folder, binds the socket and starts serving.
@@ -64,55 +67,50 @@ pub fn start(config: Config) -> Result<Running, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    let http = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| format!("cannot start HTTP on {addr}: {e}"))?;
+    let broadcaster =
+        Broadcaster::start(hub.bell()).map_err(|e| format!("cannot start a thread: {e}"))?;
     let app = Arc::new(App {
         config,
         store,
         hub,
         blobs,
+        broadcaster,
         started: Instant::now(),
         max_streams: MAX_STREAMS.min((fd_limit as usize).saturating_sub(256).max(16)),
+        stopping: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
     });
-    let http = Arc::new(http);
-    let stopping = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::with_capacity(WORKERS + 1);
-    for n in 0..WORKERS {
-        let (app, http, stopping) = (app.clone(), http.clone(), stopping.clone());
-        threads.push(spawn(format!("worker-{n}"), move || {
-            work(&app, &http, &stopping)
-        })?);
-    }
-    let (app2, stopping2) = (app.clone(), stopping.clone());
-    threads.push(spawn("retention".into(), move || {
-        retention(&app2, &stopping2)
-    })?);
+    let for_requests = app.clone();
+    let http = tiny_http::Server::from_listener_with_handler(listener, move |request| {
+        serve(&for_requests, request)
+    })
+    .map_err(|e| format!("cannot start HTTP on {addr}: {e}"))?;
+    let for_retention = app.clone();
+    let retention = thread::Builder::new()
+        .name("retention".into())
+        .spawn(move || retention(&for_retention))
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
     Ok(Running {
         addr,
         app,
         http,
-        stopping,
-        threads,
+        retention,
     })
-}
-
-fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {
-    thread::Builder::new()
-        .name(name)
-        .spawn(body)
-        .map_err(|e| format!("cannot start a thread: {e}"))
 }
 
 impl Running {
     /// Stops accepting, finishes the requests in hand, ends streams, commits what is queued
     /// and closes the database.
     pub fn shutdown(self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for thread in self.threads {
-            let _ = thread.join();
-        }
+        self.app.stopping.store(true, Ordering::SeqCst);
         drop(self.http);
+        let _ = self.retention.join();
         self.app.hub.close();
+        let waiting = Instant::now();
+        while self.app.in_flight.load(Ordering::SeqCst) > 0 && waiting.elapsed() < DRAIN_LIMIT {
+            thread::sleep(Duration::from_millis(5));
+        }
+        self.app.broadcaster.stop();
         self.app.store.shutdown();
     }
 }
@@ -137,19 +135,9 @@ pub fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-fn work(app: &Arc<App>, http: &tiny_http::Server, stopping: &AtomicBool) {
-    while !stopping.load(Ordering::SeqCst) {
-        match http.recv_timeout(Duration::from_millis(250)) {
-            Ok(Some(request)) => serve(app, request),
-            Ok(None) => {}
-            Err(e) => eprintln!("workshop: {e}"),
-        }
-    }
-}
-
-fn retention(app: &App, stopping: &AtomicBool) {
+fn retention(app: &App) {
     let mut last = Instant::now();
-    while !stopping.load(Ordering::SeqCst) {
+    while !app.stopping.load(Ordering::SeqCst) {
         thread::sleep(Duration::from_millis(250));
         if last.elapsed() >= RETENTION_EVERY {
             last = Instant::now();
@@ -223,40 +211,35 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
     }
 }
 
-/// Answers one request. Streams, uploads, claim-next and unbuffered bodies move to a thread
-/// of their own.
-fn serve(app: &Arc<App>, request: Request) {
-    let started = Instant::now();
-    let long_lived = split_url(request.url())
-        .ok()
-        .and_then(|(path, _)| route(request.method(), path).ok())
-        .is_some_and(|route| {
-            matches!(route, Route::Upload | Route::Stream(_) | Route::ClaimNext)
-                && *request.method() != Method::Head
-        });
-    // A body tiny_http has not already buffered (over 1 KiB, chunked, or behind
-    // `Expect: 100-continue`) is read - or drained when the request is dropped, even if
-    // the handler never looks at it - at the client's pace. That must never happen on a
-    // worker: a few dozen clients declaring a body and not sending it would stall all of them.
-    let slow_body = match request.body_length() {
-        Some(len) => len > 1024 || request_header(&request, "Expect").is_some(),
-        None => request_header(&request, "Transfer-Encoding").is_some(),
-    };
-    if long_lived || slow_body {
-        let app = app.clone();
-        let spawned = thread::Builder::new()
-            .name("long-request".into())
-            .stack_size(128 * 1024)
-            .spawn(move || answer(&app, request, started));
-        if spawned.is_err() {
-            eprintln!("workshop: cannot start a thread for a long-lived request");
-        }
-    } else {
-        answer(app, request, started);
+/// Answers one request on its connection's thread; `false` ends the connection (a stream
+/// was handed to the broadcaster, or the server is stopping).
+fn serve(app: &App, request: Request) -> bool {
+    if app.stopping.load(Ordering::SeqCst) {
+        let reply = ApiError::unavailable("server is shutting down").into();
+        let _ = request.respond(into_response(reply));
+        return false;
+    }
+    let _counted = InFlight::enter(&app.in_flight);
+    answer(app, request, Instant::now())
+}
+
+/// Counts a request as in hand until dropped, even if its handler panics.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
     }
 }
 
-fn answer(app: &Arc<App>, mut request: Request, started: Instant) {
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     let method = request.method().clone();
     let url = request.url().to_string();
     let outcome = split_url(&url).and_then(|(path, params)| {
@@ -287,8 +270,12 @@ fn answer(app: &Arc<App>, mut request: Request, started: Instant) {
     match outcome {
         Outcome::Reply(reply) => {
             let _ = request.respond(into_response(reply));
+            true
         }
-        Outcome::Stream(filter) => sse::run(app.clone(), request, filter),
+        Outcome::Stream(filter) => {
+            sse::open(app, request, filter);
+            false
+        }
     }
 }
 

@@ -1,16 +1,16 @@
-//! One SSE client's stream: subscribe to the hub, replay what the client missed from SQLite,
-//! then forward live events, skipping ids already sent. Subscribing before the replay is what
-//! makes resume gap-free; comparing ids is what makes it duplicate-free.
+//! Opening an SSE stream, on the client's connection thread: subscribe to the hub, send the
+//! head and replay what the client missed from SQLite, then hand the stream to the
+//! broadcaster, which forwards live events skipping ids already sent. Subscribing before the
+//! replay is what makes resume gap-free; comparing ids is what makes it duplicate-free.
 //!
-//! Written straight onto the socket (`Request::into_writer`) with one chunk and one flush per
-//! event: tiny_http's own chunked encoder buffers 8 KiB before sending anything.
+//! Written straight onto the socket (`Request::into_writer`), one flushed chunk per event:
+//! tiny_http's own chunked encoder buffers 8 KiB before sending anything.
+use crate::broadcast::Live;
 use crate::error::ApiError;
 use crate::hub::Event;
 use crate::server::App;
 use crate::store::read::{self, MessageQuery};
-use crossbeam_channel::RecvTimeoutError;
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::time::Duration;
 use tiny_http::Request;
 
@@ -37,16 +37,15 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn wants(&self, event: &Event) -> bool {
+    pub fn wants(&self, event: &Event) -> bool {
         self.type_prefix
             .as_deref()
             .is_none_or(|prefix| event.kind.starts_with(prefix))
     }
 }
 
-/// Runs the stream until the client goes away, falls behind, or the server shuts down.
-/// Called on the stream's own thread.
-pub fn run(app: Arc<App>, request: Request, filter: Filter) {
+/// Starts the stream and hands it to the broadcaster. Returns once the replay is sent.
+pub fn open(app: &App, request: Request, filter: Filter) {
     let Some(subscription) = app.hub.subscribe(filter.ch.clone()) else {
         let reply = ApiError::unavailable("server is shutting down").into();
         let _ = request.respond(crate::http::into_response(reply));
@@ -54,40 +53,27 @@ pub fn run(app: Arc<App>, request: Request, filter: Filter) {
     };
     let chunked = *request.http_version() >= (1, 1);
     let version = if chunked { "1.1" } else { "1.0" };
+    // Always `Some` for the plain TCP connections workshop serves (no TLS in tiny_http).
+    let Some(fd) = request.socket_fd() else {
+        let reply = ApiError::unavailable("this connection cannot carry a stream").into();
+        let _ = request.respond(crate::http::into_response(reply));
+        return;
+    };
     let mut out = EventWriter {
         socket: request.into_writer(),
         chunked,
     };
-    let _ = out
-        .head(version)
-        .and_then(|()| forward(&app, &filter, &subscription.events, &mut out))
-        .and_then(|()| out.finish());
-}
-
-fn forward(
-    app: &App,
-    filter: &Filter,
-    live: &crossbeam_channel::Receiver<Arc<Event>>,
-    out: &mut EventWriter,
-) -> io::Result<()> {
-    out.send(b": open\n\n")?;
     let mut last_sent = filter.since.clone();
-    if filter.since.is_some() {
-        replay(app, filter, &mut last_sent, out)?;
-    }
-    loop {
-        match live.recv_timeout(KEEPALIVE) {
-            Ok(event) => {
-                let already_sent = last_sent.as_deref().is_some_and(|last| *event.id <= *last);
-                if !already_sent && filter.wants(&event) {
-                    out.send(&frame(&event.id, &event.json))?;
-                    last_sent = Some(event.id.clone());
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => out.send(b": keepalive\n\n")?,
-            // Dropped by the hub (too slow) or shutdown: end the stream; the client resumes.
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        }
+    let started = out
+        .head(version)
+        .and_then(|()| out.send(b": open\n\n"))
+        .and_then(|()| match filter.since {
+            Some(_) => replay(app, &filter, &mut last_sent, &mut out),
+            None => Ok(()),
+        });
+    if started.is_ok() {
+        let live = Live::new(out.socket, fd, chunked, subscription, filter, last_sent);
+        app.broadcaster.adopt(live);
     }
 }
 
@@ -124,11 +110,12 @@ fn replay(
     }
 }
 
-fn frame(id: &str, json: &str) -> Vec<u8> {
+pub fn frame(id: &str, json: &str) -> Vec<u8> {
     format!("id: {id}\ndata: {json}\n\n").into_bytes()
 }
 
-/// The raw response: status line and headers by hand, then one flushed chunk per event.
+/// The response until the hand-over: status line and headers by hand, then one flushed
+/// chunk per event.
 struct EventWriter {
     socket: Box<dyn Write + Send>,
     chunked: bool,
@@ -158,13 +145,6 @@ impl EventWriter {
             self.socket.write_all(&chunk)?;
         } else {
             self.socket.write_all(data)?;
-        }
-        self.socket.flush()
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        if self.chunked {
-            self.socket.write_all(b"0\r\n\r\n")?;
         }
         self.socket.flush()
     }

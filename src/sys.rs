@@ -1,8 +1,9 @@
 //! The few operating-system calls std does not offer. The only module with `unsafe`.
 #![allow(unsafe_code)] // each call below is a plain libc call on values we own; see SAFETY notes
 
+use std::io;
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 /// Raises the soft open-files limit to the hard limit: every SSE client holds a socket, and
@@ -71,4 +72,25 @@ fn set_timeout(fd: libc::c_int, option: libc::c_int, timeout: Duration) {
 pub fn process_counts() -> (usize, usize) {
     let count = |dir: &str| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     (count("/proc/self/fd"), count("/proc/self/task"))
+}
+
+/// Writes as much of `data` as the socket takes right now, without blocking (MSG_DONTWAIT)
+/// and without SIGPIPE if the peer has gone (MSG_NOSIGNAL). `WouldBlock` when its send
+/// buffer is full. The caller keeps the socket open for the duration of the call.
+pub fn send_now(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: `data` is a live slice and we pass its exact length; an invalid fd is an
+    // error return (EBADF), not undefined behaviour.
+    let sent = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
+    }
 }

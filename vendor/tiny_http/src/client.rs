@@ -34,6 +34,10 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // workshop patch: the descriptor the responses are written to
+    #[cfg(unix)]
+    socket_fd: Option<std::os::fd::RawFd>,
 }
 
 /// Error that can happen when reading a request.
@@ -58,6 +62,8 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        #[cfg(unix)]
+        let socket_fd = write_socket.raw_fd();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -69,6 +75,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            #[cfg(unix)]
+            socket_fd,
         }
     }
 
@@ -175,6 +183,9 @@ impl ClientConnection {
                 }
             }
         })?;
+
+        #[cfg(unix)]
+        let request = request.with_socket_fd(self.socket_fd);
 
         // return the request
         Ok(request)

@@ -142,6 +142,9 @@ pub struct Server {
     listening_addr: ListenAddr,
 }
 
+/// workshop patch: see `Server::from_listener_with_handler`.
+type Handler = dyn Fn(Request) -> bool + Send + Sync;
+
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -244,7 +247,33 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
+        Self::start(listener.into(), ssl_config, None)
+    }
+
+    /// workshop patch: builds a server that answers each request on its connection's own
+    /// thread by calling `handler`, instead of queueing it for threads that call `recv()`.
+    /// That saves two thread hand-offs per request, and a slow request (a long upload, a
+    /// stream) only ever occupies its own connection's thread.
+    ///
+    /// `handler` returns whether the connection goes on: `false` ends it without reading
+    /// another request, for a request whose writer was taken over (`into_writer`) by
+    /// something that outlives the handler. `recv()` never returns on such a server.
+    pub fn from_listener_with_handler<L, H>(
+        listener: L,
+        handler: H,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        L: Into<Listener>,
+        H: Fn(Request) -> bool + Send + Sync + 'static,
+    {
+        Self::start(listener.into(), None, Some(Arc::new(handler)))
+    }
+
+    fn start(
+        listener: Listener,
+        ssl_config: Option<SslConfig>,
+        handler: Option<Arc<Handler>>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -324,11 +353,18 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let handler = handler.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
+                                if let Some(handler) = &handler {
+                                    for rq in client {
+                                        if !handler(rq) {
+                                            break;
+                                        }
+                                    }
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
+                                } else if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());

@@ -74,6 +74,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // workshop patch: the descriptor of the socket this request's response goes to
+    #[cfg(unix)]
+    socket_fd: Option<std::os::fd::RawFd>,
 }
 
 struct NotifyOnDrop<R> {
@@ -239,6 +243,8 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        #[cfg(unix)]
+        socket_fd: None,
     })
 }
 
@@ -485,6 +491,22 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
+    }
+
+    /// workshop patch: the descriptor of the socket this request's response is written to,
+    /// or `None` for TLS connections and requests built by hand. It stays open as long as
+    /// this request or the writer from `into_writer` lives: take the writer first, and keep
+    /// it while using the descriptor (for example to write without blocking, once the
+    /// writer's buffer has been flushed).
+    #[cfg(unix)]
+    pub fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.socket_fd
+    }
+
+    #[cfg(unix)]
+    pub(crate) fn with_socket_fd(mut self, fd: Option<std::os::fd::RawFd>) -> Self {
+        self.socket_fd = fd;
+        self
     }
 
     pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {

@@ -129,6 +129,19 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// workshop patch: the socket's descriptor (plain connections only), for callers that
+    /// write to it without blocking. See `Request::socket_fd`.
+    #[cfg(unix)]
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match &self.stream {
+            Stream::Http(Connection::Tcp(tcp_stream)) => Some(tcp_stream.as_raw_fd()),
+            Stream::Http(Connection::Unix(unix_stream)) => Some(unix_stream.as_raw_fd()),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => None,
+        }
+    }
 }
 
 impl Drop for RefinedTcpStream {

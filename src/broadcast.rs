@@ -1,0 +1,218 @@
+//! The broadcaster: one thread that writes every live SSE stream.
+//!
+//! A stream starts on its connection's thread (`sse::open`: headers, `: open`, the replay
+//! from SQLite), then is handed over here. From then on no thread waits on it: when the hub
+//! rings, this thread drains each stream's queue and writes what it holds with non-blocking
+//! sends. A thread per watcher would mean thousands of wake-ups per message on a two-core
+//! machine; this is one.
+//!
+//! Backpressure is the hub's: while a socket's send buffer is full, its stream's events stay
+//! in its hub queue, and a stream that falls `QUEUE_CAPACITY` events behind is cut off and
+//! resumes from SQLite when the client reconnects.
+use crate::hub::{Event, Subscription};
+use crate::sse::{Filter, KEEPALIVE, frame};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, select, unbounded};
+use std::io::{self, Write};
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// A stream that cannot send anything for this long is dropped (a client that stopped
+/// reading but keeps its connection open).
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// Events gathered for one stream before trying to send them.
+const BATCH_BYTES: usize = 64 * 1024;
+/// How often streams waiting on a full socket are retried.
+const RETRY_EVERY: Duration = Duration::from_millis(10);
+/// How often idle streams are checked for a keepalive.
+const TICK: Duration = Duration::from_secs(1);
+
+/// A stream that has sent its head and replay, ready to be written by the broadcaster.
+pub struct Live {
+    /// Holds the connection open; everything after the hand-over goes through `fd`.
+    _socket: Box<dyn Write + Send>,
+    fd: RawFd,
+    chunked: bool,
+    subscription: Subscription,
+    filter: Filter,
+    last_sent: Option<String>,
+    /// Bytes not yet taken by the socket, from `unsent_from` on.
+    unsent: Vec<u8>,
+    unsent_from: usize,
+    /// When the socket last took bytes (or the stream was adopted).
+    last_progress: Instant,
+    /// The hub dropped this stream (too slow, or shutdown): end it once `unsent` is out.
+    ending: bool,
+}
+
+impl Live {
+    /// `socket` must be flushed, and `fd` its descriptor (see `tiny_http::Request::socket_fd`).
+    pub fn new(
+        socket: Box<dyn Write + Send>,
+        fd: RawFd,
+        chunked: bool,
+        subscription: Subscription,
+        filter: Filter,
+        last_sent: Option<String>,
+    ) -> Live {
+        Live {
+            _socket: socket,
+            fd,
+            chunked,
+            subscription,
+            filter,
+            last_sent,
+            unsent: Vec::new(),
+            unsent_from: 0,
+            last_progress: Instant::now(),
+            ending: false,
+        }
+    }
+
+    fn has_unsent(&self) -> bool {
+        self.unsent_from < self.unsent.len()
+    }
+
+    /// Queues what the hub delivered and sends what the socket takes. `false` when the
+    /// stream is over: the client went away, stalled, or the hub dropped it.
+    fn pump(&mut self, now: Instant) -> bool {
+        if !self.has_unsent() {
+            self.gather(now);
+        }
+        match self.send() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return now.duration_since(self.last_progress) < STALL_LIMIT;
+            }
+            Err(_) => return false,
+        }
+        if self.ending {
+            self.finish();
+            return false;
+        }
+        true
+    }
+
+    /// Moves events from the hub queue into `unsent`, skipping what replay already sent;
+    /// a keepalive if the stream has been quiet for `KEEPALIVE`.
+    fn gather(&mut self, now: Instant) {
+        self.unsent.clear();
+        self.unsent_from = 0;
+        while self.unsent.len() < BATCH_BYTES {
+            match self.subscription.events.try_recv() {
+                Ok(event) => self.add(&event),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.ending = true;
+                    break;
+                }
+            }
+        }
+        if self.unsent.is_empty() && now.duration_since(self.last_progress) >= KEEPALIVE {
+            self.add_chunk(b": keepalive\n\n");
+        }
+    }
+
+    fn add(&mut self, event: &Event) {
+        let already_sent = self
+            .last_sent
+            .as_deref()
+            .is_some_and(|last| *event.id <= *last);
+        if !already_sent && self.filter.wants(event) {
+            self.add_chunk(&frame(&event.id, &event.json));
+            self.last_sent = Some(event.id.clone());
+        }
+    }
+
+    fn add_chunk(&mut self, data: &[u8]) {
+        if self.chunked {
+            self.unsent
+                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            self.unsent.extend_from_slice(data);
+            self.unsent.extend_from_slice(b"\r\n");
+        } else {
+            self.unsent.extend_from_slice(data);
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        while self.has_unsent() {
+            let sent = crate::sys::send_now(self.fd, &self.unsent[self.unsent_from..])?;
+            if sent == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.unsent_from += sent;
+            self.last_progress = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Ends the chunked body, if the socket takes it now; the connection closes either way.
+    fn finish(&mut self) {
+        if self.chunked && !self.has_unsent() {
+            let _ = crate::sys::send_now(self.fd, b"0\r\n\r\n");
+        }
+    }
+}
+
+/// The handle to the broadcaster thread.
+pub struct Broadcaster {
+    adopt: Sender<Live>,
+    stop: Sender<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Broadcaster {
+    /// Starts the thread; `bell` is the hub's (rung after every publish and on close).
+    pub fn start(bell: Receiver<()>) -> io::Result<Broadcaster> {
+        let (adopt, adopted) = unbounded();
+        let (stop, stopped) = unbounded();
+        let thread = thread::Builder::new()
+            .name("broadcaster".into())
+            .spawn(move || run(&adopted, &bell, &stopped))?;
+        Ok(Broadcaster {
+            adopt,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Takes over a stream.
+    pub fn adopt(&self, live: Live) {
+        // Fails only after `shutdown`, when the stream is dropped (closed) anyway.
+        let _ = self.adopt.send(live);
+    }
+
+    /// Ends every stream still open and stops the thread. Streams adopted later are closed.
+    pub fn stop(&self) {
+        let _ = self.stop.send(());
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(adopted: &Receiver<Live>, bell: &Receiver<()>, stopped: &Receiver<()>) {
+    let mut streams: Vec<Live> = Vec::new();
+    loop {
+        let wait = if streams.iter().any(Live::has_unsent) {
+            RETRY_EVERY
+        } else {
+            TICK
+        };
+        select! {
+            recv(adopted) -> live => streams.extend(live),
+            recv(bell) -> _ => {}
+            recv(stopped) -> _ => break,
+            default(wait) => {}
+        }
+        streams.extend(adopted.try_iter());
+        let now = Instant::now();
+        streams.retain_mut(|live| live.pump(now));
+    }
+    for live in &mut streams {
+        live.finish();
+    }
+}
