@@ -1,20 +1,21 @@
-//! The broadcaster: one thread that writes every live SSE stream.
+//! The broadcaster: a thread per core that writes every live SSE stream.
 //!
 //! A stream starts on its connection's thread (`sse::open`: headers, `: open`, the replay
 //! from SQLite), then is handed over here. From then on no thread waits on it: when the hub
 //! rings, this thread drains each stream's queue and writes what it holds with non-blocking
 //! sends. A thread per watcher would mean thousands of wake-ups per message on a two-core
-//! machine; this is one.
+//! machine; this is one per core.
 //!
 //! Backpressure is the hub's: while a socket's send buffer is full, its stream's events stay
 //! in its hub queue, and a stream that falls `QUEUE_CAPACITY` events behind is cut off and
 //! resumes from SQLite when the client reconnects.
-use crate::hub::{Event, Subscription};
+use crate::hub::{Event, Hub, Subscription};
 use crate::sse::{Filter, KEEPALIVE, frame};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, select, unbounded};
 use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ const STALL_LIMIT: Duration = Duration::from_secs(30);
 const BATCH_BYTES: usize = 64 * 1024;
 /// How often streams waiting on a full socket are retried.
 const RETRY_EVERY: Duration = Duration::from_millis(10);
+/// Broadcaster threads at most, however many cores.
+const MAX_SHARDS: usize = 4;
 /// How often idle streams are checked for a keepalive.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -156,40 +159,63 @@ impl Live {
     }
 }
 
-/// The handle to the broadcaster thread.
+/// The broadcaster's threads: each writes its share of the streams, so on a machine with
+/// two cores two kernels' worth of socket sends run at once.
 pub struct Broadcaster {
+    shards: Vec<Shard>,
+    next: AtomicUsize,
+}
+
+struct Shard {
     adopt: Sender<Live>,
     stop: Sender<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Broadcaster {
-    /// Starts the thread; `bell` is the hub's (rung after every publish and on close).
-    pub fn start(bell: Receiver<()>) -> io::Result<Broadcaster> {
-        let (adopt, adopted) = unbounded();
-        let (stop, stopped) = unbounded();
-        let thread = thread::Builder::new()
-            .name("broadcaster".into())
-            .spawn(move || run(&adopted, &bell, &stopped))?;
+    /// Starts one thread per core (at most `MAX_SHARDS`), each woken by its own hub bell.
+    pub fn start(hub: &Hub) -> io::Result<Broadcaster> {
+        let count = thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_SHARDS);
+        let shards = (0..count)
+            .map(|n| {
+                let (adopt, adopted) = unbounded();
+                let (stop, stopped) = unbounded();
+                let bell = hub.bell();
+                let thread = thread::Builder::new()
+                    .name(format!("broadcaster-{n}"))
+                    .spawn(move || run(&adopted, &bell, &stopped))?;
+                Ok(Shard {
+                    adopt,
+                    stop,
+                    thread: Mutex::new(Some(thread)),
+                })
+            })
+            .collect::<io::Result<_>>()?;
         Ok(Broadcaster {
-            adopt,
-            stop,
-            thread: Mutex::new(Some(thread)),
+            shards,
+            next: AtomicUsize::new(0),
         })
     }
 
     /// Takes over a stream.
     pub fn adopt(&self, live: Live) {
-        // Fails only after `shutdown`, when the stream is dropped (closed) anyway.
-        let _ = self.adopt.send(live);
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        // Fails only after `stop`, when the stream is dropped (closed) anyway.
+        let _ = self.shards[n].adopt.send(live);
     }
 
-    /// Ends every stream still open and stops the thread. Streams adopted later are closed.
+    /// Ends every stream still open and stops the threads. Streams adopted later are closed.
     pub fn stop(&self) {
-        let _ = self.stop.send(());
-        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        for shard in &self.shards {
+            let _ = shard.stop.send(());
+        }
+        for shard in &self.shards {
+            let thread = shard.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
         }
     }
 }

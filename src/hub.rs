@@ -17,20 +17,12 @@ pub struct Event {
     pub json: String,
 }
 
+#[derive(Default)]
 pub struct Hub {
     inner: Mutex<Registry>,
-    /// Rung after every publish and on close, so the broadcaster wakes once per batch
-    /// however many subscribers there are. Bounded(1): rings coalesce while it is busy.
-    bell: (Sender<()>, Receiver<()>),
-}
-
-impl Default for Hub {
-    fn default() -> Hub {
-        Hub {
-            inner: Mutex::default(),
-            bell: bounded(1),
-        }
-    }
+    /// Rung after every publish and on close, so each broadcaster thread wakes once per
+    /// batch however many subscribers there are. Bounded(1): rings coalesce while it is busy.
+    bells: Mutex<Vec<Sender<()>>>,
 }
 
 #[derive(Default)]
@@ -107,14 +99,25 @@ impl Hub {
         self.ring();
     }
 
-    /// Wakes whoever waits on `bell` (the broadcaster) to look at every queue.
+    /// A new bell: rung after every publish and on close, to wake a thread that looks at
+    /// subscribers' queues (a broadcaster thread).
     pub fn bell(&self) -> Receiver<()> {
-        self.bell.1.clone()
+        let (ring, bell) = bounded(1);
+        self.lock_bells().push(ring);
+        bell
     }
 
     fn ring(&self) {
-        // Full means a ring is already pending, which is all a ring says.
-        let _ = self.bell.0.try_send(());
+        for bell in self.lock_bells().iter() {
+            // Full means a ring is already pending, which is all a ring says.
+            let _ = bell.try_send(());
+        }
+    }
+
+    fn lock_bells(&self) -> MutexGuard<'_, Vec<Sender<()>>> {
+        self.bells
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn subscriber_count(&self) -> usize {
@@ -171,6 +174,7 @@ mod tests {
     #[test]
     fn delivers_to_channel_and_all_feeds_only() {
         let hub = Arc::new(Hub::default());
+        let bells = [hub.bell(), hub.bell()];
         let general = hub.subscribe(Some("general".into())).unwrap();
         let all = hub.subscribe(None).unwrap();
         let other = hub.subscribe(Some("other".into())).unwrap();
@@ -178,11 +182,13 @@ mod tests {
         assert_eq!(general.events.try_recv().unwrap().id, "1");
         assert_eq!(all.events.try_recv().unwrap().id, "1");
         assert!(other.events.try_recv().is_err());
-        assert!(hub.bell().try_recv().is_ok(), "a publish rings the bell");
+        for bell in &bells {
+            assert!(bell.try_recv().is_ok(), "a publish rings every bell");
+        }
         hub.publish(&[event("2", "general"), event("3", "general")]);
         hub.publish(&[event("4", "general")]);
-        assert!(hub.bell().try_recv().is_ok());
-        assert!(hub.bell().try_recv().is_err(), "rings coalesce until heard");
+        assert!(bells[0].try_recv().is_ok());
+        assert!(bells[0].try_recv().is_err(), "rings coalesce until heard");
         assert_eq!(hub.subscriber_count(), 3);
         drop(other);
         assert_eq!(hub.subscriber_count(), 2);
@@ -208,9 +214,10 @@ mod tests {
     fn close_ends_streams_and_refuses_new_ones() {
         let hub = Arc::new(Hub::default());
         let sub = hub.subscribe(None).unwrap();
+        let bell = hub.bell();
         hub.close();
         assert!(sub.events.recv().is_err());
-        assert!(hub.bell().try_recv().is_ok(), "close wakes the broadcaster");
+        assert!(bell.try_recv().is_ok(), "close wakes the broadcaster");
         assert!(hub.subscribe(None).is_none());
         assert_eq!(hub.subscriber_count(), 0);
     }

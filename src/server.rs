@@ -68,7 +68,7 @@ pub fn start(config: Config) -> Result<Running, String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let broadcaster =
-        Broadcaster::start(hub.bell()).map_err(|e| format!("cannot start a thread: {e}"))?;
+        Broadcaster::start(&hub).map_err(|e| format!("cannot start a thread: {e}"))?;
     let app = Arc::new(App {
         config,
         store,

@@ -198,35 +198,59 @@ pub fn nodelay_listener(listener: &TcpListener) {
     }
 }
 
-/// The ceiling: tiny_http with the same worker-pool shape as workshop, answering every
-/// request 201 with an empty body and doing nothing else.
+/// How a trivial server hands requests to its code.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// Like workshop: each request answered on its connection's thread.
+    Inline,
+    /// tiny_http as documented: this many threads calling `recv()` on its queue.
+    Pool(usize),
+}
+
+/// The ceiling: tiny_http answering every request 201 with an empty body, doing nothing else.
 pub struct Trivial {
     pub addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Trivial {
-    pub fn start(workers: usize) -> Trivial {
+    pub fn start(shape: Shape) -> Trivial {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind trivial server");
         nodelay_listener(&listener);
         let addr = listener.local_addr().expect("trivial address");
-        let server = Arc::new(tiny_http::Server::from_listener(listener, None).expect("tiny_http"));
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..workers)
-            .map(|_| {
-                let (server, stop) = (server.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        if let Ok(Some(rq)) = server.recv_timeout(Duration::from_millis(100)) {
-                            let _ = rq.respond(tiny_http::Response::empty(201));
-                        }
-                    }
-                })
-            })
-            .collect();
+        let (server, threads) = match shape {
+            Shape::Inline => {
+                let server = tiny_http::Server::from_listener_with_handler(listener, |rq| {
+                    let _ = rq.respond(tiny_http::Response::empty(201));
+                    true
+                });
+                (Arc::new(server.expect("tiny_http")), Vec::new())
+            }
+            Shape::Pool(workers) => {
+                let server = tiny_http::Server::from_listener(listener, None);
+                let server = Arc::new(server.expect("tiny_http"));
+                let threads = (0..workers)
+                    .map(|_| {
+                        let (server, stop) = (server.clone(), stop.clone());
+                        std::thread::spawn(move || {
+                            while !stop.load(Ordering::Relaxed) {
+                                let request = server.recv_timeout(Duration::from_millis(100));
+                                if let Ok(Some(rq)) = request {
+                                    let _ = rq.respond(tiny_http::Response::empty(201));
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                (server, threads)
+            }
+        };
         Trivial {
             addr,
+            server,
             stop,
             threads,
         }
@@ -237,6 +261,7 @@ impl Trivial {
         for t in self.threads {
             let _ = t.join();
         }
+        drop(self.server);
     }
 }
 

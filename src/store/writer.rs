@@ -264,14 +264,15 @@ impl Writer {
                 ids: &mut self.ids,
                 effects: Effects::default(),
             };
-            tx.execute_batch("SAVEPOINT command")?;
+            // Cached statements: parsing these three for every command was measurable.
+            tx.prepare_cached("SAVEPOINT command")?.execute([])?;
             let result = step.run(&command.op);
             if result.is_ok() {
-                tx.execute_batch("RELEASE command")?;
                 effects.absorb(step.effects);
             } else {
-                tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
+                tx.prepare_cached("ROLLBACK TO command")?.execute([])?;
             }
+            tx.prepare_cached("RELEASE command")?.execute([])?;
             replies.push(result);
         }
         tx.commit()?;
