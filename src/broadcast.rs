@@ -28,7 +28,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 const RETRY_EVERY: Duration = Duration::from_millis(10);
 /// Broadcaster threads at most, however many cores.
 const MAX_SHARDS: usize = 4;
-/// How often idle streams are checked for a keepalive.
+/// How often idle streams are checked for a keepalive, and every stream for a client that
+/// has gone away.
 const TICK: Duration = Duration::from_secs(1);
 
 /// A stream that has sent its head and replay, ready to be written by the broadcaster.
@@ -222,6 +223,7 @@ impl Broadcaster {
 
 fn run(adopted: &Receiver<Live>, bell: &Receiver<()>, stopped: &Receiver<()>) {
     let mut streams: Vec<Live> = Vec::new();
+    let mut last_check = Instant::now();
     loop {
         let wait = if streams.iter().any(Live::has_unsent) {
             RETRY_EVERY
@@ -237,6 +239,12 @@ fn run(adopted: &Receiver<Live>, bell: &Receiver<()>, stopped: &Receiver<()>) {
         streams.extend(adopted.try_iter());
         let now = Instant::now();
         streams.retain_mut(|live| live.pump(now));
+        if now.duration_since(last_check) >= TICK {
+            last_check = now;
+            // A client that closed its end is noticed now rather than at the next write
+            // (up to a keepalive away), so its socket and subscription go at once.
+            streams.retain(|live| !crate::sys::peer_has_closed(live.fd));
+        }
     }
     for live in &mut streams {
         live.finish();

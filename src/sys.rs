@@ -94,3 +94,26 @@ pub fn send_now(fd: RawFd, data: &[u8]) -> io::Result<usize> {
         Ok(sent as usize)
     }
 }
+
+/// Whether the peer of a TCP socket has closed or reset its end: the connection is no longer
+/// ESTABLISHED (it is in CLOSE_WAIT after the peer's FIN, CLOSE after a reset). Reading
+/// cannot tell, since tiny_http shuts down a stream's read side once it is handed over.
+/// `false` for what is not a TCP socket.
+pub fn peer_has_closed(fd: RawFd) -> bool {
+    // tcpi_state is the first byte of struct tcp_info; the kernel copies at most `len`.
+    let mut info = [0u8; 8];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: `info` and `len` live on our stack and `len` is the buffer's size; an invalid
+    // fd or a non-TCP socket is an error return.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    const TCP_ESTABLISHED: u8 = 1;
+    rc == 0 && len >= 1 && info[0] != TCP_ESTABLISHED
+}
