@@ -87,6 +87,10 @@ impl Server {
         self.dir.path().join(name)
     }
 
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// `workshop [args]` on `port`, its stderr appended to `stderr.log` in the temp dir.
     fn launch(&mut self, port: u16, args: &[&str]) -> Result<(), String> {
         let mut cmd = match self.fd_limit {
@@ -271,6 +275,13 @@ impl Server {
             }
             out.extend(page);
         }
+    }
+
+    /// `GET /tasks/{id}`, which must exist.
+    pub fn task(&self, id: &str) -> Value {
+        let r = self.get(&format!("/tasks/{id}"));
+        assert_eq!(r.status, 200, "task {id}: {}", r.text());
+        r.json()
     }
 
     pub fn sse(&self, path: &str, headers: &[(&str, &str)]) -> Sse {
