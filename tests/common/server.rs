@@ -277,6 +277,18 @@ impl Server {
         }
     }
 
+    /// Creates a task and returns its id.
+    pub fn create_task(&self, body: Value) -> String {
+        let r = self.post_json("/tasks", body);
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["id"].as_str().expect("id").to_string()
+    }
+
+    /// `POST /tasks/{id}/{action}`.
+    pub fn task_action(&self, id: &str, action: &str, body: Value) -> Response {
+        self.post_json(&format!("/tasks/{id}/{action}"), body)
+    }
+
     /// `GET /tasks/{id}`, which must exist.
     pub fn task(&self, id: &str) -> Value {
         let r = self.get(&format!("/tasks/{id}"));
