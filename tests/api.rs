@@ -2,7 +2,7 @@
 //! not tasks or streams, against the real binary.
 mod common;
 
-use common::{Server, files_in, request};
+use common::{Server, files_in, request, sha256_name};
 use serde_json::{Value, json};
 use std::process::Command;
 
@@ -266,12 +266,7 @@ fn files_upload_fetch_head_and_etag() {
     assert_eq!(r.status, 201, "{}", r.text());
     let hash = r.json()["hash"].as_str().unwrap().to_string();
     assert_eq!(r.json()["size"], 200_000);
-    use sha2::Digest;
-    let expected: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(hash, format!("sha256:{expected}"));
+    assert_eq!(hash, sha256_name(&bytes));
     // Same bytes again: harmless, same answer.
     let again = request(s.port, "POST", "/files", &[], &bytes);
     assert_eq!(again.status, 201);

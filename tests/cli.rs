@@ -1,19 +1,21 @@
 //! The `workshop` client, end to end: the built binary as a subprocess against a real server
 //! (itself the built binary, on port 0 in a temp dir).
 mod cli_support;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
-use cli_support::{Hub, json, poll, script};
+use cli_support::{Cli, json, poll, script};
+use common::Server;
 use serde_json::{Value, json};
 
 const ME: &str = "tester.alice";
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let top = hub.ok(ME, &["--help"]);
     assert!(top.contains("Exit status"), "{top}");
     for sub in [
@@ -53,7 +55,7 @@ fn every_subcommand_has_help_with_an_example() {
 
 #[test]
 fn exit_codes_tell_failures_apart() {
-    let hub = Hub::start();
+    let hub = Server::start();
     // 2: usage (bad arguments, bad JSON, missing identity, server 400)
     hub.fails(ME, &["pub"], 2);
     hub.fails(ME, &["no-such-command"], 2);
@@ -90,13 +92,13 @@ fn exit_codes_tell_failures_apart() {
         .output()
         .expect("run");
     cli_support::assert_success(&out, &["pub via flags"]);
-    let last = hub.history("g", "");
+    let last = hub.channel_history("g", "");
     assert_eq!(last[0]["from"], "flag.agent");
 }
 
 #[test]
 fn pub_history_and_channels() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let first = hub.ok(ME, &["pub", "general", "msg.text", r#"{"msg":"hi"}"#]);
     assert_eq!(first.len(), 26, "prints the new id: {first}");
     let out = hub.run_with_stdin(ME, &["pub", "general", "msg.stdin", "-"], r#"{"n":2}"#);
@@ -151,7 +153,7 @@ fn pub_history_and_channels() {
 
 #[test]
 fn task_lifecycle() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let id = hub.ok(
         ME,
         &[
@@ -224,7 +226,7 @@ fn task_lifecycle() {
     assert_eq!(task["claimed_by"], ME);
     assert_eq!(task["files"].as_array().map(Vec::len), Some(1));
     let events: Vec<String> = hub
-        .history("jobs", "")
+        .channel_history("jobs", "")
         .iter()
         .map(|m| m["type"].as_str().unwrap_or("?").to_string())
         .collect();
@@ -240,14 +242,14 @@ fn task_lifecycle() {
             "task.done"
         ]
     );
-    let updated = &hub.history("jobs", "type=task.updated")[0]["body"];
+    let updated = &hub.channel_history("jobs", "type=task.updated")[0]["body"];
     assert_eq!(updated["note"], "half");
     assert_eq!(updated["progress"], 0.5);
 }
 
 #[test]
 fn upload_and_verified_download() {
-    let hub = Hub::start();
+    let hub = Server::start();
     fs::write(hub.path("one.bin"), b"one\x00\xff").expect("write");
     fs::write(hub.path("two.txt"), "two").expect("write");
     let hashes: Vec<String> = hub
@@ -280,7 +282,7 @@ fn upload_and_verified_download() {
 
 #[test]
 fn heartbeat_and_who() {
-    let hub = Hub::start();
+    let hub = Server::start();
     hub.ok(
         "agent.one",
         &[
@@ -308,7 +310,7 @@ fn heartbeat_and_who() {
 
 #[test]
 fn tail_filters_and_formats() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let old = hub.ok(ME, &["pub", "a", "old.one", "{}"]);
     let since = hub.spawn("tail.since", &["tail", "--since", &old], &[]);
     let typed = hub.spawn(
@@ -350,7 +352,7 @@ fn tail_filters_and_formats() {
 /// crash and restart shows every message exactly once, in order.
 #[test]
 fn tail_survives_a_server_restart() {
-    let mut hub = Hub::start();
+    let mut hub = Server::start();
     let before = hub.ok(ME, &["pub", "r", "m.before", "{}"]);
     let tail = hub.spawn("tail.restart", &["tail", "r"], &[]);
     // Ping until the tail shows it is connected; how many pings that takes does not matter.
@@ -366,7 +368,8 @@ fn tail_survives_a_server_restart() {
     let marker = expect[4].clone();
     collect_until(&tail, &mut seen, &marker);
 
-    hub.restart();
+    hub.kill();
+    hub.restart_stopped_with(&["serve"]);
     for i in 6..=10 {
         expect.push(hub.ok(ME, &["pub", "r", "m", &format!(r#"{{"n":{i}}}"#)]));
     }
@@ -407,7 +410,7 @@ fn collect_until(tail: &cli_support::Background, seen: &mut Vec<String>, id: &st
 /// is stored; stderr lines become updates; the command sees the task on stdin.
 #[test]
 fn three_workers_do_thirty_tasks_exactly_once() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let out = hub.path("out");
     fs::create_dir(&out).expect("mkdir");
     let handler = script(
@@ -444,7 +447,7 @@ printf '{"task":"%s","agent":"%s","url":"%s"}\n' "$WORKSHOP_TASK_ID" "$AGENT_ID"
     let elsewhere = hub.ok(ME, &["task", "create", "elsewhere", "--ch", "other"]);
 
     let done = poll("30 tasks done", || {
-        let done = hub.get("/tasks?status=done&ch=race&n=100");
+        let done = hub.get("/tasks?status=done&ch=race&n=100").json();
         (done.as_array().map(Vec::len) == Some(30)).then_some(done)
     });
     let runs = fs::read_to_string(out.join("runs.log")).expect("runs log");
@@ -462,12 +465,12 @@ printf '{"task":"%s","agent":"%s","url":"%s"}\n' "$WORKSHOP_TASK_ID" "$AGENT_ID"
         assert_eq!(stdin["id"], id);
         assert_eq!(stdin["title"], task["title"]);
     }
-    let count = |t: &str| hub.history("race", &format!("type={t}")).len();
+    let count = |t: &str| hub.channel_history("race", &format!("type={t}")).len();
     assert_eq!(count("task.claimed"), 30, "no task claimed twice");
     assert_eq!(count("task.done"), 30);
     assert_eq!(count("task.abandoned"), 0);
     let notes: HashSet<String> = hub
-        .history("race", "type=task.updated")
+        .channel_history("race", "type=task.updated")
         .iter()
         .filter_map(|m| m["body"]["note"].as_str().map(str::to_string))
         .collect();
@@ -492,7 +495,7 @@ printf '{"task":"%s","agent":"%s","url":"%s"}\n' "$WORKSHOP_TASK_ID" "$AGENT_ID"
 /// same worker), and the worker goes on with the next task — taking only tasks for it.
 #[test]
 fn a_failing_command_abandons_the_task() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let handler = script(
         hub.dir.path(),
         "handler.sh",
@@ -510,11 +513,13 @@ echo "plain text result"
     );
     let bad = hub.ok(ME, &["task", "create", "fail me", "--ch", "f"]);
     let abandoned = poll("task.abandoned", || {
-        hub.history("f", "type=task.abandoned").into_iter().next()
+        hub.channel_history("f", "type=task.abandoned")
+            .into_iter()
+            .next()
     });
     assert_eq!(abandoned["body"]["task-id"], bad.as_str());
     assert_eq!(abandoned["body"]["reason"], "command exited with status 3");
-    let error = &hub.history("f", "type=task.error")[0];
+    let error = &hub.channel_history("f", "type=task.error")[0];
     assert_eq!(error["from"], "w.fail");
     assert_eq!(error["body"]["task-id"], bad.as_str());
     assert_eq!(error["body"]["exit-code"], 3);
@@ -548,7 +553,7 @@ echo "plain text result"
 /// worker itself does the same with reason "worker stopped".
 #[test]
 fn interrupt_stops_the_command_and_abandons_the_task() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let handler = script(
         hub.dir.path(),
         "handler.sh",
@@ -592,7 +597,7 @@ esac
     );
     hub.ok("boss", &["task", "interrupt", &stubborn]);
     let reason_of = |id: &str| {
-        hub.history("i", "type=task.abandoned")
+        hub.channel_history("i", "type=task.abandoned")
             .into_iter()
             .find(|m| m["body"]["task-id"] == id)
             .map(|m| m["body"]["reason"].clone())
@@ -619,7 +624,7 @@ esac
         assert_eq!(hub.task(id)["status"], "open");
     }
     assert!(
-        hub.history("i", "type=task.error").is_empty(),
+        hub.channel_history("i", "type=task.error").is_empty(),
         "an interrupt is no error"
     );
     let runs = fs::read_to_string(out.join("runs.log")).expect("runs");
@@ -630,7 +635,7 @@ esac
 /// is down is reported once it is back, and tasks created after the restart are still seen.
 #[test]
 fn work_survives_a_server_restart() {
-    let mut hub = Hub::start();
+    let mut hub = Server::start();
     let handler = script(
         hub.dir.path(),
         "handler.sh",
@@ -651,7 +656,7 @@ echo '{"ok":true}'
     });
     hub.kill();
     fs::write(out.join("gate"), "").expect("open the gate");
-    hub.restart();
+    hub.restart_stopped_with(&["serve"]);
     let task = poll("task done after the restart", || {
         let t = hub.task(&during);
         (t["status"] == "done").then_some(t)
@@ -662,14 +667,14 @@ echo '{"ok":true}'
     poll("new task done", || {
         (hub.task(&after)["status"] == "done").then_some(())
     });
-    assert_eq!(hub.history("tasks", "type=task.claimed").len(), 2);
+    assert_eq!(hub.channel_history("tasks", "type=task.claimed").len(), 2);
 }
 
 /// The lease side of tasks: priority and delay for `task next`, leases kept by `touch`,
 /// attempts running out into `failed`, and `retry`.
 #[test]
 fn task_next_leases_and_dead_letters() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let low = hub.ok(ME, &["task", "create", "low", "--ch", "q"]);
     let high = hub.ok(
         ME,
@@ -721,7 +726,7 @@ fn task_next_leases_and_dead_letters() {
 /// takes the task and completes it.
 #[test]
 fn a_killed_workers_task_is_finished_by_another_after_its_lease() {
-    let hub = Hub::start();
+    let hub = Server::start();
     let handler = script(
         hub.dir.path(),
         "handler.sh",
@@ -753,7 +758,7 @@ printf '{"by":"%s"}' "$AGENT_ID"
     fs::write(out.join("release"), "").expect("let the orphaned command end");
     assert_eq!(task["claimed_by"], "w.rescuer");
     assert_eq!(task["result"], json!({"by": "w.rescuer"}));
-    let expired = hub.history("tasks", "type=task.expired");
+    let expired = hub.channel_history("tasks", "type=task.expired");
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0]["body"]["claimed-by"], "w.doomed");
 }
@@ -762,7 +767,7 @@ printf '{"by":"%s"}' "$AGENT_ID"
 /// start-up) stops the command and reports nothing: the task is no longer its own.
 #[test]
 fn a_lost_lease_stops_the_command() {
-    let mut hub = Hub::start();
+    let mut hub = Server::start();
     let handler = script(
         hub.dir.path(),
         "handler.sh",
@@ -789,16 +794,18 @@ sleep 60 & wait $!
     while Instant::now() < lease_over {
         std::thread::sleep(Duration::from_millis(50));
     }
-    hub.restart();
+    hub.restart_stopped_with(&["serve"]);
     poll("command to get SIGTERM", || {
         out.join("term").exists().then_some(())
     });
     let expired = poll("task.expired", || {
-        hub.history("tasks", "type=task.expired").into_iter().next()
+        hub.channel_history("tasks", "type=task.expired")
+            .into_iter()
+            .next()
     });
     assert_eq!(expired["body"]["task-id"], id.as_str());
     let types: Vec<String> = hub
-        .history("tasks", "")
+        .channel_history("tasks", "")
         .iter()
         .map(|m| m["type"].as_str().unwrap_or("?").to_string())
         .collect();

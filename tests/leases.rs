@@ -11,20 +11,6 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn create(s: &Server, body: Value) -> String {
-    let r = s.post_json("/tasks", body);
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["id"].as_str().unwrap().to_string()
-}
-
-fn act(s: &Server, id: &str, action: &str, body: Value) -> common::Response {
-    s.post_json(&format!("/tasks/{id}/{action}"), body)
-}
-
-fn task(s: &Server, id: &str) -> Value {
-    s.get(&format!("/tasks/{id}")).json()
-}
-
 fn announcements(s: &Server, kind: &str, id: &str) -> Vec<Value> {
     s.history(&format!("/history?type={kind}&n=1000"))
         .into_iter()
@@ -35,18 +21,17 @@ fn announcements(s: &Server, kind: &str, id: &str) -> Vec<Value> {
 #[test]
 fn new_fields_have_defaults_and_show_in_task_json() {
     let s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"plain"}));
-    let t = task(&s, &id);
+    let id = s.create_task(json!({"from":"boss","title":"plain"}));
+    let t = s.task(&id);
     assert_eq!(t["priority"], 0);
     assert_eq!(t["not_before"], Value::Null);
     assert_eq!(t["attempts"], 0);
     assert_eq!(t["max_attempts"], 5);
     assert_eq!(t["lease_expires_at"], Value::Null);
-    let id = create(
-        &s,
+    let id = s.create_task(
         json!({"from":"boss","title":"rich","priority":7,"delay_s":30,"max_attempts":2}),
     );
-    let t = task(&s, &id);
+    let t = s.task(&id);
     assert_eq!(t["priority"], 7);
     assert_eq!(t["max_attempts"], 2);
     let delay = t["not_before"].as_f64().unwrap() - t["created_at"].as_f64().unwrap();
@@ -61,11 +46,13 @@ fn new_fields_have_defaults_and_show_in_task_json() {
         assert_eq!(s.post_json("/tasks", bad.clone()).status, 400, "{bad}");
     }
     assert_eq!(
-        act(&s, &id, "claim", json!({"from":"w","lease_s":0})).status,
+        s.task_action(&id, "claim", json!({"from":"w","lease_s":0}))
+            .status,
         400
     );
     assert_eq!(
-        act(&s, &id, "claim", json!({"from":"w","lease_s":"x"})).status,
+        s.task_action(&id, "claim", json!({"from":"w","lease_s":"x"}))
+            .status,
         400
     );
 }
@@ -73,11 +60,11 @@ fn new_fields_have_defaults_and_show_in_task_json() {
 #[test]
 fn an_expired_lease_returns_the_task_with_task_expired() {
     let s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"fragile","ch":"jobs"}));
-    let r = act(&s, &id, "claim", json!({"from":"w1","lease_s":0.5}));
+    let id = s.create_task(json!({"from":"boss","title":"fragile","ch":"jobs"}));
+    let r = s.task_action(&id, "claim", json!({"from":"w1","lease_s":0.5}));
     assert_eq!(r.status, 200);
     let expires = r.json()["lease_expires_at"].as_f64().unwrap();
-    assert_eq!(task(&s, &id)["lease_expires_at"].as_f64().unwrap(), expires);
+    assert_eq!(s.task(&id)["lease_expires_at"].as_f64().unwrap(), expires);
     let expired = wait_for(WAIT, "task.expired", || {
         announcements(&s, "task.expired", &id).pop()
     });
@@ -88,30 +75,34 @@ fn an_expired_lease_returns_the_task_with_task_expired() {
         expired["body"],
         json!({"task-id": id, "title":"fragile", "claimed-by":"w1"})
     );
-    let t = task(&s, &id);
+    let t = s.task(&id);
     assert_eq!(t["status"], "open");
     assert_eq!(t["attempts"], 1);
     assert_eq!(t["claimed_by"], Value::Null);
     assert_eq!(t["lease_expires_at"], Value::Null);
     // The old claimer can no longer finish it; someone else can take it.
-    assert_eq!(act(&s, &id, "done", json!({"from":"w1"})).status, 409);
-    assert_eq!(act(&s, &id, "claim", json!({"from":"w2"})).status, 200);
+    assert_eq!(s.task_action(&id, "done", json!({"from":"w1"})).status, 409);
+    assert_eq!(
+        s.task_action(&id, "claim", json!({"from":"w2"})).status,
+        200
+    );
 }
 
 #[test]
 fn touch_and_claimer_updates_extend_the_lease() {
     let s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"long job"}));
+    let id = s.create_task(json!({"from":"boss","title":"long job"}));
     assert_eq!(
-        act(&s, &id, "touch", json!({"from":"w1"})).status,
+        s.task_action(&id, "touch", json!({"from":"w1"})).status,
         409,
         "not claimed"
     );
-    let first =
-        act(&s, &id, "claim", json!({"from":"w1","lease_s":1.5})).json()["lease_expires_at"]
-            .as_f64()
-            .unwrap();
-    let r = act(&s, &id, "touch", json!({"from":"w2"}));
+    let first = s
+        .task_action(&id, "claim", json!({"from":"w1","lease_s":1.5}))
+        .json()["lease_expires_at"]
+        .as_f64()
+        .unwrap();
+    let r = s.task_action(&id, "touch", json!({"from":"w2"}));
     assert_eq!(r.status, 403);
     r.error();
     // Keep it alive for well past the original lease, alternating touch and update.
@@ -121,12 +112,13 @@ fn touch_and_claimer_updates_extend_the_lease() {
     while started.elapsed() < Duration::from_secs(4) {
         std::thread::sleep(Duration::from_millis(400));
         let r = if n % 2 == 0 {
-            let r = act(&s, &id, "touch", json!({"from":"w1"}));
+            let r = s.task_action(&id, "touch", json!({"from":"w1"}));
             assert_eq!(r.status, 200, "{}", r.text());
             r
         } else {
             assert_eq!(
-                act(&s, &id, "update", json!({"from":"w1","pct":n})).status,
+                s.task_action(&id, "update", json!({"from":"w1","pct":n}))
+                    .status,
                 200
             );
             s.get(&format!("/tasks/{id}"))
@@ -136,54 +128,50 @@ fn touch_and_claimer_updates_extend_the_lease() {
         last = expires;
         n += 1;
     }
-    assert_eq!(task(&s, &id)["status"], "claimed");
+    assert_eq!(s.task(&id)["status"], "claimed");
     assert!(announcements(&s, "task.expired", &id).is_empty());
     // Someone else's update does not extend it.
-    let before = task(&s, &id)["lease_expires_at"].as_f64().unwrap();
+    let before = s.task(&id)["lease_expires_at"].as_f64().unwrap();
     assert_eq!(
-        act(&s, &id, "update", json!({"from":"boss","note":"hi"})).status,
+        s.task_action(&id, "update", json!({"from":"boss","note":"hi"}))
+            .status,
         200
     );
-    assert_eq!(task(&s, &id)["lease_expires_at"].as_f64().unwrap(), before);
+    assert_eq!(s.task(&id)["lease_expires_at"].as_f64().unwrap(), before);
     // touch can change the lease length.
-    let r = act(&s, &id, "touch", json!({"from":"w1","lease_s":600}));
+    let r = s.task_action(&id, "touch", json!({"from":"w1","lease_s":600}));
     let expires = r.json()["lease_expires_at"].as_f64().unwrap();
     assert!(expires - before > 500.0);
-    assert_eq!(act(&s, &id, "done", json!({"from":"w1"})).status, 200);
-    assert_eq!(task(&s, &id)["lease_expires_at"], Value::Null);
+    assert_eq!(s.task_action(&id, "done", json!({"from":"w1"})).status, 200);
+    assert_eq!(s.task(&id)["lease_expires_at"], Value::Null);
 }
 
 #[test]
 fn a_claim_without_lease_never_expires_and_touch_needs_one() {
     let s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"classic"}));
-    assert_eq!(act(&s, &id, "claim", json!({"from":"w"})).status, 200);
-    assert_eq!(task(&s, &id)["lease_expires_at"], Value::Null);
-    assert_eq!(act(&s, &id, "touch", json!({"from":"w"})).status, 400);
-    let other = create(&s, json!({"from":"boss","title":"leased"}));
-    act(&s, &other, "claim", json!({"from":"w","lease_s":0.2}));
+    let id = s.create_task(json!({"from":"boss","title":"classic"}));
+    assert_eq!(s.task_action(&id, "claim", json!({"from":"w"})).status, 200);
+    assert_eq!(s.task(&id)["lease_expires_at"], Value::Null);
+    assert_eq!(s.task_action(&id, "touch", json!({"from":"w"})).status, 400);
+    let other = s.create_task(json!({"from":"boss","title":"leased"}));
+    s.task_action(&other, "claim", json!({"from":"w","lease_s":0.2}));
     wait_for(WAIT, "the leased one to expire", || {
-        (task(&s, &other)["status"] == "open").then_some(())
+        (s.task(&other)["status"] == "open").then_some(())
     });
-    assert_eq!(task(&s, &id)["status"], "claimed");
+    assert_eq!(s.task(&id)["status"], "claimed");
 }
 
 #[test]
 fn leases_that_ran_out_while_the_server_was_down_expire_at_start_up() {
     let mut s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"orphan"}));
-    act(
-        &s,
-        &id,
-        "claim",
-        json!({"from":"crashed.worker","lease_s":1}),
-    );
+    let id = s.create_task(json!({"from":"boss","title":"orphan"}));
+    s.task_action(&id, "claim", json!({"from":"crashed.worker","lease_s":1}));
     let status = s.stop();
     assert!(status.success());
     std::thread::sleep(Duration::from_millis(1500));
     s.restart_stopped();
     let t = wait_for(WAIT, "expiry at start-up", || {
-        let t = task(&s, &id);
+        let t = s.task(&id);
         (t["status"] == "open").then_some(t)
     });
     assert_eq!(t["attempts"], 1);
@@ -195,14 +183,14 @@ fn leases_that_ran_out_while_the_server_was_down_expire_at_start_up() {
 #[test]
 fn attempts_lead_to_failed_and_retry_revives() {
     let s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"doomed","max_attempts":2}));
-    act(&s, &id, "claim", json!({"from":"w"}));
-    let r = act(&s, &id, "abandon", json!({"from":"w","reason":"try 1"}));
+    let id = s.create_task(json!({"from":"boss","title":"doomed","max_attempts":2}));
+    s.task_action(&id, "claim", json!({"from":"w"}));
+    let r = s.task_action(&id, "abandon", json!({"from":"w","reason":"try 1"}));
     assert_eq!(r.json(), json!({"id": id, "status":"open"}));
-    assert_eq!(task(&s, &id)["attempts"], 1);
-    act(&s, &id, "claim", json!({"from":"w","lease_s":0.2}));
+    assert_eq!(s.task(&id)["attempts"], 1);
+    s.task_action(&id, "claim", json!({"from":"w","lease_s":0.2}));
     let t = wait_for(WAIT, "failure after expiry", || {
-        let t = task(&s, &id);
+        let t = s.task(&id);
         (t["status"] == "failed").then_some(t)
     });
     assert_eq!(t["attempts"], 2);
@@ -218,29 +206,32 @@ fn attempts_lead_to_failed_and_retry_revives() {
         .map(|t| t["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(dead, vec![id.clone()]);
-    assert_eq!(act(&s, &id, "claim", json!({"from":"w"})).status, 409);
+    assert_eq!(s.task_action(&id, "claim", json!({"from":"w"})).status, 409);
     let r = s.post_json("/tasks/claim", json!({"from":"w"}));
     assert_eq!(r.status, 204, "failed tasks are not handed out");
-    let r = act(&s, &id, "retry", json!({"from":"boss"}));
+    let r = s.task_action(&id, "retry", json!({"from":"boss"}));
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"id": id, "status":"open"}));
-    let t = task(&s, &id);
+    let t = s.task(&id);
     assert_eq!(t["status"], "open");
     assert_eq!(t["attempts"], 0);
     assert_eq!(announcements(&s, "task.retried", &id).len(), 1);
-    assert_eq!(act(&s, &id, "retry", json!({"from":"boss"})).status, 409);
+    assert_eq!(
+        s.task_action(&id, "retry", json!({"from":"boss"})).status,
+        409
+    );
     // An abandon that uses the last attempt fails it too, and says so.
-    let last = create(&s, json!({"from":"boss","title":"once","max_attempts":1}));
-    act(&s, &last, "claim", json!({"from":"w"}));
-    let r = act(&s, &last, "abandon", json!({"from":"w"}));
+    let last = s.create_task(json!({"from":"boss","title":"once","max_attempts":1}));
+    s.task_action(&last, "claim", json!({"from":"w"}));
+    let r = s.task_action(&last, "abandon", json!({"from":"w"}));
     assert_eq!(r.json(), json!({"id": last, "status":"failed"}));
 }
 
 #[test]
 fn delays_hide_a_task_until_its_time() {
     let s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"later","delay_s":1}));
-    let r = act(&s, &id, "claim", json!({"from":"w"}));
+    let id = s.create_task(json!({"from":"boss","title":"later","delay_s":1}));
+    let r = s.task_action(&id, "claim", json!({"from":"w"}));
     assert_eq!(r.status, 409);
     assert!(r.error().contains("delayed"));
     assert_eq!(s.post_json("/tasks/claim", json!({"from":"w"})).status, 204);
@@ -249,9 +240,9 @@ fn delays_hide_a_task_until_its_time() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["id"], json!(id));
     // Abandon with a delay: back off before the next attempt.
-    act(&s, &id, "abandon", json!({"from":"w","delay_s":1}));
+    s.task_action(&id, "abandon", json!({"from":"w","delay_s":1}));
     assert_eq!(s.post_json("/tasks/claim", json!({"from":"w"})).status, 204);
-    let t = task(&s, &id);
+    let t = s.task(&id);
     assert!(t["not_before"].as_f64().unwrap() > t["updated_at"].as_f64().unwrap());
     let r = s.post_json("/tasks/claim", json!({"from":"w","wait_s":10}));
     assert_eq!(r.status, 200);
@@ -260,22 +251,13 @@ fn delays_hide_a_task_until_its_time() {
 #[test]
 fn claim_next_orders_by_priority_then_age_and_respects_assignment() {
     let s = Server::start();
-    let low = create(&s, json!({"from":"b","title":"low","priority":-1}));
-    let old = create(&s, json!({"from":"b","title":"old"}));
-    let young = create(&s, json!({"from":"b","title":"young"}));
-    let urgent = create(&s, json!({"from":"b","title":"urgent","priority":5}));
-    let theirs = create(
-        &s,
-        json!({"from":"b","title":"theirs","priority":9,"for":"other"}),
-    );
-    let mine = create(
-        &s,
-        json!({"from":"b","title":"mine","priority":3,"for":"me"}),
-    );
-    let elsewhere = create(
-        &s,
-        json!({"from":"b","title":"else","priority":4,"ch":"side"}),
-    );
+    let low = s.create_task(json!({"from":"b","title":"low","priority":-1}));
+    let old = s.create_task(json!({"from":"b","title":"old"}));
+    let young = s.create_task(json!({"from":"b","title":"young"}));
+    let urgent = s.create_task(json!({"from":"b","title":"urgent","priority":5}));
+    let theirs = s.create_task(json!({"from":"b","title":"theirs","priority":9,"for":"other"}));
+    let mine = s.create_task(json!({"from":"b","title":"mine","priority":3,"for":"me"}));
+    let elsewhere = s.create_task(json!({"from":"b","title":"else","priority":4,"ch":"side"}));
     let next = |ch: Option<&str>| -> Option<String> {
         let mut body = json!({"from":"me","lease_s":60});
         if let Some(ch) = ch {
@@ -289,7 +271,7 @@ fn claim_next_orders_by_priority_then_age_and_respects_assignment() {
         }
     };
     assert_eq!(next(Some("tasks")).as_deref(), Some(urgent.as_str()));
-    let claimed = task(&s, &urgent);
+    let claimed = s.task(&urgent);
     assert_eq!(claimed["claimed_by"], "me");
     assert!(claimed["lease_expires_at"].as_f64().is_some());
     assert_eq!(next(None).as_deref(), Some(elsewhere.as_str()));
@@ -302,15 +284,15 @@ fn claim_next_orders_by_priority_then_age_and_respects_assignment() {
         None,
         "the task for another agent is never handed to me"
     );
-    assert_eq!(task(&s, &theirs)["status"], "open");
+    assert_eq!(s.task(&theirs)["status"], "open");
     // `exclude`: tasks the caller does not want back (say, ones it just failed).
-    let a = create(&s, json!({"from":"b","title":"a"}));
-    let b = create(&s, json!({"from":"b","title":"b"}));
+    let a = s.create_task(json!({"from":"b","title":"a"}));
+    let b = s.create_task(json!({"from":"b","title":"b"}));
     let r = s.post_json("/tasks/claim", json!({"from":"me","exclude":[a]}));
     assert_eq!(r.json()["id"], json!(b));
     let r = s.post_json("/tasks/claim", json!({"from":"me","exclude":[a]}));
     assert_eq!(r.status, 204);
-    assert_eq!(task(&s, &a)["status"], "open");
+    assert_eq!(s.task(&a)["status"], "open");
     for bad in [
         json!({}),
         json!({"from":"me","ch":"bad channel"}),
@@ -331,10 +313,7 @@ fn claim_next_orders_by_priority_then_age_and_respects_assignment() {
 fn concurrent_claim_next_hands_each_task_out_exactly_once() {
     let s = Server::start();
     for i in 0..500 {
-        create(
-            &s,
-            json!({"from":"b","title":format!("t{i}"),"priority": i % 7}),
-        );
+        s.create_task(json!({"from":"b","title":format!("t{i}"),"priority": i % 7}));
     }
     let callers = 50;
     let barrier = Arc::new(Barrier::new(callers));
@@ -382,9 +361,9 @@ fn a_long_poll_returns_as_soon_as_a_task_is_created() {
     });
     std::thread::sleep(Duration::from_millis(300));
     // A task on another channel does not satisfy it.
-    create(&s, json!({"from":"b","title":"elsewhere"}));
+    s.create_task(json!({"from":"b","title":"elsewhere"}));
     std::thread::sleep(Duration::from_millis(300));
-    let id = create(&s, json!({"from":"b","title":"wanted","ch":"jobs"}));
+    let id = s.create_task(json!({"from":"b","title":"wanted","ch":"jobs"}));
     let (status, body, waited) = waiter.join().unwrap();
     assert_eq!(status, 200);
     assert_eq!(body["id"], json!(id));
@@ -436,7 +415,7 @@ fn a_database_from_the_first_schema_upgrades_in_place() {
     let history = s.history("/ch/general/history");
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["type"], "msg.old");
-    let inherited = task(&s, "01HZZZZZZZZZZZZZZZZZZZZZZ1");
+    let inherited = s.task("01HZZZZZZZZZZZZZZZZZZZZZZ1");
     assert_eq!(inherited["status"], "claimed");
     assert_eq!(inherited["claimed_by"], "w");
     assert_eq!(inherited["context"], json!({"k":1}));
@@ -444,16 +423,11 @@ fn a_database_from_the_first_schema_upgrades_in_place() {
     assert_eq!(inherited["max_attempts"], 5);
     assert_eq!(inherited["priority"], 0);
     assert_eq!(inherited["lease_expires_at"], Value::Null);
-    let finished = task(&s, "01HZZZZZZZZZZZZZZZZZZZZZZ2");
+    let finished = s.task("01HZZZZZZZZZZZZZZZZZZZZZZ2");
     assert_eq!(finished["result"], json!({"ok":true}));
     assert_eq!(s.get("/status").json()["tasks"], 2);
     // The old claim still works as it always did, and new ids sort after the old ones.
-    let r = act(
-        &s,
-        "01HZZZZZZZZZZZZZZZZZZZZZZ1",
-        "done",
-        json!({"from":"w"}),
-    );
+    let r = s.task_action("01HZZZZZZZZZZZZZZZZZZZZZZ1", "done", json!({"from":"w"}));
     assert_eq!(r.status, 200);
     let id = s.publish("general", "msg.new", json!({}));
     assert!(id.as_str() > "01HZZZZZZZZZZZZZZZZZZZZZZ1");

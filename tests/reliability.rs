@@ -6,8 +6,10 @@
 //! generous deadlines, never a sleep standing in for an assertion.
 //!
 //! `WORKSHOP_SOAK_SECS=600 cargo test --release --test reliability soak` runs the full soak.
+mod common;
 mod reliability_support;
 
+use common::*;
 use reliability_support::*;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -41,8 +43,7 @@ type Shared = Arc<Mutex<Acked>>;
 
 #[test]
 fn crash_loses_nothing_that_was_acknowledged() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut server = Server::start(tmp.path());
+    let mut server = Server::start();
     let acked: Shared = Arc::default();
     let mut rng = Rng::new(0x00C0_FFEE);
     let mut floor: Option<String> = None;
@@ -76,8 +77,8 @@ fn crash_loses_nothing_that_was_acknowledged() {
         // Crash at a (seeded) random moment, but only once load is really under way and an
         // upload is half-written in BLOBS_DIR/tmp.
         thread::sleep(Duration::from_millis(rng.range(300, 900) as u64));
-        let tmp_dir = server.blobs_dir.join("tmp");
-        wait_for("load under way", 30 * SECOND, || {
+        let tmp_dir = server.blobs_dir().join("tmp");
+        wait_for(30 * SECOND, "load under way", || {
             let a = acked.lock().unwrap();
             let in_tmp = std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
             let progress = (a.messages.len() - before, in_tmp);
@@ -93,13 +94,13 @@ fn crash_loses_nothing_that_was_acknowledged() {
             w.join().unwrap();
         }
 
-        server.restart();
+        server.restart_stopped();
         let greatest = verify_after_crash(&server, &acked.lock().unwrap());
         if let Some(floor) = &floor {
             assert!(greatest >= *floor, "history lost its newest id");
         }
         // Ids after the restart sort after every id before it.
-        let r = post_json(
+        let r = try_post_json(
             server.port,
             "/ch/crash-after",
             &json!({"from": "checker", "type": "msg.after-restart"}),
@@ -133,7 +134,7 @@ fn publisher(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool) {
         n += 1;
         let ch = format!("crash-{}", rng.below(3));
         let body = json!({"from": "pub", "type": "msg.load", "body": {"n": n, "pad": "x".repeat(rng.below(2000))}});
-        match post_json(port, &format!("/ch/{ch}"), &body) {
+        match try_post_json(port, &format!("/ch/{ch}"), &body) {
             Ok(r) if r.status == 201 => {
                 let id = r.json()["id"].as_str().unwrap().to_string();
                 acked.lock().unwrap().messages.push(id);
@@ -158,7 +159,7 @@ fn tasker(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool, open: &Mutex<
     let mut rng = Rng::new(seed + 101);
     let me = format!("worker-{seed}");
     while !stop.load(Ordering::SeqCst) {
-        let created = post_json(
+        let created = try_post_json(
             port,
             "/tasks",
             &json!({"from": me, "title": "crash test task", "ch": "crash-tasks", "context": {"n": rng.below(1000)}}),
@@ -180,7 +181,7 @@ fn tasker(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool, open: &Mutex<
             (!open.is_empty()).then(|| open[rng.below(open.len())].clone())
         };
         let Some(id) = pick else { continue };
-        let claim = post_json(port, &format!("/tasks/{id}/claim"), &json!({"from": me}));
+        let claim = try_post_json(port, &format!("/tasks/{id}/claim"), &json!({"from": me}));
         match claim {
             Ok(r) if r.status == 200 => {
                 acked.lock().unwrap().claimed.insert(id.clone());
@@ -204,7 +205,7 @@ fn tasker(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool, open: &Mutex<
                 .cloned()
                 .collect();
             let body = json!({"from": me, "result": {"ok": true}, "files": files});
-            match post_json(port, &format!("/tasks/{id}/done"), &body) {
+            match try_post_json(port, &format!("/tasks/{id}/done"), &body) {
                 Ok(r) if r.status == 200 => {
                     acked.lock().unwrap().done.insert(id);
                 }
@@ -213,7 +214,7 @@ fn tasker(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool, open: &Mutex<
             }
         } else {
             let body = json!({"from": me, "reason": "testing"});
-            match post_json(port, &format!("/tasks/{id}/abandon"), &body) {
+            match try_post_json(port, &format!("/tasks/{id}/abandon"), &body) {
                 Ok(r) if r.status == 200 => {
                     acked.lock().unwrap().abandoned.insert(id.clone());
                     open.lock().unwrap().push(id);
@@ -230,7 +231,7 @@ fn uploader(port: u16, seed: u64, acked: &Shared, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         let size = rng.range(1, 256 * 1024);
         let bytes = rng.bytes(size);
-        match request(port, "POST", "/files", &[], &bytes) {
+        match try_request(port, "POST", "/files", &[], &bytes) {
             Ok(r) if r.status == 201 => {
                 let hash = r.json()["hash"].as_str().unwrap().to_string();
                 if hash != sha256_name(&bytes) || r.json()["size"] != json!(size) {
@@ -263,7 +264,7 @@ fn slow_upload(port: u16, stop: &AtomicBool) {
 /// Checks the restarted server against what was acknowledged; returns the greatest id.
 fn verify_after_crash(server: &Server, acked: &Acked) -> String {
     // Blobs: every file hashes to its name, no temp leftovers, every acked upload is there.
-    let names: HashSet<String> = check_blobs(&server.blobs_dir).into_iter().collect();
+    let names: HashSet<String> = check_blobs(&server.blobs_dir()).into_iter().collect();
     for hash in &acked.blobs {
         assert!(names.contains(hash), "acknowledged blob {hash} is missing");
     }
@@ -325,7 +326,7 @@ fn verify_after_crash(server: &Server, acked: &Acked) -> String {
         }
     }
     for (task, kind) in &last_kind {
-        let r = get(server.port, &format!("/tasks/{task}")).unwrap();
+        let r = try_get(server.port, &format!("/tasks/{task}")).unwrap();
         assert_eq!(
             r.status,
             200,
@@ -366,7 +367,9 @@ fn assert_prompt(port: u16, bound: Duration, what: &str) {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let took = started.elapsed();
-    let status = parse_response(&out).map(|r| r.status);
+    let status = try_read_response(&mut out.as_slice(), true)
+        .map(|r| r.status)
+        .ok();
     assert_eq!(status, Some(200), "{what}: no answer to /status ({took:?})");
     assert!(took < bound, "{what}: /status took {took:?}");
 }
@@ -375,8 +378,7 @@ fn assert_prompt(port: u16, bound: Duration, what: &str) {
 fn idle_connections_and_a_slow_loris_do_not_starve_others() {
     let limit = raise_fd_limit();
     let idle = 2000.min(limit.saturating_sub(200) as usize);
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
     let base = server.status();
 
@@ -408,8 +410,8 @@ fn idle_connections_and_a_slow_loris_do_not_starve_others() {
     };
     // The load is in place once the server holds a socket per idle connection.
     wait_for(
-        "the server to accept every idle connection",
         60 * SECOND,
+        "the server to accept every idle connection",
         || {
             let fds = server.open_fds();
             if fds >= 2 * idle {
@@ -426,7 +428,7 @@ fn idle_connections_and_a_slow_loris_do_not_starve_others() {
             &format!("probe {i} with {idle} idle connections"),
         );
         let started = Instant::now();
-        let r = post_json(port, "/ch/overload", &json!({"from": "a", "type": "t"})).unwrap();
+        let r = try_post_json(port, "/ch/overload", &json!({"from": "a", "type": "t"})).unwrap();
         assert_eq!(r.status, 201);
         assert!(
             started.elapsed() < SECOND,
@@ -441,9 +443,9 @@ fn idle_connections_and_a_slow_loris_do_not_starve_others() {
     // Closed connections give back their threads and descriptors.
     let (t0, f0) = (num(&base, "threads"), num(&base, "open-fds"));
     wait_every(
-        "threads and fds back near baseline",
         60 * SECOND,
         SECOND,
+        "threads and fds back near baseline",
         || {
             let s = server.status();
             let (t, f) = (num(&s, "threads"), num(&s, "open-fds"));
@@ -462,8 +464,7 @@ fn idle_connections_and_a_slow_loris_do_not_starve_others() {
 #[test]
 fn unsent_request_bodies_do_not_starve_others() {
     raise_fd_limit();
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
     let mut stalled = Vec::new();
     // More than the server has request workers.
@@ -513,8 +514,7 @@ fn unsent_request_bodies_do_not_starve_others() {
 #[test]
 fn a_burst_of_new_streams_is_served_in_full() {
     raise_fd_limit();
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
     let burst = 64;
     // A server that has been up a while has idle connection threads waiting for work, which
@@ -558,28 +558,23 @@ fn a_burst_of_new_streams_is_served_in_full() {
     server.assert_no_panic();
 }
 
-fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Agents waiting for work (`POST /tasks/claim` with `wait_s`) must not take the request
 /// workers with them: more waiters than workers, and other clients are still answered.
 #[test]
 fn long_polling_claims_do_not_starve_others() {
     raise_fd_limit();
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
     let base_fds = server.open_fds();
     let waiters: Vec<_> = (0..48)
         .map(|i| {
             thread::spawn(move || {
                 let body = json!({"from": format!("waiter-{i}"), "ch": "idle", "wait_s": 5});
-                post_json(port, "/tasks/claim", &body).map(|r| r.status)
+                try_post_json(port, "/tasks/claim", &body).map(|r| r.status)
             })
         })
         .collect();
-    wait_for("the waiters to connect", 30 * SECOND, || {
+    wait_for(30 * SECOND, "the waiters to connect", || {
         let fds = server.open_fds();
         // At least one descriptor per waiting connection.
         if fds >= base_fds + 48 {
@@ -605,17 +600,13 @@ fn long_polling_claims_do_not_starve_others() {
 
 #[test]
 fn running_out_of_file_descriptors_is_not_fatal() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        tmp.path(),
-        Options {
-            fd_limit: Some(64),
-            ..Options::default()
-        },
-    );
+    let server = Server::start_with_options(Options {
+        fd_limit: Some(64),
+        ..Options::default()
+    });
     let port = server.port;
-    assert_eq!(get(port, "/status").unwrap().status, 200);
-    let tmp_dir = server.blobs_dir.join("tmp");
+    assert_eq!(try_get(port, "/status").unwrap().status, 200);
+    let tmp_dir = server.blobs_dir().join("tmp");
     // Each connection costs the server two descriptors and an upload in progress three, so
     // holding 0, 1 and 2 uploads runs out at both parities: the last free descriptor is
     // taken by an accept, or there is none left for it.
@@ -629,7 +620,7 @@ fn running_out_of_file_descriptors_is_not_fatal() {
                 s
             })
             .collect();
-        wait_for("uploads in progress", 10 * SECOND, || {
+        wait_for(10 * SECOND, "uploads in progress", || {
             let n = std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
             if n == held {
                 Ok(())
@@ -652,7 +643,7 @@ fn running_out_of_file_descriptors_is_not_fatal() {
                 Err(_) => refused += 1,
             }
         }
-        wait_for("the server to run out of descriptors", 30 * SECOND, || {
+        wait_for(30 * SECOND, "the server to run out of descriptors", || {
             let fds = server.open_fds();
             if fds >= 62 {
                 Ok(())
@@ -663,14 +654,14 @@ fn running_out_of_file_descriptors_is_not_fatal() {
         drop(conns);
         drop(uploads);
         let what = format!("the server to serve again (round with {held} uploads held)");
-        wait_for(&what, 30 * SECOND, || match get(port, "/status") {
+        wait_for(30 * SECOND, &what, || match try_get(port, "/status") {
             Ok(r) if r.status == 200 => Ok(()),
             other => Err(format!("{other:?}; stderr: {}", server.stderr())),
         });
-        let r = post_json(port, "/ch/fds", &json!({"from": "a", "type": "t"})).unwrap();
+        let r = try_post_json(port, "/ch/fds", &json!({"from": "a", "type": "t"})).unwrap();
         assert_eq!(r.status, 201, "{}", r.text());
         // The uploads cut short leave no temp files behind.
-        wait_for("temp files removed", 10 * SECOND, || {
+        wait_for(10 * SECOND, "temp files removed", || {
             let n = std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
             if n == 0 {
                 Ok(())
@@ -686,8 +677,7 @@ fn running_out_of_file_descriptors_is_not_fatal() {
 /// leaves no thread or descriptor behind.
 #[test]
 fn unsupported_http_versions_are_answered_and_leak_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
     let base = server.status();
     for i in 0..20 {
@@ -705,9 +695,9 @@ fn unsupported_http_versions_are_answered_and_leak_nothing() {
     }
     let (t0, f0) = (num(&base, "threads"), num(&base, "open-fds"));
     wait_every(
-        "threads and fds back to baseline",
         30 * SECOND,
         SECOND,
+        "threads and fds back to baseline",
         || {
             let s = server.status();
             let (t, f) = (num(&s, "threads"), num(&s, "open-fds"));
@@ -726,12 +716,11 @@ fn unsupported_http_versions_are_answered_and_leak_nothing() {
 
 #[test]
 fn a_stalled_reader_is_dropped_without_slowing_publishers_or_growing_memory() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
     let pad = "p".repeat(32 * 1024);
     for _ in 0..50 {
-        let r = post_json(
+        let r = try_post_json(
             port,
             "/ch/slow",
             &json!({"from": "a", "type": "warm", "body": pad}),
@@ -751,7 +740,7 @@ fn a_stalled_reader_is_dropped_without_slowing_publishers_or_growing_memory() {
     });
     // The stalled reader: subscribes, then never reads another byte.
     let stalled = Sse::open(port, "/ch/slow", &[]).unwrap();
-    wait_for("two subscribers", 10 * SECOND, || {
+    wait_for(10 * SECOND, "two subscribers", || {
         let n = num(&server.status(), "subscribers");
         if n == 2 { Ok(()) } else { Err(format!("{n}")) }
     });
@@ -761,14 +750,14 @@ fn a_stalled_reader_is_dropped_without_slowing_publishers_or_growing_memory() {
     for n in 0..total {
         let started = Instant::now();
         let body = json!({"from": "a", "type": "big", "body": {"n": n, "pad": pad}});
-        let r = post_json(port, "/ch/slow", &body).unwrap();
+        let r = try_post_json(port, "/ch/slow", &body).unwrap();
         assert_eq!(r.status, 201, "{}", r.text());
         slowest = slowest.max(started.elapsed());
         published.push(r.json()["id"].as_str().unwrap().to_string());
     }
     // Publishing never waited on the stalled reader.
     assert!(slowest < 2 * SECOND, "slowest publish took {slowest:?}");
-    wait_for("the stalled reader to be dropped", 10 * SECOND, || {
+    wait_for(10 * SECOND, "the stalled reader to be dropped", || {
         let n = num(&server.status(), "subscribers");
         if n == 1 {
             Ok(())
@@ -795,19 +784,18 @@ fn a_stalled_reader_is_dropped_without_slowing_publishers_or_growing_memory() {
 #[test]
 fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
     raise_fd_limit();
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
-    let first = post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"})).unwrap();
+    let first = try_post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"})).unwrap();
     let first_id = first.json()["id"].as_str().unwrap().to_string();
     // One cycle first, so lazily created threads and connections are in the baseline.
     drop(Sse::open(port, "/ch/churn", &[]).unwrap());
-    let base = wait_for("a quiet baseline", 30 * SECOND, || {
+    let base = wait_for(30 * SECOND, "a quiet baseline", || {
         let s = server.status();
         if num(&s, "subscribers") == 0 {
             Ok(s)
         } else {
-            let _ = post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"}));
+            let _ = try_post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"}));
             Err(s.to_string())
         }
     });
@@ -842,11 +830,11 @@ fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
     // A vanished client is noticed at the next write to it; publish so there is one.
     let (t0, f0) = (num(&base, "threads"), num(&base, "open-fds"));
     wait_every(
-        "subscribers 0, threads and fds back to baseline",
         90 * SECOND,
         SECOND,
+        "subscribers 0, threads and fds back to baseline",
         || {
-            let _ = post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"}));
+            let _ = try_post_json(port, "/ch/churn", &json!({"from": "a", "type": "t"}));
             let s = server.status();
             let (n, t, f) = (
                 num(&s, "subscribers"),
@@ -879,9 +867,9 @@ fn snapshot(server: &Server) -> Vec<String> {
         format!("messages={} tasks={}", status["messages"], status["tasks"]),
         format!("agents-live={}", status["agents-live"]),
         serde_json::to_string(&server.all_messages()).unwrap(),
-        get(port, "/channels").unwrap().text(),
-        get(port, "/tasks?n=1000").unwrap().text(),
-        check_blobs(&server.blobs_dir).join(","),
+        try_get(port, "/channels").unwrap().text(),
+        try_get(port, "/tasks?n=1000").unwrap().text(),
+        check_blobs(&server.blobs_dir()).join(","),
     ]
 }
 
@@ -1113,34 +1101,27 @@ fn malformed_request(rng: &mut Rng, task: &str, blob: &str) -> Vec<u8> {
 
 #[test]
 fn thousands_of_malformed_requests_change_nothing_and_break_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        tmp.path(),
-        Options {
-            env: &[("WORKSHOP_MAX_FILE_BYTES", "1")],
-            ..Options::default()
-        },
-    );
+    let server = Server::start_with(&[("WORKSHOP_MAX_FILE_BYTES", "1")]);
     let port = server.port;
     // Some state to aim at: messages, a claimed task, a blob.
     for i in 0..5 {
-        let r = post_json(
+        let r = try_post_json(
             port,
             "/ch/general",
             &json!({"from": "seed", "type": "t", "body": {"i": i}}),
         );
         assert_eq!(r.unwrap().status, 201);
     }
-    let task = post_json(port, "/tasks", &json!({"from": "seed", "title": "target"})).unwrap();
+    let task = try_post_json(port, "/tasks", &json!({"from": "seed", "title": "target"})).unwrap();
     let task = task.json()["id"].as_str().unwrap().to_string();
-    let r = post_json(
+    let r = try_post_json(
         port,
         &format!("/tasks/{task}/claim"),
         &json!({"from": "seed"}),
     )
     .unwrap();
     assert_eq!(r.status, 200);
-    let blob = request(port, "POST", "/files", &[], b"x").unwrap();
+    let blob = try_request(port, "POST", "/files", &[], b"x").unwrap();
     assert_eq!(blob.status, 201, "{}", blob.text());
     let blob = blob.json()["hash"].as_str().unwrap().to_string();
     let before = snapshot(&server);
@@ -1254,8 +1235,7 @@ fn fuzz_exchange(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
 /// parsed, is not the body the client meant: refused, never stored.
 #[test]
 fn incomplete_or_mislabelled_bodies_are_refused_not_stored() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
     let before = snapshot(&server);
     let json = br#"{"from":"a","type":"truncated"}"#;
@@ -1380,25 +1360,22 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
             eprintln!("SKIPPED: cannot mount a tmpfs here, and root ignores read-only modes");
         } else {
             eprintln!("no tmpfs here: checking a read-only blob folder instead");
-            read_only_blob_folder_refuses_uploads_cleanly(tmp.path());
+            read_only_blob_folder_refuses_uploads_cleanly();
         }
         return;
     };
     let data = disk.path.clone();
-    let mut server = Server::start_with(
-        tmp.path(),
-        Options {
-            db_path: Some(data.join("w.db")),
-            blobs_dir: Some(data.join("blobs")),
-            ..Options::default()
-        },
-    );
+    let mut server = Server::start_with_options(Options {
+        db_path: Some(data.join("w.db")),
+        blobs_dir: Some(data.join("blobs")),
+        ..Options::default()
+    });
     let port = server.port;
     let mut stored: Vec<String> = Vec::new();
     let publish = |n: usize, pad: usize| {
         let body =
             json!({"from": "disk", "type": "fill", "body": {"n": n, "pad": "d".repeat(pad)}});
-        post_json(port, "/ch/disk", &body).unwrap()
+        try_post_json(port, "/ch/disk", &body).unwrap()
     };
     for n in 0..3 {
         let r = publish(n, 10);
@@ -1430,9 +1407,9 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
         "500 publishes of 8 KB fit on a full 2 MiB disk?"
     );
     let bytes = Rng::new(5).bytes(300 * 1024);
-    let r = request(port, "POST", "/files", &[], &bytes).unwrap();
+    let r = try_request(port, "POST", "/files", &[], &bytes).unwrap();
     assert_json_error(&r, 507, "upload on a full disk");
-    let r = post_json(port, "/tasks", &json!({"from": "disk", "title": "t"})).unwrap();
+    let r = try_post_json(port, "/tasks", &json!({"from": "disk", "title": "t"})).unwrap();
     assert!(r.status == 507 || r.status == 201, "{}", r.text());
     if r.status == 507 {
         assert_json_error(&r, 507, "task on a full disk");
@@ -1447,7 +1424,7 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
         .collect();
     assert_eq!(ids, stored, "history differs from what was acknowledged");
     assert_eq!(num(&server.status(), "messages"), messages.len() as u64);
-    let blobs = check_blobs(&server.blobs_dir);
+    let blobs = check_blobs(&server.blobs_dir());
     assert!(
         !blobs.contains(&sha256_name(&bytes)),
         "refused upload stored"
@@ -1455,7 +1432,7 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
 
     // Space comes back: the server recovers without a restart.
     std::fs::remove_file(&filler).unwrap();
-    let id = wait_for("publishing to work again", 30 * SECOND, || {
+    let id = wait_for(30 * SECOND, "publishing to work again", || {
         let r = publish(1000, 10);
         if r.status == 201 {
             Ok(r.json()["id"].as_str().unwrap().to_string())
@@ -1464,7 +1441,7 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
         }
     });
     stored.push(id);
-    let r = request(port, "POST", "/files", &[], &bytes).unwrap();
+    let r = try_request(port, "POST", "/files", &[], &bytes).unwrap();
     assert_eq!(r.status, 201, "upload after recovery: {}", r.text());
     assert_eq!(r.json()["hash"], json!(sha256_name(&bytes)));
     let ids: Vec<String> = server
@@ -1474,7 +1451,7 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, stored);
-    check_blobs(&server.blobs_dir);
+    check_blobs(&server.blobs_dir());
     server.assert_no_panic();
     server.kill();
     drop(disk);
@@ -1482,24 +1459,24 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
 
 /// Where no tmpfs can be mounted (not root): a blob folder that turns read-only refuses
 /// uploads with a JSON 507 and stores nothing, and uploads work again once it is writable.
-fn read_only_blob_folder_refuses_uploads_cleanly(dir: &std::path::Path) {
+fn read_only_blob_folder_refuses_uploads_cleanly() {
     use std::os::unix::fs::PermissionsExt;
-    let server = Server::start(dir);
+    let server = Server::start();
     let port = server.port;
-    let r = request(port, "POST", "/files", &[], b"before").unwrap();
+    let r = try_request(port, "POST", "/files", &[], b"before").unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
     let set_mode = |mode: u32| {
-        for d in [server.blobs_dir.join("tmp"), server.blobs_dir.clone()] {
+        for d in [server.blobs_dir().join("tmp"), server.blobs_dir()] {
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
         }
     };
     set_mode(0o555);
     let bytes = Rng::new(9).bytes(100 * 1024);
-    let r = request(port, "POST", "/files", &[], &bytes).unwrap();
+    let r = try_request(port, "POST", "/files", &[], &bytes).unwrap();
     set_mode(0o755);
     assert_json_error(&r, 507, "upload into a read-only folder");
-    assert!(!check_blobs(&server.blobs_dir).contains(&sha256_name(&bytes)));
-    let r = request(port, "POST", "/files", &[], &bytes).unwrap();
+    assert!(!check_blobs(&server.blobs_dir()).contains(&sha256_name(&bytes)));
+    let r = try_request(port, "POST", "/files", &[], &bytes).unwrap();
     assert_eq!(r.status, 201, "upload once writable again: {}", r.text());
     server.assert_no_panic();
 }
@@ -1515,8 +1492,7 @@ fn soak_mixed_load_keeps_memory_flat() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(25);
     raise_fd_limit();
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
+    let server = Server::start();
     let port = server.port;
     let acked: Shared = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -1531,7 +1507,7 @@ fn soak_mixed_load_keeps_memory_flat() {
                 n += 1;
                 let ch = format!("soak-{}", rng.below(4));
                 let body = json!({"from": "soaker", "type": format!("msg.{}", rng.below(3)), "body": {"n": n, "pad": "s".repeat(rng.range(10, 4000))}});
-                match post_json(port, &format!("/ch/{ch}"), &body) {
+                match try_post_json(port, &format!("/ch/{ch}"), &body) {
                     Ok(r) if r.status == 201 => {
                         let id = r.json()["id"].as_str().unwrap().to_string();
                         acked.lock().unwrap().messages.push(id);
@@ -1560,7 +1536,7 @@ fn soak_mixed_load_keeps_memory_flat() {
             while !stop.load(Ordering::SeqCst) {
                 let size = rng.range(1, 64 * 1024);
                 let bytes = rng.bytes(size);
-                match request(port, "POST", "/files", &[], &bytes) {
+                match try_request(port, "POST", "/files", &[], &bytes) {
                     Ok(r) if r.status == 201 => {
                         acked.lock().unwrap().blobs.insert(sha256_name(&bytes));
                     }
@@ -1571,7 +1547,7 @@ fn soak_mixed_load_keeps_memory_flat() {
                         .unexpected
                         .push(format!("upload: {e}")),
                 }
-                let _ = post_json(
+                let _ = try_post_json(
                     port,
                     "/presence",
                     &json!({"from": "soaker", "channels": ["soak-0"]}),
@@ -1662,12 +1638,12 @@ fn soak_mixed_load_keeps_memory_flat() {
     for id in &acked.messages {
         assert!(ids.contains(id), "acknowledged message {id} missing");
     }
-    let names: HashSet<String> = check_blobs(&server.blobs_dir).into_iter().collect();
+    let names: HashSet<String> = check_blobs(&server.blobs_dir()).into_iter().collect();
     assert!(acked.blobs.is_subset(&names));
-    wait_for("every stream to be let go", 90 * SECOND, || {
+    wait_for(90 * SECOND, "every stream to be let go", || {
         for ch in 0..4 {
             let body = json!({"from": "a", "type": "msg.1"});
-            let _ = post_json(port, &format!("/ch/soak-{ch}"), &body);
+            let _ = try_post_json(port, &format!("/ch/soak-{ch}"), &body);
         }
         let n = num(&server.status(), "subscribers");
         if n == 0 {
@@ -1681,7 +1657,7 @@ fn soak_mixed_load_keeps_memory_flat() {
 
 /// One create / claim / done-or-abandon step of a task worker.
 fn tasker_step(port: u16, acked: &Shared, open: &Mutex<Vec<String>>) {
-    let r = post_json(
+    let r = try_post_json(
         port,
         "/tasks",
         &json!({"from": "soaker", "title": "soak", "ch": "soak-tasks"}),
@@ -1705,7 +1681,7 @@ fn tasker_step(port: u16, acked: &Shared, open: &Mutex<Vec<String>>) {
         return;
     };
     let me = json!({"from": "soaker"});
-    match post_json(port, &format!("/tasks/{id}/claim"), &me) {
+    match try_post_json(port, &format!("/tasks/{id}/claim"), &me) {
         Ok(r) if r.status == 200 => {}
         Ok(r) => return unexpected(acked, "claim", &r),
         Err(e) => return acked.lock().unwrap().unexpected.push(format!("claim: {e}")),
@@ -1715,7 +1691,7 @@ fn tasker_step(port: u16, acked: &Shared, open: &Mutex<Vec<String>>) {
     } else {
         "done"
     };
-    match post_json(port, &format!("/tasks/{id}/{action}"), &me) {
+    match try_post_json(port, &format!("/tasks/{id}/{action}"), &me) {
         Ok(r) if r.status == 200 => {
             if action == "abandon" {
                 open.lock().unwrap().push(id);

@@ -5,21 +5,10 @@ use common::{Server, request};
 use serde_json::{Value, json};
 use std::sync::{Arc, Barrier};
 
-fn create(s: &Server, body: Value) -> String {
-    let r = s.post_json("/tasks", body);
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["id"].as_str().unwrap().to_string()
-}
-
-fn act(s: &Server, id: &str, action: &str, body: Value) -> common::Response {
-    s.post_json(&format!("/tasks/{id}/{action}"), body)
-}
-
 #[test]
 fn whole_lifecycle_with_announcements_on_the_task_channel() {
     let s = Server::start();
-    let id = create(
-        &s,
+    let id = s.create_task(
         json!({"from":"boss.alice","title":"summarise","context":{"url":"x"},"ch":"jobs"}),
     );
     let task = s.get(&format!("/tasks/{id}")).json();
@@ -47,30 +36,27 @@ fn whole_lifecycle_with_announcements_on_the_task_channel() {
         assert!(keys.iter().any(|k| *k == key), "{key}");
     }
 
-    let r = act(&s, &id, "claim", json!({"from":"worker.bob"}));
+    let r = s.task_action(&id, "claim", json!({"from":"worker.bob"}));
     assert_eq!(r.status, 200);
     assert_eq!(
         r.json(),
         json!({"id": id, "status":"claimed","claimed-by":"worker.bob"})
     );
-    let r = act(
-        &s,
+    let r = s.task_action(
         &id,
         "update",
         json!({"from":"worker.bob","progress":0.5,"note":"half"}),
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"id": id}));
-    let r = act(
-        &s,
+    let r = s.task_action(
         &id,
         "interrupt",
         json!({"from":"boss.alice","reason":"hurry"}),
     );
     assert_eq!(r.json(), json!({"id": id, "signalled": true}));
     let hash = request(s.port, "POST", "/files", &[], b"report").json()["hash"].clone();
-    let r = act(
-        &s,
+    let r = s.task_action(
         &id,
         "done",
         json!({"from":"worker.bob","result":{"summary":"ok"},"files":[hash]}),
@@ -126,15 +112,21 @@ fn whole_lifecycle_with_announcements_on_the_task_channel() {
 #[test]
 fn abandon_returns_the_task_to_open_and_only_the_claimer_may() {
     let s = Server::start();
-    let id = create(&s, json!({"created_by":"boss","title":"t"}));
-    assert_eq!(act(&s, &id, "abandon", json!({"from":"w1"})).status, 409);
-    assert_eq!(act(&s, &id, "done", json!({"from":"w1"})).status, 409);
-    assert_eq!(act(&s, &id, "claim", json!({"from":"w1"})).status, 200);
-    let r = act(&s, &id, "abandon", json!({"from":"w2"}));
+    let id = s.create_task(json!({"created_by":"boss","title":"t"}));
+    assert_eq!(
+        s.task_action(&id, "abandon", json!({"from":"w1"})).status,
+        409
+    );
+    assert_eq!(s.task_action(&id, "done", json!({"from":"w1"})).status, 409);
+    assert_eq!(
+        s.task_action(&id, "claim", json!({"from":"w1"})).status,
+        200
+    );
+    let r = s.task_action(&id, "abandon", json!({"from":"w2"}));
     assert_eq!(r.status, 403);
     assert!(r.error().contains("w1"));
-    assert_eq!(act(&s, &id, "done", json!({"from":"w2"})).status, 403);
-    let r = act(&s, &id, "abandon", json!({"from":"w1","reason":"stuck"}));
+    assert_eq!(s.task_action(&id, "done", json!({"from":"w2"})).status, 403);
+    let r = s.task_action(&id, "abandon", json!({"from":"w1","reason":"stuck"}));
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"id": id, "status":"open"}));
     let task = s.get(&format!("/tasks/{id}")).json();
@@ -147,25 +139,29 @@ fn abandon_returns_the_task_to_open_and_only_the_claimer_may() {
         json!({"task-id": id, "title":"t","reason":"stuck"})
     );
     // Open again: someone else can claim and finish it; then it is done for good.
-    assert_eq!(act(&s, &id, "claim", json!({"from":"w2"})).status, 200);
-    assert_eq!(act(&s, &id, "done", json!({"from":"w2"})).status, 200);
-    let r = act(&s, &id, "claim", json!({"from":"w3"}));
+    assert_eq!(
+        s.task_action(&id, "claim", json!({"from":"w2"})).status,
+        200
+    );
+    assert_eq!(s.task_action(&id, "done", json!({"from":"w2"})).status, 200);
+    let r = s.task_action(&id, "claim", json!({"from":"w3"}));
     assert_eq!(r.status, 409);
     r.error();
-    assert_eq!(act(&s, &id, "done", json!({"from":"w2"})).status, 409);
+    assert_eq!(s.task_action(&id, "done", json!({"from":"w2"})).status, 409);
 }
 
 #[test]
 fn a_task_for_an_agent_can_only_be_claimed_by_it() {
     let s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"t","for":"special.one"}));
+    let id = s.create_task(json!({"from":"boss","title":"t","for":"special.one"}));
     let created = s.history("/ch/tasks/history").pop().unwrap();
     assert_eq!(created["body"]["for"], "special.one");
-    let r = act(&s, &id, "claim", json!({"from":"other"}));
+    let r = s.task_action(&id, "claim", json!({"from":"other"}));
     assert_eq!(r.status, 403);
     assert!(r.error().contains("special.one"));
     assert_eq!(
-        act(&s, &id, "claim", json!({"from":"special.one"})).status,
+        s.task_action(&id, "claim", json!({"from":"special.one"}))
+            .status,
         200
     );
     let mine = s.get("/tasks?for=special.one").json();
@@ -176,7 +172,7 @@ fn a_task_for_an_agent_can_only_be_claimed_by_it() {
 fn simultaneous_claims_have_exactly_one_winner() {
     let s = Server::start();
     for round in 0..5 {
-        let id = create(&s, json!({"from":"boss","title":format!("race {round}")}));
+        let id = s.create_task(json!({"from":"boss","title":format!("race {round}")}));
         let contenders = 24;
         let barrier = Arc::new(Barrier::new(contenders));
         let port = s.port;
@@ -220,10 +216,10 @@ fn simultaneous_claims_have_exactly_one_winner() {
 #[test]
 fn list_filters_and_orders_newest_first() {
     let s = Server::start();
-    let a = create(&s, json!({"from":"boss","title":"a","ch":"one"}));
-    let b = create(&s, json!({"from":"boss","title":"b","for":"w1"}));
-    let c = create(&s, json!({"from":"boss","title":"c"}));
-    act(&s, &c, "claim", json!({"from":"w1"}));
+    let a = s.create_task(json!({"from":"boss","title":"a","ch":"one"}));
+    let b = s.create_task(json!({"from":"boss","title":"b","for":"w1"}));
+    let c = s.create_task(json!({"from":"boss","title":"c"}));
+    s.task_action(&c, "claim", json!({"from":"w1"}));
     let ids = |path: &str| -> Vec<String> {
         let r = s.get(path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
@@ -254,7 +250,7 @@ fn list_filters_and_orders_newest_first() {
 #[test]
 fn bad_task_requests_are_4xx_and_change_nothing() {
     let s = Server::start();
-    let id = create(&s, json!({"from":"boss","title":"t"}));
+    let id = s.create_task(json!({"from":"boss","title":"t"}));
     let before = s.get("/status").json();
     for body in [
         r#"{"title":"no from"}"#,
@@ -271,15 +267,16 @@ fn bad_task_requests_are_4xx_and_change_nothing() {
     }
     let missing = "01J4XYZABCDEFGHJKMNPQRSTVW";
     for action in ["claim", "update", "done", "abandon", "interrupt"] {
-        let r = act(&s, missing, action, json!({"from":"x"}));
+        let r = s.task_action(missing, action, json!({"from":"x"}));
         assert_eq!(r.status, 404, "{action}");
         r.error();
         assert_eq!(
-            act(&s, "not-an-id", action, json!({"from":"x"})).status,
+            s.task_action("not-an-id", action, json!({"from":"x"}))
+                .status,
             404
         );
         assert_eq!(
-            act(&s, &id, action, json!({})).status,
+            s.task_action(&id, action, json!({})).status,
             400,
             "{action} without from"
         );
@@ -287,9 +284,9 @@ fn bad_task_requests_are_4xx_and_change_nothing() {
         assert_eq!(r.status, 400);
     }
     assert_eq!(s.get(&format!("/tasks/{missing}")).status, 404);
-    act(&s, &id, "claim", json!({"from":"w"}));
+    s.task_action(&id, "claim", json!({"from":"w"}));
     let unknown_file = format!("sha256:{}", "1".repeat(64));
-    let r = act(&s, &id, "done", json!({"from":"w","files":[unknown_file]}));
+    let r = s.task_action(&id, "done", json!({"from":"w","files":[unknown_file]}));
     assert_eq!(r.status, 400);
     assert_eq!(s.get(&format!("/tasks/{id}")).json()["status"], "claimed");
     let after = s.get("/status").json();

@@ -1,0 +1,341 @@
+//! The real `workshop` binary as a child process on port 0, with its files in a temp dir that
+//! outlives restarts: stopped (SIGTERM), killed (SIGKILL, like a crash), started again on the
+//! same port and files, or started under a low fd limit.
+
+use super::http::{Response, request};
+use super::sse::Sse;
+use serde_json::Value;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_workshop");
+
+/// How long a restart keeps trying while the port is still held by the last run.
+const RESTART_DEADLINE: Duration = Duration::from_secs(60);
+
+pub struct Server {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    db_path: PathBuf,
+    blobs_dir: PathBuf,
+    env: Vec<(String, String)>,
+    /// Run under `ulimit -n` of this many descriptors (soft and hard).
+    fd_limit: Option<u32>,
+    child: Option<Child>,
+}
+
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Extra environment; it wins over the PORT, HOST, DB_PATH and BLOBS_DIR set here.
+    pub env: &'a [(&'a str, &'a str)],
+    pub fd_limit: Option<u32>,
+    /// Instead of `w.db` in the temp dir.
+    pub db_path: Option<PathBuf>,
+    /// Instead of `blobs` in the temp dir.
+    pub blobs_dir: Option<PathBuf>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts the binary with extra environment variables.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Server::start_with_options(Options {
+            env,
+            ..Options::default()
+        })
+    }
+
+    pub fn start_with_options(options: Options) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Server {
+            port: 0,
+            db_path: options.db_path.unwrap_or_else(|| dir.path().join("w.db")),
+            blobs_dir: options
+                .blobs_dir
+                .unwrap_or_else(|| dir.path().join("blobs")),
+            dir,
+            env: options
+                .env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            fd_limit: options.fd_limit,
+            child: None,
+        };
+        if let Err(e) = server.launch(0, &[]) {
+            panic!("{e}");
+        }
+        server
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.db_path.clone()
+    }
+
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.blobs_dir.clone()
+    }
+
+    /// A file in the temp dir (the server's working directory).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `workshop [args]` on `port`, its stderr appended to `stderr.log` in the temp dir.
+    fn launch(&mut self, port: u16, args: &[&str]) -> Result<(), String> {
+        let mut cmd = match self.fd_limit {
+            // The server raises its soft limit to the hard one, so lower both (soft first:
+            // the hard limit may not drop below the soft one).
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!(
+                        "ulimit -S -n {n} && ulimit -H -n {n} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let stderr = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path())
+            .expect("stderr log");
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .env("DB_PATH", &self.db_path)
+            .env("BLOBS_DIR", &self.blobs_dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        let mut child = cmd.spawn().expect("spawn workshop");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let Some(bound) = first
+            .strip_prefix("workshop listening on http://127.0.0.1:")
+            .and_then(|p| p.trim().parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "workshop did not start on port {port} (first line {first:?}); stderr:\n{}",
+                self.stderr()
+            ));
+        };
+        if port != 0 {
+            assert_eq!(bound, port, "started again on another port");
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.port = bound;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        child.wait().expect("wait")
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a crash or the OOM killer.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again (after `stop` or `kill`) on the same port and files.
+    pub fn restart_stopped(&mut self) {
+        self.restart_stopped_with(&[]);
+    }
+
+    /// `restart_stopped` as `workshop [args]`. The port may be briefly unavailable, so this
+    /// retries for a while.
+    pub fn restart_stopped_with(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "stop or kill it first");
+        let deadline = Instant::now() + RESTART_DEADLINE;
+        loop {
+            match self.launch(self.port, args) {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Stops it cleanly and starts it again on the same port and files.
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(status.success(), "clean shutdown, got {status}");
+        self.restart_stopped();
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.path("stderr.log")
+    }
+
+    /// Everything the server has written to stderr, over all its runs.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
+    }
+
+    pub fn assert_no_panic(&self) {
+        let log = self.stderr();
+        assert!(!log.contains("panicked"), "server panicked; stderr:\n{log}");
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(self.port, "GET", path, &[], b"")
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Response {
+        request(self.port, "POST", path, &[], body.as_bytes())
+    }
+
+    pub fn post_json(&self, path: &str, body: Value) -> Response {
+        self.post(path, &body.to_string())
+    }
+
+    /// GET /status, which must answer.
+    pub fn status(&self) -> Value {
+        let r = self.get("/status");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// Publishes and returns the new id.
+    pub fn publish(&self, ch: &str, kind: &str, body: Value) -> String {
+        let r = self.post_json(
+            &format!("/ch/{ch}"),
+            serde_json::json!({"from": "test.me", "type": kind, "body": body}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["id"].as_str().expect("id").to_string()
+    }
+
+    /// An ndjson history, parsed.
+    pub fn history(&self, path: &str) -> Vec<Value> {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson line"))
+            .collect()
+    }
+
+    /// Every message in history, oldest first, paging forward with `since`.
+    pub fn all_messages(&self) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        let mut since = "00000000000000000000000000".to_string();
+        loop {
+            let page = self.history(&format!("/history?since={since}&n=1000"));
+            match page.last() {
+                Some(last) => since = last["id"].as_str().expect("id").to_string(),
+                None => return out,
+            }
+            out.extend(page);
+        }
+    }
+
+    /// Creates a task and returns its id.
+    pub fn create_task(&self, body: Value) -> String {
+        let r = self.post_json("/tasks", body);
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["id"].as_str().expect("id").to_string()
+    }
+
+    /// `POST /tasks/{id}/{action}`.
+    pub fn task_action(&self, id: &str, action: &str, body: Value) -> Response {
+        self.post_json(&format!("/tasks/{id}/{action}"), body)
+    }
+
+    /// `GET /tasks/{id}`, which must exist.
+    pub fn task(&self, id: &str) -> Value {
+        let r = self.get(&format!("/tasks/{id}"));
+        assert_eq!(r.status, 200, "task {id}: {}", r.text());
+        r.json()
+    }
+
+    pub fn sse(&self, path: &str, headers: &[(&str, &str)]) -> Sse {
+        Sse::connect(self.port, path, headers)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.stderr();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("workshop stderr (last lines):\n{}", tail.join("\n"));
+        }
+    }
+}
+
+/// `kill -NAME pid`, which must succeed.
+pub fn signal(pid: u32, name: &str) {
+    assert!(try_signal(pid, name), "kill -{name} {pid}");
+}
+
+/// `kill -NAME pid`; false if it failed.
+pub fn try_signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The names in `dir`, sorted (none if it cannot be read).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
