@@ -32,10 +32,20 @@ pub fn raise_fd_limit() -> u64 {
     limit.rlim_cur
 }
 
-/// Sets receive/send timeouts and TCP_NODELAY on the listening socket. Linux copies them to
-/// every accepted socket, which is the only way to give tiny_http's connections timeouts.
+/// Pending connections the kernel holds for the accept loop (capped by net.core.somaxconn).
+/// std listens with 128: when thousands of watchers reconnect at once (after a restart), a
+/// full queue drops their SYNs and each retries a whole second later.
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
+/// Sets receive/send timeouts and TCP_NODELAY on the listening socket (Linux copies them to
+/// every accepted socket, which is the only way to give tiny_http's connections timeouts),
+/// and deepens its accept queue.
 pub fn configure_listener(listener: &TcpListener, read: Duration, write: Duration) {
     let fd = listener.as_raw_fd();
+    // SAFETY: fd is a bound, listening socket we own; listening again only resizes its queue.
+    unsafe {
+        libc::listen(fd, LISTEN_BACKLOG);
+    }
     set_timeout(fd, libc::SO_RCVTIMEO, read);
     set_timeout(fd, libc::SO_SNDTIMEO, write);
     let one: libc::c_int = 1;
