@@ -5,7 +5,9 @@
 //! every figure against its target:
 //!
 //! 1. publish: 16 keep-alive connections posting small messages; the same load on a trivial
-//!    tiny_http server that answers 201 and does nothing, in the same run; the ratio.
+//!    tiny_http server that answers 201 and does nothing, in the same run; the ratio. The
+//!    trivial server has workshop's shape (requests answered on their connection's thread);
+//!    a second one in tiny_http's documented shape (32 threads calling `recv()`) is shown too.
 //! 2. fan-out: 5,000 SSE subscribers on one channel, 20 publishes/s for 30 s.
 //! 3. history: 1,000,000 messages over 100 channels; start-up, history, paging, /status.
 //! 4. files: a 100 MiB upload and download; MB/s and the server's peak RSS growth.
@@ -15,7 +17,7 @@
 //! Knobs (environment), for development and profiling:
 //! - `BENCH_ONLY=publish,fanout,history,files,claims` runs only those sections.
 //! - `BENCH_QUICK=1` shrinks every section (seconds instead of minutes; figures not comparable).
-//! - `BENCH_ROUNDS=3` publish rounds (each 10 s on workshop, then 10 s on the trivial server);
+//! - `BENCH_ROUNDS=3` publish rounds (each 10 s on workshop, then 10 s on each trivial server);
 //!   the table shows the median round.
 //! - `BENCH_VARIANT_BIN=<path>` and/or `BENCH_VARIANT_ENV="K=V K2=V2"`, with
 //!   `BENCH_VARIANT_LABEL=<name>`: also runs the publish section against that variant in the
