@@ -10,7 +10,7 @@
 //! in its hub queue, and a stream that falls `QUEUE_CAPACITY` events behind is cut off and
 //! resumes from SQLite when the client reconnects.
 use crate::hub::{Event, Hub, Subscription};
-use crate::sse::{Filter, KEEPALIVE, frame};
+use crate::sse::{Filter, KEEPALIVE, encode, frame};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, select, unbounded};
 use std::io::{self, Write};
 use std::os::fd::RawFd;
@@ -130,14 +130,7 @@ impl Live {
     }
 
     fn add_chunk(&mut self, data: &[u8]) {
-        if self.chunked {
-            self.unsent
-                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            self.unsent.extend_from_slice(data);
-            self.unsent.extend_from_slice(b"\r\n");
-        } else {
-            self.unsent.extend_from_slice(data);
-        }
+        encode(data, self.chunked, &mut self.unsent);
     }
 
     fn send(&mut self) -> io::Result<()> {

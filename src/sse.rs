@@ -110,6 +110,17 @@ fn replay(
     }
 }
 
+/// Appends `data` to `out` as the body encoding needs it: one chunk, or as is for HTTP/1.0.
+pub fn encode(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
+    if chunked {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
 pub fn frame(id: &str, json: &str) -> Vec<u8> {
     format!("id: {id}\ndata: {json}\n\n").into_bytes()
 }
@@ -137,15 +148,9 @@ impl EventWriter {
     }
 
     fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.chunked {
-            let mut chunk = Vec::with_capacity(data.len() + 12);
-            chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            chunk.extend_from_slice(data);
-            chunk.extend_from_slice(b"\r\n");
-            self.socket.write_all(&chunk)?;
-        } else {
-            self.socket.write_all(data)?;
-        }
+        let mut encoded = Vec::with_capacity(data.len() + 12);
+        encode(data, self.chunked, &mut encoded);
+        self.socket.write_all(&encoded)?;
         self.socket.flush()
     }
 }
