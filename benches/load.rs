@@ -250,6 +250,19 @@ impl LoadResult {
             .filter(|&&(n, worst_ms)| (n as f64) < med / 10.0 || worst_ms > 1000.0)
             .count()
     }
+
+    /// One progress line's figures.
+    fn summary(&self, unit: &str) -> String {
+        format!(
+            "{:.0} {unit}, p50 {:.2} ms, p99 {:.2} ms, max {:.0} ms, errors {}, stalled conns {}",
+            self.rate(),
+            self.lat.pct_ms(50.0),
+            self.lat.pct_ms(99.0),
+            self.lat.max_ms(),
+            self.errors,
+            self.stalled()
+        )
+    }
 }
 
 /// `conns` keep-alive connections, each posting `body` to `path` back to back for `secs`.
@@ -382,15 +395,10 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
             let cpu = (cpu_seconds(server.pid) - cpu0) / r.secs;
             acked[i] += r.ok;
             eprintln!(
-                "bench:   round {} {}: {:.0} msgs/s, p50 {:.2} ms, p99 {:.2} ms, max {:.0} ms, errors {}, stalled conns {}, server CPU {:.0}%",
+                "bench:   round {} {}: {}, server CPU {:.0}%",
                 round + 1,
                 flavors[i].label,
-                r.rate(),
-                r.lat.pct_ms(50.0),
-                r.lat.pct_ms(99.0),
-                r.lat.max_ms(),
-                r.errors,
-                r.stalled(),
+                r.summary("msgs/s"),
                 cpu * 100.0
             );
             rounds[i].push((r, cpu));
@@ -407,14 +415,9 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
             );
             let cpu = (cpu_seconds(std::process::id()) - cpu0) / r.secs;
             eprintln!(
-                "bench:   round {} {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.0} ms, errors {}, stalled conns {} (bench process CPU incl. clients {:.0}%)",
+                "bench:   round {} {name}: {} (bench process CPU incl. clients {:.0}%)",
                 round + 1,
-                r.rate(),
-                r.lat.pct_ms(50.0),
-                r.lat.pct_ms(99.0),
-                r.lat.max_ms(),
-                r.errors,
-                r.stalled(),
+                r.summary("req/s"),
                 cpu * 100.0
             );
             rounds[flavors.len() + t].push((r, cpu));
