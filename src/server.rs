@@ -98,11 +98,21 @@ pub fn start(config: Config) -> Result<Running, String> {
     })
 }
 
+impl App {
+    /// Shutdown has begun: long waits (claim-next) should end now.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
 impl Running {
     /// Stops accepting, finishes the requests in hand, ends streams, commits what is queued
     /// and closes the database.
     pub fn shutdown(self) {
         self.app.stopping.store(true, Ordering::SeqCst);
+        // Wakes claim-next callers waiting for work, so they answer 503 instead of holding
+        // shutdown up for as long as they asked to wait.
+        self.app.store.bell.ring();
         drop(self.http);
         let _ = self.retention.join();
         self.app.hub.close();
@@ -137,7 +147,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
 fn retention(app: &App) {
     let mut last = Instant::now();
-    while !app.stopping.load(Ordering::SeqCst) {
+    while !app.is_stopping() {
         thread::sleep(Duration::from_millis(250));
         if last.elapsed() >= RETENTION_EVERY {
             last = Instant::now();
@@ -214,7 +224,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
 /// Answers one request on its connection's thread; `false` ends the connection (a stream
 /// was handed to the broadcaster, or the server is stopping).
 fn serve(app: &App, request: Request) -> bool {
-    if app.stopping.load(Ordering::SeqCst) {
+    if app.is_stopping() {
         let reply = ApiError::unavailable("server is shutting down").into();
         let _ = request.respond(into_response(reply));
         return false;

@@ -297,3 +297,26 @@ fn bad_task_requests_are_4xx_and_change_nothing() {
     );
     assert_eq!(after["tasks"], before["tasks"]);
 }
+
+#[test]
+fn shutdown_ends_a_waiting_claim_next_with_503() {
+    let mut s = Server::start();
+    let port = s.port;
+    let waiting = std::thread::spawn(move || {
+        let body = json!({"from": "w.one", "wait_s": 60});
+        request(
+            port,
+            "POST",
+            "/tasks/claim",
+            &[],
+            body.to_string().as_bytes(),
+        )
+    });
+    // Nothing shows that the claim is waiting; a second is ample for it to get there.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let status = s.stop();
+    let answer = waiting.join().unwrap();
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert_eq!(answer.json()["error"], "server is shutting down");
+    assert!(status.success());
+}

@@ -160,8 +160,12 @@ pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     let wait = seconds(&body, "wait_s")?.unwrap_or(0.0).min(MAX_WAIT_S);
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
     loop {
-        // Read the bell before looking, so a task created meanwhile wakes us.
+        // Read the bell before looking, so a task created meanwhile wakes us (and so does
+        // shutdown, which rings it after setting `stopping`).
         let rings = app.store.bell.rings();
+        if app.is_stopping() {
+            return Err(ApiError::unavailable("server is shutting down"));
+        }
         let done = app.store.write(Op::ClaimNext {
             from: from.clone(),
             ch: ch.clone(),
