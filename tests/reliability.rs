@@ -782,6 +782,33 @@ fn a_stalled_reader_is_dropped_without_slowing_publishers_or_growing_memory() {
 }
 
 #[test]
+fn a_reader_that_takes_nothing_is_dropped_even_before_its_queue_fills() {
+    let server = Server::start();
+    let port = server.port;
+    // Subscribes, then never reads: once the socket buffers on both ends are full, the
+    // broadcaster cannot send it anything.
+    let stalled = Sse::open(port, "/ch/stuck", &[]).unwrap();
+    wait_for(10 * SECOND, "one subscriber", || {
+        (num(&server.status(), "subscribers") == 1).then_some(())
+    });
+    // ~24 MiB in 100 events: far more than loopback socket buffers hold, far fewer events
+    // than the 256 that would cut the stream off for falling behind.
+    let pad = "p".repeat(240 * 1024);
+    for n in 0..100 {
+        let body = json!({"from": "a", "type": "big", "body": {"n": n, "pad": pad}});
+        assert_eq!(try_post_json(port, "/ch/stuck", &body).unwrap().status, 201);
+    }
+    wait_every(
+        90 * SECOND,
+        SECOND,
+        "the stalled reader to be dropped",
+        || (num(&server.status(), "subscribers") == 0).then_some(()),
+    );
+    drop(stalled);
+    server.assert_no_panic();
+}
+
+#[test]
 fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
     raise_fd_limit();
     let server = Server::start();
