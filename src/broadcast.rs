@@ -10,7 +10,7 @@
 //! in its hub queue, and a stream that falls `QUEUE_CAPACITY` events behind is cut off and
 //! resumes from SQLite when the client reconnects.
 use crate::hub::{Event, Hub, Subscription};
-use crate::sse::{Filter, KEEPALIVE, encode, frame};
+use crate::sse::{Filter, KEEPALIVE, encode};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, select, unbounded};
 use std::io::{self, Write};
 use std::os::fd::RawFd;
@@ -114,7 +114,7 @@ impl Live {
             }
         }
         if self.unsent.is_empty() && now.duration_since(self.last_progress) >= KEEPALIVE {
-            self.add_chunk(b": keepalive\n\n");
+            encode(b": keepalive\n\n", self.chunked, &mut self.unsent);
         }
     }
 
@@ -124,13 +124,9 @@ impl Live {
             .as_deref()
             .is_some_and(|last| *event.id <= *last);
         if !already_sent && self.filter.wants(event) {
-            self.add_chunk(&frame(&event.id, &event.json));
+            encode(&event.frame, self.chunked, &mut self.unsent);
             self.last_sent = Some(event.id.clone());
         }
-    }
-
-    fn add_chunk(&mut self, data: &[u8]) {
-        encode(data, self.chunked, &mut self.unsent);
     }
 
     fn send(&mut self) -> io::Result<()> {

@@ -57,8 +57,13 @@ fn cors() -> Header {
     header("Access-Control-Allow-Origin", "*")
 }
 
+/// Sends a reply; a client that has already gone away is no one to tell.
+pub fn respond(request: Request, reply: Reply) {
+    let _ = request.respond(into_response(reply));
+}
+
 /// Turns a reply into a tiny_http response.
-pub fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
+fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
     let boxed = |data: Vec<u8>| -> (Box<dyn Read + Send>, Option<usize>) {
         let len = data.len();
         (Box::new(std::io::Cursor::new(data)), Some(len))

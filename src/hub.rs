@@ -8,13 +8,27 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// queue's slots are allocated up front, and thousands of watchers must stay cheap.
 pub const QUEUE_CAPACITY: usize = 256;
 
-/// A committed message, with its envelope already encoded once for every subscriber.
+/// A committed message, with its SSE frame (`id:` and `data:` lines) encoded once for every
+/// subscriber.
 #[derive(Debug)]
 pub struct Event {
     pub id: String,
     pub ch: String,
     pub kind: String,
-    pub json: String,
+    pub frame: Vec<u8>,
+}
+
+impl Event {
+    /// `json` is the message's envelope, as stored.
+    pub fn new(id: String, ch: String, kind: String, json: &str) -> Event {
+        let frame = crate::sse::frame(&id, json);
+        Event {
+            id,
+            ch,
+            kind,
+            frame,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -163,12 +177,7 @@ mod tests {
     use super::*;
 
     fn event(id: &str, ch: &str) -> Arc<Event> {
-        Arc::new(Event {
-            id: id.into(),
-            ch: ch.into(),
-            kind: "t".into(),
-            json: "{}".into(),
-        })
+        Arc::new(Event::new(id.into(), ch.into(), "t".into(), "{}"))
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::{Reply, into_response, request_header, split_url};
+use crate::http::{Reply, request_header, respond, split_url};
 use crate::hub::Hub;
 use crate::sse;
 use crate::store::{Op, Store};
@@ -225,8 +225,10 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
 /// was handed to the broadcaster, or the server is stopping).
 fn serve(app: &App, request: Request) -> bool {
     if app.is_stopping() {
-        let reply = ApiError::unavailable("server is shutting down").into();
-        let _ = request.respond(into_response(reply));
+        respond(
+            request,
+            ApiError::unavailable("server is shutting down").into(),
+        );
         return false;
     }
     let _counted = InFlight::enter(&app.in_flight);
@@ -279,7 +281,7 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     }
     match outcome {
         Outcome::Reply(reply) => {
-            let _ = request.respond(into_response(reply));
+            respond(request, reply);
             true
         }
         Outcome::Stream(filter) => {

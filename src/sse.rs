@@ -7,6 +7,7 @@
 //! tiny_http's own chunked encoder buffers 8 KiB before sending anything.
 use crate::broadcast::Live;
 use crate::error::ApiError;
+use crate::http::respond;
 use crate::hub::Event;
 use crate::server::App;
 use crate::store::read::{self, MessageQuery};
@@ -47,17 +48,15 @@ impl Filter {
 /// Starts the stream and hands it to the broadcaster. Returns once the replay is sent.
 pub fn open(app: &App, request: Request, filter: Filter) {
     let Some(subscription) = app.hub.subscribe(filter.ch.clone()) else {
-        let reply = ApiError::unavailable("server is shutting down").into();
-        let _ = request.respond(crate::http::into_response(reply));
-        return;
+        let refusal = ApiError::unavailable("server is shutting down");
+        return respond(request, refusal.into());
     };
     let chunked = *request.http_version() >= (1, 1);
     let version = if chunked { "1.1" } else { "1.0" };
     // Always `Some` for the plain TCP connections workshop serves (no TLS in tiny_http).
     let Some(fd) = request.socket_fd() else {
-        let reply = ApiError::unavailable("this connection cannot carry a stream").into();
-        let _ = request.respond(crate::http::into_response(reply));
-        return;
+        let refusal = ApiError::unavailable("this connection cannot carry a stream");
+        return respond(request, refusal.into());
     };
     let mut out = EventWriter {
         socket: request.into_writer(),
@@ -113,7 +112,8 @@ fn replay(
 /// Appends `data` to `out` as the body encoding needs it: one chunk, or as is for HTTP/1.0.
 pub fn encode(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
     if chunked {
-        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{:x}\r\n", data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
     } else {
@@ -121,6 +121,7 @@ pub fn encode(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
     }
 }
 
+/// One message as an SSE event.
 pub fn frame(id: &str, json: &str) -> Vec<u8> {
     format!("id: {id}\ndata: {json}\n\n").into_bytes()
 }

@@ -433,12 +433,12 @@ impl Step<'_> {
             .prepare_cached("INSERT OR IGNORE INTO channels (name) VALUES (?1)")?
             .execute([&m.ch])?;
         self.effects.messages_delta += 1;
-        self.effects.events.push(Arc::new(Event {
-            id: id.clone(),
-            ch: m.ch.clone(),
-            kind: m.kind.clone(),
-            json: envelope,
-        }));
+        self.effects.events.push(Arc::new(Event::new(
+            id.clone(),
+            m.ch.clone(),
+            m.kind.clone(),
+            &envelope,
+        )));
         Ok((id, ts))
     }
 
