@@ -175,13 +175,13 @@ fi
 
 sse live "/ch/$CH"
 LIVE_PID=$SSE_PID
-if ! wait_for "$TMP/live" ': open' 5; then
-  fail "sse live" "no ': open' within 5 s"
+if ! wait_for "$TMP/live" ': open' 20; then
+  fail "sse live" "no ': open' within 20 s"
 else
   publish smoke.sse '{"step":"live"}'
   C=$ID
   if [ -z "$C" ]; then fail "sse live" "publish failed: $CODE $(brief)"
-  elif ! wait_for "$TMP/live" "id: $C" 5; then fail "sse live" "event $C not received within 5 s"
+  elif ! wait_for "$TMP/live" "id: $C" 20; then fail "sse live" "event $C not received within 20 s"
   else
     live_line=$(tr -d '\r' <"$TMP/live" | sed -n 's/^data: //p' | grep "\"id\":\"$C\"")
     req GET "/ch/$CH/history?since=$B&n=1000"
@@ -198,12 +198,12 @@ D=$ID
 sse resume "/ch/$CH" -H "Last-Event-ID: ${C:-$B}"
 RESUME_PID=$SSE_PID
 if [ -z "$D" ]; then fail "sse resume Last-Event-ID" "publish failed: $CODE"
-elif ! wait_for "$TMP/resume" "id: $D" 5; then fail "sse resume Last-Event-ID" "missed event $D not replayed within 5 s"
+elif ! wait_for "$TMP/resume" "id: $D" 20; then fail "sse resume Last-Event-ID" "missed event $D not replayed within 20 s"
 else
   publish smoke.sse '{"step":"after-resume"}'
   E=$ID
   if [ -z "$E" ]; then fail "sse resume Last-Event-ID" "publish failed: $CODE"
-  elif ! wait_for "$TMP/resume" "id: $E" 5; then fail "sse resume Last-Event-ID" "live event $E not received after replay"
+  elif ! wait_for "$TMP/resume" "id: $E" 20; then fail "sse resume Last-Event-ID" "live event $E not received after replay"
   elif grep -q "^id: ${C:-$B}" "$TMP/resume"; then fail "sse resume Last-Event-ID" "replayed the Last-Event-ID message itself"
   elif [ "$(grep -n "^id: $D" "$TMP/resume" | cut -d: -f1)" -gt "$(grep -n "^id: $E" "$TMP/resume" | cut -d: -f1)" ]; then
     fail "sse resume Last-Event-ID" "replayed $D came after live $E"
@@ -213,19 +213,19 @@ stop_sse "$RESUME_PID"
 
 sse since "/ch/$CH?since=$D"
 SINCE_PID=$SSE_PID
-if [ -n "$D" ] && wait_for "$TMP/since" "id: $E" 5 && ! grep -q "^id: $D" "$TMP/since"; then ok "sse resume ?since="
+if [ -n "$D" ] && wait_for "$TMP/since" "id: $E" 20 && ! grep -q "^id: $D" "$TMP/since"; then ok "sse resume ?since="
 else fail "sse resume ?since=" "expected $E and not $D, got: $(grep '^id: ' "$TMP/since" | tr '\n' ' ')"; fi
 stop_sse "$SINCE_PID"
 
 sse god "/?type=smoke.god"
 GOD_PID=$SSE_PID
-if ! wait_for "$TMP/god" ': open' 5; then fail "sse all channels ?type=" "no ': open' within 5 s"
+if ! wait_for "$TMP/god" ': open' 20; then fail "sse all channels ?type=" "no ': open' within 20 s"
 else
   publish smoke.other '{"step":"filtered out"}'
   publish smoke.god '{"step":"god feed"}'
   G=$ID
   if [ -z "$G" ]; then fail "sse all channels ?type=" "publish failed: $CODE"
-  elif ! wait_for "$TMP/god" "id: $G" 5; then fail "sse all channels ?type=" "event $G not received within 5 s"
+  elif ! wait_for "$TMP/god" "id: $G" 20; then fail "sse all channels ?type=" "event $G not received within 20 s"
   elif tr -d '\r' <"$TMP/god" | grep '^data: ' | grep -v -q '"type":"smoke\.god'; then fail "sse all channels ?type=" "a message of another type came through"
   else ok "sse all channels ?type="; fi
 fi

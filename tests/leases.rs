@@ -98,19 +98,19 @@ fn touch_and_claimer_updates_extend_the_lease() {
         "not claimed"
     );
     let first = s
-        .task_action(&id, "claim", json!({"from":"w1","lease_s":1.5}))
+        .task_action(&id, "claim", json!({"from":"w1","lease_s":3}))
         .json()["lease_expires_at"]
         .as_f64()
         .unwrap();
     let r = s.task_action(&id, "touch", json!({"from":"w2"}));
     assert_eq!(r.status, 403);
     r.error();
-    // Keep it alive for well past the original lease, alternating touch and update.
-    let started = Instant::now();
+    // Keep it alive past the original lease, alternating touch and update. Renewing every
+    // 250 ms leaves a 3 s lease a tenfold margin for a busy machine's scheduling.
     let mut last = first;
     let mut n = 0;
-    while started.elapsed() < Duration::from_secs(4) {
-        std::thread::sleep(Duration::from_millis(400));
+    while workshop_now() < first + 1.0 {
+        std::thread::sleep(Duration::from_millis(250));
         let r = if n % 2 == 0 {
             let r = s.task_action(&id, "touch", json!({"from":"w1"}));
             assert_eq!(r.status, 200, "{}", r.text());
@@ -144,6 +144,14 @@ fn touch_and_claimer_updates_extend_the_lease() {
     assert!(expires - before > 500.0);
     assert_eq!(s.task_action(&id, "done", json!({"from":"w1"})).status, 200);
     assert_eq!(s.task(&id)["lease_expires_at"], Value::Null);
+}
+
+/// Unix seconds, the clock the server's lease times are in.
+fn workshop_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 #[test]
@@ -359,10 +367,11 @@ fn a_long_poll_returns_as_soon_as_a_task_is_created() {
         let r = request(port, "POST", "/tasks/claim", &[], body.as_bytes());
         (r.status, r.json(), started.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    // A task on another channel does not satisfy it.
+    wait_for(WAIT, "the claim to be waiting", || {
+        (s.get("/status").json()["claims-waiting"] == 1).then_some(())
+    });
+    // A task on another channel does not satisfy it: it wakes, finds nothing, waits again.
     s.create_task(json!({"from":"b","title":"elsewhere"}));
-    std::thread::sleep(Duration::from_millis(300));
     let id = s.create_task(json!({"from":"b","title":"wanted","ch":"jobs"}));
     let (status, body, waited) = waiter.join().unwrap();
     assert_eq!(status, 200);

@@ -2,7 +2,7 @@
 //! overload, slow and vanishing clients, bad input, a full disk, and sustained mixed load.
 //!
 //! Every test runs the real binary over real sockets and real files. Timing is only ever a
-//! bound on a behaviour ("answers within 1 s", "recovers before the deadline"), polled with
+//! bound on a behaviour ("answers within `PROMPT`", "recovers before the deadline"), polled with
 //! generous deadlines, never a sleep standing in for an assertion.
 //!
 //! `WORKSHOP_SOAK_SECS=600 cargo test --release --test reliability soak` runs the full soak.
@@ -21,6 +21,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 const SECOND: Duration = Duration::from_secs(1);
+/// How soon a request must be answered while others misbehave. What these tests guard
+/// against is a request queued behind a slow client until a 30 s socket timeout (or for
+/// ever); a quiet machine answers in milliseconds. 5 s separates the two on a busy 2-core CI
+/// machine where another test thread runs a soak or a crash test at the same time.
+const PROMPT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------
 // 1. Crash: SIGKILL under concurrent writes, restart on the same files.
@@ -424,14 +429,14 @@ fn idle_connections_and_a_slow_loris_do_not_starve_others() {
     for i in 0..10 {
         assert_prompt(
             port,
-            SECOND,
+            PROMPT,
             &format!("probe {i} with {idle} idle connections"),
         );
         let started = Instant::now();
         let r = try_post_json(port, "/ch/overload", &json!({"from": "a", "type": "t"})).unwrap();
         assert_eq!(r.status, 201);
         assert!(
-            started.elapsed() < SECOND,
+            started.elapsed() < PROMPT,
             "publish took {:?}",
             started.elapsed()
         );
@@ -503,7 +508,7 @@ fn unsent_request_bodies_do_not_starve_others() {
     let answered = answered.iter().filter(|a| **a).count();
     eprintln!("stalled bodies: {answered} of 48 answered before their body");
     for i in 0..5 {
-        assert_prompt(port, SECOND, &format!("probe {i} with 48 stalled bodies"));
+        assert_prompt(port, PROMPT, &format!("probe {i} with 48 stalled bodies"));
     }
     drop(stalled);
     server.assert_no_panic();
@@ -533,7 +538,9 @@ fn a_burst_of_new_streams_is_served_in_full() {
         .into_iter()
         .map(|mut s| {
             thread::spawn(move || {
-                let deadline = Instant::now() + 5 * SECOND;
+                // Generous for a busy machine; what this guards against is a stream queued
+                // behind open connections for the 30 s socket timeout.
+                let deadline = Instant::now() + 15 * SECOND;
                 s.set_read_timeout(Some(SECOND / 4)).unwrap();
                 let mut got = Vec::new();
                 let mut buf = [0u8; 1024];
@@ -554,7 +561,7 @@ fn a_burst_of_new_streams_is_served_in_full() {
         .map(|r| r.join().unwrap())
         .filter(|ok| *ok)
         .count();
-    assert_eq!(opened, burst, "streams opened within 5 s of a burst");
+    assert_eq!(opened, burst, "streams opened within 15 s of a burst");
     server.assert_no_panic();
 }
 
@@ -585,7 +592,7 @@ fn long_polling_claims_do_not_starve_others() {
     });
     // Spread over the waiters' 5 s, so every claim has reached the server by the last one.
     for i in 0..3 {
-        assert_prompt(port, SECOND, &format!("probe {i} with 48 claims waiting"));
+        assert_prompt(port, PROMPT, &format!("probe {i} with 48 claims waiting"));
         thread::sleep(SECOND / 2);
     }
     for w in waiters {
@@ -756,7 +763,7 @@ fn a_stalled_reader_is_dropped_without_slowing_publishers_or_growing_memory() {
         published.push(r.json()["id"].as_str().unwrap().to_string());
     }
     // Publishing never waited on the stalled reader.
-    assert!(slowest < 2 * SECOND, "slowest publish took {slowest:?}");
+    assert!(slowest < PROMPT, "slowest publish took {slowest:?}");
     wait_for(10 * SECOND, "the stalled reader to be dropped", || {
         let n = num(&server.status(), "subscribers");
         if n == 1 {
@@ -1219,7 +1226,7 @@ fn thousands_of_malformed_requests_change_nothing_and_break_nothing() {
     // Most of them were answered (with a 4xx), not just dropped.
     assert!(answered.load(Ordering::Relaxed) > 4 * per_thread / 2);
     assert_same_state(&before, &snapshot(&server), "malformed requests");
-    assert_prompt(port, SECOND, "after the malformed requests");
+    assert_prompt(port, PROMPT, "after the malformed requests");
     server.assert_no_panic();
 }
 
@@ -1384,6 +1391,11 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
     let Some(disk) = SmallDisk::mount(tmp.path().join("disk")) else {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } == 0 {
+            // CI runs as root where a tmpfs can be mounted: a skip there would be a lie.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "cannot mount a tmpfs under CI: the full-disk check did not run"
+            );
             eprintln!("SKIPPED: cannot mount a tmpfs here, and root ignores read-only modes");
         } else {
             eprintln!("no tmpfs here: checking a read-only blob folder instead");
@@ -1626,7 +1638,7 @@ fn soak_mixed_load_keeps_memory_flat() {
     while started.elapsed() < Duration::from_secs(secs) {
         thread::sleep(SECOND);
         samples.push((started.elapsed().as_secs(), server.rss_kib()));
-        assert_prompt(port, 2 * SECOND, "during the soak");
+        assert_prompt(port, PROMPT, "during the soak");
     }
     stop.store(true, Ordering::SeqCst);
     for w in workers {

@@ -312,8 +312,11 @@ fn shutdown_ends_a_waiting_claim_next_with_503() {
             body.to_string().as_bytes(),
         )
     });
-    // Nothing shows that the claim is waiting; a second is ample for it to get there.
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    common::wait_for(
+        std::time::Duration::from_secs(30),
+        "the claim to be waiting",
+        || (s.get("/status").json()["claims-waiting"] == 1).then_some(()),
+    );
     let status = s.stop();
     let answer = waiting.join().unwrap();
     assert_eq!(answer.status, 503, "{}", answer.text());

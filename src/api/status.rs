@@ -19,6 +19,7 @@ pub fn status(app: &App) -> Result<Reply, ApiError> {
             "tasks": app.store.stats.tasks.load(Ordering::Relaxed),
             "agents-live": agents_live,
             "subscribers": app.hub.subscriber_count(),
+            "claims-waiting": app.store.bell.waiting(),
             "open-fds": open_fds,
             "threads": threads,
         }),

@@ -38,6 +38,9 @@ pub struct Store {
 pub struct TaskBell {
     rings: Mutex<u64>,
     rung: Condvar,
+    /// Callers inside `wait` right now (`claims-waiting` in /status): what a test or an
+    /// operator watches to know a long poll is in place, instead of guessing with a sleep.
+    waiting: AtomicU64,
 }
 
 impl TaskBell {
@@ -54,9 +57,17 @@ impl TaskBell {
     /// Waits until it rings after `seen` rings, or `timeout` passes.
     pub fn wait(&self, seen: u64, timeout: Duration) {
         let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        // Counted under the lock, so a caller seen waiting is one a ring will wake.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         let _ = self
             .rung
             .wait_timeout_while(rings, timeout, |rings| *rings == seen);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// How many callers are waiting for a ring right now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::SeqCst)
     }
 }
 

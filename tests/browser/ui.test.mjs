@@ -195,7 +195,7 @@ async function main() {
     const text = `live from outside ${RUN}`;
     const t0 = Date.now();
     await publish("general", { from: "curl.user", type: "msg.text", body: { text } });
-    await row(page, text).waitFor({ timeout: 5_000 });
+    await row(page, text).waitFor();   // the default 20 s: generous for a busy machine
     console.log(`     appeared after ${Date.now() - t0} ms`);
     await shot(page, "01-feed-1280");
   });
@@ -378,7 +378,7 @@ async function main() {
     await page.locator("#feed .row .f", { hasText: img }).first().waitFor();
     await page.locator("#feed .row .badge", { hasText: scr }).first().waitFor();
     await card(page, "open", img).waitFor();
-    await page.locator("#presence .agent", { hasText: img }).waitFor({ timeout: 15_000 });   // refreshed every 10 s
+    await page.locator("#presence .agent", { hasText: img }).waitFor({ timeout: 40_000 });   // refreshed every 10 s; generous for a busy machine
     await page.locator("#feed .row .f", { hasText: img }).first().click();   // expanded JSON too
     await page.locator("#feed .detail", { hasText: "nested" }).waitFor();
     await page.waitForTimeout(500);
@@ -420,7 +420,7 @@ async function main() {
     const port = server.port;
     const how = await stopServer(server);
     console.log("     server stopped: " + how);
-    await page.locator('#conn[data-state="reconnecting"]').waitFor({ timeout: 10_000 });
+    await page.locator('#conn[data-state="reconnecting"]').waitFor({ timeout: 30_000 });
     await shot(page, "07-reconnecting-1280");
     server = await startServerRetrying(port);
     // published at once: the page is most likely still disconnected, so this one arrives by replay
