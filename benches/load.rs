@@ -464,14 +464,14 @@ fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
     table.add(
         S,
         "workshop / JetStream sync always",
-        &format!("{:.2}x", ws / medians[1].0),
+        format!("{:.2}x", ws / medians[1].0),
         ">= 1.0x",
         Some(ws >= medians[1].0),
     );
     table.add(
         S,
         "workshop / JetStream default sync",
-        &format!("{:.2}x", ws / medians[2].0),
+        format!("{:.2}x", ws / medians[2].0),
         ">= 1.0x",
         Some(ws >= medians[2].0),
     );
