@@ -210,8 +210,10 @@ async function main() {
   });
 
   await step("control: the same page, allowed by WORKSHOP_CORS_ORIGINS, can do all of it", async () => {
+    await page.goto(attackerOrigin + "/");
     const got = await page.evaluate(probe, { hub: control.base, zero: ZERO_ID });
     for (const [p, r] of Object.entries(got.reads)) assert(r === "read 200", `read ${p}: ${r}`);
+    assert(got.form === "submitted", "form: " + got.form);
     assert(got.simplePost === "read 201", "simple POST: " + got.simplePost);
     assert(got.preflightedPost === "read 201", "preflighted POST: " + got.preflightedPost);
     assert(got.sse.startsWith("message: ") && got.sse.includes(SECRET), "EventSource: " + got.sse);
