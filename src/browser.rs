@@ -309,8 +309,7 @@ pub fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, String> {
         let authority = origin
             .strip_prefix("http://")
             .or_else(|| origin.strip_prefix("https://"));
-        if !authority.is_some_and(|a| host_name(a).is_some() && !a.contains(['/', '?', '#', '@']))
-        {
+        if !authority.is_some_and(|a| host_name(a).is_some() && !a.contains(['/', '?', '#', '@'])) {
             return Err(format!(
                 "WORKSHOP_CORS_ORIGINS must be * or comma-separated origins like \
                  http://host:port, got {item:?}"
@@ -409,7 +408,11 @@ mod tests {
             "hub.tail1234.ts.net",
             "HUB.tail1234.ts.net.:80",
         ] {
-            assert_eq!(status(p.admit(&seen(good, None), &Method::Get)), 200, "{good}");
+            assert_eq!(
+                status(p.admit(&seen(good, None), &Method::Get)),
+                200,
+                "{good}"
+            );
         }
         for bad in [
             "evil.test:4242",
@@ -423,7 +426,11 @@ mod tests {
         ] {
             let err = p.admit(&seen(bad, None), &Method::Get).unwrap_err();
             assert_eq!(err.status, 403, "{bad}");
-            assert!(err.message.contains("WORKSHOP_HOSTNAMES"), "{}", err.message);
+            assert!(
+                err.message.contains("WORKSHOP_HOSTNAMES"),
+                "{}",
+                err.message
+            );
         }
         let no_host = Seen {
             fetch_mode: Some("navigate"),
@@ -508,8 +515,14 @@ mod tests {
             header(&h, "Access-Control-Allow-Origin"),
             Some("https://ui.example")
         );
-        assert_eq!(header(&h, "Access-Control-Allow-Methods"), Some(ALLOW_METHODS));
-        assert_eq!(header(&h, "Access-Control-Allow-Headers"), Some(ALLOW_HEADERS));
+        assert_eq!(
+            header(&h, "Access-Control-Allow-Methods"),
+            Some(ALLOW_METHODS)
+        );
+        assert_eq!(
+            header(&h, "Access-Control-Allow-Headers"),
+            Some(ALLOW_HEADERS)
+        );
         assert_eq!(header(&h, "Vary"), Some("Origin"));
         let h = listed.headers(&s, &Method::Get, "/ch/a", None);
         assert_eq!(header(&h, "Access-Control-Allow-Methods"), None);
@@ -528,7 +541,10 @@ mod tests {
         let p = policy("", "");
         let h = p.headers(&Seen::default(), &Method::Get, "/ui", None);
         let csp = header(&h, "Content-Security-Policy").unwrap();
-        assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"), "{csp}");
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'sha256-"),
+            "{csp}"
+        );
         assert!(csp.ends_with("; frame-ancestors 'none'"), "{csp}");
         let h = p.headers(&Seen::default(), &Method::Get, "/files/sha256:x", None);
         assert_eq!(header(&h, "Content-Disposition"), Some("attachment"));
@@ -583,7 +599,13 @@ mod tests {
             parse_cors_origins("HTTPS://UI.example/,http://[::1]:9").unwrap(),
             CorsOrigins::Listed(vec!["https://ui.example".into(), "http://[::1]:9".into()])
         );
-        for bad in ["ui.example", "https://ui.example/path", "*,https://a", "ftp://a", "https://"] {
+        for bad in [
+            "ui.example",
+            "https://ui.example/path",
+            "*,https://a",
+            "ftp://a",
+            "https://",
+        ] {
             let err = parse_cors_origins(bad).unwrap_err();
             assert!(err.starts_with("WORKSHOP_CORS_ORIGINS"), "{err}");
         }

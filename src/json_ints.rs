@@ -38,15 +38,18 @@ pub fn refuse_inexact(json: &[u8]) -> Result<(), ApiError> {
             continue;
         }
         let start = i;
-        while i < json.len() && matches!(json[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-        {
+        while i < json.len() && matches!(json[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
             i += 1;
         }
         let token = std::str::from_utf8(&json[start..i]).unwrap_or_default();
         let integer = !token.contains(['.', 'e', 'E']);
         if integer && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
             let shown: String = token.chars().take(QUOTED_DIGITS).collect();
-            let more = if token.len() > QUOTED_DIGITS { "..." } else { "" };
+            let more = if token.len() > QUOTED_DIGITS {
+                "..."
+            } else {
+                ""
+            };
             return Err(ApiError::bad_request(format!(
                 "the integer {shown}{more} does not fit in 64 bits and would be rounded: \
                  send it as a string"

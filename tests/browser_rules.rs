@@ -98,12 +98,23 @@ fn curl_style_requests_without_browser_headers_are_unaffected() {
     let id = s.create_task(json!({"from":"boss","title":"t"}));
     let headers = [("User-Agent", "python-requests/2.32")];
     let claim = br#"{"from":"w"}"#;
-    let r = send(s.port, "POST", &format!("/tasks/{id}/claim"), "hub", &headers, claim);
+    let r = send(
+        s.port,
+        "POST",
+        &format!("/tasks/{id}/claim"),
+        "hub",
+        &headers,
+        claim,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let mut stream = common::Sse::connect(s.port, "/ch/csrf", &[("User-Agent", CURL)]);
     assert_eq!(stream.status, 200);
     assert!(stream.next(WAIT).is_some_and(|e| e.comment.is_some()));
-    assert_eq!(stored(&s), (5, 1), "3 publishes, task.created, task.claimed");
+    assert_eq!(
+        stored(&s),
+        (5, 1),
+        "3 publishes, task.created, task.claimed"
+    );
 }
 
 #[test]
@@ -134,7 +145,14 @@ fn browser_requests_need_a_host_that_cannot_be_rebound() {
     assert_refused(&r, "WORKSHOP_HOSTNAMES");
     assert_eq!(stored(&s), (0, 0));
     // Only Sec-Fetch metadata, or only an Origin, marks a browser just as well.
-    let r = send(p, "GET", "/status", &rebound, &[("Sec-Fetch-Mode", "cors")], b"");
+    let r = send(
+        p,
+        "GET",
+        "/status",
+        &rebound,
+        &[("Sec-Fetch-Mode", "cors")],
+        b"",
+    );
     assert_eq!(r.status, 403);
     let r = send(p, "GET", "/status", &rebound, &[("Origin", "null")], b"");
     assert_eq!(r.status, 403);
@@ -172,7 +190,12 @@ fn cross_origin_writes_are_refused_and_change_nothing() {
         ("/presence", r#"{"from":"victim"}"#),
         ("/files", "forged"),
     ] {
-        for origin in [EVIL, "null", "http://localhost:1", &format!("http://{host}.evil")] {
+        for origin in [
+            EVIL,
+            "null",
+            "http://localhost:1",
+            &format!("http://{host}.evil"),
+        ] {
             let r = browser_post(&s, path, &host, origin, body);
             assert_refused(&r, "WORKSHOP_CORS_ORIGINS");
             assert_eq!(r.header("access-control-allow-origin"), None);
@@ -191,7 +214,13 @@ fn cross_origin_writes_are_refused_and_change_nothing() {
     assert_eq!(s.task(&id)["status"], "claimed");
 
     // The served UI's own writes, with any content type, still go through.
-    let r = browser_post(&s, "/ch/ui", &host, &own_origin(&s), r#"{"from":"me","type":"t"}"#);
+    let r = browser_post(
+        &s,
+        "/ch/ui",
+        &host,
+        &own_origin(&s),
+        r#"{"from":"me","type":"t"}"#,
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let headers = [
         ("User-Agent", CHROME),
@@ -240,7 +269,11 @@ fn cors_is_opt_in_by_origin() {
     let r = browser_post(&s, "/ch/a", &host, ui, r#"{"from":"ui","type":"t"}"#);
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.header("access-control-allow-origin"), Some(ui));
-    let read = [("User-Agent", CHROME), ("Origin", ui), ("Sec-Fetch-Mode", "cors")];
+    let read = [
+        ("User-Agent", CHROME),
+        ("Origin", ui),
+        ("Sec-Fetch-Mode", "cors"),
+    ];
     let r = send(p, "GET", "/ch/a/history", &host, &read, b"");
     assert_eq!(r.header("access-control-allow-origin"), Some(ui));
     assert_eq!(r.text().lines().count(), 1);
@@ -271,7 +304,10 @@ fn star_restores_cross_origin_reads_and_writes() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     // As in the first release: every answer, with or without an Origin.
-    assert_eq!(s.get("/status").header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        s.get("/status").header("access-control-allow-origin"),
+        Some("*")
+    );
     let r = common::request(s.port, "OPTIONS", "/ch/open", &[], b"");
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert!(r.header("access-control-allow-headers").is_some());
@@ -280,7 +316,14 @@ fn star_restores_cross_origin_reads_and_writes() {
     let head = common::request(s.port, "HEAD", "/ch/open", &[], b"");
     assert_eq!(head.header("access-control-allow-origin"), Some("*"));
     // The Host check still holds: `*` opens the hub to origins, not to rebinding.
-    let r = send(s.port, "GET", "/status", "evil.test", &[("User-Agent", CHROME)], b"");
+    let r = send(
+        s.port,
+        "GET",
+        "/status",
+        "evil.test",
+        &[("User-Agent", CHROME)],
+        b"",
+    );
     assert_eq!(r.status, 403);
 }
 
@@ -288,7 +331,9 @@ fn star_restores_cross_origin_reads_and_writes() {
 fn security_headers_on_ui_files_and_every_answer() {
     let s = Server::start();
     let ui = s.get("/ui");
-    let csp = ui.header("content-security-policy").expect("CSP header on /ui");
+    let csp = ui
+        .header("content-security-policy")
+        .expect("CSP header on /ui");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     // The header carries the meta tag's policy, script hash included.
     let html = ui.text();
@@ -300,11 +345,11 @@ fn security_headers_on_ui_files_and_every_answer() {
     assert!(meta.contains("script-src 'sha256-"));
     assert_eq!(csp, format!("{meta}; frame-ancestors 'none'"));
 
-    let hash = common::request(s.port, "POST", "/files", &[], b"<svg onload=alert(1)>").json()
-        ["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let hash =
+        common::request(s.port, "POST", "/files", &[], b"<svg onload=alert(1)>").json()["hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
     for method in ["GET", "HEAD"] {
         let r = common::request(s.port, method, &format!("/files/{hash}"), &[], b"");
         assert_eq!(r.status, 200);
@@ -316,12 +361,18 @@ fn security_headers_on_ui_files_and_every_answer() {
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     }
     for (name, want) in [
-        ("report.svg", "attachment; filename=\"report.svg\"; filename*=UTF-8''report.svg"),
+        (
+            "report.svg",
+            "attachment; filename=\"report.svg\"; filename*=UTF-8''report.svg",
+        ),
         (
             "..%2F..%2F%C3%A9t%C3%A9%0D%0AX-Evil%3A%201.svg",
             "attachment; filename=\"_t_X-Evil: 1.svg\"; filename*=UTF-8''%C3%A9t%C3%A9X-Evil%3A%201.svg",
         ),
-        ("%22%3B%20x", "attachment; filename=\"_ x\"; filename*=UTF-8''%3B%20x"),
+        (
+            "%22%3B%20x",
+            "attachment; filename=\"_ x\"; filename*=UTF-8''%3B%20x",
+        ),
         ("..", "attachment"),
     ] {
         let r = s.get(&format!("/files/{hash}?name={name}"));
@@ -331,9 +382,19 @@ fn security_headers_on_ui_files_and_every_answer() {
     }
     // nosniff on every kind of answer.
     let id = s.publish("n", "t", json!({}));
-    for path in ["/status", "/ch/n/history", "/nope", "/ui", &format!("/tasks/{id}")] {
+    for path in [
+        "/status",
+        "/ch/n/history",
+        "/nope",
+        "/ui",
+        &format!("/tasks/{id}"),
+    ] {
         let r = s.get(path);
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
     }
     let sse = s.sse("/ch/n", &[]);
     assert_eq!(sse.header("x-content-type-options"), Some("nosniff"));
@@ -441,16 +502,24 @@ fn integers_beyond_64_bits_are_refused_not_rounded() {
         assert_eq!(r.status, 400, "{body}: {}", r.text());
         assert!(r.error().contains("64 bits"));
     }
-    let r = s.post("/tasks", r#"{"from":"x","title":"t","context":{"id":99999999999999999999}}"#);
+    let r = s.post(
+        "/tasks",
+        r#"{"from":"x","title":"t","context":{"id":99999999999999999999}}"#,
+    );
     assert_eq!(r.status, 400);
     assert_eq!(stored(&s), (0, 0));
     // What fits is stored exactly, as are big numbers sent as strings and float literals.
     let exact = r#"{"max":18446744073709551615,"min":-9223372036854775808,"s":"18446744073709551616","f":1e300}"#;
-    let r = s.post("/ch/big", &format!(r#"{{"from":"x","type":"t","body":{exact}}}"#));
+    let r = s.post(
+        "/ch/big",
+        &format!(r#"{{"from":"x","type":"t","body":{exact}}}"#),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let line = s.get("/ch/big/history").text();
     assert!(
-        line.contains(r#""max":18446744073709551615,"min":-9223372036854775808,"s":"18446744073709551616""#),
+        line.contains(
+            r#""max":18446744073709551615,"min":-9223372036854775808,"s":"18446744073709551616""#
+        ),
         "{line}"
     );
 }
@@ -476,7 +545,8 @@ fn leases_are_at_least_one_second() {
 #[test]
 fn the_verbose_log_escapes_control_characters() {
     let s = Server::start_with(&[("WORKSHOP_VERBOSE", "true")]);
-    let raw = b"GET /nowhere\x1b[2J\x1b]0;pwned\x07 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let raw =
+        b"GET /nowhere\x1b[2J\x1b]0;pwned\x07 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let answer = common::raw_exchange(s.port, raw, WAIT).expect("exchange");
     assert!(!answer.is_empty(), "an answer came back");
     let line = wait_for(WAIT, "the log line", || {
@@ -485,6 +555,12 @@ fn the_verbose_log_escapes_control_characters() {
             .find(|l| l.contains("/nowhere"))
             .map(str::to_string)
     });
-    assert!(!line.contains('\u{1b}') && !line.contains('\u{7}'), "{line:?}");
-    assert!(line.contains(r"/nowhere\u{1b}[2J\u{1b}]0;pwned\u{7}"), "{line}");
+    assert!(
+        !line.contains('\u{1b}') && !line.contains('\u{7}'),
+        "{line:?}"
+    );
+    assert!(
+        line.contains(r"/nowhere\u{1b}[2J\u{1b}]0;pwned\u{7}"),
+        "{line}"
+    );
 }

@@ -111,10 +111,28 @@ mod tests {
 
     #[test]
     fn channel_names() {
-        for good in ["general", "a", "A-Z_0.9:x", &"x".repeat(64), "...", ".a", "a.."] {
+        for good in [
+            "general",
+            "a",
+            "A-Z_0.9:x",
+            &"x".repeat(64),
+            "...",
+            ".a",
+            "a..",
+        ] {
             assert!(valid_channel(good), "{good}");
         }
-        for bad in ["", "a b", "a/b", "é", "a%20", &"x".repeat(65), "..\u{0}", ".", ".."] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "é",
+            "a%20",
+            &"x".repeat(65),
+            "..\u{0}",
+            ".",
+            "..",
+        ] {
             assert!(!valid_channel(bad), "{bad}");
         }
     }
