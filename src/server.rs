@@ -256,24 +256,23 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     let method = request.method().clone();
     let url = request.url().to_string();
     let (admitted, browser_headers) = browser_rules(app, &request, &method, &url);
-    let outcome = admitted
-        .and_then(|()| split_url(&url))
-        .and_then(|(path, params)| {
-            // tiny_http treats an unparseable Content-Length as no body at all: an upload would
-            // store an empty file. The body the client meant is unknown, so refuse the request.
-            if request_header(&request, "Content-Length")
-                .is_some_and(|len| len.trim().parse::<u64>().is_err())
-            {
-                return Err(ApiError::bad_request(
-                    "Content-Length must be a whole number",
-                ));
-            }
-            let route = route(&method, path)?;
-            if let (Route::Stream(ch), Method::Get) = (&route, &method) {
-                return Ok(Outcome::Stream(stream_filter(app, *ch, &params, &request)?));
-            }
-            handle(app, route, &params, &mut request).map(Outcome::Reply)
-        });
+    let outcome = split_url(&url).and_then(|(path, params)| {
+        admitted?;
+        // tiny_http treats an unparseable Content-Length as no body at all: an upload would
+        // store an empty file. The body the client meant is unknown, so refuse the request.
+        if request_header(&request, "Content-Length")
+            .is_some_and(|len| len.trim().parse::<u64>().is_err())
+        {
+            return Err(ApiError::bad_request(
+                "Content-Length must be a whole number",
+            ));
+        }
+        let route = route(&method, path)?;
+        if let (Route::Stream(ch), Method::Get) = (&route, &method) {
+            return Ok(Outcome::Stream(stream_filter(app, *ch, &params, &request)?));
+        }
+        handle(app, route, &params, &mut request).map(Outcome::Reply)
+    });
     let outcome = outcome.unwrap_or_else(|err| Outcome::Reply(err.into()));
     let status = match &outcome {
         Outcome::Reply(reply) => reply.status(),
