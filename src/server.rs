@@ -3,7 +3,7 @@
 use crate::api::{channels, files, presence, status, tasks};
 use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
-use crate::browser::{self, printable};
+use crate::browser;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::{Reply, request_header, respond, respond_with, split_url};
@@ -295,6 +295,19 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     }
 }
 
+/// Client text for the log, with control characters escaped: no terminal escape sequence
+/// from a request line reaches whoever reads the log.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether the browser rules let this request through, and the headers they add to its
 /// answer (refusals included: an allowed origin must be able to read its errors).
 fn browser_rules(
@@ -378,6 +391,12 @@ fn stream_filter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_the_log() {
+        assert_eq!(printable("/ch/a\u{1b}[31m\r\n"), "/ch/a\\u{1b}[31m\\r\\n");
+        assert_eq!(printable("plain é"), "plain é");
+    }
 
     #[test]
     fn routes() {

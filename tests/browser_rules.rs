@@ -564,3 +564,25 @@ fn the_verbose_log_escapes_control_characters() {
         "{line}"
     );
 }
+
+#[test]
+fn bad_browser_settings_stop_start_up_with_one_line_naming_them() {
+    for (key, value) in [
+        ("WORKSHOP_HOSTNAMES", "http://hub:4242"),
+        ("WORKSHOP_CORS_ORIGINS", "ui.example"),
+        ("WORKSHOP_CORS_ORIGINS", "https://ui.example/app"),
+    ] {
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let out = std::process::Command::new(common::BIN)
+            .env_clear()
+            .env("PORT", "0")
+            .env(key, value)
+            .current_dir(scratch.path())
+            .output()
+            .expect("run workshop");
+        assert!(!out.status.success(), "{key}={value} started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(key), "{stderr}");
+    }
+}
