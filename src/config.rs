@@ -12,6 +12,8 @@ pub struct Config {
     /// Messages older than this many days are deleted; 0 keeps them forever.
     pub retention_days: u64,
     pub max_file_bytes: u64,
+    /// `WORKSHOP_HOSTNAMES` and `WORKSHOP_CORS_ORIGINS`: what browsers may do (see `browser`).
+    pub browser: crate::browser::Policy,
 }
 
 impl Config {
@@ -52,6 +54,14 @@ impl Config {
             verbose,
             retention_days: parse_number(&get, "WORKSHOP_RETENTION_DAYS", 30)?,
             max_file_bytes,
+            browser: crate::browser::Policy {
+                hostnames: crate::browser::parse_hostnames(
+                    &get("WORKSHOP_HOSTNAMES").unwrap_or_default(),
+                )?,
+                cors: crate::browser::parse_cors_origins(
+                    &get("WORKSHOP_CORS_ORIGINS").unwrap_or_default(),
+                )?,
+            },
         })
     }
 }
@@ -92,6 +102,7 @@ mod tests {
         assert!(!c.verbose);
         assert_eq!(c.retention_days, 30);
         assert_eq!(c.max_file_bytes, 104_857_600);
+        assert_eq!(c.browser, crate::browser::Policy::default());
     }
 
     #[test]
@@ -104,6 +115,8 @@ mod tests {
             ("WORKSHOP_RETENTION_DAYS", "-1"),
             ("WORKSHOP_MAX_FILE_BYTES", "1e9"),
             ("WORKSHOP_MAX_FILE_BYTES", "0"),
+            ("WORKSHOP_HOSTNAMES", "http://hub"),
+            ("WORKSHOP_CORS_ORIGINS", "hub.example"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert!(err.starts_with(key), "{err}");

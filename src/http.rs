@@ -1,4 +1,4 @@
-//! HTTP plumbing shared by the handlers: replies, query strings, bounded JSON bodies, CORS.
+//! HTTP plumbing shared by the handlers: replies, query strings, bounded JSON bodies.
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -53,13 +53,18 @@ pub fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
-fn cors() -> Header {
-    header("Access-Control-Allow-Origin", "*")
-}
-
 /// Sends a reply; a client that has already gone away is no one to tell.
 pub fn respond(request: Request, reply: Reply) {
-    let _ = request.respond(into_response(reply));
+    respond_with(request, reply, &[]);
+}
+
+/// Sends a reply with extra headers (the browser rules' CORS, CSP and download headers).
+pub fn respond_with(request: Request, reply: Reply, extra: &[(&str, String)]) {
+    let mut response = into_response(reply);
+    for (name, value) in extra {
+        response.add_header(header(name, value));
+    }
+    let _ = request.respond(response);
 }
 
 /// Turns a reply into a tiny_http response.
@@ -95,16 +100,8 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
                 vec![header("Content-Type", "text/html; charset=utf-8")],
             )
         }
-        Reply::Preflight => {
-            let headers = vec![
-                header("Access-Control-Allow-Methods", "GET,HEAD,POST,OPTIONS"),
-                header("Access-Control-Allow-Headers", "Content-Type,Last-Event-ID"),
-                header("Access-Control-Max-Age", "86400"),
-            ];
-            let (body, _) = boxed(Vec::new());
-            (body, None, headers)
-        }
-        Reply::Empty(_) => {
+        // A preflight's allow headers depend on its origin: `browser::Policy::headers`.
+        Reply::Preflight | Reply::Empty(_) => {
             let (body, _) = boxed(Vec::new());
             (body, None, vec![])
         }
@@ -112,7 +109,7 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
             let (body, _) = boxed(Vec::new());
             let headers = crate::sse::HEADERS
                 .iter()
-                .filter(|(name, _)| *name != "Access-Control-Allow-Origin")
+                .filter(|(name, _)| *name != "X-Content-Type-Options")
                 .map(|(name, value)| header(name, value))
                 .collect();
             (body, None, headers)
@@ -130,7 +127,8 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
     let mut response = Response::new(StatusCode(status), headers, body, len, None)
         // Known lengths are always sent with Content-Length, never chunked.
         .with_chunked_threshold(usize::MAX);
-    response.add_header(cors());
+    // No answer may be sniffed into something runnable (HTML, script) by a browser.
+    response.add_header(header("X-Content-Type-Options", "nosniff"));
     response
 }
 
@@ -235,7 +233,7 @@ pub fn read_json_object(request: &mut Request) -> Result<Map<String, Value>, Api
         return Err(ApiError::bad_request("request body must be a JSON object"));
     }
     match serde_json::from_slice(&body) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => crate::json_ints::refuse_inexact(&body).map(|()| map),
         Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
         Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
     }

@@ -5,12 +5,14 @@
 pub mod api;
 pub mod blobs;
 pub mod broadcast;
+pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod hub;
 pub mod ids;
+pub mod json_ints;
 pub mod server;
 pub mod sse;
 pub mod store;

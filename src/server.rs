@@ -3,9 +3,10 @@
 use crate::api::{channels, files, presence, status, tasks};
 use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
+use crate::browser;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::{Reply, request_header, respond, split_url};
+use crate::http::{Reply, request_header, respond, respond_with, split_url};
 use crate::hub::Hub;
 use crate::sse;
 use crate::store::{Op, Store};
@@ -18,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use tiny_http::{Method, Request};
 
-const UI_PAGE: &str = include_str!("../ui.html");
+pub(crate) const UI_PAGE: &str = include_str!("../ui.html");
 /// An idle keep-alive connection is closed after this; a stalled writer is dropped after it.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most simultaneous SSE streams (each holds a socket; the broadcaster writes them all).
@@ -254,7 +255,9 @@ impl Drop for InFlight<'_> {
 fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     let method = request.method().clone();
     let url = request.url().to_string();
+    let (admitted, browser_headers) = browser_rules(app, &request, &method, &url);
     let outcome = split_url(&url).and_then(|(path, params)| {
+        admitted?;
         // tiny_http treats an unparseable Content-Length as no body at all: an upload would
         // store an empty file. The body the client meant is unknown, so refuse the request.
         if request_header(&request, "Content-Length")
@@ -277,18 +280,48 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     };
     if app.config.verbose {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (method, url) = (printable(method.as_str()), printable(&url));
         eprintln!("{method} {url} \u{2192} {status} ({ms:.1} ms)");
     }
     match outcome {
         Outcome::Reply(reply) => {
-            respond(request, reply);
+            respond_with(request, reply, &browser_headers);
             true
         }
         Outcome::Stream(filter) => {
-            sse::open(app, request, filter);
+            sse::open(app, request, filter, &browser_headers);
             false
         }
     }
+}
+
+/// Client text for the log, with control characters escaped: no terminal escape sequence
+/// from a request line reaches whoever reads the log.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether the browser rules let this request through, and the headers they add to its
+/// answer (refusals included: an allowed origin must be able to read its errors).
+fn browser_rules(
+    app: &App,
+    request: &Request,
+    method: &Method,
+    url: &str,
+) -> (Result<(), ApiError>, Vec<(&'static str, String)>) {
+    let policy = &app.config.browser;
+    let seen = browser::Seen::of(request);
+    let path = url.split('?').next().unwrap_or(url);
+    let name = split_url(url).ok().and_then(|(_, mut q)| q.remove("name"));
+    let headers = policy.headers(&seen, method, path, name.as_deref());
+    (policy.admit(&seen, method), headers)
 }
 
 enum Outcome {
@@ -358,6 +391,12 @@ fn stream_filter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_the_log() {
+        assert_eq!(printable("/ch/a\u{1b}[31m\r\n"), "/ch/a\\u{1b}[31m\\r\\n");
+        assert_eq!(printable("plain é"), "plain é");
+    }
 
     #[test]
     fn routes() {

@@ -24,7 +24,7 @@ pub const HEADERS: &[(&str, &str)] = &[
     ("Content-Type", "text/event-stream"),
     ("Cache-Control", "no-cache"),
     ("X-Accel-Buffering", "no"),
-    ("Access-Control-Allow-Origin", "*"),
+    ("X-Content-Type-Options", "nosniff"),
 ];
 
 /// What a client asked to watch.
@@ -46,7 +46,8 @@ impl Filter {
 }
 
 /// Starts the stream and hands it to the broadcaster. Returns once the replay is sent.
-pub fn open(app: &App, request: Request, filter: Filter) {
+/// `extra`: headers the browser rules add (CORS for an allowed origin).
+pub fn open(app: &App, request: Request, filter: Filter, extra: &[(&str, String)]) {
     let Some(subscription) = app.hub.subscribe(filter.ch.clone()) else {
         let refusal = ApiError::unavailable("server is shutting down");
         return respond(request, refusal.into());
@@ -64,7 +65,7 @@ pub fn open(app: &App, request: Request, filter: Filter) {
     };
     let mut last_sent = filter.since.clone();
     let started = out
-        .head(version)
+        .head(version, extra)
         .and_then(|()| out.send(b": open\n\n"))
         .and_then(|()| match filter.since {
             Some(_) => replay(app, &filter, &mut last_sent, &mut out),
@@ -134,9 +135,10 @@ struct EventWriter {
 }
 
 impl EventWriter {
-    fn head(&mut self, version: &str) -> io::Result<()> {
+    fn head(&mut self, version: &str, extra: &[(&str, String)]) -> io::Result<()> {
         let mut head = format!("HTTP/{version} 200 OK\r\n");
-        for (name, value) in HEADERS {
+        let extra = extra.iter().map(|(name, value)| (*name, value.as_str()));
+        for (name, value) in HEADERS.iter().copied().chain(extra) {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str(if self.chunked {

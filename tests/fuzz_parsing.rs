@@ -136,9 +136,11 @@ proptest! {
         any::<String>(),
         "[A-Za-z0-9_.:-]{0,70}",
         "[A-Za-z0-9_.:/ %é-]{1,10}",
+        "[.]{1,3}",
     ]) {
         let expected = (1..=64).contains(&name.chars().count())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+            && name != "." && name != "..";
         prop_assert_eq!(valid_channel(&name), expected);
     }
 

@@ -51,6 +51,12 @@ fn new_fields_have_defaults_and_show_in_task_json() {
         400
     );
     assert_eq!(
+        s.task_action(&id, "claim", json!({"from":"w","lease_s":0.999}))
+            .status,
+        400,
+        "a lease is at least 1 s"
+    );
+    assert_eq!(
         s.task_action(&id, "claim", json!({"from":"w","lease_s":"x"}))
             .status,
         400
@@ -61,7 +67,7 @@ fn new_fields_have_defaults_and_show_in_task_json() {
 fn an_expired_lease_returns_the_task_with_task_expired() {
     let s = Server::start();
     let id = s.create_task(json!({"from":"boss","title":"fragile","ch":"jobs"}));
-    let r = s.task_action(&id, "claim", json!({"from":"w1","lease_s":0.5}));
+    let r = s.task_action(&id, "claim", json!({"from":"w1","lease_s":1}));
     assert_eq!(r.status, 200);
     let expires = r.json()["lease_expires_at"].as_f64().unwrap();
     assert_eq!(s.task(&id)["lease_expires_at"].as_f64().unwrap(), expires);
@@ -130,12 +136,13 @@ fn touch_and_claimer_updates_extend_the_lease() {
     }
     assert_eq!(s.task(&id)["status"], "claimed");
     assert!(announcements(&s, "task.expired", &id).is_empty());
-    // Someone else's update does not extend it.
+    // Someone else's update is refused (only the claimer reports progress) and does not
+    // extend it.
     let before = s.task(&id)["lease_expires_at"].as_f64().unwrap();
     assert_eq!(
         s.task_action(&id, "update", json!({"from":"boss","note":"hi"}))
             .status,
-        200
+        403
     );
     assert_eq!(s.task(&id)["lease_expires_at"].as_f64().unwrap(), before);
     // touch can change the lease length.
@@ -162,7 +169,7 @@ fn a_claim_without_lease_never_expires_and_touch_needs_one() {
     assert_eq!(s.task(&id)["lease_expires_at"], Value::Null);
     assert_eq!(s.task_action(&id, "touch", json!({"from":"w"})).status, 400);
     let other = s.create_task(json!({"from":"boss","title":"leased"}));
-    s.task_action(&other, "claim", json!({"from":"w","lease_s":0.2}));
+    s.task_action(&other, "claim", json!({"from":"w","lease_s":1}));
     wait_for(WAIT, "the leased one to expire", || {
         (s.task(&other)["status"] == "open").then_some(())
     });
@@ -196,7 +203,7 @@ fn attempts_lead_to_failed_and_retry_revives() {
     let r = s.task_action(&id, "abandon", json!({"from":"w","reason":"try 1"}));
     assert_eq!(r.json(), json!({"id": id, "status":"open"}));
     assert_eq!(s.task(&id)["attempts"], 1);
-    s.task_action(&id, "claim", json!({"from":"w","lease_s":0.2}));
+    s.task_action(&id, "claim", json!({"from":"w","lease_s":1}));
     let t = wait_for(WAIT, "failure after expiry", || {
         let t = s.task(&id);
         (t["status"] == "failed").then_some(t)

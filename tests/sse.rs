@@ -29,7 +29,9 @@ fn stream_headers_and_open_comment() {
         assert_eq!(sse.header("content-type"), Some("text/event-stream"));
         assert_eq!(sse.header("cache-control"), Some("no-cache"));
         assert_eq!(sse.header("x-accel-buffering"), Some("no"));
-        assert_eq!(sse.header("access-control-allow-origin"), Some("*"));
+        // Opt-in since the browser rules (tests/browser_rules.rs): no CORS by default.
+        assert_eq!(sse.header("access-control-allow-origin"), None);
+        assert_eq!(sse.header("x-content-type-options"), Some("nosniff"));
         let first = sse.next(WAIT).expect("first bytes");
         assert_eq!(first.comment.as_deref(), Some("open"));
     }
@@ -37,7 +39,8 @@ fn stream_headers_and_open_comment() {
         let head = request(s.port, "HEAD", path, &[], b"");
         assert_eq!(head.status, 200);
         assert_eq!(head.header("content-type"), Some("text/event-stream"));
-        assert_eq!(head.header("access-control-allow-origin"), Some("*"));
+        assert_eq!(head.header("access-control-allow-origin"), None);
+        assert_eq!(head.header("x-content-type-options"), Some("nosniff"));
     }
     assert_eq!(s.get("/ch/bad%20name").status, 400);
     assert_eq!(s.get("/ch/x?since=bogus").status, 400);

@@ -13,9 +13,12 @@ const MAX_IDENTITY: usize = 128;
 /// Longest message type and task title accepted.
 const MAX_LABEL: usize = 256;
 
-/// Channel names: 1-64 chars of `A-Z a-z 0-9 _ . : -`.
+/// Channel names: 1-64 chars of `A-Z a-z 0-9 _ . : -`, but not `.` or `..`: clients and
+/// proxies resolve `/ch/..` to `/` before it is sent, so such a channel could never be read.
 pub fn valid_channel(name: &str) -> bool {
     (1..=64).contains(&name.len())
+        && name != "."
+        && name != ".."
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
@@ -26,7 +29,7 @@ pub fn channel(name: &str) -> Result<String, ApiError> {
         Ok(name.to_string())
     } else {
         Err(ApiError::bad_request(format!(
-            "invalid channel name {name:?}: use 1-64 of A-Z a-z 0-9 _ . : -"
+            "invalid channel name {name:?}: use 1-64 of A-Z a-z 0-9 _ . : - (not . or ..)"
         )))
     }
 }
@@ -108,10 +111,28 @@ mod tests {
 
     #[test]
     fn channel_names() {
-        for good in ["general", "a", "A-Z_0.9:x", &"x".repeat(64)] {
+        for good in [
+            "general",
+            "a",
+            "A-Z_0.9:x",
+            &"x".repeat(64),
+            "...",
+            ".a",
+            "a..",
+        ] {
             assert!(valid_channel(good), "{good}");
         }
-        for bad in ["", "a b", "a/b", "é", "a%20", &"x".repeat(65), "..\u{0}"] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "é",
+            "a%20",
+            &"x".repeat(65),
+            "..\u{0}",
+            ".",
+            "..",
+        ] {
             assert!(!valid_channel(bad), "{bad}");
         }
     }

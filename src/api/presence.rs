@@ -1,5 +1,5 @@
 //! Presence: heartbeats, and who was seen in the last minute.
-use super::identity;
+use super::{channel, identity};
 use crate::error::ApiError;
 use crate::http::{Reply, read_json_object};
 use crate::server::App;
@@ -9,16 +9,14 @@ use tiny_http::Request;
 
 /// Agents count as live this long after their last heartbeat.
 pub const LIVE_SECONDS: f64 = 60.0;
+/// Most channels one heartbeat may list.
+const MAX_CHANNELS: usize = 100;
 
 /// `POST /presence`
 pub fn heartbeat(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     let body = read_json_object(request)?;
     let from = identity(&body, "from")?;
-    let channels = match body.get("channels") {
-        None | Some(Value::Null) => json!([]),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => json!(items),
-        Some(_) => return Err(ApiError::bad_request("channels must be an array of names")),
-    };
+    let channels = channels(body.get("channels"))?;
     let meta = body.get("meta").cloned().unwrap_or_else(|| json!({}));
     let done = app.store.write(Op::Heartbeat {
         from,
@@ -26,6 +24,25 @@ pub fn heartbeat(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
         meta,
     })?;
     Ok(Reply::json(done.status, done.body))
+}
+
+/// `channels`: absent, or at most `MAX_CHANNELS` valid channel names.
+fn channels(value: Option<&Value>) -> Result<Value, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "channels must be an array of at most {MAX_CHANNELS} channel names"
+        ))
+    };
+    let items = match value {
+        None | Some(Value::Null) => return Ok(json!([])),
+        Some(Value::Array(items)) if items.len() <= MAX_CHANNELS => items,
+        Some(_) => return Err(bad()),
+    };
+    let names = items
+        .iter()
+        .map(|item| item.as_str().ok_or_else(bad).and_then(channel))
+        .collect::<Result<Vec<String>, ApiError>>()?;
+    Ok(json!(names))
 }
 
 /// `GET /presence`

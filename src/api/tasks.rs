@@ -204,10 +204,15 @@ fn task_ids(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
     Ok(json!(ids).to_string())
 }
 
-/// `lease_s`: absent, or seconds from 0.001 to a week.
+/// A lease shorter than this could not be touched in time by anyone.
+const MIN_LEASE_S: f64 = 1.0;
+
+/// `lease_s`: absent, or seconds from 1 to a week.
 fn lease(body: &Map<String, Value>) -> Result<Option<f64>, ApiError> {
     match seconds(body, "lease_s")? {
-        Some(lease) if lease <= 0.0 => Err(ApiError::bad_request("lease_s must be positive")),
+        Some(lease) if lease < MIN_LEASE_S => Err(ApiError::bad_request(format!(
+            "lease_s must be at least {MIN_LEASE_S} second"
+        ))),
         other => Ok(other),
     }
 }

@@ -351,11 +351,12 @@ impl Step<'_> {
             Op::Touch { id, from, lease_s } => self.touch(id, from, *lease_s),
             Op::Retry { id, from } => self.retry(id, from),
             Op::Update { id, from, fields } => {
-                let task = self.load_task(id)?;
+                // Only the claimer reports progress: an update from anyone else, or on a
+                // task no one holds (done, expired), would be announced as if it were real.
+                let task = self.load_claimed_by(id, from)?;
                 self.touch_task(id)?;
                 // Progress from the claimer proves it is alive: it extends the lease.
-                let by_claimer = task.claimed_by.as_deref() == Some(from.as_str());
-                if let Some(lease_s) = task.lease_s.filter(|_| by_claimer) {
+                if let Some(lease_s) = task.lease_s {
                     self.set_lease(id, Some(lease_s))?;
                 }
                 let mut body = fields.clone();

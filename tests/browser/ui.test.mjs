@@ -372,7 +372,10 @@ async function main() {
     await publish("general", { from: img, type: scr, body: { text: img + " " + scr, nested: { html: img } } });
     await publish("general", { from: scr, type: `msg.${img}`, body: img });
     await http("POST", "/tasks", { from: img, title: `${img} ${scr}`, context: { html: scr } });
-    await http("POST", "/presence", { from: img, channels: [scr], meta: { html: img } });
+    // channels must be channel names (a payload there is a 400); from and meta are free text
+    const bad = await http("POST", "/presence", { from: img, channels: [scr], meta: { html: img } });
+    assert(bad.status === 400, "presence with a markup channel name answered " + bad.status);
+    await http("POST", "/presence", { from: img, channels: ["general"], meta: { html: img, scr } });
     const b = await http("POST", "/files", undefined, "xss file");
     await publish("general", { from: ME, type: "file.uploaded", body: { name: img, size: 8, hash: b.data.hash }, files: [b.data.hash] });
     await page.locator("#feed .row .f", { hasText: img }).first().waitFor();
