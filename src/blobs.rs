@@ -17,6 +17,8 @@ pub struct BlobStore {
 pub struct Stored {
     pub hash: String,
     pub size: u64,
+    /// False when the same content was already stored.
+    pub new: bool,
 }
 
 impl BlobStore {
@@ -29,6 +31,7 @@ impl BlobStore {
         for entry in leftovers.flatten() {
             let _ = fs::remove_file(entry.path());
         }
+        crate::metrics::METRICS.set_blob_bytes(stored_bytes(dir));
         Ok(BlobStore {
             dir: dir.to_path_buf(),
             tmp,
@@ -59,6 +62,10 @@ impl BlobStore {
             }
         };
         let final_path = self.path(&stored.hash);
+        let stored = Stored {
+            new: !final_path.exists(),
+            ..stored
+        };
         if let Err(err) = fs::rename(&tmp_path, &final_path) {
             let _ = fs::remove_file(&tmp_path);
             return Err(err.into());
@@ -95,8 +102,25 @@ impl BlobStore {
         }
         file.sync_all()?;
         let hash = format!("sha256:{}", hex(&hasher.finalize()));
-        Ok(Stored { hash, size })
+        Ok(Stored {
+            hash,
+            size,
+            new: true,
+        })
     }
+}
+
+/// The total size of the blobs in `dir` (one listing, at start-up).
+fn stored_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("sha256:"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -36,6 +36,8 @@ pub struct App {
     pub broadcaster: Broadcaster,
     pub started: Instant,
     pub max_streams: usize,
+    /// The loop guard (`WORKSHOP_RATE`).
+    pub limiter: crate::ratelimit::RateLimiter,
     /// Set at shutdown: requests that arrive after it get a 503.
     stopping: AtomicBool,
     /// Requests being answered right now, which shutdown waits for.
@@ -48,10 +50,13 @@ pub struct Running {
     app: Arc<App>,
     http: tiny_http::Server,
     retention: JoinHandle<()>,
+    /// Held while serving, so `workshop restore` refuses to replace the database under us.
+    _in_use: std::fs::File,
 }
 
 /// Opens the database and blob folder, binds the socket and starts serving.
 pub fn start(config: Config) -> Result<Running, String> {
+    let in_use = crate::backup::mark_in_use(&config.db_path)?;
     let fd_limit = crate::sys::raise_fd_limit();
     let hub = Arc::new(Hub::default());
     let blobs = BlobStore::open(&config.blobs_dir)?;
@@ -69,7 +74,9 @@ pub fn start(config: Config) -> Result<Running, String> {
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let broadcaster =
         Broadcaster::start(&hub).map_err(|e| format!("cannot start a thread: {e}"))?;
+    let limiter = crate::ratelimit::RateLimiter::new(config.rate);
     let app = Arc::new(App {
+        limiter,
         config,
         store,
         hub,
@@ -95,6 +102,7 @@ pub fn start(config: Config) -> Result<Running, String> {
         app,
         http,
         retention,
+        _in_use: in_use,
     })
 }
 
@@ -180,7 +188,33 @@ enum Route<'a> {
     Heartbeat,
     Presence,
     Status,
+    Metrics,
     Ui,
+}
+
+impl Route<'_> {
+    /// The route's name in /metrics (one of `metrics::ROUTES`).
+    fn label(&self) -> &'static str {
+        match self {
+            Route::Preflight => "preflight",
+            Route::Stream(_) => "stream",
+            Route::Publish(_) => "publish",
+            Route::History(_) => "history",
+            Route::Channels => "channels",
+            Route::CreateTask => "task_create",
+            Route::ListTasks => "task_list",
+            Route::ShowTask(_) => "task_show",
+            Route::ClaimNext => "task_claim_next",
+            Route::TaskAction(..) => "task_action",
+            Route::Upload => "upload",
+            Route::Fetch(_) => "fetch",
+            Route::Heartbeat => "heartbeat",
+            Route::Presence => "presence",
+            Route::Status => "status",
+            Route::Metrics => "metrics",
+            Route::Ui => "ui",
+        }
+    }
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
@@ -216,6 +250,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["files"] => pick(None, Some(Route::Upload)),
         ["presence"] => pick(Some(Route::Presence), Some(Route::Heartbeat)),
         ["status"] => pick(Some(Route::Status), None),
+        ["metrics"] => pick(Some(Route::Metrics), None),
         ["ui"] => pick(Some(Route::Ui), None),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
@@ -254,6 +289,7 @@ impl Drop for InFlight<'_> {
 fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     let method = request.method().clone();
     let url = request.url().to_string();
+    let mut label = "unrouted";
     let outcome = split_url(&url).and_then(|(path, params)| {
         // tiny_http treats an unparseable Content-Length as no body at all: an upload would
         // store an empty file. The body the client meant is unknown, so refuse the request.
@@ -265,6 +301,7 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
             ));
         }
         let route = route(&method, path)?;
+        label = route.label();
         if let (Route::Stream(ch), Method::Get) = (&route, &method) {
             return Ok(Outcome::Stream(stream_filter(app, *ch, &params, &request)?));
         }
@@ -275,6 +312,7 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
         Outcome::Reply(reply) => reply.status(),
         Outcome::Stream(_) => 200,
     };
+    crate::metrics::METRICS.count_request(label, status);
     if app.config.verbose {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         eprintln!("{method} {url} \u{2192} {status} ({ms:.1} ms)");
@@ -322,6 +360,7 @@ fn handle(
         Route::Heartbeat => presence::heartbeat(app, request),
         Route::Presence => presence::list(app),
         Route::Status => status::status(app),
+        Route::Metrics => Ok(status::metrics(app)),
         Route::Ui => Ok(Reply::Html(UI_PAGE)),
     }
 }
