@@ -58,14 +58,18 @@ pub fn mark_in_use(db: &Path) -> Result<File, String> {
 
 fn open_lock(db: &Path) -> Result<File, String> {
     if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let path = lock_path(db);
+    // Read-only is enough to lock: a lock file root left (a restore run as root) still works
+    // for a server running as another user.
     File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
+        .or_else(|_| File::open(&path))
         .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
@@ -94,7 +98,8 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
     // The old manifest goes first: between the two renames DIR has no complete backup.
     remove_if_present(&dir.join(MANIFEST))?;
     let db_copy = dir.join(DB_FILE);
-    fs::rename(&part, &db_copy).map_err(|e| format!("cannot install {}: {e}", db_copy.display()))?;
+    fs::rename(&part, &db_copy)
+        .map_err(|e| format!("cannot install {}: {e}", db_copy.display()))?;
     write_manifest(dir, &manifest)?;
     Ok(manifest)
 }

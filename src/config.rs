@@ -55,7 +55,9 @@ impl Config {
             db_path: get("DB_PATH")
                 .unwrap_or_else(|| DEFAULT_DB_PATH.into())
                 .into(),
-            blobs_dir: get("BLOBS_DIR").unwrap_or_else(|| DEFAULT_BLOBS_DIR.into()).into(),
+            blobs_dir: get("BLOBS_DIR")
+                .unwrap_or_else(|| DEFAULT_BLOBS_DIR.into())
+                .into(),
             verbose,
             retention_days: parse_number(&get, "WORKSHOP_RETENTION_DAYS", 30)?,
             max_file_bytes,

@@ -26,7 +26,10 @@ pub enum Reply {
         etag: String,
     },
     /// 429 from the loop guard (`ratelimit`), with `Retry-After`.
-    Throttled { message: String, retry_after_s: u64 },
+    Throttled {
+        message: String,
+        retry_after_s: u64,
+    },
     /// `GET /metrics`: Prometheus text exposition format 0.0.4.
     Metrics(String),
 }

@@ -222,12 +222,27 @@ impl Metrics {
         let mut out = String::with_capacity(8 * 1024);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let version = env!("CARGO_PKG_VERSION");
-        header(&mut out, "workshop_build_info", "gauge", "The running build.");
+        header(
+            &mut out,
+            "workshop_build_info",
+            "gauge",
+            "The running build.",
+        );
         let _ = writeln!(out, "workshop_build_info{{version=\"{version}\"}} 1");
         let uptime = live.uptime.as_secs_f64();
-        gauge(&mut out, "workshop_uptime_seconds", "Seconds since start.", uptime);
+        gauge(
+            &mut out,
+            "workshop_uptime_seconds",
+            "Seconds since start.",
+            uptime,
+        );
         let help = "Messages stored since start (announcements included).";
-        counter(&mut out, "workshop_messages_published_total", help, load(&self.messages));
+        counter(
+            &mut out,
+            "workshop_messages_published_total",
+            help,
+            load(&self.messages),
+        );
         header(&mut out, "workshop_tasks", "gauge", "Tasks by status.");
         for (status, n) in STATUSES.iter().zip(&self.tasks) {
             let n = n.load(Ordering::Relaxed);
@@ -244,22 +259,49 @@ impl Metrics {
         let expired = expired.map_or(0, |i| load(&self.transitions[i]));
         counter(&mut out, "workshop_lease_expiries_total", help, expired);
         let help = "Live SSE subscribers.";
-        gauge(&mut out, "workshop_subscribers", help, live.subscribers as f64);
+        gauge(
+            &mut out,
+            "workshop_subscribers",
+            help,
+            live.subscribers as f64,
+        );
         let help = "Open TCP connections (streams, keep-alive and in-flight requests).";
         let connections = crate::sys::open_sockets().saturating_sub(1) as f64;
         gauge(&mut out, "workshop_open_connections", help, connections);
         self.render_requests(&mut out);
         let name = "workshop_commit_batch_size";
-        self.batch_size.render(&mut out, name, "Commands per group commit.");
+        self.batch_size
+            .render(&mut out, name, "Commands per group commit.");
         let name = "workshop_commit_duration_seconds";
-        self.commit_seconds.render(&mut out, name, "Time to commit one group.");
+        self.commit_seconds
+            .render(&mut out, name, "Time to commit one group.");
         let help = "Bytes of stored files.";
-        gauge(&mut out, "workshop_blob_bytes", help, load(&self.blob_bytes) as f64);
-        counter(&mut out, "workshop_uploads_total", "Uploads.", load(&self.uploads));
+        gauge(
+            &mut out,
+            "workshop_blob_bytes",
+            help,
+            load(&self.blob_bytes) as f64,
+        );
+        counter(
+            &mut out,
+            "workshop_uploads_total",
+            "Uploads.",
+            load(&self.uploads),
+        );
         let help = "Bytes uploaded (before deduplication).";
-        counter(&mut out, "workshop_upload_bytes_total", help, load(&self.upload_bytes));
+        counter(
+            &mut out,
+            "workshop_upload_bytes_total",
+            help,
+            load(&self.upload_bytes),
+        );
         let name = "workshop_throttled_total";
-        header(&mut out, name, "counter", "Requests refused by WORKSHOP_RATE.");
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Requests refused by WORKSHOP_RATE.",
+        );
         for (what, n) in THROTTLED.iter().zip(&self.throttled) {
             let _ = writeln!(out, "{name}{{request=\"{what}\"}} {}", load(n));
         }
@@ -269,7 +311,12 @@ impl Metrics {
 
     fn render_requests(&self, out: &mut String) {
         let name = "workshop_http_requests_total";
-        header(out, name, "counter", "HTTP requests by route and status class.");
+        header(
+            out,
+            name,
+            "counter",
+            "HTTP requests by route and status class.",
+        );
         for (route, row) in ROUTES.iter().zip(&self.requests) {
             for (class, n) in CLASSES.iter().zip(row) {
                 let n = n.load(Ordering::Relaxed);
@@ -282,7 +329,12 @@ impl Metrics {
 fn render_process(out: &mut String) {
     let (fds, threads) = crate::sys::process_counts();
     let help = "Resident memory of the server process.";
-    gauge(out, "workshop_process_resident_memory_bytes", help, rss_bytes() as f64);
+    gauge(
+        out,
+        "workshop_process_resident_memory_bytes",
+        help,
+        rss_bytes() as f64,
+    );
     let help = "Open file descriptors.";
     gauge(out, "workshop_process_open_fds", help, fds as f64);
     gauge(out, "workshop_process_threads", "Threads.", threads as f64);
@@ -294,7 +346,13 @@ fn rss_bytes() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib * 1024)
 }
 
@@ -321,7 +379,12 @@ mod tests {
         let m = Metrics::new();
         let kinds = ["task.created", "task.created", "task.claimed", "task.done"];
         m.record_commit(4, Duration::from_millis(2), 4, &kinds);
-        let expire = ["task.created", "task.claimed", "task.expired", "task.failed"];
+        let expire = [
+            "task.created",
+            "task.claimed",
+            "task.expired",
+            "task.failed",
+        ];
         m.record_commit(1, Duration::from_millis(1), 4, &expire);
         let counts: Vec<i64> = m.tasks.iter().map(|t| t.load(Ordering::Relaxed)).collect();
         assert_eq!(counts, [1, 0, 1, 1], "open, claimed, done, failed");

@@ -35,7 +35,10 @@ struct Bucket {
 pub enum Verdict {
     Pass,
     /// Refused: try again in `retry_after_s`; `announce` once a minute per sender.
-    Throttled { retry_after_s: u64, announce: bool },
+    Throttled {
+        retry_after_s: u64,
+        announce: bool,
+    },
 }
 
 impl RateLimiter {
@@ -129,7 +132,10 @@ pub fn guard(app: &App, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
             reply_to: None,
         };
         if let Err(e) = app.store.write(Op::Publish(message)) {
-            eprintln!("workshop: cannot announce throttling of {from}: {}", e.message);
+            eprintln!(
+                "workshop: cannot announce throttling of {from}: {}",
+                e.message
+            );
         }
     }
     Err(Reply::Throttled {
@@ -170,7 +176,11 @@ mod tests {
                 announce: true
             }
         );
-        assert_eq!(limiter.check("b", start), Verdict::Pass, "others unaffected");
+        assert_eq!(
+            limiter.check("b", start),
+            Verdict::Pass,
+            "others unaffected"
+        );
         let later = start + Duration::from_secs(30);
         let mut passed = 0;
         while limiter.check("a", later) == Verdict::Pass {

@@ -73,7 +73,11 @@ for family in text_string_to_metric_families(sys.stdin.read()):
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         labels.sort();
-        let key = format!("{}{{{}}}", sample["name"].as_str().unwrap(), labels.join(","));
+        let key = format!(
+            "{}{{{}}}",
+            sample["name"].as_str().unwrap(),
+            labels.join(",")
+        );
         let value = sample["value"].as_f64().expect("value");
         assert!(samples.insert(key.clone(), value).is_none(), "twice: {key}");
     }
@@ -109,7 +113,8 @@ fn metrics_parse_as_prometheus_text_and_move_under_load() {
             let port = server.port;
             thread::spawn(move || {
                 for i in 0..50 {
-                    let body = json!({"from": format!("load.{t}"), "type": "load", "body": {"i": i}});
+                    let body =
+                        json!({"from": format!("load.{t}"), "type": "load", "body": {"i": i}});
                     let r = request(port, "POST", "/ch/load", &[], body.to_string().as_bytes());
                     assert_eq!(r.status, 201, "{}", r.text());
                 }
@@ -126,7 +131,9 @@ fn metrics_parse_as_prometheus_text_and_move_under_load() {
     let lease = json!({"from": "w", "lease_s": 0.2});
     assert_eq!(server.task_action(&expiring, "claim", lease).status, 200);
     assert_eq!(
-        server.task_action(&done, "claim", json!({"from": "w"})).status,
+        server
+            .task_action(&done, "claim", json!({"from": "w"}))
+            .status,
         200
     );
     let finish = json!({"from": "w", "result": {"ok": true}});
@@ -140,7 +147,9 @@ fn metrics_parse_as_prometheus_text_and_move_under_load() {
     let after = wait_for(DEADLINE, "the lease expiry in /metrics", || {
         let now = scrape(&server);
         let expired = sample(&now, "workshop_lease_expiries_total{}");
-        (expired == 1.0).then_some(now).ok_or(format!("{expired} expiries"))
+        (expired == 1.0)
+            .then_some(now)
+            .ok_or(format!("{expired} expiries"))
     });
     let moved = |key: &str| sample(&after, key) - sample(&before, key);
     // 200 messages + 3 created, 2 claimed, 1 done, 1 expired announcements.
@@ -170,8 +179,15 @@ fn metrics_parse_as_prometheus_text_and_move_under_load() {
         2.0
     );
     assert_eq!(moved("workshop_uploads_total{}"), 2.0);
-    assert_eq!(moved("workshop_upload_bytes_total{}"), 2.0 * blob.len() as f64);
-    assert_eq!(moved("workshop_blob_bytes{}"), blob.len() as f64, "stored once");
+    assert_eq!(
+        moved("workshop_upload_bytes_total{}"),
+        2.0 * blob.len() as f64
+    );
+    assert_eq!(
+        moved("workshop_blob_bytes{}"),
+        blob.len() as f64,
+        "stored once"
+    );
     assert_eq!(sample(&after, "workshop_subscribers{}"), 1.0);
     assert!(sample(&after, "workshop_open_connections{}") >= 1.0);
     assert!(moved("workshop_uptime_seconds{}") > 0.0);
@@ -182,7 +198,10 @@ fn metrics_parse_as_prometheus_text_and_move_under_load() {
     let restarted = scrape(&server);
     assert_eq!(sample(&restarted, open_tasks), 2.0);
     assert_eq!(sample(&restarted, "workshop_tasks{status=\"done\"}"), 1.0);
-    assert_eq!(sample(&restarted, "workshop_blob_bytes{}"), blob.len() as f64);
+    assert_eq!(
+        sample(&restarted, "workshop_blob_bytes{}"),
+        blob.len() as f64
+    );
     server.assert_no_panic();
 }
 
@@ -260,7 +279,11 @@ fn backup_under_load_restores_everything_acknowledged_before_it() {
 
     let target = tempfile::tempdir().expect("temp dir");
     let (db, blobs) = (target.path().join("w.db"), target.path().join("blobs"));
-    let out = workshop(&["restore", backup_dir.path().to_str().unwrap()], &db, &blobs);
+    let out = workshop(
+        &["restore", backup_dir.path().to_str().unwrap()],
+        &db,
+        &blobs,
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(json(&String::from_utf8_lossy(&out.stdout)), manifest);
     let restored = Server::start_with_options(Options {
@@ -269,7 +292,10 @@ fn backup_under_load_restores_everything_acknowledged_before_it() {
         ..Options::default()
     });
     let messages = restored.all_messages();
-    assert_eq!(messages.len() as u64, manifest["messages"].as_u64().unwrap());
+    assert_eq!(
+        messages.len() as u64,
+        manifest["messages"].as_u64().unwrap()
+    );
     assert_eq!(messages.last().unwrap()["id"], manifest["last_message_id"]);
     let present: HashSet<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
     let before: Vec<String> = acked
@@ -281,7 +307,10 @@ fn backup_under_load_restores_everything_acknowledged_before_it() {
         .collect();
     assert!(before.len() >= 400);
     for id in &before {
-        assert!(present.contains(id.as_str()), "{id} acknowledged before the backup is lost");
+        assert!(
+            present.contains(id.as_str()),
+            "{id} acknowledged before the backup is lost"
+        );
     }
     let mut named = 0;
     for message in &messages {
@@ -334,8 +363,14 @@ fn restore_refuses_a_running_server_and_a_damaged_backup() {
     std::fs::remove_file(blobs.join(&hash)).unwrap();
     let out = workshop(&["restore", dir_arg], &db, &blobs);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"), "{out:?}");
-    assert!(!blobs.join(&hash).exists(), "a damaged blob is not installed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("damaged"),
+        "{out:?}"
+    );
+    assert!(
+        !blobs.join(&hash).exists(),
+        "a damaged blob is not installed"
+    );
     std::fs::write(&blob_copy, b"precious").unwrap();
     std::fs::remove_file(&manifest_path).unwrap();
     let out = workshop(&["restore", dir_arg], &db, &blobs);
@@ -434,7 +469,10 @@ fn cli_waits_out_a_429_and_publishes() {
     let started = Instant::now();
     let out = server.run("cli.bot", &["pub", "loop", "made.it", "{\"n\":1}"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(started.elapsed() >= Duration::from_millis(900), "did not wait");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "did not wait"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("throttled"), "{stderr}");
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -48,7 +48,9 @@ pub fn run(direction: Direction, args: StoreArgs) -> ExitCode {
             .unwrap_or_else(|| default.to_string())
             .into()
     };
-    let db = args.db.unwrap_or_else(|| from_env("DB_PATH", DEFAULT_DB_PATH));
+    let db = args
+        .db
+        .unwrap_or_else(|| from_env("DB_PATH", DEFAULT_DB_PATH));
     let blobs = args
         .blobs
         .unwrap_or_else(|| from_env("BLOBS_DIR", DEFAULT_BLOBS_DIR));
