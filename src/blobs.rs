@@ -54,28 +54,31 @@ impl BlobStore {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
         let result = self.write_tmp(body, limit, &tmp_path);
-        let stored = match result {
-            Ok(stored) => stored,
+        let (hash, size) = match result {
+            Ok(written) => written,
             Err(err) => {
                 let _ = fs::remove_file(&tmp_path);
                 return Err(err);
             }
         };
-        let final_path = self.path(&stored.hash);
-        let stored = Stored {
-            new: !final_path.exists(),
-            ..stored
-        };
+        let final_path = self.path(&hash);
+        let new = !final_path.exists();
         if let Err(err) = fs::rename(&tmp_path, &final_path) {
             let _ = fs::remove_file(&tmp_path);
             return Err(err.into());
         }
         // The rename is durable once the folder itself is synced.
         File::open(&self.dir).and_then(|d| d.sync_all())?;
-        Ok(stored)
+        Ok(Stored { hash, size, new })
     }
 
-    fn write_tmp(&self, body: &mut dyn Read, limit: u64, path: &Path) -> Result<Stored, ApiError> {
+    /// Writes and syncs the temporary file; its name and size.
+    fn write_tmp(
+        &self,
+        body: &mut dyn Read,
+        limit: u64,
+        path: &Path,
+    ) -> Result<(String, u64), ApiError> {
         let mut file = File::create(path)?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
@@ -102,11 +105,7 @@ impl BlobStore {
         }
         file.sync_all()?;
         let hash = format!("sha256:{}", hex(&hasher.finalize()));
-        Ok(Stored {
-            hash,
-            size,
-            new: true,
-        })
+        Ok((hash, size))
     }
 }
 

@@ -40,19 +40,19 @@ const CLAIMED: usize = 1;
 const DONE: usize = 2;
 const FAILED: usize = 3;
 
-/// Task transitions by the announcement the writer makes for each, and how each moves a task
-/// between statuses. A release that exhausts the attempts announces `expired`/`abandoned`
+/// Task transitions by the announcement the writer makes for each, and the status each takes
+/// a task from and to. A release that exhausts the attempts announces `expired`/`abandoned`
 /// (claimed -> open) and then `failed` (open -> failed), so the counts add up either way.
-const TRANSITIONS: [(&str, Option<(usize, usize)>); 9] = [
-    ("task.created", None),
-    ("task.claimed", Some((OPEN, CLAIMED))),
-    ("task.updated", None),
-    ("task.interrupt", None),
-    ("task.done", Some((CLAIMED, DONE))),
-    ("task.abandoned", Some((CLAIMED, OPEN))),
-    ("task.expired", Some((CLAIMED, OPEN))),
-    ("task.failed", Some((OPEN, FAILED))),
-    ("task.retried", Some((FAILED, OPEN))),
+const TRANSITIONS: [(&str, Option<usize>, Option<usize>); 9] = [
+    ("task.created", None, Some(OPEN)),
+    ("task.claimed", Some(OPEN), Some(CLAIMED)),
+    ("task.updated", None, None),
+    ("task.interrupt", None, None),
+    ("task.done", Some(CLAIMED), Some(DONE)),
+    ("task.abandoned", Some(CLAIMED), Some(OPEN)),
+    ("task.expired", Some(CLAIMED), Some(OPEN)),
+    ("task.failed", Some(OPEN), Some(FAILED)),
+    ("task.retried", Some(FAILED), Some(OPEN)),
 ];
 
 /// What the loop guard refuses, by what was asked.
@@ -173,15 +173,15 @@ impl Metrics {
         self.commit_seconds.observe(took.as_secs_f64());
         self.messages.fetch_add(messages as u64, Ordering::Relaxed);
         for kind in transitions {
-            let Some(i) = TRANSITIONS.iter().position(|(k, _)| k == kind) else {
+            let Some(i) = TRANSITIONS.iter().position(|(k, ..)| k == kind) else {
                 continue;
             };
             self.transitions[i].fetch_add(1, Ordering::Relaxed);
-            if kind == &"task.created" {
-                self.tasks[OPEN].fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some((from, to)) = TRANSITIONS[i].1 {
+            let (_, from, to) = TRANSITIONS[i];
+            if let Some(from) = from {
                 self.tasks[from].fetch_sub(1, Ordering::Relaxed);
+            }
+            if let Some(to) = to {
                 self.tasks[to].fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -250,12 +250,12 @@ impl Metrics {
         }
         let name = "workshop_task_transitions_total";
         header(&mut out, name, "counter", "Task transitions by kind.");
-        for ((kind, _), n) in TRANSITIONS.iter().zip(&self.transitions) {
+        for ((kind, ..), n) in TRANSITIONS.iter().zip(&self.transitions) {
             let kind = kind.trim_start_matches("task.");
             let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", load(n));
         }
         let help = "Claims whose lease ran out.";
-        let expired = TRANSITIONS.iter().position(|(k, _)| *k == "task.expired");
+        let expired = TRANSITIONS.iter().position(|(k, ..)| *k == "task.expired");
         let expired = expired.map_or(0, |i| load(&self.transitions[i]));
         counter(&mut out, "workshop_lease_expiries_total", help, expired);
         let help = "Live SSE subscribers.";
