@@ -392,6 +392,33 @@ fn restore_refuses_a_running_server_and_a_damaged_backup() {
 }
 
 #[test]
+fn no_server_starts_while_a_restore_holds_the_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("w.db");
+    // What `workshop restore` holds while it works (README: Backup).
+    let lock = std::fs::File::create(dir.path().join("w.db.lock")).expect("lock file");
+    lock.lock().expect("exclusive lock");
+    let mut server = Command::new(BIN)
+        .env_clear()
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("DB_PATH", &db)
+        .env("BLOBS_DIR", dir.path().join("blobs"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn workshop");
+    let status = wait_for(DEADLINE, "the server to give up", || {
+        server.try_wait().expect("try_wait")
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a restore into"), "{stderr}");
+    assert!(!db.exists(), "nothing was created");
+}
+
+#[test]
 fn loop_guard_answers_429_with_retry_after_and_announces_once() {
     // 0.1 per second: one at once, then one more every 10 s.
     let server = Server::start_with(&[("WORKSHOP_RATE", "0.1")]);
