@@ -418,5 +418,39 @@ mod tests {
         assert_eq!(route(&get, "/nope").unwrap_err().status, 404);
         assert_eq!(route(&get, "/ch/a/").unwrap_err().status, 404);
         assert_eq!(route(&get, "").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
+    }
+
+    #[test]
+    fn every_route_has_a_metrics_label() {
+        let get = Method::Get;
+        let post = Method::Post;
+        let paths = [
+            (&Method::Options, "/x"),
+            (&get, "/"),
+            (&post, "/ch/a"),
+            (&get, "/history"),
+            (&get, "/channels"),
+            (&post, "/tasks"),
+            (&get, "/tasks"),
+            (&get, "/tasks/ID"),
+            (&post, "/tasks/claim"),
+            (&post, "/tasks/ID/done"),
+            (&post, "/files"),
+            (&get, "/files/h"),
+            (&post, "/presence"),
+            (&get, "/presence"),
+            (&get, "/status"),
+            (&get, "/metrics"),
+            (&get, "/ui"),
+        ];
+        let labels: std::collections::HashSet<&str> = paths
+            .iter()
+            .map(|(method, path)| route(method, path).unwrap().label())
+            .collect();
+        assert_eq!(labels.len(), paths.len(), "one label per route");
+        for label in labels {
+            assert!(crate::metrics::ROUTES.contains(&label), "{label}");
+        }
     }
 }
