@@ -509,9 +509,14 @@ fn cli_waits_out_a_429_and_publishes() {
 }
 
 #[test]
-fn version_is_in_the_flag_and_in_status() {
+fn version_is_in_the_flag_and_in_status_and_backup_has_help() {
     let server = Server::start();
     let out = server.ok("anyone", &["--version"]);
     assert_eq!(out, format!("workshop {VERSION}"));
     assert_eq!(server.status()["version"], VERSION);
+    for sub in ["backup", "restore"] {
+        let help = server.ok("anyone", &[sub, "--help"]);
+        assert!(help.contains("Example"), "{help}");
+        assert!(help.contains("--db") && help.contains("--blobs"), "{help}");
+    }
 }
