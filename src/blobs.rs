@@ -17,6 +17,8 @@ pub struct BlobStore {
 pub struct Stored {
     pub hash: String,
     pub size: u64,
+    /// False when the same content was already stored.
+    pub new: bool,
 }
 
 impl BlobStore {
@@ -29,6 +31,7 @@ impl BlobStore {
         for entry in leftovers.flatten() {
             let _ = fs::remove_file(entry.path());
         }
+        crate::metrics::METRICS.set_blob_bytes(stored_bytes(dir));
         Ok(BlobStore {
             dir: dir.to_path_buf(),
             tmp,
@@ -51,24 +54,31 @@ impl BlobStore {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
         let result = self.write_tmp(body, limit, &tmp_path);
-        let stored = match result {
-            Ok(stored) => stored,
+        let (hash, size) = match result {
+            Ok(written) => written,
             Err(err) => {
                 let _ = fs::remove_file(&tmp_path);
                 return Err(err);
             }
         };
-        let final_path = self.path(&stored.hash);
+        let final_path = self.path(&hash);
+        let new = !final_path.exists();
         if let Err(err) = fs::rename(&tmp_path, &final_path) {
             let _ = fs::remove_file(&tmp_path);
             return Err(err.into());
         }
         // The rename is durable once the folder itself is synced.
         File::open(&self.dir).and_then(|d| d.sync_all())?;
-        Ok(stored)
+        Ok(Stored { hash, size, new })
     }
 
-    fn write_tmp(&self, body: &mut dyn Read, limit: u64, path: &Path) -> Result<Stored, ApiError> {
+    /// Writes and syncs the temporary file; its name and size.
+    fn write_tmp(
+        &self,
+        body: &mut dyn Read,
+        limit: u64,
+        path: &Path,
+    ) -> Result<(String, u64), ApiError> {
         let mut file = File::create(path)?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
@@ -95,8 +105,21 @@ impl BlobStore {
         }
         file.sync_all()?;
         let hash = format!("sha256:{}", hex(&hasher.finalize()));
-        Ok(Stored { hash, size })
+        Ok((hash, size))
     }
+}
+
+/// The total size of the blobs in `dir` (one listing, at start-up).
+fn stored_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("sha256:"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn hex(bytes: &[u8]) -> String {

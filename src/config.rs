@@ -2,6 +2,10 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+/// Where the database and the blobs live unless `DB_PATH` and `BLOBS_DIR` say otherwise.
+pub const DEFAULT_DB_PATH: &str = "workshop.db";
+pub const DEFAULT_BLOBS_DIR: &str = "blobs";
+
 /// Everything the server needs to start, read from the environment (see API.md).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -14,6 +18,8 @@ pub struct Config {
     pub max_file_bytes: u64,
     /// `WORKSHOP_HOSTNAMES` and `WORKSHOP_CORS_ORIGINS`: what browsers may do (see `browser`).
     pub browser: crate::browser::Policy,
+    /// Loop guard: messages and tasks per second per sender (bursts of 10x); 0 is off.
+    pub rate: f64,
 }
 
 impl Config {
@@ -45,12 +51,15 @@ impl Config {
         if max_file_bytes == 0 {
             return Err("WORKSHOP_MAX_FILE_BYTES must be at least 1".into());
         }
+        let rate: f64 = parse_rate(get("WORKSHOP_RATE"))?;
         Ok(Config {
             addr,
             db_path: get("DB_PATH")
-                .unwrap_or_else(|| "workshop.db".into())
+                .unwrap_or_else(|| DEFAULT_DB_PATH.into())
                 .into(),
-            blobs_dir: get("BLOBS_DIR").unwrap_or_else(|| "blobs".into()).into(),
+            blobs_dir: get("BLOBS_DIR")
+                .unwrap_or_else(|| DEFAULT_BLOBS_DIR.into())
+                .into(),
             verbose,
             retention_days: parse_number(&get, "WORKSHOP_RETENTION_DAYS", 30)?,
             max_file_bytes,
@@ -62,8 +71,20 @@ impl Config {
                     &get("WORKSHOP_CORS_ORIGINS").unwrap_or_default(),
                 )?,
             },
+            rate,
         })
     }
+}
+
+fn parse_rate(raw: Option<String>) -> Result<f64, String> {
+    let Some(raw) = raw else { return Ok(0.0) };
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate >= 0.0)
+        .ok_or_else(|| {
+            format!("WORKSHOP_RATE must be messages per second, 0 or more (0: off), got {raw:?}")
+        })
 }
 
 fn parse_number<T: std::str::FromStr + std::fmt::Display>(
@@ -103,6 +124,7 @@ mod tests {
         assert_eq!(c.retention_days, 30);
         assert_eq!(c.max_file_bytes, 104_857_600);
         assert_eq!(c.browser, crate::browser::Policy::default());
+        assert_eq!(c.rate, 0.0);
     }
 
     #[test]
@@ -117,6 +139,9 @@ mod tests {
             ("WORKSHOP_MAX_FILE_BYTES", "0"),
             ("WORKSHOP_HOSTNAMES", "http://hub"),
             ("WORKSHOP_CORS_ORIGINS", "hub.example"),
+            ("WORKSHOP_RATE", "-1"),
+            ("WORKSHOP_RATE", "fast"),
+            ("WORKSHOP_RATE", "inf"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert!(err.starts_with(key), "{err}");
@@ -131,8 +156,10 @@ mod tests {
             ("HOST", "127.0.0.1"),
             ("WORKSHOP_VERBOSE", "true"),
             ("WORKSHOP_RETENTION_DAYS", "0"),
+            ("WORKSHOP_RATE", "0.5"),
         ])
         .unwrap();
+        assert_eq!(c.rate, 0.5);
         assert_eq!(c.addr.to_string(), "127.0.0.1:0");
         assert!(c.verbose);
         assert_eq!(c.retention_days, 0);

@@ -25,6 +25,13 @@ pub enum Reply {
         len: u64,
         etag: String,
     },
+    /// 429 from the loop guard (`ratelimit`), with `Retry-After`.
+    Throttled {
+        message: String,
+        retry_after_s: u64,
+    },
+    /// `GET /metrics`: Prometheus text exposition format 0.0.4.
+    Metrics(String),
 }
 
 impl Reply {
@@ -37,6 +44,7 @@ impl Reply {
             Reply::Json(status, _) => *status,
             Reply::Preflight => 204,
             Reply::Empty(status) => *status,
+            Reply::Throttled { .. } => 429,
             _ => 200,
         }
     }
@@ -113,6 +121,22 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
                 .map(|(name, value)| header(name, value))
                 .collect();
             (body, None, headers)
+        }
+        Reply::Throttled {
+            message,
+            retry_after_s,
+        } => {
+            let (body, len) = boxed(serde_json::json!({ "error": message }).to_string().into());
+            let headers = vec![
+                header("Content-Type", "application/json"),
+                header("Retry-After", &retry_after_s.to_string()),
+            ];
+            (body, len, headers)
+        }
+        Reply::Metrics(text) => {
+            let (body, len) = boxed(text.into_bytes());
+            let kind = "text/plain; version=0.0.4; charset=utf-8";
+            (body, len, vec![header("Content-Type", kind)])
         }
         Reply::File { file, len, etag } => {
             let headers = vec![

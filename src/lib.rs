@@ -3,6 +3,7 @@
 #![deny(unsafe_code)] // the one exception is `sys`, which wraps a few libc calls
 
 pub mod api;
+pub mod backup;
 pub mod blobs;
 pub mod broadcast;
 pub mod browser;
@@ -13,6 +14,8 @@ pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod json_ints;
+pub mod metrics;
+pub mod ratelimit;
 pub mod server;
 pub mod sse;
 pub mod store;

@@ -37,6 +37,8 @@ pub struct App {
     pub broadcaster: Broadcaster,
     pub started: Instant,
     pub max_streams: usize,
+    /// The loop guard (`WORKSHOP_RATE`).
+    pub limiter: crate::ratelimit::RateLimiter,
     /// Set at shutdown: requests that arrive after it get a 503.
     stopping: AtomicBool,
     /// Requests being answered right now, which shutdown waits for.
@@ -49,10 +51,13 @@ pub struct Running {
     app: Arc<App>,
     http: tiny_http::Server,
     retention: JoinHandle<()>,
+    /// Held while serving, so `workshop restore` refuses to replace the database under us.
+    _in_use: std::fs::File,
 }
 
 /// Opens the database and blob folder, binds the socket and starts serving.
 pub fn start(config: Config) -> Result<Running, String> {
+    let in_use = crate::backup::mark_in_use(&config.db_path)?;
     let fd_limit = crate::sys::raise_fd_limit();
     let hub = Arc::new(Hub::default());
     let blobs = BlobStore::open(&config.blobs_dir)?;
@@ -70,7 +75,9 @@ pub fn start(config: Config) -> Result<Running, String> {
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let broadcaster =
         Broadcaster::start(&hub).map_err(|e| format!("cannot start a thread: {e}"))?;
+    let limiter = crate::ratelimit::RateLimiter::new(config.rate);
     let app = Arc::new(App {
+        limiter,
         config,
         store,
         hub,
@@ -96,6 +103,7 @@ pub fn start(config: Config) -> Result<Running, String> {
         app,
         http,
         retention,
+        _in_use: in_use,
     })
 }
 
@@ -181,7 +189,33 @@ enum Route<'a> {
     Heartbeat,
     Presence,
     Status,
+    Metrics,
     Ui,
+}
+
+impl Route<'_> {
+    /// The route's name in /metrics (one of `metrics::ROUTES`).
+    fn label(&self) -> &'static str {
+        match self {
+            Route::Preflight => "preflight",
+            Route::Stream(_) => "stream",
+            Route::Publish(_) => "publish",
+            Route::History(_) => "history",
+            Route::Channels => "channels",
+            Route::CreateTask => "task_create",
+            Route::ListTasks => "task_list",
+            Route::ShowTask(_) => "task_show",
+            Route::ClaimNext => "task_claim_next",
+            Route::TaskAction(..) => "task_action",
+            Route::Upload => "upload",
+            Route::Fetch(_) => "fetch",
+            Route::Heartbeat => "heartbeat",
+            Route::Presence => "presence",
+            Route::Status => "status",
+            Route::Metrics => "metrics",
+            Route::Ui => "ui",
+        }
+    }
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
@@ -217,6 +251,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["files"] => pick(None, Some(Route::Upload)),
         ["presence"] => pick(Some(Route::Presence), Some(Route::Heartbeat)),
         ["status"] => pick(Some(Route::Status), None),
+        ["metrics"] => pick(Some(Route::Metrics), None),
         ["ui"] => pick(Some(Route::Ui), None),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
@@ -256,6 +291,7 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     let method = request.method().clone();
     let url = request.url().to_string();
     let (admitted, browser_headers) = browser_rules(app, &request, &method, &url);
+    let mut label = "unrouted";
     let outcome = split_url(&url).and_then(|(path, params)| {
         admitted?;
         // tiny_http treats an unparseable Content-Length as no body at all: an upload would
@@ -268,6 +304,7 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
             ));
         }
         let route = route(&method, path)?;
+        label = route.label();
         if let (Route::Stream(ch), Method::Get) = (&route, &method) {
             return Ok(Outcome::Stream(stream_filter(app, *ch, &params, &request)?));
         }
@@ -278,6 +315,7 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
         Outcome::Reply(reply) => reply.status(),
         Outcome::Stream(_) => 200,
     };
+    crate::metrics::METRICS.count_request(label, status);
     if app.config.verbose {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let (method, url) = (printable(method.as_str()), printable(&url));
@@ -355,6 +393,7 @@ fn handle(
         Route::Heartbeat => presence::heartbeat(app, request),
         Route::Presence => presence::list(app),
         Route::Status => status::status(app),
+        Route::Metrics => Ok(status::metrics(app)),
         Route::Ui => Ok(Reply::Html(UI_PAGE)),
     }
 }
@@ -418,5 +457,39 @@ mod tests {
         assert_eq!(route(&get, "/nope").unwrap_err().status, 404);
         assert_eq!(route(&get, "/ch/a/").unwrap_err().status, 404);
         assert_eq!(route(&get, "").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
+    }
+
+    #[test]
+    fn every_route_has_a_metrics_label() {
+        let get = Method::Get;
+        let post = Method::Post;
+        let paths = [
+            (&Method::Options, "/x"),
+            (&get, "/"),
+            (&post, "/ch/a"),
+            (&get, "/history"),
+            (&get, "/channels"),
+            (&post, "/tasks"),
+            (&get, "/tasks"),
+            (&get, "/tasks/ID"),
+            (&post, "/tasks/claim"),
+            (&post, "/tasks/ID/done"),
+            (&post, "/files"),
+            (&get, "/files/h"),
+            (&post, "/presence"),
+            (&get, "/presence"),
+            (&get, "/status"),
+            (&get, "/metrics"),
+            (&get, "/ui"),
+        ];
+        let labels: std::collections::HashSet<&str> = paths
+            .iter()
+            .map(|(method, path)| route(method, path).unwrap().label())
+            .collect();
+        assert_eq!(labels.len(), paths.len(), "one label per route");
+        for label in labels {
+            assert!(crate::metrics::ROUTES.contains(&label), "{label}");
+        }
     }
 }

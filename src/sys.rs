@@ -84,6 +84,17 @@ pub fn process_counts() -> (usize, usize) {
     (count("/proc/self/fd"), count("/proc/self/task"))
 }
 
+/// Open sockets of this process (the listener included), for /metrics.
+pub fn open_sockets() -> usize {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 /// Writes as much of `data` as the socket takes right now, without blocking (MSG_DONTWAIT)
 /// and without SIGPIPE if the peer has gone (MSG_NOSIGNAL). `WouldBlock` when its send
 /// buffer is full. The caller keeps the socket open for the duration of the call.

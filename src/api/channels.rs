@@ -28,6 +28,9 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
         files: file_refs(&body, &app.blobs)?,
         reply_to: reply_to(body.get("reply_to").or_else(|| body.get("reply-to")))?,
     };
+    if let Err(throttled) = crate::ratelimit::guard(app, &message.from, &message.ch, "publish") {
+        return Ok(throttled);
+    }
     let done = app.store.write(Op::Publish(message))?;
     Ok(Reply::json(done.status, done.body))
 }

@@ -16,6 +16,7 @@ pub fn upload(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
         )));
     }
     let stored = app.blobs.put(request.as_reader(), limit)?;
+    crate::metrics::METRICS.count_upload(stored.size, stored.new);
     Ok(Reply::json(
         201,
         json!({"hash": stored.hash, "size": stored.size}),

@@ -1,4 +1,4 @@
-//! `GET /status`: a cheap health and size summary (no table scans).
+//! `GET /status`: a cheap health and size summary (no table scans), and `GET /metrics`.
 use super::presence::LIVE_SECONDS;
 use crate::error::ApiError;
 use crate::http::Reply;
@@ -22,6 +22,16 @@ pub fn status(app: &App) -> Result<Reply, ApiError> {
             "claims-waiting": app.store.bell.waiting(),
             "open-fds": open_fds,
             "threads": threads,
+            "version": env!("CARGO_PKG_VERSION"),
         }),
     ))
+}
+
+/// `GET /metrics`: Prometheus text format; counters in memory, nothing read from the database.
+pub fn metrics(app: &App) -> Reply {
+    let live = crate::metrics::Live {
+        uptime: app.started.elapsed(),
+        subscribers: app.hub.subscriber_count(),
+    };
+    Reply::Metrics(crate::metrics::METRICS.render(&live))
 }

@@ -64,6 +64,9 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
                 })?,
         },
     };
+    if let Err(throttled) = crate::ratelimit::guard(app, &task.from, &task.ch, "task_create") {
+        return Ok(throttled);
+    }
     let done = app.store.write(Op::CreateTask(task))?;
     Ok(Reply::json(done.status, done.body))
 }

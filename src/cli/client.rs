@@ -150,12 +150,23 @@ impl Client {
         parse_reply(&text)
     }
 
+    /// POST a JSON body. A 429 (the server's loop guard, `WORKSHOP_RATE`) stored nothing, so
+    /// it is sent again after the `Retry-After` the server gave, until it is accepted.
     pub fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
-        let resp = self
-            .request("POST", path)
-            .send_json(body)
-            .map_err(from_ureq)?;
-        read_json(resp)
+        loop {
+            match self.request("POST", path).send_json(body) {
+                Ok(resp) => return read_json(resp),
+                Err(ureq::Error::Status(429, resp)) => {
+                    let wait = retry_after(&resp);
+                    eprintln!(
+                        "workshop: throttled by the server; retrying in {} s",
+                        wait.as_secs()
+                    );
+                    std::thread::sleep(wait);
+                }
+                Err(e) => return Err(from_ureq(e)),
+            }
+        }
     }
 
     /// POST a raw body of known length (file uploads).
@@ -168,6 +179,19 @@ impl Client {
             .map_err(from_ureq)?;
         read_json(resp)
     }
+}
+
+/// Longest wait one 429 may ask for: a wrong header must not stall an agent for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A 429's `Retry-After` in seconds (1 s if missing or not a number; at most a minute).
+fn retry_after(resp: &ureq::Response) -> Duration {
+    let secs = resp
+        .header("Retry-After")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1);
+    Duration::from_secs(secs).min(MAX_RETRY_AFTER)
 }
 
 fn read_json(resp: ureq::Response) -> Result<Value> {

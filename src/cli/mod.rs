@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod backup;
 mod client;
 mod commands;
 mod format;
@@ -137,6 +138,12 @@ enum Command {
     /// Worker loop: claim tasks and run COMMAND for each
     #[command(after_help = work::HELP)]
     Work(WorkArgs),
+    /// Copy the server's database and files into DIR, while it runs
+    #[command(after_help = backup::BACKUP_HELP)]
+    Backup(backup::StoreArgs),
+    /// Put a backup from DIR back in place (the server must be stopped)
+    #[command(after_help = backup::RESTORE_HELP)]
+    Restore(backup::StoreArgs),
 }
 
 #[derive(Args, Debug)]
@@ -371,6 +378,8 @@ pub fn main() -> ExitCode {
     };
     let command = match cli.command {
         None | Some(Command::Serve) => return crate::serve_from_env(),
+        Some(Command::Backup(a)) => return backup::run(backup::Direction::Backup, a),
+        Some(Command::Restore(a)) => return backup::run(backup::Direction::Restore, a),
         Some(command) => command,
     };
     let url = cli
@@ -391,7 +400,9 @@ pub fn main() -> ExitCode {
 fn run(client: &Client, command: Command) -> client::Result<()> {
     use commands as c;
     match command {
-        Command::Serve => unreachable!("handled before a client is built"),
+        Command::Serve | Command::Backup(_) | Command::Restore(_) => {
+            unreachable!("handled before a client is built")
+        }
         Command::Pub(a) => c::publish(client, &a.ch, &a.kind, a.body, &a.files, a.reply_to),
         Command::Tail(a) => c::tail(
             client,

@@ -81,6 +81,9 @@ impl Store {
             .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
         stats.messages.store(messages, Ordering::Relaxed);
         stats.tasks.store(tasks, Ordering::Relaxed);
+        crate::metrics::METRICS
+            .load_task_counts(&conn)
+            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
         let floor = read::greatest_id(&conn)
             .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
         let (tx, rx) = bounded(4096);

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use ulid::Ulid;
 
 /// Most commands folded into one transaction; bounds the latency of the first one.
@@ -193,6 +193,8 @@ struct Effects {
     tasks_opened: bool,
     /// A lease was set, moved or cleared: recompute the writer's next wake-up.
     leases_changed: bool,
+    /// The task announcements made (`task.claimed`...), for /metrics.
+    transitions: Vec<&'static str>,
 }
 
 impl Effects {
@@ -202,6 +204,7 @@ impl Effects {
         self.tasks_added += other.tasks_added;
         self.tasks_opened |= other.tasks_opened;
         self.leases_changed |= other.leases_changed;
+        self.transitions.extend(other.transitions);
     }
 }
 
@@ -223,9 +226,16 @@ impl Writer {
     fn run_batch(&mut self, batch: Vec<Command>) {
         let mut effects = Effects::default();
         let mut replies = Vec::with_capacity(batch.len());
+        let started = Instant::now();
         let committed = self.commit_batch(&batch, &mut effects, &mut replies);
         match committed {
             Ok(()) => {
+                crate::metrics::METRICS.record_commit(
+                    batch.len(),
+                    started.elapsed(),
+                    effects.events.len(),
+                    &effects.transitions,
+                );
                 self.apply(effects);
                 for (command, result) in batch.into_iter().zip(replies) {
                     let _ = command.reply.send(result);
@@ -448,10 +458,11 @@ impl Step<'_> {
         &mut self,
         task: &TaskState,
         from: &str,
-        kind: &str,
+        kind: &'static str,
         body: Value,
         files: Vec<String>,
     ) -> Result<(), ApiError> {
+        self.effects.transitions.push(kind);
         let message = NewMessage {
             ch: task.ch.clone(),
             from: from.to_string(),
@@ -608,7 +619,7 @@ impl Step<'_> {
         id: &str,
         task: &TaskState,
         from: &str,
-        (kind, body): (&str, Value),
+        (kind, body): (&'static str, Value),
         delay_s: f64,
     ) -> Result<&'static str, ApiError> {
         let now = now();

@@ -1,0 +1,350 @@
+//! `workshop backup DIR` and `workshop restore DIR`: a consistent copy of a running server's
+//! state without stopping it, and putting such a copy back.
+//!
+//! DIR holds `workshop.db` (taken in one step of SQLite's online backup API, so it is one
+//! snapshot even while the server commits), `blobs/` (blobs are immutable, so only missing
+//! ones are copied; they are copied after the snapshot, so every blob it names is there) and
+//! `manifest.json`, written last: a DIR without it holds no complete backup.
+//!
+//! A server holds a shared `flock` on `DB_PATH.lock` while it runs; restore takes it
+//! exclusively, so it refuses while any server uses the target and no server starts while
+//! it runs. The kernel drops the lock when a process dies, so a crash leaves nothing stale.
+use crate::api::valid_hash;
+use crate::store::schema;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, TryLockError};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const DB_FILE: &str = "workshop.db";
+const BLOBS: &str = "blobs";
+const MANIFEST: &str = "manifest.json";
+/// The manifest layout this build writes and reads.
+const FORMAT: u32 = 1;
+/// How many times (50 ms apart) a copy retries a locked database: 30 s in all.
+const BUSY_TRIES: usize = 600;
+
+/// What a backup holds, in `manifest.json`; restore checks the copy against it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// The workshop version that took it.
+    pub version: String,
+    /// Unix seconds when the snapshot was taken.
+    pub created: f64,
+    /// The database's schema version (`PRAGMA user_version`).
+    pub schema: i64,
+    pub last_message_id: Option<String>,
+    pub messages: u64,
+    pub tasks: u64,
+    pub blobs: u64,
+}
+
+/// Marks `db` as in use by a server for as long as the returned file stays open.
+pub fn mark_in_use(db: &Path) -> Result<File, String> {
+    let lock = open_lock(db)?;
+    match lock.try_lock_shared() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(format!(
+            "a restore into {} is running; start the server once it is done",
+            db.display()
+        )),
+        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path(db).display())),
+    }
+}
+
+fn open_lock(db: &Path) -> Result<File, String> {
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let path = lock_path(db);
+    // Read-only is enough to lock: a lock file root left (a restore run as root) still works
+    // for a server running as another user.
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .or_else(|_| File::open(&path))
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    PathBuf::from(path)
+}
+
+/// Copies the database at `db` and the blobs in `blobs` into `dir`, while a server may be
+/// writing to them.
+pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
+    let dir_blobs = dir.join(BLOBS);
+    fs::create_dir_all(&dir_blobs)
+        .map_err(|e| format!("cannot create {}: {e}", dir_blobs.display()))?;
+    if !db.is_file() {
+        return Err(format!("no database at {}", db.display()));
+    }
+    let source = schema::open_reader(db).map_err(|e| db_error(db, e))?;
+    let part = dir.join(format!("{DB_FILE}.part"));
+    let _ = fs::remove_file(&part);
+    copy_database(&source, &part)?;
+    let created = crate::store::now();
+    let mut manifest = describe(&part, created)?;
+    manifest.blobs = copy_missing_blobs(blobs, &dir_blobs, false)?;
+    // The old manifest goes first: between the two renames DIR has no complete backup.
+    remove_if_present(&dir.join(MANIFEST))?;
+    let db_copy = dir.join(DB_FILE);
+    fs::rename(&part, &db_copy)
+        .map_err(|e| format!("cannot install {}: {e}", db_copy.display()))?;
+    write_manifest(dir, &manifest)?;
+    Ok(manifest)
+}
+
+/// Installs the backup in `dir` as the database `db` and blobs `blobs`, after checking it.
+pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> {
+    let manifest = read_manifest(dir)?;
+    let copy = dir.join(DB_FILE);
+    check_copy(&copy, &manifest)?;
+    let lock = open_lock(db)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(format!(
+                "a server is using {}: stop it before restoring",
+                db.display()
+            ));
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", lock_path(db).display()));
+        }
+    }
+    // Blobs first: the restored database must never name a blob that is not there yet.
+    fs::create_dir_all(blobs).map_err(|e| format!("cannot create {}: {e}", blobs.display()))?;
+    copy_missing_blobs(&dir.join(BLOBS), blobs, true)?;
+    let source = Connection::open_with_flags(&copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| db_error(&copy, e))?;
+    // Through SQLite, not a file copy: it replaces the old content in one transaction and
+    // deals with the old database's WAL, which a copied file would be corrupted by.
+    let mut target = schema::open_writer(db).map_err(|e| db_error(db, e))?;
+    copy_all_pages(&source, &mut target)
+        .map_err(|e| format!("cannot restore into {}: {e}", db.display()))?;
+    target
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(|e| db_error(db, e))?;
+    drop(lock);
+    Ok(manifest)
+}
+
+/// Copies the database `source` into `to`, a new file.
+fn copy_database(source: &Connection, to: &Path) -> Result<(), String> {
+    let mut target = Connection::open(to).map_err(|e| db_error(to, e))?;
+    copy_all_pages(source, &mut target).map_err(|e| format!("backup failed: {e}"))?;
+    // A copy in WAL mode would grow -wal and -shm files beside it whenever it is read; a
+    // backup is one self-contained file.
+    target
+        .pragma_update(None, "journal_mode", "DELETE")
+        .map_err(|e| db_error(to, e))?;
+    drop(target);
+    File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", to.display()))
+}
+
+/// One backup step of every page: a single read transaction, so one consistent snapshot
+/// (the server's writer is not held up: WAL lets it commit meanwhile). Steps of a few pages
+/// would restart whenever the server commits, and never end under steady writes.
+fn copy_all_pages(source: &Connection, target: &mut Connection) -> rusqlite::Result<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let backup = Backup::new(source, target)?;
+    for _ in 0..BUSY_TRIES {
+        if backup.step(-1)? == StepResult::Done {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("the database stayed locked".into()),
+    ))
+}
+
+/// The manifest of a database copy, read from the copy itself.
+fn describe(copy: &Path, created: f64) -> Result<Manifest, String> {
+    let conn = schema::open_reader(copy).map_err(|e| db_error(copy, e))?;
+    let read = || -> rusqlite::Result<Manifest> {
+        let (messages, tasks) = crate::store::read::counts(&conn)?;
+        Ok(Manifest {
+            format: FORMAT,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            created,
+            schema: conn.pragma_query_value(None, "user_version", |row| row.get(0))?,
+            last_message_id: conn
+                .query_row("SELECT max(id) FROM messages", [], |row| row.get(0))
+                .optional()?
+                .flatten(),
+            messages,
+            tasks,
+            blobs: 0,
+        })
+    };
+    read().map_err(|e| db_error(copy, e))
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{} has no complete backup ({}: {e})",
+            dir.display(),
+            path.display()
+        )
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a workshop manifest: {e}", path.display()))?;
+    if manifest.format != FORMAT {
+        return Err(format!(
+            "{} is backup format {}; this workshop reads format {FORMAT}",
+            path.display(),
+            manifest.format
+        ));
+    }
+    if manifest.schema > schema::VERSION as i64 {
+        return Err(format!(
+            "the backup has schema {} from workshop {}; this build knows up to {}: upgrade first",
+            manifest.schema,
+            manifest.version,
+            schema::VERSION
+        ));
+    }
+    Ok(manifest)
+}
+
+/// `PRAGMA integrity_check`, then the copy must be what the manifest says.
+fn check_copy(copy: &Path, manifest: &Manifest) -> Result<(), String> {
+    let conn = schema::open_reader(copy).map_err(|e| db_error(copy, e))?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .map_err(|e| db_error(copy, e))?;
+    if verdict != "ok" {
+        return Err(format!(
+            "{} fails its integrity check: {verdict}",
+            copy.display()
+        ));
+    }
+    let found = describe(copy, manifest.created)?;
+    let same = (
+        found.schema,
+        &found.last_message_id,
+        found.messages,
+        found.tasks,
+    ) == (
+        manifest.schema,
+        &manifest.last_message_id,
+        manifest.messages,
+        manifest.tasks,
+    );
+    if !same {
+        return Err(format!(
+            "{} does not match its manifest: {} messages (last {:?}), {} tasks, schema {}",
+            copy.display(),
+            found.messages,
+            found.last_message_id,
+            found.tasks,
+            found.schema
+        ));
+    }
+    Ok(())
+}
+
+/// Copies each blob of `from` that `to` lacks (through a temporary name, so a blob under
+/// its final name is always whole); with `verify`, each must hash to its name. Returns how
+/// many blobs `from` holds.
+fn copy_missing_blobs(from: &Path, to: &Path, verify: bool) -> Result<u64, String> {
+    let entries = match fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("cannot read {}: {e}", from.display())),
+    };
+    let mut held = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !valid_hash(&name) {
+            continue;
+        }
+        held += 1;
+        let target = to.join(&name);
+        if target.exists() {
+            continue;
+        }
+        let part = to.join(format!("{name}.part"));
+        copy_blob(&entry.path(), &part, verify.then_some(name.as_str()))
+            .and_then(|()| fs::rename(&part, &target).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                let _ = fs::remove_file(&part);
+                format!("cannot copy blob {name}: {e}")
+            })?;
+    }
+    File::open(to)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", to.display()))?;
+    Ok(held)
+}
+
+fn copy_blob(from: &Path, to: &Path, expected: Option<&str>) -> Result<(), String> {
+    let mut input = File::open(from).map_err(|e| e.to_string())?;
+    let mut output = File::create(to).map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = input.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+    }
+    output.sync_all().map_err(|e| e.to_string())?;
+    let actual: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match expected {
+        Some(name) if name.strip_prefix("sha256:") != Some(actual.as_str()) => Err(format!(
+            "its content hashes to sha256:{actual}: the backup is damaged"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), String> {
+    let path = dir.join(MANIFEST);
+    let part = dir.join(format!("{MANIFEST}.part"));
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| e.to_string())?;
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&part)?;
+        file.write_all(text.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        fs::rename(&part, &path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), String> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+    }
+}
+
+fn db_error(path: &Path, e: rusqlite::Error) -> String {
+    format!("database {}: {e}", path.display())
+}

@@ -1,0 +1,220 @@
+//! The loop guard (`WORKSHOP_RATE`): a token bucket per sender (`from`) for publishing and
+//! task creation, so two agents answering each other for ever cannot flood a channel. A
+//! refusal is a 429 with `Retry-After`, counted in /metrics, and announced as
+//! `workshop.throttled` on the channel concerned at most once a minute per sender.
+use crate::http::Reply;
+use crate::server::App;
+use crate::store::{NewMessage, Op};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A sender may send this many times its per-second rate at once.
+const BURST_SECONDS: f64 = 10.0;
+/// Most senders tracked at once; bounds memory whatever `from`s clients invent.
+const MAX_SENDERS: usize = 10_000;
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
+/// The `from` of the server's own announcements.
+const SERVER_IDENTITY: &str = "workshop";
+
+pub struct RateLimiter {
+    /// Tokens per second; 0 turns the guard off.
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+    announced: Option<Instant>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Pass,
+    /// Refused: try again in `retry_after_s`; `announce` once a minute per sender.
+    Throttled {
+        retry_after_s: u64,
+        announce: bool,
+    },
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64) -> RateLimiter {
+        RateLimiter {
+            rate,
+            burst: (rate * BURST_SECONDS).max(1.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token from `from`'s bucket, or says how long until there is one.
+    pub fn check(&self, from: &str, now: Instant) -> Verdict {
+        if self.rate <= 0.0 {
+            return Verdict::Pass;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !buckets.contains_key(from) && buckets.len() >= MAX_SENDERS {
+            buckets.retain(|_, bucket| !self.is_idle(bucket, now));
+            if buckets.len() >= MAX_SENDERS {
+                // Every tracked sender is being held back right now; a new one has its full
+                // burst anyway, so letting it pass untracked is what tracking it would do.
+                return Verdict::Pass;
+            }
+        }
+        let bucket = buckets.entry(from.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+            announced: None,
+        });
+        self.refill(bucket, now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Verdict::Pass;
+        }
+        let retry_after_s = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
+        let announce = bucket
+            .announced
+            .is_none_or(|at| now.duration_since(at) >= ANNOUNCE_EVERY);
+        if announce {
+            bucket.announced = Some(now);
+        }
+        Verdict::Throttled {
+            retry_after_s,
+            announce,
+        }
+    }
+
+    fn refill(&self, bucket: &mut Bucket, now: Instant) {
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.updated = now;
+    }
+
+    /// A full bucket whose sender needs no announcement pause is the same as no bucket.
+    fn is_idle(&self, bucket: &Bucket, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        let full = bucket.tokens + elapsed * self.rate >= self.burst;
+        full && bucket
+            .announced
+            .is_none_or(|at| now.duration_since(at) >= ANNOUNCE_EVERY)
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.buckets.lock().map(|b| b.len()).unwrap_or(0)
+    }
+}
+
+/// Lets `from` publish or create a task on `ch`, or answers the 429 to send instead.
+/// `what` names the request in /metrics (`metrics::THROTTLED`).
+pub fn guard(app: &App, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
+    let Verdict::Throttled {
+        retry_after_s,
+        announce,
+    } = app.limiter.check(from, Instant::now())
+    else {
+        return Ok(());
+    };
+    crate::metrics::METRICS.count_throttled(what);
+    if announce {
+        let rate = app.limiter.rate;
+        let message = NewMessage {
+            ch: ch.to_string(),
+            from: SERVER_IDENTITY.to_string(),
+            kind: "workshop.throttled".to_string(),
+            v: 1,
+            body: json!({"agent": from, "rate": rate, "burst": app.limiter.burst,
+                         "retry_after_s": retry_after_s}),
+            files: Vec::new(),
+            reply_to: None,
+        };
+        if let Err(e) = app.store.write(Op::Publish(message)) {
+            eprintln!(
+                "workshop: cannot announce throttling of {from}: {}",
+                e.message
+            );
+        }
+    }
+    Err(Reply::Throttled {
+        message: format!(
+            "{from} is over WORKSHOP_RATE ({} per second, bursts of {}): retry in {retry_after_s} s",
+            app.limiter.rate, app.limiter.burst
+        ),
+        retry_after_s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_by_default() {
+        let limiter = RateLimiter::new(0.0);
+        let now = Instant::now();
+        for _ in 0..10_000 {
+            assert_eq!(limiter.check("a", now), Verdict::Pass);
+        }
+        assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[test]
+    fn burst_then_refill_then_announce_once_a_minute() {
+        let limiter = RateLimiter::new(2.0);
+        let start = Instant::now();
+        for _ in 0..20 {
+            assert_eq!(limiter.check("a", start), Verdict::Pass);
+        }
+        let first = limiter.check("a", start);
+        assert_eq!(
+            first,
+            Verdict::Throttled {
+                retry_after_s: 1,
+                announce: true
+            }
+        );
+        assert_eq!(
+            limiter.check("b", start),
+            Verdict::Pass,
+            "others unaffected"
+        );
+        let later = start + Duration::from_secs(30);
+        let mut passed = 0;
+        while limiter.check("a", later) == Verdict::Pass {
+            passed += 1;
+        }
+        assert_eq!(passed, 20, "refilled to the burst, not beyond");
+        assert!(matches!(
+            limiter.check("a", later),
+            Verdict::Throttled {
+                announce: false,
+                ..
+            }
+        ));
+        let minute = start + Duration::from_secs(61);
+        let mut verdict = limiter.check("a", minute);
+        while verdict == Verdict::Pass {
+            verdict = limiter.check("a", minute);
+        }
+        assert!(matches!(verdict, Verdict::Throttled { announce: true, .. }));
+    }
+
+    #[test]
+    fn memory_stays_bounded_with_invented_senders() {
+        let limiter = RateLimiter::new(1.0);
+        let start = Instant::now();
+        for i in 0..MAX_SENDERS {
+            limiter.check(&format!("agent-{i}"), start);
+        }
+        assert_eq!(limiter.tracked(), MAX_SENDERS);
+        // Buckets refill in 10 s; then they are forgotten to make room.
+        let later = start + Duration::from_secs(11);
+        for i in 0..2 * MAX_SENDERS {
+            limiter.check(&format!("other-{i}"), later);
+            assert!(limiter.tracked() <= MAX_SENDERS);
+        }
+    }
+}

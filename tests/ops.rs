@@ -1,0 +1,522 @@
+//! Operating it: `/metrics` read by Prometheus's own parser, `backup`/`restore` against a
+//! server taking writes, the `WORKSHOP_RATE` loop guard, and the version. Real server, real
+//! CLI subprocesses, real files.
+mod cli_support;
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cli_support::{Cli, DEADLINE, json};
+use common::{BIN, Options, Server, request, sha256_name, wait_for};
+use serde_json::{Value, json};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One sample of a scrape, keyed `name{label="value",...}` with labels sorted.
+type Samples = HashMap<String, f64>;
+
+/// Parses a scrape with the Prometheus project's own Python client parser
+/// (`prometheus_client`, installed by .ci/run), which rejects what is not valid text format.
+fn scrape(server: &Server) -> Samples {
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    parse_exposition(&r.text())
+}
+
+fn parse_exposition(text: &str) -> Samples {
+    const PARSE: &str = "
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    assert family.name.startswith('workshop_'), family.name
+    assert family.documentation, family.name
+    for s in family.samples:
+        print(json.dumps({'name': s.name, 'labels': s.labels, 'value': s.value}))
+";
+    let mut child = Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (with prometheus_client: .ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed the parser");
+    let out = child.wait_with_output().expect("parser output");
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the scrape: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut samples = Samples::new();
+    for line in String::from_utf8(out.stdout).expect("utf-8").lines() {
+        let sample = json(line);
+        let mut labels: Vec<String> = sample["labels"]
+            .as_object()
+            .expect("labels")
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        let key = format!(
+            "{}{{{}}}",
+            sample["name"].as_str().unwrap(),
+            labels.join(",")
+        );
+        let value = sample["value"].as_f64().expect("value");
+        assert!(samples.insert(key.clone(), value).is_none(), "twice: {key}");
+    }
+    samples
+}
+
+fn sample(samples: &Samples, key: &str) -> f64 {
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("no sample {key}; have {:?}", samples.keys()))
+}
+
+fn upload(server: &Server, bytes: &[u8]) -> String {
+    let r = request(server.port, "POST", "/files", &[], bytes);
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["hash"].as_str().expect("hash").to_string()
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_move_under_load() {
+    let server = Server::start();
+    let before = scrape(&server);
+    let version = format!("workshop_build_info{{version=\"{VERSION}\"}}");
+    assert_eq!(sample(&before, &version), 1.0);
+    assert!(sample(&before, "workshop_process_resident_memory_bytes{}") > 1e6);
+    assert!(sample(&before, "workshop_process_open_fds{}") > 3.0);
+    assert!(sample(&before, "workshop_process_threads{}") >= 2.0);
+    let open_tasks = "workshop_tasks{status=\"open\"}";
+    assert_eq!(sample(&before, open_tasks), 0.0);
+
+    let publishers: Vec<_> = (0..4)
+        .map(|t| {
+            let port = server.port;
+            thread::spawn(move || {
+                for i in 0..50 {
+                    let body =
+                        json!({"from": format!("load.{t}"), "type": "load", "body": {"i": i}});
+                    let r = request(port, "POST", "/ch/load", &[], body.to_string().as_bytes());
+                    assert_eq!(r.status, 201, "{}", r.text());
+                }
+            })
+        })
+        .collect();
+    let _watcher = server.sse("/ch/load", &[]);
+    for publisher in publishers {
+        publisher.join().expect("publisher");
+    }
+    let kept = server.create_task(json!({"from": "boss", "title": "stays open"}));
+    let expiring = server.create_task(json!({"from": "boss", "title": "lease runs out"}));
+    let done = server.create_task(json!({"from": "boss", "title": "gets done"}));
+    let lease = json!({"from": "w", "lease_s": 1});
+    assert_eq!(server.task_action(&expiring, "claim", lease).status, 200);
+    assert_eq!(
+        server
+            .task_action(&done, "claim", json!({"from": "w"}))
+            .status,
+        200
+    );
+    let finish = json!({"from": "w", "result": {"ok": true}});
+    assert_eq!(server.task_action(&done, "done", finish).status, 200);
+    let blob = b"metrics count this upload";
+    upload(&server, blob);
+    upload(&server, blob);
+    assert_eq!(server.get("/nowhere").status, 404);
+
+    // The lease expires in the writer's own time: poll the scrape for it.
+    let after = wait_for(DEADLINE, "the lease expiry in /metrics", || {
+        let now = scrape(&server);
+        let expired = sample(&now, "workshop_lease_expiries_total{}");
+        (expired == 1.0)
+            .then_some(now)
+            .ok_or(format!("{expired} expiries"))
+    });
+    let moved = |key: &str| sample(&after, key) - sample(&before, key);
+    // 200 messages + 3 created, 2 claimed, 1 done, 1 expired announcements.
+    assert_eq!(moved("workshop_messages_published_total{}"), 207.0);
+    assert_eq!(
+        moved("workshop_http_requests_total{code=\"2xx\",route=\"publish\"}"),
+        200.0
+    );
+    assert_eq!(
+        moved("workshop_http_requests_total{code=\"4xx\",route=\"unrouted\"}"),
+        1.0
+    );
+    assert!(moved("workshop_commit_batch_size_count{}") >= 1.0);
+    assert_eq!(
+        sample(&after, "workshop_commit_batch_size_bucket{le=\"+Inf\"}"),
+        sample(&after, "workshop_commit_batch_size_count{}")
+    );
+    // 200 publishes, 3 creations, 2 claims, 1 done: every command is in one batch.
+    assert_eq!(moved("workshop_commit_batch_size_sum{}"), 206.0);
+    assert!(moved("workshop_commit_duration_seconds_sum{}") > 0.0);
+    // `kept` and the expired one are open, `done` is done, nothing is still claimed.
+    assert_eq!(sample(&after, open_tasks), 2.0, "{kept} and {expiring}");
+    assert_eq!(sample(&after, "workshop_tasks{status=\"claimed\"}"), 0.0);
+    assert_eq!(sample(&after, "workshop_tasks{status=\"done\"}"), 1.0);
+    assert_eq!(
+        moved("workshop_task_transitions_total{kind=\"claimed\"}"),
+        2.0
+    );
+    assert_eq!(moved("workshop_uploads_total{}"), 2.0);
+    assert_eq!(
+        moved("workshop_upload_bytes_total{}"),
+        2.0 * blob.len() as f64
+    );
+    assert_eq!(
+        moved("workshop_blob_bytes{}"),
+        blob.len() as f64,
+        "stored once"
+    );
+    assert_eq!(sample(&after, "workshop_subscribers{}"), 1.0);
+    assert!(sample(&after, "workshop_open_connections{}") >= 1.0);
+    assert!(moved("workshop_uptime_seconds{}") > 0.0);
+
+    // Counts read at start-up from what is stored, not from zero.
+    let mut server = server;
+    server.restart();
+    let restarted = scrape(&server);
+    assert_eq!(sample(&restarted, open_tasks), 2.0);
+    assert_eq!(sample(&restarted, "workshop_tasks{status=\"done\"}"), 1.0);
+    assert_eq!(
+        sample(&restarted, "workshop_blob_bytes{}"),
+        blob.len() as f64
+    );
+    server.assert_no_panic();
+}
+
+/// A message as the publisher saw it acknowledged.
+struct Acked {
+    id: String,
+    at: Instant,
+}
+
+fn workshop(args: &[&str], db: &Path, blobs: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("DB_PATH", db)
+        .env("BLOBS_DIR", blobs)
+        .output()
+        .expect("run workshop")
+}
+
+#[test]
+fn backup_under_load_restores_everything_acknowledged_before_it() {
+    let server = Server::start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
+    let publishers: Vec<_> = (0..8)
+        .map(|t| {
+            let (port, stop, acked) = (server.port, stop.clone(), acked.clone());
+            thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    // Every fifth message names a fresh file, uploaded just before it.
+                    let files = if i % 5 == 0 {
+                        let bytes = format!("file {t}-{i}").into_bytes();
+                        let r = request(port, "POST", "/files", &[], &bytes);
+                        assert_eq!(r.status, 201, "{}", r.text());
+                        vec![r.json()["hash"].clone()]
+                    } else {
+                        vec![]
+                    };
+                    let body = json!({"from": format!("p{t}"), "type": "load", "files": files});
+                    let r = request(port, "POST", "/ch/busy", &[], body.to_string().as_bytes());
+                    assert_eq!(r.status, 201, "{}", r.text());
+                    let id = r.json()["id"].as_str().expect("id").to_string();
+                    acked.lock().unwrap().push(Acked {
+                        id,
+                        at: Instant::now(),
+                    });
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    wait_for(DEADLINE, "400 messages before the backup", || {
+        (acked.lock().unwrap().len() >= 400).then_some(())
+    });
+    let backup_dir = tempfile::tempdir().expect("temp dir");
+    let began = Instant::now();
+    let out = workshop(
+        &["backup", backup_dir.path().to_str().unwrap()],
+        &server.db_path(),
+        &server.blobs_dir(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let manifest = json(&String::from_utf8_lossy(&out.stdout));
+    let during = acked.lock().unwrap().len();
+    wait_for(DEADLINE, "more messages after the backup", || {
+        (acked.lock().unwrap().len() >= during + 100).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    for publisher in publishers {
+        publisher.join().expect("publisher");
+    }
+    assert_eq!(manifest["version"], VERSION);
+    assert_eq!(manifest["format"], 1);
+    assert!(manifest["messages"].as_u64().unwrap() >= 400);
+
+    let target = tempfile::tempdir().expect("temp dir");
+    let (db, blobs) = (target.path().join("w.db"), target.path().join("blobs"));
+    let out = workshop(
+        &["restore", backup_dir.path().to_str().unwrap()],
+        &db,
+        &blobs,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout)), manifest);
+    let restored = Server::start_with_options(Options {
+        db_path: Some(db),
+        blobs_dir: Some(blobs.clone()),
+        ..Options::default()
+    });
+    let messages = restored.all_messages();
+    assert_eq!(
+        messages.len() as u64,
+        manifest["messages"].as_u64().unwrap()
+    );
+    assert_eq!(messages.last().unwrap()["id"], manifest["last_message_id"]);
+    let present: HashSet<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let before: Vec<String> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.at < began)
+        .map(|a| a.id.clone())
+        .collect();
+    assert!(before.len() >= 400);
+    for id in &before {
+        assert!(
+            present.contains(id.as_str()),
+            "{id} acknowledged before the backup is lost"
+        );
+    }
+    let mut named = 0;
+    for message in &messages {
+        for hash in message["files"].as_array().unwrap() {
+            let hash = hash.as_str().unwrap();
+            let bytes = std::fs::read(blobs.join(hash)).unwrap_or_else(|e| panic!("{hash}: {e}"));
+            assert_eq!(sha256_name(&bytes), hash);
+            named += 1;
+        }
+    }
+    assert!(named >= 80, "only {named} files named");
+    let newest = messages.last().unwrap()["id"].as_str().unwrap().to_string();
+    let next = restored.publish("busy", "after.restore", json!({}));
+    assert!(next > newest, "{next} does not follow {newest}");
+    restored.assert_no_panic();
+    server.assert_no_panic();
+}
+
+#[test]
+fn restore_refuses_a_running_server_and_a_damaged_backup() {
+    let mut server = Server::start();
+    server.publish("general", "before", json!({}));
+    let hash = upload(&server, b"precious");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_arg = dir.path().to_str().unwrap();
+    let (db, blobs) = (server.db_path(), server.blobs_dir());
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    server.publish("general", "after", json!({}));
+
+    let out = workshop(&["restore", dir_arg], &db, &blobs);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a server is using"), "{stderr}");
+    assert_eq!(server.history("/ch/general/history").len(), 2, "unchanged");
+    server.stop();
+
+    // A manifest that does not describe the copy is refused, and so is a damaged blob.
+    let manifest_path = dir.path().join("manifest.json");
+    let good = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut lying: Value = serde_json::from_str(&good).unwrap();
+    lying["messages"] = json!(lying["messages"].as_u64().unwrap() + 1);
+    std::fs::write(&manifest_path, lying.to_string()).unwrap();
+    let out = workshop(&["restore", dir_arg], &db, &blobs);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match its manifest"));
+    std::fs::write(&manifest_path, &good).unwrap();
+    let blob_copy = dir.path().join("blobs").join(&hash);
+    std::fs::write(&blob_copy, b"tampered").unwrap();
+    std::fs::remove_file(blobs.join(&hash)).unwrap();
+    let out = workshop(&["restore", dir_arg], &db, &blobs);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("damaged"),
+        "{out:?}"
+    );
+    assert!(
+        !blobs.join(&hash).exists(),
+        "a damaged blob is not installed"
+    );
+    std::fs::write(&blob_copy, b"precious").unwrap();
+    std::fs::remove_file(&manifest_path).unwrap();
+    let out = workshop(&["restore", dir_arg], &db, &blobs);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no complete backup"));
+    std::fs::write(&manifest_path, &good).unwrap();
+
+    // Stopped: the restore goes through and the server comes back with the backed-up state.
+    let out = workshop(&["restore", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    server.restart_stopped();
+    let kinds: Vec<Value> = server
+        .history("/ch/general/history")
+        .iter()
+        .map(|m| m["type"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("before")]);
+    assert_eq!(server.get(&format!("/files/{hash}")).body, b"precious");
+    server.assert_no_panic();
+}
+
+#[test]
+fn no_server_starts_while_a_restore_holds_the_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("w.db");
+    // What `workshop restore` holds while it works (README: Backup).
+    let lock = std::fs::File::create(dir.path().join("w.db.lock")).expect("lock file");
+    lock.lock().expect("exclusive lock");
+    let mut server = Command::new(BIN)
+        .env_clear()
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("DB_PATH", &db)
+        .env("BLOBS_DIR", dir.path().join("blobs"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn workshop");
+    let status = wait_for(DEADLINE, "the server to give up", || {
+        server.try_wait().expect("try_wait")
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a restore into"), "{stderr}");
+    assert!(!db.exists(), "nothing was created");
+}
+
+#[test]
+fn loop_guard_answers_429_with_retry_after_and_announces_once() {
+    // 0.1 per second: one at once, then one more every 10 s.
+    let server = Server::start_with(&[("WORKSHOP_RATE", "0.1")]);
+    let started = Instant::now();
+    let publish = |from: &str| {
+        server.post_json(
+            "/ch/loop",
+            json!({"from": from, "type": "chatter", "body": {}}),
+        )
+    };
+    let mut passed = 0;
+    let refused = loop {
+        let r = publish("agent.a");
+        if r.status != 201 {
+            break r;
+        }
+        passed += 1;
+        assert!(passed < 50, "never throttled");
+    };
+    let refill = (started.elapsed().as_secs_f64() * 0.1).ceil() as usize;
+    assert!((1..=1 + refill).contains(&passed), "{passed} passed");
+    assert_eq!(refused.status, 429);
+    let retry_after: u64 = refused
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    assert!(refused.error().contains("WORKSHOP_RATE"));
+    for _ in 0..3 {
+        assert_eq!(publish("agent.a").status, 429);
+    }
+    assert_eq!(publish("agent.b").status, 201, "others are not held back");
+    let task = json!({"from": "agent.a", "title": "more", "ch": "loop"});
+    assert_eq!(server.post_json("/tasks", task).status, 429);
+
+    let history = server.history("/ch/loop/history");
+    let throttled: Vec<&Value> = history
+        .iter()
+        .filter(|m| m["type"] == "workshop.throttled")
+        .collect();
+    assert_eq!(throttled.len(), 1, "announced once a minute: {throttled:?}");
+    assert_eq!(throttled[0]["from"], "workshop");
+    assert_eq!(throttled[0]["body"]["agent"], "agent.a");
+    let chatter = history.iter().filter(|m| m["type"] == "chatter").count();
+    assert_eq!(chatter, passed + 1, "refused messages are not stored");
+    let metrics = scrape(&server);
+    let throttled_publish = "workshop_throttled_total{request=\"publish\"}";
+    assert_eq!(sample(&metrics, throttled_publish), 4.0);
+    let throttled_tasks = "workshop_throttled_total{request=\"task_create\"}";
+    assert_eq!(sample(&metrics, throttled_tasks), 1.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "workshop_http_requests_total{code=\"4xx\",route=\"publish\"}"
+        ),
+        4.0
+    );
+    server.assert_no_panic();
+}
+
+#[test]
+fn cli_waits_out_a_429_and_publishes() {
+    // 0.2 per second: bursts of 2, then one more every 5 s.
+    let server = Server::start_with(&[("WORKSHOP_RATE", "0.2")]);
+    let throttled = || {
+        let body = json!({"from": "cli.bot", "type": "spam", "body": {}});
+        server.post_json("/ch/loop", body).status == 429
+    };
+    let mut tries = 0;
+    while !throttled() {
+        tries += 1;
+        assert!(tries < 50, "never throttled");
+    }
+    let started = Instant::now();
+    let out = server.run("cli.bot", &["pub", "loop", "made.it", "{\"n\":1}"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "did not wait"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("throttled"), "{stderr}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let history = server.history("/ch/loop/history?type=made.it");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["id"], id.as_str());
+}
+
+#[test]
+fn version_is_in_the_flag_and_in_status_and_backup_has_help() {
+    let server = Server::start();
+    let out = server.ok("anyone", &["--version"]);
+    assert_eq!(out, format!("workshop {VERSION}"));
+    assert_eq!(server.status()["version"], VERSION);
+    for sub in ["backup", "restore"] {
+        let help = server.ok("anyone", &[sub, "--help"]);
+        assert!(help.contains("Example"), "{help}");
+        assert!(help.contains("--db") && help.contains("--blobs"), "{help}");
+    }
+}
