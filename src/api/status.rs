@@ -19,6 +19,7 @@ pub fn status(app: &App) -> Result<Reply, ApiError> {
             "tasks": app.store.stats.tasks.load(Ordering::Relaxed),
             "agents-live": agents_live,
             "subscribers": app.hub.subscriber_count(),
+            "waiting": app.long_polls.load(Ordering::Relaxed),
             "open-fds": open_fds,
             "threads": threads,
         }),

@@ -1,0 +1,140 @@
+//! Long-poll reads for agents that act in turns: `?wait=S` on history and on the inbox holds
+//! the request until something it would answer exists, or S seconds pass. Only the waiting
+//! lives here; the read itself then runs exactly as it does without `wait`.
+//!
+//! A waiting request is a hub subscriber like an SSE stream (same cap, same wake-ups, ended
+//! by shutdown's `Hub::close`), so it is woken by the commit that satisfies it, never by
+//! polling. It holds its connection's thread while it waits, as claim-next does.
+use crate::error::ApiError;
+use crate::hub::Event;
+use crate::server::App;
+use crate::store::read::MessageQuery;
+use crate::store::turns;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest wait accepted; a longer ask waits this long.
+pub const MAX_WAIT_S: f64 = 60.0;
+
+/// `?wait=S`: seconds (fractions allowed, at most 60), or `None` when absent.
+pub fn wait_param(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
+    let Some(raw) = params.get("wait").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    raw.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Some(Duration::from_secs_f64(s.min(MAX_WAIT_S))))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "wait must be a number of seconds from 0 to 60, got {raw:?}"
+            ))
+        })
+}
+
+/// Waits until a message matching the history query `q` exists after `q.since`.
+pub fn wait_for_history(app: &App, q: &MessageQuery, timeout: Duration) -> Result<(), ApiError> {
+    if q.before.is_some() {
+        return Err(ApiError::bad_request("wait cannot be combined with before"));
+    }
+    let awaited = Awaited {
+        ch: q.ch.as_deref(),
+        type_prefix: q.type_prefix.as_deref(),
+        recipient: None,
+    };
+    wait_until(app, &awaited, timeout, || {
+        app.store.read(|conn| turns::any_message(conn, q))
+    })
+}
+
+/// Waits until the agent's inbox holds a message after `since`.
+pub fn wait_for_inbox(
+    app: &App,
+    agent: &str,
+    since: Option<&str>,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let awaited = Awaited {
+        ch: None,
+        type_prefix: None,
+        recipient: Some(agent),
+    };
+    wait_until(app, &awaited, timeout, || {
+        app.store
+            .read(|conn| turns::any_in_inbox(conn, agent, since))
+    })
+}
+
+/// Which committed messages end a wait.
+struct Awaited<'a> {
+    ch: Option<&'a str>,
+    type_prefix: Option<&'a str>,
+    recipient: Option<&'a str>,
+}
+
+impl Awaited<'_> {
+    /// The channel is already chosen by the subscription.
+    fn wants(&self, event: &Event) -> bool {
+        self.type_prefix
+            .is_none_or(|prefix| event.kind.starts_with(prefix))
+            && self
+                .recipient
+                .is_none_or(|agent| event.recipients.iter().any(|r| r == agent))
+    }
+}
+
+/// Returns once `ready` holds (checked once, then kept track of through the hub), `timeout`
+/// passes, or the server shuts down.
+fn wait_until(
+    app: &App,
+    awaited: &Awaited,
+    timeout: Duration,
+    ready: impl FnOnce() -> Result<bool, ApiError>,
+) -> Result<(), ApiError> {
+    if timeout.is_zero() {
+        return Ok(());
+    }
+    if app.hub.subscriber_count() >= app.max_streams {
+        return Err(ApiError::unavailable(
+            "too many open streams; try again later",
+        ));
+    }
+    // Subscribe before looking, so a commit between the look and the wait still wakes us.
+    // No subscription: the hub is closed (shutdown), so answer at once.
+    let Some(subscription) = app.hub.subscribe(awaited.ch.map(str::to_string)) else {
+        return Ok(());
+    };
+    if ready()? {
+        return Ok(());
+    }
+    let _counted = Waiting::enter(&app.long_polls);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match subscription.events.recv_timeout(left) {
+            Ok(event) if awaited.wants(&event) => return Ok(()),
+            Ok(_) => {}
+            // Time is up; or the hub let go of us: shutdown, or a flood of messages this
+            // request does not want filled its queue. Either way the read runs now and
+            // answers what there is; the client asks again.
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// Counts a request as waiting (`waiting` in /status) until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
