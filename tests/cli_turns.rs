@@ -129,3 +129,15 @@ fn wait_and_inbox_report_an_unreachable_server() {
     hub.fails(ME, &["wait", "--since", "01J4XYZ0000000000000000000", "--timeout", "1"], 5);
     hub.fails(BOB, &["inbox"], 5);
 }
+
+#[test]
+fn wait_and_inbox_have_help_with_an_example() {
+    let hub = Server::start();
+    for sub in ["wait", "inbox"] {
+        let help = hub.ok(ME, &[sub, "--help"]);
+        assert!(help.contains("Example"), "`{sub} --help`:\n{help}");
+        assert!(help.contains("exit 3") || help.contains("Exit 3"), "{help}");
+    }
+    hub.fails(ME, &["wait", "--timeout", "-1"], 2);
+    hub.fails(ME, &["inbox", "--all", "--mark-read"], 2);
+}
