@@ -35,7 +35,9 @@ fn pub_to_addresses_one_agent_or_several() {
     let one = hub.ok(ME, &["pub", "general", "msg.text", "{}", "--to", BOB]);
     let two = hub.ok(
         ME,
-        &["pub", "general", "msg.text", "{}", "--to", BOB, "--to", "c.carol"],
+        &[
+            "pub", "general", "msg.text", "{}", "--to", BOB, "--to", "c.carol",
+        ],
     );
     let everyone = hub.ok(ME, &["pub", "general", "msg.text", "{}"]);
     let history = hub.channel_history("general", "");
@@ -55,19 +57,34 @@ fn wait_prints_what_comes_after_the_id_and_exits_3_on_timeout() {
     let first = hub.publish("general", "msg.text", json!({"n": 1}));
     let second = hub.publish("general", "msg.text", json!({"n": 2}));
     // Already there: printed at once, oldest first.
-    let out = hub.ok(ME, &["wait", "general", "--since", &first, "--timeout", "30"]);
+    let out = hub.ok(
+        ME,
+        &["wait", "general", "--since", &first, "--timeout", "30"],
+    );
     assert_eq!(ids(&out), [second.clone()]);
     let out = hub.ok(ME, &["wait", "--since", &first, "--timeout", "30"]);
     assert_eq!(ids(&out), [second.clone()]);
     // Nothing after it: exit 3 with nothing on stdout once the timeout passes.
-    let out = hub.run(ME, &["wait", "general", "--since", &second, "--timeout", "1"]);
+    let out = hub.run(
+        ME,
+        &["wait", "general", "--since", &second, "--timeout", "1"],
+    );
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing new"));
     // Waiting: the publish that matches ends it; others of the wrong type do not.
     let mut bg = hub.spawn(
         ME,
-        &["wait", "general", "--since", &second, "--type", "task.", "--timeout", "60"],
+        &[
+            "wait",
+            "general",
+            "--since",
+            &second,
+            "--type",
+            "task.",
+            "--timeout",
+            "60",
+        ],
         &[],
     );
     wait_for_waiting(&hub, 1);
@@ -95,7 +112,10 @@ fn inbox_prints_unread_marks_it_read_and_exits_3_when_empty() {
     let hub = Server::start();
     let err = hub.fails(BOB, &["inbox"], 3);
     assert!(err.contains("inbox is empty"), "{err}");
-    let a = hub.ok(ME, &["pub", "general", "msg.text", r#"{"q":1}"#, "--to", BOB]);
+    let a = hub.ok(
+        ME,
+        &["pub", "general", "msg.text", r#"{"q":1}"#, "--to", BOB],
+    );
     hub.ok(ME, &["pub", "general", "msg.text", "{}", "--to", "c.carol"]);
     let task = hub.ok(ME, &["task", "create", "for bob", "--for", BOB]);
     // Without --mark-read nothing moves: the same two again.
@@ -126,7 +146,17 @@ fn inbox_prints_unread_marks_it_read_and_exits_3_when_empty() {
 fn wait_and_inbox_report_an_unreachable_server() {
     let mut hub = Server::start();
     hub.stop();
-    hub.fails(ME, &["wait", "--since", "01J4XYZ0000000000000000000", "--timeout", "1"], 5);
+    hub.fails(
+        ME,
+        &[
+            "wait",
+            "--since",
+            "01J4XYZ0000000000000000000",
+            "--timeout",
+            "1",
+        ],
+        5,
+    );
     hub.fails(BOB, &["inbox"], 5);
 }
 

@@ -109,7 +109,10 @@ fn a_wait_answers_at_once_when_there_is_something_and_empty_after_its_time() {
     let took = started.elapsed();
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "");
-    assert!(took >= Duration::from_millis(1500), "answered after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
     assert!(took < 20 * SECOND, "answered after {took:?}");
     // An empty inbox waits the same way.
     let started = Instant::now();
@@ -252,7 +255,10 @@ fn addressed_messages_keep_the_envelope_order_and_bytes() {
         stored[0]
     );
     assert!(stored[1].ends_with(r#","to":["bob","carol"]}"#));
-    assert!(stored[2].ends_with(r#","reply_to":null}"#), "absent means no field");
+    assert!(
+        stored[2].ends_with(r#","reply_to":null}"#),
+        "absent means no field"
+    );
     for (i, id) in [&one, &many, &everyone].into_iter().enumerate() {
         let event = std::iter::from_fn(|| sse.next(10 * SECOND))
             .find(|e| e.data.is_some())
@@ -297,10 +303,18 @@ fn bad_addressees_are_refused_and_change_nothing() {
         "general",
         json!({"from": "alice", "type": "t", "to": ok, "reply_to": null}),
     );
-    send(&s, "general", json!({"from": "alice", "type": "t", "to": null}));
+    send(
+        &s,
+        "general",
+        json!({"from": "alice", "type": "t", "to": null}),
+    );
     assert_eq!(s.status()["messages"], 2);
     assert_eq!(lines(&s.get("/inbox/agent31")).len(), 1);
-    for bad in ["/inbox/%20", "/inbox/%ff", &format!("/inbox/{}", "x".repeat(129))] {
+    for bad in [
+        "/inbox/%20",
+        "/inbox/%ff",
+        &format!("/inbox/{}", "x".repeat(129)),
+    ] {
         assert_eq!(s.get(bad).status, 400, "{bad}");
     }
 }
@@ -313,7 +327,11 @@ fn the_inbox_has_addressed_messages_and_tasks_for_the_agent() {
     send(&s, "a", json!({"from": "x", "type": "m"}));
     s.create_task(json!({"from": "x", "title": "anyone's"}));
     s.create_task(json!({"from": "x", "title": "bob's", "for": "bob", "ch": "jobs"}));
-    let also = send(&s, "b", json!({"from": "x", "type": "m", "to": ["carol", "bob"]}));
+    let also = send(
+        &s,
+        "b",
+        json!({"from": "x", "type": "m", "to": ["carol", "bob"]}),
+    );
     let inbox = lines(&s.get("/inbox/bob"));
     assert_eq!(inbox.len(), 3);
     assert_eq!(inbox[0]["id"], to_bob.as_str());
@@ -325,8 +343,15 @@ fn the_inbox_has_addressed_messages_and_tasks_for_the_agent() {
     let after_first = lines(&s.get(&format!("/inbox/bob?since={to_bob}&n=1")));
     assert_eq!(after_first[0]["type"], "task.created");
     // Identities are percent-decoded path segments.
-    let odd = send(&s, "a", json!({"from": "x", "type": "m", "to": "team/lead one"}));
-    assert_eq!(ids(&lines(&s.get("/inbox/team%2Flead%20one"))), [odd.as_str()]);
+    let odd = send(
+        &s,
+        "a",
+        json!({"from": "x", "type": "m", "to": "team/lead one"}),
+    );
+    assert_eq!(
+        ids(&lines(&s.get("/inbox/team%2Flead%20one"))),
+        [odd.as_str()]
+    );
 }
 
 #[test]
@@ -348,10 +373,20 @@ fn an_inbox_wait_is_woken_only_by_the_agents_messages() {
 fn the_inbox_cursor_moves_forward_only_and_survives_a_restart() {
     let mut s = Server::start();
     let sent: Vec<String> = (0..4)
-        .map(|i| send(&s, "a", json!({"from": "x", "type": "m", "to": "bob", "body": {"i": i}})))
+        .map(|i| {
+            send(
+                &s,
+                "a",
+                json!({"from": "x", "type": "m", "to": "bob", "body": {"i": i}}),
+            )
+        })
         .collect();
     let unread = |s: &Server| ids(&lines(&s.get("/inbox/bob?unread=1"))).join(",");
-    assert_eq!(unread(&s), sent.join(","), "never read: everything is unread");
+    assert_eq!(
+        unread(&s),
+        sent.join(","),
+        "never read: everything is unread"
+    );
     let r = s.post_json("/inbox/bob/read", json!({"up_to": sent[1]}));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), json!({"agent": "bob", "up_to": sent[1]}));
@@ -370,7 +405,11 @@ fn the_inbox_cursor_moves_forward_only_and_survives_a_restart() {
     assert_eq!(s.get("/inbox/bob/read").status, 405);
     s.kill();
     s.restart_stopped();
-    assert_eq!(unread(&s), sent[2..].join(","), "the cursor is a committed row");
+    assert_eq!(
+        unread(&s),
+        sent[2..].join(","),
+        "the cursor is a committed row"
+    );
     s.post_json("/inbox/bob/read", json!({"up_to": sent[3]}));
     assert_eq!(unread(&s), "");
     // Another agent's cursor is its own.

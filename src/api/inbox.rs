@@ -14,11 +14,7 @@ use std::collections::HashMap;
 use tiny_http::Request;
 
 /// `GET /inbox/:agent?since=&n=&wait=&unread=1`
-pub fn read(
-    app: &App,
-    agent: &str,
-    params: &HashMap<String, String>,
-) -> Result<Reply, ApiError> {
+pub fn read(app: &App, agent: &str, params: &HashMap<String, String>) -> Result<Reply, ApiError> {
     let agent = path_identity(agent)?;
     let mut since = id_param(params, "since")?;
     if unread_param(params)? {

@@ -40,6 +40,7 @@ pub fn wait_for_history(app: &App, q: &MessageQuery, timeout: Duration) -> Resul
     }
     let awaited = Awaited {
         ch: q.ch.as_deref(),
+        since: q.since.as_deref(),
         type_prefix: q.type_prefix.as_deref(),
         recipient: None,
     };
@@ -57,6 +58,7 @@ pub fn wait_for_inbox(
 ) -> Result<(), ApiError> {
     let awaited = Awaited {
         ch: None,
+        since,
         type_prefix: None,
         recipient: Some(agent),
     };
@@ -69,15 +71,20 @@ pub fn wait_for_inbox(
 /// Which committed messages end a wait.
 struct Awaited<'a> {
     ch: Option<&'a str>,
+    since: Option<&'a str>,
     type_prefix: Option<&'a str>,
     recipient: Option<&'a str>,
 }
 
 impl Awaited<'_> {
-    /// The channel is already chosen by the subscription.
+    /// The channel is already chosen by the subscription. An event at or before `since`
+    /// counts for nothing: the hub hears of a commit just after readers can see it, so a
+    /// client that already read a message may re-poll in time to be told of it again.
     fn wants(&self, event: &Event) -> bool {
-        self.type_prefix
-            .is_none_or(|prefix| event.kind.starts_with(prefix))
+        self.since.is_none_or(|since| event.id.as_str() > since)
+            && self
+                .type_prefix
+                .is_none_or(|prefix| event.kind.starts_with(prefix))
             && self
                 .recipient
                 .is_none_or(|agent| event.recipients.iter().any(|r| r == agent))
