@@ -416,3 +416,42 @@ fn the_inbox_cursor_moves_forward_only_and_survives_a_restart() {
     assert_eq!(lines(&s.get("/inbox/carol?unread=1")).len(), 0);
     s.assert_no_panic();
 }
+
+/// Agents re-polling with the last id they got, while messages keep coming: each sees every
+/// message once, in order, and no poll answers empty before its time. (A re-poll racing the
+/// commit it just read used to be woken by that same message and answer nothing.)
+#[test]
+fn re_polling_agents_get_every_message_once_in_order() {
+    const AGENTS: usize = 300;
+    const MESSAGES: usize = 100;
+    let s = Server::start();
+    let start = s.publish("turns", "t.start", json!({}));
+    let port = s.port;
+    let agents: Vec<_> = (0..AGENTS)
+        .map(|_| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let (mut since, mut seen) = (start, Vec::new());
+                while seen.len() < MESSAGES {
+                    let path = format!("/ch/turns/history?since={since}&wait=30");
+                    let r = common::request(port, "GET", &path, &[], b"");
+                    let got = lines(&r);
+                    assert!(!got.is_empty(), "a re-poll answered empty after {seen:?}");
+                    for m in got {
+                        seen.push(m["body"]["seq"].as_u64().unwrap() as usize);
+                        since = m["id"].as_str().unwrap().to_string();
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    wait_for_waiting(&s, AGENTS as u64);
+    for seq in 0..MESSAGES {
+        s.publish("turns", "t.tick", json!({ "seq": seq }));
+    }
+    for agent in agents {
+        let seen = agent.join().expect("agent");
+        assert_eq!(seen, (0..MESSAGES).collect::<Vec<_>>());
+    }
+}
