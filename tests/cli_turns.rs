@@ -61,9 +61,9 @@ fn wait_prints_what_comes_after_the_id_and_exits_3_on_timeout() {
         ME,
         &["wait", "general", "--since", &first, "--timeout", "30"],
     );
-    assert_eq!(ids(&out), [second.clone()]);
+    assert_eq!(ids(&out), [second.as_str()]);
     let out = hub.ok(ME, &["wait", "--since", &first, "--timeout", "30"]);
-    assert_eq!(ids(&out), [second.clone()]);
+    assert_eq!(ids(&out), [second.as_str()]);
     // Nothing after it: exit 3 with nothing on stdout once the timeout passes.
     let out = hub.run(
         ME,
