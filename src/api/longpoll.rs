@@ -145,3 +145,66 @@ impl Drop for Waiting<'_> {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_seconds_capped_at_a_minute() {
+        let q = |v: &str| HashMap::from([("wait".to_string(), v.to_string())]);
+        assert_eq!(wait_param(&HashMap::new()).unwrap(), None);
+        assert_eq!(wait_param(&q("")).unwrap(), None);
+        assert_eq!(wait_param(&q("0")).unwrap(), Some(Duration::ZERO));
+        assert_eq!(
+            wait_param(&q("1.5")).unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            wait_param(&q("3600")).unwrap(),
+            Some(Duration::from_secs(60))
+        );
+        for bad in ["-1", "x", "NaN", "inf", "1e400"] {
+            assert_eq!(wait_param(&q(bad)).unwrap_err().status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_wait_wants_only_newer_matching_messages() {
+        let mut event = Event::new("B".into(), "c".into(), "task.done".into(), "{}");
+        let awaited = Awaited {
+            ch: Some("c"),
+            since: Some("A"),
+            type_prefix: Some("task."),
+            recipient: None,
+        };
+        assert!(awaited.wants(&event));
+        assert!(
+            !Awaited {
+                since: Some("B"),
+                ..awaited
+            }
+            .wants(&event),
+            "already read"
+        );
+        assert!(
+            !Awaited {
+                type_prefix: Some("msg."),
+                ..awaited
+            }
+            .wants(&event)
+        );
+        let inbox = Awaited {
+            ch: None,
+            since: None,
+            type_prefix: None,
+            recipient: Some("bob"),
+        };
+        assert!(
+            !inbox.wants(&event),
+            "addressed to everyone is not in an inbox"
+        );
+        event.recipients = vec!["carol".into(), "bob".into()];
+        assert!(inbox.wants(&event));
+    }
+}
