@@ -203,8 +203,10 @@ fn waiting_requests_share_the_stream_cap() {
     let r = s.get(&path);
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(s.get("/ch/general").status, 503);
-    // Without waiting there is nothing to hold: a plain read still answers.
+    // Without waiting there is nothing to hold: a plain read still answers, and so does a
+    // wait that has its answer already.
     assert_eq!(s.get("/history").status, 200);
+    assert_eq!(s.get("/history?wait=30").status, 200);
     drop(streams);
     let id = s.publish("general", "msg.text", json!({}));
     for p in pending {

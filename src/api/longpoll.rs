@@ -103,9 +103,13 @@ fn wait_until(
         return Ok(());
     }
     if app.hub.subscriber_count() >= app.max_streams {
-        return Err(ApiError::unavailable(
-            "too many open streams; try again later",
-        ));
+        // No room to wait, but a request that need not wait is still answered.
+        return match ready()? {
+            true => Ok(()),
+            false => Err(ApiError::unavailable(
+                "too many open streams; try again later",
+            )),
+        };
     }
     // Subscribe before looking, so a commit between the look and the wait still wakes us.
     // No subscription: the hub is closed (shutdown), so answer at once.
