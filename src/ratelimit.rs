@@ -130,6 +130,9 @@ pub fn guard(app: &App, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
                          "retry_after_s": retry_after_s}),
             files: Vec::new(),
             reply_to: None,
+            // Addressed to the offender, so an agent working in turns finds it in its inbox.
+            to: Some(json!(from)),
+            recipients: vec![from.to_string()],
         };
         if let Err(e) = app.store.write(Op::Publish(message)) {
             eprintln!(

@@ -1,6 +1,6 @@
 //! The server: binds the socket, routes each request to its handler on the connection's own
 //! thread, and shuts down cleanly on SIGTERM/SIGINT.
-use crate::api::{channels, files, presence, status, tasks};
+use crate::api::{channels, files, inbox, presence, status, tasks};
 use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
 use crate::browser;
@@ -39,6 +39,8 @@ pub struct App {
     pub max_streams: usize,
     /// The loop guard (`WORKSHOP_RATE`).
     pub limiter: crate::ratelimit::RateLimiter,
+    /// Long-poll reads (`?wait=`) waiting right now, shown in /status.
+    pub long_polls: AtomicUsize,
     /// Set at shutdown: requests that arrive after it get a 503.
     stopping: AtomicBool,
     /// Requests being answered right now, which shutdown waits for.
@@ -85,6 +87,7 @@ pub fn start(config: Config) -> Result<Running, String> {
         broadcaster,
         started: Instant::now(),
         max_streams: MAX_STREAMS.min((fd_limit as usize).saturating_sub(256).max(16)),
+        long_polls: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
     });
@@ -191,6 +194,8 @@ enum Route<'a> {
     Status,
     Metrics,
     Ui,
+    Inbox(&'a str),
+    MarkRead(&'a str),
 }
 
 impl Route<'_> {
@@ -214,6 +219,8 @@ impl Route<'_> {
             Route::Status => "status",
             Route::Metrics => "metrics",
             Route::Ui => "ui",
+            Route::Inbox(_) => "inbox",
+            Route::MarkRead(_) => "inbox_read",
         }
     }
 }
@@ -253,6 +260,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["status"] => pick(Some(Route::Status), None),
         ["metrics"] => pick(Some(Route::Metrics), None),
         ["ui"] => pick(Some(Route::Ui), None),
+        ["inbox", agent] => pick(Some(Route::Inbox(agent)), None),
+        ["inbox", agent, "read"] => pick(None, Some(Route::MarkRead(agent))),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }
@@ -395,6 +404,8 @@ fn handle(
         Route::Status => status::status(app),
         Route::Metrics => Ok(status::metrics(app)),
         Route::Ui => Ok(Reply::Html(UI_PAGE)),
+        Route::Inbox(agent) => inbox::read(app, agent, params),
+        Route::MarkRead(agent) => inbox::mark_read(app, agent, request),
     }
 }
 
@@ -456,6 +467,9 @@ mod tests {
         assert_eq!(route(&post, "/tasks/ID/explode").unwrap_err().status, 404);
         assert_eq!(route(&get, "/nope").unwrap_err().status, 404);
         assert_eq!(route(&get, "/ch/a/").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/inbox/bob"), Ok(Route::Inbox("bob")));
+        assert_eq!(route(&post, "/inbox/bob/read"), Ok(Route::MarkRead("bob")));
+        assert_eq!(route(&get, "/inbox/bob/read").unwrap_err().status, 405);
         assert_eq!(route(&get, "").unwrap_err().status, 404);
         assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
     }
@@ -482,6 +496,8 @@ mod tests {
             (&get, "/status"),
             (&get, "/metrics"),
             (&get, "/ui"),
+            (&get, "/inbox/a"),
+            (&post, "/inbox/a/read"),
         ];
         let labels: std::collections::HashSet<&str> = paths
             .iter()

@@ -1,5 +1,5 @@
 //! Publishing, history, and the channel list.
-use super::{file_refs, identity, label, path_channel};
+use super::{file_refs, identity, label, longpoll, path_channel};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
 use crate::ids;
@@ -14,6 +14,7 @@ use tiny_http::Request;
 pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiError> {
     let ch = path_channel(ch)?;
     let body = read_json_object(request)?;
+    let (to, recipients) = addressees(body.get("to"))?;
     let message = NewMessage {
         ch,
         from: identity(&body, "from")?,
@@ -27,6 +28,8 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
         body: body.get("body").cloned().unwrap_or_else(|| json!({})),
         files: file_refs(&body, &app.blobs)?,
         reply_to: reply_to(body.get("reply_to").or_else(|| body.get("reply-to")))?,
+        to,
+        recipients,
     };
     if let Err(throttled) = crate::ratelimit::guard(app, &message.from, &message.ch, "publish") {
         return Ok(throttled);
@@ -45,6 +48,33 @@ fn reply_to(value: Option<&Value>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Most identities one message may be addressed to.
+const MAX_ADDRESSEES: usize = 32;
+
+/// `to`: absent or null (everyone), one identity, or a list of 1-32, each checked like
+/// `from`. Returns the field as given (it is stored so) and the distinct identities.
+fn addressees(value: Option<&Value>) -> Result<(Option<Value>, Vec<String>), ApiError> {
+    let items = match value {
+        None | Some(Value::Null) => return Ok((None, Vec::new())),
+        Some(one @ Value::String(_)) => std::slice::from_ref(one),
+        Some(Value::Array(list)) if (1..=MAX_ADDRESSEES).contains(&list.len()) => list,
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "to must be an identity or a list of 1 to {MAX_ADDRESSEES} identities"
+            )));
+        }
+    };
+    let mut recipients: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let field = serde_json::Map::from_iter([("to".to_string(), item.clone())]);
+        let agent = identity(&field, "to")?;
+        if !recipients.contains(&agent) {
+            recipients.push(agent);
+        }
+    }
+    Ok((value.cloned(), recipients))
+}
+
 /// `GET /ch/:ch/history` (with `ch`) and `GET /history` (without).
 pub fn history(
     app: &App,
@@ -59,6 +89,9 @@ pub fn history(
         type_prefix: params.get("type").filter(|t| !t.is_empty()).cloned(),
         limit: count_param(params, default_n, 1000)?,
     };
+    if let Some(timeout) = longpoll::wait_param(params)? {
+        longpoll::wait_for_history(app, &query, timeout)?;
+    }
     let lines = app.store.read(|conn| read::messages(conn, &query))?;
     Ok(Reply::Ndjson(lines))
 }

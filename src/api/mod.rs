@@ -1,6 +1,8 @@
 //! The handlers, one module per resource, and the validation they share.
 pub mod channels;
 pub mod files;
+pub mod inbox;
+pub mod longpoll;
 pub mod presence;
 pub mod status;
 pub mod tasks;

@@ -20,6 +20,7 @@ pub fn status(app: &App) -> Result<Reply, ApiError> {
             "agents-live": agents_live,
             "subscribers": app.hub.subscriber_count(),
             "claims-waiting": app.store.bell.waiting(),
+            "waiting": app.long_polls.load(Ordering::Relaxed),
             "open-fds": open_fds,
             "threads": threads,
             "version": env!("CARGO_PKG_VERSION"),

@@ -20,6 +20,7 @@ pub fn publish(
     body: Option<String>,
     files: &[PathBuf],
     reply_to: Option<String>,
+    to: Vec<String>,
 ) -> Result<()> {
     let from = client.agent()?;
     let body = match body {
@@ -32,6 +33,12 @@ pub fn publish(
     }
     if let Some(r) = reply_to {
         msg["reply_to"] = json!(r);
+    }
+    // One addressee is sent as a plain identity, several as a list.
+    match to.as_slice() {
+        [] => {}
+        [one] => msg["to"] = json!(one),
+        many => msg["to"] = json!(many),
     }
     let reply = client.post_json(&format!("/ch/{}", seg(ch)), &msg)?;
     emit(&id_of(&reply)?)

@@ -13,6 +13,7 @@ mod commands;
 mod format;
 mod signal;
 mod sse;
+mod turns;
 mod work;
 
 use client::{Client, exit};
@@ -144,6 +145,45 @@ enum Command {
     /// Put a backup from DIR back in place (the server must be stopped)
     #[command(after_help = backup::RESTORE_HELP)]
     Restore(backup::StoreArgs),
+    /// Wait for the messages after an id; prints them, one JSON per line (exit 3: none)
+    #[command(
+        after_help = "For agents that act in turns: one call per turn, no stream to keep \
+        open. Without --since, waits for what comes after the newest message now.\n\n\
+        Example:\n  LAST=$(workshop wait jobs --since \"$LAST\" --timeout 60 | tail -1 | jq -r .id)"
+    )]
+    Wait(WaitArgs),
+    /// Print your unread inbox: messages addressed to you and tasks created for you
+    #[command(
+        after_help = "Exit 3 when it is empty (after --wait). The read cursor is kept by the \
+        server, so a fresh process of the same agent resumes where the last one stopped.\n\n\
+        Example:\n  workshop inbox --wait 60 --mark-read | jq -c .body"
+    )]
+    Inbox {
+        /// Wait up to SECS for something to arrive
+        #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+        wait: f64,
+        /// Then mark what was printed as read
+        #[arg(long)]
+        mark_read: bool,
+        /// The whole inbox (the newest 1000), read or not
+        #[arg(long, conflicts_with = "mark_read")]
+        all: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct WaitArgs {
+    /// Channel (all channels when omitted)
+    ch: Option<String>,
+    /// Only messages after this id (default: the newest now)
+    #[arg(long, value_name = "ID")]
+    since: Option<String>,
+    /// Give up after SECS (exit 3)
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    timeout: f64,
+    /// Only message types starting with this prefix
+    #[arg(long = "type", value_name = "PREFIX")]
+    kind: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +201,9 @@ struct PubArgs {
     /// Id of the message this replies to
     #[arg(long, value_name = "ID")]
     reply_to: Option<String>,
+    /// Address it to AGENT (repeatable); it lands in their inbox
+    #[arg(long = "to", value_name = "AGENT")]
+    to: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -403,7 +446,7 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
         Command::Serve | Command::Backup(_) | Command::Restore(_) => {
             unreachable!("handled before a client is built")
         }
-        Command::Pub(a) => c::publish(client, &a.ch, &a.kind, a.body, &a.files, a.reply_to),
+        Command::Pub(a) => c::publish(client, &a.ch, &a.kind, a.body, &a.files, a.reply_to, a.to),
         Command::Tail(a) => c::tail(
             client,
             c::TailQuery {
@@ -490,6 +533,20 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
                 command: a.command,
             },
         ),
+        Command::Wait(a) => turns::wait(
+            client,
+            turns::WaitQuery {
+                ch: a.ch,
+                since: a.since,
+                kind: a.kind,
+                timeout: a.timeout,
+            },
+        ),
+        Command::Inbox {
+            wait,
+            mark_read,
+            all,
+        } => turns::inbox(client, wait, mark_read, all),
     }
 }
 

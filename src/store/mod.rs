@@ -3,6 +3,7 @@
 //! connections.
 pub mod read;
 pub mod schema;
+pub mod turns;
 mod writer;
 
 pub use writer::{Done, NewMessage, NewTask, Op, now};

@@ -46,6 +46,21 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE tasks ADD COLUMN lease_expires_at REAL;
      CREATE INDEX tasks_claimable ON tasks (status, priority DESC, id);
      CREATE INDEX tasks_by_lease ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;",
+    // Inboxes: who each addressed message (`to`, or a task.created's `for`) is for, and each
+    // agent's read cursor. Only task announcements predate `to`, so only they are backfilled.
+    "CREATE TABLE recipients (
+        agent TEXT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (agent, id)
+     ) WITHOUT ROWID;
+     CREATE INDEX recipients_by_id ON recipients (id);
+     CREATE TABLE inbox_cursors (
+        agent TEXT PRIMARY KEY,
+        up_to TEXT NOT NULL
+     ) WITHOUT ROWID;
+     INSERT OR IGNORE INTO recipients (agent, id)
+        SELECT json_extract(envelope, '$.body.for'), id FROM messages
+        WHERE type = 'task.created' AND json_extract(envelope, '$.body.for') IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

@@ -39,6 +39,12 @@ pub struct NewMessage {
     pub body: Value,
     pub files: Vec<String>,
     pub reply_to: Option<String>,
+    /// `to` as the sender gave it (one identity or a list), already validated; `None` is
+    /// everyone, and leaves the field out of the envelope.
+    pub to: Option<Value>,
+    /// The agents whose inbox gets this message: the identities in `to`, or the agent a
+    /// `task.created` is for.
+    pub recipients: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -113,6 +119,11 @@ pub enum Op {
         channels: Value,
         meta: Value,
     },
+    /// Moves an agent's inbox read cursor forward to `up_to` (never back).
+    MarkRead {
+        agent: String,
+        up_to: String,
+    },
     /// Retention: delete messages older than `retention_days` (0 keeps them) and presence
     /// rows older than a week.
     Prune {
@@ -133,6 +144,9 @@ struct Envelope<'a> {
     body: &'a Value,
     files: &'a [String],
     reply_to: Option<&'a str>,
+    /// Last, and left out when absent, so envelopes without it are what they always were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a Value>,
 }
 
 pub fn spawn(
@@ -414,6 +428,10 @@ impl Step<'_> {
                     .execute(params![from, now(), channels.to_string(), meta.to_string()])?;
                 Ok(done(200, json!({"ok": true})))
             }
+            Op::MarkRead { agent, up_to } => {
+                let up_to = super::turns::mark_read(self.tx, agent, up_to)?;
+                Ok(done(200, json!({"agent": agent, "up_to": up_to})))
+            }
             Op::Prune { retention_days } => self.prune(*retention_days),
         }
     }
@@ -433,6 +451,7 @@ impl Step<'_> {
             body: &m.body,
             files: &m.files,
             reply_to: m.reply_to.as_deref(),
+            to: m.to.as_ref(),
         })
         .map_err(|e| ApiError::internal(format!("cannot encode message: {e}")))?;
         self.tx
@@ -443,13 +462,11 @@ impl Step<'_> {
         self.tx
             .prepare_cached("INSERT OR IGNORE INTO channels (name) VALUES (?1)")?
             .execute([&m.ch])?;
+        super::turns::insert_recipients(self.tx, &id, &m.recipients)?;
         self.effects.messages_delta += 1;
-        self.effects.events.push(Arc::new(Event::new(
-            id.clone(),
-            m.ch.clone(),
-            m.kind.clone(),
-            &envelope,
-        )));
+        let mut event = Event::new(id.clone(), m.ch.clone(), m.kind.clone(), &envelope);
+        event.recipients = m.recipients.clone();
+        self.effects.events.push(Arc::new(event));
         Ok((id, ts))
     }
 
@@ -463,6 +480,11 @@ impl Step<'_> {
         files: Vec<String>,
     ) -> Result<(), ApiError> {
         self.effects.transitions.push(kind);
+        // A task made for one agent lands in that agent's inbox when it is created.
+        let recipients = match (kind, &task.assigned_to) {
+            ("task.created", Some(agent)) => vec![agent.clone()],
+            _ => Vec::new(),
+        };
         let message = NewMessage {
             ch: task.ch.clone(),
             from: from.to_string(),
@@ -471,6 +493,8 @@ impl Step<'_> {
             body,
             files,
             reply_to: None,
+            to: None,
+            recipients,
         };
         self.insert_message(&message).map(|_| ())
     }
@@ -745,6 +769,7 @@ impl Step<'_> {
             deleted = self
                 .tx
                 .execute("DELETE FROM messages WHERE id < ?1", [&cutoff])?;
+            super::turns::prune_recipients(self.tx, &cutoff)?;
             if deleted > 0 {
                 self.tx.execute(
                     "DELETE FROM channels WHERE NOT EXISTS

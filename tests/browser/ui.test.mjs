@@ -234,6 +234,30 @@ async function main() {
     assert(await page.evaluate(() => localStorage.getItem("workshop.from")) === ME, "from remembered in localStorage");
   });
 
+  await step("addressed messages: → name on rows, the compose 'to' field, the inbox with its unread count", async () => {
+    const forMe = `for the tester ${RUN}`;
+    await publish("general", { from: "agent.bob", type: "msg.text", to: ME, body: { text: forMe } });
+    await row(page, forMe).locator(".to", { hasText: "→ " + ME }).waitFor();
+    await page.locator("#inbox-count", { hasText: "1" }).waitFor();
+    const toBob = `for bob ${RUN}`;
+    await page.fill("#c-to", "agent.bob");
+    await page.fill("#c-body", toBob);
+    await page.press("#c-body", "Enter");
+    await row(page, toBob).locator(".to", { hasText: "→ agent.bob" }).waitFor();
+    await page.fill("#c-to", "");
+    const bobs = (await http("GET", "/inbox/agent.bob")).text;
+    assert(bobs.includes(toBob), "the compose 'to' reached bob's inbox: " + bobs);
+    await page.click("#inbox-btn");
+    await page.locator("#inbox-list .row.unread", { hasText: forMe }).waitFor();
+    await shot(page, "04b-inbox-1280");
+    await page.click("#inbox-read");
+    await page.locator("#inbox-list .row.unread").waitFor({ state: "detached" });
+    assert((await page.textContent("#inbox-count")) === "", "no unread count once marked read");
+    assert((await http("GET", "/inbox/" + ME + "?unread=1")).text === "", "the server's cursor moved");
+    await page.click("#inbox-close");
+    await page.locator("#inbox").waitFor({ state: "hidden" });
+  });
+
   await step("channels: selecting one filters the feed, others count unread", async () => {
     await page.click('#chans .chan[data-ch="general"]');
     await page.locator("body.in-chan").waitFor();

@@ -1,0 +1,68 @@
+//! An agent's inbox: the messages addressed to it (`to`) and the tasks created for it, with a
+//! read cursor kept on the server, so a fresh process of the same agent resumes where the
+//! last one stopped.
+use super::{identity, longpoll};
+use crate::api::channels::id_param;
+use crate::error::ApiError;
+use crate::http::{Reply, count_param, percent_decode_path, read_json_object};
+use crate::ids;
+use crate::server::App;
+use crate::store::Op;
+use crate::store::turns::{self, InboxQuery};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use tiny_http::Request;
+
+/// `GET /inbox/:agent?since=&n=&wait=&unread=1`
+pub fn read(app: &App, agent: &str, params: &HashMap<String, String>) -> Result<Reply, ApiError> {
+    let agent = path_identity(agent)?;
+    let mut since = id_param(params, "since")?;
+    if unread_param(params)? {
+        let cursor = app.store.read(|conn| turns::read_cursor(conn, &agent))?;
+        // Never marked read: everything is unread, paged from the oldest ("" sorts before
+        // every id). Otherwise whichever of `since` and the cursor is further.
+        since = since.max(Some(cursor.unwrap_or_default()));
+    }
+    let query = InboxQuery {
+        agent,
+        since,
+        limit: count_param(params, 100, 1000)?,
+    };
+    if let Some(timeout) = longpoll::wait_param(params)? {
+        longpoll::wait_for_inbox(app, &query.agent, query.since.as_deref(), timeout)?;
+    }
+    let lines = app.store.read(|conn| turns::inbox(conn, &query))?;
+    Ok(Reply::Ndjson(lines))
+}
+
+/// `POST /inbox/:agent/read {up_to}`: moves the read cursor forward (a lower id is ignored).
+pub fn mark_read(app: &App, agent: &str, request: &mut Request) -> Result<Reply, ApiError> {
+    let agent = path_identity(agent)?;
+    let body = read_json_object(request)?;
+    let up_to = body
+        .get("up_to")
+        .and_then(Value::as_str)
+        .and_then(ids::parse)
+        .ok_or_else(|| ApiError::bad_request("up_to must be a message id"))?
+        .to_string();
+    let done = app.store.write(Op::MarkRead { agent, up_to })?;
+    Ok(Reply::json(done.status, done.body))
+}
+
+/// An identity from a URL path segment (percent-encoded if need be), checked like `from`.
+fn path_identity(segment: &str) -> Result<String, ApiError> {
+    let decoded = percent_decode_path(segment)?;
+    let field = Map::from_iter([("agent".to_string(), Value::String(decoded))]);
+    identity(&field, "agent")
+}
+
+/// `?unread=1`: only what is after the agent's read cursor.
+fn unread_param(params: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match params.get("unread").map(String::as_str) {
+        None | Some("" | "0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some(raw) => Err(ApiError::bad_request(format!(
+            "unread must be 1 or 0, got {raw:?}"
+        ))),
+    }
+}

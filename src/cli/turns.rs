@@ -1,0 +1,111 @@
+//! Commands for agents that act in turns, one shell command per turn: `wait` (a long-poll
+//! for what comes after an id) and `inbox` (what is addressed to you, with a read cursor
+//! kept on the server, so the next run picks up where this one stopped).
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::client::{CliError, Client, Result, from_ureq, seg};
+use super::commands::emit;
+
+/// The longest wait the server holds one request for; longer timeouts ask again.
+const MAX_WAIT_S: f64 = 60.0;
+/// Extra time for the answer to arrive once the server's wait is over.
+const ANSWER_SLACK: Duration = Duration::from_secs(30);
+
+pub struct WaitQuery {
+    pub ch: Option<String>,
+    pub since: Option<String>,
+    pub kind: Option<String>,
+    pub timeout: f64,
+}
+
+/// Prints the messages after `since` (the newest now, if not given) as soon as there are
+/// any; exit 3 when `timeout` seconds pass with none.
+pub fn wait(client: &Client, q: WaitQuery) -> Result<()> {
+    let timeout = seconds(q.timeout, "--timeout")?;
+    let since = match q.since {
+        Some(id) => id,
+        None => super::sse::newest_id(client, q.ch.as_deref())?,
+    };
+    let path = match &q.ch {
+        Some(ch) => format!("/ch/{}/history", seg(ch)),
+        None => "/history".to_string(),
+    };
+    let mut query = vec![("since", since), ("n", "1000".to_string())];
+    if let Some(kind) = q.kind {
+        query.push(("type", kind));
+    }
+    let lines = long_poll(client, &path, &query, timeout)?;
+    if lines.is_empty() {
+        return Err(CliError::http(404, "nothing new before the timeout"));
+    }
+    lines.iter().try_for_each(|line| emit(line))
+}
+
+/// Prints your unread inbox (everything with `all`), waiting up to `wait` seconds for
+/// something to arrive; exit 3 when it is empty. With `mark_read`, what was printed is then
+/// marked read, so the next call starts after it.
+pub fn inbox(client: &Client, wait: f64, mark_read: bool, all: bool) -> Result<()> {
+    let agent = client.agent()?;
+    let path = format!("/inbox/{}", seg(agent));
+    let mut query = vec![("n", "1000".to_string())];
+    if !all {
+        query.push(("unread", "1".to_string()));
+    }
+    let lines = long_poll(client, &path, &query, seconds(wait, "--wait")?)?;
+    if lines.is_empty() {
+        return Err(CliError::http(404, "inbox is empty"));
+    }
+    lines.iter().try_for_each(|line| emit(line))?;
+    // Marked only once printed: a run that dies in between sees the messages again.
+    let newest = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+        .max();
+    if let Some(up_to) = newest.filter(|_| mark_read) {
+        client.post_json(&format!("{path}/read"), &json!({ "up_to": up_to }))?;
+    }
+    Ok(())
+}
+
+/// GETs `path` with `?wait=` until it answers something or `timeout` is used up (asking
+/// again every minute for longer timeouts); the answer's non-blank lines.
+fn long_poll(
+    client: &Client,
+    path: &str,
+    query: &[(&str, String)],
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = left.as_secs_f64().min(MAX_WAIT_S);
+        let mut req = client
+            .request("GET", path)
+            .timeout(Duration::from_secs_f64(wait) + ANSWER_SLACK)
+            .query("wait", &format!("{wait:.3}"));
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        let text = req
+            .call()
+            .map_err(from_ureq)?
+            .into_string()
+            .map_err(|e| CliError::unreachable(format!("reading response: {e}")))?;
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        if !lines.is_empty() || Instant::now() >= deadline {
+            return Ok(lines);
+        }
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| CliError::usage(format!("{flag}: not a number of seconds: {value}")))
+}
