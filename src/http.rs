@@ -25,6 +25,8 @@ pub enum Reply {
         len: u64,
         etag: String,
     },
+    /// Another reply with extra headers (`Workshop-Gap`).
+    Headed(Vec<(&'static str, String)>, Box<Reply>),
 }
 
 impl Reply {
@@ -37,6 +39,7 @@ impl Reply {
             Reply::Json(status, _) => *status,
             Reply::Preflight => 204,
             Reply::Empty(status) => *status,
+            Reply::Headed(_, reply) => reply.status(),
             _ => 200,
         }
     }
@@ -64,6 +67,13 @@ pub fn respond(request: Request, reply: Reply) {
 
 /// Turns a reply into a tiny_http response.
 fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
+    if let Reply::Headed(headers, reply) = reply {
+        let mut response = into_response(*reply);
+        for (name, value) in headers {
+            response.add_header(header(name, &value));
+        }
+        return response;
+    }
     let boxed = |data: Vec<u8>| -> (Box<dyn Read + Send>, Option<usize>) {
         let len = data.len();
         (Box::new(std::io::Cursor::new(data)), Some(len))
@@ -98,7 +108,7 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
         Reply::Preflight => {
             let headers = vec![
                 header("Access-Control-Allow-Methods", "GET,HEAD,POST,OPTIONS"),
-                header("Access-Control-Allow-Headers", "Content-Type,Last-Event-ID"),
+                header("Access-Control-Allow-Headers", "Content-Type,Last-Event-ID,Idempotency-Key"),
                 header("Access-Control-Max-Age", "86400"),
             ];
             let (body, _) = boxed(Vec::new());
@@ -117,6 +127,7 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
                 .collect();
             (body, None, headers)
         }
+        Reply::Headed(..) => unreachable!("unwrapped above"),
         Reply::File { file, len, etag } => {
             let headers = vec![
                 header("Content-Type", "application/octet-stream"),

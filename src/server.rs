@@ -1,6 +1,6 @@
 //! The server: binds the socket, routes each request to its handler on the connection's own
 //! thread, and shuts down cleanly on SIGTERM/SIGINT.
-use crate::api::{channels, files, presence, status, tasks};
+use crate::api::{channels, files, messages, presence, status, tasks};
 use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
 use crate::config::Config;
@@ -181,6 +181,8 @@ enum Route<'a> {
     Presence,
     Status,
     Ui,
+    Message(&'a str),
+    Thread(&'a str),
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
@@ -217,6 +219,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["presence"] => pick(Some(Route::Presence), Some(Route::Heartbeat)),
         ["status"] => pick(Some(Route::Status), None),
         ["ui"] => pick(Some(Route::Ui), None),
+        ["messages", id] => pick(Some(Route::Message(id)), None),
+        ["messages", id, "thread"] => pick(Some(Route::Thread(id)), None),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }
@@ -323,6 +327,8 @@ fn handle(
         Route::Presence => presence::list(app),
         Route::Status => status::status(app),
         Route::Ui => Ok(Reply::Html(UI_PAGE)),
+        Route::Message(id) => messages::show(app, id),
+        Route::Thread(id) => messages::thread(app, id),
     }
 }
 

@@ -1,4 +1,5 @@
 //! Publishing, history, and the channel list.
+use super::idempotency;
 use super::{file_refs, identity, label, path_channel};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
@@ -28,7 +29,9 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
         files: file_refs(&body, &app.blobs)?,
         reply_to: reply_to(body.get("reply_to").or_else(|| body.get("reply-to")))?,
     };
-    let done = app.store.write(Op::Publish(message))?;
+    let route = format!("POST /ch/{}", message.ch);
+    let key = idempotency::key(request, &message.from, &route, &body)?;
+    let done = app.store.write(idempotency::wrap(key, Op::Publish(message)))?;
     Ok(Reply::json(done.status, done.body))
 }
 
@@ -57,7 +60,8 @@ pub fn history(
         limit: count_param(params, default_n, 1000)?,
     };
     let lines = app.store.read(|conn| read::messages(conn, &query))?;
-    Ok(Reply::Ndjson(lines))
+    let (ch, since) = (query.ch.as_deref(), query.since.as_deref());
+    super::gap::on_history(app, ch, since, Reply::Ndjson(lines))
 }
 
 /// An id in the query string, normalised so it compares as stored ids do.

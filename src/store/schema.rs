@@ -46,6 +46,24 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE tasks ADD COLUMN lease_expires_at REAL;
      CREATE INDEX tasks_claimable ON tasks (status, priority DESC, id);
      CREATE INDEX tasks_by_lease ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;",
+    // Idempotency keys (a repeat within 24 h answers the first reply), threads (`reply_to`
+    // as a column, backfilled from the envelopes) and the prune horizon (the greatest id
+    // retention deleted, per channel, so a replay can say it has a hole).
+    "CREATE TABLE idempotency_keys (
+        sender TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (sender, key)
+     ) WITHOUT ROWID;
+     CREATE INDEX idempotency_by_expiry ON idempotency_keys (expires_at);
+     ALTER TABLE messages ADD COLUMN reply_to TEXT;
+     UPDATE messages SET reply_to = json_extract(envelope, '$.reply_to')
+        WHERE json_extract(envelope, '$.reply_to') IS NOT NULL;
+     CREATE INDEX messages_by_reply ON messages (reply_to) WHERE reply_to IS NOT NULL;
+     CREATE TABLE pruned (ch TEXT PRIMARY KEY, through TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
