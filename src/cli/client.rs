@@ -170,7 +170,7 @@ impl Client {
     }
 }
 
-fn read_json(resp: ureq::Response) -> Result<Value> {
+pub fn read_json(resp: ureq::Response) -> Result<Value> {
     let text = resp
         .into_string()
         .map_err(|e| CliError::unreachable(format!("reading response: {e}")))?;

@@ -10,8 +10,10 @@ use clap::{Args, Parser, Subcommand};
 mod client;
 mod commands;
 mod format;
+mod idempotent;
 mod signal;
 mod sse;
+mod thread;
 mod work;
 
 use client::{Client, exit};
@@ -137,6 +139,15 @@ enum Command {
     /// Worker loop: claim tasks and run COMMAND for each
     #[command(after_help = work::HELP)]
     Work(WorkArgs),
+    /// Print the reply thread a message belongs to: its root and every reply, oldest first
+    #[command(after_help = "Example:\n  workshop thread 01J4XYZ... --pretty")]
+    Thread {
+        /// Any message of the thread
+        id: String,
+        /// One readable line per message instead of JSON
+        #[arg(long)]
+        pretty: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -468,6 +479,7 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
         Command::Who { pretty } => c::who(client, pretty),
         Command::Status => c::status(client),
         Command::Channels => c::channels(client),
+        Command::Thread { id, pretty } => thread::thread(client, &id, pretty),
         Command::Work(a) => work::run(
             client,
             work::Options {
