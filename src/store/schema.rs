@@ -109,3 +109,38 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages stored before `reply_to` became a column get it from their envelopes.
+    #[test]
+    fn the_reply_to_column_is_backfilled_from_stored_envelopes() {
+        let conn = Connection::open_in_memory().unwrap();
+        let added = MIGRATIONS
+            .iter()
+            .position(|sql| sql.contains("ADD COLUMN reply_to"))
+            .unwrap();
+        for sql in &MIGRATIONS[..added] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", added as i64)
+            .unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO messages VALUES ('01A', 'c', 't', '{"id":"01A","reply_to":null}');
+               INSERT INTO messages VALUES ('01B', 'c', 't', '{"id":"01B","reply_to":"01A"}');"#,
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let replies: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT id, reply_to FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want = vec![("01A".into(), None), ("01B".into(), Some("01A".into()))];
+        assert_eq!(replies, want);
+    }
+}
