@@ -108,7 +108,10 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
         Reply::Preflight => {
             let headers = vec![
                 header("Access-Control-Allow-Methods", "GET,HEAD,POST,OPTIONS"),
-                header("Access-Control-Allow-Headers", "Content-Type,Last-Event-ID,Idempotency-Key"),
+                header(
+                    "Access-Control-Allow-Headers",
+                    "Content-Type,Last-Event-ID,Idempotency-Key",
+                ),
                 header("Access-Control-Max-Age", "86400"),
             ];
             let (body, _) = boxed(Vec::new());

@@ -110,7 +110,11 @@ fn a_pub_whose_answer_was_lost_is_retried_with_its_key_and_stored_once() {
     assert_eq!(idempotency_key(&heads[0]), idempotency_key(&heads[1]));
     let stored = hub.channel_history("general", "");
     assert_eq!(stored.len(), 1, "{stored:#?}");
-    assert_eq!(stored[0]["id"], id.as_str(), "the retry answered the first id");
+    assert_eq!(
+        stored[0]["id"],
+        id.as_str(),
+        "the retry answered the first id"
+    );
 }
 
 #[test]
@@ -148,7 +152,10 @@ fn thread_prints_the_whole_thread_oldest_first() {
     let pretty = hub.ok(ME, &["thread", &root, "--pretty"]);
     let lines: Vec<&str> = pretty.lines().collect();
     assert_eq!(lines.len(), 3);
-    assert!(lines[0].contains("· general · msg.q · {\"q\":\"why\"}"), "{pretty}");
+    assert!(
+        lines[0].contains("· general · msg.q · {\"q\":\"why\"}"),
+        "{pretty}"
+    );
     let missing = hub.fails(ME, &["thread", &"0".repeat(26)], 3);
     assert!(missing.contains("no message"), "{missing}");
 }
@@ -159,13 +166,20 @@ fn tail_says_on_stderr_when_retention_deleted_messages_it_asked_for() {
     let kept = hub.publish("jobs", "msg.new", json!({}));
     let tail = hub.spawn("tailer", &["tail", "jobs", "--since", &pruned[0]], &[]);
     let line = tail.take_lines(1).remove(0);
-    assert_eq!(json(&line)["id"], kept.as_str(), "the gap is not printed as a message");
+    assert_eq!(
+        json(&line)["id"],
+        kept.as_str(),
+        "the gap is not printed as a message"
+    );
     let log = hub.path("tailer.stderr");
     let notice = poll("the gap notice on stderr", || {
         let text = std::fs::read_to_string(&log).ok()?;
         text.contains("removed by retention").then_some(text)
     });
-    assert!(notice.contains(&format!("messages before {kept}")), "{notice}");
+    assert!(
+        notice.contains(&format!("messages before {kept}")),
+        "{notice}"
+    );
     // Resuming from the last deleted message misses nothing: no notice.
     let quiet = hub.spawn("quiet", &["tail", "jobs", "--since", &pruned[1]], &[]);
     assert_eq!(json(&quiet.take_lines(1)[0])["id"], kept.as_str());

@@ -138,7 +138,10 @@ fn a_refused_request_is_not_remembered() {
     let path = format!("/tasks/{id}/done");
     // Not claimed yet: 409, and the key stays unused ...
     assert_eq!(keyed_post(&s, &path, "done-1", &done).status, 409);
-    assert_eq!(s.task_action(&id, "claim", json!({"from": "w"})).status, 200);
+    assert_eq!(
+        s.task_action(&id, "claim", json!({"from": "w"})).status,
+        200
+    );
     // ... so the retry runs for real, and a repeat of it answers its reply.
     let first = keyed_post(&s, &path, "done-1", &done);
     assert_eq!(first.status, 200, "{}", first.text());
@@ -152,7 +155,11 @@ fn bad_keys_are_refused_and_store_nothing() {
     let s = Server::start();
     let body = json!({"from": "a", "type": "t"});
     // (A header that is not ASCII never reaches a handler: tiny_http drops the connection.)
-    for bad in ["x".repeat(129), "tab\there".to_string(), "del\u{7f}".to_string()] {
+    for bad in [
+        "x".repeat(129),
+        "tab\there".to_string(),
+        "del\u{7f}".to_string(),
+    ] {
         let r = keyed_post(&s, "/ch/c", &bad, &body);
         assert_eq!(r.status, 400, "{bad:?}: {}", r.text());
         assert!(r.error().contains("Idempotency-Key"), "{}", r.text());
@@ -232,7 +239,12 @@ fn a_gap_with_nothing_kept_says_none() {
     assert_eq!(r.header("workshop-gap"), Some("none"));
     assert_eq!(r.text(), "");
     let gap = json!({"since": zero, "oldest": null});
-    let body = stream_text(s.port, &format!("/ch/a?since={zero}"), &[], &gap.to_string());
+    let body = stream_text(
+        s.port,
+        &format!("/ch/a?since={zero}"),
+        &[],
+        &gap.to_string(),
+    );
     assert_eq!(body, format!(": open\n\nevent: gap\ndata: {gap}\n\n"));
     let at_last = s.get(&format!("/ch/a/history?since={since}"));
     assert_eq!(at_last.header("workshop-gap"), None);
@@ -270,7 +282,10 @@ fn a_message_is_read_by_id() {
         assert_eq!(r.status, 404, "{junk}");
         r.error();
     }
-    assert_eq!(s.post_json(&format!("/messages/{id}"), json!({})).status, 405);
+    assert_eq!(
+        s.post_json(&format!("/messages/{id}"), json!({})).status,
+        405
+    );
 }
 
 #[test]

@@ -34,7 +34,11 @@ fn replies_threads_and_the_retention_divider_in_a_real_browser() {
         return;
     }
     let (s, _) = server_with_pruned("gone", 2);
-    let root = s.publish("general", "msg.text", json!({"text": "why is the build red?"}));
+    let root = s.publish(
+        "general",
+        "msg.text",
+        json!({"text": "why is the build red?"}),
+    );
     let first = reply(&s, "general", &root);
     reply(&s, "general", &root);
     reply(&s, "elsewhere", &first);
@@ -52,5 +56,8 @@ fn replies_threads_and_the_retention_divider_in_a_real_browser() {
         .expect("cannot run node");
     println!("{}", String::from_utf8_lossy(&out.stdout));
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the browser test failed (output above)");
+    assert!(
+        out.status.success(),
+        "the browser test failed (output above)"
+    );
 }

@@ -31,7 +31,9 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
     };
     let route = format!("POST /ch/{}", message.ch);
     let key = idempotency::key(request, &message.from, &route, &body)?;
-    let done = app.store.write(idempotency::wrap(key, Op::Publish(message)))?;
+    let done = app
+        .store
+        .write(idempotency::wrap(key, Op::Publish(message)))?;
     Ok(Reply::json(done.status, done.body))
 }
 

@@ -66,7 +66,9 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
         },
     };
     let key = idempotency::key(request, &task.from, "POST /tasks", &body)?;
-    let done = app.store.write(idempotency::wrap(key, Op::CreateTask(task)))?;
+    let done = app
+        .store
+        .write(idempotency::wrap(key, Op::CreateTask(task)))?;
     Ok(Reply::json(done.status, done.body))
 }
 

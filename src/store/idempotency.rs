@@ -63,6 +63,9 @@ pub fn remember(tx: &Transaction, key: &Key, done: &Done) -> Result<(), ApiError
 
 /// Drops expired keys (run with retention).
 pub fn forget_expired(tx: &Transaction) -> Result<(), ApiError> {
-    tx.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?1", [now()])?;
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
+        [now()],
+    )?;
     Ok(())
 }

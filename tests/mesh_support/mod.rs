@@ -33,7 +33,11 @@ pub fn server_with_pruned(ch: &str, old: usize) -> (Server, Vec<String>) {
             .unwrap();
     }
     s.restart_stopped();
-    assert_eq!(s.status()["messages"], 0, "retention deleted the old messages");
+    assert_eq!(
+        s.status()["messages"],
+        0,
+        "retention deleted the old messages"
+    );
     (s, ids)
 }
 
