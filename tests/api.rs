@@ -436,7 +436,7 @@ fn cors_preflight_and_unknown_routes() {
     );
     assert_eq!(
         r.header("access-control-allow-headers"),
-        Some("Content-Type,Last-Event-ID")
+        Some("Content-Type,Last-Event-ID,Idempotency-Key")
     );
     assert_eq!(r.header("access-control-max-age"), Some("86400"));
     for path in ["/nope", "/ch", "/ch/a/b/c", "/tasks/x/y/z", "/status/x"] {
