@@ -67,13 +67,6 @@ pub fn respond(request: Request, reply: Reply) {
 
 /// Turns a reply into a tiny_http response.
 fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
-    if let Reply::Headed(headers, reply) = reply {
-        let mut response = into_response(*reply);
-        for (name, value) in headers {
-            response.add_header(header(name, &value));
-        }
-        return response;
-    }
     let boxed = |data: Vec<u8>| -> (Box<dyn Read + Send>, Option<usize>) {
         let len = data.len();
         (Box::new(std::io::Cursor::new(data)), Some(len))
@@ -130,7 +123,13 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
                 .collect();
             (body, None, headers)
         }
-        Reply::Headed(..) => unreachable!("unwrapped above"),
+        Reply::Headed(extra, reply) => {
+            let mut response = into_response(*reply);
+            for (name, value) in extra {
+                response.add_header(header(name, &value));
+            }
+            return response;
+        }
         Reply::File { file, len, etag } => {
             let headers = vec![
                 header("Content-Type", "application/octet-stream"),
