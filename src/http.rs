@@ -32,6 +32,8 @@ pub enum Reply {
     },
     /// `GET /metrics`: Prometheus text exposition format 0.0.4.
     Metrics(String),
+    /// Another reply with extra headers (`Workshop-Gap`).
+    Headed(Vec<(&'static str, String)>, Box<Reply>),
 }
 
 impl Reply {
@@ -45,6 +47,7 @@ impl Reply {
             Reply::Preflight => 204,
             Reply::Empty(status) => *status,
             Reply::Throttled { .. } => 429,
+            Reply::Headed(_, reply) => reply.status(),
             _ => 200,
         }
     }
@@ -137,6 +140,13 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
             let (body, len) = boxed(text.into_bytes());
             let kind = "text/plain; version=0.0.4; charset=utf-8";
             (body, len, vec![header("Content-Type", kind)])
+        }
+        Reply::Headed(extra, reply) => {
+            let mut response = into_response(*reply);
+            for (name, value) in extra {
+                response.add_header(header(name, &value));
+            }
+            return response;
         }
         Reply::File { file, len, etag } => {
             let headers = vec![

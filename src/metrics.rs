@@ -32,6 +32,8 @@ pub const ROUTES: &[&str] = &[
     "ui",
     "inbox",
     "inbox_read",
+    "message",
+    "thread",
     "unrouted",
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

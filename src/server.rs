@@ -1,6 +1,6 @@
 //! The server: binds the socket, routes each request to its handler on the connection's own
 //! thread, and shuts down cleanly on SIGTERM/SIGINT.
-use crate::api::{channels, files, inbox, presence, status, tasks};
+use crate::api::{channels, files, inbox, messages, presence, status, tasks};
 use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
 use crate::browser;
@@ -196,6 +196,8 @@ enum Route<'a> {
     Ui,
     Inbox(&'a str),
     MarkRead(&'a str),
+    Message(&'a str),
+    Thread(&'a str),
 }
 
 impl Route<'_> {
@@ -221,6 +223,8 @@ impl Route<'_> {
             Route::Ui => "ui",
             Route::Inbox(_) => "inbox",
             Route::MarkRead(_) => "inbox_read",
+            Route::Message(_) => "message",
+            Route::Thread(_) => "thread",
         }
     }
 }
@@ -262,6 +266,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["ui"] => pick(Some(Route::Ui), None),
         ["inbox", agent] => pick(Some(Route::Inbox(agent)), None),
         ["inbox", agent, "read"] => pick(None, Some(Route::MarkRead(agent))),
+        ["messages", id] => pick(Some(Route::Message(id)), None),
+        ["messages", id, "thread"] => pick(Some(Route::Thread(id)), None),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }
@@ -406,6 +412,8 @@ fn handle(
         Route::Ui => Ok(Reply::Html(UI_PAGE)),
         Route::Inbox(agent) => inbox::read(app, agent, params),
         Route::MarkRead(agent) => inbox::mark_read(app, agent, request),
+        Route::Message(id) => messages::show(app, id),
+        Route::Thread(id) => messages::thread(app, id),
     }
 }
 
@@ -498,6 +506,8 @@ mod tests {
             (&get, "/ui"),
             (&get, "/inbox/a"),
             (&post, "/inbox/a/read"),
+            (&get, "/messages/ID"),
+            (&get, "/messages/ID/thread"),
         ];
         let labels: std::collections::HashSet<&str> = paths
             .iter()

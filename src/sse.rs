@@ -67,13 +67,24 @@ pub fn open(app: &App, request: Request, filter: Filter, extra: &[(&str, String)
     let started = out
         .head(version, extra)
         .and_then(|()| out.send(b": open\n\n"))
-        .and_then(|()| match filter.since {
-            Some(_) => replay(app, &filter, &mut last_sent, &mut out),
+        .and_then(|()| match &filter.since {
+            Some(since) => announce_gap(app, &filter, since, &mut out)
+                .and_then(|()| replay(app, &filter, &mut last_sent, &mut out)),
             None => Ok(()),
         });
     if started.is_ok() {
         let live = Live::new(out.socket, fd, chunked, subscription, filter, last_sent);
         app.broadcaster.adopt(live);
+    }
+}
+
+/// Sends `event: gap` first when retention deleted messages after `since`.
+fn announce_gap(app: &App, filter: &Filter, since: &str, out: &mut EventWriter) -> io::Result<()> {
+    let gap = crate::api::gap::find(app, filter.ch.as_deref(), since)
+        .map_err(|e| io::Error::other(e.message))?;
+    match gap {
+        Some(gap) => out.send(&crate::api::gap::event(&gap)),
+        None => Ok(()),
     }
 }
 

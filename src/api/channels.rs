@@ -1,4 +1,5 @@
 //! Publishing, history, and the channel list.
+use super::idempotency;
 use super::{file_refs, identity, label, longpoll, path_channel};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
@@ -34,7 +35,11 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
     if let Err(throttled) = crate::ratelimit::guard(app, &message.from, &message.ch, "publish") {
         return Ok(throttled);
     }
-    let done = app.store.write(Op::Publish(message))?;
+    let route = format!("POST /ch/{}", message.ch);
+    let key = idempotency::key(request, &message.from, &route, &body)?;
+    let done = app
+        .store
+        .write(idempotency::wrap(key, Op::Publish(message)))?;
     Ok(Reply::json(done.status, done.body))
 }
 
@@ -93,7 +98,8 @@ pub fn history(
         longpoll::wait_for_history(app, &query, timeout)?;
     }
     let lines = app.store.read(|conn| read::messages(conn, &query))?;
-    Ok(Reply::Ndjson(lines))
+    let (ch, since) = (query.ch.as_deref(), query.since.as_deref());
+    super::gap::on_history(app, ch, since, Reply::Ndjson(lines))
 }
 
 /// An id in the query string, normalised so it compares as stored ids do.

@@ -1,8 +1,11 @@
 //! The handlers, one module per resource, and the validation they share.
 pub mod channels;
 pub mod files;
+pub mod gap;
+pub mod idempotency;
 pub mod inbox;
 pub mod longpoll;
+pub mod messages;
 pub mod presence;
 pub mod status;
 pub mod tasks;

@@ -1,5 +1,6 @@
 //! The task queue: create, list, show, and the transitions (claim, update, done, abandon,
 //! interrupt). The checks that decide 403/409 run in the writer, so they cannot race.
+use super::idempotency;
 use super::{channel, file_refs, identity, label, optional_identity};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
@@ -67,7 +68,10 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     if let Err(throttled) = crate::ratelimit::guard(app, &task.from, &task.ch, "task_create") {
         return Ok(throttled);
     }
-    let done = app.store.write(Op::CreateTask(task))?;
+    let key = idempotency::key(request, &task.from, "POST /tasks", &body)?;
+    let done = app
+        .store
+        .write(idempotency::wrap(key, Op::CreateTask(task)))?;
     Ok(Reply::json(done.status, done.body))
 }
 
@@ -107,6 +111,7 @@ pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<R
     let id = task_id(id)?;
     let body = read_json_object(request)?;
     let from = identity(&body, "from")?;
+    let key = idempotency::key(request, &from, &format!("POST /tasks/{id}/{action}"), &body)?;
     let reason = body.get("reason").cloned().unwrap_or(Value::Null);
     let op = match action {
         "claim" => Op::Claim {
@@ -144,7 +149,7 @@ pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<R
             )));
         }
     };
-    let done = app.store.write(op)?;
+    let done = app.store.write(idempotency::wrap(key, op))?;
     Ok(Reply::json(done.status, done.body))
 }
 

@@ -194,7 +194,7 @@ fn retry_after(resp: &ureq::Response) -> Duration {
     Duration::from_secs(secs).min(MAX_RETRY_AFTER)
 }
 
-fn read_json(resp: ureq::Response) -> Result<Value> {
+pub fn read_json(resp: ureq::Response) -> Result<Value> {
     let text = resp
         .into_string()
         .map_err(|e| CliError::unreachable(format!("reading response: {e}")))?;

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::client::{CliError, Client, Result, seg};
 use super::format;
+use super::idempotent;
 use super::sse::{self, Stream};
 
 pub fn publish(
@@ -40,7 +41,7 @@ pub fn publish(
         [one] => msg["to"] = json!(one),
         many => msg["to"] = json!(many),
     }
-    let reply = client.post_json(&format!("/ch/{}", seg(ch)), &msg)?;
+    let reply = idempotent::post(client, &format!("/ch/{}", seg(ch)), &msg)?;
     emit(&id_of(&reply)?)
 }
 
@@ -101,9 +102,15 @@ pub fn tail(client: &Client, q: TailQuery, pretty: bool) -> Result<()> {
     sse::follow(
         client,
         stream,
-        |event| match print(&event.data) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => ControlFlow::Break(Err(e)),
+        |event| match event.event.as_deref() {
+            Some("gap") => {
+                eprintln!("workshop: {}", sse::gap_notice(&event.data));
+                ControlFlow::Continue(())
+            }
+            _ => match print(&event.data) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(Err(e)),
+            },
         },
         || {},
     )
@@ -167,7 +174,7 @@ pub fn task_create(client: &Client, t: NewTask) -> Result<()> {
     set_opt(&mut req, "priority", t.priority);
     set_opt(&mut req, "delay_s", t.delay);
     set_opt(&mut req, "max_attempts", t.max_attempts);
-    let reply = client.post_json("/tasks", &req)?;
+    let reply = idempotent::post(client, "/tasks", &req)?;
     emit(&id_of(&reply)?)
 }
 

@@ -11,8 +11,10 @@ mod backup;
 mod client;
 mod commands;
 mod format;
+mod idempotent;
 mod signal;
 mod sse;
+mod thread;
 mod turns;
 mod work;
 
@@ -168,6 +170,15 @@ enum Command {
         /// The whole inbox (the newest 1000), read or not
         #[arg(long, conflicts_with = "mark_read")]
         all: bool,
+    },
+    /// Print the reply thread a message belongs to: its root and every reply, oldest first
+    #[command(after_help = "Example:\n  workshop thread 01J4XYZ... --pretty")]
+    Thread {
+        /// Any message of the thread
+        id: String,
+        /// One readable line per message instead of JSON
+        #[arg(long)]
+        pretty: bool,
     },
 }
 
@@ -522,6 +533,7 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
         Command::Who { pretty } => c::who(client, pretty),
         Command::Status => c::status(client),
         Command::Channels => c::channels(client),
+        Command::Thread { id, pretty } => thread::thread(client, &id, pretty),
         Command::Work(a) => work::run(
             client,
             work::Options {

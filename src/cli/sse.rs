@@ -163,6 +163,16 @@ fn read_events(
     }
 }
 
+/// The stderr line for an `event: gap`: messages after where we resumed were deleted by
+/// retention before we could see them.
+pub fn gap_notice(data: &str) -> String {
+    let gap: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+    let oldest = gap.get("oldest").and_then(|o| o.as_str()).unwrap_or("none");
+    format!(
+        "messages before {oldest} were removed by retention; some after the resume point are missing"
+    )
+}
+
 /// The id of the newest stored message (on one channel, or anywhere): the resume point for a
 /// stream that should show only what comes next, even across a reconnect.
 pub fn newest_id(client: &Client, ch: Option<&str>) -> Result<String> {

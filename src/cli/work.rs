@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result, seg};
+use super::idempotent;
 use super::signal::{SIGKILL, SIGTERM, signal_group};
 use super::sse::{self, Stream};
 
@@ -401,7 +402,7 @@ fn run_task(
     let report = match detail {
         Detail::Result(result) => {
             let body = json!({"from": ctx.agent, "result": result});
-            match with_retry(|| ctx.client.post_json(&format!("{path}/done"), &body)) {
+            match report(ctx, &format!("{path}/done"), &body) {
                 // The result was refused (too large, say): fail the task rather than hold it.
                 Err(e) if e.code == super::client::exit::USAGE => {
                     outcome = Outcome::Failed;
@@ -411,12 +412,11 @@ fn run_task(
             }
         }
         Detail::Nothing => Ok(()),
-        Detail::Abandon(reason) => with_retry(|| {
-            ctx.client.post_json(
-                &format!("{path}/abandon"),
-                &json!({"from": ctx.agent, "reason": reason}),
-            )
-        })
+        Detail::Abandon(reason) => report(
+            ctx,
+            &format!("{path}/abandon"),
+            &json!({"from": ctx.agent, "reason": reason}),
+        )
         .map(|_| ()),
         Detail::Error {
             reason,
@@ -464,15 +464,14 @@ fn fail(
             "stderr": stderr,
         },
     });
-    if let Err(e) = with_retry(|| ctx.client.post_json(&format!("/ch/{}", seg(ch)), &error)) {
+    if let Err(e) = report(ctx, &format!("/ch/{}", seg(ch)), &error) {
         eprintln!("workshop work: posting task.error for {id}: {e}");
     }
-    with_retry(|| {
-        ctx.client.post_json(
-            &format!("/tasks/{}/abandon", seg(id)),
-            &json!({"from": ctx.agent, "reason": reason}),
-        )
-    })
+    report(
+        ctx,
+        &format!("/tasks/{}/abandon", seg(id)),
+        &json!({"from": ctx.agent, "reason": reason}),
+    )
     .map(|_| ())
 }
 
@@ -665,6 +664,13 @@ fn keep_lease(ctx: &Ctx, id: &str, lease: Duration, stop: Sender<Outcome>) -> Se
         }
     });
     done_tx
+}
+
+/// Posts an outcome under one Idempotency-Key for all its retries, so a report whose answer
+/// was lost is not applied twice (a second `task.error`, a 409 for a second `done`).
+fn report(ctx: &Ctx, path: &str, body: &Value) -> Result<Value> {
+    let key = idempotent::fresh_key();
+    with_retry(|| idempotent::post_with_key(&ctx.client, path, body, &key))
 }
 
 /// Retries `f` while the server is unreachable or failing, for up to `REPORT_PATIENCE`:

@@ -1,8 +1,11 @@
 //! Storage: one writer thread owns the only read-write SQLite connection (group commit, id
 //! assignment, hub feed after commit); request threads read through a pool of read-only
 //! connections.
+pub mod horizon;
+pub mod idempotency;
 pub mod read;
 pub mod schema;
+pub mod threads;
 pub mod turns;
 mod writer;
 

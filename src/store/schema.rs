@@ -61,6 +61,24 @@ const MIGRATIONS: &[&str] = &[
      INSERT OR IGNORE INTO recipients (agent, id)
         SELECT json_extract(envelope, '$.body.for'), id FROM messages
         WHERE type = 'task.created' AND json_extract(envelope, '$.body.for') IS NOT NULL;",
+    // Idempotency keys (a repeat within 24 h answers the first reply), threads (`reply_to`
+    // as a column, backfilled from the envelopes) and the prune horizon (the greatest id
+    // retention deleted, per channel, so a replay can say it has a hole).
+    "CREATE TABLE idempotency_keys (
+        sender TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (sender, key)
+     ) WITHOUT ROWID;
+     CREATE INDEX idempotency_by_expiry ON idempotency_keys (expires_at);
+     ALTER TABLE messages ADD COLUMN reply_to TEXT;
+     UPDATE messages SET reply_to = json_extract(envelope, '$.reply_to')
+        WHERE json_extract(envelope, '$.reply_to') IS NOT NULL;
+     CREATE INDEX messages_by_reply ON messages (reply_to) WHERE reply_to IS NOT NULL;
+     CREATE TABLE pruned (ch TEXT PRIMARY KEY, through TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
@@ -105,4 +123,39 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages stored before `reply_to` became a column get it from their envelopes.
+    #[test]
+    fn the_reply_to_column_is_backfilled_from_stored_envelopes() {
+        let conn = Connection::open_in_memory().unwrap();
+        let added = MIGRATIONS
+            .iter()
+            .position(|sql| sql.contains("ADD COLUMN reply_to"))
+            .unwrap();
+        for sql in &MIGRATIONS[..added] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", added as i64)
+            .unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO messages VALUES ('01A', 'c', 't', '{"id":"01A","reply_to":null}');
+               INSERT INTO messages VALUES ('01B', 'c', 't', '{"id":"01B","reply_to":"01A"}');"#,
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let replies: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT id, reply_to FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want = vec![("01A".into(), None), ("01B".into(), Some("01A".into()))];
+        assert_eq!(replies, want);
+    }
 }

@@ -129,6 +129,11 @@ pub enum Op {
     Prune {
         retention_days: u64,
     },
+    /// `op` under an Idempotency-Key: a repeat of a remembered key answers the first reply.
+    Idempotent {
+        key: super::idempotency::Key,
+        op: Box<Op>,
+    },
 }
 
 /// The envelope exactly as stored and sent; field order is the documented one.
@@ -433,6 +438,14 @@ impl Step<'_> {
                 Ok(done(200, json!({"agent": agent, "up_to": up_to})))
             }
             Op::Prune { retention_days } => self.prune(*retention_days),
+            Op::Idempotent { key, op } => {
+                if let Some(first) = super::idempotency::recall(self.tx, key)? {
+                    return Ok(first);
+                }
+                let done = self.run(op)?;
+                super::idempotency::remember(self.tx, key, &done)?;
+                Ok(done)
+            }
         }
     }
 
@@ -456,9 +469,10 @@ impl Step<'_> {
         .map_err(|e| ApiError::internal(format!("cannot encode message: {e}")))?;
         self.tx
             .prepare_cached(
-                "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO messages (id, ch, type, envelope, reply_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![id, m.ch, m.kind, envelope])?;
+            .execute(params![id, m.ch, m.kind, envelope, m.reply_to])?;
         self.tx
             .prepare_cached("INSERT OR IGNORE INTO channels (name) VALUES (?1)")?
             .execute([&m.ch])?;
@@ -766,6 +780,7 @@ impl Step<'_> {
             // Ids start with their millisecond, so "older than" is a range of the primary key.
             let cutoff_ms = now_ms.saturating_sub(retention_days.saturating_mul(86_400_000));
             let cutoff = Ulid::from_parts(cutoff_ms, 0).to_string();
+            super::horizon::record(self.tx, &cutoff)?;
             deleted = self
                 .tx
                 .execute("DELETE FROM messages WHERE id < ?1", [&cutoff])?;
@@ -781,6 +796,7 @@ impl Step<'_> {
         let week_ago = (now_ms as f64 / 1000.0) - 7.0 * 86_400.0;
         self.tx
             .execute("DELETE FROM presence WHERE last_seen < ?1", [week_ago])?;
+        super::idempotency::forget_expired(self.tx)?;
         self.effects.messages_delta -= deleted as i64;
         Ok(done(200, json!({"deleted": deleted})))
     }

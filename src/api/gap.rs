@@ -1,0 +1,43 @@
+//! Saying a replay gap out loud: when a stream or history page starts (`since`, or
+//! `Last-Event-ID`) before what retention kept, the client is told which messages are gone
+//! instead of silently getting a hole.
+use crate::error::ApiError;
+use crate::http::Reply;
+use crate::server::App;
+use crate::store::horizon::{self, Gap};
+use serde_json::json;
+
+/// The gap a replay after `since` on `ch` (or every channel) has, if any.
+pub fn find(app: &App, ch: Option<&str>, since: &str) -> Result<Option<Gap>, ApiError> {
+    app.store.read(|conn| horizon::gap(conn, ch, since))
+}
+
+/// The SSE event sent before the replay: `event: gap` and no `id:` line, so a browser's
+/// last event id stays where the client was.
+pub fn event(gap: &Gap) -> Vec<u8> {
+    let data = json!({"since": gap.since, "oldest": gap.oldest});
+    format!("event: gap\ndata: {data}\n\n").into_bytes()
+}
+
+/// A history page, with `Workshop-Gap: <oldest kept id>` (`none` when nothing is kept) when
+/// it starts after a hole.
+pub fn on_history(
+    app: &App,
+    ch: Option<&str>,
+    since: Option<&str>,
+    page: Reply,
+) -> Result<Reply, ApiError> {
+    let Some(since) = since else {
+        return Ok(page);
+    };
+    Ok(match find(app, ch, since)? {
+        Some(gap) => Reply::Headed(
+            vec![
+                ("Workshop-Gap", gap.oldest.unwrap_or_else(|| "none".into())),
+                ("Access-Control-Expose-Headers", "Workshop-Gap".into()),
+            ],
+            Box::new(page),
+        ),
+        None => page,
+    })
+}

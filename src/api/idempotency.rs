@@ -1,0 +1,76 @@
+//! The `Idempotency-Key` request header on `POST /ch/:ch`, `POST /tasks` and
+//! `POST /tasks/:id/<action>`: the writer runs a keyed request once per (`from`, key) for
+//! 24 hours and answers repeats with the first reply (see `store::idempotency`).
+use crate::error::ApiError;
+use crate::http::request_header;
+use crate::store::Op;
+use crate::store::idempotency::Key;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tiny_http::Request;
+
+/// Longest key accepted.
+const MAX_KEY: usize = 128;
+
+/// The request's `Idempotency-Key`, if it has one. `route` and `body` are what a repeat must
+/// match (else 422).
+pub fn key(
+    request: &Request,
+    from: &str,
+    route: &str,
+    body: &Map<String, Value>,
+) -> Result<Option<Key>, ApiError> {
+    let Some(key) = request_header(request, "Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = valid_key(key)?;
+    // The map's keys are sorted, so the same JSON object always digests the same.
+    let mut digest = Sha256::new();
+    digest.update(route.as_bytes());
+    digest.update(b"\n");
+    digest.update(Value::Object(body.clone()).to_string().as_bytes());
+    let fingerprint = crate::blobs::hex(&digest.finalize());
+    Ok(Some(Key {
+        from: from.to_string(),
+        key: key.to_string(),
+        fingerprint,
+    }))
+}
+
+/// `op`, to be run once per key when there is one.
+pub fn wrap(key: Option<Key>, op: Op) -> Op {
+    match key {
+        Some(key) => Op::Idempotent {
+            key,
+            op: Box::new(op),
+        },
+        None => op,
+    }
+}
+
+/// 1-128 printable ASCII characters.
+fn valid_key(key: &str) -> Result<&str, ApiError> {
+    let printable = key.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if (1..=MAX_KEY).contains(&key.len()) && printable {
+        Ok(key)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1-{MAX_KEY} printable ASCII characters"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_bounded_printable_text() {
+        for good in ["a", "01J4XYZ", "retry 1/3", &"k".repeat(128)] {
+            assert_eq!(valid_key(good), Ok(good));
+        }
+        for bad in ["", &"k".repeat(129), "tab\there", "é", "nul\0"] {
+            assert_eq!(valid_key(bad).unwrap_err().status, 400, "{bad:?}");
+        }
+    }
+}

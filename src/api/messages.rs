@@ -1,0 +1,34 @@
+//! `GET /messages/:id` (one envelope) and `GET /messages/:id/thread` (its `reply_to` thread).
+use crate::error::ApiError;
+use crate::http::Reply;
+use crate::ids;
+use crate::server::App;
+use crate::store::threads;
+
+/// `GET /messages/:id`
+pub fn show(app: &App, id: &str) -> Result<Reply, ApiError> {
+    let id = message_id(id)?;
+    let envelope = app.store.read(|conn| threads::message(conn, &id))?;
+    let envelope = envelope.ok_or_else(|| no_message(&id))?;
+    let value = serde_json::from_str(&envelope)
+        .map_err(|e| ApiError::internal(format!("stored message is not JSON: {e}")))?;
+    Ok(Reply::json(200, value))
+}
+
+/// `GET /messages/:id/thread`: NDJSON, oldest first, at most `threads::MAX_THREAD` lines.
+pub fn thread(app: &App, id: &str) -> Result<Reply, ApiError> {
+    let id = message_id(id)?;
+    let lines = app.store.read(|conn| threads::thread(conn, &id))?;
+    Ok(Reply::Ndjson(lines.ok_or_else(|| no_message(&id))?))
+}
+
+/// Message ids are ULIDs; anything else cannot name a message.
+fn message_id(raw: &str) -> Result<String, ApiError> {
+    ids::parse(raw)
+        .map(|id| id.to_string())
+        .ok_or_else(|| no_message(raw))
+}
+
+fn no_message(id: &str) -> ApiError {
+    ApiError::not_found(format!("no message {id}"))
+}

@@ -1,0 +1,48 @@
+//! Keyed writes: `pub`, `task create` and the worker's reports send an `Idempotency-Key`, fresh
+//! for each write and the same on every retry of it, so a retry whose first answer was lost
+//! is answered with the first reply instead of storing the write twice.
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+use ulid::Ulid;
+
+use super::client::{Client, Result, from_ureq, read_json};
+
+/// Attempts `post` makes when the server is unreachable or failing.
+const ATTEMPTS: u32 = 3;
+const FIRST_WAIT: Duration = Duration::from_millis(200);
+
+/// A new key: random, so two writes never share one.
+pub fn fresh_key() -> String {
+    Ulid::generate().to_string()
+}
+
+/// POSTs `body` under a fresh key, retrying a few times (with that key) while the failure is
+/// transient.
+pub fn post(client: &Client, path: &str, body: &Value) -> Result<Value> {
+    let key = fresh_key();
+    let mut wait = FIRST_WAIT;
+    let mut attempt = 1;
+    loop {
+        match post_with_key(client, path, body, &key) {
+            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                eprintln!("workshop: {e}; retrying");
+                thread::sleep(wait);
+                wait *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One POST of `body` under `key`.
+pub fn post_with_key(client: &Client, path: &str, body: &Value, key: &str) -> Result<Value> {
+    let resp = client
+        .request("POST", path)
+        .set("Idempotency-Key", key)
+        .send_json(body)
+        .map_err(from_ureq)?;
+    read_json(resp)
+}

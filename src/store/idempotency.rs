@@ -1,0 +1,71 @@
+//! Idempotency keys: the first successful reply to a keyed request is kept for 24 hours per
+//! (`from`, key), and a repeat gets that reply instead of running again. Check and store run
+//! in the writer, in the request's own savepoint, so concurrent repeats cannot both run.
+use super::writer::{Done, now};
+use crate::error::ApiError;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+/// How long a key is remembered.
+pub const KEEP_S: f64 = 24.0 * 3600.0;
+
+/// A request's key: who sent it, the key, and a digest of what was asked (route and body).
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub from: String,
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// The first reply to `key`, if it is remembered; 422 if the key came with another request.
+pub fn recall(tx: &Transaction, key: &Key) -> Result<Option<Done>, ApiError> {
+    let first: Option<(String, u16, String)> = tx
+        .prepare_cached(
+            "SELECT fingerprint, status, body FROM idempotency_keys
+             WHERE sender = ?1 AND key = ?2 AND expires_at > ?3",
+        )?
+        .query_row(params![key.from, key.key, now()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    let Some((fingerprint, status, body)) = first else {
+        return Ok(None);
+    };
+    if fingerprint != key.fingerprint {
+        return Err(ApiError::new(
+            422,
+            format!(
+                "Idempotency-Key {:?} was already used by {} for a different request",
+                key.key, key.from
+            ),
+        ));
+    }
+    let body = serde_json::from_str(&body)
+        .map_err(|e| ApiError::internal(format!("stored reply is not JSON: {e}")))?;
+    Ok(Some(Done { status, body }))
+}
+
+/// Keeps `done` as the reply to `key` (replacing an expired use of the same key).
+pub fn remember(tx: &Transaction, key: &Key, done: &Done) -> Result<(), ApiError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO idempotency_keys
+         (sender, key, fingerprint, status, body, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        key.from,
+        key.key,
+        key.fingerprint,
+        done.status,
+        done.body.to_string(),
+        now() + KEEP_S
+    ])?;
+    Ok(())
+}
+
+/// Drops expired keys (run with retention).
+pub fn forget_expired(tx: &Transaction) -> Result<(), ApiError> {
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
+        [now()],
+    )?;
+    Ok(())
+}
