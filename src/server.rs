@@ -1,6 +1,6 @@
 //! The server: binds the socket, routes each request to its handler on the connection's own
 //! thread, and shuts down cleanly on SIGTERM/SIGINT.
-use crate::api::{channels, files, presence, status, tasks};
+use crate::api::{channels, files, locks, presence, search, status, tasks};
 use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
 use crate::config::Config;
@@ -181,6 +181,9 @@ enum Route<'a> {
     Presence,
     Status,
     Ui,
+    Search,
+    Locks,
+    LockAction(&'a str),
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
@@ -217,6 +220,11 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["presence"] => pick(Some(Route::Presence), Some(Route::Heartbeat)),
         ["status"] => pick(Some(Route::Status), None),
         ["ui"] => pick(Some(Route::Ui), None),
+        ["search"] => pick(Some(Route::Search), None),
+        ["locks"] => pick(Some(Route::Locks), None),
+        ["locks", action] if locks::ACTIONS.contains(action) => {
+            pick(None, Some(Route::LockAction(action)))
+        }
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }
@@ -323,6 +331,9 @@ fn handle(
         Route::Presence => presence::list(app),
         Route::Status => status::status(app),
         Route::Ui => Ok(Reply::Html(UI_PAGE)),
+        Route::Search => search::search(app, params),
+        Route::Locks => locks::list(app, params),
+        Route::LockAction(action) => locks::act(app, action, request),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The handlers, one module per resource, and the validation they share.
 pub mod channels;
 pub mod files;
+pub mod locks;
 pub mod presence;
+pub mod search;
 pub mod status;
 pub mod tasks;
 

@@ -1,8 +1,10 @@
 //! Storage: one writer thread owns the only read-write SQLite connection (group commit, id
 //! assignment, hub feed after commit); request threads read through a pool of read-only
 //! connections.
+pub mod locks;
 pub mod read;
 pub mod schema;
+pub mod search;
 mod writer;
 
 pub use writer::{Done, NewMessage, NewTask, Op, now};

@@ -46,6 +46,31 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE tasks ADD COLUMN lease_expires_at REAL;
      CREATE INDEX tasks_claimable ON tasks (status, priority DESC, id);
      CREATE INDEX tasks_by_lease ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;",
+    // Full-text search (src/store/search.rs) and advisory locks (src/store/locks.rs).
+    // `message_search` is contentless (the envelope stays in `messages`); its integer rowid
+    // maps to a message id through `message_search_ids`, since `messages` has no rowid.
+    // The text column is every string value of the body, exactly as `search::index` does it.
+    // Existing messages are indexed here, oldest first.
+    "CREATE TABLE message_search_ids (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+     CREATE VIRTUAL TABLE message_search USING fts5 (
+        kind, sender, ch, text, content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2'
+     );
+     INSERT INTO message_search_ids (id) SELECT id FROM messages ORDER BY id;
+     INSERT INTO message_search (rowid, kind, sender, ch, text)
+        SELECT s.row, m.type, json_extract(m.envelope, '$.from'), m.ch,
+               (SELECT group_concat(value, ' ') FROM json_tree(m.envelope, '$.body')
+                WHERE type = 'text')
+        FROM message_search_ids s JOIN messages m ON m.id = s.id;
+     CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        note TEXT,
+        ch TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX locks_by_expiry ON locks (expires_at);",
 ];
 
 /// The schema version this build writes.

@@ -118,6 +118,8 @@ pub enum Op {
     Prune {
         retention_days: u64,
     },
+    /// Acquire or release an advisory lock (src/store/locks.rs).
+    Lock(super::locks::LockOp),
 }
 
 /// The envelope exactly as stored and sent; field order is the documented one.
@@ -185,14 +187,14 @@ struct Writer {
 
 /// What one batch did, applied to the hub and counters only once it is committed.
 #[derive(Default)]
-struct Effects {
+pub(super) struct Effects {
     events: Vec<Arc<Event>>,
     messages_delta: i64,
     tasks_added: u64,
     /// A task became claimable: wake claim-next callers.
     tasks_opened: bool,
-    /// A lease was set, moved or cleared: recompute the writer's next wake-up.
-    leases_changed: bool,
+    /// A lease or lock was set, moved or cleared: recompute the writer's next wake-up.
+    pub(super) leases_changed: bool,
 }
 
 impl Effects {
@@ -255,6 +257,7 @@ impl Writer {
                 effects: Effects::default(),
             };
             step.expire_leases()?;
+            super::locks::expire(&mut step)?;
             effects.absorb(step.effects);
             effects.leases_changed = true;
         }
@@ -298,23 +301,27 @@ impl Writer {
         }
     }
 
+    /// The soonest deadline of a task lease or a lock.
     fn earliest_lease(&self) -> Option<f64> {
-        self.conn
+        let lease: Option<f64> = self
+            .conn
             .query_row(
                 "SELECT min(lease_expires_at) FROM tasks WHERE lease_expires_at IS NOT NULL",
                 [],
                 |row| row.get(0),
             )
             .ok()
-            .flatten()
+            .flatten();
+        let lock = super::locks::earliest(&self.conn);
+        lease.into_iter().chain(lock).reduce(f64::min)
     }
 }
 
 /// One command inside the batch's transaction.
-struct Step<'a> {
-    tx: &'a Transaction<'a>,
+pub(super) struct Step<'a> {
+    pub(super) tx: &'a Transaction<'a>,
     ids: &'a mut IdGen,
-    effects: Effects,
+    pub(super) effects: Effects,
 }
 
 /// The columns of a task that its transitions check.
@@ -404,10 +411,11 @@ impl Step<'_> {
                 Ok(done(200, json!({"ok": true})))
             }
             Op::Prune { retention_days } => self.prune(*retention_days),
+            Op::Lock(op) => super::locks::run(self, op),
         }
     }
 
-    fn insert_message(&mut self, m: &NewMessage) -> Result<(String, f64), ApiError> {
+    pub(super) fn insert_message(&mut self, m: &NewMessage) -> Result<(String, f64), ApiError> {
         let ulid = self.ids.next_id();
         let id = ulid.to_string();
         // The timestamp is the id's: monotonic with the ids and exact to the millisecond.
@@ -429,6 +437,7 @@ impl Step<'_> {
                 "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![id, m.ch, m.kind, envelope])?;
+        super::search::index(self.tx, &id, &m.kind, &m.from, &m.ch, &envelope)?;
         self.tx
             .prepare_cached("INSERT OR IGNORE INTO channels (name) VALUES (?1)")?
             .execute([&m.ch])?;
@@ -733,6 +742,7 @@ impl Step<'_> {
             deleted = self
                 .tx
                 .execute("DELETE FROM messages WHERE id < ?1", [&cutoff])?;
+            super::search::prune(self.tx, &cutoff)?;
             if deleted > 0 {
                 self.tx.execute(
                     "DELETE FROM channels WHERE NOT EXISTS
@@ -750,7 +760,7 @@ impl Step<'_> {
 }
 
 /// The `from` of announcements the server makes on its own (lease expiry).
-const SERVER_IDENTITY: &str = "workshop";
+pub(super) const SERVER_IDENTITY: &str = "workshop";
 
 fn not_open(id: &str, task: &TaskState) -> String {
     match (&task.status[..], &task.claimed_by) {
@@ -759,7 +769,7 @@ fn not_open(id: &str, task: &TaskState) -> String {
     }
 }
 
-fn done(status: u16, body: Value) -> Done {
+pub(super) fn done(status: u16, body: Value) -> Done {
     Done { status, body }
 }
 

@@ -1,0 +1,122 @@
+//! Full-text search over messages: an FTS5 index of each message's type, sender, channel and
+//! the string values of its body, written in the insert's transaction and pruned with it.
+//! The index is contentless: results are read back from `messages` through
+//! `message_search_ids`, which gives each indexed message the integer rowid FTS5 needs.
+use rusqlite::{Connection, ToSql, Transaction, params};
+
+/// Longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+/// Most words in one query: each is a term FTS5 intersects.
+pub const MAX_QUERY_WORDS: usize = 16;
+
+/// Indexes a message just inserted. The text is every string value of the envelope's body,
+/// in document order, as the migration that built the index for older messages did it.
+pub fn index(
+    tx: &Transaction,
+    id: &str,
+    kind: &str,
+    from: &str,
+    ch: &str,
+    envelope: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO message_search_ids (id) VALUES (?1)")?
+        .execute([id])?;
+    let row = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO message_search (rowid, kind, sender, ch, text) VALUES (?1, ?2, ?3, ?4,
+         (SELECT group_concat(value, ' ') FROM json_tree(?5, '$.body') WHERE type = 'text'))",
+    )?
+    .execute(params![row, kind, from, ch, envelope])?;
+    Ok(())
+}
+
+/// Drops every message older than `cutoff` (an id) from the index, as retention does.
+pub fn prune(tx: &Transaction, cutoff: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM message_search WHERE rowid IN
+         (SELECT row FROM message_search_ids WHERE id < ?1)",
+        [cutoff],
+    )?;
+    tx.execute("DELETE FROM message_search_ids WHERE id < ?1", [cutoff])?;
+    Ok(())
+}
+
+/// What `GET /search` asks for; `words` are already checked by `match_expression`.
+#[derive(Debug, Default)]
+pub struct SearchQuery {
+    pub words: String,
+    pub ch: Option<String>,
+    pub from: Option<String>,
+    /// Literal prefix of `type`, as in history.
+    pub type_prefix: Option<String>,
+    /// Only ids before this one.
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// Turns what a user typed into an FTS5 expression that matches messages containing every
+/// word. Each word is quoted, so FTS5 syntax (`AND`, `*`, `:`, parentheses) is plain text and
+/// no input is a syntax error; punctuation inside a word makes it a phrase (`disk-full`).
+/// `None` when there is no word at all.
+pub fn match_expression(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// Stored envelopes matching `q`, best match first (bm25; newer first on a tie).
+pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<String>> {
+    let mut sql = String::from(
+        "SELECT m.envelope FROM message_search f
+         JOIN message_search_ids s ON s.row = f.rowid
+         JOIN messages m ON m.id = s.id
+         WHERE message_search MATCH ?",
+    );
+    let mut args: Vec<&dyn ToSql> = vec![&q.words];
+    if let Some(ch) = &q.ch {
+        sql.push_str(" AND m.ch = ?");
+        args.push(ch);
+    }
+    if let Some(from) = &q.from {
+        sql.push_str(" AND json_extract(m.envelope, '$.from') = ?");
+        args.push(from);
+    }
+    let prefix_len;
+    if let Some(prefix) = &q.type_prefix {
+        prefix_len = prefix.chars().count() as i64;
+        sql.push_str(" AND substr(m.type, 1, ?) = ?");
+        args.push(&prefix_len);
+        args.push(prefix);
+    }
+    if let Some(before) = &q.before {
+        sql.push_str(" AND m.id < ?");
+        args.push(before);
+    }
+    let limit = q.limit as i64;
+    sql.push_str(" ORDER BY f.rank, m.id DESC LIMIT ?");
+    args.push(&limit);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.query_map(args.as_slice(), |row| row.get(0))?.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_quoted_words() {
+        assert_eq!(
+            match_expression("disk full").as_deref(),
+            Some(r#""disk" "full""#)
+        );
+        assert_eq!(
+            match_expression(r#"a"b OR c*"#).as_deref(),
+            Some(r#""a""b" "OR" "c*""#)
+        );
+        assert_eq!(match_expression("  - * \"\" "), None);
+        assert_eq!(match_expression(""), None);
+    }
+}
