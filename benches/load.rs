@@ -1387,7 +1387,8 @@ const SEARCH_VOCABULARY: usize = 2000;
 
 /// A vocabulary word, skewed towards the frequent end (the smaller of two uniform picks).
 fn skewed_word(rng: &mut Rng) -> usize {
-    rng.below(SEARCH_VOCABULARY).min(rng.below(SEARCH_VOCABULARY))
+    rng.below(SEARCH_VOCABULARY)
+        .min(rng.below(SEARCH_VOCABULARY))
 }
 
 /// Fills the database with `rows` messages and their search index, written directly with
@@ -1491,22 +1492,14 @@ fn search(settings: &Settings, flavor: &Flavor, table: &mut Table) {
     let mut conn = Conn::connect(server.addr).expect("connect");
     let mut rng = Rng(7);
     let reqs = if settings.quick { 200 } else { 1000 };
-    let pair = |rng: &mut Rng| {
-        format!(
-            "/search?q=w{}+w{}",
-            skewed_word(rng),
-            skewed_word(rng)
-        )
-    };
+    let pair = |rng: &mut Rng| format!("/search?q=w{}+w{}", skewed_word(rng), skewed_word(rng));
     for _ in 0..50 {
         conn.get(&pair(&mut rng)).expect("warm-up");
     }
     let mut results = 0usize;
-    let words = timed_gets(
-        &mut conn,
-        (0..reqs).map(|_| pair(&mut rng)),
-        &mut |b| results += b.iter().filter(|c| **c == b'\n').count(),
-    );
+    let words = timed_gets(&mut conn, (0..reqs).map(|_| pair(&mut rng)), &mut |b| {
+        results += b.iter().filter(|c| **c == b'\n').count()
+    });
     let p99 = words.pct_ms(99.0);
     table.add(
         S,

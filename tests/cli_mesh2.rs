@@ -32,7 +32,10 @@ fn search_prints_best_matches_first_with_filters() {
     let mut ids = Vec::new();
     for (ch, text) in [
         ("jobs", "disk full"),
-        ("jobs", "the disk of the build box was found to be full today"),
+        (
+            "jobs",
+            "the disk of the build box was found to be full today",
+        ),
         ("ops", "disk full"),
         ("jobs", "disk fine"),
     ] {
@@ -50,7 +53,10 @@ fn search_prints_best_matches_first_with_filters() {
     assert!(out.contains(" · job.log · "), "{out}");
     let out = hub.ok(ME, &["search", "disk", "--from", "nobody.else"]);
     assert!(out.is_empty(), "{out}");
-    let out = hub.ok(ME, &["search", "full", "--before", &ids[2], "--type", "job."]);
+    let out = hub.ok(
+        ME,
+        &["search", "full", "--before", &ids[2], "--type", "job."],
+    );
     assert_eq!(out.lines().count(), 2, "{out}");
     hub.fails(ME, &["search", "  "], 2);
     hub.fails(ME, &["search", "disk", "--before", "not-an-id"], 2);
@@ -89,7 +95,10 @@ fn lock_unlock_and_locks() {
     hub.fails(ME, &["unlock", "src/main.rs"], 3);
     hub.fails(ME, &["lock", "x", "--ttl", "0"], 2);
     hub.fails("", &["lock", "x"], 2);
-    let types: Vec<Value> = lock_messages(&hub).iter().map(|m| m["type"].clone()).collect();
+    let types: Vec<Value> = lock_messages(&hub)
+        .iter()
+        .map(|m| m["type"].clone())
+        .collect();
     assert_eq!(types, [json!("lock.acquired"), json!("lock.released")]);
 }
 
@@ -174,7 +183,16 @@ fn a_stopped_lock_command_stops_cmd_and_releases() {
     let hub = Server::start();
     let mut run = hub.spawn(
         ME,
-        &["lock", "deploy", "--ttl", "60", "--", "sh", "-c", "echo started; exec sleep 600"],
+        &[
+            "lock",
+            "deploy",
+            "--ttl",
+            "60",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 600",
+        ],
         &[],
     );
     assert_eq!(run.take_lines(1), ["started"]);

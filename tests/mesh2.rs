@@ -53,8 +53,20 @@ fn search_finds_every_word_best_match_first() {
         "job.error",
         json!({"error": {"reason": "disk full", "detail": ["disk full again"]}, "code": 28}),
     );
-    publish_as(&s, "jobs", "worker.a", "job.log", json!({"text": "disk ok"}));
-    publish_as(&s, "ops", "worker.c", "msg.text", json!({"text": "tank full"}));
+    publish_as(
+        &s,
+        "jobs",
+        "worker.a",
+        "job.log",
+        json!({"text": "disk ok"}),
+    );
+    publish_as(
+        &s,
+        "ops",
+        "worker.c",
+        "msg.text",
+        json!({"text": "tank full"}),
+    );
     // Indexed in the insert's transaction: searchable as soon as the 201 came back.
     let found = search(&s, "q=disk+full");
     assert_eq!(ids(&found), [strong.as_str(), weak.as_str()], "{found:#?}");
@@ -99,7 +111,11 @@ fn search_filters_and_limits() {
     assert_eq!(found("ch=jobs&from=worker.b&type=alert"), pick(&[1, 4]));
     assert_eq!(found(&format!("before={}", all[3])), pick(&[0, 1, 2]));
     assert_eq!(found("n=2").len(), 2);
-    assert_eq!(found("n=100000").len(), 6, "a large n is capped, not refused");
+    assert_eq!(
+        found("n=100000").len(),
+        6,
+        "a large n is capped, not refused"
+    );
     // Equal matches (the same indexed text): the newest first.
     let tied = search(&s, "q=disk+full&ch=jobs&from=worker.a");
     assert_eq!(ids(&tied), [all[3].as_str(), all[0].as_str()]);
@@ -130,7 +146,15 @@ fn bad_searches_are_400_and_fts_syntax_is_plain_text() {
     }
     // What FTS5 would read as operators, columns or syntax errors is just words here.
     for q in [
-        "AND", "OR+NOT", "near%28", "%22", "kind%3Ax", "a*", "%28%29", "%5E", "NEAR%28a+b%29",
+        "AND",
+        "OR+NOT",
+        "near%28",
+        "%22",
+        "kind%3Ax",
+        "a*",
+        "%28%29",
+        "%5E",
+        "NEAR%28a+b%29",
     ] {
         let r = s.get(&format!("/search?q={q}"));
         assert!(matches!(r.status, 200 | 400), "{q}: {}", r.text());
@@ -139,49 +163,55 @@ fn bad_searches_are_400_and_fts_syntax_is_plain_text() {
     assert_eq!(s.post("/search?q=x", "").status, 405);
 }
 
-/// An existing database (before the index existed) gets every stored message indexed by the
-/// migration, with the same text a live insert indexes.
+/// An existing database (as a release before search left it) gets every stored message
+/// indexed by the migration, with the same text a live insert indexes.
 #[test]
 fn search_index_is_built_for_an_existing_database() {
-    let mut s = Server::start();
-    let nested = publish_as(
-        &s,
-        "ops",
-        "old.agent",
-        "msg.note",
-        json!({"a": {"b": ["legacy", {"c": "zeppelin"}]}, "n": 7}),
-    );
-    let plain = publish_as(&s, "ops", "old.agent", "msg.text", "zeppelin".into());
-    let live_before = search(&s, "q=legacy+zeppelin");
-    assert_eq!(ids(&live_before), [nested.as_str()]);
-    s.stop();
-    // Turn the database back into one from before this feature.
-    let conn = rusqlite::Connection::open(s.db_path()).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let before = workshop::store::schema::version_before("message_search").expect("migration");
+    workshop::store::schema::migrate_to(&conn, before).unwrap();
+    let stored = [
+        ("01J0000000000000000000000A", "old.agent", "msg.note",
+         json!({"a": {"b": ["legacy", {"c": "zeppelin"}]}, "n": 7})),
+        ("01J0000000000000000000000B", "old.agent", "msg.text", json!("zeppelin")),
+        ("01J0000000000000000000000C", "zeppelin.fan", "msg.text", json!({"n": 1})),
+    ];
+    for (id, from, kind, body) in &stored {
+        let envelope = json!({"id": id, "ts": 1.0, "from": from, "ch": "ops", "type": kind,
+            "v": 1, "body": body, "files": [], "reply_to": null});
+        conn.execute(
+            "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, 'ops', ?2, ?3)",
+            rusqlite::params![id, kind, envelope.to_string()],
+        )
         .unwrap();
-    conn.execute_batch(&format!(
-        "DROP TABLE message_search; DROP TABLE message_search_ids; DROP TABLE locks;
-         PRAGMA user_version = {};",
-        version - 1
-    ))
-    .unwrap();
+    }
+    conn.execute("INSERT INTO channels (name) VALUES ('ops')", [])
+        .unwrap();
     drop(conn);
-    s.restart_stopped();
-    assert_eq!(
-        ids(&search(&s, "q=legacy+zeppelin")),
-        [nested.as_str()],
-        "migration indexed nested string values"
-    );
-    let mut both = ids(&search(&s, "q=zeppelin"))
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-    both.sort();
-    assert_eq!(both, [nested.clone(), plain.clone()], "a string body is text too");
-    // New messages go on being indexed after the migrated ones.
+    let s = Server::start_with_options(common::Options {
+        db_path: Some(db),
+        // The made-up ids are from 2024: keep them through start-up's retention.
+        env: &[("WORKSHOP_RETENTION_DAYS", "0")],
+        ..Default::default()
+    });
+    let found = |q: &str| -> Vec<String> {
+        let mut got: Vec<String> = search(&s, q)
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+        got.sort();
+        got
+    };
+    let [a, b, c] = [stored[0].0, stored[1].0, stored[2].0];
+    assert_eq!(found("q=legacy+zeppelin"), [a], "nested string values");
+    assert_eq!(found("q=zeppelin"), [a, b, c], "a string body, and the sender");
+    assert!(found("q=7").is_empty(), "numbers are not text");
+    // New messages are indexed after the migrated ones.
     let new = publish_as(&s, "ops", "new.agent", "msg.text", json!({"t": "zeppelin"}));
-    assert_eq!(search(&s, "q=zeppelin")[0]["id"], new.as_str());
+    assert_eq!(found("q=zeppelin").len(), 4);
+    assert!(found("q=new.agent").contains(&new));
     assert_eq!(s.get("/locks").json(), json!([]));
 }
 
@@ -234,7 +264,11 @@ fn search_index_is_pruned_with_retention() {
     assert_eq!(ids(&search(&s, "q=walrus")), [kept.as_str()]);
     s.stop();
     let conn = rusqlite::Connection::open(s.db_path()).unwrap();
-    assert_eq!(rows(&conn), (1, 1), "the index rows of the pruned message are gone");
+    assert_eq!(
+        rows(&conn),
+        (1, 1),
+        "the index rows of the pruned message are gone"
+    );
 }
 
 // ---- locks ----------------------------------------------------------------------------
@@ -257,21 +291,29 @@ fn lock_acquire_renew_release_with_announcements() {
     assert_eq!(first["holder"], "coder.a");
     assert_eq!(first["note"], "refactor");
     let expires = first["expires_at"].as_f64().unwrap();
-    let (_, announced) = stream.next_message(DEADLINE).expect("lock.acquired on the stream");
+    let (_, announced) = stream
+        .next_message(DEADLINE)
+        .expect("lock.acquired on the stream");
     assert_eq!(announced["type"], "lock.acquired");
     assert_eq!(announced["from"], "coder.a");
     assert_eq!(announced["body"]["name"], "src/main.rs");
     assert_eq!(announced["body"]["expires_at"], first["expires_at"]);
 
     // Someone else: 409 naming the holder; nothing changes, nothing is announced.
-    let r = acquire(&s, json!({"from": "coder.b", "name": "src/main.rs", "ttl_s": 5}));
+    let r = acquire(
+        &s,
+        json!({"from": "coder.b", "name": "src/main.rs", "ttl_s": 5}),
+    );
     assert_eq!(r.status, 409);
     assert!(r.error().contains("coder.a"), "{}", r.text());
     assert_eq!(r.json()["holder"], "coder.a");
     assert_eq!(r.json()["expires_at"], first["expires_at"]);
 
     // The holder renews: later deadline, note kept when not given.
-    let r = acquire(&s, json!({"from": "coder.a", "name": "src/main.rs", "ttl_s": 900}));
+    let r = acquire(
+        &s,
+        json!({"from": "coder.a", "name": "src/main.rs", "ttl_s": 900}),
+    );
     assert_eq!(r.status, 200);
     assert!(r.json()["expires_at"].as_f64().unwrap() > expires);
     assert_eq!(r.json()["note"], "refactor");
@@ -282,11 +324,20 @@ fn lock_acquire_renew_release_with_announcements() {
     assert_eq!(listed[0]["ch"], "locks");
     assert_eq!(listed[0]["expires_at"], r.json()["expires_at"]);
 
-    let r = s.post_json("/locks/release", json!({"from": "coder.b", "name": "src/main.rs"}));
+    let r = s.post_json(
+        "/locks/release",
+        json!({"from": "coder.b", "name": "src/main.rs"}),
+    );
     assert_eq!(r.status, 403, "{}", r.text());
-    let r = s.post_json("/locks/release", json!({"from": "coder.a", "name": "src/main.rs"}));
+    let r = s.post_json(
+        "/locks/release",
+        json!({"from": "coder.a", "name": "src/main.rs"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = s.post_json("/locks/release", json!({"from": "coder.a", "name": "src/main.rs"}));
+    let r = s.post_json(
+        "/locks/release",
+        json!({"from": "coder.a", "name": "src/main.rs"}),
+    );
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(s.get("/locks").json(), json!([]));
     assert_eq!(
@@ -297,15 +348,25 @@ fn lock_acquire_renew_release_with_announcements() {
     assert_eq!(history[1]["body"]["renewed"], true);
     assert_eq!(history[2]["from"], "coder.a");
     // Free again: anyone may take it.
-    let r = acquire(&s, json!({"from": "coder.b", "name": "src/main.rs", "ttl_s": 5}));
+    let r = acquire(
+        &s,
+        json!({"from": "coder.b", "name": "src/main.rs", "ttl_s": 5}),
+    );
     assert_eq!(r.status, 200);
 }
 
 #[test]
 fn locks_announce_on_their_channel_and_list_by_prefix() {
     let s = Server::start();
-    for (name, ch) in [("src/a.rs", "dev"), ("src/b/c.rs", "dev"), ("docs/x.md", "docs")] {
-        let r = acquire(&s, json!({"from": "a", "name": name, "ttl_s": 60, "ch": ch}));
+    for (name, ch) in [
+        ("src/a.rs", "dev"),
+        ("src/b/c.rs", "dev"),
+        ("docs/x.md", "docs"),
+    ] {
+        let r = acquire(
+            &s,
+            json!({"from": "a", "name": name, "ttl_s": 60, "ch": ch}),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
     }
     let names = |q: &str| -> Vec<String> {
@@ -320,7 +381,10 @@ fn locks_announce_on_their_channel_and_list_by_prefix() {
     assert_eq!(names(""), ["docs/x.md", "src/a.rs", "src/b/c.rs"]);
     assert_eq!(names("?prefix=src/"), ["src/a.rs", "src/b/c.rs"]);
     assert_eq!(names("?prefix=src/b"), ["src/b/c.rs"]);
-    assert!(names("?prefix=%25").is_empty(), "% is literal, not a wildcard");
+    assert!(
+        names("?prefix=%25").is_empty(),
+        "% is literal, not a wildcard"
+    );
     assert_eq!(lock_types(&s, "dev"), ["lock.acquired", "lock.acquired"]);
     assert_eq!(lock_types(&s, "docs"), ["lock.acquired"]);
     // Release announces on the lock's own channel.
@@ -361,7 +425,10 @@ fn bad_lock_requests_are_400_and_change_nothing() {
         assert_eq!(s.post("/locks/acquire", raw).status, 400, "{raw:?}");
         assert_eq!(s.post("/locks/release", raw).status, 400, "{raw:?}");
     }
-    assert_eq!(s.post_json("/locks/release", json!({"name": "a"})).status, 400);
+    assert_eq!(
+        s.post_json("/locks/release", json!({"name": "a"})).status,
+        400
+    );
     assert_eq!(
         s.get(&format!("/locks?prefix={}", "p".repeat(257))).status,
         400
@@ -407,7 +474,10 @@ fn exactly_one_of_fifty_concurrent_acquirers_wins() {
 fn a_lock_expires_within_a_second_of_its_deadline() {
     let s = Server::start();
     let mut stream = s.sse("/ch/locks?type=lock.expired", &[]);
-    let r = acquire(&s, json!({"from": "a", "name": "short", "ttl_s": 1, "note": "n"}));
+    let r = acquire(
+        &s,
+        json!({"from": "a", "name": "short", "ttl_s": 1, "note": "n"}),
+    );
     assert_eq!(r.status, 200);
     let deadline = r.json()["expires_at"].as_f64().unwrap();
     let (_, expired) = stream
@@ -418,7 +488,10 @@ fn a_lock_expires_within_a_second_of_its_deadline() {
     assert_eq!(expired["body"]["holder"], "a");
     // The server stamped the announcement when it expired the lock.
     let late = expired["ts"].as_f64().unwrap() - deadline;
-    assert!((0.0..=1.0).contains(&late), "expired {late:.3} s after the deadline");
+    assert!(
+        (0.0..=1.0).contains(&late),
+        "expired {late:.3} s after the deadline"
+    );
     assert_eq!(s.get("/locks").json(), json!([]));
     // Taken again by someone else at once, and renewal of a lock that ran out is a new lock.
     let r = acquire(&s, json!({"from": "b", "name": "short", "ttl_s": 60}));

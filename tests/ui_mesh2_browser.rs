@@ -14,7 +14,9 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn missing_tool(why: &str) {
     if std::env::var_os("CI").is_some() {
-        panic!("ui_mesh2_browser: {why} — CI must install it (apt-get install -y chromium nodejs npm)");
+        panic!(
+            "ui_mesh2_browser: {why} — CI must install it (apt-get install -y chromium nodejs npm)"
+        );
     }
     eprintln!(
         "ui_browser skipped: {why}. Install chromium (apt-get install chromium) and node to run it."

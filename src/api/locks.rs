@@ -81,9 +81,7 @@ fn ttl(value: Option<&Value>) -> Result<f64, ApiError> {
     value
         .and_then(Value::as_f64)
         .filter(|t| TTL_RANGE.contains(t))
-        .ok_or_else(|| {
-            ApiError::bad_request("ttl_s is required: seconds from 1 to 86400 (24 h)")
-        })
+        .ok_or_else(|| ApiError::bad_request("ttl_s is required: seconds from 1 to 86400 (24 h)"))
 }
 
 fn note(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
@@ -106,14 +104,26 @@ mod tests {
         for good in ["src/main.rs", "a", "db: migrations", &"x".repeat(256)] {
             assert_eq!(lock_name(Some(&json!(good))).unwrap(), good);
         }
-        for bad in [json!(""), json!("  "), json!("a\nb"), json!("\u{7f}"), json!(3)] {
+        for bad in [
+            json!(""),
+            json!("  "),
+            json!("a\nb"),
+            json!("\u{7f}"),
+            json!(3),
+        ] {
             assert_eq!(lock_name(Some(&bad)).unwrap_err().status, 400, "{bad}");
         }
         assert!(lock_name(Some(&json!("x".repeat(257)))).is_err());
         assert!(lock_name(None).is_err());
         assert_eq!(ttl(Some(&json!(600))).unwrap(), 600.0);
         assert_eq!(ttl(Some(&json!(1.5))).unwrap(), 1.5);
-        for bad in [json!(0), json!(0.5), json!(86_401), json!("60"), json!(null)] {
+        for bad in [
+            json!(0),
+            json!(0.5),
+            json!(86_401),
+            json!("60"),
+            json!(null),
+        ] {
             assert!(ttl(Some(&bad)).is_err(), "{bad}");
         }
     }

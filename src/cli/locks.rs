@@ -163,11 +163,7 @@ fn renew(client: Client, body: Value, ttl: f64, lost: Sender<()>) -> Sender<()> 
 }
 
 /// Waits for CMD; the flag says whether it was stopped because the lock was lost.
-fn wait(
-    child: &mut Child,
-    stop: &AtomicBool,
-    lost: &Receiver<()>,
-) -> Result<(ExitStatus, bool)> {
+fn wait(child: &mut Child, stop: &AtomicBool, lost: &Receiver<()>) -> Result<(ExitStatus, bool)> {
     let pid = child.id();
     let mut was_lost = false;
     let mut kill_at: Option<Instant> = None;

@@ -140,16 +140,20 @@ enum Command {
     #[command(after_help = work::HELP)]
     Work(WorkArgs),
     /// Full-text search of stored messages, best match first (one JSON envelope per line)
-    #[command(after_help = "Every word must appear (in the type, sender, channel or a text \
+    #[command(
+        after_help = "Every word must appear (in the type, sender, channel or a text \
         value of the body).\n\nExamples:\n  workshop search 'disk full' --ch jobs\n  \
-        workshop search timeout --from worker.a -n 5 --pretty")]
+        workshop search timeout --from worker.a -n 5 --pretty"
+    )]
     Search(SearchArgs),
     /// Take (or renew) an advisory lock; exit 4 when someone else holds it
-    #[command(after_help = "With `-- CMD`, runs CMD while holding the lock (renewed every \
+    #[command(
+        after_help = "With `-- CMD`, runs CMD while holding the lock (renewed every \
         third of --ttl), releases it when CMD exits, and exits with CMD's status; exit 4 if \
         the lock is taken or lost. CMD gets WORKSHOP_LOCK=NAME.\n\nExamples:\n  \
         workshop lock src/main.rs --ttl 600 --note 'refactoring the router'\n  \
-        workshop lock deploy --ttl 60 -- ./deploy.sh")]
+        workshop lock deploy --ttl 60 -- ./deploy.sh"
+    )]
     Lock(LockArgs),
     /// Release a lock you hold (exit 4 if someone else holds it, 3 if nobody does)
     #[command(after_help = "Example:\n  workshop unlock src/main.rs")]

@@ -186,7 +186,13 @@ fn delete(step: &mut Step, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn announce(step: &mut Step, ch: &str, from: &str, kind: &str, body: Value) -> Result<(), ApiError> {
+fn announce(
+    step: &mut Step,
+    ch: &str,
+    from: &str,
+    kind: &str,
+    body: Value,
+) -> Result<(), ApiError> {
     let message = NewMessage {
         ch: ch.to_string(),
         from: from.to_string(),

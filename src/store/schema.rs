@@ -107,8 +107,20 @@ pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, VERSION)
+}
+
+/// The schema version just before the first migration whose SQL contains `marker`, so a test
+/// can build a database as an older release left it (`migrate_to`) and watch it upgrade.
+pub fn version_before(marker: &str) -> Option<usize> {
+    MIGRATIONS.iter().position(|sql| sql.contains(marker))
+}
+
+/// Applies the migrations up to `target` (at most `VERSION`) that the database lacks.
+pub fn migrate_to(conn: &Connection, target: usize) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+    let pending = MIGRATIONS.iter().enumerate().take(target);
+    for (index, sql) in pending.skip(version.max(0) as usize) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;

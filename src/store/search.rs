@@ -67,37 +67,55 @@ pub fn match_expression(q: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// Stored envelopes matching `q`, best match first (bm25; newer first on a tie).
+/// How many of the newest matches are ranked. Ranking every match of two common words (tens
+/// of thousands in a million messages) takes 100+ ms; the newest thousand take a few, and a
+/// mesh searching its chatter wants the relevant recent messages. At least `n`'s maximum.
+pub const RANKED_MATCHES: i64 = 1000;
+
+/// Stored envelopes matching `q`: of the newest `RANKED_MATCHES` that pass the filters, the
+/// best (bm25) first, newer first on a tie. FTS5 walks the index newest first, so the window
+/// costs what it holds, not what matches.
 pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<String>> {
-    let mut sql = String::from(
-        "SELECT m.envelope FROM message_search f
-         JOIN message_search_ids s ON s.row = f.rowid
-         JOIN messages m ON m.id = s.id
-         WHERE message_search MATCH ?",
-    );
+    let mut filters = String::new();
     let mut args: Vec<&dyn ToSql> = vec![&q.words];
+    if let Some(before) = &q.before {
+        filters.push_str(" AND s.id < ?");
+        args.push(before);
+    }
     if let Some(ch) = &q.ch {
-        sql.push_str(" AND m.ch = ?");
+        filters.push_str(" AND m.ch = ?");
         args.push(ch);
     }
     if let Some(from) = &q.from {
-        sql.push_str(" AND json_extract(m.envelope, '$.from') = ?");
+        filters.push_str(" AND json_extract(m.envelope, '$.from') = ?");
         args.push(from);
     }
     let prefix_len;
     if let Some(prefix) = &q.type_prefix {
         prefix_len = prefix.chars().count() as i64;
-        sql.push_str(" AND substr(m.type, 1, ?) = ?");
+        filters.push_str(" AND substr(m.type, 1, ?) = ?");
         args.push(&prefix_len);
         args.push(prefix);
     }
-    if let Some(before) = &q.before {
-        sql.push_str(" AND m.id < ?");
-        args.push(before);
-    }
+    let needs_message = q.ch.is_some() || q.from.is_some() || q.type_prefix.is_some();
+    let join_message = if needs_message {
+        "JOIN messages m ON m.id = s.id"
+    } else {
+        ""
+    };
     let limit = q.limit as i64;
-    sql.push_str(" ORDER BY f.rank, m.id DESC LIMIT ?");
+    args.push(&RANKED_MATCHES);
     args.push(&limit);
+    // MATERIALIZED: the window is cut (LIMIT) before the final sort by score.
+    let sql = format!(
+        "WITH hits AS MATERIALIZED (
+            SELECT f.rowid AS row, bm25(message_search) AS score, s.id AS id
+            FROM message_search f JOIN message_search_ids s ON s.row = f.rowid {join_message}
+            WHERE message_search MATCH ?{filters}
+            ORDER BY f.rowid DESC LIMIT ?)
+         SELECT m.envelope FROM hits JOIN messages m ON m.id = hits.id
+         ORDER BY hits.score, hits.row DESC LIMIT ?"
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     stmt.query_map(args.as_slice(), |row| row.get(0))?.collect()
 }
