@@ -1394,7 +1394,8 @@ fn skewed_word(rng: &mut Rng) -> usize {
 /// Fills the database with `rows` messages and their search index, written directly with
 /// SQLite in one transaction (the server, stopped, created the schema), exactly as the
 /// server's insert indexes them. Each body holds 12 skewed vocabulary words; `disk` and
-/// `error` each appear in 10% of messages (so both in about 1%), `full` in 5%.
+/// `error` each appear in 10% of bodies (`error` also in the type of 10% of messages), `full`
+/// in 5%.
 fn build_search_db(db: &Path, rows: u64) {
     let conn = rusqlite::Connection::open(db).expect("open db");
     conn.execute_batch(
@@ -1511,33 +1512,33 @@ fn search(settings: &Settings, flavor: &Flavor, table: &mut Table) {
         "p99 ≤ 20 ms",
         Some(p99 <= 20.0),
     );
-    // The hard case: two common words (10% of messages each, ~1% both), ranked in full.
+    // The hard cases: two common words (10% of messages each, ~2% both), alone and with a
+    // channel filter that keeps 1 in 100 of their matches.
     let mut full_pages = 0;
-    let common = timed_gets(
-        &mut conn,
-        (0..reqs / 5).map(|i| {
-            if i % 2 == 0 {
-                "/search?q=disk+error".to_string()
-            } else {
-                "/search?q=disk+full&ch=ch-07".to_string()
-            }
-        }),
-        &mut |b| {
-            if b.iter().filter(|c| **c == b'\n').count() == 50 {
-                full_pages += 1
-            }
-        },
-    );
-    table.add(
-        S,
-        format!(
-            "/search?q=disk+error (~1% match), and disk+full&ch= p50 / p99 ({} reqs)",
-            reqs / 5
+    for (label, path) in [
+        ("/search?q=disk+error (~2% match)", "/search?q=disk+error"),
+        (
+            "/search?q=disk+full&ch=ch-07",
+            "/search?q=disk+full&ch=ch-07",
         ),
-        format!("{:.2} / {:.2} ms", common.pct_ms(50.0), common.pct_ms(99.0)),
-        "p99 ≤ 20 ms",
-        Some(common.pct_ms(99.0) <= 20.0),
-    );
+    ] {
+        let common = timed_gets(
+            &mut conn,
+            (0..reqs / 5).map(|_| path.to_string()),
+            &mut |b| {
+                if b.iter().filter(|c| **c == b'\n').count() == 50 {
+                    full_pages += 1
+                }
+            },
+        );
+        table.add(
+            S,
+            format!("{label} p50 / p99 ({} reqs)", reqs / 5),
+            format!("{:.2} / {:.2} ms", common.pct_ms(50.0), common.pct_ms(99.0)),
+            "p99 ≤ 20 ms",
+            Some(common.pct_ms(99.0) <= 20.0),
+        );
+    }
     assert!(full_pages > 0, "common-word searches found nothing");
     table.info(S, "server RSS after queries", mib(server.proc().rss_kib));
     server.stop();

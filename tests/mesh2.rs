@@ -173,10 +173,24 @@ fn search_index_is_built_for_an_existing_database() {
     let before = workshop::store::schema::version_before("message_search").expect("migration");
     workshop::store::schema::migrate_to(&conn, before).unwrap();
     let stored = [
-        ("01J0000000000000000000000A", "old.agent", "msg.note",
-         json!({"a": {"b": ["legacy", {"c": "zeppelin"}]}, "n": 7})),
-        ("01J0000000000000000000000B", "old.agent", "msg.text", json!("zeppelin")),
-        ("01J0000000000000000000000C", "zeppelin.fan", "msg.text", json!({"n": 1})),
+        (
+            "01J0000000000000000000000A",
+            "old.agent",
+            "msg.note",
+            json!({"a": {"b": ["legacy", {"c": "zeppelin"}]}, "n": 7}),
+        ),
+        (
+            "01J0000000000000000000000B",
+            "old.agent",
+            "msg.text",
+            json!("zeppelin"),
+        ),
+        (
+            "01J0000000000000000000000C",
+            "zeppelin.fan",
+            "msg.text",
+            json!({"n": 1}),
+        ),
     ];
     for (id, from, kind, body) in &stored {
         let envelope = json!({"id": id, "ts": 1.0, "from": from, "ch": "ops", "type": kind,
@@ -206,7 +220,11 @@ fn search_index_is_built_for_an_existing_database() {
     };
     let [a, b, c] = [stored[0].0, stored[1].0, stored[2].0];
     assert_eq!(found("q=legacy+zeppelin"), [a], "nested string values");
-    assert_eq!(found("q=zeppelin"), [a, b, c], "a string body, and the sender");
+    assert_eq!(
+        found("q=zeppelin"),
+        [a, b, c],
+        "a string body, and the sender"
+    );
     assert!(found("q=7").is_empty(), "numbers are not text");
     // New messages are indexed after the migrated ones.
     let new = publish_as(&s, "ops", "new.agent", "msg.text", json!({"t": "zeppelin"}));

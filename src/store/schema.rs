@@ -50,7 +50,8 @@ const MIGRATIONS: &[&str] = &[
     // `message_search` is contentless (the envelope stays in `messages`); its integer rowid
     // maps to a message id through `message_search_ids`, since `messages` has no rowid.
     // The text column is every string value of the body, exactly as `search::index` does it.
-    // Existing messages are indexed here, oldest first.
+    // Existing messages are indexed here, oldest first: row numbers follow id order (new ids
+    // always sort last), which lets search walk the index newest first.
     "CREATE TABLE message_search_ids (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
      CREATE VIRTUAL TABLE message_search USING fts5 (
         kind, sender, ch, text, content = '', contentless_delete = 1,

@@ -67,10 +67,10 @@ pub fn match_expression(q: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// How many of the newest matches are ranked. Ranking every match of two common words (tens
-/// of thousands in a million messages) takes 100+ ms; the newest thousand take a few, and a
-/// mesh searching its chatter wants the relevant recent messages. At least `n`'s maximum.
-pub const RANKED_MATCHES: i64 = 1000;
+/// How many of the newest matches are ranked: `n`'s maximum. Ranking every match of two
+/// common words (tens of thousands in a million messages) takes 100+ ms; the newest 500 take
+/// a few, and a mesh searching its chatter wants the relevant recent messages.
+pub const RANKED_MATCHES: i64 = 500;
 
 /// Stored envelopes matching `q`: of the newest `RANKED_MATCHES` that pass the filters, the
 /// best (bm25) first, newer first on a tie. FTS5 walks the index newest first, so the window
