@@ -1408,7 +1408,7 @@ fn build_search_db(db: &Path, rows: u64) {
             .prepare("INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)")
             .expect("prepare");
         let mut row_id = tx
-            .prepare("INSERT INTO message_search_ids (id) VALUES (?1)")
+            .prepare("INSERT INTO message_search_ids (id, ch) VALUES (?1, ?2)")
             .expect("prepare");
         let mut index = tx
             .prepare(
@@ -1445,7 +1445,7 @@ fn build_search_db(db: &Path, rows: u64) {
             message
                 .execute(rusqlite::params![id, ch, kind, envelope])
                 .expect("insert");
-            row_id.execute([&id]).expect("insert id");
+            row_id.execute([&id, &ch]).expect("insert id");
             let row = tx.last_insert_rowid();
             index
                 .execute(rusqlite::params![row, kind, from, ch, text.trim_end()])

@@ -254,8 +254,11 @@ fn search_index_is_pruned_with_retention() {
         rusqlite::params![old_id, envelope.to_string()],
     )
     .unwrap();
-    conn.execute("INSERT INTO message_search_ids (id) VALUES (?1)", [&old_id])
-        .unwrap();
+    conn.execute(
+        "INSERT INTO message_search_ids (id, ch) VALUES (?1, 'c')",
+        [&old_id],
+    )
+    .unwrap();
     conn.execute(
         "INSERT INTO message_search (rowid, kind, sender, ch, text)
          VALUES (last_insert_rowid(), 't', 'a', 'c', 'walrus old')",

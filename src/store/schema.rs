@@ -48,16 +48,21 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX tasks_by_lease ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;",
     // Full-text search (src/store/search.rs) and advisory locks (src/store/locks.rs).
     // `message_search` is contentless (the envelope stays in `messages`); its integer rowid
-    // maps to a message id through `message_search_ids`, since `messages` has no rowid.
+    // maps to a message id through `message_search_ids`, since `messages` has no rowid; the
+    // channel is kept there too, so a search in one channel does not read every candidate.
     // The text column is every string value of the body, exactly as `search::index` does it.
     // Existing messages are indexed here, oldest first: row numbers follow id order (new ids
     // always sort last), which lets search walk the index newest first.
-    "CREATE TABLE message_search_ids (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+    "CREATE TABLE message_search_ids (
+        row INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        ch TEXT NOT NULL
+     );
      CREATE VIRTUAL TABLE message_search USING fts5 (
         kind, sender, ch, text, content = '', contentless_delete = 1,
         tokenize = 'unicode61 remove_diacritics 2'
      );
-     INSERT INTO message_search_ids (id) SELECT id FROM messages ORDER BY id;
+     INSERT INTO message_search_ids (id, ch) SELECT id, ch FROM messages ORDER BY id;
      INSERT INTO message_search (rowid, kind, sender, ch, text)
         SELECT s.row, m.type, json_extract(m.envelope, '$.from'), m.ch,
                (SELECT group_concat(value, ' ') FROM json_tree(m.envelope, '$.body')

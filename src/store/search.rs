@@ -19,8 +19,8 @@ pub fn index(
     ch: &str,
     envelope: &str,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO message_search_ids (id) VALUES (?1)")?
-        .execute([id])?;
+    tx.prepare_cached("INSERT INTO message_search_ids (id, ch) VALUES (?1, ?2)")?
+        .execute([id, ch])?;
     let row = tx.last_insert_rowid();
     tx.prepare_cached(
         "INSERT INTO message_search (rowid, kind, sender, ch, text) VALUES (?1, ?2, ?3, ?4,
@@ -83,7 +83,7 @@ pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<String
         args.push(before);
     }
     if let Some(ch) = &q.ch {
-        filters.push_str(" AND m.ch = ?");
+        filters.push_str(" AND s.ch = ?");
         args.push(ch);
     }
     if let Some(from) = &q.from {
@@ -97,7 +97,7 @@ pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<String
         args.push(&prefix_len);
         args.push(prefix);
     }
-    let needs_message = q.ch.is_some() || q.from.is_some() || q.type_prefix.is_some();
+    let needs_message = q.from.is_some() || q.type_prefix.is_some();
     let join_message = if needs_message {
         "JOIN messages m ON m.id = s.id"
     } else {
