@@ -50,7 +50,7 @@ const MIGRATIONS: &[&str] = &[
     // `message_search` is contentless (the envelope stays in `messages`); its integer rowid
     // maps to a message id through `message_search_ids`, since `messages` has no rowid; the
     // channel is kept there too, so a search in one channel does not read every candidate.
-    // The text column is every string value of the body, exactly as `search::index` does it.
+    // The text column is every string value of the body, as `search::body_text` makes it.
     // Existing messages are indexed here, oldest first: row numbers follow id order (new ids
     // always sort last), which lets search walk the index newest first.
     "CREATE TABLE message_search_ids (

@@ -3,31 +3,49 @@
 //! The index is contentless: results are read back from `messages` through
 //! `message_search_ids`, which gives each indexed message the integer rowid FTS5 needs.
 use rusqlite::{Connection, ToSql, Transaction, params};
+use serde_json::Value;
 
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 256;
 /// Most words in one query: each is a term FTS5 intersects.
 pub const MAX_QUERY_WORDS: usize = 16;
 
-/// Indexes a message just inserted. The text is every string value of the envelope's body,
-/// in document order, as the migration that built the index for older messages did it.
+/// Indexes a message just inserted: its type, sender, channel and `body_text`.
 pub fn index(
     tx: &Transaction,
     id: &str,
     kind: &str,
     from: &str,
     ch: &str,
-    envelope: &str,
+    body: &Value,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO message_search_ids (id, ch) VALUES (?1, ?2)")?
         .execute([id, ch])?;
     let row = tx.last_insert_rowid();
+    let mut text = String::new();
+    body_text(body, &mut text);
     tx.prepare_cached(
-        "INSERT INTO message_search (rowid, kind, sender, ch, text) VALUES (?1, ?2, ?3, ?4,
-         (SELECT group_concat(value, ' ') FROM json_tree(?5, '$.body') WHERE type = 'text'))",
+        "INSERT INTO message_search (rowid, kind, sender, ch, text) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![row, kind, from, ch, envelope])?;
+    .execute(params![row, kind, from, ch, text])?;
     Ok(())
+}
+
+/// Every string value in `body` (nested too; not keys, not numbers), in document order and
+/// separated by spaces: what the migration's `json_tree` query indexed for older messages.
+/// Done here rather than in SQL, which would parse the envelope again for every insert.
+fn body_text(body: &Value, text: &mut String) {
+    match body {
+        Value::String(s) => {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(s);
+        }
+        Value::Array(items) => items.iter().for_each(|item| body_text(item, text)),
+        Value::Object(fields) => fields.values().for_each(|value| body_text(value, text)),
+        _ => {}
+    }
 }
 
 /// Drops every message older than `cutoff` (an id) from the index, as retention does.
@@ -123,6 +141,17 @@ pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_text_is_every_string_value() {
+        let body = serde_json::json!({"b": ["disk", {"c": "full"}, 3, true], "a": "x", "n": null});
+        let mut text = String::new();
+        body_text(&body, &mut text);
+        assert_eq!(text, "x disk full");
+        let mut text = String::new();
+        body_text(&serde_json::json!("plain"), &mut text);
+        assert_eq!(text, "plain");
+    }
 
     #[test]
     fn queries_are_quoted_words() {

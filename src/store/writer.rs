@@ -437,7 +437,7 @@ impl Step<'_> {
                 "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![id, m.ch, m.kind, envelope])?;
-        super::search::index(self.tx, &id, &m.kind, &m.from, &m.ch, &envelope)?;
+        super::search::index(self.tx, &id, &m.kind, &m.from, &m.ch, &m.body)?;
         self.tx
             .prepare_cached("INSERT OR IGNORE INTO channels (name) VALUES (?1)")?
             .execute([&m.ch])?;
