@@ -203,3 +203,34 @@ fn a_stopped_lock_command_stops_cmd_and_releases() {
     let last = lock_messages(&hub).pop().unwrap();
     assert_eq!(last["type"], "lock.released");
 }
+
+/// If someone else gets the lock while CMD runs (here: it was released behind our back and
+/// taken), the next renewal finds out: CMD is stopped and `lock` exits 4.
+#[test]
+fn a_lock_lost_while_cmd_runs_stops_cmd() {
+    let hub = Server::start();
+    let mut run = hub.spawn(
+        ME,
+        &[
+            "lock",
+            "deploy",
+            "--ttl",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 600",
+        ],
+        &[],
+    );
+    assert_eq!(run.take_lines(1), ["started"]);
+    hub.ok(ME, &["unlock", "deploy"]);
+    hub.ok("coder.bob", &["lock", "deploy", "--ttl", "600"]);
+    let status = poll("lock to notice and exit", || {
+        run.child.try_wait().ok().flatten()
+    });
+    assert_eq!(status.code(), Some(4));
+    let live = live_locks(&hub);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0]["holder"], "coder.bob", "the new holder keeps it");
+}

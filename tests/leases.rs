@@ -435,5 +435,9 @@ fn a_database_from_the_first_schema_upgrades_in_place() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, workshop::store::schema::VERSION as i64, "every migration ran");
+    assert_eq!(
+        version,
+        workshop::store::schema::VERSION as i64,
+        "every migration ran"
+    );
 }
