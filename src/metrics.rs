@@ -34,6 +34,9 @@ pub const ROUTES: &[&str] = &[
     "inbox_read",
     "message",
     "thread",
+    "search",
+    "locks",
+    "lock_action",
     "unrouted",
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

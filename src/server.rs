@@ -1,6 +1,6 @@
 //! The server: binds the socket, routes each request to its handler on the connection's own
 //! thread, and shuts down cleanly on SIGTERM/SIGINT.
-use crate::api::{channels, files, inbox, messages, presence, status, tasks};
+use crate::api::{channels, files, inbox, locks, messages, presence, search, status, tasks};
 use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
 use crate::browser;
@@ -198,6 +198,9 @@ enum Route<'a> {
     MarkRead(&'a str),
     Message(&'a str),
     Thread(&'a str),
+    Search,
+    Locks,
+    LockAction(&'a str),
 }
 
 impl Route<'_> {
@@ -225,6 +228,9 @@ impl Route<'_> {
             Route::MarkRead(_) => "inbox_read",
             Route::Message(_) => "message",
             Route::Thread(_) => "thread",
+            Route::Search => "search",
+            Route::Locks => "locks",
+            Route::LockAction(_) => "lock_action",
         }
     }
 }
@@ -268,6 +274,11 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["inbox", agent, "read"] => pick(None, Some(Route::MarkRead(agent))),
         ["messages", id] => pick(Some(Route::Message(id)), None),
         ["messages", id, "thread"] => pick(Some(Route::Thread(id)), None),
+        ["search"] => pick(Some(Route::Search), None),
+        ["locks"] => pick(Some(Route::Locks), None),
+        ["locks", action] if locks::ACTIONS.contains(action) => {
+            pick(None, Some(Route::LockAction(action)))
+        }
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }
@@ -414,6 +425,9 @@ fn handle(
         Route::MarkRead(agent) => inbox::mark_read(app, agent, request),
         Route::Message(id) => messages::show(app, id),
         Route::Thread(id) => messages::thread(app, id),
+        Route::Search => search::search(app, params),
+        Route::Locks => locks::list(app, params),
+        Route::LockAction(action) => locks::act(app, action, request),
     }
 }
 
@@ -508,6 +522,9 @@ mod tests {
             (&post, "/inbox/a/read"),
             (&get, "/messages/ID"),
             (&get, "/messages/ID/thread"),
+            (&get, "/search"),
+            (&get, "/locks"),
+            (&post, "/locks/acquire"),
         ];
         let labels: std::collections::HashSet<&str> = paths
             .iter()

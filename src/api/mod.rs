@@ -4,9 +4,11 @@ pub mod files;
 pub mod gap;
 pub mod idempotency;
 pub mod inbox;
+pub mod locks;
 pub mod longpoll;
 pub mod messages;
 pub mod presence;
+pub mod search;
 pub mod status;
 pub mod tasks;
 

@@ -12,6 +12,8 @@ mod client;
 mod commands;
 mod format;
 mod idempotent;
+mod locks;
+mod search;
 mod signal;
 mod sse;
 mod thread;
@@ -180,6 +182,35 @@ enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Full-text search of stored messages, best match first (one JSON envelope per line)
+    #[command(
+        after_help = "Every word must appear (in the type, sender, channel or a text \
+        value of the body).\n\nExamples:\n  workshop search 'disk full' --ch jobs\n  \
+        workshop search timeout --from worker.a -n 5 --pretty"
+    )]
+    Search(SearchArgs),
+    /// Take (or renew) an advisory lock; exit 4 when someone else holds it
+    #[command(
+        after_help = "With `-- CMD`, runs CMD while holding the lock (renewed every \
+        third of --ttl), releases it when CMD exits, and exits with CMD's status; exit 4 if \
+        the lock is taken or lost. CMD gets WORKSHOP_LOCK=NAME.\n\nExamples:\n  \
+        workshop lock src/main.rs --ttl 600 --note 'refactoring the router'\n  \
+        workshop lock deploy --ttl 60 -- ./deploy.sh"
+    )]
+    Lock(LockArgs),
+    /// Release a lock you hold (exit 4 if someone else holds it, 3 if nobody does)
+    #[command(after_help = "Example:\n  workshop unlock src/main.rs")]
+    Unlock { name: String },
+    /// List the locks held now, by name, one JSON object per line
+    #[command(after_help = "Example:\n  workshop locks --prefix src/ --pretty")]
+    Locks {
+        /// Only names starting with this
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        /// Human-readable lines instead of JSON
+        #[arg(long)]
+        pretty: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -195,6 +226,49 @@ struct WaitArgs {
     /// Only message types starting with this prefix
     #[arg(long = "type", value_name = "PREFIX")]
     kind: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct SearchArgs {
+    /// Words to find, e.g. 'disk full'
+    #[arg(value_name = "WORDS")]
+    words: String,
+    /// Only this channel
+    #[arg(long, value_name = "CH")]
+    ch: Option<String>,
+    /// Only messages from this agent
+    #[arg(long, value_name = "AGENT")]
+    from: Option<String>,
+    /// Only message types starting with this prefix
+    #[arg(long = "type", value_name = "PREFIX")]
+    kind: Option<String>,
+    /// At most N (server default 50, at most 500)
+    #[arg(short, value_name = "N")]
+    n: Option<u32>,
+    /// Only messages older than this id
+    #[arg(long, value_name = "ID")]
+    before: Option<String>,
+    /// Compact human format
+    #[arg(long)]
+    pretty: bool,
+}
+
+#[derive(Args, Debug)]
+struct LockArgs {
+    /// What to lock: any 1-256 printable characters, e.g. a path
+    name: String,
+    /// Seconds until the lock runs out unless renewed (1 to 86400)
+    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+    ttl: f64,
+    /// What you are doing, for whoever finds it taken
+    #[arg(long, value_name = "TEXT")]
+    note: Option<String>,
+    /// Channel for the lock.* announcements (server default: locks)
+    #[arg(long, value_name = "CH")]
+    ch: Option<String>,
+    /// Run this while holding the lock, after `--`
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -534,6 +608,30 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
         Command::Status => c::status(client),
         Command::Channels => c::channels(client),
         Command::Thread { id, pretty } => thread::thread(client, &id, pretty),
+        Command::Search(a) => search::search(
+            client,
+            search::SearchQuery {
+                words: a.words,
+                ch: a.ch,
+                from: a.from,
+                kind: a.kind,
+                n: a.n,
+                before: a.before,
+            },
+            a.pretty,
+        ),
+        Command::Lock(a) => locks::lock(
+            client,
+            locks::LockRequest {
+                name: a.name,
+                ttl: a.ttl,
+                note: a.note,
+                ch: a.ch,
+            },
+            a.command,
+        ),
+        Command::Unlock { name } => locks::unlock(client, &name),
+        Command::Locks { prefix, pretty } => locks::list(client, prefix, pretty),
         Command::Work(a) => work::run(
             client,
             work::Options {

@@ -3,8 +3,10 @@
 //! connections.
 pub mod horizon;
 pub mod idempotency;
+pub mod locks;
 pub mod read;
 pub mod schema;
+pub mod search;
 pub mod threads;
 pub mod turns;
 mod writer;

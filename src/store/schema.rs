@@ -79,6 +79,37 @@ const MIGRATIONS: &[&str] = &[
         WHERE json_extract(envelope, '$.reply_to') IS NOT NULL;
      CREATE INDEX messages_by_reply ON messages (reply_to) WHERE reply_to IS NOT NULL;
      CREATE TABLE pruned (ch TEXT PRIMARY KEY, through TEXT NOT NULL) WITHOUT ROWID;",
+    // Full-text search (src/store/search.rs) and advisory locks (src/store/locks.rs).
+    // `message_search` is contentless (the envelope stays in `messages`); its integer rowid
+    // maps to a message id through `message_search_ids`, since `messages` has no rowid; the
+    // channel is kept there too, so a search in one channel does not read every candidate.
+    // The text column is every string value of the body, as `search::body_text` makes it.
+    // Existing messages are indexed here, oldest first: row numbers follow id order (new ids
+    // always sort last), which lets search walk the index newest first.
+    "CREATE TABLE message_search_ids (
+        row INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        ch TEXT NOT NULL
+     );
+     CREATE VIRTUAL TABLE message_search USING fts5 (
+        kind, sender, ch, text, content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2'
+     );
+     INSERT INTO message_search_ids (id, ch) SELECT id, ch FROM messages ORDER BY id;
+     INSERT INTO message_search (rowid, kind, sender, ch, text)
+        SELECT s.row, m.type, json_extract(m.envelope, '$.from'), m.ch,
+               (SELECT group_concat(value, ' ') FROM json_tree(m.envelope, '$.body')
+                WHERE type = 'text')
+        FROM message_search_ids s JOIN messages m ON m.id = s.id;
+     CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        note TEXT,
+        ch TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX locks_by_expiry ON locks (expires_at);",
 ];
 
 /// The schema version this build writes.
@@ -115,8 +146,20 @@ pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, VERSION)
+}
+
+/// The schema version just before the first migration whose SQL contains `marker`, so a test
+/// can build a database as an older release left it (`migrate_to`) and watch it upgrade.
+pub fn version_before(marker: &str) -> Option<usize> {
+    MIGRATIONS.iter().position(|sql| sql.contains(marker))
+}
+
+/// Applies the migrations up to `target` (at most `VERSION`) that the database lacks.
+pub fn migrate_to(conn: &Connection, target: usize) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+    let pending = MIGRATIONS.iter().enumerate().take(target);
+    for (index, sql) in pending.skip(version.max(0) as usize) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;

@@ -134,6 +134,8 @@ pub enum Op {
         key: super::idempotency::Key,
         op: Box<Op>,
     },
+    /// Acquire or release an advisory lock (src/store/locks.rs).
+    Lock(super::locks::LockOp),
 }
 
 /// The envelope exactly as stored and sent; field order is the documented one.
@@ -204,14 +206,14 @@ struct Writer {
 
 /// What one batch did, applied to the hub and counters only once it is committed.
 #[derive(Default)]
-struct Effects {
+pub(super) struct Effects {
     events: Vec<Arc<Event>>,
     messages_delta: i64,
     tasks_added: u64,
     /// A task became claimable: wake claim-next callers.
     tasks_opened: bool,
-    /// A lease was set, moved or cleared: recompute the writer's next wake-up.
-    leases_changed: bool,
+    /// A lease or lock was set, moved or cleared: recompute the writer's next wake-up.
+    pub(super) leases_changed: bool,
     /// The task announcements made (`task.claimed`...), for /metrics.
     transitions: Vec<&'static str>,
 }
@@ -284,6 +286,7 @@ impl Writer {
                 effects: Effects::default(),
             };
             step.expire_leases()?;
+            super::locks::expire(&mut step)?;
             effects.absorb(step.effects);
             effects.leases_changed = true;
         }
@@ -327,23 +330,27 @@ impl Writer {
         }
     }
 
+    /// The soonest deadline of a task lease or a lock.
     fn earliest_lease(&self) -> Option<f64> {
-        self.conn
+        let lease: Option<f64> = self
+            .conn
             .query_row(
                 "SELECT min(lease_expires_at) FROM tasks WHERE lease_expires_at IS NOT NULL",
                 [],
                 |row| row.get(0),
             )
             .ok()
-            .flatten()
+            .flatten();
+        let lock = super::locks::earliest(&self.conn);
+        lease.into_iter().chain(lock).reduce(f64::min)
     }
 }
 
 /// One command inside the batch's transaction.
-struct Step<'a> {
-    tx: &'a Transaction<'a>,
+pub(super) struct Step<'a> {
+    pub(super) tx: &'a Transaction<'a>,
     ids: &'a mut IdGen,
-    effects: Effects,
+    pub(super) effects: Effects,
 }
 
 /// The columns of a task that its transitions check.
@@ -446,10 +453,11 @@ impl Step<'_> {
                 super::idempotency::remember(self.tx, key, &done)?;
                 Ok(done)
             }
+            Op::Lock(op) => super::locks::run(self, op),
         }
     }
 
-    fn insert_message(&mut self, m: &NewMessage) -> Result<(String, f64), ApiError> {
+    pub(super) fn insert_message(&mut self, m: &NewMessage) -> Result<(String, f64), ApiError> {
         let ulid = self.ids.next_id();
         let id = ulid.to_string();
         // The timestamp is the id's: monotonic with the ids and exact to the millisecond.
@@ -473,6 +481,7 @@ impl Step<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![id, m.ch, m.kind, envelope, m.reply_to])?;
+        super::search::index(self.tx, &id, &m.kind, &m.from, &m.ch, &m.body)?;
         self.tx
             .prepare_cached("INSERT OR IGNORE INTO channels (name) VALUES (?1)")?
             .execute([&m.ch])?;
@@ -785,6 +794,7 @@ impl Step<'_> {
                 .tx
                 .execute("DELETE FROM messages WHERE id < ?1", [&cutoff])?;
             super::turns::prune_recipients(self.tx, &cutoff)?;
+            super::search::prune(self.tx, &cutoff)?;
             if deleted > 0 {
                 self.tx.execute(
                     "DELETE FROM channels WHERE NOT EXISTS
@@ -803,7 +813,7 @@ impl Step<'_> {
 }
 
 /// The `from` of announcements the server makes on its own (lease expiry).
-const SERVER_IDENTITY: &str = "workshop";
+pub(super) const SERVER_IDENTITY: &str = "workshop";
 
 fn not_open(id: &str, task: &TaskState) -> String {
     match (&task.status[..], &task.claimed_by) {
@@ -812,7 +822,7 @@ fn not_open(id: &str, task: &TaskState) -> String {
     }
 }
 
-fn done(status: u16, body: Value) -> Done {
+pub(super) fn done(status: u16, body: Value) -> Done {
     Done { status, body }
 }
 

@@ -1,0 +1,233 @@
+//! Advisory locks with a TTL ("I am working on src/main.rs for ten minutes"). Acquire,
+//! release and expiry run in the writer, so they cannot race, and each is announced on the
+//! lock's channel in the same transaction. Expiry shares the task leases' wake-up: the
+//! writer wakes at the soonest of both deadlines (`earliest`) and calls `expire`.
+use super::writer::{Done, NewMessage, SERVER_IDENTITY, Step, done, now};
+use crate::error::ApiError;
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The channel lock announcements go to unless the acquirer names one.
+pub const DEFAULT_CHANNEL: &str = "locks";
+
+#[derive(Debug)]
+pub enum LockOp {
+    /// Take a free (or expired) lock, or renew one `from` already holds.
+    Acquire {
+        from: String,
+        name: String,
+        ttl_s: f64,
+        note: Option<String>,
+        ch: Option<String>,
+    },
+    Release {
+        from: String,
+        name: String,
+    },
+}
+
+/// A lock as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct Lock {
+    pub name: String,
+    pub holder: String,
+    pub note: Option<String>,
+    pub ch: String,
+    pub acquired_at: f64,
+    pub expires_at: f64,
+}
+
+const COLUMNS: &str = "name, holder, note, ch, acquired_at, expires_at";
+
+fn from_row(row: &rusqlite::Row) -> rusqlite::Result<Lock> {
+    Ok(Lock {
+        name: row.get(0)?,
+        holder: row.get(1)?,
+        note: row.get(2)?,
+        ch: row.get(3)?,
+        acquired_at: row.get(4)?,
+        expires_at: row.get(5)?,
+    })
+}
+
+pub(super) fn run(step: &mut Step, op: &LockOp) -> Result<Done, ApiError> {
+    match op {
+        LockOp::Acquire {
+            from,
+            name,
+            ttl_s,
+            note,
+            ch,
+        } => acquire(step, from, name, *ttl_s, note.as_deref(), ch.as_deref()),
+        LockOp::Release { from, name } => release(step, from, name),
+    }
+}
+
+fn acquire(
+    step: &mut Step,
+    from: &str,
+    name: &str,
+    ttl_s: f64,
+    note: Option<&str>,
+    ch: Option<&str>,
+) -> Result<Done, ApiError> {
+    let now = now();
+    let held = live_lock(step, name, now)?;
+    if let Some(lock) = held.as_ref().filter(|l| l.holder != from) {
+        let mut answer = json!(lock);
+        answer["error"] = json!(format!(
+            "lock {name:?} is held by {} until {}",
+            lock.holder, lock.expires_at
+        ));
+        return Ok(done(409, answer));
+    }
+    let renewed = held.is_some();
+    let lock = Lock {
+        name: name.to_string(),
+        holder: from.to_string(),
+        // A renewal without a note or channel keeps the ones it had.
+        note: note
+            .map(str::to_string)
+            .or_else(|| held.as_ref().and_then(|l| l.note.clone())),
+        ch: ch
+            .map(str::to_string)
+            .or_else(|| held.as_ref().map(|l| l.ch.clone()))
+            .unwrap_or_else(|| DEFAULT_CHANNEL.to_string()),
+        acquired_at: held.as_ref().map_or(now, |l| l.acquired_at),
+        expires_at: now + ttl_s,
+    };
+    step.tx
+        .prepare_cached(
+            "INSERT INTO locks (name, holder, note, ch, acquired_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (name) DO UPDATE SET holder = ?2, note = ?3, ch = ?4,
+             acquired_at = ?5, expires_at = ?6",
+        )?
+        .execute(params![
+            lock.name,
+            lock.holder,
+            lock.note,
+            lock.ch,
+            lock.acquired_at,
+            lock.expires_at
+        ])?;
+    step.effects.leases_changed = true;
+    let body = json!({
+        "name": name, "holder": from, "note": lock.note, "expires_at": lock.expires_at,
+        "ttl_s": ttl_s, "renewed": renewed,
+    });
+    announce(step, &lock.ch, from, "lock.acquired", body)?;
+    Ok(done(
+        200,
+        json!({"name": name, "holder": from, "note": lock.note, "expires_at": lock.expires_at}),
+    ))
+}
+
+fn release(step: &mut Step, from: &str, name: &str) -> Result<Done, ApiError> {
+    let lock = live_lock(step, name, now())?
+        .ok_or_else(|| ApiError::not_found(format!("lock {name:?} is not held")))?;
+    if lock.holder != from {
+        return Err(ApiError::forbidden(format!(
+            "lock {name:?} is held by {}, not {from}",
+            lock.holder
+        )));
+    }
+    delete(step, name)?;
+    let body = json!({"name": name, "holder": from});
+    announce(step, &lock.ch, from, "lock.released", body)?;
+    Ok(done(200, json!({"name": name, "released": true})))
+}
+
+/// The lock called `name` unless it has run out; one that has is expired here first, so its
+/// expiry is announced before anything else happens to the name.
+fn live_lock(step: &mut Step, name: &str, now: f64) -> Result<Option<Lock>, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM locks WHERE name = ?1");
+    let lock = step
+        .tx
+        .prepare_cached(&sql)?
+        .query_row([name], from_row)
+        .optional()?;
+    match lock {
+        Some(lock) if lock.expires_at <= now => {
+            expire_one(step, &lock)?;
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+/// Removes every lock whose time has run out, announcing each as `lock.expired`.
+pub(super) fn expire(step: &mut Step) -> Result<(), ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM locks WHERE expires_at <= ?1 ORDER BY expires_at");
+    let due: Vec<Lock> = step
+        .tx
+        .prepare_cached(&sql)?
+        .query_map([now()], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for lock in &due {
+        expire_one(step, lock)?;
+    }
+    Ok(())
+}
+
+fn expire_one(step: &mut Step, lock: &Lock) -> Result<(), ApiError> {
+    delete(step, &lock.name)?;
+    let body = json!({"name": lock.name, "holder": lock.holder, "note": lock.note,
+                      "expired_at": lock.expires_at});
+    announce(step, &lock.ch, SERVER_IDENTITY, "lock.expired", body)
+}
+
+fn delete(step: &mut Step, name: &str) -> Result<(), ApiError> {
+    step.tx
+        .prepare_cached("DELETE FROM locks WHERE name = ?1")?
+        .execute([name])?;
+    step.effects.leases_changed = true;
+    Ok(())
+}
+
+fn announce(
+    step: &mut Step,
+    ch: &str,
+    from: &str,
+    kind: &str,
+    body: Value,
+) -> Result<(), ApiError> {
+    let message = NewMessage {
+        ch: ch.to_string(),
+        from: from.to_string(),
+        kind: kind.to_string(),
+        v: 1,
+        body,
+        files: vec![],
+        reply_to: None,
+        to: None,
+        recipients: Vec::new(),
+    };
+    step.insert_message(&message).map(|_| ())
+}
+
+/// When the soonest lock runs out (unix seconds), for the writer's wake-up.
+pub(super) fn earliest(conn: &Connection) -> Option<f64> {
+    conn.query_row("SELECT min(expires_at) FROM locks", [], |row| row.get(0))
+        .ok()
+        .flatten()
+}
+
+/// Live locks (not yet run out), by name; with `prefix`, only names starting with it.
+pub fn list(conn: &Connection, prefix: Option<&str>) -> rusqlite::Result<Vec<Lock>> {
+    let now = now();
+    let mut sql = format!("SELECT {COLUMNS} FROM locks WHERE expires_at > ?");
+    let mut args: Vec<&dyn ToSql> = vec![&now];
+    let prefix_len;
+    if let Some(prefix) = &prefix {
+        // substr, not LIKE: `%` and `_` in a path are literal characters.
+        prefix_len = prefix.chars().count() as i64;
+        sql.push_str(" AND substr(name, 1, ?) = ?");
+        args.push(&prefix_len);
+        args.push(prefix);
+    }
+    sql.push_str(" ORDER BY name");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.query_map(args.as_slice(), from_row)?.collect()
+}

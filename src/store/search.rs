@@ -1,0 +1,169 @@
+//! Full-text search over messages: an FTS5 index of each message's type, sender, channel and
+//! the string values of its body, written in the insert's transaction and pruned with it.
+//! The index is contentless: results are read back from `messages` through
+//! `message_search_ids`, which gives each indexed message the integer rowid FTS5 needs.
+use rusqlite::{Connection, ToSql, Transaction, params};
+use serde_json::Value;
+
+/// Longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+/// Most words in one query: each is a term FTS5 intersects.
+pub const MAX_QUERY_WORDS: usize = 16;
+
+/// Indexes a message just inserted: its type, sender, channel and `body_text`.
+pub fn index(
+    tx: &Transaction,
+    id: &str,
+    kind: &str,
+    from: &str,
+    ch: &str,
+    body: &Value,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO message_search_ids (id, ch) VALUES (?1, ?2)")?
+        .execute([id, ch])?;
+    let row = tx.last_insert_rowid();
+    let mut text = String::new();
+    body_text(body, &mut text);
+    tx.prepare_cached(
+        "INSERT INTO message_search (rowid, kind, sender, ch, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![row, kind, from, ch, text])?;
+    Ok(())
+}
+
+/// Every string value in `body` (nested too; not keys, not numbers), in document order and
+/// separated by spaces: what the migration's `json_tree` query indexed for older messages.
+/// Done here rather than in SQL, which would parse the envelope again for every insert.
+fn body_text(body: &Value, text: &mut String) {
+    match body {
+        Value::String(s) => {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(s);
+        }
+        Value::Array(items) => items.iter().for_each(|item| body_text(item, text)),
+        Value::Object(fields) => fields.values().for_each(|value| body_text(value, text)),
+        _ => {}
+    }
+}
+
+/// Drops every message older than `cutoff` (an id) from the index, as retention does.
+pub fn prune(tx: &Transaction, cutoff: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM message_search WHERE rowid IN
+         (SELECT row FROM message_search_ids WHERE id < ?1)",
+        [cutoff],
+    )?;
+    tx.execute("DELETE FROM message_search_ids WHERE id < ?1", [cutoff])?;
+    Ok(())
+}
+
+/// What `GET /search` asks for; `words` are already checked by `match_expression`.
+#[derive(Debug, Default)]
+pub struct SearchQuery {
+    pub words: String,
+    pub ch: Option<String>,
+    pub from: Option<String>,
+    /// Literal prefix of `type`, as in history.
+    pub type_prefix: Option<String>,
+    /// Only ids before this one.
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// Turns what a user typed into an FTS5 expression that matches messages containing every
+/// word. Each word is quoted, so FTS5 syntax (`AND`, `*`, `:`, parentheses) is plain text and
+/// no input is a syntax error; punctuation inside a word makes it a phrase (`disk-full`).
+/// `None` when there is no word at all.
+pub fn match_expression(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// How many of the newest matches are ranked: `n`'s maximum. Ranking every match of two
+/// common words (tens of thousands in a million messages) takes 100+ ms; the newest 500 take
+/// a few, and a mesh searching its chatter wants the relevant recent messages.
+pub const RANKED_MATCHES: i64 = 500;
+
+/// Stored envelopes matching `q`: of the newest `RANKED_MATCHES` that pass the filters, the
+/// best (bm25) first, newer first on a tie. FTS5 walks the index newest first, so the window
+/// costs what it holds, not what matches.
+pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<String>> {
+    let mut filters = String::new();
+    let mut args: Vec<&dyn ToSql> = vec![&q.words];
+    if let Some(before) = &q.before {
+        filters.push_str(" AND s.id < ?");
+        args.push(before);
+    }
+    if let Some(ch) = &q.ch {
+        filters.push_str(" AND s.ch = ?");
+        args.push(ch);
+    }
+    if let Some(from) = &q.from {
+        filters.push_str(" AND json_extract(m.envelope, '$.from') = ?");
+        args.push(from);
+    }
+    let prefix_len;
+    if let Some(prefix) = &q.type_prefix {
+        prefix_len = prefix.chars().count() as i64;
+        filters.push_str(" AND substr(m.type, 1, ?) = ?");
+        args.push(&prefix_len);
+        args.push(prefix);
+    }
+    let needs_message = q.from.is_some() || q.type_prefix.is_some();
+    let join_message = if needs_message {
+        "JOIN messages m ON m.id = s.id"
+    } else {
+        ""
+    };
+    let limit = q.limit as i64;
+    args.push(&RANKED_MATCHES);
+    args.push(&limit);
+    // MATERIALIZED: the window is cut (LIMIT) before the final sort by score.
+    let sql = format!(
+        "WITH hits AS MATERIALIZED (
+            SELECT f.rowid AS row, bm25(message_search) AS score, s.id AS id
+            FROM message_search f JOIN message_search_ids s ON s.row = f.rowid {join_message}
+            WHERE message_search MATCH ?{filters}
+            ORDER BY f.rowid DESC LIMIT ?)
+         SELECT m.envelope FROM hits JOIN messages m ON m.id = hits.id
+         ORDER BY hits.score, hits.row DESC LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.query_map(args.as_slice(), |row| row.get(0))?.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_text_is_every_string_value() {
+        let body = serde_json::json!({"b": ["disk", {"c": "full"}, 3, true], "a": "x", "n": null});
+        let mut text = String::new();
+        body_text(&body, &mut text);
+        assert_eq!(text, "x disk full");
+        let mut text = String::new();
+        body_text(&serde_json::json!("plain"), &mut text);
+        assert_eq!(text, "plain");
+    }
+
+    #[test]
+    fn queries_are_quoted_words() {
+        assert_eq!(
+            match_expression("disk full").as_deref(),
+            Some(r#""disk" "full""#)
+        );
+        assert_eq!(
+            match_expression(r#"a"b OR c*"#).as_deref(),
+            Some(r#""a""b" "OR" "c*""#)
+        );
+        assert_eq!(match_expression("  - * \"\" "), None);
+        assert_eq!(match_expression(""), None);
+    }
+}

@@ -1,0 +1,217 @@
+// Real-browser test of issue 17's UI parts (parts 3 and 5): the text filter's "search history"
+// action, which asks the server's full-text index, and the "locks" panel, kept current from the
+// live stream. Debian's chromium driven by playwright-core against the real server binary, as in
+// ui.test.mjs (whose launcher this follows). Run by tests/ui_mesh2_browser.rs, or alone:
+//
+//   WORKSHOP_BIN=target/release/workshop node tests/browser/mesh2.test.mjs
+//
+// Environment: WORKSHOP_BIN (required); WORKSHOP_TEST_DIR a scratch folder (else a temp dir);
+// UI_SCREENSHOTS where screenshots go (else target/ui-screenshots); CHROMIUM (default
+// /usr/bin/chromium).
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { cspState } from "./csp.mjs";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "../..");
+const BIN = process.env.WORKSHOP_BIN;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = path.resolve(process.env.UI_SCREENSHOTS || path.join(REPO, "target/ui-screenshots"));
+const OWN_DIR = !process.env.WORKSHOP_TEST_DIR;
+const DIR = process.env.WORKSHOP_TEST_DIR || mkdtempSync(path.join(os.tmpdir(), "workshop-ui-mesh2-"));
+const DEADLINE_MS = 180_000;
+
+if (!BIN) { console.error("set WORKSHOP_BIN to the workshop server binary"); process.exit(2); }
+mkdirSync(SHOTS, { recursive: true });
+
+// ---- the server ---------------------------------------------------------------------------------
+let server = null;
+const serverLog = [];
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(BIN, [], {
+      cwd: DIR,
+      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DB_PATH: path.join(DIR, "w.db"), BLOBS_DIR: path.join(DIR, "blobs") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "", done = false;
+    const timer = setTimeout(() => finish(new Error("server printed no 'listening' line within 15 s")), 15_000);
+    function finish(err, port) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) { proc.kill("SIGKILL"); reject(err); } else resolve({ proc, port });
+    }
+    const keep = (tag) => (chunk) => { for (const line of chunk.toString().split("\n")) if (line) serverLog.push(tag + line); };
+    proc.stdout.on("data", (chunk) => {
+      keep("[server] ")(chunk);
+      out += chunk;
+      const m = out.match(/workshop listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) finish(null, Number(m[1]));
+    });
+    proc.stderr.on("data", keep("[server!] "));
+    proc.on("exit", (code, sig) => finish(new Error(`server exited during start-up (code ${code}, signal ${sig})`)));
+  });
+}
+function stopServer(s) {
+  return new Promise((resolve) => {
+    if (s.proc.exitCode !== null || s.proc.signalCode !== null) { resolve(); return; }
+    const t = setTimeout(() => s.proc.kill("SIGKILL"), 5_000);
+    s.proc.once("exit", () => { clearTimeout(t); resolve(); });
+    s.proc.kill("SIGTERM");
+  });
+}
+
+// ---- helpers ------------------------------------------------------------------------------------
+let BASE = "";
+async function http(method, p, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
+  const res = await fetch(BASE + p, init);
+  const text = await res.text();
+  let data = null;
+  try { data = JSON.parse(text); } catch { /* ndjson or empty */ }
+  return { status: res.status, data, text };
+}
+async function publish(ch, msg) {
+  const r = await http("POST", "/ch/" + ch, msg);
+  if (r.status !== 201) throw new Error(`publish to ${ch} answered ${r.status}: ${r.text}`);
+  return r.data.id;
+}
+async function lock(action, body) {
+  const r = await http("POST", "/locks/" + action, body);
+  if (r.status !== 200) throw new Error(`${action} answered ${r.status}: ${r.text}`);
+}
+function assert(cond, msg) { if (!cond) throw new Error("assertion failed: " + msg); }
+async function shot(page, name) { await page.screenshot({ path: path.join(SHOTS, name + ".png") }); }
+
+const results = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name}  (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}  (${Date.now() - t0} ms)\n     ${(e && e.stack || String(e)).split("\n").join("\n     ")}`);
+    throw e;
+  }
+}
+
+let browser, page;
+const searches = [];
+const pageErrors = [];
+const cspViolations = [];
+const ids = {};
+
+async function main() {
+  await step("ui.html's CSP hash matches its script", () => {
+    const { want, have } = cspState();
+    assert(have === want, `ui.html pins sha256-${have}, the script hashes to sha256-${want}: run \`node tests/browser/csp.mjs --write\``);
+  });
+
+  await step("server starts; seed messages and a lock", async () => {
+    server = await startServer();
+    BASE = `http://127.0.0.1:${server.port}`;
+    ids.weak = await publish("jobs", { from: "worker.a", type: "job.log", body: { text: "the disk of the build box was found full this morning, after the backup ran" } });
+    ids.strong = await publish("jobs", { from: "worker.b", type: "job.error", body: { error: "disk full", detail: "disk full on /var" } });
+    ids.ops = await publish("ops", { from: "worker.c", type: "alert.disk", body: { text: "disk full" } });
+    await publish("general", { from: "human.x", type: "msg.text", body: { text: "lunch?" } });
+    await lock("acquire", { from: "coder.alice", name: "src/main.rs", ttl_s: 600, note: "refactoring the router" });
+  });
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  page = await ctx.newPage();
+  page.setDefaultTimeout(20_000);
+  page.on("request", (req) => { if (new URL(req.url()).pathname === "/search") searches.push(req.url()); });
+  page.on("pageerror", (err) => pageErrors.push(String(err)));
+  page.on("console", (m) => { if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text()); });
+
+  await step("the locks panel lists the held lock", async () => {
+    await page.goto(BASE + "/ui");
+    await page.locator('#conn[data-state="live"]').waitFor();
+    const held = page.locator('#locks .lock[data-name="src/main.rs"]');
+    await held.waitFor();
+    assert((await held.textContent()).includes("coder.alice"), "holder shown: " + await held.textContent());
+    assert((await held.getAttribute("title")).includes("refactoring the router"), "note in the tooltip");
+    assert((await page.locator("#lcount").textContent()) === "1", "count 1");
+  });
+
+  await step("locks acquired and released elsewhere show up live", async () => {
+    await lock("acquire", { from: "coder.bob", name: "docs/api.md", ttl_s: 60 });
+    await page.locator('#locks .lock[data-name="docs/api.md"]', { hasText: "coder.bob" }).waitFor({ timeout: 10_000 });
+    await shot(page, "mesh2-01-locks");
+    await lock("release", { from: "coder.alice", name: "src/main.rs" });
+    await page.locator('#locks .lock[data-name="src/main.rs"]').waitFor({ state: "detached", timeout: 10_000 });
+    assert((await page.locator("#lcount").textContent()) === "1", "count back to 1");
+  });
+
+  await step("search history asks the server and lists the best match first", async () => {
+    await page.locator("#q").fill("disk full");
+    await page.locator("#q-search").click();
+    const hits = page.locator("#results .hit");
+    await page.locator("#results .ph", { hasText: "3 stored messages" }).waitFor();
+    assert(searches.length === 1 && searches[0].includes("q=disk+full"), "one GET /search: " + searches.join(", "));
+    const order = await hits.evaluateAll((els) => els.map((e) => e.dataset.id));
+    // Both short "disk full" messages outrank the long one that merely has both words.
+    assert(order.length === 3, "three hits: " + order.join(", "));
+    assert([ids.strong, ids.ops].every((id) => order.slice(0, 2).includes(id)), "best matches first: " + order.join(", "));
+    assert(order[2] === ids.weak, "the weakest match last: " + order.join(", "));
+    await hits.first().click();
+    await page.locator("#results .detail", { hasText: "\"disk full" }).waitFor();
+    await shot(page, "mesh2-02-search");
+  });
+
+  await step("Enter searches within the open channel; no match says so; Escape closes", async () => {
+    await page.locator('#chans .chan[data-ch="ops"]').click();
+    await page.locator("#q").fill("disk full");
+    await page.locator("#q").press("Enter");
+    await page.locator("#results .ph", { hasText: "1 stored message with “disk full” in #ops" }).waitFor();
+    assert(searches.at(-1).includes("ch=ops"), "channel sent: " + searches.at(-1));
+    assert((await page.locator("#results .hit").getAttribute("data-id")) === ids.ops, "the ops message");
+    await page.locator("#q").fill("zebra crossing");
+    await page.locator("#q").press("Enter");
+    await page.locator("#results .empty", { hasText: "no stored message has every word" }).waitFor();
+    await page.locator("#q").press("Escape");
+    await page.locator("#results").waitFor({ state: "hidden" });
+  });
+
+  await step("no page errors, no CSP violations", () => {
+    assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
+    assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
+  });
+}
+
+// ---- run ----------------------------------------------------------------------------------------
+const watchdog = setTimeout(() => { console.log(`FAIL the whole test took over ${DEADLINE_MS / 1000} s`); cleanup().then(() => process.exit(1)); }, DEADLINE_MS);
+let cleaned = false;
+async function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  if (browser) await browser.close().catch(() => {});
+  if (server) await stopServer(server).catch(() => {});
+  if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
+}
+let failed = false;
+try {
+  await main();
+} catch {
+  failed = true;
+  if (page) await page.screenshot({ path: path.join(SHOTS, "mesh2-FAILED.png") }).catch(() => {});
+  console.log("---- last server output ----\n" + serverLog.slice(-40).join("\n"));
+}
+clearTimeout(watchdog);
+await cleanup();
+const passed = results.filter((r) => r.ok).length;
+console.log(`browser (mesh2): ${passed} passed, ${results.length - passed} failed`);
+process.exit(failed ? 1 : 0);
