@@ -12,7 +12,11 @@ pub const MAX_JSON_BODY: u64 = 1024 * 1024;
 /// What a handler answers; `server::respond` turns it into bytes on the socket.
 pub enum Reply {
     Json(u16, Value),
-    Ndjson(Vec<String>),
+    /// Newline-delimited JSON of exactly `len` bytes, produced as it is sent.
+    Ndjson {
+        body: Box<dyn Read + Send>,
+        len: u64,
+    },
     Html(&'static str),
     /// The answer to a CORS preflight (`OPTIONS`).
     Preflight,
@@ -57,9 +61,17 @@ fn cors() -> Header {
     header("Access-Control-Allow-Origin", "*")
 }
 
-/// Sends a reply; a client that has already gone away is no one to tell.
+/// Sends a reply; a client that has already gone away is no one to tell. A reply that fails
+/// part-way (its body could not be produced, or the client stopped reading) leaves the
+/// connection mid-message: it is shut down, so the client sees the answer cut short at once
+/// and nothing more is read from it.
 pub fn respond(request: Request, reply: Reply) {
-    let _ = request.respond(into_response(reply));
+    let fd = request.socket_fd();
+    if request.respond(into_response(reply)).is_err()
+        && let Some(fd) = fd
+    {
+        crate::sys::shut_down(fd);
+    }
 }
 
 /// Turns a reply into a tiny_http response.
@@ -74,19 +86,11 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
             let (body, len) = boxed(value.to_string().into_bytes());
             (body, len, vec![header("Content-Type", "application/json")])
         }
-        Reply::Ndjson(lines) => {
-            let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-            for line in lines {
-                text.push_str(&line);
-                text.push('\n');
-            }
-            let (body, len) = boxed(text.into_bytes());
-            (
-                body,
-                len,
-                vec![header("Content-Type", "application/x-ndjson")],
-            )
-        }
+        Reply::Ndjson { body, len } => (
+            body,
+            usize::try_from(len).ok(),
+            vec![header("Content-Type", "application/x-ndjson")],
+        ),
         Reply::Html(page) => {
             let (body, len) = boxed(page.as_bytes().to_vec());
             (

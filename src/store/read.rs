@@ -17,20 +17,30 @@ pub struct MessageQuery {
     pub limit: usize,
 }
 
-/// Stored envelopes (one JSON document each), oldest first.
-pub fn messages(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Vec<String>> {
-    Ok(messages_with_ids(conn, q)?
-        .into_iter()
-        .map(|(_, envelope)| envelope)
-        .collect())
+/// Ids and envelope sizes in bytes of the messages `q` selects, oldest first: enough to
+/// size an answer and to fetch it in batches, without holding every envelope at once.
+pub fn message_index(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Vec<(String, u64)>> {
+    // octet_length reads the size from the record header, not the (overflow) text.
+    select_messages(conn, q, "id, octet_length(envelope)", |row| {
+        Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+    })
 }
 
-/// `(id, envelope)` pairs, oldest first.
-pub fn messages_with_ids(
+/// The envelope stored under `id`; `None` once retention has pruned it.
+pub fn envelope(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT envelope FROM messages WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()
+}
+
+/// `columns` of the messages `q` selects, oldest first.
+fn select_messages<T>(
     conn: &Connection,
     q: &MessageQuery,
-) -> rusqlite::Result<Vec<(String, String)>> {
-    let mut sql = String::from("SELECT id, envelope FROM messages WHERE 1");
+    columns: &str,
+    map: impl FnMut(&Row) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut sql = format!("SELECT {columns} FROM messages WHERE 1");
     let mut args: Vec<&dyn ToSql> = Vec::new();
     if let Some(ch) = &q.ch {
         sql.push_str(" AND ch = ?");
@@ -62,8 +72,8 @@ pub fn messages_with_ids(
     });
     args.push(&limit);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<(String, String)> = stmt
-        .query_map(args.as_slice(), |row| Ok((row.get(0)?, row.get(1)?)))?
+    let mut rows: Vec<T> = stmt
+        .query_map(args.as_slice(), map)?
         .collect::<rusqlite::Result<_>>()?;
     if newest_first {
         rows.reverse();
