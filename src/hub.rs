@@ -137,17 +137,13 @@ impl Hub {
         let key = registry.next_key;
         registry.next_key += 1;
         registry.count += 1;
-        registry
-            .subscribers
-            .entry(ch.clone())
-            .or_default()
-            .insert(
-                key,
-                Feed {
-                    events: tx,
-                    backlog: backlog.clone(),
-                },
-            );
+        registry.subscribers.entry(ch.clone()).or_default().insert(
+            key,
+            Feed {
+                events: tx,
+                backlog: backlog.clone(),
+            },
+        );
         Some(Subscription {
             hub: self.clone(),
             ch,

@@ -33,7 +33,8 @@ fn publish_big(port: u16, ch: &str, first: usize, count: usize) -> Vec<String> {
                 (first + w..first + count)
                     .step_by(4)
                     .map(|n| {
-                        let body = json!({"from": "a", "type": "big", "body": {"n": n, "pad": *pad}});
+                        let body =
+                            json!({"from": "a", "type": "big", "body": {"n": n, "pad": *pad}});
                         let r = try_post_json(port, &format!("/ch/{ch}"), &body).unwrap();
                         assert_eq!(r.status, 201, "{}", r.text());
                         r.json()["id"].as_str().unwrap().to_string()
@@ -187,7 +188,10 @@ fn a_history_reader_that_stops_reading_holds_about_one_batch() {
     });
     let grew = peak.saturating_sub(before);
     eprintln!("8 stalled readers of 64 x 1 MiB: rss +{} MiB", grew / 1024);
-    assert!(grew < 64 * 1024, "stalled history readers grew it by {grew} KiB");
+    assert!(
+        grew < 64 * 1024,
+        "stalled history readers grew it by {grew} KiB"
+    );
 }
 
 #[test]
@@ -236,7 +240,11 @@ fn stalled_stream_readers_share_events_and_are_cut_off_past_their_byte_budget() 
         .collect();
     wait_for(30 * SECOND, "501 subscribers", || {
         let n = server.status()["subscribers"].as_u64().unwrap();
-        if n == 501 { Ok(()) } else { Err(format!("{n}")) }
+        if n == 501 {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
     });
     // It reads as fast as it can, all along.
     let healthy = thread::spawn(move || {
@@ -264,11 +272,18 @@ fn stalled_stream_readers_share_events_and_are_cut_off_past_their_byte_budget() 
     let second = publish_big(port, "wide", 8, 8);
     wait_for(20 * SECOND, "stalled readers cut off", || {
         let n = server.status()["subscribers"].as_u64().unwrap();
-        if n == 1 { Ok(()) } else { Err(format!("{n} subscribers")) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(format!("{n} subscribers"))
+        }
     });
     let cut_after = stalled_since.elapsed();
     eprintln!("stalled readers cut off {cut_after:?} after they stalled");
-    assert!(cut_after < 28 * SECOND, "cut off by the stall limit, not the budget");
+    assert!(
+        cut_after < 28 * SECOND,
+        "cut off by the stall limit, not the budget"
+    );
     let all: Vec<String> = first.iter().chain(&second).cloned().collect();
     let (healthy_got, _still_open) = healthy.join().unwrap();
     assert_eq!(healthy_got, all, "the healthy reader");
@@ -279,7 +294,10 @@ fn stalled_stream_readers_share_events_and_are_cut_off_past_their_byte_budget() 
     while let Ok((id, _)) = dropped.next_event() {
         got.push(id);
     }
-    assert!(got.len() < all.len(), "it was cut off, so it cannot have everything");
+    assert!(
+        got.len() < all.len(),
+        "it was cut off, so it cannot have everything"
+    );
     let last = got.last().cloned().unwrap_or_else(|| "0".to_string());
     let mut resumed = Sse::open(port, "/ch/wide", &[("Last-Event-ID", &last)]).unwrap();
     while got.len() < all.len() {
