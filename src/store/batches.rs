@@ -11,6 +11,7 @@ const BATCH_BYTES: u64 = 256 * 1024;
 /// The messages a query selected, fetched on demand, oldest first.
 pub struct Messages {
     reader: Reader,
+    query: MessageQuery,
     /// `(id, envelope size)` of every selected message.
     index: Vec<(String, u64)>,
     /// How many of `index` have been fetched.
@@ -24,6 +25,7 @@ impl Messages {
         let index = reader.read(|conn| read::message_index(conn, query))?;
         Ok(Messages {
             reader,
+            query: query.clone(),
             index,
             fetched: 0,
         })
@@ -59,24 +61,24 @@ impl Messages {
                 *n == 0 || bytes <= BATCH_BYTES
             })
             .count();
-        let batch = self.reader.read(|conn| {
-            rest[..count]
+        let wanted = &rest[..count];
+        let (first, last) = (&wanted[0].0, &wanted[count - 1].0);
+        // Ids only ever grow, so no message appears inside an indexed range: the range
+        // holds exactly `wanted`, unless retention has pruned some of it since.
+        let batch = self
+            .reader
+            .read(|conn| read::messages_between(conn, &self.query, first, last))?;
+        let intact = batch.len() == count
+            && batch
                 .iter()
-                .map(|(id, _)| Ok((id.clone(), read::envelope(conn, id)?)))
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        let mut out = Vec::with_capacity(count);
-        for ((id, envelope), (_, size)) in batch.into_iter().zip(rest) {
-            match envelope {
-                Some(json) if json.len() as u64 == *size => out.push((id, json)),
-                _ => {
-                    return Err(ApiError::internal(format!(
-                        "message {id} was pruned while being sent"
-                    )));
-                }
-            }
+                .zip(wanted)
+                .all(|((id, json), (want, size))| id == want && json.len() as u64 == *size);
+        if !intact {
+            return Err(ApiError::internal(format!(
+                "messages from {first} were pruned while being sent"
+            )));
         }
         self.fetched += count;
-        Ok(Some(out))
+        Ok(Some(batch))
     }
 }

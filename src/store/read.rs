@@ -21,23 +21,31 @@ pub struct MessageQuery {
 /// size an answer and to fetch it in batches, without holding every envelope at once.
 pub fn message_index(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Vec<(String, u64)>> {
     // octet_length reads the size from the record header, not the (overflow) text.
-    select_messages(conn, q, "id, octet_length(envelope)", |row| {
+    select_messages(conn, q, "id, octet_length(envelope)", None, |row| {
         Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
     })
 }
 
-/// The envelope stored under `id`; `None` once retention has pruned it.
-pub fn envelope(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT envelope FROM messages WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
-        .optional()
+/// `(id, envelope)` of the messages `q` selects whose ids lie from `first` to `last` (both
+/// included), oldest first: a stretch of a `message_index`, in one range scan.
+pub fn messages_between(
+    conn: &Connection,
+    q: &MessageQuery,
+    first: &str,
+    last: &str,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    select_messages(conn, q, "id, envelope", Some((first, last)), |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })
 }
 
-/// `columns` of the messages `q` selects, oldest first.
+/// `columns` of the messages `q` selects (and, with `within`, only ids in that inclusive
+/// range), oldest first.
 fn select_messages<T>(
     conn: &Connection,
     q: &MessageQuery,
     columns: &str,
+    within: Option<(&str, &str)>,
     map: impl FnMut(&Row) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
     let mut sql = format!("SELECT {columns} FROM messages WHERE 1");
@@ -62,9 +70,16 @@ fn select_messages<T>(
         args.push(&prefix_len);
         args.push(prefix);
     }
+    let (first, last);
+    if let Some(range) = within {
+        (first, last) = range;
+        sql.push_str(" AND id >= ? AND id <= ?");
+        args.push(&first);
+        args.push(&last);
+    }
     let limit = q.limit as i64;
-    // Paging forward wants the oldest after `since`; otherwise the newest.
-    let newest_first = q.since.is_none();
+    // Paging forward (or reading a range) wants the oldest first; otherwise the newest.
+    let newest_first = q.since.is_none() && within.is_none();
     sql.push_str(if newest_first {
         " ORDER BY id DESC LIMIT ?"
     } else {
