@@ -6,24 +6,30 @@
 //! sends. A thread per watcher would mean thousands of wake-ups per message on a two-core
 //! machine; this is one per core.
 //!
-//! Backpressure is the hub's: while a socket's send buffer is full, its stream's events stay
-//! in its hub queue, and a stream that falls `QUEUE_CAPACITY` events behind is cut off and
-//! resumes from SQLite when the client reconnects.
-use crate::hub::{Event, Hub, Subscription};
+//! Backpressure: while a socket's send buffer is full, its stream's events stay in its hub
+//! queue. A stream that falls `QUEUE_CAPACITY` events behind is dropped by the hub; one whose
+//! socket is full with more than `BACKLOG_BYTES` of events waiting is cut off here. Either
+//! way the client resumes from SQLite when it reconnects. Streams hold events as the
+//! hub's shared `Arc<Event>`, never a copy: a thousand stalled readers of a 1 MiB message
+//! hold that one message, not a thousand copies of it.
+use crate::hub::{BACKLOG_BYTES, Event, Hub, Subscription};
 use crate::sse::{Filter, KEEPALIVE, encode};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, select, unbounded};
-use std::io::{self, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
 use std::os::fd::RawFd;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// A stream that cannot send anything for this long is dropped (a client that stopped
 /// reading but keeps its connection open).
 const STALL_LIMIT: Duration = Duration::from_secs(30);
-/// Events gathered for one stream before trying to send them.
-const BATCH_BYTES: usize = 64 * 1024;
+/// How long a stream may stay over its `BACKLOG_BYTES` budget while its socket is full.
+const OVER_BUDGET_LIMIT: Duration = Duration::from_secs(2);
+/// Pieces handed to one send call at most (IOV_MAX is 1024 on Linux).
+const PIECES_PER_SEND: usize = 64;
 /// How often streams waiting on a full socket are retried.
 const RETRY_EVERY: Duration = Duration::from_millis(10);
 /// Broadcaster threads at most, however many cores.
@@ -41,13 +47,33 @@ pub struct Live {
     subscription: Subscription,
     filter: Filter,
     last_sent: Option<String>,
-    /// Bytes not yet taken by the socket, from `unsent_from` on.
-    unsent: Vec<u8>,
-    unsent_from: usize,
+    /// What the socket has not taken yet, in order.
+    unsent: VecDeque<Piece>,
+    /// Bytes of the first piece already sent.
+    first_sent: usize,
     /// When the socket last took bytes (or the stream was adopted).
     last_progress: Instant,
+    /// Since when more than `BACKLOG_BYTES` of events have waited, if they do.
+    over_budget_since: Option<Instant>,
     /// The hub dropped this stream (too slow, or shutdown): end it once `unsent` is out.
     ending: bool,
+}
+
+/// Something to send on a stream.
+enum Piece {
+    /// An event, shared with every stream that carries it.
+    Event(Arc<Event>),
+    /// A keepalive comment, encoded for this stream.
+    Note(Vec<u8>),
+}
+
+impl Piece {
+    fn bytes(&self, chunked: bool) -> &[u8] {
+        match self {
+            Piece::Event(event) => event.wire(chunked),
+            Piece::Note(bytes) => bytes,
+        }
+    }
 }
 
 impl Live {
@@ -67,45 +93,62 @@ impl Live {
             subscription,
             filter,
             last_sent,
-            unsent: Vec::new(),
-            unsent_from: 0,
+            unsent: VecDeque::new(),
+            first_sent: 0,
             last_progress: Instant::now(),
+            over_budget_since: None,
             ending: false,
         }
     }
 
     fn has_unsent(&self) -> bool {
-        self.unsent_from < self.unsent.len()
+        !self.unsent.is_empty()
     }
 
-    /// Queues what the hub delivered and sends what the socket takes. `false` when the
-    /// stream is over: the client went away, stalled, or the hub dropped it.
+    /// Takes what the hub delivered and sends it until the queue is empty or the socket
+    /// would block. `false` when the stream is over: the client went away, stalled, or the
+    /// hub dropped it.
     fn pump(&mut self, now: Instant) -> bool {
-        if !self.has_unsent() {
+        loop {
             self.gather(now);
-        }
-        match self.send() {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return now.duration_since(self.last_progress) < STALL_LIMIT;
+            match self.send() {
+                Ok(()) => self.over_budget_since = None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.keeps_up(now),
+                Err(_) => return false,
             }
-            Err(_) => return false,
+            if self.ending {
+                self.finish();
+                return false;
+            }
+            if self.subscription.events.is_empty() {
+                return true;
+            }
         }
-        if self.ending {
-            self.finish();
-            return false;
-        }
-        true
     }
 
-    /// Moves events from the hub queue into `unsent`, skipping what replay already sent;
-    /// a keepalive if the stream has been quiet for `KEEPALIVE`.
+    /// Whether a stream whose socket is full may wait for its client: not if the client has
+    /// taken nothing for `STALL_LIMIT`, nor if more than `BACKLOG_BYTES` of events have
+    /// waited for it for `OVER_BUDGET_LIMIT`. The grace lets a client that reads as fast as
+    /// events come take a burst larger than the budget.
+    fn keeps_up(&mut self, now: Instant) -> bool {
+        self.over_budget_since = if self.subscription.backlog() > BACKLOG_BYTES {
+            Some(self.over_budget_since.unwrap_or(now))
+        } else {
+            None
+        };
+        let over_too_long = self
+            .over_budget_since
+            .is_some_and(|since| now.duration_since(since) >= OVER_BUDGET_LIMIT);
+        now.duration_since(self.last_progress) < STALL_LIMIT && !over_too_long
+    }
+
+    /// Moves events from the hub queue behind `unsent` (a send's worth: the rest wait in
+    /// the queue, where they count against its capacity), skipping what replay already
+    /// sent; a keepalive if the stream has been quiet for `KEEPALIVE`.
     fn gather(&mut self, now: Instant) {
-        self.unsent.clear();
-        self.unsent_from = 0;
-        while self.unsent.len() < BATCH_BYTES {
+        while self.unsent.len() < PIECES_PER_SEND {
             match self.subscription.events.try_recv() {
-                Ok(event) => self.add(&event),
+                Ok(event) => self.add(event),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     self.ending = true;
@@ -114,31 +157,62 @@ impl Live {
             }
         }
         if self.unsent.is_empty() && now.duration_since(self.last_progress) >= KEEPALIVE {
-            encode(b": keepalive\n\n", self.chunked, &mut self.unsent);
+            let mut note = Vec::new();
+            encode(b": keepalive\n\n", self.chunked, &mut note);
+            self.unsent.push_back(Piece::Note(note));
         }
     }
 
-    fn add(&mut self, event: &Event) {
+    fn add(&mut self, event: Arc<Event>) {
         let already_sent = self
             .last_sent
             .as_deref()
             .is_some_and(|last| *event.id <= *last);
-        if !already_sent && self.filter.wants(event) {
-            encode(&event.frame, self.chunked, &mut self.unsent);
+        if !already_sent && self.filter.wants(&event) {
             self.last_sent = Some(event.id.clone());
+            self.unsent.push_back(Piece::Event(event));
+        } else {
+            self.subscription.done(&event);
         }
     }
 
+    /// Sends until everything is out or the socket would block.
     fn send(&mut self) -> io::Result<()> {
         while self.has_unsent() {
-            let sent = crate::sys::send_now(self.fd, &self.unsent[self.unsent_from..])?;
+            let pieces: Vec<IoSlice> = self
+                .unsent
+                .iter()
+                .take(PIECES_PER_SEND)
+                .enumerate()
+                .map(|(n, piece)| {
+                    let skip = if n == 0 { self.first_sent } else { 0 };
+                    IoSlice::new(&piece.bytes(self.chunked)[skip..])
+                })
+                .collect();
+            let sent = crate::sys::send_vectored_now(self.fd, &pieces)?;
             if sent == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            self.unsent_from += sent;
+            self.consume(sent);
             self.last_progress = Instant::now();
         }
         Ok(())
+    }
+
+    /// Drops the `sent` bytes the socket took from the front of `unsent`.
+    fn consume(&mut self, mut sent: usize) {
+        while let Some(first) = self.unsent.front() {
+            let left = first.bytes(self.chunked).len() - self.first_sent;
+            if sent < left {
+                self.first_sent += sent;
+                return;
+            }
+            sent -= left;
+            self.first_sent = 0;
+            if let Some(Piece::Event(event)) = self.unsent.pop_front() {
+                self.subscription.done(&event);
+            }
+        }
     }
 
     /// Ends the chunked body, if the socket takes it now; the connection closes either way.

@@ -12,7 +12,11 @@ pub const MAX_JSON_BODY: u64 = 1024 * 1024;
 /// What a handler answers; `server::respond` turns it into bytes on the socket.
 pub enum Reply {
     Json(u16, Value),
-    Ndjson(Vec<String>),
+    /// Newline-delimited JSON of exactly `len` bytes, produced as it is sent.
+    Ndjson {
+        body: Box<dyn Read + Send>,
+        len: u64,
+    },
     Html(&'static str),
     /// The answer to a CORS preflight (`OPTIONS`).
     Preflight,
@@ -39,6 +43,20 @@ pub enum Reply {
 impl Reply {
     pub fn json(status: u16, body: Value) -> Reply {
         Reply::Json(status, body)
+    }
+
+    /// NDJSON of lines already in memory (answers bounded by count, not streamed).
+    pub fn ndjson_lines(lines: Vec<String>) -> Reply {
+        let mut text = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+        }
+        let len = text.len() as u64;
+        Reply::Ndjson {
+            body: Box::new(std::io::Cursor::new(text)),
+            len,
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -69,13 +87,21 @@ pub fn respond(request: Request, reply: Reply) {
     respond_with(request, reply, &[]);
 }
 
-/// Sends a reply with extra headers (the browser rules' CORS, CSP and download headers).
+/// Sends a reply with extra headers (the browser rules' CORS, CSP and download headers). A
+/// reply that fails part-way (its body could not be produced, or the client stopped reading)
+/// leaves the connection mid-message: it is shut down, so the client sees the answer cut short
+/// at once and nothing more is read from it.
 pub fn respond_with(request: Request, reply: Reply, extra: &[(&str, String)]) {
     let mut response = into_response(reply);
     for (name, value) in extra {
         response.add_header(header(name, value));
     }
-    let _ = request.respond(response);
+    let fd = request.socket_fd();
+    if request.respond(response).is_err()
+        && let Some(fd) = fd
+    {
+        crate::sys::shut_down(fd);
+    }
 }
 
 /// Turns a reply into a tiny_http response.
@@ -90,19 +116,11 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
             let (body, len) = boxed(value.to_string().into_bytes());
             (body, len, vec![header("Content-Type", "application/json")])
         }
-        Reply::Ndjson(lines) => {
-            let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-            for line in lines {
-                text.push_str(&line);
-                text.push('\n');
-            }
-            let (body, len) = boxed(text.into_bytes());
-            (
-                body,
-                len,
-                vec![header("Content-Type", "application/x-ndjson")],
-            )
-        }
+        Reply::Ndjson { body, len } => (
+            body,
+            usize::try_from(len).ok(),
+            vec![header("Content-Type", "application/x-ndjson")],
+        ),
         Reply::Html(page) => {
             let (body, len) = boxed(page.as_bytes().to_vec());
             (

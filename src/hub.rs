@@ -2,20 +2,29 @@
 //! subscriber whose bounded queue is full is dropped, and resumes from SQLite when it returns.
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Events a subscriber may fall behind by before it is cut off. Small on purpose: each
 /// queue's slots are allocated up front, and thousands of watchers must stay cheap.
 pub const QUEUE_CAPACITY: usize = 256;
+/// Bytes of events a stream may hold unsent (queued here or not yet taken by its socket)
+/// while its client is not reading, before the broadcaster cuts it off. Events are shared,
+/// never copied per stream, but a stalled stream keeps the ones it holds alive.
+pub const BACKLOG_BYTES: usize = 4 * 1024 * 1024;
 
 /// A committed message, with its SSE frame (`id:` and `data:` lines) encoded once for every
-/// subscriber.
+/// subscriber, already wrapped as one HTTP chunk.
 #[derive(Debug)]
 pub struct Event {
     pub id: String,
     pub ch: String,
     pub kind: String,
-    pub frame: Vec<u8>,
+    /// The frame as one chunk: size line, frame, CRLF.
+    chunk: Vec<u8>,
+    /// Where the bare frame lies in `chunk`.
+    frame: Range<usize>,
     /// The agents it is addressed to (see `NewMessage::recipients`); empty for everyone.
     pub recipients: Vec<String>,
 }
@@ -24,13 +33,31 @@ impl Event {
     /// `json` is the message's envelope, as stored.
     pub fn new(id: String, ch: String, kind: String, json: &str) -> Event {
         let frame = crate::sse::frame(&id, json);
+        let mut chunk = Vec::with_capacity(frame.len() + 12);
+        crate::sse::encode(&frame, true, &mut chunk);
+        let start = chunk.len() - frame.len() - 2;
         Event {
             id,
             ch,
             kind,
-            frame,
+            frame: start..start + frame.len(),
+            chunk,
             recipients: Vec::new(),
         }
+    }
+
+    /// The bytes that carry this event on a stream: one chunk, or the bare frame (HTTP/1.0).
+    pub fn wire(&self, chunked: bool) -> &[u8] {
+        if chunked {
+            &self.chunk
+        } else {
+            &self.chunk[self.frame.clone()]
+        }
+    }
+
+    /// What the event counts in a subscriber's backlog.
+    pub fn weight(&self) -> usize {
+        self.chunk.len()
     }
 }
 
@@ -46,9 +73,28 @@ pub struct Hub {
 struct Registry {
     next_key: u64,
     /// Subscribers by channel; `None` is the all-channels feed.
-    subscribers: HashMap<Option<String>, HashMap<u64, Sender<Arc<Event>>>>,
+    subscribers: HashMap<Option<String>, HashMap<u64, Feed>>,
     count: usize,
     closed: bool,
+}
+
+/// The hub's end of a subscription.
+struct Feed {
+    events: Sender<Arc<Event>>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl Feed {
+    /// Queues `event`; `false` when the queue is full (or the subscriber gone).
+    fn offer(&self, event: &Arc<Event>) -> bool {
+        match self.events.try_send(event.clone()) {
+            Ok(()) => {
+                self.backlog.fetch_add(event.weight(), Ordering::AcqRel);
+                true
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
 }
 
 /// A live feed. Dropping it unsubscribes.
@@ -57,6 +103,21 @@ pub struct Subscription {
     ch: Option<String>,
     key: u64,
     pub events: Receiver<Arc<Event>>,
+    /// Weight of the events delivered and not yet `done` with.
+    backlog: Arc<AtomicUsize>,
+}
+
+impl Subscription {
+    /// Weight of the events delivered to this subscriber and not yet sent or skipped.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Acquire)
+    }
+
+    /// The subscriber has sent `event` to its client, or skipped it: it no longer counts
+    /// against the subscriber's backlog.
+    pub fn done(&self, event: &Event) {
+        self.backlog.fetch_sub(event.weight(), Ordering::AcqRel);
+    }
 }
 
 impl Hub {
@@ -71,6 +132,7 @@ impl Hub {
     /// `None` when the hub is closed (shutting down).
     pub fn subscribe(self: &Arc<Self>, ch: Option<String>) -> Option<Subscription> {
         let (tx, rx) = bounded(QUEUE_CAPACITY);
+        let backlog = Arc::new(AtomicUsize::new(0));
         let mut registry = self.registry();
         if registry.closed {
             return None;
@@ -78,16 +140,19 @@ impl Hub {
         let key = registry.next_key;
         registry.next_key += 1;
         registry.count += 1;
-        registry
-            .subscribers
-            .entry(ch.clone())
-            .or_default()
-            .insert(key, tx);
+        registry.subscribers.entry(ch.clone()).or_default().insert(
+            key,
+            Feed {
+                events: tx,
+                backlog: backlog.clone(),
+            },
+        );
         Some(Subscription {
             hub: self.clone(),
             ch,
             key,
             events: rx,
+            backlog,
         })
     }
 
@@ -101,12 +166,10 @@ impl Hub {
         for event in events {
             for key in [None, Some(event.ch.clone())] {
                 if let Some(subscribers) = registry.subscribers.get_mut(&key) {
-                    subscribers.retain(|_, tx| match tx.try_send(event.clone()) {
-                        Ok(()) => true,
-                        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                            dropped += 1;
-                            false
-                        }
+                    subscribers.retain(|_, feed| {
+                        let kept = feed.offer(event);
+                        dropped += usize::from(!kept);
+                        kept
                     });
                 }
             }
@@ -220,6 +283,26 @@ mod tests {
         assert_eq!(slow.events.iter().count(), QUEUE_CAPACITY);
         drop(slow);
         assert_eq!(hub.subscriber_count(), 1);
+    }
+
+    #[test]
+    fn a_backlog_counts_delivered_events_until_done() {
+        let hub = Arc::new(Hub::default());
+        let sub = hub.subscribe(Some("c".into())).unwrap();
+        let other = hub.subscribe(Some("d".into())).unwrap();
+        let one = event("1", "c");
+        hub.publish(&[one.clone(), event("2", "c"), event("3", "d")]);
+        assert_eq!(sub.backlog(), 2 * one.weight());
+        assert_eq!(other.backlog(), one.weight());
+        sub.done(&sub.events.try_recv().unwrap());
+        assert_eq!(sub.backlog(), one.weight());
+    }
+
+    #[test]
+    fn an_event_carries_its_frame_chunked_or_bare() {
+        let event = Event::new("01A".into(), "c".into(), "t".into(), "{}");
+        assert_eq!(event.wire(false), b"id: 01A\ndata: {}\n\n");
+        assert_eq!(event.wire(true), b"12\r\nid: 01A\ndata: {}\n\n\r\n");
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::error::ApiError;
 use crate::http::respond;
 use crate::hub::Event;
 use crate::server::App;
-use crate::store::read::{self, MessageQuery};
+use crate::store::batches::Messages;
+use crate::store::read::MessageQuery;
 use std::io::{self, Write};
 use std::time::Duration;
 use tiny_http::Request;
@@ -88,7 +89,8 @@ fn announce_gap(app: &App, filter: &Filter, since: &str, out: &mut EventWriter) 
     }
 }
 
-/// Sends every stored message after `last_sent`, page by page.
+/// Sends every stored message after `last_sent`, page by page, each page a batch at a
+/// time (`batches::Messages`): a replay holds about one batch in memory, whatever the sizes.
 fn replay(
     app: &App,
     filter: &Filter,
@@ -103,20 +105,17 @@ fn replay(
             type_prefix: filter.type_prefix.clone(),
             limit: REPLAY_PAGE,
         };
-        let page = app
-            .store
-            .read(|conn| read::messages_with_ids(conn, &query))
+        let mut page = Messages::select(app.store.reader(), &query)
             .map_err(|e| io::Error::other(e.message))?;
-        for (id, json) in &page {
-            out.send(&frame(id, json))?;
-        }
-        match page.last() {
-            Some((id, _)) if page.len() == REPLAY_PAGE => *last_sent = Some(id.clone()),
-            Some((id, _)) => {
-                *last_sent = Some(id.clone());
-                return Ok(());
+        let full = page.len() == REPLAY_PAGE;
+        while let Some(batch) = page.next_batch().map_err(|e| io::Error::other(e.message))? {
+            for (id, json) in batch {
+                out.send(&frame(&id, &json))?;
+                *last_sent = Some(id);
             }
-            None => return Ok(()),
+        }
+        if !full {
+            return Ok(());
         }
     }
 }

@@ -116,6 +116,34 @@ pub fn send_now(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// `send_now` for several buffers in one call (one system call and, with TCP_NODELAY, as
+/// few packets as the data needs, however many small pieces it comes in).
+pub fn send_vectored_now(fd: RawFd, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: IoSlice is ABI-compatible with iovec on Unix (std documents it); the slices
+    // are live for the call and we pass their exact count; msghdr is zeroed then filled
+    // with no address and no control data.
+    let sent = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = data.as_ptr() as *mut libc::iovec;
+        message.msg_iovlen = data.len() as _;
+        libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
+    }
+}
+
+/// Shuts both directions of a socket, so its peer sees the connection end now and the
+/// thread reading it gets end-of-file. The descriptor stays open for its owner to close.
+pub fn shut_down(fd: RawFd) {
+    // SAFETY: shutdown takes no pointers; an invalid fd is an error return we ignore.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
 /// Whether the peer of a TCP socket has closed or reset its end: the connection is no longer
 /// ESTABLISHED (it is in CLOSE_WAIT after the peer's FIN, CLOSE after a reset). Reading
 /// cannot tell, since tiny_http shuts down a stream's read side once it is handed over.

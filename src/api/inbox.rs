@@ -32,7 +32,7 @@ pub fn read(app: &App, agent: &str, params: &HashMap<String, String>) -> Result<
         longpoll::wait_for_inbox(app, &query.agent, query.since.as_deref(), timeout)?;
     }
     let lines = app.store.read(|conn| turns::inbox(conn, &query))?;
-    Ok(Reply::Ndjson(lines))
+    Ok(Reply::ndjson_lines(lines))
 }
 
 /// `POST /inbox/:agent/read {up_to}`: moves the read cursor forward (a lower id is ignored).

@@ -19,7 +19,7 @@ pub fn show(app: &App, id: &str) -> Result<Reply, ApiError> {
 pub fn thread(app: &App, id: &str) -> Result<Reply, ApiError> {
     let id = message_id(id)?;
     let lines = app.store.read(|conn| threads::thread(conn, &id))?;
-    Ok(Reply::Ndjson(lines.ok_or_else(|| no_message(&id))?))
+    Ok(Reply::ndjson_lines(lines.ok_or_else(|| no_message(&id))?))
 }
 
 /// Message ids are ULIDs; anything else cannot name a message.

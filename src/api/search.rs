@@ -31,5 +31,5 @@ pub fn search(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiE
         limit: count_param(params, 50, 500)?,
     };
     let lines = app.store.read(|conn| search::search(conn, &query))?;
-    Ok(Reply::Ndjson(lines))
+    Ok(Reply::ndjson_lines(lines))
 }

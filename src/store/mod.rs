@@ -1,6 +1,7 @@
 //! Storage: one writer thread owns the only read-write SQLite connection (group commit, id
 //! assignment, hub feed after commit); request threads read through a pool of read-only
 //! connections.
+pub mod batches;
 pub mod horizon;
 pub mod idempotency;
 pub mod locks;
@@ -33,7 +34,7 @@ pub struct Stats {
 pub struct Store {
     commands: Mutex<Option<Sender<writer::Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    readers: Readers,
+    readers: Arc<Readers>,
     pub stats: Arc<Stats>,
     /// Rung after a commit that made a task claimable.
     pub bell: Arc<TaskBell>,
@@ -99,7 +100,7 @@ impl Store {
         Ok(Store {
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            readers: Readers::new(path.to_path_buf()),
+            readers: Arc::new(Readers::new(path.to_path_buf())),
             stats,
             bell,
         })
@@ -125,6 +126,11 @@ impl Store {
         self.readers.with(query)
     }
 
+    /// The read side alone, for an answer that reads as it is sent (`batches::Messages`).
+    pub fn reader(&self) -> Reader {
+        Reader(self.readers.clone())
+    }
+
     /// Lets the writer commit everything already queued, then closes the database.
     pub fn shutdown(&self) {
         if let Ok(mut commands) = self.commands.lock() {
@@ -134,6 +140,19 @@ impl Store {
         if let Some(writer) = writer {
             let _ = writer.join();
         }
+    }
+}
+
+/// Runs queries on the store's pooled read-only connections; outlives a handler's borrow.
+#[derive(Clone)]
+pub struct Reader(Arc<Readers>);
+
+impl Reader {
+    pub fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ApiError> {
+        self.0.with(query)
     }
 }
 

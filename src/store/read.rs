@@ -17,20 +17,38 @@ pub struct MessageQuery {
     pub limit: usize,
 }
 
-/// Stored envelopes (one JSON document each), oldest first.
-pub fn messages(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Vec<String>> {
-    Ok(messages_with_ids(conn, q)?
-        .into_iter()
-        .map(|(_, envelope)| envelope)
-        .collect())
+/// Ids and envelope sizes in bytes of the messages `q` selects, oldest first: enough to
+/// size an answer and to fetch it in batches, without holding every envelope at once.
+pub fn message_index(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Vec<(String, u64)>> {
+    // octet_length reads the size from the record header, not the (overflow) text.
+    select_messages(conn, q, "id, octet_length(envelope)", None, |row| {
+        Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+    })
 }
 
-/// `(id, envelope)` pairs, oldest first.
-pub fn messages_with_ids(
+/// `(id, envelope)` of the messages `q` selects whose ids lie from `first` to `last` (both
+/// included), oldest first: a stretch of a `message_index`, in one range scan.
+pub fn messages_between(
     conn: &Connection,
     q: &MessageQuery,
+    first: &str,
+    last: &str,
 ) -> rusqlite::Result<Vec<(String, String)>> {
-    let mut sql = String::from("SELECT id, envelope FROM messages WHERE 1");
+    select_messages(conn, q, "id, envelope", Some((first, last)), |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })
+}
+
+/// `columns` of the messages `q` selects (and, with `within`, only ids in that inclusive
+/// range), oldest first.
+fn select_messages<T>(
+    conn: &Connection,
+    q: &MessageQuery,
+    columns: &str,
+    within: Option<(&str, &str)>,
+    map: impl FnMut(&Row) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut sql = format!("SELECT {columns} FROM messages WHERE 1");
     let mut args: Vec<&dyn ToSql> = Vec::new();
     if let Some(ch) = &q.ch {
         sql.push_str(" AND ch = ?");
@@ -52,9 +70,16 @@ pub fn messages_with_ids(
         args.push(&prefix_len);
         args.push(prefix);
     }
+    let (first, last);
+    if let Some(range) = within {
+        (first, last) = range;
+        sql.push_str(" AND id >= ? AND id <= ?");
+        args.push(&first);
+        args.push(&last);
+    }
     let limit = q.limit as i64;
-    // Paging forward wants the oldest after `since`; otherwise the newest.
-    let newest_first = q.since.is_none();
+    // Paging forward (or reading a range) wants the oldest first; otherwise the newest.
+    let newest_first = q.since.is_none() && within.is_none();
     sql.push_str(if newest_first {
         " ORDER BY id DESC LIMIT ?"
     } else {
@@ -62,8 +87,8 @@ pub fn messages_with_ids(
     });
     args.push(&limit);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<(String, String)> = stmt
-        .query_map(args.as_slice(), |row| Ok((row.get(0)?, row.get(1)?)))?
+    let mut rows: Vec<T> = stmt
+        .query_map(args.as_slice(), map)?
         .collect::<rusqlite::Result<_>>()?;
     if newest_first {
         rows.reverse();
