@@ -131,6 +131,10 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
         // Known lengths are always sent with Content-Length, never chunked.
         .with_chunked_threshold(usize::MAX);
     response.add_header(cors());
+    // Every 503 (busy, shutting down) passes: say when to come back.
+    if status == 503 {
+        response.add_header(header("Retry-After", "1"));
+    }
     response
 }
 
