@@ -259,8 +259,11 @@ impl Iterator for ClientConnection {
         }
 
         // workshop patch: the last request's body was not read to its end, so where this
-        // request would start is unknown (its answer said `Connection: close`).
-        if let Some(complete) = &self.last_body_complete {
+        // request would start is unknown (its answer said `Connection: close`). Known once
+        // that request has given up the stream (it may be read on another thread, with
+        // `recv()`).
+        if let Some(complete) = self.last_body_complete.take() {
+            self.next_header_source.wait_for_turn();
             if !complete.load(Ordering::SeqCst) {
                 return None;
             }
