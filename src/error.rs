@@ -45,15 +45,19 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// SQLite's messages may name the database file: they go to the log, never to a client.
 impl From<rusqlite::Error> for ApiError {
     fn from(err: rusqlite::Error) -> ApiError {
-        use rusqlite::ErrorCode::{DiskFull, ReadOnly, SystemIoFailure};
+        use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
+        eprintln!("workshop: database error: {err}");
         match err.sqlite_error_code() {
             Some(DiskFull) => ApiError::new(507, "disk full: nothing was stored"),
             Some(ReadOnly) | Some(SystemIoFailure) => {
-                ApiError::new(507, format!("storage unavailable: {err}"))
+                ApiError::new(507, "storage unavailable: nothing was stored")
             }
-            _ => ApiError::internal(format!("database error: {err}")),
+            // Out of file descriptors, most likely: it passes when connections close.
+            Some(CannotOpen) => ApiError::unavailable("the server is busy; try again shortly"),
+            _ => ApiError::internal("database error (details in the server log)"),
         }
     }
 }
@@ -66,6 +70,9 @@ impl From<std::io::Error> for ApiError {
             }
             Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
                 ApiError::new(507, format!("storage unavailable: {err}"))
+            }
+            Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                ApiError::unavailable("the server is busy; try again shortly")
             }
             _ => ApiError::internal(format!("i/o error: {err}")),
         }

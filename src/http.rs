@@ -181,6 +181,10 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
         .with_chunked_threshold(usize::MAX);
     // No answer may be sniffed into something runnable (HTML, script) by a browser.
     response.add_header(header("X-Content-Type-Options", "nosniff"));
+    // Every 503 (busy, shutting down) passes: say when to come back.
+    if status == 503 {
+        response.add_header(header("Retry-After", "1"));
+    }
     response
 }
 

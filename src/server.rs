@@ -260,7 +260,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         ["history"] => pick(Some(Route::History(None)), None),
         ["channels"] => pick(Some(Route::Channels), None),
         ["tasks"] => pick(Some(Route::ListTasks), Some(Route::CreateTask)),
-        ["tasks", "claim"] => pick(Some(Route::ShowTask("claim")), Some(Route::ClaimNext)),
+        ["tasks", "claim"] => pick(None, Some(Route::ClaimNext)),
         ["tasks", id] => pick(Some(Route::ShowTask(id)), None),
         ["tasks", id, action] if tasks::ACTIONS.contains(action) => {
             pick(None, Some(Route::TaskAction(id, action)))
@@ -318,17 +318,9 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     let url = request.url().to_string();
     let (admitted, browser_headers) = browser_rules(app, &request, &method, &url);
     let mut label = "unrouted";
-    let outcome = split_url(&url).and_then(|(path, params)| {
+    let outcome = split_url(origin_form(&url)).and_then(|(path, params)| {
         admitted?;
-        // tiny_http treats an unparseable Content-Length as no body at all: an upload would
-        // store an empty file. The body the client meant is unknown, so refuse the request.
-        if request_header(&request, "Content-Length")
-            .is_some_and(|len| len.trim().parse::<u64>().is_err())
-        {
-            return Err(ApiError::bad_request(
-                "Content-Length must be a whole number",
-            ));
-        }
+        check_host(&request)?;
         let route = route(&method, path)?;
         label = route.label();
         if let (Route::Stream(ch), Method::Get) = (&route, &method) {
@@ -391,6 +383,49 @@ fn browser_rules(
 enum Outcome {
     Reply(Reply),
     Stream(sse::Filter),
+}
+
+/// The path and query of a request target. An absolute-form target
+/// (`http://host/path`, which RFC 9112 §3.2.2 says a server must accept) is routed like
+/// its path.
+fn origin_form(target: &str) -> &str {
+    let scheme_len = ["http://", "https://"]
+        .iter()
+        .find(|scheme| {
+            target
+                .get(..scheme.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(scheme))
+        })
+        .map(|scheme| scheme.len());
+    let Some(scheme_len) = scheme_len else {
+        return target;
+    };
+    let rest = &target[scheme_len..];
+    // The authority ends at the first `/` or `?`; a query without a path is dropped.
+    match rest.find(['/', '?']) {
+        Some(at) if rest[at..].starts_with('/') => &rest[at..],
+        _ => "/",
+    }
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host header, and no request has two.
+fn check_host(request: &Request) -> Result<(), ApiError> {
+    let hosts = request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Host"))
+        .count();
+    let needed = *request.http_version() >= (1, 1);
+    match hosts {
+        1 => Ok(()),
+        0 if !needed => Ok(()),
+        0 => Err(ApiError::bad_request(
+            "an HTTP/1.1 request needs a Host header",
+        )),
+        _ => Err(ApiError::bad_request(
+            "a request has one Host header, not several",
+        )),
+    }
 }
 
 fn handle(
@@ -494,6 +529,7 @@ mod tests {
         assert_eq!(route(&get, "/inbox/bob/read").unwrap_err().status, 405);
         assert_eq!(route(&get, "").unwrap_err().status, 404);
         assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
+        assert_eq!(route(&get, "/tasks/claim").unwrap_err().status, 405);
     }
 
     #[test]
@@ -534,5 +570,15 @@ mod tests {
         for label in labels {
             assert!(crate::metrics::ROUTES.contains(&label), "{label}");
         }
+    }
+
+    #[test]
+    fn absolute_form_targets_are_routed_by_their_path() {
+        assert_eq!(origin_form("/status?a=1"), "/status?a=1");
+        assert_eq!(origin_form("http://h:80/status?a=1"), "/status?a=1");
+        assert_eq!(origin_form("HTTPS://h/ch/x"), "/ch/x");
+        assert_eq!(origin_form("http://h"), "/");
+        assert_eq!(origin_form("http://h?a=1"), "/");
+        assert_eq!(origin_form("ftp://h/status"), "ftp://h/status");
     }
 }

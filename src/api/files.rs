@@ -39,9 +39,47 @@ pub fn fetch(app: &App, rest: &str, request: &Request) -> Result<Reply, ApiError
         }
         Err(e) => return Err(e.into()),
     };
-    if request_header(request, "If-None-Match").is_some_and(|tags| tags.contains(rest)) {
+    if request_header(request, "If-None-Match").is_some_and(|tags| none_match(tags, &etag)) {
         return Ok(Reply::Empty(304));
     }
     let len = file.metadata()?.len();
     Ok(Reply::File { file, len, etag })
+}
+
+/// Whether an `If-None-Match` value matches `etag` (RFC 9110 §13.1.2): `*`, or a list of
+/// whole entity-tags compared weakly (a `W/` prefix is ignored).
+fn none_match(tags: &str, etag: &str) -> bool {
+    tags.trim() == "*"
+        || tags
+            .split(',')
+            .map(|tag| tag.trim())
+            .any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::none_match;
+
+    #[test]
+    fn entity_tags_are_compared_whole() {
+        let etag = "\"sha256:ab\"";
+        for yes in [
+            "*",
+            " * ",
+            "\"sha256:ab\"",
+            "W/\"sha256:ab\"",
+            "\"x\", \"sha256:ab\"",
+        ] {
+            assert!(none_match(yes, etag), "{yes}");
+        }
+        for no in [
+            "\"xsha256:ab\"",
+            "\"sha256:abc\"",
+            "sha256:ab",
+            "\"sha256:ab",
+            "\"x\"",
+        ] {
+            assert!(!none_match(no, etag), "{no}");
+        }
+    }
 }

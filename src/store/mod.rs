@@ -24,6 +24,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// Read-only connections opened at start and kept: the descriptors reads need, held before
+/// a flood of client connections can take them.
+const RESERVED_READERS: usize = 4;
+/// How long a read waits for a pooled connection when no new one can be opened.
+const READER_WAIT: Duration = Duration::from_secs(1);
+
 /// Row counts kept in memory so /status never counts a million rows per request.
 #[derive(Default)]
 pub struct Stats {
@@ -95,12 +101,14 @@ impl Store {
             .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
         let (tx, rx) = bounded(4096);
         let bell = Arc::new(TaskBell::default());
+        let readers = Readers::open(path.to_path_buf())
+            .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
         let writer = writer::spawn(conn, rx, hub, stats.clone(), bell.clone(), floor)
             .map_err(|e| format!("cannot start writer thread: {e}"))?;
         Ok(Store {
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            readers: Arc::new(Readers::new(path.to_path_buf())),
+            readers: Arc::new(readers),
             stats,
             bell,
         })
@@ -156,35 +164,58 @@ impl Reader {
     }
 }
 
-/// A small pool of read-only connections, opened on demand and reused.
+/// A small pool of read-only connections: a few opened at start, more on demand, reused.
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
 }
 
 impl Readers {
-    fn new(path: PathBuf) -> Readers {
-        Readers {
-            path,
-            idle: Mutex::new(Vec::new()),
+    fn open(path: PathBuf) -> rusqlite::Result<Readers> {
+        let mut idle = Vec::with_capacity(RESERVED_READERS);
+        for _ in 0..RESERVED_READERS {
+            let conn = schema::open_reader(&path)?;
+            // A first read opens the WAL and shared-memory files too.
+            conn.pragma_query_value(None, "schema_version", |row| row.get::<_, i64>(0))?;
+            idle.push(conn);
         }
+        Ok(Readers {
+            path,
+            idle: Mutex::new(idle),
+            returned: Condvar::new(),
+        })
     }
 
     fn with<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, ApiError> {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => schema::open_reader(&self.path)?,
-        };
+        let conn = self.take()?;
         let result = query(&conn);
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < 32
-        {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 32 {
             idle.push(conn);
+            self.returned.notify_one();
         }
         Ok(result?)
+    }
+
+    /// A pooled connection, or a new one; when none can be opened (out of descriptors),
+    /// the next one returned to the pool.
+    fn take(&self) -> Result<Connection, ApiError> {
+        if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(conn);
+        }
+        let err = match schema::open_reader(&self.path) {
+            Ok(conn) => return Ok(conn),
+            Err(err) => err,
+        };
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut idle, _) = self
+            .returned
+            .wait_timeout_while(idle, READER_WAIT, |idle| idle.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+        idle.pop().ok_or_else(|| ApiError::from(err))
     }
 }

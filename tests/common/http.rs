@@ -57,7 +57,8 @@ pub fn connect(port: u16) -> io::Result<TcpStream> {
 }
 
 /// One request on its own connection (`Connection: close`), the whole response read back.
-/// A `Content-Length` of the body is added unless `headers` has one.
+/// A `Content-Length` of the body is added unless `headers` has one or a
+/// `Transfer-Encoding` (both at once is refused as ambiguous framing).
 pub fn try_request(
     port: u16,
     method: &str,
@@ -69,10 +70,9 @@ pub fn try_request(
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
+    if !headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+    }) {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");

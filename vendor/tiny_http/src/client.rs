@@ -7,7 +7,11 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::common::{HTTPVersion, Method};
+use crate::util::refined_tcp_stream::ReadPace;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -38,6 +42,11 @@ pub struct ClientConnection {
     // workshop patch: the descriptor the responses are written to
     #[cfg(unix)]
     socket_fd: Option<std::os::fd::RawFd>,
+
+    // workshop patch: the deadlines of the read half, and whether the last request's body
+    // was read to its end
+    pace: ReadPace,
+    last_body_complete: Option<Arc<AtomicBool>>,
 }
 
 /// Error that can happen when reading a request.
@@ -48,6 +57,17 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// workshop patch: a head refused with this status (414, 431, 400 or 501).
+    Refused(u16, HTTPVersion),
+}
+
+/// workshop patch: why a head line could not be read.
+enum LineError {
+    TooLong,
+    /// A bare CR or LF: RFC 9112 §2.2 lets a recipient refuse it, and a parser in front
+    /// may split lines differently.
+    Malformed,
+    Io(IoError),
 }
 
 /// workshop patch: limits on a request head (a line, and the number of headers).
@@ -64,6 +84,8 @@ impl ClientConnection {
         let secure = read_socket.secure();
         #[cfg(unix)]
         let socket_fd = write_socket.raw_fd();
+        let pace = ReadPace::default();
+        let read_socket = read_socket.with_pace(pace.clone());
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -77,6 +99,8 @@ impl ClientConnection {
             secure,
             #[cfg(unix)]
             socket_fd,
+            pace,
+            last_body_complete: None,
         }
     }
 
@@ -89,62 +113,84 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    fn read_next_line(&mut self) -> Result<AsciiString, LineError> {
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+            let byte = match self.next_header_source.by_ref().bytes().next() {
+                Some(b) => b.map_err(LineError::Io)?,
+                None => {
+                    let eof = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+                    return Err(LineError::Io(eof));
+                }
             };
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+            // workshop patch: only CRLF ends a line. Upstream waited for a CRLF that a
+            // bare-LF client never sends (until the read timeout), and kept a bare CR.
+            match byte {
+                b'\r' => {
+                    let next = self.next_header_source.by_ref().bytes().next();
+                    return match next {
+                        Some(Ok(b'\n')) => AsciiString::from_ascii(buf)
+                            .map_err(|_| LineError::Malformed),
+                        Some(Err(e)) => Err(LineError::Io(e)),
+                        _ => Err(LineError::Malformed),
+                    };
+                }
+                b'\n' => return Err(LineError::Malformed),
+                // workshop patch: a header line without end grew memory unboundedly.
+                _ if buf.len() >= MAX_HEADER_LINE => return Err(LineError::TooLong),
+                _ => buf.push(byte),
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            // workshop patch: a header line without end grew memory unboundedly.
-            if buf.len() >= MAX_HEADER_LINE {
-                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
-            }
-            buf.push(byte);
         }
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.pace.expect_head();
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = match self.read_next_line() {
+                    Ok(line) => line,
+                    // workshop patch: 414 and 400 instead of a silent close.
+                    Err(LineError::TooLong) => {
+                        return Err(ReadError::Refused(414, HTTPVersion(1, 1)))
+                    }
+                    Err(LineError::Malformed) => return Err(ReadError::WrongRequestLine),
+                    Err(LineError::Io(e)) => return Err(ReadError::ReadIoError(e)),
+                };
 
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
+                parse_request_line(line.as_str())?
             };
 
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = match self.read_next_line() {
+                        Ok(line) => line,
+                        // workshop patch: 431 and 400 instead of a silent close.
+                        Err(LineError::TooLong) => return Err(ReadError::Refused(431, version)),
+                        Err(LineError::Malformed) => return Err(ReadError::WrongHeader(version)),
+                        Err(LineError::Io(e)) => return Err(ReadError::ReadIoError(e)),
+                    };
 
                     if line.is_empty() {
                         break;
                     };
                     // workshop patch: bound the number of headers as well.
                     if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::Refused(431, version));
+                    }
+                    // workshop patch: upstream trimmed the line first, so an obs-fold
+                    // continuation (` Transfer-Encoding: chunked`) became a header of its
+                    // own. RFC 9112 §5.2 says to refuse it.
+                    if line.as_str().starts_with([' ', '\t']) {
                         return Err(ReadError::WrongHeader(version));
                     }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
+                    headers.push(match FromStr::from_str(line.as_str()) {
                         Ok(h) => h,
                         _ => return Err(ReadError::WrongHeader(version)),
                     });
@@ -155,6 +201,7 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
+        self.pace.expect_body();
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
@@ -181,11 +228,16 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::BadFraming => ReadError::Refused(400, version),
+                request::RequestCreationError::UnsupportedCoding => {
+                    ReadError::Refused(501, version)
+                }
             }
         })?;
 
         #[cfg(unix)]
         let request = request.with_socket_fd(self.socket_fd);
+        self.last_body_complete = Some(request.body_completion());
 
         // return the request
         Ok(request)
@@ -204,6 +256,17 @@ impl Iterator for ClientConnection {
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
             return None;
+        }
+
+        // workshop patch: the last request's body was not read to its end, so where this
+        // request would start is unknown (its answer said `Connection: close`). Known once
+        // that request has given up the stream (it may be read on another thread, with
+        // `recv()`).
+        if let Some(complete) = self.last_body_complete.take() {
+            self.next_header_source.wait_for_turn();
+            if !complete.load(Ordering::SeqCst) {
+                return None;
+            }
         }
 
         loop {
@@ -226,7 +289,11 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // workshop patch: a timeout while waiting for a request (an idle keep-alive
+                // connection) just closes; one inside a head is a 408.
+                Err(ReadError::ReadIoError(ref err))
+                    if err.kind() == ErrorKind::TimedOut && self.pace.head_started() =>
+                {
                     // request timeout
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(408));
@@ -244,6 +311,13 @@ impl Iterator for ClientConnection {
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,
+
+                Err(ReadError::Refused(status, ver)) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(status)).with_connection_close();
+                    response.raw_print(writer, ver, &[], false, None).ok();
+                    return None;
+                }
 
                 Ok(rq) => rq,
             };
@@ -273,7 +347,6 @@ impl Iterator for ClientConnection {
 
             match lowercase {
                 Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
                 Some(ref val)
                     if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
                 {
@@ -291,8 +364,8 @@ impl Iterator for ClientConnection {
 
 /// Parses a "HTTP/1.1" string.
 fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
+    // workshop patch: HTTP/0.9 (no headers, no status line) is refused.
     let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
         "HTTP/1.0" => (1, 0),
         "HTTP/1.1" => (1, 1),
         "HTTP/2.0" => (2, 0),
@@ -306,15 +379,17 @@ fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
 /// Parses the request line of the request.
 /// eg. GET / HTTP/1.1
 fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+    // workshop patch: exactly `method SP target SP version` (RFC 9112 §3). Upstream trimmed
+    // the line and ignored anything after the version.
+    let parts: Vec<&str> = line.split(' ').collect();
+    let [method, path, version] = parts.as_slice() else {
+        return Err(ReadError::WrongRequestLine);
+    };
+    if path.is_empty() {
+        return Err(ReadError::WrongRequestLine);
+    }
+    let method = method.parse().map_err(|_| ReadError::WrongRequestLine)?;
+    Ok((method, path.to_string(), parse_http_version(version)?))
 }
 
 #[cfg(test)]
@@ -328,6 +403,9 @@ mod test {
         assert!(ver == crate::common::HTTPVersion(1, 1));
 
         assert!(super::parse_request_line("GET /hello").is_err());
+        assert!(super::parse_request_line("GET /hello HTTP/1.1 junk").is_err());
+        assert!(super::parse_request_line("GET  /hello HTTP/1.1").is_err());
+        assert!(super::parse_request_line("GET /hello HTTP/0.9").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
     }
 }

@@ -341,11 +341,8 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        // workshop patch: a failed dup() (out of descriptors) drops this
-                        // connection and backs off below, instead of panicking.
-                        pair.map(|(read_closable, write_closable)| {
-                            ClientConnection::new(write_closable, read_closable)
-                        })
+                        let (read_closable, write_closable) = pair;
+                        Ok(ClientConnection::new(write_closable, read_closable))
                     }
                     Err(e) => Err(e),
                 };

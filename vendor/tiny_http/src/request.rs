@@ -3,13 +3,13 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::{ChunkedReader, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -78,6 +78,9 @@ pub struct Request {
     // workshop patch: the descriptor of the socket this request's response goes to
     #[cfg(unix)]
     socket_fd: Option<std::os::fd::RawFd>,
+
+    // workshop patch: set once the whole body has been read
+    body_complete: Arc<AtomicBool>,
 }
 
 struct NotifyOnDrop<R> {
@@ -109,6 +112,12 @@ impl<R> Drop for NotifyOnDrop<R> {
 pub enum RequestCreationError {
     /// The client sent an `Expect` header that was not recognized by tiny-http.
     ExpectationFailed,
+
+    /// workshop patch: where the body ends is ambiguous or malformed (400).
+    BadFraming,
+
+    /// workshop patch: a transfer coding other than `chunked` (501).
+    UnsupportedCoding,
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
@@ -144,23 +153,7 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
+    let framing = framing(&headers, &version)?;
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
@@ -175,27 +168,27 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
+    // workshop patch: upstream handed the rest of the connection to the body of a request
+    // with `Connection: upgrade` (which it cannot upgrade), so `curl --http2` hung until
+    // the client gave up. An upgrade offer is now ignored, as RFC 9110 §7.8 allows, and the
+    // body framed as usual.
+
+    // workshop patch: whether the body was read to its end decides whether the connection
+    // can go on (see `ClientConnection`).
+    let body_complete = Arc::new(AtomicBool::new(false));
+    let content_length = match framing {
+        Framing::Length(length) => Some(length),
+        _ => None,
     };
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
+    let reader = match framing {
+        Framing::Empty | Framing::Length(0) => {
+            body_complete.store(true, Ordering::SeqCst);
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
+        }
+        Framing::Length(content_length) if content_length <= 1024 && !expects_continue => {
             // if the content-length is small enough, we just read everything into a buffer
 
             let mut buffer = vec![0; content_length];
@@ -214,21 +207,23 @@ where
                 offset += read;
             }
 
+            body_complete.store(true, Ordering::SeqCst);
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(StrictChunks(Decoder::new(source_data))))
-            as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+        Framing::Length(content_length) => {
+            let body = Tracked {
+                inner: EqualReader::new(source_data, content_length),
+                complete: body_complete.clone(),
+            };
+            Box::new(FusedReader::new(body)) as Box<dyn Read + Send + 'static>
+        }
+        Framing::Chunked => {
+            let body = Tracked {
+                inner: ChunkedReader::new(source_data),
+                complete: body_complete.clone(),
+            };
+            Box::new(FusedReader::new(body)) as Box<dyn Read + Send + 'static>
+        }
     };
 
     Ok(Request {
@@ -245,21 +240,64 @@ where
         notify_when_responded: None,
         #[cfg(unix)]
         socket_fd: None,
+        body_complete,
     })
 }
 
-/// workshop patch: `chunked_transfer::Decoder` reports a normal end of body when the
-/// connection ends inside a chunk, so a truncated chunked upload was accepted as complete.
-struct StrictChunks<R: Read>(Decoder<R>);
+/// workshop patch: how a request body is delimited (RFC 9112 §6.3).
+enum Framing {
+    Empty,
+    Length(usize),
+    Chunked,
+}
 
-impl<R: Read> Read for StrictChunks<R> {
+/// workshop patch: upstream took the first `Content-Length` (any text `usize` parses, so
+/// `+23` too; no body at all if it did not parse) and decoded any `Transfer-Encoding` as
+/// chunked, over a `Content-Length` too. Where another parser (a proxy in front) could see
+/// the body end elsewhere, a request could be smuggled inside a body. Anything but one
+/// `Content-Length` of plain digits, or one `Transfer-Encoding: chunked` in HTTP/1.1 and no
+/// `Content-Length`, is now refused, as RFC 9112 §6.1 and §6.3 say.
+fn framing(headers: &[Header], version: &HTTPVersion) -> Result<Framing, RequestCreationError> {
+    let named = |name: &'static str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+            .collect()
+    };
+    match (
+        named("Content-Length").as_slice(),
+        named("Transfer-Encoding").as_slice(),
+    ) {
+        ([], []) => Ok(Framing::Empty),
+        ([length], []) if !length.is_empty() && length.bytes().all(|b| b.is_ascii_digit()) => {
+            length
+                .parse()
+                .map(Framing::Length)
+                .map_err(|_| RequestCreationError::BadFraming)
+        }
+        ([], [coding]) if *version == HTTPVersion(1, 1) => {
+            if coding.eq_ignore_ascii_case("chunked") {
+                Ok(Framing::Chunked)
+            } else {
+                Err(RequestCreationError::UnsupportedCoding)
+            }
+        }
+        _ => Err(RequestCreationError::BadFraming),
+    }
+}
+
+/// workshop patch: marks the body complete when its reader reaches the end of it.
+struct Tracked<R> {
+    inner: R,
+    complete: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Tracked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.0.read(buf)?;
-        if n == 0 && !buf.is_empty() && self.0.remaining_chunks_size().is_some() {
-            return Err(IoError::new(
-                ErrorKind::UnexpectedEof,
-                "the body ended inside a chunk",
-            ));
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.complete.store(true, Ordering::SeqCst);
         }
         Ok(n)
     }
@@ -470,6 +508,15 @@ impl Request {
     {
         let mut writer = self.extract_writer_impl();
 
+        // workshop patch: an answer given before the body was read to its end (a refusal)
+        // ends the connection: where the next request would start is unknown, and upstream
+        // read the rest of the body as requests. `ClientConnection` then closes.
+        let response = if self.body_is_complete() {
+            response
+        } else {
+            response.with_connection_close()
+        };
+
         let do_not_send_body = self.method == Method::Head;
 
         Self::ignore_client_closing_errors(response.raw_print(
@@ -501,6 +548,15 @@ impl Request {
     #[cfg(unix)]
     pub fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
         self.socket_fd
+    }
+
+    /// workshop patch: whether the whole body has been read (always, without a body).
+    pub fn body_is_complete(&self) -> bool {
+        self.body_complete.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn body_completion(&self) -> Arc<AtomicBool> {
+        self.body_complete.clone()
     }
 
     #[cfg(unix)]

@@ -285,6 +285,14 @@ where
         self.headers.push(header);
     }
 
+    /// workshop patch: says the connection ends after this response (`add_header` ignores
+    /// `Connection`, which is the server's to decide).
+    pub(crate) fn with_connection_close(mut self) -> Self {
+        self.headers
+            .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        self
+    }
+
     /// Returns the same request, but with an additional header.
     ///
     /// Some headers cannot be modified and some other have a

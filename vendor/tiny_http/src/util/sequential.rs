@@ -110,6 +110,17 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// workshop patch: waits until the readers before this one are done with the stream.
+    pub fn wait_for_turn(&mut self) {
+        let reader = match &mut self.inner {
+            SequentialReaderInner::Waiting(recv) => recv.recv().unwrap(),
+            _ => return,
+        };
+        self.inner = SequentialReaderInner::MyTurn(reader);
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {
