@@ -1,7 +1,7 @@
 //! One function per client subcommand (all but `work`): build the request, print the reply.
 //! Creating commands print the new id; the others print the server's JSON reply on one line.
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,10 +46,11 @@ pub struct TailQuery {
 }
 
 pub fn tail(client: &Client, q: TailQuery, pretty: bool) -> Result<()> {
+    let colour = pretty && colour_wanted();
     let print = |line: &str| -> Result<()> {
         if pretty {
             match serde_json::from_str::<Value>(line) {
-                Ok(envelope) => emit(&format::message(&envelope)),
+                Ok(envelope) => emit(&format::message(&envelope, colour)),
                 Err(_) => emit(line),
             }
         } else {
@@ -120,10 +121,11 @@ pub fn history(client: &Client, q: HistoryQuery, pretty: bool) -> Result<()> {
     push_opt(&mut query, "before", q.before);
     push_opt(&mut query, "type", q.kind);
     let text = client.get_text(&path, &query)?;
+    let colour = pretty && colour_wanted();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         if pretty {
             match serde_json::from_str::<Value>(line) {
-                Ok(v) => emit(&format::message(&v))?,
+                Ok(v) => emit(&format::message(&v, colour))?,
                 Err(_) => emit(line)?,
             }
         } else {
@@ -183,19 +185,29 @@ pub fn task_list(
     let tasks = tasks
         .as_array()
         .ok_or_else(|| CliError::failure("server sent a task list that is not an array"))?;
-    for t in tasks {
-        emit(&if pretty {
-            format::task(t)
-        } else {
-            t.to_string()
-        })?;
+    if pretty {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        for line in format::task_table(tasks, format::now()) {
+            emit(&line)?;
+        }
+    } else {
+        for t in tasks {
+            emit(&t.to_string())?;
+        }
     }
     Ok(())
 }
 
-pub fn task_show(client: &Client, id: &str) -> Result<()> {
+/// One JSON line, like every other command; `--pretty` indents it for reading.
+pub fn task_show(client: &Client, id: &str, pretty: bool) -> Result<()> {
     let task = client.get_json(&format!("/tasks/{}", seg(id)), &[])?;
-    emit(&serde_json::to_string_pretty(&task).unwrap_or_else(|_| task.to_string()))
+    if pretty {
+        emit(&serde_json::to_string_pretty(&task).unwrap_or_else(|_| task.to_string()))
+    } else {
+        emit(&task.to_string())
+    }
 }
 
 pub fn task_claim(client: &Client, id: &str, lease: Option<f64>) -> Result<()> {
@@ -319,10 +331,11 @@ fn upload_all(client: &Client, paths: &[PathBuf]) -> Result<Vec<String>> {
     paths.iter().map(|p| upload_file(client, p)).collect()
 }
 
-/// Streams one file to `POST /files`; returns its `sha256:<hex>` name.
+/// Streams one file to `POST /files`; returns its `sha256:<hex>` name. A file that cannot be
+/// read is a local I/O failure (exit 1), as the exit-status table says.
 pub fn upload_file(client: &Client, path: &Path) -> Result<String> {
     let file = File::open(path)
-        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| CliError::failure(format!("cannot read {}: {e}", path.display())))?;
     let len = file.metadata()?.len();
     let reply = client.post_reader("/files", file, len)?;
     reply
@@ -334,6 +347,12 @@ pub fn upload_file(client: &Client, path: &Path) -> Result<String> {
 
 pub fn download(client: &Client, hash: &str, output: Option<PathBuf>) -> Result<()> {
     let name = blob_name(hash)?;
+    let to_stdout = output.as_ref().is_none_or(|p| p.as_os_str() == "-");
+    if to_stdout && io::stdout().is_terminal() {
+        return Err(CliError::usage(
+            "refusing to write a file to the terminal: give -o PATH, or redirect stdout",
+        ));
+    }
     let resp = client
         .request("GET", &format!("/files/{name}"))
         .call()
@@ -451,6 +470,12 @@ pub fn channels(client: &Client) -> Result<()> {
         emit(name.as_str().unwrap_or_default())?;
     }
     Ok(())
+}
+
+/// Colour for `--pretty` lines: only on a terminal, and never when `NO_COLOR` is set
+/// (no-color.org).
+fn colour_wanted() -> bool {
+    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Parses a JSON argument; `-` reads it from stdin.
