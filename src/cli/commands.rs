@@ -26,10 +26,14 @@ pub fn publish(
         Some(text) => json_arg(&text, "BODY")?,
         None => json!({}),
     };
-    let mut msg = json!({"from": from, "type": kind, "body": body});
+    let mut body = body;
+    let mut msg = json!({"from": from, "type": kind});
     if !files.is_empty() {
-        msg["files"] = json!(upload_all(client, files)?);
+        let hashes = upload_all(client, files)?;
+        name_files(&mut body, &hashes, files);
+        msg["files"] = json!(hashes);
     }
+    msg["body"] = body;
     if let Some(r) = reply_to {
         msg["reply_to"] = json!(r);
     }
@@ -282,11 +286,14 @@ pub fn task_done(
     files: &[PathBuf],
 ) -> Result<()> {
     let mut body = json!({});
-    if let Some(r) = result {
-        body["result"] = json_arg(&r, "--result")?;
-    }
+    let mut result = result.map(|r| json_arg(&r, "--result")).transpose()?;
     if !files.is_empty() {
-        body["files"] = json!(upload_all(client, files)?);
+        let hashes = upload_all(client, files)?;
+        name_files(result.get_or_insert_with(|| json!({})), &hashes, files);
+        body["files"] = json!(hashes);
+    }
+    if let Some(result) = result {
+        body["result"] = result;
     }
     task_action(client, id, "done", body)
 }
@@ -325,6 +332,25 @@ pub fn upload(client: &Client, paths: &[PathBuf]) -> Result<()> {
         emit(&upload_file(client, path)?)?;
     }
     Ok(())
+}
+
+/// Records each uploaded file's original name as `file_names: {"sha256:…": "report.csv"}` in
+/// a body or result that is a JSON object (and does not use that key itself), so the UI and
+/// other agents can offer the file under its name rather than its hash.
+fn name_files(target: &mut Value, hashes: &[String], paths: &[PathBuf]) {
+    let Value::Object(map) = target else { return };
+    if map.contains_key("file_names") {
+        return;
+    }
+    let names: Map<String, Value> = hashes
+        .iter()
+        .zip(paths)
+        .filter_map(|(hash, path)| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            Some((hash.clone(), Value::String(name)))
+        })
+        .collect();
+    map.insert("file_names".into(), Value::Object(names));
 }
 
 fn upload_all(client: &Client, paths: &[PathBuf]) -> Result<Vec<String>> {
@@ -541,6 +567,21 @@ mod tests {
         );
         assert!(blob_name("sha256:../../etc/passwd").is_err());
         assert!(blob_name("sha256:abc").is_err());
+    }
+
+    #[test]
+    fn file_names_go_into_object_bodies_only() {
+        let hashes = ["sha256:aa".to_string()];
+        let paths = [PathBuf::from("/tmp/out/report.csv")];
+        let mut body = json!({"rows": 1});
+        name_files(&mut body, &hashes, &paths);
+        assert_eq!(body["file_names"], json!({"sha256:aa": "report.csv"}));
+        let mut text = json!("just text");
+        name_files(&mut text, &hashes, &paths);
+        assert_eq!(text, json!("just text"));
+        let mut theirs = json!({"file_names": 7});
+        name_files(&mut theirs, &hashes, &paths);
+        assert_eq!(theirs["file_names"], 7);
     }
 
     #[test]
