@@ -75,7 +75,7 @@ fn absolute(path: &std::path::Path) -> String {
 /// `104857600` → `100 MiB`; other sizes in the largest unit that divides them, else bytes.
 fn size(bytes: u64) -> String {
     for (unit, name) in [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{} {name}", bytes / unit);
         }
     }

@@ -100,22 +100,20 @@ pub struct Client {
 /// The hub address as given (`--url`, `WORKSHOP_URL`), made a base URL: `host:port` means
 /// `http://host:port`; only http and https are spoken.
 pub fn hub_url(raw: &str) -> Result<String> {
-    let raw = raw.trim().trim_end_matches('/');
-    let url = match raw.split_once("://") {
-        None if !raw.is_empty() => format!("http://{raw}"),
-        Some(("http" | "https", rest)) if !rest.is_empty() => raw.to_string(),
-        Some((scheme, _)) if scheme != "http" && scheme != "https" => {
-            return Err(CliError::usage(format!(
-                "bad hub URL {raw:?}: the scheme must be http:// or https://"
-            )));
-        }
-        _ => {
-            return Err(CliError::usage(format!(
-                "bad hub URL {raw:?}: want http://HOST:PORT, https://HOST or HOST:PORT"
-            )));
-        }
-    };
-    Ok(url)
+    let raw = raw.trim();
+    let (scheme, rest) = raw.split_once("://").unwrap_or(("http", raw));
+    let rest = rest.trim_end_matches('/');
+    if scheme != "http" && scheme != "https" {
+        return Err(CliError::usage(format!(
+            "bad hub URL {raw:?}: the scheme must be http:// or https://"
+        )));
+    }
+    if rest.is_empty() {
+        return Err(CliError::usage(format!(
+            "bad hub URL {raw:?}: want http://HOST:PORT, https://HOST or HOST:PORT"
+        )));
+    }
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// How long a live stream may stay silent before we call it dead: the server sends a

@@ -239,6 +239,6 @@ mod tests {
             "T22  open     0    0/3    1h   for bob  jobs   resize"
         );
         assert_eq!(age(59.0), "59s");
-        assert_eq!(age(3 * 86_400.0), "3d");
+        assert_eq!(age(3.0 * 86_400.0), "3d");
     }
 }
