@@ -159,7 +159,8 @@ struct PubArgs {
     kind: String,
     /// JSON body, or `-` to read it from stdin (default {})
     body: Option<String>,
-    /// Upload a file and attach its hash (repeatable)
+    /// Upload a file and attach its hash (repeatable); its name goes into the body's
+    /// `file_names` (when the body is an object)
     #[arg(long = "file", value_name = "PATH")]
     files: Vec<PathBuf>,
     /// Id of the message this replies to
@@ -326,7 +327,8 @@ enum TaskCommand {
         /// JSON result (`-` reads stdin)
         #[arg(long, value_name = "JSON")]
         result: Option<String>,
-        /// Upload a file and attach its hash (repeatable)
+        /// Upload a file and attach its hash (repeatable); its name goes into the result's
+        /// `file_names` (when the result is an object)
         #[arg(long = "file", value_name = "PATH")]
         files: Vec<PathBuf>,
     },
