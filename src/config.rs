@@ -23,8 +23,15 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, String> {
-        Config::from_lookup(|key| std::env::var(key).ok())
+    /// From the environment, except the variables in `overrides` (command-line flags).
+    pub fn from_env(overrides: &[(&str, String)]) -> Result<Config, String> {
+        Config::from_lookup(|key| {
+            overrides
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(key).ok())
+        })
     }
 
     /// Builds a config from any key lookup, so the parsing is testable without touching

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod banner;
 pub mod blobs;
 pub mod broadcast;
 pub mod browser;
@@ -23,9 +24,10 @@ pub mod sys;
 
 use std::process::ExitCode;
 
-/// Runs the server configured from the environment; a bad setting is one line on stderr.
-pub fn serve_from_env() -> ExitCode {
-    let result = config::Config::from_env().and_then(server::run);
+/// Runs the server configured from the environment, with `overrides` (`serve` flags, as
+/// `(VARIABLE, value)`) winning over it; a bad setting is one line on stderr.
+pub fn serve(overrides: &[(&str, String)]) -> ExitCode {
+    let result = config::Config::from_env(overrides).and_then(server::run);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -142,12 +142,13 @@ pub fn run(config: Config) -> Result<(), String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let banner_config = config.clone();
     let running = start(config)?;
-    let addr = running.addr;
     // Errors ignored: a closed stdout (`workshop | head -1`) must not stop the server.
-    let _ = writeln!(
+    let _ = write!(
         std::io::stdout(),
-        "workshop listening on http://{addr}\n  ui:     http://{addr}/ui\n  stream: curl -N http://{addr}/"
+        "{}",
+        crate::banner::text(&banner_config, running.addr)
     );
     if let Some(signal) = signals.forever().next() {
         eprintln!("workshop: signal {signal}, shutting down");

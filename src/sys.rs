@@ -166,3 +166,40 @@ pub fn peer_has_closed(fd: RawFd) -> bool {
     const TCP_ESTABLISHED: u8 = 1;
     rc == 0 && len >= 1 && info[0] != TCP_ESTABLISHED
 }
+
+/// The IPv4 and IPv6 addresses of this machine's interfaces that are up (loopback included),
+/// for the start banner of a server listening on every interface. Empty if the call fails.
+pub fn interface_addrs() -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that we only read, then free once
+    // with freeifaddrs. Each `ifa_addr` is checked for null and read as the sockaddr type its
+    // `sa_family` names.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return Vec::new();
+        }
+        let mut addrs = Vec::new();
+        let mut cur = list;
+        while let Some(ifa) = cur.as_ref() {
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_flags & libc::IFF_UP as libc::c_uint == 0 {
+                continue;
+            }
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    addrs.push(IpAddr::V4(ip));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    addrs.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+        libc::freeifaddrs(list);
+        addrs
+    }
+}

@@ -97,6 +97,25 @@ pub struct Client {
     http: ureq::Agent,
 }
 
+/// The hub address as given (`--url`, `WORKSHOP_URL`), made a base URL: `host:port` means
+/// `http://host:port`; only http and https are spoken.
+pub fn hub_url(raw: &str) -> Result<String> {
+    let raw = raw.trim();
+    let (scheme, rest) = raw.split_once("://").unwrap_or(("http", raw));
+    let rest = rest.trim_end_matches('/');
+    if scheme != "http" && scheme != "https" {
+        return Err(CliError::usage(format!(
+            "bad hub URL {raw:?}: the scheme must be http:// or https://"
+        )));
+    }
+    if rest.is_empty() {
+        return Err(CliError::usage(format!(
+            "bad hub URL {raw:?}: want http://HOST:PORT, https://HOST or HOST:PORT"
+        )));
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
 /// How long a live stream may stay silent before we call it dead: the server sends a
 /// keepalive every 20 s.
 pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
@@ -275,6 +294,19 @@ mod tests {
         let c = Client::new("http://localhost:1/", Some(String::new()));
         assert_eq!(c.agent().unwrap_err().code, exit::USAGE);
         assert_eq!(c.url("/x"), "http://localhost:1/x");
+    }
+
+    #[test]
+    fn hub_urls_accept_host_port_and_https() {
+        assert_eq!(hub_url("localhost:4242").unwrap(), "http://localhost:4242");
+        assert_eq!(hub_url("http://h:1/").unwrap(), "http://h:1");
+        assert_eq!(
+            hub_url("https://hub.example").unwrap(),
+            "https://hub.example"
+        );
+        assert_eq!(hub_url("ftp://h").unwrap_err().code, exit::USAGE);
+        assert_eq!(hub_url("").unwrap_err().code, exit::USAGE);
+        assert_eq!(hub_url("http://").unwrap_err().code, exit::USAGE);
     }
 
     #[test]

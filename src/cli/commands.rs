@@ -1,7 +1,7 @@
 //! One function per client subcommand (all but `work`): build the request, print the reply.
 //! Creating commands print the new id; the others print the server's JSON reply on one line.
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,10 +28,14 @@ pub fn publish(
         Some(text) => json_arg(&text, "BODY")?,
         None => json!({}),
     };
-    let mut msg = json!({"from": from, "type": kind, "body": body});
+    let mut body = body;
+    let mut msg = json!({"from": from, "type": kind});
     if !files.is_empty() {
-        msg["files"] = json!(upload_all(client, files)?);
+        let hashes = upload_all(client, files)?;
+        name_files(&mut body, &hashes, files);
+        msg["files"] = json!(hashes);
     }
+    msg["body"] = body;
     if let Some(r) = reply_to {
         msg["reply_to"] = json!(r);
     }
@@ -54,10 +58,11 @@ pub struct TailQuery {
 }
 
 pub fn tail(client: &Client, q: TailQuery, pretty: bool) -> Result<()> {
+    let colour = pretty && colour_wanted();
     let print = |line: &str| -> Result<()> {
         if pretty {
             match serde_json::from_str::<Value>(line) {
-                Ok(envelope) => emit(&format::message(&envelope)),
+                Ok(envelope) => emit(&format::message(&envelope, colour)),
                 Err(_) => emit(line),
             }
         } else {
@@ -134,10 +139,11 @@ pub fn history(client: &Client, q: HistoryQuery, pretty: bool) -> Result<()> {
     push_opt(&mut query, "before", q.before);
     push_opt(&mut query, "type", q.kind);
     let text = client.get_text(&path, &query)?;
+    let colour = pretty && colour_wanted();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         if pretty {
             match serde_json::from_str::<Value>(line) {
-                Ok(v) => emit(&format::message(&v))?,
+                Ok(v) => emit(&format::message(&v, colour))?,
                 Err(_) => emit(line)?,
             }
         } else {
@@ -197,19 +203,29 @@ pub fn task_list(
     let tasks = tasks
         .as_array()
         .ok_or_else(|| CliError::failure("server sent a task list that is not an array"))?;
-    for t in tasks {
-        emit(&if pretty {
-            format::task(t)
-        } else {
-            t.to_string()
-        })?;
+    if pretty {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        for line in format::task_table(tasks, format::now()) {
+            emit(&line)?;
+        }
+    } else {
+        for t in tasks {
+            emit(&t.to_string())?;
+        }
     }
     Ok(())
 }
 
-pub fn task_show(client: &Client, id: &str) -> Result<()> {
+/// One JSON line, like every other command; `--pretty` indents it for reading.
+pub fn task_show(client: &Client, id: &str, pretty: bool) -> Result<()> {
     let task = client.get_json(&format!("/tasks/{}", seg(id)), &[])?;
-    emit(&serde_json::to_string_pretty(&task).unwrap_or_else(|_| task.to_string()))
+    if pretty {
+        emit(&serde_json::to_string_pretty(&task).unwrap_or_else(|_| task.to_string()))
+    } else {
+        emit(&task.to_string())
+    }
 }
 
 pub fn task_claim(client: &Client, id: &str, lease: Option<f64>) -> Result<()> {
@@ -284,11 +300,14 @@ pub fn task_done(
     files: &[PathBuf],
 ) -> Result<()> {
     let mut body = json!({});
-    if let Some(r) = result {
-        body["result"] = json_arg(&r, "--result")?;
-    }
+    let mut result = result.map(|r| json_arg(&r, "--result")).transpose()?;
     if !files.is_empty() {
-        body["files"] = json!(upload_all(client, files)?);
+        let hashes = upload_all(client, files)?;
+        name_files(result.get_or_insert_with(|| json!({})), &hashes, files);
+        body["files"] = json!(hashes);
+    }
+    if let Some(result) = result {
+        body["result"] = result;
     }
     task_action(client, id, "done", body)
 }
@@ -329,14 +348,34 @@ pub fn upload(client: &Client, paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Records each uploaded file's original name as `file_names: {"sha256:…": "report.csv"}` in
+/// a body or result that is a JSON object (and does not use that key itself), so the UI and
+/// other agents can offer the file under its name rather than its hash.
+fn name_files(target: &mut Value, hashes: &[String], paths: &[PathBuf]) {
+    let Value::Object(map) = target else { return };
+    if map.contains_key("file_names") {
+        return;
+    }
+    let names: Map<String, Value> = hashes
+        .iter()
+        .zip(paths)
+        .filter_map(|(hash, path)| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            Some((hash.clone(), Value::String(name)))
+        })
+        .collect();
+    map.insert("file_names".into(), Value::Object(names));
+}
+
 fn upload_all(client: &Client, paths: &[PathBuf]) -> Result<Vec<String>> {
     paths.iter().map(|p| upload_file(client, p)).collect()
 }
 
-/// Streams one file to `POST /files`; returns its `sha256:<hex>` name.
+/// Streams one file to `POST /files`; returns its `sha256:<hex>` name. A file that cannot be
+/// read is a local I/O failure (exit 1), as the exit-status table says.
 pub fn upload_file(client: &Client, path: &Path) -> Result<String> {
     let file = File::open(path)
-        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| CliError::failure(format!("cannot read {}: {e}", path.display())))?;
     let len = file.metadata()?.len();
     let reply = client.post_reader("/files", file, len)?;
     reply
@@ -348,6 +387,12 @@ pub fn upload_file(client: &Client, path: &Path) -> Result<String> {
 
 pub fn download(client: &Client, hash: &str, output: Option<PathBuf>) -> Result<()> {
     let name = blob_name(hash)?;
+    let to_stdout = output.as_ref().is_none_or(|p| p.as_os_str() == "-");
+    if to_stdout && io::stdout().is_terminal() {
+        return Err(CliError::usage(
+            "refusing to write a file to the terminal: give -o PATH, or redirect stdout",
+        ));
+    }
     let resp = client
         .request("GET", &format!("/files/{name}"))
         .call()
@@ -467,6 +512,12 @@ pub fn channels(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// Colour for `--pretty` lines: only on a terminal, and never when `NO_COLOR` is set
+/// (no-color.org).
+pub fn colour_wanted() -> bool {
+    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Parses a JSON argument; `-` reads it from stdin.
 pub fn json_arg(text: &str, what: &str) -> Result<Value> {
     let text = if text == "-" {
@@ -530,6 +581,21 @@ mod tests {
         );
         assert!(blob_name("sha256:../../etc/passwd").is_err());
         assert!(blob_name("sha256:abc").is_err());
+    }
+
+    #[test]
+    fn file_names_go_into_object_bodies_only() {
+        let hashes = ["sha256:aa".to_string()];
+        let paths = [PathBuf::from("/tmp/out/report.csv")];
+        let mut body = json!({"rows": 1});
+        name_files(&mut body, &hashes, &paths);
+        assert_eq!(body["file_names"], json!({"sha256:aa": "report.csv"}));
+        let mut text = json!("just text");
+        name_files(&mut text, &hashes, &paths);
+        assert_eq!(text, json!("just text"));
+        let mut theirs = json!({"file_names": 7});
+        name_files(&mut theirs, &hashes, &paths);
+        assert_eq!(theirs["file_names"], 7);
     }
 
     #[test]

@@ -5,43 +5,125 @@ use serde_json::Value;
 
 const PREVIEW_CHARS: usize = 120;
 
-/// `12:34:56 harvester.alice · general · task.claimed · {"task-id":"01J..."}` (UTC time).
-pub fn message(envelope: &Value) -> String {
+/// `12:34:56 harvester.alice · general · msg.text · hello` (UTC time). A body with a text
+/// field (`text`, `msg`, `message` or `note`, as the UI shows it) is shown as that text, a
+/// task event as its task and title; anything else as compact JSON. With `colour`, ANSI
+/// colours set the time, sender and type apart.
+pub fn message(envelope: &Value, colour: bool) -> String {
     let s = |key: &str| envelope.get(key).and_then(Value::as_str).unwrap_or("?");
     let time = envelope
         .get("ts")
         .and_then(Value::as_f64)
         .map(clock)
         .unwrap_or_else(|| "--:--:--".into());
-    let body = envelope.get("body").map(preview).unwrap_or_default();
+    let body = envelope.get("body").map(body_text).unwrap_or_default();
     let files = match envelope.get("files").and_then(Value::as_array) {
         Some(f) if !f.is_empty() => format!(" [{} file{}]", f.len(), plural(f.len())),
         _ => String::new(),
     };
+    let paint = |code: &str, text: &str| {
+        if colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    };
     format!(
-        "{time} {} · {} · {} · {body}{files}",
-        s("from"),
-        s("ch"),
-        s("type")
+        "{} {} · {} · {} · {body}{files}",
+        paint("2", &time),
+        paint("1;36", s("from")),
+        paint("33", s("ch")),
+        paint("35", s("type"))
     )
 }
 
-/// `01J...  claimed  by worker.a  [jobs]  resize images`
-pub fn task(task: &Value) -> String {
+/// The text a person wants to read from a body (see `message`).
+fn body_text(body: &Value) -> String {
+    if let Some(id) = body.get("task-id").and_then(Value::as_str) {
+        let mut line = id.to_string();
+        for key in ["title", "note", "reason", "error"] {
+            if let Some(text) = body.get(key).and_then(Value::as_str) {
+                line.push_str(&format!(" · {text}"));
+            }
+        }
+        return truncate(&line, PREVIEW_CHARS);
+    }
+    if let Some(text) = ["text", "msg", "message", "note"]
+        .iter()
+        .find_map(|k| body.get(k).and_then(Value::as_str))
+    {
+        return truncate(text, PREVIEW_CHARS);
+    }
+    preview(body)
+}
+
+/// `task list --pretty`: a header and one aligned row per task.
+pub fn task_table(tasks: &[Value], now: f64) -> Vec<String> {
+    let header = ["ID", "STATUS", "PRI", "TRIES", "AGE", "WHO", "CH", "TITLE"].map(String::from);
+    let rows: Vec<[String; 8]> = tasks.iter().map(|t| task_row(t, now)).collect();
+    let mut widths = [0usize; 8];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|row| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell); // the title: last, never padded
+                } else {
+                    let pad = widths[i] - cell.chars().count();
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad + 2));
+                }
+            }
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+fn task_row(task: &Value, now: f64) -> [String; 8] {
     let s = |key: &str| task.get(key).and_then(Value::as_str);
+    let n = |key: &str| task.get(key).and_then(Value::as_i64);
     let who = match (s("claimed_by"), s("assigned_to")) {
         (Some(c), _) => format!("by {c}"),
         (None, Some(a)) => format!("for {a}"),
         (None, None) => "-".into(),
     };
-    format!(
-        "{}  {:<7}  {}  [{}]  {}",
-        s("id").unwrap_or("?"),
-        s("status").unwrap_or("?"),
+    let tries = match (n("attempts"), n("max_attempts")) {
+        (Some(a), Some(m)) => format!("{a}/{m}"),
+        (Some(a), None) => a.to_string(),
+        _ => "-".into(),
+    };
+    let age = task
+        .get("created_at")
+        .and_then(Value::as_f64)
+        .map(|t| age(now - t))
+        .unwrap_or_else(|| "-".into());
+    [
+        s("id").unwrap_or("?").to_string(),
+        s("status").unwrap_or("?").to_string(),
+        n("priority").unwrap_or(0).to_string(),
+        tries,
+        age,
         who,
-        s("ch").unwrap_or("?"),
-        s("title").unwrap_or("")
-    )
+        s("ch").unwrap_or("?").to_string(),
+        truncate(s("title").unwrap_or(""), PREVIEW_CHARS),
+    ]
+}
+
+/// `42s`, `5m`, `3h`, `2d`: the largest whole unit.
+pub fn age(secs: f64) -> String {
+    let secs = secs.max(0.0) as u64;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
 }
 
 /// `worker.a  seen 3s ago  jobs,general  {"jobs":2}`
@@ -89,7 +171,7 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-fn now() -> f64 {
+pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -109,12 +191,22 @@ mod tests {
 
     #[test]
     fn message_line_is_compact() {
-        let m = json!({"id":"X","ts":3661.5,"from":"a.b","ch":"general","type":"msg.text",
-                       "body":{"msg":"hi"},"files":["sha256:00"],"reply_to":null});
+        let m = json!({"id":"X","ts":3661.5,"from":"a.b","ch":"general","type":"msg.data",
+                       "body":{"n":1},"files":["sha256:00"],"reply_to":null});
         assert_eq!(
-            message(&m),
-            "01:01:01 a.b · general · msg.text · {\"msg\":\"hi\"} [1 file]"
+            message(&m, false),
+            "01:01:01 a.b · general · msg.data · {\"n\":1} [1 file]"
         );
+    }
+
+    #[test]
+    fn text_bodies_show_as_their_text_and_colour_is_optional() {
+        let m =
+            json!({"ts":0.0,"from":"a.b","ch":"g","type":"msg.text","body":{"text":"hi there"}});
+        assert_eq!(message(&m, false), "00:00:00 a.b · g · msg.text · hi there");
+        let coloured = message(&m, true);
+        assert!(coloured.contains("\x1b[1;36ma.b\x1b[0m"), "{coloured:?}");
+        assert!(coloured.ends_with("hi there"));
     }
 
     #[test]
@@ -126,9 +218,27 @@ mod tests {
     }
 
     #[test]
-    fn task_line_names_the_claimer() {
-        let t = json!({"id":"T","status":"claimed","claimed_by":"w","assigned_to":null,
-                       "ch":"tasks","title":"do it"});
-        assert_eq!(task(&t), "T  claimed  by w  [tasks]  do it");
+    fn task_table_aligns_columns() {
+        let tasks = [
+            json!({"id":"T1","status":"claimed","claimed_by":"w","assigned_to":null,"ch":"tasks",
+                   "title":"do it","priority":5,"attempts":1,"max_attempts":5,"created_at":100.0}),
+            json!({"id":"T22","status":"open","claimed_by":null,"assigned_to":"bob","ch":"jobs",
+                   "title":"resize","priority":0,"attempts":0,"max_attempts":3,"created_at":0.0}),
+        ];
+        let lines = task_table(&tasks, 4000.0);
+        assert_eq!(
+            lines[0],
+            "ID   STATUS   PRI  TRIES  AGE  WHO      CH     TITLE"
+        );
+        assert_eq!(
+            lines[1],
+            "T1   claimed  5    1/5    1h   by w     tasks  do it"
+        );
+        assert_eq!(
+            lines[2],
+            "T22  open     0    0/3    1h   for bob  jobs   resize"
+        );
+        assert_eq!(age(59.0), "59s");
+        assert_eq!(age(3.0 * 86_400.0), "3d");
     }
 }

@@ -14,6 +14,7 @@ mod format;
 mod idempotent;
 mod locks;
 mod search;
+mod serve;
 mod signal;
 mod sse;
 mod thread;
@@ -26,7 +27,8 @@ const DEFAULT_URL: &str = "http://localhost:4242";
 
 const MAIN_HELP: &str = "\
 Configuration:
-  WORKSHOP_URL   hub address (default http://localhost:4242); --url overrides
+  WORKSHOP_URL   hub address: http://HOST:PORT, https://HOST (behind a TLS proxy) or
+                 HOST:PORT (default http://localhost:4242); --url overrides
   AGENT_ID       who you are, e.g. harvester.alice; --as overrides
 
 Exit status:
@@ -67,8 +69,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (the default when no subcommand is given)
-    #[command(after_help = "Example:\n  PORT=4242 DB_PATH=/var/lib/workshop/w.db workshop serve")]
-    Serve,
+    #[command(after_help = serve::HELP)]
+    Serve(serve::ServeArgs),
     /// Publish a message on a channel; prints its id
     #[command(
         after_help = "Examples:\n  workshop pub general hello.world '{\"msg\":\"hi\"}'\n  \
@@ -211,6 +213,15 @@ enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell)
+    #[command(after_help = "Examples:\n  \
+        workshop completions bash > /etc/bash_completion.d/workshop\n  \
+        workshop completions zsh > \"${fpath[1]}/_workshop\"\n  \
+        workshop completions fish > ~/.config/fish/completions/workshop.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -280,7 +291,8 @@ struct PubArgs {
     kind: String,
     /// JSON body, or `-` to read it from stdin (default {})
     body: Option<String>,
-    /// Upload a file and attach its hash (repeatable)
+    /// Upload a file and attach its hash (repeatable); its name goes into the body's
+    /// `file_names` (when the body is an object)
     #[arg(long = "file", value_name = "PATH")]
     files: Vec<PathBuf>,
     /// Id of the message this replies to
@@ -358,7 +370,7 @@ enum TaskCommand {
         #[arg(long, value_name = "N")]
         max_attempts: Option<u32>,
     },
-    /// List tasks, newest first, one JSON object per line
+    /// List tasks, newest first, one JSON object per line (--pretty: an aligned table)
     #[command(
         after_help = "Examples:\n  workshop task list --status open --pretty\n  \
         workshop task list --mine"
@@ -383,9 +395,15 @@ enum TaskCommand {
         #[arg(long)]
         pretty: bool,
     },
-    /// Print one task as JSON
-    #[command(after_help = "Example:\n  workshop task show 01J4XYZ...")]
-    Show { id: String },
+    /// Print one task as one line of JSON
+    #[command(after_help = "Example:\n  workshop task show \"$ID\" | jq .status\n  \
+        workshop task show \"$ID\" --pretty")]
+    Show {
+        id: String,
+        /// Indented JSON, for reading
+        #[arg(long)]
+        pretty: bool,
+    },
     /// Claim an open task (exit 4 when someone else has it)
     #[command(
         after_help = "Example:\n  workshop task claim 01J4XYZ... --lease 300 || echo 'taken'"
@@ -444,7 +462,8 @@ enum TaskCommand {
         /// JSON result (`-` reads stdin)
         #[arg(long, value_name = "JSON")]
         result: Option<String>,
-        /// Upload a file and attach its hash (repeatable)
+        /// Upload a file and attach its hash (repeatable); its name goes into the result's
+        /// `file_names` (when the result is an object)
         #[arg(long = "file", value_name = "PATH")]
         files: Vec<PathBuf>,
     },
@@ -490,6 +509,16 @@ struct WorkArgs {
     /// Claim lease in seconds, kept alive while the command runs (0: claims never expire)
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     lease: f64,
+    /// Stop a command that runs longer than SECS and abandon its task (reason "timeout")
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Task outcomes as JSON lines on stdout (task-id, title, outcome, duration_s, exit_code,
+    /// reason, stderr)
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+    /// Print only problems, no line per task
+    #[arg(long, short)]
+    quiet: bool,
     /// The command to run per task, after `--`
     #[arg(required = true, last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -505,7 +534,9 @@ pub fn main() -> ExitCode {
         }
     };
     let command = match cli.command {
-        None | Some(Command::Serve) => return crate::serve_from_env(),
+        None => return serve::run(&serve::ServeArgs::default()),
+        Some(Command::Serve(args)) => return serve::run(&args),
+        Some(Command::Completions { shell }) => return completions(shell),
         Some(Command::Backup(a)) => return backup::run(backup::Direction::Backup, a),
         Some(Command::Restore(a)) => return backup::run(backup::Direction::Restore, a),
         Some(command) => command,
@@ -515,8 +546,8 @@ pub fn main() -> ExitCode {
         .or_else(|| std::env::var("WORKSHOP_URL").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| DEFAULT_URL.to_string());
     let agent = cli.agent.or_else(|| std::env::var("AGENT_ID").ok());
-    let client = Client::new(&url, agent);
-    match run(&client, command) {
+    let result = client::hub_url(&url).and_then(|url| run(&Client::new(&url, agent), command));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("workshop: {e}");
@@ -528,7 +559,10 @@ pub fn main() -> ExitCode {
 fn run(client: &Client, command: Command) -> client::Result<()> {
     use commands as c;
     match command {
-        Command::Serve | Command::Backup(_) | Command::Restore(_) => {
+        Command::Serve(_)
+        | Command::Completions { .. }
+        | Command::Backup(_)
+        | Command::Restore(_) => {
             unreachable!("handled before a client is built")
         }
         Command::Pub(a) => c::publish(client, &a.ch, &a.kind, a.body, &a.files, a.reply_to, a.to),
@@ -589,7 +623,7 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
                 };
                 c::task_list(client, status, for_agent, ch, n, pretty)
             }
-            TaskCommand::Show { id } => c::task_show(client, &id),
+            TaskCommand::Show { id, pretty } => c::task_show(client, &id, pretty),
             TaskCommand::Claim { id, lease } => c::task_claim(client, &id, lease),
             TaskCommand::Next { ch, lease, wait } => c::task_next(client, ch, lease, wait),
             TaskCommand::Touch { id, lease } => c::task_touch(client, &id, lease),
@@ -640,6 +674,12 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
                 grace: secs(a.grace, "--grace")?,
                 poll: secs(a.poll, "--poll")?,
                 lease: Some(secs(a.lease, "--lease")?).filter(|l| !l.is_zero()),
+                timeout: a.timeout.map(|t| secs(t, "--timeout")).transpose()?,
+                output: match (a.json, a.quiet) {
+                    (true, _) => work::Output::Json,
+                    (_, true) => work::Output::Quiet,
+                    _ => work::Output::Human,
+                },
                 command: a.command,
             },
         ),
@@ -658,6 +698,18 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
             all,
         } => turns::inbox(client, wait, mark_read, all),
     }
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "workshop",
+        &mut std::io::stdout(),
+    );
+    ExitCode::SUCCESS
 }
 
 fn secs(value: f64, flag: &str) -> client::Result<std::time::Duration> {

@@ -26,7 +26,10 @@ pub fn search(client: &Client, q: SearchQuery, pretty: bool) -> Result<()> {
     let text = client.get_text("/search", &query)?;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<Value>(line) {
-            Ok(envelope) if pretty => emit(&format::message(&envelope))?,
+            Ok(envelope) if pretty => emit(&format::message(
+                &envelope,
+                super::commands::colour_wanted(),
+            ))?,
             _ => emit(line)?,
         }
     }

@@ -87,7 +87,8 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 /// Follows `stream` forever, calling `on_event` once per event in id order, until it returns
 /// `Break`. Reconnects with backoff when the connection drops or the server is unreachable or
 /// failing (`on_reconnect` runs after each successful reconnection); gives up only on an error
-/// retrying cannot fix (a 4xx: bad channel name, unknown route).
+/// retrying cannot fix (a 4xx: bad channel name, unknown route). An outage is reported on
+/// stderr once when it starts and once when the stream is back, not once per attempt.
 pub fn follow(
     client: &Client,
     mut stream: Stream,
@@ -96,6 +97,7 @@ pub fn follow(
 ) -> Result<()> {
     let mut retry = FIRST_RETRY;
     let mut connected_before = false;
+    let mut outage_reported = false;
     loop {
         let mut req = client
             .request("GET", &stream.path)
@@ -112,6 +114,9 @@ pub fn follow(
                 if connected_before {
                     on_reconnect();
                 }
+                if std::mem::take(&mut outage_reported) {
+                    eprintln!("workshop: stream reconnected");
+                }
                 connected_before = true;
                 match read_events(resp, &mut stream.cursor, &mut on_event) {
                     ControlFlow::Break(result) => return result,
@@ -121,10 +126,10 @@ pub fn follow(
             Err(e) if e.is_transient() => e,
             Err(e) => return Err(e),
         };
-        eprintln!(
-            "workshop: stream interrupted ({err}); reconnecting in {:.1}s",
-            retry.as_secs_f64()
-        );
+        if !outage_reported {
+            outage_reported = true;
+            eprintln!("workshop: stream interrupted ({err}); reconnecting with backoff");
+        }
         thread::sleep(retry);
         retry = (retry * 2).min(MAX_RETRY);
     }

@@ -562,8 +562,10 @@ impl Step<'_> {
             return Err(ApiError::conflict(not_open(id, &task)));
         }
         if let Some(not_before) = task.not_before.filter(|t| *t > now()) {
+            // Seconds from now, rounded up: people and scripts read this, not an epoch.
+            let wait = (not_before - now()).ceil().max(1.0);
             return Err(ApiError::conflict(format!(
-                "task {id} is delayed: claimable from {not_before}"
+                "task {id} is delayed: claimable in {wait:.0} s"
             )));
         }
         self.tx

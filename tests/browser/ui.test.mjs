@@ -339,15 +339,15 @@ async function main() {
   });
 
   await step("task board: the server's 403/409 text is shown on the card", async () => {
-    const title = `reserved ${RUN}`;
-    const r = await http("POST", "/tasks", { from: "planner.carol", title, for: "someone.else" });
+    const title = `delayed ${RUN}`;
+    const r = await http("POST", "/tasks", { from: "planner.carol", title, delay_s: 600 });
     assert(r.status === 201, "create " + r.status);
     await card(page, "open", title).waitFor();
     await card(page, "open", title).locator('button[data-act="claim"]').click();
     const err = card(page, "open", title).locator(".cerr");
     await err.waitFor();
     const text = await err.textContent();
-    assert(/403|409/.test(text), "error text: " + text);
+    assert(/409/.test(text) && /claimable in \d+ s/.test(text), "error text: " + text);
     console.log("     card shows: " + text);
     await shot(page, "04-board-error-1280");
   });
@@ -367,7 +367,8 @@ async function main() {
     await r.waitFor();
     assert((await r.locator(".badge").textContent()) === "file.uploaded", "badge");
     const href = await r.locator(".fl a").getAttribute("href");
-    assert(href === "/files/" + hash, "file link " + href + " vs " + hash);
+    assert(href === "/files/" + hash + "?name=crawl-2026-11-24.bin", "file link " + href + " vs " + hash);
+    assert((await r.locator(".fl a").getAttribute("download")) === "crawl-2026-11-24.bin", "saved under its name");
     const progress = await page.evaluate(() => window.__progress);
     assert(progress.includes("100%"), "progress bar reached 100%: " + progress.join(" "));
     const got = await page.evaluate(async (u) => { const b = await (await fetch(u)).arrayBuffer(); return b.byteLength; }, href);
@@ -387,7 +388,7 @@ async function main() {
     const dropped = row(page, "dropped.txt");
     await dropped.waitFor();
     const dhref = await dropped.locator(".fl a").getAttribute("href");
-    assert(dhref === "/files/sha256:" + createHash("sha256").update("dropped on the page\n").digest("hex"), "dropped file link " + dhref);
+    assert(dhref === "/files/sha256:" + createHash("sha256").update("dropped on the page\n").digest("hex") + "?name=dropped.txt", "dropped file link " + dhref);
   });
 
   await step("XSS payloads in from, type, body, task title and presence render as text and run nothing", async () => {
@@ -517,14 +518,229 @@ async function main() {
     await pctx.close();
   });
 
+  await issue16Steps();
+
   await step("no request left the page's origin, no script error, no CSP violation", async () => {
-    const foreign = requests.filter((u) => !u.startsWith(BASE + "/"));
+    // blob: URLs of this origin are image previews built in the page from fetched bytes
+    const foreign = requests.filter((u) => !u.startsWith(BASE + "/") && !u.startsWith("blob:" + BASE + "/"));
     assert(foreign.length === 0, "requests outside " + BASE + ": " + foreign.join(", "));
     assert(requests.length > 10, "recorded " + requests.length + " requests");
     assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
     assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
     console.log(`     ${requests.length} requests, all to ${BASE}`);
   });
+}
+
+// ---- issue 16: notifications, acting only where you may, the small things, file names, light theme
+// A 1x1 PNG, to see an image previewed from its bytes.
+const PNG_1X1 = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==", "base64");
+// Records every desktop notification the page creates (the real API still runs underneath).
+function spyOnNotifications() {
+  const Real = window.Notification;
+  window.__notes = [];
+  window.Notification = class extends Real {
+    constructor(title, opts) { window.__notes.push({ title, body: opts && opts.body }); super(title, opts); }
+  };
+}
+async function watched(ctx, label) {
+  const p = await ctx.newPage();
+  p.setDefaultTimeout(20_000);
+  p.on("request", (req) => requests.push(req.url()));
+  p.on("pageerror", (err) => pageErrors.push(label + ": " + err));
+  p.on("console", (m) => { if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text()); });
+  return p;
+}
+async function issue16Steps() {
+  const dctx = await browser.newContext({ viewport: { width: 1400, height: 900 }, colorScheme: "dark" });
+  await dctx.grantPermissions(["notifications"], { origin: BASE });
+  await dctx.addInitScript(spyOnNotifications);
+  const desk = await watched(dctx, "desktop");
+  await desk.goto(BASE + "/ui");
+  await desk.locator('#conn[data-state="live"]').waitFor();
+  await desk.fill("#c-from", ME);
+
+  await step("notifications: opt-in per channel for mentions and a type prefix; mute and hide", async () => {
+    await desk.click('#chans .chan[data-ch="jobs"]');
+    await desk.click("#notify-btn");
+    await desk.locator('#notify input[data-pref="mention"]').check();
+    await desk.fill('#notify input[data-pref="prefix"]', "alert.");
+    await desk.locator('#notify input[data-pref="prefix"]').press("Enter");
+    await desk.locator('#notify input[data-pref="prefix"]').dispatchEvent("change");
+    assert((await desk.locator("#notify .perm").textContent()).includes("granted"), "permission shown as granted");
+    await shot(desk, "16-notify-settings-1400");
+    await desk.click('#notify button:has-text("close")');
+    await publish("jobs", { from: "planner.carol", type: "msg.text", body: { text: `hey ${ME}, look at this ${RUN}` } });
+    await publish("jobs", { from: "planner.carol", type: "msg.text", body: { text: `nothing for you ${RUN}` } });
+    await publish("jobs", { from: "monitor.eve", type: "alert.disk", body: { text: `disk 95% ${RUN}` } });
+    await publish("general", { from: "planner.carol", type: "msg.text", body: { text: `${ME} elsewhere ${RUN}` } });
+    await row(desk, `disk 95% ${RUN}`).waitFor();
+    const notes = await desk.waitForFunction((n) => window.__notes.length >= n && window.__notes, 2).then((h) => h.jsonValue());
+    const bodies = notes.map((n) => n.body);
+    assert(bodies.some((b) => b.includes(`hey ${ME}`)), "mention notified: " + JSON.stringify(notes));
+    assert(bodies.some((b) => b.includes("disk 95%")), "type prefix notified: " + JSON.stringify(notes));
+    assert(!bodies.some((b) => b.includes("nothing for you") || b.includes("elsewhere")), "only what was asked for: " + JSON.stringify(notes));
+    assert(notes.find((n) => n.body.includes("disk")).title === "monitor.eve · #jobs · alert.disk", "title: " + JSON.stringify(notes));
+    // mute general: no unread count and no notification; hide it from "* all"
+    await desk.click('#chans .chan[data-ch="general"]');
+    await desk.click("#notify-btn");
+    await desk.locator('#notify input[data-pref="mute"]').check();
+    await desk.locator('#notify input[data-pref="hide"]').check();
+    await desk.keyboard.press("Escape");
+    await desk.click('#chans .chan[data-ch="jobs"]');
+    await publish("general", { from: "planner.carol", type: "msg.text", body: { text: `muted ${ME} ${RUN}` } });
+    await publish("jobs", { from: "planner.carol", type: "msg.text", body: { text: `after mute ${RUN}` } });
+    await row(desk, `after mute ${RUN}`).waitFor();
+    assert((await desk.locator('#chans .chan[data-ch="general"] .u').textContent()) === "", "a muted channel counts no unread");
+    assert(!(await desk.evaluate(() => window.__notes.map((n) => n.body).join("|"))).includes("muted"), "a muted channel notifies nothing");
+    await desk.click('#chans .chan[data-ch=""]');
+    await row(desk, `after mute ${RUN}`).waitFor();
+    assert(await row(desk, `muted ${ME} ${RUN}`).count() === 0, "a hidden channel stays out of * all");
+    const stored = await desk.evaluate(() => JSON.parse(localStorage.getItem("workshop.notify")));
+    assert(stored.general.mute && stored.general.hide && stored.jobs.mention && stored.jobs.prefix === "alert.", "persisted: " + JSON.stringify(stored));
+    await desk.reload();
+    await desk.locator('#conn[data-state="live"]').waitFor();
+    assert(await desk.locator('#chans .chan.muted[data-ch="general"]').count() === 1, "mute survives a reload");
+    await desk.click('#chans .chan[data-ch="general"]');
+    await desk.click("#notify-btn");
+    await desk.locator('#notify input[data-pref="mute"]').uncheck();
+    await desk.locator('#notify input[data-pref="hide"]').uncheck();
+    await desk.keyboard.press("Escape");
+    await desk.fill("#c-from", ME);
+  });
+
+  await step("act only where you may: buttons follow the identity; errors clear; whole ids; last failure", async () => {
+    const theirs = await http("POST", "/tasks", { from: "planner.carol", title: `for someone else ${RUN}`, for: "someone.else" });
+    const held = await http("POST", "/tasks", { from: "planner.carol", title: `held by alice ${RUN}` });
+    await http("POST", `/tasks/${held.data.id}/claim`, { from: "harvester.alice" });
+    const mine = await http("POST", "/tasks", { from: "planner.carol", title: `held by me ${RUN}` });
+    await http("POST", `/tasks/${mine.data.id}/claim`, { from: ME });
+    const doomed = await http("POST", "/tasks", { from: "planner.carol", title: `doomed ${RUN}`, max_attempts: 1 });
+    await http("POST", `/tasks/${doomed.data.id}/claim`, { from: "worker.x" });
+    await http("POST", `/tasks/${doomed.data.id}/abandon`, { from: "worker.x", reason: "disk full on worker.x" });
+    const c1 = card(desk, "open", `for someone else ${RUN}`);
+    await c1.waitFor();
+    assert(await c1.locator('button[data-act="claim"]').count() === 0, "no claim on a task assigned to someone else");
+    const c2 = card(desk, "claimed", `held by alice ${RUN}`);
+    await c2.waitFor();
+    const acts2 = await c2.locator("button[data-act]").evaluateAll((bs) => bs.map((b) => b.dataset.act));
+    assert(JSON.stringify(acts2) === '["interrupt"]', "someone else's claim: interrupt only, got " + acts2);
+    const c3 = card(desk, "claimed", `held by me ${RUN}`);
+    await c3.waitFor();
+    const acts3 = await c3.locator("button[data-act]").evaluateAll((bs) => bs.map((b) => b.dataset.act));
+    assert(JSON.stringify(acts3) === '["update","done","abandon","interrupt"]', "my claim: every action, got " + acts3);
+    const idText = await c3.locator(".meta .id").textContent();
+    assert(idText === mine.data.id, "the whole id is shown: " + idText);
+    const box = await c3.locator(".meta .id").boundingBox();
+    const cardBox = await c3.boundingBox();
+    assert(box.x + box.width <= cardBox.x + cardBox.width + 1, "the id stays inside its card");
+    const failed = card(desk, "failed", `doomed ${RUN}`);
+    await failed.locator(".lastfail", { hasText: "disk full on worker.x" }).waitFor();
+    // an error on a card goes away when the card changes: no identity → error; then it is claimed
+    await desk.fill("#c-from", "");
+    // the board follows the identity as it is typed: with none, every button shows again
+    await c2.locator('button[data-act="done"]').waitFor();
+    const free = await http("POST", "/tasks", { from: "planner.carol", title: `error then claimed ${RUN}` });
+    await card(desk, "open", `error then claimed ${RUN}`).locator('button[data-act="claim"]').click();
+    await card(desk, "open", `error then claimed ${RUN}`).locator(".cerr").waitFor();
+    await desk.fill("#c-from", ME);
+    await http("POST", `/tasks/${free.data.id}/claim`, { from: "harvester.alice" });
+    const moved = card(desk, "claimed", `error then claimed ${RUN}`);
+    await moved.waitFor();
+    assert(await moved.locator(".cerr").count() === 0, "the stale error is gone");
+    await shot(desk, "17-board-act-where-you-may-1400");
+  });
+
+  await step("small things: JSON warning, each upload reported, load older, focus frame, unread on * all", async () => {
+    await desk.click('#chans .chan[data-ch="general"]');
+    await desk.fill("#c-type", "msg.text");
+    await desk.fill("#c-body", '{"oops": 1,}');
+    await desk.press("#c-body", "Enter");
+    await desk.locator("#compose-msg.err", { hasText: "looks like JSON but does not parse" }).waitFor();
+    assert((await desk.inputValue("#c-body")) === '{"oops": 1,}', "not sent on the first Enter");
+    await desk.press("#c-body", "Enter");
+    await row(desk, '{"oops": 1,}').waitFor();
+    // two files: each reported, no stale progress line
+    await desk.setInputFiles("#file", [
+      { name: `one-${RUN}.txt`, mimeType: "text/plain", buffer: Buffer.from("one\n") },
+      { name: `two-${RUN}.txt`, mimeType: "text/plain", buffer: Buffer.from("two\n") }]);
+    await desk.locator("#compose-msg", { hasText: `two-${RUN}.txt` }).waitFor();
+    const report = await desk.locator("#compose-msg").textContent();
+    assert(report.includes(`uploaded one-${RUN}.txt`) && report.includes(`uploaded two-${RUN}.txt`), "both reported: " + report);
+    await desk.locator("#upwrap").waitFor({ state: "hidden" });   // no stale "uploading … 100%" line
+    // "load older" goes once the server has nothing older: #general's history is shorter than
+    // a page; "* all" (the 400-message flood) takes one more page
+    await desk.locator("#older").waitFor({ state: "detached" });
+    await desk.click('#chans .chan[data-ch=""]');
+    await desk.click("#older");
+    await desk.locator("#older").waitFor({ state: "detached" });
+    // clicking the feed draws no frame around the pane
+    await desk.locator("#feed .row").last().click();
+    const outline = await desk.evaluate(() => { const f = document.getElementById("feed"); return document.activeElement === f ? getComputedStyle(f).outlineStyle : "not focused"; });
+    assert(outline === "none" || outline === "not focused", "focus frame: " + outline);
+    // unread: counted while in another channel, gone once * all shows the messages
+    await desk.click('#chans .chan[data-ch="jobs"]');
+    await publish("general", { from: "planner.carol", type: "msg.text", body: { text: `unread ${RUN}` } });
+    await desk.locator('#chans .chan[data-ch="general"] .u', { hasText: "1" }).waitFor();
+    await desk.click('#chans .chan[data-ch=""]');
+    assert((await desk.locator('#chans .chan[data-ch="general"] .u').textContent()) === "", "badge cleared by * all");
+  });
+
+  await step("files shared from the CLI keep their names; images preview inline", async () => {
+    const up = await http("POST", "/files", undefined, PNG_1X1);
+    assert(up.status === 201 || up.status === 200, "upload " + up.status);
+    const hash = up.data.hash;
+    await publish("general", { from: "summarizer.bob", type: "file.shared", files: [hash], body: { text: `chart ${RUN}`, file_names: { [hash]: "chart.png" } } });
+    const r = row(desk, `chart ${RUN}`);
+    await r.waitFor();
+    const a = r.locator(".fl a");
+    assert((await a.getAttribute("href")) === "/files/" + hash + "?name=chart.png", "link names the file");
+    assert((await a.getAttribute("download")) === "chart.png", "downloads as chart.png");
+    assert((await a.textContent()).includes("chart.png"), "shows the name");
+    const img = r.locator("img.thumb");
+    await desk.waitForFunction((sel) => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth === 1; }, `#feed .row[data-id] img.thumb[alt="chart.png"]`);
+    assert((await img.getAttribute("src")).startsWith("blob:"), "previewed from its bytes");
+    await shot(desk, "18-file-names-preview-1400");
+  });
+
+  await step("phone (390x844): type chips on one row, placeholders fit", async () => {
+    const pctx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const p = await watched(pctx, "phone16");
+    await p.goto(BASE + "/ui");
+    await p.locator('#conn[data-state="live"]').waitFor();
+    const tops = await p.locator("#filters button[data-prefix]").evaluateAll((bs) => bs.map((b) => b.getBoundingClientRect().top));
+    assert(new Set(tops).size === 1, "type chips on one row: " + tops);
+    const cut = await p.evaluate(() => {
+      const c = document.createElement("canvas").getContext("2d");
+      return ["c-from", "c-ch", "c-type", "c-body"].filter((id) => {
+        const el = document.getElementById(id), st = getComputedStyle(el);
+        c.font = st.fontSize + " " + st.fontFamily;
+        const room = el.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+        return c.measureText(el.placeholder).width > room;
+      });
+    });
+    assert(cut.length === 0, "placeholders cut off: " + cut);
+    await shot(p, "19-phone-feed-390");
+    await pctx.close();
+  });
+
+  await step("light theme follows prefers-color-scheme; dark stays the default", async () => {
+    const darkBg = await desk.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert(darkBg === "rgb(11, 14, 17)", "dark as before: " + darkBg);
+    await shot(desk, "20-dark-1400");
+    const lctx = await browser.newContext({ viewport: { width: 1400, height: 900 }, colorScheme: "light" });
+    const light = await watched(lctx, "light");
+    await light.goto(BASE + "/ui");
+    await light.locator('#conn[data-state="live"]').waitFor();
+    await row(light, `chart ${RUN}`).waitFor();
+    const bg = await light.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const fg = await light.evaluate(() => getComputedStyle(document.body).color);
+    assert(bg === "rgb(255, 255, 255)" && fg === "rgb(31, 35, 40)", "light colours: " + bg + " / " + fg);
+    await shot(light, "21-light-1400");
+    await light.setViewportSize({ width: 390, height: 844 });
+    await shot(light, "22-light-phone-390");
+    await lctx.close();
+  });
+  await dctx.close();
 }
 
 // ---- run ----------------------------------------------------------------------------------------

@@ -1,0 +1,115 @@
+//! What the server prints when it starts: first the `workshop listening on http://ADDR` line
+//! that scripts parse, then what an operator wants to check in the first minute — version,
+//! where the data lives, retention, upload limit, and the URLs that reach it (the machine's
+//! own addresses when it listens on every interface, since 0.0.0.0 is not a place to go).
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::Config;
+
+pub fn text(config: &Config, addr: SocketAddr) -> String {
+    let retention = match config.retention_days {
+        0 => "messages kept forever".to_string(),
+        d => format!(
+            "messages deleted after {d} day{}",
+            if d == 1 { "" } else { "s" }
+        ),
+    };
+    let mut out = format!(
+        "workshop listening on http://{addr}\n  \
+         version:   {}\n  \
+         database:  {}\n  \
+         blobs:     {}\n  \
+         retention: {retention}\n  \
+         uploads:   up to {}\n",
+        env!("CARGO_PKG_VERSION"),
+        absolute(&config.db_path),
+        absolute(&config.blobs_dir),
+        size(config.max_file_bytes),
+    );
+    let urls = reachable(addr, &crate::sys::interface_addrs());
+    for (i, url) in urls.iter().enumerate() {
+        let label = if i == 0 { "ui:" } else { "" };
+        out.push_str(&format!("  {label:<10} {url}/ui\n"));
+    }
+    if let Some(first) = urls.first() {
+        out.push_str(&format!("  stream:    curl -N {first}/\n"));
+    }
+    out
+}
+
+/// Base URLs for `addr`: itself, or for an unspecified address each interface address of the
+/// same family (IPv6 link-local ones left out: they need a zone to be usable).
+fn reachable(addr: SocketAddr, interfaces: &[IpAddr]) -> Vec<String> {
+    let url = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => format!("http://{v4}:{}", addr.port()),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{}", addr.port()),
+    };
+    if !addr.ip().is_unspecified() {
+        return vec![url(addr.ip())];
+    }
+    let mut ips: Vec<IpAddr> = interfaces
+        .iter()
+        .copied()
+        .filter(|ip| ip.is_ipv4() == addr.is_ipv4())
+        .filter(|ip| match ip {
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            IpAddr::V4(_) => true,
+        })
+        .collect();
+    // Loopback last: the others are what a second machine needs.
+    ips.sort_by_key(|ip| (ip.is_loopback(), *ip));
+    ips.dedup();
+    if ips.is_empty() {
+        return vec![url(addr.ip())];
+    }
+    ips.into_iter().map(url).collect()
+}
+
+fn absolute(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// `104857600` → `100 MiB`; other sizes in the largest unit that divides them, else bytes.
+fn size(bytes: u64) -> String {
+    for (unit, name) in [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_interface_replaces_the_unspecified_address() {
+        let addr: SocketAddr = "0.0.0.0:4242".parse().unwrap();
+        let ifs: Vec<IpAddr> = ["127.0.0.1", "192.168.1.5", "fe80::1", "10.0.0.2"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            reachable(addr, &ifs),
+            [
+                "http://10.0.0.2:4242",
+                "http://192.168.1.5:4242",
+                "http://127.0.0.1:4242"
+            ]
+        );
+        let one: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(reachable(one, &ifs), ["http://127.0.0.1:9"]);
+        assert_eq!(reachable(addr, &[]), ["http://0.0.0.0:4242"]);
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size(104_857_600), "100 MiB");
+        assert_eq!(size(1 << 30), "1 GiB");
+        assert_eq!(size(1000), "1000 bytes");
+    }
+}

@@ -1,0 +1,528 @@
+//! The CLI as a new user and an operator of agents meet it (issue 16): the worker says what
+//! happened to each task, refuses a command that cannot run, times out, dies cleanly on a
+//! second Ctrl-C and stays quiet while the hub is down; URLs, messages, tables, completions
+//! and the server's start banner. Real server, real subprocesses.
+mod cli_support;
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli_support::{Cli, json, poll, script};
+use common::{BIN, Server, signal};
+use serde_json::Value;
+
+const ME: &str = "user.alice";
+
+/// A command that fails with a telling stderr line on tasks titled `bad`, else prints a result.
+const HANDLER: &str = r#"task=$(cat)
+case "$task" in
+  *'"title":"bad"'*) echo "opening input" >&2; echo "handle.sh: Permission denied" >&2; exit 3 ;;
+esac
+echo '{"ok":true}'
+"#;
+
+fn stderr_log(hub: &Server, agent: &str) -> String {
+    std::fs::read_to_string(hub.path(&format!("{agent}.stderr"))).unwrap_or_default()
+}
+
+/// Polls the agent's stderr log until a line contains `needle`; returns the whole log.
+fn wait_for_log(hub: &Server, agent: &str, needle: &str) -> String {
+    poll(&format!("{agent} stderr to contain {needle:?}"), || {
+        let log = stderr_log(hub, agent);
+        log.contains(needle).then_some(log)
+    })
+}
+
+fn task(hub: &Server, id: &str) -> Value {
+    json(&hub.ok(ME, &["task", "show", id]))
+}
+
+fn pid_alive(pid: &str) -> bool {
+    // A zombie has ended; only its parent's reaping is missing.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn work_prints_one_line_per_outcome() {
+    let hub = Server::start();
+    let handler = script(hub.dir.path(), "handle.sh", HANDLER);
+    let good = hub.ok(ME, &["task", "create", "good"]);
+    let bad = hub.ok(ME, &["task", "create", "bad"]);
+    let handler = handler.to_str().unwrap();
+    let _worker = hub.spawn("worker.human", &["work", "--", handler], &[]);
+    let log = wait_for_log(&hub, "worker.human", &format!("failed {bad}"));
+    let log = if log.contains(&format!("done {good}")) {
+        log
+    } else {
+        wait_for_log(&hub, "worker.human", &format!("done {good}"))
+    };
+    let failed = log
+        .lines()
+        .find(|l| l.contains(&format!("failed {bad}")))
+        .unwrap();
+    // Task id, title, duration, exit code and the last stderr line, all on the terminal.
+    assert!(failed.contains("\"bad\" after "), "{failed}");
+    assert!(
+        failed.contains(" s: exit 3: handle.sh: Permission denied"),
+        "{failed}"
+    );
+    let done = log
+        .lines()
+        .find(|l| l.contains(&format!("done {good}")))
+        .unwrap();
+    assert!(done.contains("\"good\" after "), "{done}");
+}
+
+#[test]
+fn work_json_and_quiet_are_for_scripts() {
+    let hub = Server::start();
+    let handler = script(hub.dir.path(), "handle.sh", HANDLER);
+    let bad = hub.ok(ME, &["task", "create", "bad"]);
+    let handler = handler.to_str().unwrap();
+    let worker = hub.spawn("worker.json", &["work", "--json", "--", handler], &[]);
+    let line = json(&worker.take_lines(1)[0]);
+    assert_eq!(line["task-id"], bad.as_str());
+    assert_eq!(line["title"], "bad");
+    assert_eq!(line["outcome"], "failed");
+    assert_eq!(line["exit_code"], 3);
+    assert_eq!(line["stderr"][1], "handle.sh: Permission denied");
+    assert!(line["duration_s"].as_f64().unwrap() >= 0.0);
+    assert_eq!(line["reason"], "command exited with status 3");
+
+    let good = hub.ok(ME, &["task", "create", "good"]);
+    let _quiet = hub.spawn("worker.quiet", &["work", "--quiet", "--", handler], &[]);
+    poll("the quiet worker to finish its task", || {
+        (task(&hub, &good)["status"] == "done").then_some(())
+    });
+    assert_eq!(
+        stderr_log(&hub, "worker.quiet"),
+        "",
+        "--quiet prints nothing when all is well"
+    );
+}
+
+#[test]
+fn a_command_that_cannot_run_claims_nothing() {
+    let hub = Server::start();
+    let ids: Vec<String> = (0..3)
+        .map(|i| hub.ok(ME, &["task", "create", &format!("queued {i}")]))
+        .collect();
+    let err = hub.fails(ME, &["work", "--", "./hadnle.sh"], 2);
+    assert!(err.contains("./hadnle.sh: No such file"), "{err}");
+    std::fs::write(hub.path("handle.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    let err = hub.fails(ME, &["work", "--", "./handle.sh"], 2);
+    assert!(err.contains("chmod +x ./handle.sh"), "{err}");
+    let err = hub.fails(ME, &["work", "--", "no-such-program-anywhere"], 2);
+    assert!(err.contains("not found in PATH"), "{err}");
+    for id in &ids {
+        let t = task(&hub, id);
+        assert_eq!(t["status"], "open", "{t}");
+        assert_eq!(t["attempts"], 0, "{t}");
+    }
+}
+
+#[test]
+fn timeout_stops_the_command_and_abandons_the_task() {
+    let hub = Server::start();
+    let pidfile = hub.path("pid");
+    let hang = script(
+        hub.dir.path(),
+        "hang.sh",
+        &format!("echo $$ > {}\nexec sleep 300\n", pidfile.display()),
+    );
+    let id = hub.ok(ME, &["task", "create", "hangs"]);
+    let args = [
+        "work",
+        "--timeout",
+        "1",
+        "--grace",
+        "1",
+        "--",
+        hang.to_str().unwrap(),
+    ];
+    let _worker = hub.spawn("worker.t", &args, &[]);
+    let abandoned = poll("task.abandoned with reason timeout", || {
+        hub.channel_history("tasks", "type=task.abandoned")
+            .into_iter()
+            .find(|m| m["body"]["task-id"] == id.as_str())
+    });
+    assert_eq!(abandoned["body"]["reason"], "timeout");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert!(!pid_alive(pid.trim()), "the hung command was stopped");
+    let log = wait_for_log(&hub, "worker.t", &format!("timeout {id}"));
+    assert!(log.contains("\"hangs\" after "), "{log}");
+    // It does not take the task it timed out on again: the task stays open.
+    assert_eq!(task(&hub, &id)["status"], "open");
+}
+
+#[test]
+fn a_second_signal_kills_the_command_and_exits_130() {
+    let hub = Server::start();
+    let pidfile = hub.path("pid");
+    // Ignores SIGTERM: only the second signal's SIGKILL ends it.
+    let stubborn = script(
+        hub.dir.path(),
+        "stubborn.sh",
+        &format!(
+            "trap '' TERM\necho $$ > {}.tmp && mv {0}.tmp {0}\nwhile :; do sleep 1; done\n",
+            pidfile.display()
+        ),
+    );
+    let id = hub.ok(ME, &["task", "create", "stubborn"]);
+    let args = ["work", "--grace", "600", "--", stubborn.to_str().unwrap()];
+    let mut worker = hub.spawn("worker.s", &args, &[]);
+    let pid = poll("the command to start", || {
+        std::fs::read_to_string(&pidfile).ok()
+    });
+    let pid = pid.trim().to_string();
+    signal(worker.child.id(), "INT");
+    wait_for_log(&hub, "worker.s", "stopping");
+    assert!(
+        pid_alive(&pid),
+        "the first signal is polite: the command may go on"
+    );
+    assert_eq!(worker.terminate(), Some(130));
+    poll("the command to be killed", || {
+        (!pid_alive(&pid)).then_some(())
+    });
+    assert_eq!(
+        task(&hub, &id)["claimed_by"],
+        "worker.s",
+        "left to its lease"
+    );
+}
+
+#[test]
+fn hub_down_is_reported_once_then_reconnection() {
+    let mut hub = Server::start();
+    let handler = script(hub.dir.path(), "handle.sh", HANDLER);
+    let _worker = hub.spawn("worker.d", &["work", "--", handler.to_str().unwrap()], &[]);
+    wait_for_log(&hub, "worker.d", "taking tasks");
+    hub.stop();
+    wait_for_log(&hub, "worker.d", "hub unreachable");
+    // An outage of several seconds: without backoff and once-per-outage reporting this
+    // printed a line every 200 ms.
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    hub.restart_stopped();
+    let log = wait_for_log(&hub, "worker.d", "hub reconnected");
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("hub unreachable"), 1, "{log}");
+    assert!(count("stream interrupted") <= 1, "{log}");
+    assert!(
+        log.lines().count() <= 6,
+        "a few lines per outage, not one per try:\n{log}"
+    );
+    // And it works again.
+    let id = hub.ok(ME, &["task", "create", "after the outage"]);
+    poll("the task done after the outage", || {
+        (task(&hub, &id)["status"] == "done").then_some(())
+    });
+}
+
+#[test]
+fn urls_may_be_host_port_or_https() {
+    let hub = Server::start();
+    let hostport = format!("127.0.0.1:{}", hub.port);
+    let status = hub.ok(ME, &["--url", &hostport, "status"]);
+    assert!(json(&status)["uptime-s"].is_number(), "{status}");
+    let err = hub.fails(ME, &["--url", "ftp://example", "status"], 2);
+    assert!(err.contains("http:// or https://"), "{err}");
+    // https is spoken: against a TLS server with a self-signed certificate the client gets
+    // as far as checking the certificate, and refuses it.
+    let dir = hub.dir.path();
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .args(["/CN=localhost", "-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (apt-get install openssl)");
+    assert!(made.success());
+    let port = free_port();
+    let mut tls = Command::new("openssl")
+        .args([
+            "s_server", "-quiet", "-www", "-cert", "cert.pem", "-key", "key.pem",
+        ])
+        .args(["-accept", &port.to_string()])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let url = format!("https://localhost:{port}");
+    let err = poll("the TLS server to answer", || {
+        let out = hub.cmd(ME, &["--url", &url, "status"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (!err.contains("Connection refused")).then_some(err)
+    });
+    let _ = tls.kill();
+    let _ = tls.wait();
+    assert!(!err.contains("TLS backend"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn messages_and_output_are_for_people() {
+    let hub = Server::start();
+    // A delay is said in seconds from now, not as an epoch.
+    let id = hub.ok(ME, &["task", "create", "later", "--delay", "60"]);
+    let err = hub.fails(ME, &["task", "claim", &id], 4);
+    assert!(err.contains("claimable in "), "{err}");
+    let secs: f64 = err
+        .split("claimable in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!((1.0..=60.0).contains(&secs), "{err}");
+    // task show: one JSON object on one line (the README's rule), --pretty to read it.
+    let shown = hub.ok(ME, &["task", "show", &id]);
+    assert_eq!(shown.lines().count(), 1, "{shown}");
+    assert_eq!(json(&shown)["id"], id.as_str());
+    assert!(
+        hub.ok(ME, &["task", "show", &id, "--pretty"])
+            .lines()
+            .count()
+            > 5
+    );
+    // task list --pretty: a header and aligned columns with priority, attempts, age, who.
+    hub.ok(
+        ME,
+        &[
+            "task",
+            "create",
+            "urgent",
+            "--priority",
+            "7",
+            "--for",
+            "bob.b",
+        ],
+    );
+    let table = hub.ok(ME, &["task", "list", "--pretty"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("ID "), "{table}");
+    let title_at = lines[0].find("TITLE").unwrap();
+    assert_eq!(&lines[1][title_at..], "urgent", "{table}");
+    assert_eq!(&lines[2][title_at..], "later", "{table}");
+    let who_at = lines[0].find("WHO").unwrap();
+    assert!(lines[1][who_at..].starts_with("for bob.b"), "{table}");
+    let pri_at = lines[0].find("PRI").unwrap();
+    assert!(lines[1][pri_at..].starts_with("7 "), "{table}");
+    let tries_at = lines[0].find("TRIES").unwrap();
+    assert!(lines[1][tries_at..].starts_with("0/5 "), "{table}");
+    // tail --pretty and history --pretty show a text body as its text.
+    hub.ok(
+        ME,
+        &["pub", "general", "msg.text", r#"{"text":"hello there"}"#],
+    );
+    let pretty = hub.ok(ME, &["history", "general", "--pretty"]);
+    assert!(pretty.ends_with("· msg.text · hello there"), "{pretty}");
+    assert!(
+        !pretty.contains('\x1b'),
+        "no colour into a pipe: {pretty:?}"
+    );
+    // An unreadable input file is a local I/O failure: exit 1, as the table says.
+    let err = hub.fails(ME, &["upload", "no-such-file.bin"], 1);
+    assert!(err.contains("no-such-file.bin"), "{err}");
+    hub.fails(
+        ME,
+        &["pub", "general", "t", "--file", "no-such-file.bin"],
+        1,
+    );
+}
+
+/// Runs `workshop ARGS` under a pseudo-terminal (util-linux `script`), as a person would.
+fn on_a_terminal(hub: &Server, args: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .env("WORKSHOP_URL", hub.url())
+        .env("AGENT_ID", ME)
+        .env_remove("NO_COLOR")
+        .current_dir(hub.dir.path())
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("script (util-linux)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+#[test]
+fn on_a_terminal_colour_and_no_binary() {
+    let hub = Server::start();
+    hub.ok(
+        ME,
+        &["pub", "general", "msg.text", r#"{"text":"colourful"}"#],
+    );
+    let (code, out) = on_a_terminal(&hub, "history general --pretty", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\x1b[1;36muser.alice\x1b[0m"), "{out:?}");
+    let (_, plain) = on_a_terminal(&hub, "history general --pretty", &[("NO_COLOR", "1")]);
+    assert!(
+        plain.contains("colourful") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+    std::fs::write(hub.path("blob.bin"), [0u8, 159, 146, 150, 255]).unwrap();
+    let hash = hub.ok(ME, &["upload", "blob.bin"]);
+    let (code, out) = on_a_terminal(&hub, &format!("download {hash}"), &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("refusing to write a file to the terminal"),
+        "{out}"
+    );
+    // Into a pipe or a file it still works.
+    let out = hub.run(ME, &["download", &hash]);
+    assert_eq!(out.stdout, [0u8, 159, 146, 150, 255]);
+}
+
+#[test]
+fn completions_and_version() {
+    let hub = Server::start();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = hub.ok(ME, &["completions", shell]);
+        assert!(script.contains("workshop"), "{shell}");
+        assert!(script.contains("claim"), "{shell}: subcommands completed");
+    }
+    hub.fails(ME, &["completions", "tcsh"], 2);
+    let version = hub.ok(ME, &["--version"]);
+    assert_eq!(version, format!("workshop {}", env!("CARGO_PKG_VERSION")));
+}
+
+/// Starts `workshop ARGS` in `dir` and reads its start banner (up to the `stream:` line).
+fn banner(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let last = line.trim_start().starts_with("stream:");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+    lines
+}
+
+#[test]
+fn the_server_says_what_it_runs_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("data/w.db");
+    let blobs = d.join("files");
+    let (db_s, blobs_s) = (db.to_str().unwrap(), blobs.to_str().unwrap());
+    // Flags win over the environment.
+    let env = [
+        ("DB_PATH", "ignored.db"),
+        ("PORT", "1"),
+        ("WORKSHOP_RETENTION_DAYS", "7"),
+        ("WORKSHOP_MAX_FILE_BYTES", "1048576"),
+    ];
+    let args = [
+        "serve",
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--db",
+        db_s,
+        "--blobs",
+        blobs_s,
+    ];
+    let lines = banner(d, &args, &env);
+    let text = lines.join("\n");
+    assert!(
+        lines[0].starts_with("workshop listening on http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("version:   {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains(&format!("database:  {db_s}")), "{text}");
+    assert!(text.contains(&format!("blobs:     {blobs_s}")), "{text}");
+    assert!(text.contains("messages deleted after 7 days"), "{text}");
+    assert!(text.contains("up to 1 MiB"), "{text}");
+    assert!(db.is_file() && blobs.is_dir() && !d.join("ignored.db").exists());
+    // On every interface: the machine's addresses, not 0.0.0.0.
+    let lines = banner(d, &["serve", "--port", "0", "--host", "0.0.0.0"], &[]);
+    let text = lines.join("\n");
+    let urls: Vec<&str> = lines[1..]
+        .iter()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert!(
+        urls.iter()
+            .any(|u| u.starts_with("http://127.0.0.1:") && u.ends_with("/ui")),
+        "{text}"
+    );
+    assert!(!lines[1..].iter().any(|l| l.contains("0.0.0.0")), "{text}");
+    // serve --help lists every variable with its default.
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for (var, default) in [
+        ("PORT", "4242"),
+        ("HOST", "0.0.0.0"),
+        ("DB_PATH", "workshop.db"),
+        ("BLOBS_DIR", "blobs"),
+        ("WORKSHOP_RETENTION_DAYS", "30"),
+        ("WORKSHOP_MAX_FILE_BYTES", "104857600"),
+        ("WORKSHOP_VERBOSE", "false"),
+    ] {
+        let line = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(var))
+            .unwrap_or_else(|| panic!("{var}:\n{help}"));
+        let block = help.lines().skip(line).take(2).collect::<String>();
+        assert!(
+            block.contains(&format!("[default: {default}]")),
+            "{var}: {block}"
+        );
+    }
+    for flag in ["--port", "--host", "--db", "--blobs"] {
+        assert!(help.contains(flag), "{flag}:\n{help}");
+    }
+}
