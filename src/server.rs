@@ -338,7 +338,9 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     if app.config.verbose {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let (method, url) = (printable(method.as_str()), printable(&url));
-        eprintln!("{method} {url} \u{2192} {status} ({ms:.1} ms)");
+        // One write per line, so a reader of the pipe (journald, a test) never sees half.
+        let line = format!("{method} {url} \u{2192} {status} ({ms:.1} ms)\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     }
     match outcome {
         Outcome::Reply(reply) => {

@@ -49,7 +49,13 @@ function startHub(name, env) {
       const m = out.match(/workshop listening on http:\/\/127\.0\.0\.1:(\d+)/);
       if (m && !hub.port) { clearTimeout(timer); hub.port = Number(m[1]); hub.base = `http://127.0.0.1:${hub.port}`; resolve(hub); }
     });
-    proc.stderr.on("data", (chunk) => { for (const line of chunk.toString().split("\n")) if (line) hub.log.push(line); });
+    // A pipe may deliver a line in two chunks: keep the unfinished tail for the next one.
+    let partial = "";
+    proc.stderr.on("data", (chunk) => {
+      const lines = (partial + chunk.toString()).split("\n");
+      partial = lines.pop();
+      for (const line of lines) if (line) hub.log.push(line);
+    });
     proc.on("exit", (code, sig) => { clearTimeout(timer); reject(new Error(`${name} exited (code ${code}, signal ${sig})`)); });
   });
 }
