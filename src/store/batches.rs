@@ -185,3 +185,27 @@ impl Read for NdjsonBody {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(ids: &[&str]) -> Vec<(String, String)> {
+        ids.iter()
+            .map(|id| (id.to_string(), format!("{{{id}}}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_looked_up_by_ids_takes_the_index_order_up_to_the_first_missing() {
+        let wanted: Vec<(String, u64)> = ["c", "a", "b"]
+            .iter()
+            .map(|id| (id.to_string(), 3))
+            .collect();
+        assert_eq!(
+            in_order(pairs(&["a", "b", "c"]), &wanted),
+            pairs(&["c", "a", "b"])
+        );
+        assert_eq!(in_order(pairs(&["c", "b"]), &wanted), pairs(&["c"]));
+    }
+}
