@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by the handlers: replies, query strings, bounded JSON bodies.
 use crate::error::ApiError;
+use crate::store::batches::{Messages, NdjsonBody};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fs::File;
@@ -45,16 +46,12 @@ impl Reply {
         Reply::Json(status, body)
     }
 
-    /// NDJSON of lines already in memory (answers bounded by count, not streamed).
-    pub fn ndjson_lines(lines: Vec<String>) -> Reply {
-        let mut text = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-        for line in lines {
-            text.extend_from_slice(line.as_bytes());
-            text.push(b'\n');
-        }
-        let len = text.len() as u64;
+    /// NDJSON of stored messages, one envelope a line, read from the store as it is sent.
+    pub fn ndjson(messages: Messages) -> Reply {
+        // Each envelope and its newline: the length is known before the first byte is read.
+        let len = messages.bytes() + messages.len() as u64;
         Reply::Ndjson {
-            body: Box::new(std::io::Cursor::new(text)),
+            body: Box::new(NdjsonBody::new(messages)),
             len,
         }
     }

@@ -25,16 +25,21 @@ const PAD: usize = 1024 * 1024 - 256;
 /// Publishes `count` messages of ~1 MiB on `ch` from a few connections at once; their ids
 /// in id order, which is the order history and streams show them in.
 fn publish_big(port: u16, ch: &str, first: usize, count: usize) -> Vec<String> {
+    publish_big_to(port, ch, first, count, Value::Null)
+}
+
+/// `publish_big`, addressed `to` (null: to everyone).
+fn publish_big_to(port: u16, ch: &str, first: usize, count: usize, to: Value) -> Vec<String> {
     let pad = Arc::new("p".repeat(PAD));
     let publishers: Vec<_> = (0..4)
         .map(|w| {
-            let (pad, ch) = (pad.clone(), ch.to_string());
+            let (pad, ch, to) = (pad.clone(), ch.to_string(), to.clone());
             thread::spawn(move || {
                 (first + w..first + count)
                     .step_by(4)
                     .map(|n| {
-                        let body =
-                            json!({"from": "a", "type": "big", "body": {"n": n, "pad": *pad}});
+                        let body = json!({"from": "a", "type": "big", "to": to,
+                                          "body": {"n": n, "pad": *pad}});
                         let r = try_post_json(port, &format!("/ch/{ch}"), &body).unwrap();
                         assert_eq!(r.status, 201, "{}", r.text());
                         r.json()["id"].as_str().unwrap().to_string()
@@ -162,6 +167,41 @@ fn four_concurrent_histories_of_1_mib_messages_stream_in_bounded_memory() {
         .collect();
     assert_eq!(lines.len(), count / 2);
     assert_eq!(lines[0]["id"], json!(published[count / 2]));
+    server.assert_no_panic();
+}
+
+#[test]
+fn four_concurrent_inbox_reads_of_1_mib_messages_stream_in_bounded_memory() {
+    let server = Server::start();
+    let port = server.port;
+    // As many as the history test, under its bound: the inbox answers from an index of ids
+    // (not a range of one channel), a batch at a time all the same.
+    let count = 256;
+    let published = publish_big_to(port, "mail", 0, count, json!("bob"));
+    let path = "/inbox/bob?n=1000";
+    let (lengths, before, peak) = peak_rss_during(&server, || {
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let published = published.clone();
+                thread::spawn(move || read_history(port, path, &published))
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(lengths[0] > count as u64 * PAD as u64);
+    assert_eq!(lengths, vec![lengths[0]; 4]);
+    let grew = peak.saturating_sub(before);
+    eprintln!(
+        "4 inbox reads of {count} x 1 MiB: rss {before} KiB before, peak {peak} KiB (+{} MiB)",
+        grew / 1024
+    );
+    assert!(
+        grew < 64 * 1024,
+        "4 concurrent inbox reads grew the server by {grew} KiB"
+    );
     server.assert_no_panic();
 }
 

@@ -10,7 +10,6 @@ use crate::store::read::{self, MessageQuery};
 use crate::store::{NewMessage, Op};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{self, Read};
 use tiny_http::Request;
 
 /// `POST /ch/:ch`
@@ -99,66 +98,9 @@ pub fn history(
     if let Some(timeout) = longpoll::wait_param(params)? {
         longpoll::wait_for_history(app, &query, timeout)?;
     }
-    let messages = Messages::select(app.store.reader(), &query)?;
-    // Each envelope and its newline: the length is known before the first byte is read.
-    let len = messages.bytes() + messages.len() as u64;
-    let body = Box::new(NdjsonBody {
-        messages,
-        batch: Vec::new().into_iter(),
-        line: Vec::new(),
-        at: 1,
-    });
+    let reply = Reply::ndjson(Messages::select(app.store.reader(), &query)?);
     let (ch, since) = (query.ch.as_deref(), query.since.as_deref());
-    super::gap::on_history(app, ch, since, Reply::Ndjson { body, len })
-}
-
-/// A history answer, read from the store a batch at a time as the client takes it.
-struct NdjsonBody {
-    messages: Messages,
-    batch: std::vec::IntoIter<(String, String)>,
-    /// The envelope being sent; its newline is at `line.len()`.
-    line: Vec<u8>,
-    /// The next byte of `line` (or its newline) to send.
-    at: usize,
-}
-
-impl NdjsonBody {
-    /// Moves on to the next envelope, fetching a batch when needed; `false` at the end.
-    fn advance(&mut self) -> io::Result<bool> {
-        loop {
-            if let Some((_, json)) = self.batch.next() {
-                self.line = json.into_bytes();
-                self.at = 0;
-                return Ok(true);
-            }
-            match self.messages.next_batch() {
-                Ok(Some(batch)) => self.batch = batch.into_iter(),
-                Ok(None) => return Ok(false),
-                Err(e) => {
-                    // The status line is long gone: all the client can see is the cut.
-                    eprintln!("workshop: history answer cut short: {}", e.message);
-                    return Err(io::Error::other(e.message));
-                }
-            }
-        }
-    }
-}
-
-impl Read for NdjsonBody {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() || (self.at > self.line.len() && !self.advance()?) {
-            return Ok(0);
-        }
-        if self.at == self.line.len() {
-            out[0] = b'\n';
-            self.at += 1;
-            return Ok(1);
-        }
-        let n = out.len().min(self.line.len() - self.at);
-        out[..n].copy_from_slice(&self.line[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
+    super::gap::on_history(app, ch, since, reply)
 }
 
 /// An id in the query string, normalised so it compares as stored ids do.

@@ -8,6 +8,7 @@ use crate::http::{Reply, count_param, percent_decode_path, read_json_object};
 use crate::ids;
 use crate::server::App;
 use crate::store::Op;
+use crate::store::batches::Messages;
 use crate::store::turns::{self, InboxQuery};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -31,8 +32,11 @@ pub fn read(app: &App, agent: &str, params: &HashMap<String, String>) -> Result<
     if let Some(timeout) = longpoll::wait_param(params)? {
         longpoll::wait_for_inbox(app, &query.agent, query.since.as_deref(), timeout)?;
     }
-    let lines = app.store.read(|conn| turns::inbox(conn, &query))?;
-    Ok(Reply::ndjson_lines(lines))
+    let index = app.store.read(|conn| turns::inbox(conn, &query))?;
+    Ok(Reply::ndjson(Messages::from_index(
+        app.store.reader(),
+        index,
+    )))
 }
 
 /// `POST /inbox/:agent/read {up_to}`: moves the read cursor forward (a lower id is ignored).

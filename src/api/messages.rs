@@ -3,6 +3,7 @@ use crate::error::ApiError;
 use crate::http::Reply;
 use crate::ids;
 use crate::server::App;
+use crate::store::batches::Messages;
 use crate::store::threads;
 
 /// `GET /messages/:id`
@@ -18,8 +19,12 @@ pub fn show(app: &App, id: &str) -> Result<Reply, ApiError> {
 /// `GET /messages/:id/thread`: NDJSON, oldest first, at most `threads::MAX_THREAD` lines.
 pub fn thread(app: &App, id: &str) -> Result<Reply, ApiError> {
     let id = message_id(id)?;
-    let lines = app.store.read(|conn| threads::thread(conn, &id))?;
-    Ok(Reply::ndjson_lines(lines.ok_or_else(|| no_message(&id))?))
+    let index = app.store.read(|conn| threads::thread(conn, &id))?;
+    let index = index.ok_or_else(|| no_message(&id))?;
+    Ok(Reply::ndjson(Messages::from_index(
+        app.store.reader(),
+        index,
+    )))
 }
 
 /// Message ids are ULIDs; anything else cannot name a message.

@@ -4,6 +4,7 @@ use super::channels::id_param;
 use crate::error::ApiError;
 use crate::http::{Reply, count_param};
 use crate::server::App;
+use crate::store::batches::Messages;
 use crate::store::search::{self, MAX_QUERY_CHARS, MAX_QUERY_WORDS, SearchQuery};
 use std::collections::HashMap;
 
@@ -30,6 +31,9 @@ pub fn search(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiE
         before: id_param(params, "before")?,
         limit: count_param(params, 50, 500)?,
     };
-    let lines = app.store.read(|conn| search::search(conn, &query))?;
-    Ok(Reply::ndjson_lines(lines))
+    let index = app.store.read(|conn| search::search(conn, &query))?;
+    Ok(Reply::ndjson(Messages::from_index(
+        app.store.reader(),
+        index,
+    )))
 }

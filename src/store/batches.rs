@@ -1,21 +1,34 @@
 //! Stored messages read a batch at a time, so that an answer of a thousand 1 MiB messages (a
-//! history page, an SSE replay) holds about one batch in memory, not the whole answer. Each
-//! batch is its own short read: no connection or snapshot is held while the client reads.
+//! history page, an SSE replay, an inbox, a thread, search results) holds about one batch in
+//! memory, not the whole answer. Each batch is its own short read: no connection or snapshot
+//! is held while the client reads.
 use super::Reader;
 use super::read::{self, MessageQuery};
 use crate::error::ApiError;
+use std::collections::HashMap;
+use std::io::{self, Read};
 
 /// Envelope bytes fetched per batch (at least one message, however large).
 const BATCH_BYTES: u64 = 256 * 1024;
+/// Most messages fetched per batch: bounds the id list of one `IN (...)` query.
+const BATCH_MESSAGES: usize = 1000;
 
-/// The messages a query selected, fetched on demand, oldest first.
+/// The messages a query selected, fetched on demand, in the index's order.
 pub struct Messages {
     reader: Reader,
-    query: MessageQuery,
-    /// `(id, envelope size)` of every selected message.
+    /// How a batch is fetched.
+    source: Source,
+    /// `(id, envelope size)` of every selected message, in answer order.
     index: Vec<(String, u64)>,
     /// How many of `index` have been fetched.
     fetched: usize,
+}
+
+enum Source {
+    /// Oldest first, selected by this query: a batch is one range scan of its ids.
+    Range(MessageQuery),
+    /// Any order, any messages: a batch is looked up by its ids.
+    Ids,
 }
 
 impl Messages {
@@ -25,10 +38,21 @@ impl Messages {
         let index = reader.read(|conn| read::message_index(conn, query))?;
         Ok(Messages {
             reader,
-            query: query.clone(),
+            source: Source::Range(query.clone()),
             index,
             fetched: 0,
         })
+    }
+
+    /// The messages of an index already selected (`(id, octet_length(envelope))`), in its
+    /// order.
+    pub fn from_index(reader: Reader, index: Vec<(String, u64)>) -> Messages {
+        Messages {
+            reader,
+            source: Source::Ids,
+            index,
+            fetched: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -45,8 +69,8 @@ impl Messages {
     }
 
     /// The next `(id, envelope)` pairs, in order; `None` when all have been fetched. A
-    /// message pruned since `select`, or changed size, is an error: an answer's length may
-    /// already have been promised.
+    /// message pruned since it was indexed, or changed size, is an error: an answer's length
+    /// may already have been promised.
     pub fn next_batch(&mut self) -> Result<Option<Vec<(String, String)>>, ApiError> {
         let rest = &self.index[self.fetched..];
         if rest.is_empty() {
@@ -55,6 +79,7 @@ impl Messages {
         let mut bytes = 0;
         let count = rest
             .iter()
+            .take(BATCH_MESSAGES)
             .enumerate()
             .take_while(|(n, (_, size))| {
                 bytes += size;
@@ -62,12 +87,20 @@ impl Messages {
             })
             .count();
         let wanted = &rest[..count];
-        let (first, last) = (&wanted[0].0, &wanted[count - 1].0);
-        // Ids only ever grow, so no message appears inside an indexed range: the range
-        // holds exactly `wanted`, unless retention has pruned some of it since.
-        let batch = self
-            .reader
-            .read(|conn| read::messages_between(conn, &self.query, first, last))?;
+        let batch = match &self.source {
+            Source::Range(query) => {
+                let (first, last) = (&wanted[0].0, &wanted[count - 1].0);
+                // Ids only ever grow, so no message appears inside an indexed range: the
+                // range holds exactly `wanted`, unless retention has pruned some of it since.
+                self.reader
+                    .read(|conn| read::messages_between(conn, query, first, last))?
+            }
+            Source::Ids => {
+                let ids: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
+                let found = self.reader.read(|conn| read::messages_by_ids(conn, &ids))?;
+                in_order(found, wanted)
+            }
+        };
         let intact = batch.len() == count
             && batch
                 .iter()
@@ -75,10 +108,104 @@ impl Messages {
                 .all(|((id, json), (want, size))| id == want && json.len() as u64 == *size);
         if !intact {
             return Err(ApiError::internal(format!(
-                "messages from {first} were pruned while being sent"
+                "messages from {} were pruned while being sent",
+                wanted[0].0
             )));
         }
         self.fetched += count;
         Ok(Some(batch))
+    }
+}
+
+/// `found` in the order of `wanted`, stopping at the first one missing (which `next_batch`
+/// then reports).
+fn in_order(found: Vec<(String, String)>, wanted: &[(String, u64)]) -> Vec<(String, String)> {
+    let mut found: HashMap<String, String> = found.into_iter().collect();
+    wanted
+        .iter()
+        .map_while(|(id, _)| found.remove_entry(id))
+        .collect()
+}
+
+/// Stored messages as an NDJSON answer (one envelope and a newline each), read from the
+/// store a batch at a time as the client takes it.
+pub struct NdjsonBody {
+    messages: Messages,
+    batch: std::vec::IntoIter<(String, String)>,
+    /// The envelope being sent; its newline is at `line.len()`.
+    line: Vec<u8>,
+    /// The next byte of `line` (or its newline) to send.
+    at: usize,
+}
+
+impl NdjsonBody {
+    pub fn new(messages: Messages) -> NdjsonBody {
+        NdjsonBody {
+            messages,
+            batch: Vec::new().into_iter(),
+            line: Vec::new(),
+            at: 1,
+        }
+    }
+
+    /// Moves on to the next envelope, fetching a batch when needed; `false` at the end.
+    fn advance(&mut self) -> io::Result<bool> {
+        loop {
+            if let Some((_, json)) = self.batch.next() {
+                self.line = json.into_bytes();
+                self.at = 0;
+                return Ok(true);
+            }
+            match self.messages.next_batch() {
+                Ok(Some(batch)) => self.batch = batch.into_iter(),
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    // The status line is long gone: all the client can see is the cut.
+                    eprintln!("workshop: NDJSON answer cut short: {}", e.message);
+                    return Err(io::Error::other(e.message));
+                }
+            }
+        }
+    }
+}
+
+impl Read for NdjsonBody {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() || (self.at > self.line.len() && !self.advance()?) {
+            return Ok(0);
+        }
+        if self.at == self.line.len() {
+            out[0] = b'\n';
+            self.at += 1;
+            return Ok(1);
+        }
+        let n = out.len().min(self.line.len() - self.at);
+        out[..n].copy_from_slice(&self.line[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(ids: &[&str]) -> Vec<(String, String)> {
+        ids.iter()
+            .map(|id| (id.to_string(), format!("{{{id}}}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_looked_up_by_ids_takes_the_index_order_up_to_the_first_missing() {
+        let wanted: Vec<(String, u64)> = ["c", "a", "b"]
+            .iter()
+            .map(|id| (id.to_string(), 3))
+            .collect();
+        assert_eq!(
+            in_order(pairs(&["a", "b", "c"]), &wanted),
+            pairs(&["c", "a", "b"])
+        );
+        assert_eq!(in_order(pairs(&["c", "b"]), &wanted), pairs(&["c"]));
     }
 }

@@ -39,6 +39,18 @@ pub fn messages_between(
     })
 }
 
+/// `(id, envelope)` of the stored messages among `ids`, in no particular order (a missing one
+/// is left out): a stretch of an index in any order, one primary-key lookup each.
+pub fn messages_by_ids(conn: &Connection, ids: &[&str]) -> rusqlite::Result<Vec<(String, String)>> {
+    // One JSON array parameter, not `?` per id: one cached statement whatever the count.
+    let ids = serde_json::to_string(ids).expect("strings serialize");
+    conn.prepare_cached(
+        "SELECT id, envelope FROM messages WHERE id IN (SELECT value FROM json_each(?1))",
+    )?
+    .query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))?
+    .collect()
+}
+
 /// `columns` of the messages `q` selects (and, with `within`, only ids in that inclusive
 /// range), oldest first.
 fn select_messages<T>(

@@ -90,10 +90,10 @@ pub fn match_expression(q: &str) -> Option<String> {
 /// a few, and a mesh searching its chatter wants the relevant recent messages.
 pub const RANKED_MATCHES: i64 = 500;
 
-/// Stored envelopes matching `q`: of the newest `RANKED_MATCHES` that pass the filters, the
+/// The `(id, envelope size)` index (see `batches`) of stored messages matching `q`: of the newest `RANKED_MATCHES` that pass the filters, the
 /// best (bm25) first, newer first on a tie. FTS5 walks the index newest first, so the window
 /// costs what it holds, not what matches.
-pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<String>> {
+pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<(String, u64)>> {
     let mut filters = String::new();
     let mut args: Vec<&dyn ToSql> = vec![&q.words];
     if let Some(before) = &q.before {
@@ -131,11 +131,14 @@ pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<String
             FROM message_search f JOIN message_search_ids s ON s.row = f.rowid {join_message}
             WHERE message_search MATCH ?{filters}
             ORDER BY f.rowid DESC LIMIT ?)
-         SELECT m.envelope FROM hits JOIN messages m ON m.id = hits.id
+         SELECT m.id, octet_length(m.envelope) FROM hits JOIN messages m ON m.id = hits.id
          ORDER BY hits.score, hits.row DESC LIMIT ?"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    stmt.query_map(args.as_slice(), |row| row.get(0))?.collect()
+    stmt.query_map(args.as_slice(), |row| {
+        Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+    })?
+    .collect()
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ pub fn message(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> 
 
 /// The thread `id` belongs to: the root of its `reply_to` chain (the highest ancestor still
 /// stored) and every message replying to it, directly or not; oldest first, at most
-/// `MAX_THREAD`. `None` when `id` is not stored.
-pub fn thread(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<String>>> {
+/// `MAX_THREAD`, as an `(id, envelope size)` index (see `batches`). `None` when `id` is not
+/// stored.
+pub fn thread(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<(String, u64)>>> {
     let root: Option<String> = conn
         .prepare_cached(
             "WITH RECURSIVE up (id, parent, depth) AS (
@@ -38,10 +39,13 @@ pub fn thread(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<String
             SELECT m.id FROM messages m JOIN down ON m.reply_to = down.id
             LIMIT ?2
          )
-         SELECT m.envelope FROM messages m JOIN down ON m.id = down.id ORDER BY m.id",
+         SELECT m.id, octet_length(m.envelope) FROM messages m JOIN down ON m.id = down.id
+         ORDER BY m.id",
     )?;
-    let envelopes = stmt
-        .query_map(rusqlite::params![root, MAX_THREAD as i64], |row| row.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(Some(envelopes))
+    let index = stmt
+        .query_map(rusqlite::params![root, MAX_THREAD as i64], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(index))
 }

@@ -37,29 +37,31 @@ pub struct InboxQuery {
     pub limit: usize,
 }
 
-/// The envelopes in an agent's inbox, oldest first.
-pub fn inbox(conn: &Connection, q: &InboxQuery) -> rusqlite::Result<Vec<String>> {
+/// The `(id, envelope size)` index of an agent's inbox, oldest first (see `batches`).
+pub fn inbox(conn: &Connection, q: &InboxQuery) -> rusqlite::Result<Vec<(String, u64)>> {
     let limit = q.limit as i64;
-    let mut lines: Vec<String> = match &q.since {
+    let row = |row: &rusqlite::Row| Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64));
+    // octet_length reads the size from the record header, not the (overflow) text.
+    let mut index: Vec<(String, u64)> = match &q.since {
         Some(since) => conn
             .prepare_cached(
-                "SELECT m.envelope FROM recipients r JOIN messages m ON m.id = r.id
+                "SELECT m.id, octet_length(m.envelope) FROM recipients r JOIN messages m ON m.id = r.id
                  WHERE r.agent = ?1 AND r.id > ?2 ORDER BY r.id LIMIT ?3",
             )?
-            .query_map(params![q.agent, since, limit], |row| row.get(0))?
+            .query_map(params![q.agent, since, limit], row)?
             .collect::<rusqlite::Result<_>>()?,
         None => conn
             .prepare_cached(
-                "SELECT m.envelope FROM recipients r JOIN messages m ON m.id = r.id
+                "SELECT m.id, octet_length(m.envelope) FROM recipients r JOIN messages m ON m.id = r.id
                  WHERE r.agent = ?1 ORDER BY r.id DESC LIMIT ?2",
             )?
-            .query_map(params![q.agent, limit], |row| row.get(0))?
+            .query_map(params![q.agent, limit], row)?
             .collect::<rusqlite::Result<_>>()?,
     };
     if q.since.is_none() {
-        lines.reverse();
+        index.reverse();
     }
-    Ok(lines)
+    Ok(index)
 }
 
 /// Whether the agent's inbox holds anything after `since` (everything, without it).
