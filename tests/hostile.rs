@@ -433,20 +433,22 @@ fn near_the_descriptor_limit_reads_never_answer_500_or_show_a_path() {
     for i in 0..5 {
         server.publish("fds", "t", json!(i));
     }
-    // Idle connections until the server is nearly out of descriptors.
+    // Idle connections until the server is nearly out of descriptors, each batch accepted
+    // before the next: an idle connection still in the listen queue when the descriptors run
+    // out would be accepted later, ahead of the reads, and hold a descriptor for the idle
+    // timeout (30 s), which is what the test would then measure.
     let mut idle = Vec::new();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     while server.open_fds() < 252 && idle.len() < 400 {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        match TcpStream::connect_timeout(&addr, SECOND / 5) {
-            Ok(s) => idle.push(s),
-            Err(_) => break,
+        let room = 252usize.saturating_sub(server.open_fds()).min(16);
+        for _ in 0..room {
+            idle.push(TcpStream::connect_timeout(&addr, 5 * SECOND).expect("connect idle"));
         }
-        if idle.len() % 16 == 0 {
-            // Let the accept loop catch up before reading the count again.
-            wait_for(10 * SECOND, "idle connections accepted", || {
-                (server.open_fds() >= 252 || server.open_fds() >= idle.len()).then_some(())
-            });
-        }
+        // The listener and every idle connection (earlier ones are closed by now).
+        wait_for(30 * SECOND, "idle connections accepted", || {
+            let sockets = server.open_sockets();
+            (sockets > idle.len()).then_some(())
+        });
     }
     let dir = server.dir.path().to_string_lossy().into_owned();
     let readers: Vec<_> = (0..10)

@@ -172,8 +172,17 @@ impl Client {
     /// POST a JSON body. A 429 (the server's loop guard, `WORKSHOP_RATE`) stored nothing, so
     /// it is sent again after the `Retry-After` the server gave, until it is accepted.
     pub fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        self.post_json_keyed(path, body, None)
+    }
+
+    /// `post_json`, with an `Idempotency-Key` when given (the same on every resend).
+    pub fn post_json_keyed(&self, path: &str, body: &Value, key: Option<&str>) -> Result<Value> {
         loop {
-            match self.request("POST", path).send_json(body) {
+            let mut request = self.request("POST", path);
+            if let Some(key) = key {
+                request = request.set("Idempotency-Key", key);
+            }
+            match request.send_json(body) {
                 Ok(resp) => return read_json(resp),
                 Err(ureq::Error::Status(429, resp)) => {
                     let wait = retry_after(&resp);

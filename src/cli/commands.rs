@@ -138,16 +138,17 @@ pub fn history(client: &Client, q: HistoryQuery, pretty: bool) -> Result<()> {
     push_opt(&mut query, "since", q.since);
     push_opt(&mut query, "before", q.before);
     push_opt(&mut query, "type", q.kind);
-    let text = client.get_text(&path, &query)?;
+    emit_envelopes(&client.get_text(&path, &query)?, pretty)
+}
+
+/// Prints an NDJSON answer of envelopes: each line as it came, or with `pretty` one readable
+/// line per message (history, search, thread).
+pub fn emit_envelopes(ndjson: &str, pretty: bool) -> Result<()> {
     let colour = pretty && colour_wanted();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        if pretty {
-            match serde_json::from_str::<Value>(line) {
-                Ok(v) => emit(&format::message(&v, colour))?,
-                Err(_) => emit(line)?,
-            }
-        } else {
-            emit(line)?;
+    for line in ndjson.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) if pretty => emit(&format::message(&v, colour))?,
+            _ => emit(line)?,
         }
     }
     Ok(())
@@ -514,7 +515,7 @@ pub fn channels(client: &Client) -> Result<()> {
 
 /// Colour for `--pretty` lines: only on a terminal, and never when `NO_COLOR` is set
 /// (no-color.org).
-pub fn colour_wanted() -> bool {
+fn colour_wanted() -> bool {
     io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 

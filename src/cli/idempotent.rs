@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ulid::Ulid;
 
-use super::client::{Client, Result, from_ureq, read_json};
+use super::client::{Client, Result};
 
 /// Attempts `post` makes when the server is unreachable or failing.
 const ATTEMPTS: u32 = 3;
@@ -39,10 +39,5 @@ pub fn post(client: &Client, path: &str, body: &Value) -> Result<Value> {
 
 /// One POST of `body` under `key`.
 pub fn post_with_key(client: &Client, path: &str, body: &Value, key: &str) -> Result<Value> {
-    let resp = client
-        .request("POST", path)
-        .set("Idempotency-Key", key)
-        .send_json(body)
-        .map_err(from_ureq)?;
-    read_json(resp)
+    client.post_json_keyed(path, body, Some(key))
 }

@@ -1,8 +1,6 @@
 //! `workshop search WORDS`: full-text search of stored messages, best match first.
 use super::client::{Client, Result};
-use super::commands::emit;
-use super::format;
-use serde_json::Value;
+use super::commands::emit_envelopes;
 
 pub struct SearchQuery {
     pub words: String,
@@ -23,15 +21,5 @@ pub fn search(client: &Client, q: SearchQuery, pretty: bool) -> Result<()> {
         ("before", q.before),
     ];
     query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
-    let text = client.get_text("/search", &query)?;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<Value>(line) {
-            Ok(envelope) if pretty => emit(&format::message(
-                &envelope,
-                super::commands::colour_wanted(),
-            ))?,
-            _ => emit(line)?,
-        }
-    }
-    Ok(())
+    emit_envelopes(&client.get_text("/search", &query)?, pretty)
 }

@@ -224,6 +224,19 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// Sockets the server holds: its listener and every connection it has accepted (and not
+    /// yet closed), but no file.
+    pub fn open_sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                    .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     pub fn get(&self, path: &str) -> Response {
         request(self.port, "GET", path, &[], b"")
     }
