@@ -1,6 +1,6 @@
 //! Running a real-browser test: a node script in tests/browser that drives Debian's chromium
-//! with playwright-core against this build's server binary. Shared by tests/ui_browser.rs and
-//! tests/browser_threats.rs.
+//! with playwright-core against this build's server binary. Shared by tests/ui_browser.rs,
+//! tests/ui_mesh_browser.rs, tests/ui_mesh2_browser.rs and tests/browser_threats.rs.
 //!
 //! Needs `node` and `/usr/bin/chromium` (`apt-get install chromium nodejs npm`); installs
 //! playwright-core with `npm ci` when tests/browser/node_modules is missing. Without chromium or
