@@ -7,15 +7,14 @@
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
+import { CHROMIUM, CHROMIUM_ARGS, assert } from "./harness.mjs";
 
 const BASE = process.env.WORKSHOP_URL;
 const ROOT = process.env.ROOT;
 const GONE = process.env.GONE;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = process.env.UI_SCREENSHOTS;
 if (!BASE || !ROOT || !GONE) { console.error("set WORKSHOP_URL, ROOT and GONE"); process.exit(2); }
 
-const assert = (ok, what) => { if (!ok) throw new Error("assertion failed: " + what); };
 const pageErrors = [];
 const shot = async (page, name) => {
   if (!SHOTS) return;
@@ -25,8 +24,7 @@ const shot = async (page, name) => {
 
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
+  args: CHROMIUM_ARGS,
 });
 let page;
 try {
