@@ -9,7 +9,6 @@ mod mesh_support;
 use common::Server;
 use mesh_support::server_with_pruned;
 use serde_json::json;
-use std::path::Path;
 
 fn reply(s: &Server, ch: &str, to: &str) -> String {
     let body = json!({"from": "b", "type": "msg.text", "body": {"text": "re"}, "reply_to": to});
@@ -29,7 +28,7 @@ fn replies_threads_and_the_retention_divider_in_a_real_browser() {
     let first = reply(&s, "general", &root);
     reply(&s, "general", &root);
     reply(&s, "elsewhere", &first);
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../ui-screenshots");
+    let shots = browser_support::screenshot_dir();
     let url = s.url();
     let env = [
         ("WORKSHOP_URL", url.as_ref()),

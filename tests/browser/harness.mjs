@@ -108,6 +108,24 @@ export function tally(failed) {
 }
 
 // Ends the process with a failure if the test is still running after `ms`, cleaning up first.
-export function watchdog(ms, cleanup) {
+function watchdog(ms, cleanup) {
   return setTimeout(() => { console.log(`FAIL the whole test took over ${ms / 1000} s`); cleanup().then(() => process.exit(1)); }, ms);
+}
+
+// Runs `main` under a `deadlineMs` watchdog; on a failure calls `onFailure` (to show what the server
+// printed, say). Then `cleanup` runs once, whichever way the test ended. Resolves to whether it failed.
+export async function run(main, { deadlineMs, cleanup, onFailure }) {
+  let cleaned = false;
+  const cleanupOnce = async () => { if (!cleaned) { cleaned = true; await cleanup(); } };
+  const timer = watchdog(deadlineMs, cleanupOnce);
+  let failed = false;
+  try {
+    await main();
+  } catch {
+    failed = true;
+    await onFailure();
+  }
+  clearTimeout(timer);
+  await cleanupOnce();
+  return failed;
 }

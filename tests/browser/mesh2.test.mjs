@@ -13,7 +13,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cspState } from "./csp.mjs";
-import { CHROMIUM, CHROMIUM_ARGS, assert, publish as publishTo, request, startServer, step, stopServer, tally, testDir, watchdog } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, assert, publish as publishTo, request, startServer, step, stopServer, run, tally, testDir } from "./harness.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "../..");
@@ -134,24 +134,14 @@ async function main() {
 }
 
 // ---- run ----------------------------------------------------------------------------------------
-const timer = watchdog(DEADLINE_MS, cleanup);
-let cleaned = false;
 async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
   if (browser) await browser.close().catch(() => {});
   if (server) await stopServer(server).catch(() => {});
   if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
 }
-let failed = false;
-try {
-  await main();
-} catch {
-  failed = true;
+const failed = await run(main, { deadlineMs: DEADLINE_MS, cleanup, onFailure: async () => {
   if (page) await page.screenshot({ path: path.join(SHOTS, "mesh2-FAILED.png") }).catch(() => {});
   console.log("---- last server output ----\n" + serverLog.slice(-40).join("\n"));
-}
-clearTimeout(timer);
-await cleanup();
+} });
 console.log(`browser (mesh2): ${tally(failed)}`);
 process.exit(failed ? 1 : 0);

@@ -17,7 +17,7 @@ import { chromium } from "playwright-core";
 import { createServer } from "node:http";
 import { rmSync } from "node:fs";
 import path from "node:path";
-import { CHROMIUM, CHROMIUM_ARGS, assert, request, sleep, startServer, step, stopServer, tally, testDir, watchdog } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, assert, request, sleep, startServer, step, stopServer, run, tally, testDir } from "./harness.mjs";
 
 const BIN = process.env.WORKSHOP_BIN;
 const { dir: DIR, own: OWN_DIR } = testDir("workshop-threats-");
@@ -245,25 +245,15 @@ async function main() {
 }
 
 // ---- run ----------------------------------------------------------------------------------------
-const timer = watchdog(DEADLINE_MS, cleanup);
-let cleaned = false;
 async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
   if (browser) await browser.close().catch(() => {});
   for (const hub of hubs) await stopHub(hub).catch(() => {});
   if (attacker) attacker.close();
   if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
 }
 const t0 = Date.now();
-let failed = false;
-try {
-  await main();
-} catch (e) {
-  failed = true;
+const failed = await run(main, { deadlineMs: DEADLINE_MS, cleanup, onFailure: async () => {
   for (const hub of hubs) console.log(`---- last ${hub.name} log ----\n` + hub.log.slice(-30).join("\n"));
-}
-clearTimeout(timer);
-await cleanup();
+} });
 console.log(`threats: ${tally(failed)}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 process.exit(failed ? 1 : 0);

@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { UI_PATH, cspState } from "./csp.mjs";
-import { CHROMIUM, CHROMIUM_ARGS, assert, publish as publishTo, request, sleep, startServer as launch, step, stopServer, tally, testDir, watchdog } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, assert, publish as publishTo, request, sleep, startServer as launch, step, stopServer, run, tally, testDir } from "./harness.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "../..");
@@ -682,26 +682,16 @@ async function issue16Steps() {
 }
 
 // ---- run ----------------------------------------------------------------------------------------
-const timer = watchdog(DEADLINE_MS, cleanup);
-let cleaned = false;
 async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
   if (browser) await browser.close().catch(() => {});
   if (server) await stopServer(server).catch(() => {});
   if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
 }
 const t0 = Date.now();
-let failed = false;
-try {
-  await main();
-} catch (e) {
-  failed = true;
+const failed = await run(main, { deadlineMs: DEADLINE_MS, cleanup, onFailure: async () => {
   if (page) await page.screenshot({ path: path.join(SHOTS, "FAILED.png") }).then(() => console.log("     screenshot of the failure: " + path.join(SHOTS, "FAILED.png")), () => {});
   console.log("---- last server output ----\n" + serverLog.slice(-40).join("\n"));
-}
-clearTimeout(timer);
-await cleanup();
+} });
 writeFileSync(path.join(SHOTS, "README.txt"), "screenshots of workshop's /ui taken by tests/browser/ui.test.mjs\n" + shots.map((s) => path.basename(s)).join("\n") + "\n");
 console.log(`screenshots: ${SHOTS}`);
 console.log(`browser: ${tally(failed)}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
