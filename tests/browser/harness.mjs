@@ -1,15 +1,18 @@
 // What the real-browser tests in this folder share: starting and stopping the workshop server binary,
 // keeping its output, talking to its API, and the `step` runner with its summary. Each test is its
 // own node process, so the step results live here, once per process.
+import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-// What every test passes to chromium.launch, plus its own extras.
-export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+// Debian's chromium (env CHROMIUM), headless and quiet, with `extraArgs` added.
+export const launchChromium = (extraArgs = []) =>
+  chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs] });
 
 // The scratch folder: WORKSHOP_TEST_DIR when given (its owner removes it), else a new temp dir that
 // the test removes at the end (`own`).

@@ -4,10 +4,9 @@
 //   WORKSHOP_URL  the server;  ROOT  a message on #general with two replies (one of them replied
 //   to on #elsewhere);  GONE  a channel whose only messages retention deleted;
 //   CHROMIUM (default /usr/bin/chromium);  UI_SCREENSHOTS  where screenshots go (optional).
-import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { CHROMIUM, CHROMIUM_ARGS, assert } from "./harness.mjs";
+import { assert, launchChromium } from "./harness.mjs";
 
 const BASE = process.env.WORKSHOP_URL;
 const ROOT = process.env.ROOT;
@@ -22,10 +21,7 @@ const shot = async (page, name) => {
   await page.screenshot({ path: path.join(SHOTS, name + ".png") });
 };
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: CHROMIUM_ARGS,
-});
+const browser = await launchChromium();
 let page;
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });

@@ -8,12 +8,11 @@
 // Environment: WORKSHOP_BIN (required); WORKSHOP_TEST_DIR a scratch folder (else a temp dir);
 // UI_SCREENSHOTS where screenshots go (else target/ui-screenshots); CHROMIUM (default
 // /usr/bin/chromium).
-import { chromium } from "playwright-core";
 import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cspState } from "./csp.mjs";
-import { CHROMIUM, CHROMIUM_ARGS, assert, publish as publishTo, request, startServer, step, stopServer, run, tally, testDir } from "./harness.mjs";
+import { assert, launchChromium, publish as publishTo, request, run, startServer, step, stopServer, tally, testDir } from "./harness.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "../..");
@@ -67,10 +66,7 @@ async function main() {
     await lock("acquire", { from: "coder.alice", name: "src/main.rs", ttl_s: 600, note: "refactoring the router" });
   });
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: CHROMIUM_ARGS,
-  });
+  browser = await launchChromium();
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   page = await ctx.newPage();
   page.setDefaultTimeout(20_000);

@@ -13,11 +13,10 @@
 // is checked in the hub's own request log (WORKSHOP_VERBOSE) and in what it stored, and a control
 // hub that lists attacker.test in WORKSHOP_CORS_ORIGINS shows the same probes succeed there, so a
 // refusal is the hub's doing, not the test's.
-import { chromium } from "playwright-core";
 import { createServer } from "node:http";
 import { rmSync } from "node:fs";
 import path from "node:path";
-import { CHROMIUM, CHROMIUM_ARGS, assert, request, sleep, startServer, step, stopServer, run, tally, testDir } from "./harness.mjs";
+import { assert, launchChromium, request, run, sleep, startServer, step, stopServer, tally, testDir } from "./harness.mjs";
 
 const BIN = process.env.WORKSHOP_BIN;
 const { dir: DIR, own: OWN_DIR } = testDir("workshop-threats-");
@@ -135,10 +134,7 @@ async function main() {
     console.log(`     hub ${hub.base}, control ${control.base}, attacker ${attackerOrigin}`);
   });
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [...CHROMIUM_ARGS, "--host-resolver-rules=MAP attacker.test 127.0.0.1, MAP evil.test 127.0.0.1, MAP hub.test 127.0.0.1"],
-  });
+  browser = await launchChromium(["--host-resolver-rules=MAP attacker.test 127.0.0.1, MAP evil.test 127.0.0.1, MAP hub.test 127.0.0.1"]);
   const ctx = await browser.newContext();
   page = await ctx.newPage();
   page.setDefaultTimeout(20_000);

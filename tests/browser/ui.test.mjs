@@ -7,13 +7,12 @@
 // temp dir, removed at the end); UI_SCREENSHOTS where screenshots go (else target/ui-screenshots);
 // CHROMIUM (default /usr/bin/chromium). The test starts the server itself so it can kill it and
 // start it again on the same port, database and blob folder.
-import { chromium } from "playwright-core";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { UI_PATH, cspState } from "./csp.mjs";
-import { CHROMIUM, CHROMIUM_ARGS, assert, publish as publishTo, request, sleep, startServer as launch, step, stopServer, run, tally, testDir } from "./harness.mjs";
+import { assert, launchChromium, publish as publishTo, request, run, sleep, startServer as launch, step, stopServer, tally, testDir } from "./harness.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "../..");
@@ -101,10 +100,7 @@ async function main() {
     await http("POST", `/tasks/${t3.data.id}/done`, { from: "ops.dave", result: { rotated: 3 } });
   });
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: CHROMIUM_ARGS,
-  });
+  browser = await launchChromium();
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   page = await ctx.newPage();
   page.setDefaultTimeout(20_000);
