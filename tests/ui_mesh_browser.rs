@@ -1,17 +1,14 @@
 //! The /ui parts of issue 17 (replies, thread view, retention divider) in a real browser:
 //! chromium driven by playwright-core (tests/browser/mesh.test.mjs) against a real server whose
-//! retention really deleted messages. Skips like ui_browser.rs when chromium or node is missing
-//! (and fails under CI).
+//! retention really deleted messages. Skipped without chromium or node, except under CI (see
+//! tests/browser_support).
+mod browser_support;
 mod common;
 mod mesh_support;
 
 use common::Server;
 use mesh_support::server_with_pruned;
 use serde_json::json;
-use std::path::Path;
-use std::process::Command;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn reply(s: &Server, ch: &str, to: &str) -> String {
     let body = json!({"from": "b", "type": "msg.text", "body": {"text": "re"}, "reply_to": to});
@@ -22,17 +19,6 @@ fn reply(s: &Server, ch: &str, to: &str) -> String {
 
 #[test]
 fn replies_threads_and_the_retention_divider_in_a_real_browser() {
-    let node = Command::new("node").arg("--version").output();
-    let tools = Path::new(CHROMIUM).exists() && node.is_ok_and(|o| o.status.success());
-    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules");
-    if !tools || !modules.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install chromium, node and tests/browser/node_modules (see ui_browser.rs)"
-        );
-        eprintln!("ui_mesh_browser skipped: chromium, node or playwright-core is missing");
-        return;
-    }
     let (s, _) = server_with_pruned("gone", 2);
     let root = s.publish(
         "general",
@@ -42,22 +28,20 @@ fn replies_threads_and_the_retention_divider_in_a_real_browser() {
     let first = reply(&s, "general", &root);
     reply(&s, "general", &root);
     reply(&s, "elsewhere", &first);
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../ui-screenshots");
-    let out = Command::new("node")
-        .arg(browser_dir.join("mesh.test.mjs"))
-        .current_dir(&browser_dir)
-        .env("WORKSHOP_URL", s.url())
-        .env("ROOT", &root)
-        .env("GONE", "gone")
-        .env("CHROMIUM", CHROMIUM)
-        .env("UI_SCREENSHOTS", shots)
-        .output()
-        .expect("cannot run node");
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let shots = browser_support::screenshot_dir();
+    let url = s.url();
+    let env = [
+        ("WORKSHOP_URL", url.as_ref()),
+        ("ROOT", root.as_ref()),
+        ("GONE", "gone".as_ref()),
+        ("UI_SCREENSHOTS", shots.as_os_str()),
+    ];
+    let Some(run) = browser_support::run_script("ui_mesh_browser", "mesh.test.mjs", &env) else {
+        return;
+    };
     assert!(
-        out.status.success(),
-        "the browser test failed (output above)"
+        run.status.success(),
+        "the browser test failed after {:.1} s (output above)",
+        run.took.as_secs_f64()
     );
 }

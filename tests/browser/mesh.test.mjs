@@ -4,18 +4,16 @@
 //   WORKSHOP_URL  the server;  ROOT  a message on #general with two replies (one of them replied
 //   to on #elsewhere);  GONE  a channel whose only messages retention deleted;
 //   CHROMIUM (default /usr/bin/chromium);  UI_SCREENSHOTS  where screenshots go (optional).
-import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
+import { assert, launchChromium } from "./harness.mjs";
 
 const BASE = process.env.WORKSHOP_URL;
 const ROOT = process.env.ROOT;
 const GONE = process.env.GONE;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = process.env.UI_SCREENSHOTS;
 if (!BASE || !ROOT || !GONE) { console.error("set WORKSHOP_URL, ROOT and GONE"); process.exit(2); }
 
-const assert = (ok, what) => { if (!ok) throw new Error("assertion failed: " + what); };
 const pageErrors = [];
 const shot = async (page, name) => {
   if (!SHOTS) return;
@@ -23,11 +21,7 @@ const shot = async (page, name) => {
   await page.screenshot({ path: path.join(SHOTS, name + ".png") });
 };
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 let page;
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });

@@ -8,21 +8,17 @@
 // Environment: WORKSHOP_BIN (required); WORKSHOP_TEST_DIR a scratch folder (else a temp dir);
 // UI_SCREENSHOTS where screenshots go (else target/ui-screenshots); CHROMIUM (default
 // /usr/bin/chromium).
-import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cspState } from "./csp.mjs";
+import { assert, launchChromium, publish as publishTo, request, run, startServer, step, stopServer, tally, testDir } from "./harness.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "../..");
 const BIN = process.env.WORKSHOP_BIN;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = path.resolve(process.env.UI_SCREENSHOTS || path.join(REPO, "target/ui-screenshots"));
-const OWN_DIR = !process.env.WORKSHOP_TEST_DIR;
-const DIR = process.env.WORKSHOP_TEST_DIR || mkdtempSync(path.join(os.tmpdir(), "workshop-ui-mesh2-"));
+const { dir: DIR, own: OWN_DIR } = testDir("workshop-ui-mesh2-");
 const DEADLINE_MS = 180_000;
 
 if (!BIN) { console.error("set WORKSHOP_BIN to the workshop server binary"); process.exit(2); }
@@ -31,77 +27,22 @@ mkdirSync(SHOTS, { recursive: true });
 // ---- the server ---------------------------------------------------------------------------------
 let server = null;
 const serverLog = [];
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, [], {
-      cwd: DIR,
-      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DB_PATH: path.join(DIR, "w.db"), BLOBS_DIR: path.join(DIR, "blobs") },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "", done = false;
-    const timer = setTimeout(() => finish(new Error("server printed no 'listening' line within 15 s")), 15_000);
-    function finish(err, port) {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) { proc.kill("SIGKILL"); reject(err); } else resolve({ proc, port });
-    }
-    const keep = (tag) => (chunk) => { for (const line of chunk.toString().split("\n")) if (line) serverLog.push(tag + line); };
-    proc.stdout.on("data", (chunk) => {
-      keep("[server] ")(chunk);
-      out += chunk;
-      const m = out.match(/workshop listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m) finish(null, Number(m[1]));
-    });
-    proc.stderr.on("data", keep("[server!] "));
-    proc.on("exit", (code, sig) => finish(new Error(`server exited during start-up (code ${code}, signal ${sig})`)));
-  });
-}
-function stopServer(s) {
-  return new Promise((resolve) => {
-    if (s.proc.exitCode !== null || s.proc.signalCode !== null) { resolve(); return; }
-    const t = setTimeout(() => s.proc.kill("SIGKILL"), 5_000);
-    s.proc.once("exit", () => { clearTimeout(t); resolve(); });
-    s.proc.kill("SIGTERM");
-  });
-}
+const startMeshServer = () => startServer(BIN, {
+  cwd: DIR,
+  env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DB_PATH: path.join(DIR, "w.db"), BLOBS_DIR: path.join(DIR, "blobs") },
+  onStdout: (line) => serverLog.push("[server] " + line),
+  onStderr: (line) => serverLog.push("[server!] " + line),
+});
 
 // ---- helpers ------------------------------------------------------------------------------------
 let BASE = "";
-async function http(method, p, body) {
-  const init = { method, headers: {} };
-  if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
-  const res = await fetch(BASE + p, init);
-  const text = await res.text();
-  let data = null;
-  try { data = JSON.parse(text); } catch { /* ndjson or empty */ }
-  return { status: res.status, data, text };
-}
-async function publish(ch, msg) {
-  const r = await http("POST", "/ch/" + ch, msg);
-  if (r.status !== 201) throw new Error(`publish to ${ch} answered ${r.status}: ${r.text}`);
-  return r.data.id;
-}
+const http = (method, p, body) => request(BASE, method, p, body);
+const publish = (ch, msg) => publishTo(BASE, ch, msg);
 async function lock(action, body) {
   const r = await http("POST", "/locks/" + action, body);
   if (r.status !== 200) throw new Error(`${action} answered ${r.status}: ${r.text}`);
 }
-function assert(cond, msg) { if (!cond) throw new Error("assertion failed: " + msg); }
 async function shot(page, name) { await page.screenshot({ path: path.join(SHOTS, name + ".png") }); }
-
-const results = [];
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`ok   ${name}  (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}  (${Date.now() - t0} ms)\n     ${(e && e.stack || String(e)).split("\n").join("\n     ")}`);
-    throw e;
-  }
-}
 
 let browser, page;
 const searches = [];
@@ -116,7 +57,7 @@ async function main() {
   });
 
   await step("server starts; seed messages and a lock", async () => {
-    server = await startServer();
+    server = await startMeshServer();
     BASE = `http://127.0.0.1:${server.port}`;
     ids.weak = await publish("jobs", { from: "worker.a", type: "job.log", body: { text: "the disk of the build box was found full this morning, after the backup ran" } });
     ids.strong = await publish("jobs", { from: "worker.b", type: "job.error", body: { error: "disk full", detail: "disk full on /var" } });
@@ -125,11 +66,7 @@ async function main() {
     await lock("acquire", { from: "coder.alice", name: "src/main.rs", ttl_s: 600, note: "refactoring the router" });
   });
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   page = await ctx.newPage();
   page.setDefaultTimeout(20_000);
@@ -193,25 +130,14 @@ async function main() {
 }
 
 // ---- run ----------------------------------------------------------------------------------------
-const watchdog = setTimeout(() => { console.log(`FAIL the whole test took over ${DEADLINE_MS / 1000} s`); cleanup().then(() => process.exit(1)); }, DEADLINE_MS);
-let cleaned = false;
 async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
   if (browser) await browser.close().catch(() => {});
   if (server) await stopServer(server).catch(() => {});
   if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
 }
-let failed = false;
-try {
-  await main();
-} catch {
-  failed = true;
+const failed = await run(main, { deadlineMs: DEADLINE_MS, cleanup, onFailure: async () => {
   if (page) await page.screenshot({ path: path.join(SHOTS, "mesh2-FAILED.png") }).catch(() => {});
   console.log("---- last server output ----\n" + serverLog.slice(-40).join("\n"));
-}
-clearTimeout(watchdog);
-await cleanup();
-const passed = results.filter((r) => r.ok).length;
-console.log(`browser (mesh2): ${passed} passed, ${results.length - passed} failed`);
+} });
+console.log(`browser (mesh2): ${tally(failed)}`);
 process.exit(failed ? 1 : 0);

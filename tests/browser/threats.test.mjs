@@ -13,17 +13,13 @@
 // is checked in the hub's own request log (WORKSHOP_VERBOSE) and in what it stored, and a control
 // hub that lists attacker.test in WORKSHOP_CORS_ORIGINS shows the same probes succeed there, so a
 // refusal is the hub's doing, not the test's.
-import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
+import { rmSync } from "node:fs";
 import path from "node:path";
+import { assert, launchChromium, request, run, sleep, startServer, step, stopServer, tally, testDir } from "./harness.mjs";
 
 const BIN = process.env.WORKSHOP_BIN;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const OWN_DIR = !process.env.WORKSHOP_TEST_DIR;
-const DIR = process.env.WORKSHOP_TEST_DIR || mkdtempSync(path.join(os.tmpdir(), "workshop-threats-"));
+const { dir: DIR, own: OWN_DIR } = testDir("workshop-threats-");
 const DEADLINE_MS = 240_000;
 const ZERO_ID = "00000000000000000000000000";
 const SECRET = "the secret plans";
@@ -32,51 +28,21 @@ if (!BIN) { console.error("set WORKSHOP_BIN to the workshop server binary"); pro
 
 // ---- hubs and the attacker's web server -----------------------------------------------------------
 const hubs = [];
-function startHub(name, env) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, [], {
-      cwd: DIR,
-      env: { PATH: process.env.PATH, PORT: "0", HOST: "127.0.0.1", WORKSHOP_VERBOSE: "true",
-        DB_PATH: path.join(DIR, name + ".db"), BLOBS_DIR: path.join(DIR, name + "-blobs"), ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const hub = { name, proc, port: 0, log: [] };
-    hubs.push(hub);
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`${name}: no 'listening' line within 15 s`)), 15_000);
-    proc.stdout.on("data", (chunk) => {
-      out += chunk;
-      const m = out.match(/workshop listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m && !hub.port) { clearTimeout(timer); hub.port = Number(m[1]); hub.base = `http://127.0.0.1:${hub.port}`; resolve(hub); }
-    });
-    // A pipe may deliver a line in two chunks: keep the unfinished tail for the next one.
-    let partial = "";
-    proc.stderr.on("data", (chunk) => {
-      const lines = (partial + chunk.toString()).split("\n");
-      partial = lines.pop();
-      for (const line of lines) if (line) hub.log.push(line);
-    });
-    proc.on("exit", (code, sig) => { clearTimeout(timer); reject(new Error(`${name} exited (code ${code}, signal ${sig})`)); });
-  });
+// Starts a hub named `name` with `env` added; its request log (stderr) is kept in `hub.log`.
+async function startHub(name, env) {
+  const hub = { name, log: [] };
+  hubs.push(hub);
+  return Object.assign(hub, await startServer(BIN, {
+    cwd: DIR,
+    name,
+    env: { PATH: process.env.PATH, PORT: "0", HOST: "127.0.0.1", WORKSHOP_VERBOSE: "true",
+      DB_PATH: path.join(DIR, name + ".db"), BLOBS_DIR: path.join(DIR, name + "-blobs"), ...env },
+    onStderr: (line) => hub.log.push(line),
+  }));
 }
-function stopHub(hub) {
-  return new Promise((resolve) => {
-    if (hub.proc.exitCode !== null || hub.proc.signalCode !== null) return resolve();
-    const t = setTimeout(() => hub.proc.kill("SIGKILL"), 5_000);
-    hub.proc.once("exit", () => { clearTimeout(t); resolve(); });
-    hub.proc.kill("SIGTERM");
-  });
-}
+const stopHub = async (hub) => { if (hub.proc) await stopServer(hub); };
 // The hub's API as an agent uses it (no browser in between).
-async function api(hub, method, p, body) {
-  const init = { method, headers: {} };
-  if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
-  const res = await fetch(hub.base + p, init);
-  const text = await res.text();
-  let data = null;
-  try { data = JSON.parse(text); } catch { /* ndjson */ }
-  return { status: res.status, data, text };
-}
+const api = (hub, method, p, body) => request(hub.base, method, p, body);
 async function stored(hub) {
   const s = (await api(hub, "GET", "/status")).data;
   return { messages: s.messages, tasks: s.tasks };
@@ -97,8 +63,6 @@ function startAttacker() {
 }
 
 // ---- helpers ------------------------------------------------------------------------------------
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-function assert(cond, msg) { if (!cond) throw new Error("assertion failed: " + msg); }
 async function until(what, check, ms = 20_000) {
   const end = Date.now() + ms;
   for (;;) {
@@ -108,20 +72,6 @@ async function until(what, check, ms = 20_000) {
     await sleep(50);
   }
 }
-const results = [];
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`ok   ${name}  (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}  (${Date.now() - t0} ms)\n     ${(e && e.stack || String(e)).split("\n").join("\n     ")}`);
-    throw e;
-  }
-}
-
 // Runs in the hostile page: every way a page can reach the hub. Returns what the page got.
 async function probe({ hub, zero }) {
   const out = { reads: {}, sse: null };
@@ -184,12 +134,7 @@ async function main() {
     console.log(`     hub ${hub.base}, control ${control.base}, attacker ${attackerOrigin}`);
   });
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
-      "--host-resolver-rules=MAP attacker.test 127.0.0.1, MAP evil.test 127.0.0.1, MAP hub.test 127.0.0.1"],
-  });
+  browser = await launchChromium(["--host-resolver-rules=MAP attacker.test 127.0.0.1, MAP evil.test 127.0.0.1, MAP hub.test 127.0.0.1"]);
   const ctx = await browser.newContext();
   page = await ctx.newPage();
   page.setDefaultTimeout(20_000);
@@ -296,26 +241,15 @@ async function main() {
 }
 
 // ---- run ----------------------------------------------------------------------------------------
-const watchdog = setTimeout(() => { console.log(`FAIL the whole test took over ${DEADLINE_MS / 1000} s`); cleanup().then(() => process.exit(1)); }, DEADLINE_MS);
-let cleaned = false;
 async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
   if (browser) await browser.close().catch(() => {});
   for (const hub of hubs) await stopHub(hub).catch(() => {});
   if (attacker) attacker.close();
   if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
 }
 const t0 = Date.now();
-let failed = false;
-try {
-  await main();
-} catch (e) {
-  failed = true;
+const failed = await run(main, { deadlineMs: DEADLINE_MS, cleanup, onFailure: async () => {
   for (const hub of hubs) console.log(`---- last ${hub.name} log ----\n` + hub.log.slice(-30).join("\n"));
-}
-clearTimeout(watchdog);
-await cleanup();
-const passed = results.filter((r) => r.ok).length;
-console.log(`threats: ${passed} passed, ${results.length - passed + (failed && results.every((r) => r.ok) ? 1 : 0)} failed  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+} });
+console.log(`threats: ${tally(failed)}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 process.exit(failed ? 1 : 0);

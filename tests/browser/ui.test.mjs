@@ -7,22 +7,18 @@
 // temp dir, removed at the end); UI_SCREENSHOTS where screenshots go (else target/ui-screenshots);
 // CHROMIUM (default /usr/bin/chromium). The test starts the server itself so it can kill it and
 // start it again on the same port, database and blob folder.
-import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { UI_PATH, cspState } from "./csp.mjs";
+import { assert, launchChromium, publish as publishTo, request, run, sleep, startServer as launch, step, stopServer, tally, testDir } from "./harness.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "../..");
 const BIN = process.env.WORKSHOP_BIN;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = path.resolve(process.env.UI_SCREENSHOTS || path.join(REPO, "target/ui-screenshots"));
-const OWN_DIR = !process.env.WORKSHOP_TEST_DIR;
-const DIR = process.env.WORKSHOP_TEST_DIR || mkdtempSync(path.join(os.tmpdir(), "workshop-ui-"));
+const { dir: DIR, own: OWN_DIR } = testDir("workshop-ui-");
 const DEADLINE_MS = 240_000;
 const ME = "human.tester";
 const RUN = Date.now().toString(36);
@@ -34,35 +30,14 @@ rmSync(path.join(SHOTS, "FAILED.png"), { force: true });   // left by an earlier
 // ---- the server ---------------------------------------------------------------------------------
 let server = null;            // { proc, port, log: string[] }
 const serverLog = [];
-function startServer(port) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, [], {
-      cwd: DIR,
-      env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", DB_PATH: path.join(DIR, "w.db"), BLOBS_DIR: path.join(DIR, "blobs") },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "", done = false;
-    const timer = setTimeout(() => finish(new Error("server printed no 'listening' line within 15 s")), 15_000);
-    function finish(err, p) {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) { proc.kill("SIGKILL"); reject(err); } else resolve({ proc, port: p });
-    }
-    const keep = (tag) => (chunk) => {
-      for (const line of chunk.toString().split("\n")) if (line) { serverLog.push(tag + line); if (serverLog.length > 200) serverLog.shift(); }
-    };
-    proc.stdout.on("data", (chunk) => {
-      keep("[server] ")(chunk);
-      if (done) return;
-      out += chunk;
-      const m = out.match(/workshop listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m) finish(null, Number(m[1]));
-    });
-    proc.stderr.on("data", keep("[server!] "));
-    proc.on("exit", (code, sig) => finish(new Error(`server exited during start-up (code ${code}, signal ${sig})`)));
-  });
-}
+// the last 200 lines the server printed
+const keep = (tag) => (line) => { serverLog.push(tag + line); if (serverLog.length > 200) serverLog.shift(); };
+const startServer = (port) => launch(BIN, {
+  cwd: DIR,
+  env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", DB_PATH: path.join(DIR, "w.db"), BLOBS_DIR: path.join(DIR, "blobs") },
+  onStdout: keep("[server] "),
+  onStderr: keep("[server!] "),
+});
 async function startServerRetrying(port) {
   // the old socket may linger for a moment after a kill
   const until = Date.now() + 15_000;
@@ -71,34 +46,11 @@ async function startServerRetrying(port) {
     catch (e) { if (Date.now() > until) throw e; await sleep(300); }
   }
 }
-function stopServer(s) {
-  return new Promise((resolve) => {
-    if (s.proc.exitCode !== null || s.proc.signalCode !== null) { resolve("already exited"); return; }
-    const t = setTimeout(() => { s.proc.kill("SIGKILL"); }, 5_000);
-    s.proc.once("exit", (code, sig) => { clearTimeout(t); resolve(sig === "SIGKILL" ? "needed SIGKILL after 5 s of SIGTERM" : "exited on SIGTERM"); });
-    s.proc.kill("SIGTERM");
-  });
-}
 
 // ---- helpers ------------------------------------------------------------------------------------
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let BASE = "";
-async function http(method, p, body, raw) {
-  const init = { method, headers: {} };
-  if (raw !== undefined) init.body = raw;
-  else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
-  const res = await fetch(BASE + p, init);
-  const text = await res.text();
-  let data = null;
-  try { data = JSON.parse(text); } catch { /* ndjson or empty */ }
-  return { status: res.status, data, text };
-}
-async function publish(ch, msg) {
-  const r = await http("POST", "/ch/" + ch, msg);
-  if (r.status !== 201) throw new Error(`publish to ${ch} answered ${r.status}: ${r.text}`);
-  return r.data.id;
-}
-function assert(cond, msg) { if (!cond) throw new Error("assertion failed: " + msg); }
+const http = (method, p, body, raw) => request(BASE, method, p, body, raw);
+const publish = (ch, msg) => publishTo(BASE, ch, msg);
 const shots = [];
 async function shot(page, name) {
   const file = path.join(SHOTS, name + ".png");
@@ -110,20 +62,6 @@ const row = (page, text) => page.locator("#feed .row").filter({ has: page.locato
 const card = (page, lane, title) => page.locator(`.lane[data-status="${lane}"] .card`, { hasText: title });
 
 // ---- the steps ----------------------------------------------------------------------------------
-const results = [];
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`ok   ${name}  (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}  (${Date.now() - t0} ms)\n     ${(e && e.stack || String(e)).split("\n").join("\n     ")}`);
-    throw e;
-  }
-}
-
 let browser, page, phone;
 const requests = [];
 const pageErrors = [];
@@ -162,11 +100,7 @@ async function main() {
     await http("POST", `/tasks/${t3.data.id}/done`, { from: "ops.dave", result: { rotated: 3 } });
   });
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   page = await ctx.newPage();
   page.setDefaultTimeout(20_000);
@@ -744,28 +678,17 @@ async function issue16Steps() {
 }
 
 // ---- run ----------------------------------------------------------------------------------------
-const watchdog = setTimeout(() => { console.log(`FAIL the whole test took over ${DEADLINE_MS / 1000} s`); cleanup().then(() => process.exit(1)); }, DEADLINE_MS);
-let cleaned = false;
 async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
   if (browser) await browser.close().catch(() => {});
   if (server) await stopServer(server).catch(() => {});
   if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
 }
 const t0 = Date.now();
-let failed = false;
-try {
-  await main();
-} catch (e) {
-  failed = true;
+const failed = await run(main, { deadlineMs: DEADLINE_MS, cleanup, onFailure: async () => {
   if (page) await page.screenshot({ path: path.join(SHOTS, "FAILED.png") }).then(() => console.log("     screenshot of the failure: " + path.join(SHOTS, "FAILED.png")), () => {});
   console.log("---- last server output ----\n" + serverLog.slice(-40).join("\n"));
-}
-clearTimeout(watchdog);
-await cleanup();
+} });
 writeFileSync(path.join(SHOTS, "README.txt"), "screenshots of workshop's /ui taken by tests/browser/ui.test.mjs\n" + shots.map((s) => path.basename(s)).join("\n") + "\n");
 console.log(`screenshots: ${SHOTS}`);
-const passed = results.filter((r) => r.ok).length;
-console.log(`browser: ${passed} passed, ${results.length - passed + (failed && results.every((r) => r.ok) ? 1 : 0)} failed  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+console.log(`browser: ${tally(failed)}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 process.exit(failed ? 1 : 0);

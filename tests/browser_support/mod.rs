@@ -1,11 +1,13 @@
 //! Running a real-browser test: a node script in tests/browser that drives Debian's chromium
-//! with playwright-core against this build's server binary. Shared by tests/ui_browser.rs and
-//! tests/browser_threats.rs.
+//! with playwright-core against this build's server binary. Shared by tests/ui_browser.rs,
+//! tests/ui_mesh_browser.rs, tests/ui_mesh2_browser.rs and tests/browser_threats.rs.
 //!
 //! Needs `node` and `/usr/bin/chromium` (`apt-get install chromium nodejs npm`); installs
 //! playwright-core with `npm ci` when tests/browser/node_modules is missing. Without chromium or
 //! node the test prints why and passes, except under CI (env `CI` set), where it fails.
+#![allow(dead_code)] // not every test uses every helper
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -48,6 +50,39 @@ pub fn run_script(test: &str, script: &str, env: &[(&str, &OsStr)]) -> Option<Ru
         status: out.status,
         took: started.elapsed(),
     })
+}
+
+/// Runs a /ui script that starts the server itself in a temp dir given here (`WORKSHOP_TEST_DIR`)
+/// and saves screenshots in [`screenshot_dir`]; fails the test if the script failed.
+pub fn run_ui_script(test: &str, script: &str) {
+    let scratch = tempfile::TempDir::new().expect("temp dir");
+    let shots = screenshot_dir();
+    let env = [
+        ("WORKSHOP_TEST_DIR", scratch.path().as_os_str()),
+        ("UI_SCREENSHOTS", shots.as_os_str()),
+    ];
+    let Some(run) = run_script(test, script, &env) else {
+        return;
+    };
+    // Straight to the stderr handle, which the test harness does not capture, so CI logs always
+    // show where the screenshots are.
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: node exited with {} after {:.1} s; screenshots in {}",
+        run.status,
+        run.took.as_secs_f64(),
+        shots.display()
+    );
+    assert!(
+        run.status.success(),
+        "the browser test failed (output above)"
+    );
+}
+
+/// `<target dir>/ui-screenshots`, wherever CARGO_TARGET_DIR puts the target dir.
+pub fn screenshot_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("ui-screenshots")
 }
 
 fn browser_dir() -> PathBuf {
