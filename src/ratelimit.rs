@@ -2,8 +2,10 @@
 //! task creation, so two agents answering each other for ever cannot flood a channel. A
 //! refusal is a 429 with `Retry-After`, counted in /metrics, and announced as
 //! `workshop.throttled` on the channel concerned at most once a minute per sender.
+use crate::error::ApiError;
 use crate::http::Reply;
 use crate::server::App;
+use crate::store::idempotency::{self, Key};
 use crate::store::{NewMessage, Op};
 use serde_json::json;
 use std::collections::HashMap;
@@ -106,6 +108,27 @@ impl RateLimiter {
     fn tracked(&self) -> usize {
         self.buckets.lock().map(|b| b.len()).unwrap_or(0)
     }
+}
+
+/// `guard`, except for a retry of a keyed request already committed: the writer answers
+/// that with the first reply without running it again, so it neither spends a token nor is
+/// refused (README: "a repeat within 24 h answers the first reply").
+pub fn guard_new(
+    app: &App,
+    key: Option<&Key>,
+    from: &str,
+    ch: &str,
+    what: &str,
+) -> Result<Result<(), Reply>, ApiError> {
+    if app.limiter.rate <= 0.0 {
+        return Ok(Ok(()));
+    }
+    if let Some(key) = key {
+        if app.store.read(|conn| idempotency::is_remembered(conn, key))? {
+            return Ok(Ok(()));
+        }
+    }
+    Ok(guard(app, from, ch, what))
 }
 
 /// Lets `from` publish or create a task on `ch`, or answers the 429 to send instead.

@@ -33,11 +33,12 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
         to,
         recipients,
     };
-    if let Err(throttled) = crate::ratelimit::guard(app, &message.from, &message.ch, "publish") {
-        return Ok(throttled);
-    }
     let route = format!("POST /ch/{}", message.ch);
     let key = idempotency::key(request, &message.from, &route, &body)?;
+    let (from, ch) = (&message.from, &message.ch);
+    if let Err(throttled) = crate::ratelimit::guard_new(app, key.as_ref(), from, ch, "publish")? {
+        return Ok(throttled);
+    }
     let done = app
         .store
         .write(idempotency::wrap(key, Op::Publish(message)))?;

@@ -65,10 +65,12 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
                 })?,
         },
     };
-    if let Err(throttled) = crate::ratelimit::guard(app, &task.from, &task.ch, "task_create") {
+    let key = idempotency::key(request, &task.from, "POST /tasks", &body)?;
+    let (from, ch) = (&task.from, &task.ch);
+    if let Err(throttled) = crate::ratelimit::guard_new(app, key.as_ref(), from, ch, "task_create")?
+    {
         return Ok(throttled);
     }
-    let key = idempotency::key(request, &task.from, "POST /tasks", &body)?;
     let done = app
         .store
         .write(idempotency::wrap(key, Op::CreateTask(task)))?;

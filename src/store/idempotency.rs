@@ -3,7 +3,7 @@
 //! in the writer, in the request's own savepoint, so concurrent repeats cannot both run.
 use super::writer::{Done, now};
 use crate::error::ApiError;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// How long a key is remembered.
 pub const KEEP_S: f64 = 24.0 * 3600.0;
@@ -42,6 +42,17 @@ pub fn recall(tx: &Transaction, key: &Key) -> Result<Option<Done>, ApiError> {
     let body = serde_json::from_str(&body)
         .map_err(|e| ApiError::internal(format!("stored reply is not JSON: {e}")))?;
     Ok(Some(Done { status, body }))
+}
+
+/// Whether a reply to `key` is remembered (whatever request it came with): a cheap read-only
+/// look, so a retry can skip the loop guard. The writer still recalls it atomically.
+pub fn is_remembered(conn: &Connection, key: &Key) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM idempotency_keys WHERE sender = ?1 AND key = ?2 AND expires_at > ?3",
+    )?
+    .query_row(params![key.from, key.key, now()], |_| Ok(()))
+    .optional()
+    .map(|row| row.is_some())
 }
 
 /// Keeps `done` as the reply to `key` (replacing an expired use of the same key).
