@@ -10,6 +10,7 @@ pub mod broadcast;
 pub mod browser;
 pub mod cli;
 pub mod config;
+mod counted;
 pub mod error;
 pub mod http;
 pub mod hub;

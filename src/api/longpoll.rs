@@ -5,13 +5,13 @@
 //! A waiting request is a hub subscriber like an SSE stream (same cap, same wake-ups, ended
 //! by shutdown's `Hub::close`), so it is woken by the commit that satisfies it, never by
 //! polling. It holds its connection's thread while it waits, as claim-next does.
+use crate::counted::Counted;
 use crate::error::ApiError;
 use crate::hub::Event;
 use crate::server::App;
 use crate::store::read::MessageQuery;
 use crate::store::turns;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest wait accepted; a longer ask waits this long.
@@ -119,7 +119,8 @@ fn wait_until(
     if ready()? {
         return Ok(());
     }
-    let _counted = Waiting::enter(&app.long_polls);
+    // Counted as `waiting` in /status until it returns.
+    let _counted = Counted::enter(&app.long_polls);
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -131,22 +132,6 @@ fn wait_until(
             // answers what there is; the client asks again.
             Err(_) => return Ok(()),
         }
-    }
-}
-
-/// Counts a request as waiting (`waiting` in /status) until dropped.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(count: &'a AtomicUsize) -> Waiting<'a> {
-        count.fetch_add(1, Ordering::SeqCst);
-        Waiting(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

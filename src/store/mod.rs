@@ -19,7 +19,8 @@ use crate::hub::Hub;
 use crossbeam_channel::{Sender, bounded};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::counted::Counted;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -53,7 +54,7 @@ pub struct TaskBell {
     rung: Condvar,
     /// Callers inside `wait` right now (`claims-waiting` in /status): what a test or an
     /// operator watches to know a long poll is in place, instead of guessing with a sleep.
-    waiting: AtomicU64,
+    waiting: AtomicUsize,
 }
 
 impl TaskBell {
@@ -71,15 +72,14 @@ impl TaskBell {
     pub fn wait(&self, seen: u64, timeout: Duration) {
         let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
         // Counted under the lock, so a caller seen waiting is one a ring will wake.
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _counted = Counted::enter(&self.waiting);
         let _ = self
             .rung
             .wait_timeout_while(rings, timeout, |rings| *rings == seen);
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// How many callers are waiting for a ring right now.
-    pub fn waiting(&self) -> u64 {
+    pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
     }
 }
