@@ -265,7 +265,7 @@ impl Metrics {
         let expired = TRANSITIONS.iter().position(|(k, ..)| *k == "task.expired");
         let expired = expired.map_or(0, |i| load(&self.transitions[i]));
         counter(&mut out, "workshop_lease_expiries_total", help, expired);
-        let help = "Live SSE subscribers.";
+        let help = "Live hub subscribers: SSE streams and long-poll (`?wait=`) requests waiting.";
         gauge(
             &mut out,
             "workshop_subscribers",

@@ -338,7 +338,7 @@ fn stalled_stream_readers_share_events_and_are_cut_off_past_their_byte_budget() 
         got.len() < all.len(),
         "it was cut off, so it cannot have everything"
     );
-    let last = got.last().cloned().unwrap_or_else(|| "0".to_string());
+    let last = got.last().cloned().unwrap_or_else(|| ZERO_ID.to_string());
     let mut resumed = Sse::open(port, "/ch/wide", &[("Last-Event-ID", &last)]).unwrap();
     while got.len() < all.len() {
         got.push(resumed.next_event().unwrap().0);

@@ -1,6 +1,8 @@
 //! Publishing, history, and the channel list.
 use super::idempotency;
-use super::{file_refs, identity, label, longpoll, path_channel};
+use super::{file_refs, identity, identity_value, label, longpoll, path_channel};
+/// Re-exported: inbox, search and the router import it from here.
+pub use super::id_param;
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
 use crate::ids;
@@ -73,8 +75,7 @@ fn addressees(value: Option<&Value>) -> Result<(Option<Value>, Vec<String>), Api
     };
     let mut recipients: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
-        let field = serde_json::Map::from_iter([("to".to_string(), item.clone())]);
-        let agent = identity(&field, "to")?;
+        let agent = identity_value(item, "to")?;
         if !recipients.contains(&agent) {
             recipients.push(agent);
         }
@@ -102,18 +103,6 @@ pub fn history(
     let reply = Reply::ndjson(Messages::select(app.store.reader(), &query)?);
     let (ch, since) = (query.ch.as_deref(), query.since.as_deref());
     super::gap::on_history(app, ch, since, reply)
-}
-
-/// An id in the query string, normalised so it compares as stored ids do.
-pub fn id_param(params: &HashMap<String, String>, key: &str) -> Result<Option<String>, ApiError> {
-    match params.get(key).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(raw) => ids::parse(raw)
-            .map(|id| Some(id.to_string()))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("{key} must be a message id, got {raw:?}"))
-            }),
-    }
 }
 
 /// `GET /channels`

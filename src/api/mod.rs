@@ -14,6 +14,7 @@ pub mod tasks;
 
 use crate::error::ApiError;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// Longest identity (`from`, `for`) accepted.
 const MAX_IDENTITY: usize = 128;
@@ -49,6 +50,18 @@ pub fn path_channel(segment: &str) -> Result<String, ApiError> {
     }
 }
 
+/// An id in the query string, normalised so it compares as stored ids do.
+pub fn id_param(params: &HashMap<String, String>, key: &str) -> Result<Option<String>, ApiError> {
+    match params.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(raw) => crate::ids::parse(raw)
+            .map(|id| Some(id.to_string()))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{key} must be a message id, got {raw:?}"))
+            }),
+    }
+}
+
 /// `sha256:<64 lowercase hex>`, the only blob name there is.
 pub fn valid_hash(hash: &str) -> bool {
     hash.strip_prefix("sha256:").is_some_and(|hex| {
@@ -58,7 +71,12 @@ pub fn valid_hash(hash: &str) -> bool {
 
 /// A required non-blank string field of at most `max` characters.
 fn text_field(body: &Map<String, Value>, key: &str, max: usize) -> Result<String, ApiError> {
-    match body.get(key) {
+    text_value(body.get(key), key, max)
+}
+
+/// `text_field` for a value already taken out of its object (`key` names it in errors).
+fn text_value(value: Option<&Value>, key: &str, max: usize) -> Result<String, ApiError> {
+    match value {
         None | Some(Value::Null) => Err(ApiError::bad_request(format!("{key} is required"))),
         Some(Value::String(s)) if s.trim().is_empty() => {
             Err(ApiError::bad_request(format!("{key} must not be blank")))
@@ -74,6 +92,11 @@ fn text_field(body: &Map<String, Value>, key: &str, max: usize) -> Result<String
 /// An agent identity (`from`): free text, 1-128 characters.
 pub fn identity(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
     text_field(body, key, MAX_IDENTITY)
+}
+
+/// `identity` for a value not in an object of its own (an item of a list).
+pub fn identity_value(value: &Value, key: &str) -> Result<String, ApiError> {
+    text_value(Some(value), key, MAX_IDENTITY)
 }
 
 pub fn optional_identity(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
@@ -171,5 +194,9 @@ mod tests {
             assert_eq!(identity(&body, key).unwrap_err().status, 400, "{key}");
         }
         assert_eq!(optional_identity(&body, "missing").unwrap(), None);
+        for (key, value) in &body {
+            let by_value = identity_value(value, key).map_err(|e| e.message);
+            assert_eq!(by_value, identity(&body, key).map_err(|e| e.message), "{key}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The task queue: create, list, show, and the transitions (claim, update, done, abandon,
 //! interrupt). The checks that decide 403/409 run in the writer, so they cannot race.
 use super::idempotency;
+use super::longpoll::MAX_WAIT_S;
 use super::{channel, file_refs, identity, label, optional_identity};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
@@ -26,8 +27,6 @@ pub const ACTIONS: &[&str] = &[
 ];
 /// Longest lease and delay accepted: a week.
 const MAX_SECONDS: f64 = 7.0 * 86_400.0;
-/// Longest a claim-next caller may wait for a task.
-const MAX_WAIT_S: f64 = 60.0;
 
 /// `POST /tasks`
 pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
@@ -167,6 +166,7 @@ pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     };
     let lease_s = lease(&body)?;
     let exclude = task_ids(&body, "exclude")?;
+    // As long as a long poll may wait.
     let wait = seconds(&body, "wait_s")?.unwrap_or(0.0).min(MAX_WAIT_S);
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
     loop {
