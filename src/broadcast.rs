@@ -13,7 +13,7 @@
 //! hub's shared `Arc<Event>`, never a copy: a thousand stalled readers of a 1 MiB message
 //! hold that one message, not a thousand copies of it.
 use crate::hub::{BACKLOG_BYTES, Event, Hub, Subscription};
-use crate::sse::{Filter, KEEPALIVE, encode};
+use crate::sse::{Filter, KEEPALIVE};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, select, unbounded};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -63,9 +63,13 @@ pub struct Live {
 enum Piece {
     /// An event, shared with every stream that carries it.
     Event(Arc<Event>),
-    /// A keepalive comment, encoded for this stream.
-    Note(Vec<u8>),
+    /// A keepalive comment, encoded for this stream (`KEEPALIVE_CHUNK` or `KEEPALIVE_NOTE`).
+    Note(&'static [u8]),
 }
+
+/// The keepalive comment, bare (HTTP/1.0) and as one chunk.
+const KEEPALIVE_NOTE: &[u8] = b": keepalive\n\n";
+const KEEPALIVE_CHUNK: &[u8] = b"d\r\n: keepalive\n\n\r\n";
 
 impl Piece {
     fn bytes(&self, chunked: bool) -> &[u8] {
@@ -157,8 +161,11 @@ impl Live {
             }
         }
         if self.unsent.is_empty() && now.duration_since(self.last_progress) >= KEEPALIVE {
-            let mut note = Vec::new();
-            encode(b": keepalive\n\n", self.chunked, &mut note);
+            let note = if self.chunked {
+                KEEPALIVE_CHUNK
+            } else {
+                KEEPALIVE_NOTE
+            };
             self.unsent.push_back(Piece::Note(note));
         }
     }
@@ -179,17 +186,15 @@ impl Live {
     /// Sends until everything is out or the socket would block.
     fn send(&mut self) -> io::Result<()> {
         while self.has_unsent() {
-            let pieces: Vec<IoSlice> = self
-                .unsent
-                .iter()
-                .take(PIECES_PER_SEND)
-                .enumerate()
-                .map(|(n, piece)| {
-                    let skip = if n == 0 { self.first_sent } else { 0 };
-                    IoSlice::new(&piece.bytes(self.chunked)[skip..])
-                })
-                .collect();
-            let sent = crate::sys::send_vectored_now(self.fd, &pieces)?;
+            // On the stack: this runs for every stream on every send.
+            let mut pieces = [IoSlice::new(&[]); PIECES_PER_SEND];
+            let mut count = 0;
+            for (slot, piece) in pieces.iter_mut().zip(&self.unsent) {
+                let skip = if count == 0 { self.first_sent } else { 0 };
+                *slot = IoSlice::new(&piece.bytes(self.chunked)[skip..]);
+                count += 1;
+            }
+            let sent = crate::sys::send_vectored_now(self.fd, &pieces[..count])?;
             if sent == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -311,5 +316,19 @@ fn run(adopted: &Receiver<Live>, bell: &Receiver<()>, stopped: &Receiver<()>) {
     }
     for live in &mut streams {
         live.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keepalive_is_the_comment_encoded_for_each_body() {
+        for (chunked, note) in [(true, KEEPALIVE_CHUNK), (false, KEEPALIVE_NOTE)] {
+            let mut encoded = Vec::new();
+            crate::sse::encode(b": keepalive\n\n", chunked, &mut encoded);
+            assert_eq!(encoded, note, "chunked: {chunked}");
+        }
     }
 }

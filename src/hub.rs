@@ -2,6 +2,7 @@
 //! subscriber whose bounded queue is full is dropped, and resumes from SQLite when it returns.
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,16 +32,31 @@ pub struct Event {
 
 impl Event {
     /// `json` is the message's envelope, as stored.
+    /// The frame (`sse::frame`) is written straight into its chunk, so a message is copied
+    /// once here, whatever its size.
     pub fn new(id: String, ch: String, kind: String, json: &str) -> Event {
-        let frame = crate::sse::frame(&id, json);
-        let mut chunk = Vec::with_capacity(frame.len() + 12);
-        crate::sse::encode(&frame, true, &mut chunk);
-        let start = chunk.len() - frame.len() - 2;
+        let pieces: [&[u8]; 5] = [
+            b"id: ",
+            id.as_bytes(),
+            b"\ndata: ",
+            json.as_bytes(),
+            b"\n\n",
+        ];
+        let frame_len: usize = pieces.iter().map(|piece| piece.len()).sum();
+        // Size line (at most 16 hex digits and CRLF), frame, CRLF.
+        let mut chunk = Vec::with_capacity(frame_len + 20);
+        // Writing to a Vec cannot fail.
+        let _ = write!(chunk, "{frame_len:x}\r\n");
+        let start = chunk.len();
+        for piece in pieces {
+            chunk.extend_from_slice(piece);
+        }
+        chunk.extend_from_slice(b"\r\n");
         Event {
             id,
             ch,
             kind,
-            frame: start..start + frame.len(),
+            frame: start..start + frame_len,
             chunk,
             recipients: Vec::new(),
         }
@@ -87,12 +103,15 @@ struct Feed {
 impl Feed {
     /// Queues `event`; `false` when the queue is full (or the subscriber gone).
     fn offer(&self, event: &Arc<Event>) -> bool {
+        // Counted before it is sent: once sent, the broadcaster may be `done` with it before
+        // an add after the send, and the count would wrap below zero in between.
+        self.backlog.fetch_add(event.weight(), Ordering::AcqRel);
         match self.events.try_send(event.clone()) {
-            Ok(()) => {
-                self.backlog.fetch_add(event.weight(), Ordering::AcqRel);
-                true
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.backlog.fetch_sub(event.weight(), Ordering::AcqRel);
+                false
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
     }
 }
@@ -279,8 +298,12 @@ mod tests {
             fast.events.try_recv().unwrap();
         }
         assert_eq!(hub.subscriber_count(), 1);
-        // The slow one gets what was queued, then sees its stream end.
-        assert_eq!(slow.events.iter().count(), QUEUE_CAPACITY);
+        // The slow one gets what was queued, then sees its stream end; the event it had no
+        // room for is not in its backlog.
+        let queued: Vec<Arc<Event>> = slow.events.iter().collect();
+        assert_eq!(queued.len(), QUEUE_CAPACITY);
+        let weight: usize = queued.iter().map(|event| event.weight()).sum();
+        assert_eq!(slow.backlog(), weight);
         drop(slow);
         assert_eq!(hub.subscriber_count(), 1);
     }
@@ -303,6 +326,15 @@ mod tests {
         let event = Event::new("01A".into(), "c".into(), "t".into(), "{}");
         assert_eq!(event.wire(false), b"id: 01A\ndata: {}\n\n");
         assert_eq!(event.wire(true), b"12\r\nid: 01A\ndata: {}\n\n\r\n");
+        // As `sse::encode` would wrap `sse::frame`, for a size line of several digits too.
+        let json = format!("{{\"text\":\"{}\"}}", "x".repeat(70_000));
+        let event = Event::new("01B".into(), "c".into(), "t".into(), &json);
+        let frame = crate::sse::frame("01B", &json);
+        let mut chunk = Vec::new();
+        crate::sse::encode(&frame, true, &mut chunk);
+        assert_eq!(event.wire(false), frame.as_slice());
+        assert_eq!(event.wire(true), chunk.as_slice());
+        assert_eq!(event.weight(), chunk.len());
     }
 
     #[test]
