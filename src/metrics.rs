@@ -273,7 +273,8 @@ impl Metrics {
             live.subscribers as f64,
         );
         let help = "Open TCP connections (streams, keep-alive and in-flight requests).";
-        let connections = crate::sys::open_sockets().saturating_sub(1) as f64;
+        let process = crate::sys::process_counts(true);
+        let connections = process.sockets.saturating_sub(1) as f64;
         gauge(&mut out, "workshop_open_connections", help, connections);
         self.render_requests(&mut out);
         let name = "workshop_commit_batch_size";
@@ -312,7 +313,7 @@ impl Metrics {
         for (what, n) in THROTTLED.iter().zip(&self.throttled) {
             let _ = writeln!(out, "{name}{{request=\"{what}\"}} {}", load(n));
         }
-        render_process(&mut out);
+        render_process(&mut out, process);
         out
     }
 
@@ -333,8 +334,8 @@ impl Metrics {
     }
 }
 
-fn render_process(out: &mut String) {
-    let (fds, threads) = crate::sys::process_counts();
+fn render_process(out: &mut String, process: crate::sys::ProcessCounts) {
+    let (fds, threads) = (process.fds, process.threads);
     let help = "Resident memory of the server process.";
     gauge(
         out,

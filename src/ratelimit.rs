@@ -17,6 +17,9 @@ const BURST_SECONDS: f64 = 10.0;
 /// Most senders tracked at once; bounds memory whatever `from`s clients invent.
 const MAX_SENDERS: usize = 10_000;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
+/// While `MAX_SENDERS` are tracked, idle ones are looked for at most this often: each look
+/// walks every bucket under the lock.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// The `from` of the server's own announcements.
 const SERVER_IDENTITY: &str = "workshop";
 
@@ -24,7 +27,16 @@ pub struct RateLimiter {
     /// Tokens per second; 0 turns the guard off.
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    senders: Mutex<Senders>,
+}
+
+/// The senders tracked, and when they were last swept for idle ones.
+#[derive(Default)]
+struct Senders {
+    buckets: HashMap<String, Bucket>,
+    swept: Option<Instant>,
+    #[cfg(test)]
+    sweeps: usize,
 }
 
 struct Bucket {
@@ -48,7 +60,7 @@ impl RateLimiter {
         RateLimiter {
             rate,
             burst: (rate * BURST_SECONDS).max(1.0),
-            buckets: Mutex::new(HashMap::new()),
+            senders: Mutex::new(Senders::default()),
         }
     }
 
@@ -57,20 +69,42 @@ impl RateLimiter {
         if self.rate <= 0.0 {
             return Verdict::Pass;
         }
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if !buckets.contains_key(from) && buckets.len() >= MAX_SENDERS {
-            buckets.retain(|_, bucket| !self.is_idle(bucket, now));
-            if buckets.len() >= MAX_SENDERS {
-                // Every tracked sender is being held back right now; a new one has its full
-                // burst anyway, so letting it pass untracked is what tracking it would do.
+        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        let senders = &mut *senders;
+        if let Some(bucket) = senders.buckets.get_mut(from) {
+            return self.take(bucket, now);
+        }
+        if senders.buckets.len() >= MAX_SENDERS {
+            let due = senders
+                .swept
+                .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
+            if due {
+                senders.swept = Some(now);
+                #[cfg(test)]
+                {
+                    senders.sweeps += 1;
+                }
+                senders
+                    .buckets
+                    .retain(|_, bucket| !self.is_idle(bucket, now));
+            }
+            if senders.buckets.len() >= MAX_SENDERS {
+                // Every tracked sender is being held back right now (as of the last sweep);
+                // a new one has its full burst anyway, so letting it pass untracked is what
+                // tracking it would do.
                 return Verdict::Pass;
             }
         }
-        let bucket = buckets.entry(from.to_string()).or_insert(Bucket {
+        let bucket = senders.buckets.entry(from.to_string()).or_insert(Bucket {
             tokens: self.burst,
             updated: now,
             announced: None,
         });
+        self.take(bucket, now)
+    }
+
+    /// Refills `bucket` and takes a token from it, or says how long until there is one.
+    fn take(&self, bucket: &mut Bucket, now: Instant) -> Verdict {
         self.refill(bucket, now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -106,7 +140,12 @@ impl RateLimiter {
 
     #[cfg(test)]
     fn tracked(&self) -> usize {
-        self.buckets.lock().map(|b| b.len()).unwrap_or(0)
+        self.senders.lock().map(|s| s.buckets.len()).unwrap_or(0)
+    }
+
+    #[cfg(test)]
+    fn sweeps(&self) -> usize {
+        self.senders.lock().map(|s| s.sweeps).unwrap_or(0)
     }
 }
 
@@ -242,5 +281,33 @@ mod tests {
             limiter.check(&format!("other-{i}"), later);
             assert!(limiter.tracked() <= MAX_SENDERS);
         }
+    }
+
+    #[test]
+    fn a_full_table_of_busy_senders_is_swept_at_most_once_a_second() {
+        let limiter = RateLimiter::new(1.0);
+        let start = Instant::now();
+        // Every tracked sender has just spent a token, so none is idle.
+        for i in 0..MAX_SENDERS {
+            assert_eq!(limiter.check(&format!("busy-{i}"), start), Verdict::Pass);
+        }
+        assert_eq!(limiter.sweeps(), 0);
+        let soon = start + Duration::from_millis(500);
+        for i in 0..MAX_SENDERS {
+            let verdict = limiter.check(&format!("new-{i}"), soon);
+            assert_eq!(verdict, Verdict::Pass, "a new sender has its burst");
+        }
+        assert_eq!(limiter.sweeps(), 1, "one walk over the table, not one per request");
+        assert_eq!(limiter.tracked(), MAX_SENDERS);
+        // Known senders are still held to their rate meanwhile.
+        let mut passed = 0;
+        while limiter.check("busy-0", soon) == Verdict::Pass {
+            passed += 1;
+        }
+        assert_eq!(passed, 9, "the burst of 10, one spent");
+        let later = start + Duration::from_millis(1600);
+        limiter.check("newer", later);
+        assert_eq!(limiter.sweeps(), 2, "a second later, a sweep again");
+        assert!(limiter.tracked() <= MAX_SENDERS);
     }
 }

@@ -78,21 +78,35 @@ fn set_timeout(fd: libc::c_int, option: libc::c_int, timeout: Duration) {
     }
 }
 
-/// Open file descriptors and threads of this process, for /status (leak checks).
-pub fn process_counts() -> (usize, usize) {
-    let count = |dir: &str| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    (count("/proc/self/fd"), count("/proc/self/task"))
+/// Open file descriptors, sockets among them, and threads of this process (leak checks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessCounts {
+    pub fds: usize,
+    /// Counted only when asked (one `readlink` per descriptor); the listener included.
+    pub sockets: usize,
+    pub threads: usize,
 }
 
-/// Open sockets of this process (the listener included), for /metrics.
-pub fn open_sockets() -> usize {
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
+/// Walks `/proc/self/fd` once; with `sockets`, reads each link to count the sockets (for
+/// /metrics; /status needs only the total).
+pub fn process_counts(sockets: bool) -> ProcessCounts {
+    let mut counts = ProcessCounts {
+        threads: std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count()),
+        ..ProcessCounts::default()
     };
-    fds.flatten()
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
-        .count()
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return counts;
+    };
+    for fd in fds.flatten() {
+        counts.fds += 1;
+        if sockets
+            && std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+        {
+            counts.sockets += 1;
+        }
+    }
+    counts
 }
 
 /// Writes as much of `data` as the socket takes right now, without blocking (MSG_DONTWAIT)
@@ -201,5 +215,23 @@ pub fn interface_addrs() -> Vec<std::net::IpAddr> {
         }
         libc::freeifaddrs(list);
         addrs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_walk_counts_descriptors_sockets_and_threads() {
+        let before = process_counts(true);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let with = process_counts(true);
+        // Other tests in this binary open and close descriptors meanwhile: compare loosely.
+        assert!(with.sockets >= 1, "{with:?}");
+        assert!(with.fds >= with.sockets && with.threads >= 1, "{with:?}");
+        assert!(before.fds >= before.sockets, "{before:?}");
+        assert_eq!(process_counts(false).sockets, 0, "not counted unless asked");
+        drop(listener);
     }
 }

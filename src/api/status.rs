@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 pub fn status(app: &App) -> Result<Reply, ApiError> {
     let since = crate::store::now() - LIVE_SECONDS;
     let agents_live = app.store.read(|conn| read::agents_live(conn, since))?;
-    let (open_fds, threads) = crate::sys::process_counts();
+    let process = crate::sys::process_counts(false);
     Ok(Reply::json(
         200,
         json!({
@@ -21,8 +21,8 @@ pub fn status(app: &App) -> Result<Reply, ApiError> {
             "subscribers": app.hub.subscriber_count(),
             "claims-waiting": app.store.bell.waiting(),
             "waiting": app.long_polls.load(Ordering::Relaxed),
-            "open-fds": open_fds,
-            "threads": threads,
+            "open-fds": process.fds,
+            "threads": process.threads,
             "version": env!("CARGO_PKG_VERSION"),
         }),
     ))
