@@ -156,12 +156,16 @@ impl Metrics {
     /// Sets the task gauges from the database, once at start-up (before the writer runs);
     /// from then on the writer's transitions keep them.
     pub fn load_task_counts(&self, conn: &Connection) -> rusqlite::Result<()> {
-        for (status, gauge) in STATUSES.iter().zip(&self.tasks) {
-            let n: i64 = conn.query_row(
-                "SELECT count(*) FROM tasks WHERE status = ?1",
-                [status],
-                |row| row.get(0),
-            )?;
+        let mut counts = [0; STATUSES.len()];
+        let mut query = conn.prepare("SELECT status, count(*) FROM tasks GROUP BY status")?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            let status: String = row.get(0)?;
+            if let Some(i) = STATUSES.iter().position(|s| *s == status) {
+                counts[i] = row.get(1)?;
+            }
+        }
+        for (gauge, n) in self.tasks.iter().zip(counts) {
             gauge.store(n, Ordering::Relaxed);
         }
         Ok(())
@@ -219,7 +223,9 @@ impl Metrics {
 
     /// A request the loop guard refused; `what` is one of `THROTTLED`.
     pub fn count_throttled(&self, what: &str) {
-        if let Some(i) = THROTTLED.iter().position(|t| *t == what) {
+        let i = THROTTLED.iter().position(|t| *t == what);
+        debug_assert!(i.is_some(), "{what:?} is not one of THROTTLED");
+        if let Some(i) = i {
             self.throttled[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -404,6 +410,21 @@ mod tests {
         assert!(text.contains("workshop_commit_batch_size_bucket{le=\"4\"} 2\n"));
         assert!(text.contains("workshop_commit_batch_size_count 2\n"));
         assert!(text.contains("workshop_messages_published_total 8\n"));
+    }
+
+    #[test]
+    fn task_gauges_load_in_one_query() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE tasks (id TEXT, status TEXT);
+             INSERT INTO tasks VALUES ('a','open'),('b','open'),('c','done'),('d','failed');",
+        )
+        .unwrap();
+        let m = Metrics::new();
+        m.tasks[CLAIMED].store(7, Ordering::Relaxed);
+        m.load_task_counts(&conn).unwrap();
+        let counts: Vec<i64> = m.tasks.iter().map(|t| t.load(Ordering::Relaxed)).collect();
+        assert_eq!(counts, [2, 0, 1, 1], "open, claimed, done, failed");
     }
 
     #[test]
