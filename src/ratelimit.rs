@@ -152,7 +152,7 @@ impl RateLimiter {
 /// `guard`, except for a retry of a keyed request already committed: the writer answers
 /// that with the first reply without running it again, so it neither spends a token nor is
 /// refused (README: "a repeat within 24 h answers the first reply").
-pub fn guard_new(
+pub fn guard_unless_repeat(
     app: &App,
     key: Option<&Key>,
     from: &str,
@@ -162,10 +162,12 @@ pub fn guard_new(
     if app.limiter.rate <= 0.0 {
         return Ok(Ok(()));
     }
-    if let Some(key) = key {
-        if app.store.read(|conn| idempotency::is_remembered(conn, key))? {
-            return Ok(Ok(()));
-        }
+    if let Some(key) = key
+        && app
+            .store
+            .read(|conn| idempotency::is_remembered(conn, key))?
+    {
+        return Ok(Ok(()));
     }
     Ok(guard(app, from, ch, what))
 }
@@ -297,7 +299,11 @@ mod tests {
             let verdict = limiter.check(&format!("new-{i}"), soon);
             assert_eq!(verdict, Verdict::Pass, "a new sender has its burst");
         }
-        assert_eq!(limiter.sweeps(), 1, "one walk over the table, not one per request");
+        assert_eq!(
+            limiter.sweeps(),
+            1,
+            "one walk over the table, not one per request"
+        );
         assert_eq!(limiter.tracked(), MAX_SENDERS);
         // Known senders are still held to their rate meanwhile.
         let mut passed = 0;

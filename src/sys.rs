@@ -100,8 +100,12 @@ pub fn process_counts(sockets: bool) -> ProcessCounts {
     for fd in fds.flatten() {
         counts.fds += 1;
         if sockets
-            && std::fs::read_link(fd.path())
-                .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+            && std::fs::read_link(fd.path()).is_ok_and(|target| {
+                target
+                    .as_os_str()
+                    .as_encoded_bytes()
+                    .starts_with(b"socket:")
+            })
         {
             counts.sockets += 1;
         }

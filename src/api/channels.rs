@@ -1,8 +1,6 @@
 //! Publishing, history, and the channel list.
 use super::idempotency;
 use super::{file_refs, identity, identity_value, label, longpoll, path_channel};
-/// Re-exported: inbox, search and the router import it from here.
-pub use super::id_param;
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
 use crate::ids;
@@ -13,6 +11,9 @@ use crate::store::{NewMessage, Op};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use tiny_http::Request;
+
+/// Re-exported: inbox, search and the router import it from here.
+pub use super::id_param;
 
 /// `POST /ch/:ch`
 pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiError> {
@@ -38,7 +39,9 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
     let route = format!("POST /ch/{}", message.ch);
     let key = idempotency::key(request, &message.from, &route, &body)?;
     let (from, ch) = (&message.from, &message.ch);
-    if let Err(throttled) = crate::ratelimit::guard_new(app, key.as_ref(), from, ch, "publish")? {
+    if let Err(throttled) =
+        crate::ratelimit::guard_unless_repeat(app, key.as_ref(), from, ch, "publish")?
+    {
         return Ok(throttled);
     }
     let done = app

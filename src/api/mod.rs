@@ -196,7 +196,11 @@ mod tests {
         assert_eq!(optional_identity(&body, "missing").unwrap(), None);
         for (key, value) in &body {
             let by_value = identity_value(value, key).map_err(|e| e.message);
-            assert_eq!(by_value, identity(&body, key).map_err(|e| e.message), "{key}");
+            assert_eq!(
+                by_value,
+                identity(&body, key).map_err(|e| e.message),
+                "{key}"
+            );
         }
     }
 }

@@ -66,7 +66,8 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     };
     let key = idempotency::key(request, &task.from, "POST /tasks", &body)?;
     let (from, ch) = (&task.from, &task.ch);
-    if let Err(throttled) = crate::ratelimit::guard_new(app, key.as_ref(), from, ch, "task_create")?
+    if let Err(throttled) =
+        crate::ratelimit::guard_unless_repeat(app, key.as_ref(), from, ch, "task_create")?
     {
         return Ok(throttled);
     }

@@ -14,12 +14,12 @@ mod writer;
 
 pub use writer::{Done, NewMessage, NewTask, Op, now};
 
+use crate::counted::Counted;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crossbeam_channel::{Sender, bounded};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use crate::counted::Counted;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
