@@ -1,12 +1,12 @@
-//! Advisory locks: `POST /locks/acquire`, `POST /locks/release`, `GET /locks?prefix=`.
+//! Advisory locks: `POST /locks/acquire`, `POST /locks/release`, `GET /locks?prefix=&n=`.
 //! Who wins and who gets 403/409 is decided in the writer (src/store/locks.rs).
 use super::{channel, identity};
 use crate::error::ApiError;
-use crate::http::{Reply, read_json_object};
+use crate::http::{Reply, count_param, read_json_object};
 use crate::server::App;
 use crate::store::Op;
 use crate::store::locks::{self, LockOp};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use tiny_http::Request;
 
@@ -37,11 +37,20 @@ pub fn act(app: &App, action: &str, request: &mut Request) -> Result<Reply, ApiE
         },
         _ => LockOp::Release { from, name },
     };
+    // Acquiring announces on the lock's channel, so it passes the loop guard as a publish
+    // does (a renewal without `ch` is throttled, if need be, on the default channel). A
+    // release frees what an agent held: refusing it would only keep a lock held longer.
+    if let LockOp::Acquire { from, ch, .. } = &op {
+        let ch = ch.as_deref().unwrap_or(locks::DEFAULT_CHANNEL);
+        if let Err(throttled) = crate::ratelimit::guard(app, from, ch, "publish") {
+            return Ok(throttled);
+        }
+    }
     let done = app.store.write(Op::Lock(op))?;
     Ok(Reply::json(done.status, done.body))
 }
 
-/// `GET /locks?prefix=`
+/// `GET /locks?prefix=&n=` (the first `n` by name: 100 unless given, at most 1000).
 pub fn list(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiError> {
     let prefix = params.get("prefix").filter(|p| !p.is_empty());
     if prefix.is_some_and(|p| p.chars().count() > MAX_NAME) {
@@ -49,10 +58,11 @@ pub fn list(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiErr
             "prefix is longer than {MAX_NAME} characters"
         )));
     }
+    let limit = count_param(params, 100, 1000)?;
     let held = app
         .store
-        .read(|conn| locks::list(conn, prefix.map(String::as_str)))?;
-    Ok(Reply::json(200, json!(held)))
+        .read(|conn| locks::list(conn, prefix.map(String::as_str), limit))?;
+    Ok(Reply::json(200, Value::Array(held)))
 }
 
 /// 1-256 printable characters: paths with slashes and spaces are fine, control characters
@@ -98,6 +108,7 @@ fn note(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn names_and_ttls() {

@@ -47,6 +47,24 @@ pub struct NewMessage {
     pub recipients: Vec<String>,
 }
 
+impl NewMessage {
+    /// A message the server posts about a change it made (a task or lock transition):
+    /// version 1, no files, no reply, addressed to no one.
+    pub fn announcement(ch: &str, from: &str, kind: &str, body: Value) -> NewMessage {
+        NewMessage {
+            ch: ch.to_string(),
+            from: from.to_string(),
+            kind: kind.to_string(),
+            v: 1,
+            body,
+            files: Vec::new(),
+            reply_to: None,
+            to: None,
+            recipients: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct NewTask {
     pub from: String,
@@ -503,22 +521,12 @@ impl Step<'_> {
         files: Vec<String>,
     ) -> Result<(), ApiError> {
         self.effects.transitions.push(kind);
+        let mut message = NewMessage::announcement(&task.ch, from, kind, body);
+        message.files = files;
         // A task made for one agent lands in that agent's inbox when it is created.
-        let recipients = match (kind, &task.assigned_to) {
-            ("task.created", Some(agent)) => vec![agent.clone()],
-            _ => Vec::new(),
-        };
-        let message = NewMessage {
-            ch: task.ch.clone(),
-            from: from.to_string(),
-            kind: kind.to_string(),
-            v: 1,
-            body,
-            files,
-            reply_to: None,
-            to: None,
-            recipients,
-        };
+        if let ("task.created", Some(agent)) = (kind, &task.assigned_to) {
+            message.recipients = vec![agent.clone()];
+        }
         self.insert_message(&message).map(|_| ())
     }
 
