@@ -459,7 +459,14 @@ impl Step<'_> {
                 Ok(done(200, json!({"ok": true})))
             }
             Op::MarkRead { agent, up_to } => {
-                let up_to = super::turns::mark_read(self.tx, agent, up_to)?;
+                // Clamped to the greatest id issued so far: a cursor beyond it (any valid
+                // ULID is accepted) would hide every later message for good. A clamp rather
+                // than a 400: "everything so far is read" is what such an id can only mean,
+                // and a client cannot tell a future id from a present one before asking.
+                let greatest = super::read::greatest_id(self.tx)?
+                    .unwrap_or(Ulid::nil())
+                    .to_string();
+                let up_to = super::turns::mark_read(self.tx, agent, up_to.min(&greatest))?;
                 Ok(done(200, json!({"agent": agent, "up_to": up_to})))
             }
             Op::Prune { retention_days } => self.prune(*retention_days),
@@ -803,7 +810,7 @@ impl Step<'_> {
             deleted = self
                 .tx
                 .execute("DELETE FROM messages WHERE id < ?1", [&cutoff])?;
-            super::turns::prune_recipients(self.tx, &cutoff)?;
+            super::turns::prune(self.tx, &cutoff)?;
             super::search::prune(self.tx, &cutoff)?;
             if deleted > 0 {
                 self.tx.execute(
