@@ -74,8 +74,13 @@ fn open_lock(db: &Path) -> Result<File, String> {
 }
 
 fn lock_path(db: &Path) -> PathBuf {
+    sibling(db, ".lock")
+}
+
+/// `db` with `suffix` appended to its file name (`w.db-wal`, `w.db.lock`).
+fn sibling(db: &Path, suffix: &str) -> PathBuf {
     let mut path = db.as_os_str().to_owned();
-    path.push(".lock");
+    path.push(suffix);
     PathBuf::from(path)
 }
 
@@ -127,14 +132,25 @@ pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> 
     copy_missing_blobs(&dir.join(BLOBS), blobs, true)?;
     let source = Connection::open_with_flags(&copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| db_error(&copy, e))?;
-    // Through SQLite, not a file copy: it replaces the old content in one transaction and
-    // deals with the old database's WAL, which a copied file would be corrupted by.
-    let mut target = schema::open_writer(db).map_err(|e| db_error(db, e))?;
-    copy_all_pages(&source, &mut target)
-        .map_err(|e| format!("cannot restore into {}: {e}", db.display()))?;
-    target
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .map_err(|e| db_error(db, e))?;
+    // The old database is never opened: it may be what is being replaced because it is
+    // damaged ("file is not a database"). The copy goes to a new file beside it, the old
+    // WAL and shared-memory files go (a WAL left beside the new file would be replayed
+    // into it), then the copy takes the database's name. No server can open it meanwhile:
+    // the exclusive lock is held. Interrupted before the rename, the old database lacks its
+    // WAL's last commits; run the restore again.
+    let part = sibling(db, ".part");
+    remove_if_present(&part)?;
+    copy_database(&source, &part)?;
+    drop(source);
+    for suffix in ["-wal", "-shm"] {
+        remove_if_present(&sibling(db, suffix))?;
+    }
+    fs::rename(&part, db).map_err(|e| format!("cannot install {}: {e}", db.display()))?;
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("cannot sync {}: {e}", parent.display()))?;
+    }
     drop(lock);
     Ok(manifest)
 }

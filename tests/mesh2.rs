@@ -550,3 +550,77 @@ fn locks_that_ran_out_while_the_server_was_down_expire_at_start_up() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["name"], "long", "a live lock survives a restart");
 }
+
+/// `GET /locks` answers the first `n` by name (100 unless given, at most 1000).
+#[test]
+fn the_lock_list_is_bounded_by_n() {
+    let s = Server::start();
+    for i in 0..105 {
+        let r = acquire(
+            &s,
+            json!({"from": "a", "name": format!("f{i:03}"), "ttl_s": 600}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let names = |path: &str| -> Vec<String> {
+        let r = s.get(path);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all: Vec<String> = (0..105).map(|i| format!("f{i:03}")).collect();
+    assert_eq!(names("/locks"), all[..100]);
+    assert_eq!(names("/locks?n=2"), all[..2]);
+    assert_eq!(names("/locks?n=5000"), all);
+    assert_eq!(names("/locks?prefix=f10&n=3"), all[100..103]);
+    for bad in ["0", "-1", "x"] {
+        assert_eq!(s.get(&format!("/locks?n={bad}")).status, 400, "{bad}");
+    }
+    let listed = s.get("/locks?n=1").json();
+    assert_eq!(listed[0]["holder"], "a");
+    assert_eq!(listed[0]["ch"], "locks");
+    s.assert_no_panic();
+}
+
+/// Acquiring announces on a channel, so the loop guard holds back an agent that acquires in
+/// a loop, as it does one that publishes in a loop; releasing is never held back.
+#[test]
+fn the_loop_guard_throttles_lock_acquires() {
+    // 0.1 per second: a burst of one, then one more every 10 s.
+    let s = Server::start_with(&[("WORKSHOP_RATE", "0.1")]);
+    let mut passed = 0;
+    let refused = loop {
+        let r = acquire(
+            &s,
+            json!({"from": "looper", "name": "hot", "ttl_s": 600, "ch": "work"}),
+        );
+        if r.status != 200 {
+            break r;
+        }
+        passed += 1;
+        assert!(passed < 50, "never throttled");
+    };
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(refused.header("retry-after").is_some());
+    let other = acquire(&s, json!({"from": "calm", "name": "cold", "ttl_s": 600}));
+    assert_eq!(other.status, 200, "others are not held back");
+    let r = s.post_json("/locks/release", json!({"from": "looper", "name": "hot"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let history = s.history("/ch/work/history");
+    let acquired = history
+        .iter()
+        .filter(|m| m["type"] == "lock.acquired")
+        .count();
+    assert_eq!(acquired, passed, "a refused acquire is not announced");
+    let throttled: Vec<&Value> = history
+        .iter()
+        .filter(|m| m["type"] == "workshop.throttled")
+        .collect();
+    assert_eq!(throttled.len(), 1, "{history:?}");
+    assert_eq!(throttled[0]["body"]["agent"], "looper");
+    s.assert_no_panic();
+}

@@ -391,6 +391,34 @@ fn restore_refuses_a_running_server_and_a_damaged_backup() {
     server.assert_no_panic();
 }
 
+/// A restore replaces a database that is no longer one at all (and a stale WAL beside it):
+/// it used to open the target first, and failed with "file is not a database".
+#[test]
+fn restore_replaces_a_damaged_database() {
+    let mut server = Server::start();
+    let id = server.publish("general", "kept", json!({"n": 1}));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_arg = dir.path().to_str().unwrap();
+    let (db, blobs) = (server.db_path(), server.blobs_dir());
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    server.stop();
+    std::fs::write(&db, vec![0xA5u8; 64 * 1024]).unwrap();
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::write(&wal, b"not a write-ahead log").unwrap();
+    let out = workshop(&["restore", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    server.restart_stopped();
+    let history = server.history("/ch/general/history");
+    let ids: Vec<&str> = history.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str()]);
+    // And it takes writes again.
+    server.publish("general", "after", json!({}));
+    assert_eq!(server.history("/ch/general/history").len(), 2);
+    server.assert_no_panic();
+}
+
 #[test]
 fn no_server_starts_while_a_restore_holds_the_files() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -419,6 +419,77 @@ fn the_inbox_cursor_moves_forward_only_and_survives_a_restart() {
     s.assert_no_panic();
 }
 
+/// A cursor beyond every id issued so far is clamped to the greatest one: it used to be kept
+/// as given, and hid every later message from `unread=1` for good.
+#[test]
+fn a_cursor_past_every_issued_id_does_not_hide_later_messages() {
+    let s = Server::start();
+    let first = send(
+        &s,
+        "a",
+        json!({"from": "x", "type": "m", "to": "bob", "body": {"i": 0}}),
+    );
+    let far = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ";
+    let r = s.post_json("/inbox/bob/read", json!({ "up_to": far }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up_to = r.json()["up_to"].as_str().unwrap().to_string();
+    assert!(up_to.as_str() < far, "clamped, not {up_to}");
+    assert!(up_to >= first, "still past what was read: {up_to}");
+    let later = send(
+        &s,
+        "a",
+        json!({"from": "x", "type": "m", "to": "bob", "body": {"i": 1}}),
+    );
+    assert_eq!(ids(&lines(&s.get("/inbox/bob?unread=1"))), [later.as_str()]);
+    // An agent never mentioned before gets a cursor too, and it is clamped the same way.
+    let r = s.post_json("/inbox/carol/read", json!({ "up_to": far }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["up_to"].as_str().unwrap() < far);
+    let for_carol = send(
+        &s,
+        "a",
+        json!({"from": "x", "type": "m", "to": "carol", "body": {}}),
+    );
+    assert_eq!(
+        ids(&lines(&s.get("/inbox/carol?unread=1"))),
+        [for_carol.as_str()]
+    );
+    s.assert_no_panic();
+}
+
+/// Retention forgets read cursors below its cutoff (one row per agent ever addressed used to
+/// stay for good); such a cursor reads exactly like none, and newer ones are kept.
+#[test]
+fn retention_forgets_read_cursors_older_than_it_keeps() {
+    let mut s = Server::start_with(&[("WORKSHOP_RETENTION_DAYS", "7")]);
+    let kept = send(
+        &s,
+        "a",
+        json!({"from": "x", "type": "m", "to": ["bob", "carol"], "body": {}}),
+    );
+    // Any id may be given; this one is from 1970, long before the cutoff.
+    let old = "00000000010000000000000000";
+    let r = s.post_json("/inbox/bob/read", json!({ "up_to": old }));
+    assert_eq!(r.json()["up_to"], old);
+    let r = s.post_json("/inbox/carol/read", json!({ "up_to": kept }));
+    assert_eq!(r.json()["up_to"], kept.as_str());
+    s.stop();
+    // Retention runs as the server starts.
+    s.restart_stopped();
+    let conn = rusqlite::Connection::open(s.db_path()).unwrap();
+    let cursors: Vec<(String, String)> = conn
+        .prepare("SELECT agent, up_to FROM inbox_cursors ORDER BY agent")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(cursors, [("carol".to_string(), kept.clone())]);
+    assert_eq!(ids(&lines(&s.get("/inbox/bob?unread=1"))), [kept.as_str()]);
+    assert_eq!(lines(&s.get("/inbox/carol?unread=1")).len(), 0);
+    s.assert_no_panic();
+}
+
 /// Agents re-polling with the last id they got, while messages keep coming: each sees every
 /// message once, in order, and no poll answers empty before its time. (A re-poll racing the
 /// commit it just read used to be woken by that same message and answer nothing.)

@@ -28,7 +28,10 @@ pub fn key(
     let mut digest = Sha256::new();
     digest.update(route.as_bytes());
     digest.update(b"\n");
-    digest.update(Value::Object(body.clone()).to_string().as_bytes());
+    // The map itself, not a copy of it as a Value: the same bytes as `Value::Object`.
+    let json = serde_json::to_vec(body)
+        .map_err(|e| ApiError::internal(format!("cannot encode the body: {e}")))?;
+    digest.update(&json);
     let fingerprint = crate::blobs::hex(&digest.finalize());
     Ok(Some(Key {
         from: from.to_string(),

@@ -1,12 +1,12 @@
-//! Advisory locks: `POST /locks/acquire`, `POST /locks/release`, `GET /locks?prefix=`.
+//! Advisory locks: `POST /locks/acquire`, `POST /locks/release`, `GET /locks?prefix=&n=`.
 //! Who wins and who gets 403/409 is decided in the writer (src/store/locks.rs).
-use super::{channel, identity};
+use super::{identity, optional_channel, optional_text, text_field};
 use crate::error::ApiError;
-use crate::http::{Reply, read_json_object};
+use crate::http::{Reply, count_param, read_json_object};
 use crate::server::App;
 use crate::store::Op;
 use crate::store::locks::{self, LockOp};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use tiny_http::Request;
 
@@ -22,26 +22,31 @@ const TTL_RANGE: std::ops::RangeInclusive<f64> = 1.0..=86_400.0;
 pub fn act(app: &App, action: &str, request: &mut Request) -> Result<Reply, ApiError> {
     let body = read_json_object(request)?;
     let from = identity(&body, "from")?;
-    let name = lock_name(body.get("name"))?;
+    let name = lock_name(&body)?;
     let op = match action {
         "acquire" => LockOp::Acquire {
             from,
             name,
             ttl_s: ttl(body.get("ttl_s"))?,
-            note: note(&body)?,
-            ch: match body.get("ch") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(ch)) => Some(channel(ch)?),
-                Some(_) => return Err(ApiError::bad_request("ch must be a channel name")),
-            },
+            note: optional_text(&body, "note", MAX_NOTE)?,
+            ch: optional_channel(&body, "ch")?,
         },
         _ => LockOp::Release { from, name },
     };
+    // Acquiring announces on the lock's channel, so it passes the loop guard as a publish
+    // does (a renewal without `ch` is throttled, if need be, on the default channel). A
+    // release frees what an agent held: refusing it would only keep a lock held longer.
+    if let LockOp::Acquire { from, ch, .. } = &op {
+        let ch = ch.as_deref().unwrap_or(locks::DEFAULT_CHANNEL);
+        if let Err(throttled) = crate::ratelimit::guard(app, from, ch, "publish") {
+            return Ok(throttled);
+        }
+    }
     let done = app.store.write(Op::Lock(op))?;
     Ok(Reply::json(done.status, done.body))
 }
 
-/// `GET /locks?prefix=`
+/// `GET /locks?prefix=&n=` (the first `n` by name: 100 unless given, at most 1000).
 pub fn list(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiError> {
     let prefix = params.get("prefix").filter(|p| !p.is_empty());
     if prefix.is_some_and(|p| p.chars().count() > MAX_NAME) {
@@ -49,32 +54,23 @@ pub fn list(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiErr
             "prefix is longer than {MAX_NAME} characters"
         )));
     }
+    let limit = count_param(params, 100, 1000)?;
     let held = app
         .store
-        .read(|conn| locks::list(conn, prefix.map(String::as_str)))?;
-    Ok(Reply::json(200, json!(held)))
+        .read(|conn| locks::list(conn, prefix.map(String::as_str), limit))?;
+    Ok(Reply::json(200, Value::Array(held)))
 }
 
-/// 1-256 printable characters: paths with slashes and spaces are fine, control characters
-/// (which would hide in a terminal or a log line) are not.
-fn lock_name(value: Option<&Value>) -> Result<String, ApiError> {
-    let name = match value {
-        None | Some(Value::Null) => return Err(ApiError::bad_request("name is required")),
-        Some(Value::String(name)) => name,
-        Some(_) => return Err(ApiError::bad_request("name must be a string")),
-    };
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME || name.trim().is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "name must be 1-{MAX_NAME} characters, not blank"
-        )));
-    }
+/// `name`: 1-256 printable characters, not blank: paths with slashes and spaces are fine,
+/// control characters (which would hide in a terminal or a log line) are not.
+fn lock_name(body: &Map<String, Value>) -> Result<String, ApiError> {
+    let name = text_field(body, "name", MAX_NAME)?;
     if name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "name must be printable (no control characters)",
         ));
     }
-    Ok(name.clone())
+    Ok(name)
 }
 
 fn ttl(value: Option<&Value>) -> Result<f64, ApiError> {
@@ -84,25 +80,21 @@ fn ttl(value: Option<&Value>) -> Result<f64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("ttl_s is required: seconds from 1 to 86400 (24 h)"))
 }
 
-fn note(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
-    match body.get("note") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(n)) if n.chars().count() <= MAX_NOTE => Ok(Some(n.clone())),
-        Some(Value::String(_)) => Err(ApiError::bad_request(format!(
-            "note is longer than {MAX_NOTE} characters"
-        ))),
-        Some(_) => Err(ApiError::bad_request("note must be a string")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// `lock_name` of a body whose `name` is `value` (`None`: no `name` at all).
+    fn lock_name_of(value: Option<&Value>) -> Result<String, ApiError> {
+        let body = value.map(|v| ("name".to_string(), v.clone()));
+        lock_name(&Map::from_iter(body))
+    }
 
     #[test]
     fn names_and_ttls() {
         for good in ["src/main.rs", "a", "db: migrations", &"x".repeat(256)] {
-            assert_eq!(lock_name(Some(&json!(good))).unwrap(), good);
+            assert_eq!(lock_name_of(Some(&json!(good))).unwrap(), good);
         }
         for bad in [
             json!(""),
@@ -111,10 +103,10 @@ mod tests {
             json!("\u{7f}"),
             json!(3),
         ] {
-            assert_eq!(lock_name(Some(&bad)).unwrap_err().status, 400, "{bad}");
+            assert_eq!(lock_name_of(Some(&bad)).unwrap_err().status, 400, "{bad}");
         }
-        assert!(lock_name(Some(&json!("x".repeat(257)))).is_err());
-        assert!(lock_name(None).is_err());
+        assert!(lock_name_of(Some(&json!("x".repeat(257)))).is_err());
+        assert!(lock_name_of(None).is_err());
         assert_eq!(ttl(Some(&json!(600))).unwrap(), 600.0);
         assert_eq!(ttl(Some(&json!(1.5))).unwrap(), 1.5);
         for bad in [
@@ -125,6 +117,31 @@ mod tests {
             json!(null),
         ] {
             assert!(ttl(Some(&bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn notes_are_optional_bounded_strings_blank_allowed() {
+        let body = |v: Value| Map::from_iter([("note".to_string(), v)]);
+        assert_eq!(optional_text(&Map::new(), "note", MAX_NOTE).unwrap(), None);
+        assert_eq!(
+            optional_text(&body(json!(null)), "note", MAX_NOTE).unwrap(),
+            None
+        );
+        for kept in ["", "  ", "refactor", &"n".repeat(MAX_NOTE)] {
+            let got = optional_text(&body(json!(kept)), "note", MAX_NOTE).unwrap();
+            assert_eq!(got.as_deref(), Some(kept));
+        }
+        for bad in [json!("n".repeat(MAX_NOTE + 1)), json!(3), json!(["x"])] {
+            let err = optional_text(&body(bad.clone()), "note", MAX_NOTE).unwrap_err();
+            assert_eq!(err.status, 400, "{bad}");
+        }
+        let ch = |v: Value| optional_channel(&Map::from_iter([("ch".to_string(), v)]), "ch");
+        assert_eq!(ch(json!("work")).unwrap().as_deref(), Some("work"));
+        assert_eq!(ch(json!(null)).unwrap(), None);
+        assert_eq!(optional_channel(&Map::new(), "ch").unwrap(), None);
+        for bad in [json!("a b"), json!(""), json!(7)] {
+            assert_eq!(ch(bad.clone()).unwrap_err().status, 400, "{bad}");
         }
     }
 }

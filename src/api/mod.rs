@@ -135,6 +135,31 @@ pub fn file_refs(
     Ok(files)
 }
 
+/// An optional string field of at most `max` characters: absent or null is `None`. Unlike
+/// `text_field`, a blank string is kept (a blank note is no error).
+pub fn optional_text(
+    body: &Map<String, Value>,
+    key: &str,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(_) => text_field(body, key, max).map(Some),
+    }
+}
+
+/// An optional channel name (`ch`): absent or null is `None`.
+pub fn optional_channel(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => channel(name).map(Some),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{key} must be a channel name"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

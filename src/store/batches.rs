@@ -46,7 +46,7 @@ impl Messages {
 
     /// The messages of an index already selected (`(id, octet_length(envelope))`), in its
     /// order.
-    pub fn from_index(reader: Reader, index: Vec<(String, u64)>) -> Messages {
+    pub fn from_index(reader: Reader, index: read::Index) -> Messages {
         Messages {
             reader,
             source: Source::Ids,

@@ -2,6 +2,7 @@
 //! release and expiry run in the writer, so they cannot race, and each is announced on the
 //! lock's channel in the same transaction. Expiry shares the task leases' wake-up: the
 //! writer wakes at the soonest of both deadlines (`earliest`) and calls `expire`.
+use super::read::Prefix;
 use super::writer::{Done, NewMessage, SERVER_IDENTITY, Step, done, now};
 use crate::error::ApiError;
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
@@ -193,17 +194,7 @@ fn announce(
     kind: &str,
     body: Value,
 ) -> Result<(), ApiError> {
-    let message = NewMessage {
-        ch: ch.to_string(),
-        from: from.to_string(),
-        kind: kind.to_string(),
-        v: 1,
-        body,
-        files: vec![],
-        reply_to: None,
-        to: None,
-        recipients: Vec::new(),
-    };
+    let message = NewMessage::announcement(ch, from, kind, body);
     step.insert_message(&message).map(|_| ())
 }
 
@@ -214,20 +205,20 @@ pub(super) fn earliest(conn: &Connection) -> Option<f64> {
         .flatten()
 }
 
-/// Live locks (not yet run out), by name; with `prefix`, only names starting with it.
-pub fn list(conn: &Connection, prefix: Option<&str>) -> rusqlite::Result<Vec<Lock>> {
+/// The first `limit` live locks (not yet run out) by name; with `prefix`, only names
+/// starting with it. Each as the JSON the API answers, made straight from its row.
+pub fn list(conn: &Connection, prefix: Option<&str>, limit: usize) -> rusqlite::Result<Vec<Value>> {
     let now = now();
+    let limit = limit as i64;
     let mut sql = format!("SELECT {COLUMNS} FROM locks WHERE expires_at > ?");
     let mut args: Vec<&dyn ToSql> = vec![&now];
-    let prefix_len;
+    let prefix = prefix.map(Prefix::new);
     if let Some(prefix) = &prefix {
-        // substr, not LIKE: `%` and `_` in a path are literal characters.
-        prefix_len = prefix.chars().count() as i64;
-        sql.push_str(" AND substr(name, 1, ?) = ?");
-        args.push(&prefix_len);
-        args.push(prefix);
+        prefix.push("name", &mut sql, &mut args);
     }
-    sql.push_str(" ORDER BY name");
+    sql.push_str(" ORDER BY name LIMIT ?");
+    args.push(&limit);
     let mut stmt = conn.prepare_cached(&sql)?;
-    stmt.query_map(args.as_slice(), from_row)?.collect()
+    stmt.query_map(args.as_slice(), |row| Ok(json!(from_row(row)?)))?
+        .collect()
 }

@@ -17,13 +17,49 @@ pub struct MessageQuery {
     pub limit: usize,
 }
 
-/// Ids and envelope sizes in bytes of the messages `q` selects, oldest first: enough to
-/// size an answer and to fetch it in batches, without holding every envelope at once.
-pub fn message_index(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Vec<(String, u64)>> {
-    // octet_length reads the size from the record header, not the (overflow) text.
-    select_messages(conn, q, "id, octet_length(envelope)", None, |row| {
-        Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
-    })
+/// Message ids and their envelope sizes in bytes, in the order an answer sends them: enough
+/// to size an answer and to fetch it in batches (see `batches`), without holding every
+/// envelope at once.
+pub type Index = Vec<(String, u64)>;
+
+/// One entry of an `Index` from a row of `id, octet_length(envelope)` (octet_length reads the
+/// size from the record header, not the overflow text).
+pub(super) fn index_row(row: &Row) -> rusqlite::Result<(String, u64)> {
+    Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+}
+
+/// A literal prefix of a text column, as a query filter: substr, not LIKE, so `%` and `_` in
+/// it are literal characters.
+pub(super) struct Prefix<'a> {
+    /// In characters, as SQLite's substr counts them.
+    len: i64,
+    text: &'a str,
+}
+
+impl<'a> Prefix<'a> {
+    pub(super) fn new(text: &'a str) -> Prefix<'a> {
+        Prefix {
+            len: text.chars().count() as i64,
+            text,
+        }
+    }
+
+    /// Appends ` AND substr(column, 1, len) = prefix` to `sql`, and its two arguments.
+    pub(super) fn push<'b>(
+        &'b self,
+        column: &str,
+        sql: &mut String,
+        args: &mut Vec<&'b dyn ToSql>,
+    ) {
+        sql.push_str(&format!(" AND substr({column}, 1, ?) = ?"));
+        args.push(&self.len);
+        args.push(&self.text);
+    }
+}
+
+/// The index of the messages `q` selects, oldest first.
+pub fn message_index(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Index> {
+    select_messages(conn, q, "id, octet_length(envelope)", None, index_row)
 }
 
 /// `(id, envelope)` of the messages `q` selects whose ids lie from `first` to `last` (both
@@ -53,7 +89,7 @@ pub fn messages_by_ids(conn: &Connection, ids: &[&str]) -> rusqlite::Result<Vec<
 
 /// `columns` of the messages `q` selects (and, with `within`, only ids in that inclusive
 /// range), oldest first.
-fn select_messages<T>(
+pub(super) fn select_messages<T>(
     conn: &Connection,
     q: &MessageQuery,
     columns: &str,
@@ -74,13 +110,9 @@ fn select_messages<T>(
         sql.push_str(" AND id < ?");
         args.push(before);
     }
-    let prefix_len;
-    if let Some(prefix) = &q.type_prefix {
-        // substr, not LIKE: `%` and `_` in a prefix are literal characters.
-        prefix_len = prefix.chars().count() as i64;
-        sql.push_str(" AND substr(type, 1, ?) = ?");
-        args.push(&prefix_len);
-        args.push(prefix);
+    let prefix = q.type_prefix.as_deref().map(Prefix::new);
+    if let Some(prefix) = &prefix {
+        prefix.push("type", &mut sql, &mut args);
     }
     let (first, last);
     if let Some(range) = within {

@@ -176,15 +176,8 @@ mod tests {
     #[test]
     fn the_reply_to_column_is_backfilled_from_stored_envelopes() {
         let conn = Connection::open_in_memory().unwrap();
-        let added = MIGRATIONS
-            .iter()
-            .position(|sql| sql.contains("ADD COLUMN reply_to"))
-            .unwrap();
-        for sql in &MIGRATIONS[..added] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", added as i64)
-            .unwrap();
+        let added = version_before("ADD COLUMN reply_to").unwrap();
+        migrate_to(&conn, added).unwrap();
         conn.execute_batch(
             r#"INSERT INTO messages VALUES ('01A', 'c', 't', '{"id":"01A","reply_to":null}');
                INSERT INTO messages VALUES ('01B', 'c', 't', '{"id":"01B","reply_to":"01A"}');"#,

@@ -2,6 +2,7 @@
 //! the string values of its body, written in the insert's transaction and pruned with it.
 //! The index is contentless: results are read back from `messages` through
 //! `message_search_ids`, which gives each indexed message the integer rowid FTS5 needs.
+use super::read::{Index, Prefix, index_row};
 use rusqlite::{Connection, ToSql, Transaction, params};
 use serde_json::Value;
 
@@ -90,10 +91,10 @@ pub fn match_expression(q: &str) -> Option<String> {
 /// a few, and a mesh searching its chatter wants the relevant recent messages.
 pub const RANKED_MATCHES: i64 = 500;
 
-/// The `(id, envelope size)` index (see `batches`) of stored messages matching `q`: of the newest `RANKED_MATCHES` that pass the filters, the
-/// best (bm25) first, newer first on a tie. FTS5 walks the index newest first, so the window
-/// costs what it holds, not what matches.
-pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<(String, u64)>> {
+/// The index (see `read::Index`) of stored messages matching `q`: of the newest
+/// `RANKED_MATCHES` that pass the filters, the best (bm25) first, newer first on a tie. FTS5
+/// walks the index newest first, so the window costs what it holds, not what matches.
+pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Index> {
     let mut filters = String::new();
     let mut args: Vec<&dyn ToSql> = vec![&q.words];
     if let Some(before) = &q.before {
@@ -108,12 +109,9 @@ pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<(Strin
         filters.push_str(" AND json_extract(m.envelope, '$.from') = ?");
         args.push(from);
     }
-    let prefix_len;
-    if let Some(prefix) = &q.type_prefix {
-        prefix_len = prefix.chars().count() as i64;
-        filters.push_str(" AND substr(m.type, 1, ?) = ?");
-        args.push(&prefix_len);
-        args.push(prefix);
+    let prefix = q.type_prefix.as_deref().map(Prefix::new);
+    if let Some(prefix) = &prefix {
+        prefix.push("m.type", &mut filters, &mut args);
     }
     let needs_message = q.from.is_some() || q.type_prefix.is_some();
     let join_message = if needs_message {
@@ -135,10 +133,7 @@ pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Vec<(Strin
          ORDER BY hits.score, hits.row DESC LIMIT ?"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    stmt.query_map(args.as_slice(), |row| {
-        Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
-    })?
-    .collect()
+    stmt.query_map(args.as_slice(), index_row)?.collect()
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! Single messages and `reply_to` threads, read from the `reply_to` column and its index.
+use super::read::{Index, index_row};
 use rusqlite::{Connection, OptionalExtension};
 
 /// Most messages a thread answer holds; also bounds the walk up to the root.
@@ -13,9 +14,8 @@ pub fn message(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> 
 
 /// The thread `id` belongs to: the root of its `reply_to` chain (the highest ancestor still
 /// stored) and every message replying to it, directly or not; oldest first, at most
-/// `MAX_THREAD`, as an `(id, envelope size)` index (see `batches`). `None` when `id` is not
-/// stored.
-pub fn thread(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<(String, u64)>>> {
+/// `MAX_THREAD`, as an index (see `read::Index`). `None` when `id` is not stored.
+pub fn thread(conn: &Connection, id: &str) -> rusqlite::Result<Option<Index>> {
     let root: Option<String> = conn
         .prepare_cached(
             "WITH RECURSIVE up (id, parent, depth) AS (
@@ -43,9 +43,7 @@ pub fn thread(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<(Strin
          ORDER BY m.id",
     )?;
     let index = stmt
-        .query_map(rusqlite::params![root, MAX_THREAD as i64], |row| {
-            Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
-        })?
+        .query_map(rusqlite::params![root, MAX_THREAD as i64], index_row)?
         .collect::<rusqlite::Result<_>>()?;
     Ok(Some(index))
 }

@@ -47,6 +47,24 @@ pub struct NewMessage {
     pub recipients: Vec<String>,
 }
 
+impl NewMessage {
+    /// A message the server posts about a change it made (a task or lock transition):
+    /// version 1, no files, no reply, addressed to no one.
+    pub fn announcement(ch: &str, from: &str, kind: &str, body: Value) -> NewMessage {
+        NewMessage {
+            ch: ch.to_string(),
+            from: from.to_string(),
+            kind: kind.to_string(),
+            v: 1,
+            body,
+            files: Vec::new(),
+            reply_to: None,
+            to: None,
+            recipients: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct NewTask {
     pub from: String,
@@ -441,7 +459,14 @@ impl Step<'_> {
                 Ok(done(200, json!({"ok": true})))
             }
             Op::MarkRead { agent, up_to } => {
-                let up_to = super::turns::mark_read(self.tx, agent, up_to)?;
+                // Clamped to the greatest id issued so far: a cursor beyond it (any valid
+                // ULID is accepted) would hide every later message for good. A clamp rather
+                // than a 400: "everything so far is read" is what such an id can only mean,
+                // and a client cannot tell a future id from a present one before asking.
+                let greatest = super::read::greatest_id(self.tx)?
+                    .unwrap_or(Ulid::nil())
+                    .to_string();
+                let up_to = super::turns::mark_read(self.tx, agent, up_to.min(&greatest))?;
                 Ok(done(200, json!({"agent": agent, "up_to": up_to})))
             }
             Op::Prune { retention_days } => self.prune(*retention_days),
@@ -503,22 +528,12 @@ impl Step<'_> {
         files: Vec<String>,
     ) -> Result<(), ApiError> {
         self.effects.transitions.push(kind);
+        let mut message = NewMessage::announcement(&task.ch, from, kind, body);
+        message.files = files;
         // A task made for one agent lands in that agent's inbox when it is created.
-        let recipients = match (kind, &task.assigned_to) {
-            ("task.created", Some(agent)) => vec![agent.clone()],
-            _ => Vec::new(),
-        };
-        let message = NewMessage {
-            ch: task.ch.clone(),
-            from: from.to_string(),
-            kind: kind.to_string(),
-            v: 1,
-            body,
-            files,
-            reply_to: None,
-            to: None,
-            recipients,
-        };
+        if let ("task.created", Some(agent)) = (kind, &task.assigned_to) {
+            message.recipients = vec![agent.clone()];
+        }
         self.insert_message(&message).map(|_| ())
     }
 
@@ -795,7 +810,7 @@ impl Step<'_> {
             deleted = self
                 .tx
                 .execute("DELETE FROM messages WHERE id < ?1", [&cutoff])?;
-            super::turns::prune_recipients(self.tx, &cutoff)?;
+            super::turns::prune(self.tx, &cutoff)?;
             super::search::prune(self.tx, &cutoff)?;
             if deleted > 0 {
                 self.tx.execute(
