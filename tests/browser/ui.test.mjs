@@ -507,7 +507,12 @@ async function issue16Steps() {
     await publish("jobs", { from: "planner.carol", type: "msg.text", body: { text: `nothing for you ${RUN}` } });
     await publish("jobs", { from: "monitor.eve", type: "alert.disk", body: { text: `disk 95% ${RUN}` } });
     await publish("general", { from: "planner.carol", type: "msg.text", body: { text: `${ME} elsewhere ${RUN}` } });
+    // A sentinel published after all of them, on the channel shown: the stream delivers in
+    // order and notifications go out in the same flush as the rows, so once its row is shown
+    // "elsewhere" has been seen (and not notified) too, and the negative check below means it.
+    await publish("jobs", { from: "planner.carol", type: "msg.text", body: { text: `sentinel after the notices ${RUN}` } });
     await row(desk, `disk 95% ${RUN}`).waitFor();
+    await row(desk, `sentinel after the notices ${RUN}`).waitFor();
     const notes = await desk.waitForFunction((n) => window.__notes.length >= n && window.__notes, 2).then((h) => h.jsonValue());
     const bodies = notes.map((n) => n.body);
     assert(bodies.some((b) => b.includes(`hey ${ME}`)), "mention notified: " + JSON.stringify(notes));
