@@ -305,23 +305,26 @@ fn post_load(
         move || Conn::connect(addr),
         move |conn: &mut Conn| {
             let resp = conn.post_json(&path, &body)?;
-            if resp.status != expect {
-                eprintln!("bench: publish got {}: {}", resp.status, resp.text());
-            }
-            Ok(resp.status == expect)
+            Ok(if resp.status == expect {
+                Ok(())
+            } else {
+                Err(format!("publish got {}: {}", resp.status, resp.text()))
+            })
         },
     )
 }
 
 /// `conns` client threads, each with its own connection and one request in flight: `send`
-/// back to back for `secs`. `send` answers whether the request was acknowledged as expected;
-/// an I/O error reconnects.
+/// back to back for `secs`. `send` answers `Ok(())` when the request was acknowledged as
+/// expected, else what it got; an I/O error reconnects. Each connection prints at most its
+/// first 3 errors (a server refusing everything would otherwise print one line per request).
 fn closed_loop<C: 'static>(
     conns: usize,
     secs: f64,
     connect: impl Fn() -> std::io::Result<C> + Send + Sync + 'static,
-    send: impl Fn(&mut C) -> std::io::Result<bool> + Send + Sync + 'static,
+    send: impl Fn(&mut C) -> std::io::Result<Result<(), String>> + Send + Sync + 'static,
 ) -> LoadResult {
+    const PRINTED_ERRORS: u64 = 3;
     let barrier = Arc::new(Barrier::new(conns + 1));
     let stop = Arc::new(AtomicBool::new(false));
     let client = Arc::new((connect, send));
@@ -337,14 +340,21 @@ fn closed_loop<C: 'static>(
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
                     match send(&mut conn) {
-                        Ok(true) => {
+                        Ok(Ok(())) => {
                             lat.push(t0.elapsed());
                             ok += 1;
                         }
-                        Ok(false) => errors += 1,
+                        Ok(Err(what)) => {
+                            errors += 1;
+                            if errors <= PRINTED_ERRORS {
+                                eprintln!("bench: {what}");
+                            }
+                        }
                         Err(e) => {
                             errors += 1;
-                            eprintln!("bench: request failed: {e}");
+                            if errors <= PRINTED_ERRORS {
+                                eprintln!("bench: request failed: {e}");
+                            }
                             std::thread::sleep(Duration::from_millis(10));
                             if let Ok(c) = connect() {
                                 conn = c;
@@ -477,6 +487,8 @@ fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
         );
     }
     let ws = medians[0].0;
+    // Only the comparison under the same promise (acknowledged = fsynced) is a target; the
+    // default-sync JetStream promises less, so its ratio is shown, not judged.
     table.add(
         S,
         "workshop / JetStream sync always",
@@ -484,12 +496,10 @@ fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
         ">= 1.0x",
         Some(ws >= medians[1].0),
     );
-    table.add(
+    table.info(
         S,
-        "workshop / JetStream default sync",
+        "workshop / JetStream default sync (promises less: not a target)",
         format!("{:.2}x", ws / medians[2].0),
-        ">= 1.0x",
-        Some(ws >= medians[2].0),
     );
 }
 
@@ -1030,6 +1040,11 @@ fn history(settings: &Settings, flavor: &Flavor, table: &mut Table) {
         S,
         "database",
         format!("{rows} msgs, 100 channels, {db_mib:.0} MiB (built in {build:.1} s)"),
+    );
+    table.info(
+        S,
+        "disk per million messages, without the search index",
+        format!("{:.0} MiB", db_mib * 1e6 / rows.max(1) as f64),
     );
     // Start-up: spawn → "listening" line and spawn → first /status 200; median of 3.
     let mut to_listen = Vec::new();
@@ -1721,8 +1736,8 @@ fn skewed_word(rng: &mut Rng) -> usize {
 }
 
 /// Fills the database with `rows` messages and their search index, written directly with
-/// SQLite in one transaction (the server, stopped, created the schema), exactly as the
-/// server's insert indexes them. Each body holds 12 skewed vocabulary words; `disk` and
+/// SQLite in one transaction (the server, stopped, created the schema), indexed by the
+/// server's own `store::search::index`. Each body holds 12 skewed vocabulary words; `disk` and
 /// `error` each appear in 10% of bodies (`error` also in the type of 10% of messages), `full`
 /// in 5%.
 fn build_search_db(db: &Path, rows: u64) {
@@ -1735,15 +1750,6 @@ fn build_search_db(db: &Path, rows: u64) {
     {
         let mut message = tx
             .prepare("INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)")
-            .expect("prepare");
-        let mut row_id = tx
-            .prepare("INSERT INTO message_search_ids (id, ch) VALUES (?1, ?2)")
-            .expect("prepare");
-        let mut index = tx
-            .prepare(
-                "INSERT INTO message_search (rowid, kind, sender, ch, text)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
             .expect("prepare");
         let base = now_ms() - rows - 1000;
         let mut rng = Rng(0x5EA2_C4B1_7F4A_7C15);
@@ -1774,11 +1780,16 @@ fn build_search_db(db: &Path, rows: u64) {
             message
                 .execute(rusqlite::params![id, ch, kind, envelope])
                 .expect("insert");
-            row_id.execute([&id, &ch]).expect("insert id");
-            let row = tx.last_insert_rowid();
-            index
-                .execute(rusqlite::params![row, kind, from, ch, text.trim_end()])
-                .expect("index");
+            // The server's own indexing code, so the bench's index cannot drift from it.
+            workshop::store::search::index(
+                &tx,
+                &id,
+                kind,
+                &from,
+                &ch,
+                &serde_json::json!({ "text": text.trim_end() }),
+            )
+            .expect("index");
         }
         let mut ins_ch = tx
             .prepare("INSERT OR IGNORE INTO channels (name) VALUES (?1)")
@@ -1816,6 +1827,11 @@ fn search(settings: &Settings, flavor: &Flavor, table: &mut Table) {
         S,
         "database",
         format!("{rows} indexed msgs, {db_mib:.0} MiB (built in {build:.1} s)"),
+    );
+    table.info(
+        S,
+        "disk per million messages, with the search index (none addressed: no inbox rows)",
+        format!("{:.0} MiB", db_mib * 1e6 / rows.max(1) as f64),
     );
     let server = Workshop::start(flavor, dir.path());
     wait_for_status(server.addr, Duration::from_secs(60)).expect("server answers /status");
@@ -1870,6 +1886,59 @@ fn search(settings: &Settings, flavor: &Flavor, table: &mut Table) {
     }
     assert!(full_pages > 0, "common-word searches found nothing");
     table.info(S, "server RSS after queries", mib(server.proc().rss_kib));
+    // `workshop backup` of this database while the server runs, then `workshop restore` of
+    // it into a fresh place once it has stopped.
+    let backup_dir = dir.path().join("backup");
+    let (secs, hwm) = run_cli(
+        flavor,
+        &["backup".as_ref(), backup_dir.as_os_str()],
+        &dir.path().join("w.db"),
+        &dir.path().join("blobs"),
+    );
+    table.info(
+        S,
+        "`workshop backup` of this database, server running",
+        format!("{secs:.1} s, peak RSS {}", mib(hwm)),
+    );
     server.stop();
+    let (secs, hwm) = run_cli(
+        flavor,
+        &["restore".as_ref(), backup_dir.as_os_str()],
+        &dir.path().join("restored.db"),
+        &dir.path().join("restored-blobs"),
+    );
+    table.info(
+        S,
+        "`workshop restore` of that backup (integrity check included)",
+        format!("{secs:.1} s, peak RSS {}", mib(hwm)),
+    );
     finish_dir(settings, dir);
+}
+
+/// Runs the server binary's `args` (a CLI command) on `db` and `blobs` and waits for it: its
+/// wall time in seconds and its peak RSS in KiB (VmHWM, read every 5 ms while it runs: wait4's
+/// ru_maxrss would count this process's RSS, which the child inherits until it execs).
+/// Panics if it fails.
+fn run_cli(flavor: &Flavor, args: &[&std::ffi::OsStr], db: &Path, blobs: &Path) -> (f64, u64) {
+    let t = Instant::now();
+    let mut child = std::process::Command::new(&flavor.bin)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .arg("--blobs")
+        .arg(blobs)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", flavor.bin.display()));
+    let mut hwm = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        hwm = hwm.max(support::server::ProcStatus::read(child.id()).hwm_kib);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let secs = t.elapsed().as_secs_f64();
+    assert!(status.success(), "workshop {args:?} failed: {status}");
+    (secs, hwm)
 }

@@ -3,7 +3,7 @@
 //! in-place upgrade of a database written by the first schema.
 mod common;
 
-use common::{Server, request, wait_for};
+use common::{Server, request, unix_now, wait_for};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier, Mutex};
@@ -115,7 +115,7 @@ fn touch_and_claimer_updates_extend_the_lease() {
     // 250 ms leaves a 3 s lease a tenfold margin for a busy machine's scheduling.
     let mut last = first;
     let mut n = 0;
-    while workshop_now() < first + 1.0 {
+    while unix_now() < first + 1.0 {
         std::thread::sleep(Duration::from_millis(250));
         let r = if n % 2 == 0 {
             let r = s.task_action(&id, "touch", json!({"from":"w1"}));
@@ -154,13 +154,6 @@ fn touch_and_claimer_updates_extend_the_lease() {
 }
 
 /// Unix seconds, the clock the server's lease times are in.
-fn workshop_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 #[test]
 fn a_claim_without_lease_never_expires_and_touch_needs_one() {
     let s = Server::start();

@@ -47,18 +47,37 @@ impl NatsServer {
             store.display().to_string()
         );
         std::fs::write(&config, text).expect("write nats.conf");
-        let child = Command::new(bin)
+        // Its log goes to a file in the temporary folder, shown if it does not start.
+        let log_path = dir.join("nats-server.log");
+        let log = std::fs::File::create(&log_path).expect("create nats-server.log");
+        let mut child = Command::new(bin)
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
             .spawn()
             .expect("start nats-server");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = Instant::now() + Duration::from_secs(20);
         while NatsConn::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                panic!(
+                    "nats-server did not start ({}); the end of {}:\n{tail}",
+                    if exited {
+                        "it exited"
+                    } else {
+                        "not listening after 20 s"
+                    },
+                    log_path.display()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         let pid = child.id();
@@ -160,9 +179,13 @@ impl NatsConn {
     }
 
     /// A publish acknowledged by the stream (a PubAck with a sequence number).
-    pub fn publish_acked(&mut self, payload: &[u8]) -> io::Result<bool> {
+    /// `Ok(Err(answer))` when JetStream answered with something other than a PubAck.
+    pub fn publish_acked(&mut self, payload: &[u8]) -> io::Result<Result<(), String>> {
         let ack = self.request(SUBJECT, payload)?;
-        Ok(super::client::find(&ack, b"\"seq\"").is_some())
+        Ok(match super::client::find(&ack, b"\"seq\"") {
+            Some(_) => Ok(()),
+            None => Err(format!("nats answered {}", String::from_utf8_lossy(&ack))),
+        })
     }
 
     fn read_line(&mut self) -> io::Result<String> {

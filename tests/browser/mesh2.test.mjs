@@ -85,12 +85,23 @@ async function main() {
   });
 
   await step("locks acquired and released elsewhere show up live", async () => {
+    // The panel is also re-read every 10 s (ui.html's setInterval(refreshLocks, 10000)), which
+    // would show both changes even with the live path broken. So act right after one of those
+    // periodic reads (no lock event is pending here, so the next GET /locks is the poll) and
+    // allow each change LIVE_MS: both land long before the next poll, which is 10 s away.
+    // A slower machine can only let a poll mask a broken live path, never fail a working one.
+    const LIVE_MS = 3_000;
+    const isLocks = (r) => new URL(r.url()).pathname === "/locks" && r.request().method() === "GET";
+    await page.waitForResponse(isLocks, { timeout: 15_000 });
+    const polled = Date.now();
     await lock("acquire", { from: "coder.bob", name: "docs/api.md", ttl_s: 60 });
-    await page.locator('#locks .lock[data-name="docs/api.md"]', { hasText: "coder.bob" }).waitFor({ timeout: 10_000 });
+    await page.locator('#locks .lock[data-name="docs/api.md"]', { hasText: "coder.bob" }).waitFor({ timeout: LIVE_MS });
     await shot(page, "mesh2-01-locks");
     await lock("release", { from: "coder.alice", name: "src/main.rs" });
-    await page.locator('#locks .lock[data-name="src/main.rs"]').waitFor({ state: "detached", timeout: 10_000 });
+    await page.locator('#locks .lock[data-name="src/main.rs"]').waitFor({ state: "detached", timeout: LIVE_MS });
+    const took = Date.now() - polled;
     assert((await page.locator("#lcount").textContent()) === "1", "count back to 1");
+    if (took > 9_000) console.log(`  (both changes took ${took} ms after the poll: a poll may have shown them)`);
   });
 
   await step("search history asks the server and lists the best match first", async () => {

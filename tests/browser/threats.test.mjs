@@ -16,7 +16,7 @@
 import { createServer } from "node:http";
 import { rmSync } from "node:fs";
 import path from "node:path";
-import { assert, launchChromium, request, run, sleep, startServer, step, stopServer, tally, testDir } from "./harness.mjs";
+import { assert, launchChromium, request, run, startServer, step, stopServer, tally, testDir } from "./harness.mjs";
 
 const BIN = process.env.WORKSHOP_BIN;
 const { dir: DIR, own: OWN_DIR } = testDir("workshop-threats-");
@@ -63,15 +63,6 @@ function startAttacker() {
 }
 
 // ---- helpers ------------------------------------------------------------------------------------
-async function until(what, check, ms = 20_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error("timed out waiting for " + what);
-    await sleep(50);
-  }
-}
 // Runs in the hostile page: every way a page can reach the hub. Returns what the page got.
 async function probe({ hub, zero }) {
   const out = { reads: {}, sse: null };

@@ -188,6 +188,31 @@ async function main() {
     await page.locator("#inbox-list .row.unread").waitFor({ state: "detached" });
     assert((await page.textContent("#inbox-count")) === "", "no unread count once marked read");
     assert((await http("GET", "/inbox/" + ME + "?unread=1")).text === "", "the server's cursor moved");
+    // "mark read" marks only the inbox it shows: typed another identity and pressed at once
+    // (the field's change event re-reads the inbox while the click runs), it must not post the
+    // shown inbox's newest id as the other identity's cursor.
+    const OTHER = "agent.dora";
+    const forDora = `for dora ${RUN}`, again = `again for the tester ${RUN}`;
+    await publish("general", { from: "agent.bob", type: "msg.text", to: OTHER, body: { text: forDora } });
+    await publish("general", { from: "agent.bob", type: "msg.text", to: ME, body: { text: again } });
+    await page.locator("#inbox-list .row.unread", { hasText: again }).waitFor();
+    const doraReads = [];
+    const onRequest = (req) => { if (req.method() === "POST" && req.url().includes("/inbox/" + OTHER + "/read")) doraReads.push(req.url()); };
+    page.on("request", onRequest);
+    await page.fill("#c-from", OTHER);
+    await page.click("#inbox-read");
+    await page.locator("#inbox-who", { hasText: "for " + OTHER }).waitFor();
+    await page.locator("#inbox-list .row.unread", { hasText: forDora }).waitFor();
+    page.off("request", onRequest);
+    assert(doraReads.length === 0, "no read cursor posted for " + OTHER + ": " + doraReads.join(", "));
+    assert((await http("GET", "/inbox/" + OTHER + "?unread=1")).text.includes(forDora), OTHER + "'s message still unread");
+    await page.fill("#c-from", ME);
+    await page.locator("#c-from").dispatchEvent("change");
+    await page.locator("#inbox-who", { hasText: "for " + ME }).waitFor();
+    await page.click("#inbox-read");
+    await page.locator("#inbox-list .row.unread").waitFor({ state: "detached" });
+    await page.locator("#inbox-count", { hasText: /^$/ }).waitFor({ state: "attached" });
+    assert((await http("GET", "/inbox/" + ME + "?unread=1")).text === "", "the tester's inbox read again");
     await page.click("#inbox-close");
     await page.locator("#inbox").waitFor({ state: "hidden" });
   });
@@ -507,7 +532,12 @@ async function issue16Steps() {
     await publish("jobs", { from: "planner.carol", type: "msg.text", body: { text: `nothing for you ${RUN}` } });
     await publish("jobs", { from: "monitor.eve", type: "alert.disk", body: { text: `disk 95% ${RUN}` } });
     await publish("general", { from: "planner.carol", type: "msg.text", body: { text: `${ME} elsewhere ${RUN}` } });
+    // A sentinel published after all of them, on the channel shown: the stream delivers in
+    // order and notifications go out in the same flush as the rows, so once its row is shown
+    // "elsewhere" has been seen (and not notified) too, and the negative check below means it.
+    await publish("jobs", { from: "planner.carol", type: "msg.text", body: { text: `sentinel after the notices ${RUN}` } });
     await row(desk, `disk 95% ${RUN}`).waitFor();
+    await row(desk, `sentinel after the notices ${RUN}`).waitFor();
     const notes = await desk.waitForFunction((n) => window.__notes.length >= n && window.__notes, 2).then((h) => h.jsonValue());
     const bodies = notes.map((n) => n.body);
     assert(bodies.some((b) => b.includes(`hey ${ME}`)), "mention notified: " + JSON.stringify(notes));
@@ -678,6 +708,31 @@ async function issue16Steps() {
     await light.setViewportSize({ width: 390, height: 844 });
     await shot(light, "22-light-phone-390");
     await lctx.close();
+  });
+
+  await step("last failure: the failed tasks of one channel cost one history read between them", async () => {
+    const ch = `fails-${RUN}`;
+    for (const n of [1, 2, 3]) {
+      const t = await http("POST", "/tasks", { from: "planner.carol", title: `failing ${n} ${RUN}`, ch, max_attempts: 1 });
+      await http("POST", `/tasks/${t.data.id}/claim`, { from: "worker.y" });
+      await http("POST", `/tasks/${t.data.id}/abandon`, { from: "worker.y", reason: `broken ${n} on worker.y` });
+    }
+    // Push the failures out of the page's first history read (the newest 300 messages), so each
+    // failed card must look its reason up in the channel's task history.
+    for (let i = 0; i < 320; i += 20) {
+      await Promise.all(Array.from({ length: 20 }, (_, k) => publish("filler", { from: "planner.carol", type: "msg.text", body: { text: `filler ${i + k}` } })));
+    }
+    const fctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const fp = await watched(fctx, "failures");
+    const reads = [];
+    fp.on("request", (req) => { if (req.url().startsWith(`${BASE}/ch/${ch}/history?type=task.`)) reads.push(req.url()); });
+    await fp.goto(BASE + "/ui");
+    await fp.locator('#conn[data-state="live"]').waitFor();
+    for (const n of [1, 2, 3]) {
+      await card(fp, "failed", `failing ${n} ${RUN}`).locator(".lastfail", { hasText: `broken ${n} on worker.y` }).waitFor();
+    }
+    assert(reads.length === 1, `one read of #${ch}'s task history for its 3 failed tasks, got ${reads.length}: ${reads.join(", ")}`);
+    await fctx.close();
   });
   await dctx.close();
 }

@@ -64,6 +64,15 @@ pub fn wait_every<T, C: Check<T>>(
     }
 }
 
+/// Now as the server's clock gives it: seconds since the Unix epoch, with a fraction (what
+/// `ts`, `expires_at` and the like are compared against).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
 /// The name workshop stores `bytes` under: `sha256:<hex>`.
 pub fn sha256_name(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
