@@ -243,3 +243,31 @@ fn a_lock_lost_while_cmd_runs_stops_cmd() {
     assert_eq!(live.len(), 1);
     assert_eq!(live[0]["holder"], "coder.bob", "the new holder keeps it");
 }
+
+/// No renewal succeeding for a whole --ttl (here: the hub is down) means the lock may have
+/// lapsed and gone to someone else: CMD is stopped and `lock` exits 4. It used to keep CMD
+/// running, unprotected, for as long as the outage lasted.
+#[test]
+fn a_lock_not_renewed_for_its_ttl_stops_cmd() {
+    let mut hub = Server::start();
+    let mut run = hub.spawn(
+        ME,
+        &[
+            "lock",
+            "deploy",
+            "--ttl",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 600",
+        ],
+        &[],
+    );
+    assert_eq!(run.take_lines(1), ["started"]);
+    hub.stop();
+    let status = run.wait();
+    assert_eq!(status.code(), Some(4));
+    let log = std::fs::read_to_string(hub.path(&format!("{ME}.stderr"))).unwrap();
+    assert!(log.contains("no renewal succeeded"), "{log}");
+}
