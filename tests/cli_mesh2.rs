@@ -152,7 +152,7 @@ fn lock_with_a_command_holds_and_renews_it_then_releases() {
     let err = hub.fails("coder.bob", &["lock", "deploy"], 4);
     assert!(err.contains(ME), "{err}");
     std::fs::write(&go, "").unwrap();
-    let status = poll("lock to exit", || run.child.try_wait().ok().flatten());
+    let status = run.wait();
     assert_eq!(status.code(), Some(7), "CMD's status is lock's");
     assert!(live_locks(&hub).is_empty());
     let types: Vec<String> = lock_messages(&hub)
@@ -225,12 +225,49 @@ fn a_lock_lost_while_cmd_runs_stops_cmd() {
     );
     assert_eq!(run.take_lines(1), ["started"]);
     hub.ok(ME, &["unlock", "deploy"]);
-    hub.ok("coder.bob", &["lock", "deploy", "--ttl", "600"]);
-    let status = poll("lock to notice and exit", || {
-        run.child.try_wait().ok().flatten()
+    // A renewal landing between the unlock and bob's lock takes it afresh; that renewal
+    // finds it was lost (it had to take it anew), stops CMD and releases: bob then gets it.
+    poll("bob to take the lock", || {
+        hub.run("coder.bob", &["lock", "deploy", "--ttl", "600"])
+            .status
+            .success()
+            .then_some(())
     });
+    let status = run.wait();
     assert_eq!(status.code(), Some(4));
+    // Not ours any more: not released (which only earned a 403 line).
+    let log = std::fs::read_to_string(hub.path(&format!("{ME}.stderr"))).unwrap();
+    assert!(log.contains("lost the lock"), "{log}");
+    assert!(!log.contains("releasing"), "{log}");
     let live = live_locks(&hub);
     assert_eq!(live.len(), 1);
     assert_eq!(live[0]["holder"], "coder.bob", "the new holder keeps it");
+}
+
+/// No renewal succeeding for a whole --ttl (here: the hub is down) means the lock may have
+/// lapsed and gone to someone else: CMD is stopped and `lock` exits 4. It used to keep CMD
+/// running, unprotected, for as long as the outage lasted.
+#[test]
+fn a_lock_not_renewed_for_its_ttl_stops_cmd() {
+    let mut hub = Server::start();
+    let mut run = hub.spawn(
+        ME,
+        &[
+            "lock",
+            "deploy",
+            "--ttl",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 600",
+        ],
+        &[],
+    );
+    assert_eq!(run.take_lines(1), ["started"]);
+    hub.stop();
+    let status = run.wait();
+    assert_eq!(status.code(), Some(4));
+    let log = std::fs::read_to_string(hub.path(&format!("{ME}.stderr"))).unwrap();
+    assert!(log.contains("no renewal succeeded"), "{log}");
 }

@@ -18,8 +18,7 @@ fn wait_for_waiting(hub: &Server, n: u64) {
 }
 
 fn exit_code(bg: &mut cli_support::Background) -> Option<i32> {
-    let status = poll("the client to exit", || bg.child.try_wait().ok().flatten());
-    status.code()
+    bg.wait().code()
 }
 
 fn ids(stdout: &str) -> Vec<String> {
@@ -168,6 +167,12 @@ fn wait_and_inbox_have_help_with_an_example() {
         assert!(help.contains("Example"), "`{sub} --help`:\n{help}");
         assert!(help.contains("exit 3") || help.contains("Exit 3"), "{help}");
     }
-    hub.fails(ME, &["wait", "--timeout", "-1"], 2);
+    // `--timeout=-1`: spelled apart, clap takes -1 for a flag and never reaches the check.
+    let err = hub.fails(ME, &["wait", "--timeout=-1"], 2);
+    assert!(err.contains("not a number of seconds"), "{err}");
+    let err = hub.fails(ME, &["wait", "--timeout", "1e19"], 2);
+    assert!(err.contains("too long"), "{err}");
+    let err = hub.fails(ME, &["inbox", "--wait", "NaN"], 2);
+    assert!(err.contains("not a number of seconds"), "{err}");
     hub.fails(ME, &["inbox", "--all", "--mark-read"], 2);
 }

@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cli_support::{Cli, json, poll, script};
 use common::{BIN, Server, signal};
@@ -112,6 +112,72 @@ fn work_json_and_quiet_are_for_scripts() {
     );
 }
 
+/// `work --json | head -1`: once stdout is closed, the worker stops the way a first Ctrl-C
+/// does (commands stopped, tasks abandoned). It used to exit on the spot, leaving the other
+/// commands running, their tasks claimed by a worker that was gone.
+#[test]
+fn work_json_into_a_closed_pipe_stops_gracefully() {
+    let hub = Server::start();
+    let pidfile = hub.path("slow.pid");
+    let handler = script(
+        hub.dir.path(),
+        "handle.sh",
+        &format!(
+            "case \"$(cat)\" in\n  *'\"title\":\"slow\"'*) echo $$ > {0}.tmp && mv {0}.tmp {0}; exec sleep 300 ;;\nesac\necho '{{}}'\n",
+            pidfile.display()
+        ),
+    );
+    let slow = hub.ok(ME, &["task", "create", "slow"]);
+    let mut child = hub
+        .cmd(
+            "worker.pipe",
+            &[
+                "work",
+                "--json",
+                "--jobs",
+                "2",
+                "--",
+                handler.to_str().unwrap(),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone, as `head` is after its line
+    // A Background, for its clean-up on a failure; it has no stdout lines.
+    let mut worker = cli_support::Background {
+        child,
+        lines: std::sync::mpsc::channel().1,
+    };
+    let pid = poll("the slow command to start", || {
+        std::fs::read_to_string(&pidfile).ok()
+    });
+    let pid = pid.trim().to_string();
+    hub.ok(ME, &["task", "create", "quick"]);
+    assert_eq!(worker.wait().code(), Some(0));
+    assert!(!pid_alive(&pid), "the slow command was left running");
+    let slow = task(&hub, &slow);
+    assert_eq!(
+        slow["status"], "open",
+        "abandoned, not left claimed: {slow}"
+    );
+}
+
+/// Each poll is a claim request: `--poll 0` flooded the hub (64k requests in 6 s).
+#[test]
+fn work_poll_has_a_minimum() {
+    let hub = Server::start();
+    for poll in ["0", "0.1", "-1", "NaN"] {
+        let err = hub.fails(ME, &["work", &format!("--poll={poll}"), "--", "true"], 2);
+        assert!(err.contains("--poll"), "{poll}: {err}");
+    }
+    for bad in [["--grace", "1e19"], ["--lease", "inf"], ["--timeout", "-5"]] {
+        let flag = format!("{}={}", bad[0], bad[1]);
+        hub.fails(ME, &["work", &flag, "--", "true"], 2);
+    }
+}
+
 #[test]
 fn a_command_that_cannot_run_claims_nothing() {
     let hub = Server::start();
@@ -212,11 +278,9 @@ fn hub_down_is_reported_once_then_reconnection() {
     hub.stop();
     wait_for_log(&hub, "worker.d", "hub unreachable");
     // An outage of several seconds: without backoff and once-per-outage reporting this
-    // printed a line every 200 ms.
-    let outage = Instant::now();
-    while outage.elapsed() < Duration::from_secs(4) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // printed a line every 200 ms. Time itself is the condition under test (how much a worker
+    // says over a long outage), and nothing observable marks "long enough": so a plain sleep.
+    std::thread::sleep(Duration::from_secs(4));
     hub.restart_stopped();
     let log = wait_for_log(&hub, "worker.d", "hub reconnected");
     let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
@@ -522,7 +586,87 @@ fn the_server_says_what_it_runs_with() {
             "{var}: {block}"
         );
     }
+    // And so does every variable of README's configuration table, so a new one cannot be
+    // left out of either.
+    let documented = readme_variables();
+    assert!(
+        documented.len() >= 10 && documented.iter().any(|v| v == "WORKSHOP_RATE"),
+        "README's configuration table not found: {documented:?}"
+    );
+    for var in documented {
+        let line = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("{var} ")))
+            .unwrap_or_else(|| panic!("{var} is in README but not in serve --help:\n{help}"));
+        let block = help.lines().skip(line).take(2).collect::<String>();
+        assert!(block.contains("[default: "), "{var}: {block}");
+    }
     for flag in ["--port", "--host", "--db", "--blobs"] {
         assert!(help.contains(flag), "{flag}:\n{help}");
     }
+}
+
+/// The variables in README's `## Configuration` table (its `| \`NAME\` | ...` rows).
+fn readme_variables() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    readme
+        .lines()
+        .skip_while(|l| l.trim() != "## Configuration")
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once("` |"))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// `lock NAME -- CMD` typed at a terminal, CMD reading the terminal (a confirmation prompt):
+/// CMD must get the input and finish. When CMD ran in a process group of its own it was a
+/// background job of the terminal: its read stopped it (SIGTTIN) and `lock` waited, holding
+/// the lock, forever.
+#[test]
+fn lock_runs_a_command_that_reads_the_terminal() {
+    let hub = Server::start();
+    // Killing `script` on a failure hangs the terminal up, which ends what runs on it.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut session = KillOnDrop(
+        Command::new("script")
+            .args([
+                "-qec",
+                &format!("{BIN} lock deploy --ttl 60 -- sh -c 'read answer; echo \"got $answer\"'"),
+                "/dev/null",
+            ])
+            .env("WORKSHOP_URL", hub.url())
+            .env("AGENT_ID", ME)
+            .current_dir(hub.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux)"),
+    );
+    let mut stdout = session.0.stdout.take().expect("stdout");
+    let output = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    // Typed once the lock is held and CMD runs (the terminal keeps it until read).
+    poll("the lock to be taken", || {
+        let held = hub.get("/locks").json();
+        (held.as_array().is_some_and(|l| l.len() == 1)).then_some(())
+    });
+    std::io::Write::write_all(&mut session.0.stdin.take().expect("stdin"), b"yes\n").expect("type");
+    let status = poll("lock to exit", || session.0.try_wait().ok().flatten());
+    let out = output.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{out:?}");
+    assert!(out.contains("got yes"), "{out:?}");
+    assert!(hub.get("/locks").json().as_array().unwrap().is_empty());
 }

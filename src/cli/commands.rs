@@ -154,7 +154,8 @@ pub fn emit_envelopes(ndjson: &str, pretty: bool) -> Result<()> {
     Ok(())
 }
 
-fn history_path(ch: Option<&str>) -> String {
+/// Where a channel's stored messages are read (or every channel's, without one).
+pub fn history_path(ch: Option<&str>) -> String {
     match ch {
         Some(ch) => format!("/ch/{}/history", seg(ch)),
         None => "/history".to_string(),
@@ -451,7 +452,7 @@ fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> Result<String> {
         to.write_all(&buf[..n])?;
     }
     to.flush()?;
-    Ok(format!("sha256:{}", hex(&hasher.finalize())))
+    Ok(format!("sha256:{}", crate::blobs::hex(&hasher.finalize())))
 }
 
 fn check_hash(want: &str, got: &str) -> Result<()> {
@@ -470,10 +471,6 @@ fn temp_path(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "download".into());
     path.with_file_name(format!(".{name}.{}.part", std::process::id()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn heartbeat(client: &Client, channels: Vec<String>, meta: Option<String>) -> Result<()> {

@@ -171,6 +171,24 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
+/// `src/main.rs  held by coder.a  570s left  [locks]  refactoring`
+pub fn pretty_lock(lock: &Value) -> String {
+    let s = |key: &str| lock.get(key).and_then(Value::as_str).unwrap_or("");
+    let left = lock
+        .get("expires_at")
+        .and_then(Value::as_f64)
+        .map(|t| t - now())
+        .unwrap_or(0.0)
+        .max(0.0);
+    format!(
+        "{}  held by {}  {left:.0}s left  [{}]  {}",
+        s("name"),
+        s("holder"),
+        s("ch"),
+        s("note")
+    )
+}
+
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,34 +1,46 @@
 //! `workshop lock`, `unlock` and `locks`: advisory locks. `lock NAME -- CMD` holds the lock
 //! while CMD runs: it renews it every third of its TTL, and releases it when CMD exits.
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use clap::Args;
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result};
 use super::commands::emit;
-use super::signal::{SIGKILL, SIGTERM, signal_group};
+use super::format::pretty_lock;
+use super::signal::signal_process;
+use super::supervise;
 
-/// How often the wait for CMD looks at it and at the stop signals.
-const TICK: Duration = Duration::from_millis(50);
 /// How long CMD gets between SIGTERM and SIGKILL once the lock is lost or we are stopped.
 const GRACE: Duration = Duration::from_secs(5);
 
-pub struct LockRequest {
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    /// What to lock: any 1-256 printable characters, e.g. a path
     pub name: String,
-    pub ttl: f64,
+    /// Seconds until the lock runs out unless renewed (1 to 86400)
+    #[arg(long, default_value = "600", value_name = "SECS", value_parser = super::parse_secs)]
+    pub ttl: Duration,
+    /// What you are doing, for whoever finds it taken
+    #[arg(long, value_name = "TEXT")]
     pub note: Option<String>,
+    /// Channel for the lock.* announcements (server default: locks)
+    #[arg(long, value_name = "CH")]
     pub ch: Option<String>,
+    /// Run this while holding the lock, after `--`
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
-impl LockRequest {
+impl LockArgs {
     fn body(&self, from: &str) -> Value {
-        let mut body = json!({"from": from, "name": self.name, "ttl_s": self.ttl});
+        let mut body = json!({"from": from, "name": self.name, "ttl_s": self.ttl.as_secs_f64()});
         if let Some(note) = &self.note {
             body["note"] = json!(note);
         }
@@ -39,18 +51,49 @@ impl LockRequest {
     }
 }
 
+/// How the lock was lost while CMD ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// Someone else has it (a renewal got 403/409), or no renewal succeeded for a whole TTL
+    /// (it may have lapsed and been taken): it is not ours to release.
+    Gone,
+    /// A renewal found it lapsed or released and took it afresh: it was unprotected for a
+    /// while, so CMD is stopped all the same; it is ours again, to release.
+    Retaken,
+}
+
+/// Why CMD was stopped.
+enum Stop {
+    Lost(Lost),
+    Signal,
+}
+
 /// `workshop lock NAME [-- CMD...]`
-pub fn lock(client: &Client, req: LockRequest, command: Vec<String>) -> Result<()> {
-    let body = req.body(client.agent()?);
+pub fn lock(client: &Client, args: LockArgs) -> Result<()> {
+    let body = args.body(client.agent()?);
     let reply = acquire(client, &body)?;
-    if command.is_empty() {
+    if args.command.is_empty() {
         return emit(&reply.to_string());
     }
-    let status = hold_while(client, &req, &body, &command);
-    let released = release(client, &req.name);
-    let status = status?;
-    if let Err(e) = released {
-        eprintln!("workshop lock: releasing {:?}: {e}", req.name);
+    let (status, lost) = match hold_while(client, &args, &body) {
+        Ok(held) => held,
+        Err(e) => {
+            if let Err(r) = release(client, &args.name) {
+                eprintln!("workshop lock: releasing {:?}: {r}", args.name);
+            }
+            return Err(e);
+        }
+    };
+    if lost != Some(Lost::Gone)
+        && let Err(e) = release(client, &args.name)
+    {
+        eprintln!("workshop lock: releasing {:?}: {e}", args.name);
+    }
+    if lost.is_some() {
+        return Err(CliError::http(
+            409,
+            format!("lost the lock {:?}; the command was stopped", args.name),
+        ));
     }
     // CMD's own status is ours, so `workshop lock x -- make` composes like `make`.
     std::process::exit(exit_code(status))
@@ -79,24 +122,6 @@ pub fn list(client: &Client, prefix: Option<String>, pretty: bool) -> Result<()>
     Ok(())
 }
 
-/// `src/main.rs  held by coder.a  570s left  [locks]  refactoring`
-fn pretty_lock(lock: &Value) -> String {
-    let s = |key: &str| lock.get(key).and_then(Value::as_str).unwrap_or("");
-    let left = lock
-        .get("expires_at")
-        .and_then(Value::as_f64)
-        .map(|t| t - now())
-        .unwrap_or(0.0)
-        .max(0.0);
-    format!(
-        "{}  held by {}  {left:.0}s left  [{}]  {}",
-        s("name"),
-        s("holder"),
-        s("ch"),
-        s("note")
-    )
-}
-
 /// Takes (or renews) the lock; someone else holding it is a 409, exit 4.
 fn acquire(client: &Client, body: &Value) -> Result<Value> {
     client.post_json("/locks/acquire", body)
@@ -107,52 +132,85 @@ fn release(client: &Client, name: &str) -> Result<Value> {
     client.post_json("/locks/release", &body)
 }
 
-/// Runs CMD, renewing the lock until it exits. If the lock is lost (someone else took it
-/// after a renewal failed for too long) or we get SIGINT/SIGTERM, CMD's process group is
-/// stopped (SIGTERM, then SIGKILL after `GRACE`).
+/// Runs CMD, renewing the lock until it exits. If the lock is lost or we get SIGINT/SIGTERM,
+/// CMD is stopped (SIGTERM, then SIGKILL after `GRACE`).
+///
+/// Like flock(1), CMD runs in our process group, not one of its own: typed at a terminal it
+/// is then in the foreground with us, so it may read the terminal (a prompt) and gets the
+/// terminal's Ctrl-C itself. In a group of its own it was a background job there, stopped by
+/// SIGTTIN at its first read while we held the lock forever. The cost: our SIGTERM reaches
+/// CMD, not the processes CMD started (CMD is expected to pass it on, as a shell's `exec` or
+/// trap does).
 fn hold_while(
     client: &Client,
-    req: &LockRequest,
+    args: &LockArgs,
     body: &Value,
-    command: &[String],
-) -> Result<ExitStatus> {
+) -> Result<(ExitStatus, Option<Lost>)> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| CliError::failure(format!("cannot handle signals: {e}")))?;
     }
+    let command = &args.command;
     let mut child = Command::new(&command[0])
         .args(&command[1..])
-        .env("WORKSHOP_LOCK", &req.name)
-        .process_group(0)
+        .env("WORKSHOP_LOCK", &args.name)
         .spawn()
         .map_err(|e| CliError::failure(format!("cannot run {:?}: {e}", command[0])))?;
     let (lost_tx, lost_rx) = bounded(1);
-    let renewing = renew(client.clone(), body.clone(), req.ttl, lost_tx);
-    let status = wait(&mut child, &stop, &lost_rx);
+    let renewing = renew(client.clone(), body.clone(), args.ttl, lost_tx);
+    let pid = child.id();
+    let ended = supervise::wait_or_stop(
+        "workshop lock",
+        || child.try_wait(),
+        |sig| signal_process(pid, sig),
+        GRACE,
+        |tick| match lost_rx.recv_timeout(tick) {
+            Ok(lost) => Some(Stop::Lost(lost)),
+            Err(_) if stop.load(Ordering::SeqCst) => Some(Stop::Signal),
+            Err(_) => None,
+        },
+    );
     drop(renewing);
-    let (status, lost) = status?;
-    if lost {
-        return Err(CliError::http(
-            409,
-            format!("lost the lock {:?}; the command was stopped", req.name),
-        ));
-    }
-    Ok(status)
+    let (status, stopped_by) = ended?;
+    let lost = match stopped_by {
+        Some(Stop::Lost(lost)) => Some(lost),
+        // Stopped by a signal, the lock may have been lost in the meantime all the same.
+        _ => lost_rx.try_recv().ok(),
+    };
+    Ok((status, lost))
 }
 
-/// Renews the lock every third of its TTL until the returned sender is dropped. A 409 or 403
-/// means it went to someone else: report it on `lost`.
-fn renew(client: Client, body: Value, ttl: f64, lost: Sender<()>) -> Sender<()> {
+/// Renews the lock every third of its TTL until the returned sender is dropped, and reports
+/// on `lost` (then stops) when it is no longer safely ours: someone else has it (403/409), no
+/// renewal succeeded for a whole TTL, or a renewal had to take it afresh.
+fn renew(client: Client, body: Value, ttl: Duration, lost: Sender<Lost>) -> Sender<()> {
     let (done_tx, done_rx) = bounded::<()>(0);
-    let every = Duration::from_secs_f64(ttl / 3.0);
+    let every = ttl / 3;
     thread::spawn(move || {
-        while let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(every) {
+        // The lock runs out `ttl` after the server granted it, which is after we asked.
+        let mut safe_until = Instant::now() + ttl;
+        loop {
+            let wait = every.min(safe_until.saturating_duration_since(Instant::now()));
+            if !matches!(done_rx.recv_timeout(wait), Err(RecvTimeoutError::Timeout)) {
+                return;
+            }
+            if Instant::now() >= safe_until {
+                eprintln!("workshop lock: lost the lock: no renewal succeeded for --ttl");
+                let _ = lost.try_send(Lost::Gone);
+                return;
+            }
+            let asked = Instant::now();
             match client.post_json("/locks/acquire", &body) {
-                Ok(_) => {}
+                Ok(reply) if reply.get("renewed") == Some(&Value::Bool(false)) => {
+                    eprintln!("workshop lock: lost the lock: it had lapsed or been released");
+                    let _ = lost.try_send(Lost::Retaken);
+                    return;
+                }
+                Ok(_) => safe_until = asked + ttl,
                 Err(e) if matches!(e.status, 403 | 409) => {
                     eprintln!("workshop lock: lost the lock: {e}");
-                    let _ = lost.try_send(());
+                    let _ = lost.try_send(Lost::Gone);
                     return;
                 }
                 Err(e) => eprintln!("workshop lock: renewing: {e}"),
@@ -160,39 +218,6 @@ fn renew(client: Client, body: Value, ttl: f64, lost: Sender<()>) -> Sender<()> 
         }
     });
     done_tx
-}
-
-/// Waits for CMD; the flag says whether it was stopped because the lock was lost.
-fn wait(child: &mut Child, stop: &AtomicBool, lost: &Receiver<()>) -> Result<(ExitStatus, bool)> {
-    let pid = child.id();
-    let mut was_lost = false;
-    let mut kill_at: Option<Instant> = None;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok((status, was_lost));
-        }
-        thread::sleep(TICK);
-        let lost_now = lost.try_recv().is_ok();
-        was_lost |= lost_now;
-        match kill_at {
-            None if lost_now || stop.load(Ordering::SeqCst) => {
-                let _ = signal_group(pid, SIGTERM);
-                kill_at = Some(Instant::now() + GRACE);
-            }
-            Some(at) if Instant::now() >= at => {
-                let _ = signal_group(pid, SIGKILL);
-                kill_at = Some(Instant::now() + GRACE);
-            }
-            _ => {}
-        }
-    }
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// A shell's view of how CMD ended: its code, or 128 + the signal that killed it.

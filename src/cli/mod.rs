@@ -4,6 +4,7 @@
 //! in `format`, and the one signal call std lacks in `signal`.
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -17,6 +18,7 @@ mod search;
 mod serve;
 mod signal;
 mod sse;
+mod supervise;
 mod thread;
 mod turns;
 mod work;
@@ -157,7 +159,7 @@ enum Command {
         open. Without --since, waits for what comes after the newest message now.\n\n\
         Example:\n  LAST=$(workshop wait jobs --since \"$LAST\" --timeout 60 | tail -1 | jq -r .id)"
     )]
-    Wait(WaitArgs),
+    Wait(turns::WaitArgs),
     /// Print your unread inbox: messages addressed to you and tasks created for you
     #[command(
         after_help = "Exit 3 when it is empty (after --wait). The read cursor is kept by the \
@@ -166,8 +168,8 @@ enum Command {
     )]
     Inbox {
         /// Wait up to SECS for something to arrive
-        #[arg(long, default_value_t = 0.0, value_name = "SECS")]
-        wait: f64,
+        #[arg(long, default_value = "0", value_name = "SECS", value_parser = parse_secs)]
+        wait: Duration,
         /// Then mark what was printed as read
         #[arg(long)]
         mark_read: bool,
@@ -190,7 +192,7 @@ enum Command {
         value of the body).\n\nExamples:\n  workshop search 'disk full' --ch jobs\n  \
         workshop search timeout --from worker.a -n 5 --pretty"
     )]
-    Search(SearchArgs),
+    Search(search::SearchArgs),
     /// Take (or renew) an advisory lock; exit 4 when someone else holds it
     #[command(
         after_help = "With `-- CMD`, runs CMD while holding the lock (renewed every \
@@ -199,7 +201,7 @@ enum Command {
         workshop lock src/main.rs --ttl 600 --note 'refactoring the router'\n  \
         workshop lock deploy --ttl 60 -- ./deploy.sh"
     )]
-    Lock(LockArgs),
+    Lock(locks::LockArgs),
     /// Release a lock you hold (exit 4 if someone else holds it, 3 if nobody does)
     #[command(after_help = "Example:\n  workshop unlock src/main.rs")]
     Unlock { name: String },
@@ -222,64 +224,6 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-}
-
-#[derive(Args, Debug)]
-struct WaitArgs {
-    /// Channel (all channels when omitted)
-    ch: Option<String>,
-    /// Only messages after this id (default: the newest now)
-    #[arg(long, value_name = "ID")]
-    since: Option<String>,
-    /// Give up after SECS (exit 3)
-    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-    timeout: f64,
-    /// Only message types starting with this prefix
-    #[arg(long = "type", value_name = "PREFIX")]
-    kind: Option<String>,
-}
-
-#[derive(Args, Debug)]
-struct SearchArgs {
-    /// Words to find, e.g. 'disk full'
-    #[arg(value_name = "WORDS")]
-    words: String,
-    /// Only this channel
-    #[arg(long, value_name = "CH")]
-    ch: Option<String>,
-    /// Only messages from this agent
-    #[arg(long, value_name = "AGENT")]
-    from: Option<String>,
-    /// Only message types starting with this prefix
-    #[arg(long = "type", value_name = "PREFIX")]
-    kind: Option<String>,
-    /// At most N (server default 50, at most 500)
-    #[arg(short, value_name = "N")]
-    n: Option<u32>,
-    /// Only messages older than this id
-    #[arg(long, value_name = "ID")]
-    before: Option<String>,
-    /// Compact human format
-    #[arg(long)]
-    pretty: bool,
-}
-
-#[derive(Args, Debug)]
-struct LockArgs {
-    /// What to lock: any 1-256 printable characters, e.g. a path
-    name: String,
-    /// Seconds until the lock runs out unless renewed (1 to 86400)
-    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
-    ttl: f64,
-    /// What you are doing, for whoever finds it taken
-    #[arg(long, value_name = "TEXT")]
-    note: Option<String>,
-    /// Channel for the lock.* announcements (server default: locks)
-    #[arg(long, value_name = "CH")]
-    ch: Option<String>,
-    /// Run this while holding the lock, after `--`
-    #[arg(last = true, value_name = "CMD")]
-    command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -501,17 +445,17 @@ struct WorkArgs {
           value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: u32,
     /// Seconds between SIGTERM and SIGKILL when stopping a command
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    grace: f64,
-    /// Seconds between checks of the open-task list (the stream is the fast path)
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    poll: f64,
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_secs)]
+    grace: Duration,
+    /// Seconds between checks of the open-task list (the stream is the fast path; at least 0.5)
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_poll)]
+    poll: Duration,
     /// Claim lease in seconds, kept alive while the command runs (0: claims never expire)
-    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-    lease: f64,
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = parse_secs)]
+    lease: Duration,
     /// Stop a command that runs longer than SECS and abandon its task (reason "timeout")
-    #[arg(long, value_name = "SECS")]
-    timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    timeout: Option<Duration>,
     /// Task outcomes as JSON lines on stdout (task-id, title, outcome, duration_s, exit_code,
     /// reason, stderr)
     #[arg(long, conflicts_with = "quiet")]
@@ -642,28 +586,8 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
         Command::Status => c::status(client),
         Command::Channels => c::channels(client),
         Command::Thread { id, pretty } => thread::thread(client, &id, pretty),
-        Command::Search(a) => search::search(
-            client,
-            search::SearchQuery {
-                words: a.words,
-                ch: a.ch,
-                from: a.from,
-                kind: a.kind,
-                n: a.n,
-                before: a.before,
-            },
-            a.pretty,
-        ),
-        Command::Lock(a) => locks::lock(
-            client,
-            locks::LockRequest {
-                name: a.name,
-                ttl: a.ttl,
-                note: a.note,
-                ch: a.ch,
-            },
-            a.command,
-        ),
+        Command::Search(a) => search::search(client, a),
+        Command::Lock(a) => locks::lock(client, a),
         Command::Unlock { name } => locks::unlock(client, &name),
         Command::Locks { prefix, pretty } => locks::list(client, prefix, pretty),
         Command::Work(a) => work::run(
@@ -671,10 +595,10 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
             work::Options {
                 channels: a.channels,
                 jobs: a.jobs as usize,
-                grace: secs(a.grace, "--grace")?,
-                poll: secs(a.poll, "--poll")?,
-                lease: Some(secs(a.lease, "--lease")?).filter(|l| !l.is_zero()),
-                timeout: a.timeout.map(|t| secs(t, "--timeout")).transpose()?,
+                grace: a.grace,
+                poll: a.poll,
+                lease: Some(a.lease).filter(|l| !l.is_zero()),
+                timeout: a.timeout,
                 output: match (a.json, a.quiet) {
                     (true, _) => work::Output::Json,
                     (_, true) => work::Output::Quiet,
@@ -683,15 +607,7 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
                 command: a.command,
             },
         ),
-        Command::Wait(a) => turns::wait(
-            client,
-            turns::WaitQuery {
-                ch: a.ch,
-                since: a.since,
-                kind: a.kind,
-                timeout: a.timeout,
-            },
-        ),
+        Command::Wait(a) => turns::wait(client, a),
         Command::Inbox {
             wait,
             mark_read,
@@ -712,7 +628,55 @@ fn completions(shell: clap_complete::Shell) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn secs(value: f64, flag: &str) -> client::Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(value)
-        .map_err(|_| client::CliError::usage(format!("{flag}: not a number of seconds: {value}")))
+/// Longest duration any SECS option takes (about 31 years): `Instant::now() + d` must not
+/// overflow, and nothing here waits longer than that on purpose.
+const MAX_SECS: f64 = 1e9;
+
+/// The clap parser of every SECS option: a finite, non-negative number of seconds, at most
+/// `MAX_SECS`.
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {text:?}"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "not a number of seconds (finite, 0 or more): {text:?}"
+        ));
+    }
+    if secs > MAX_SECS {
+        return Err(format!("{text} seconds is too long (at most {MAX_SECS:e})"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Shortest `work --poll`: each poll is a claim request, and `--poll 0` flooded the hub.
+const MIN_POLL_SECS: f64 = 0.5;
+
+/// `work --poll`: `parse_secs`, and at least `MIN_POLL_SECS`.
+fn parse_poll(text: &str) -> Result<Duration, String> {
+    let poll = parse_secs(text)?;
+    if poll.as_secs_f64() < MIN_POLL_SECS {
+        return Err(format!(
+            "at least {MIN_POLL_SECS} s between polls (the live stream is the fast path)"
+        ));
+    }
+    Ok(poll)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_finite_non_negative_and_bounded() {
+        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "NaN", "inf", "1e19", "", "ten"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+        assert!(parse_poll("0").is_err());
+        assert!(parse_poll("0.4").is_err());
+        assert_eq!(parse_poll("0.5"), Ok(Duration::from_millis(500)));
+    }
 }

@@ -15,6 +15,12 @@ Environment (a flag wins over its variable; unset or empty means the default):
   WORKSHOP_RETENTION_DAYS  delete messages older than this (0: keep all)  [default: 30]
   WORKSHOP_MAX_FILE_BYTES  largest upload, in bytes                       [default: 104857600]
   WORKSHOP_VERBOSE         true: one stderr line per request              [default: false]
+  WORKSHOP_HOSTNAMES       names browsers may use for the hub, comma-separated
+                           (IP literals and localhost always work)        [default: none]
+  WORKSHOP_CORS_ORIGINS    origins whose pages may use the hub cross-origin,
+                           comma-separated; * allows every origin         [default: none]
+  WORKSHOP_RATE            loop guard: messages and task creations per
+                           second per sender, in bursts of 10x (0: off)   [default: 0]
 
 On start it prints `workshop listening on http://ADDR` (the first line, for scripts), then the
 version, database, blob folder, retention, upload limit, and the URLs it can be reached at.

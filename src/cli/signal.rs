@@ -1,7 +1,7 @@
-//! Signalling the process group of a command `work` started. std can only SIGKILL one child;
-//! stopping a task politely needs SIGTERM, and reaching the command's own children (a shell
-//! script's `sleep`) needs the whole group — each command runs in a group of its own.
-#![allow(unsafe_code)] // one libc::kill call; see the SAFETY note
+//! Signalling the commands `work` and `lock` start. std can only SIGKILL one child; stopping a
+//! command politely needs SIGTERM, and reaching a task command's own children (a shell
+//! script's `sleep`) needs the whole group — each `work` command runs in a group of its own.
+#![allow(unsafe_code)] // libc::kill calls; see the SAFETY notes
 
 pub use libc::{SIGKILL, SIGTERM};
 
@@ -15,7 +15,23 @@ pub fn signal_group(leader: u32, signal: libc::c_int) -> std::io::Result<()> {
     }
     // SAFETY: kill() takes plain integers and touches no memory of ours. A negative pid
     // addresses the process group; the guard above keeps it from meaning "every process".
-    let rc = unsafe { libc::kill(-pgid, signal) };
+    check(unsafe { libc::kill(-pgid, signal) })
+}
+
+/// Sends `signal` to one process: a child we spawned and have not yet reaped (so its pid is
+/// still ours).
+pub fn signal_process(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| std::io::Error::other("process id out of range"))?;
+    if pid <= 1 {
+        return Err(std::io::Error::other("refusing to signal process 0 or 1"));
+    }
+    // SAFETY: kill() takes plain integers and touches no memory of ours; the guard above
+    // keeps the pid from meaning a group or "every process".
+    check(unsafe { libc::kill(pid, signal) })
+}
+
+fn check(rc: libc::c_int) -> std::io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {

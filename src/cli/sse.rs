@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::thread;
 use std::time::Duration;
 
-use super::client::{CliError, Client, Result, from_ureq, seg};
+use super::client::{CliError, Client, Result, from_ureq};
 
 /// One dispatched event. `id` is the server's message id (a ULID), `data` the envelope JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,10 +181,7 @@ pub fn gap_notice(data: &str) -> String {
 /// The id of the newest stored message (on one channel, or anywhere): the resume point for a
 /// stream that should show only what comes next, even across a reconnect.
 pub fn newest_id(client: &Client, ch: Option<&str>) -> Result<String> {
-    let path = match ch {
-        Some(ch) => format!("/ch/{}/history", seg(ch)),
-        None => "/history".to_string(),
-    };
+    let path = super::commands::history_path(ch);
     let text = client.get_text(&path, &[("n", "1".to_string())])?;
     let newest = text
         .lines()

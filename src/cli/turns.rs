@@ -3,40 +3,45 @@
 //! kept on the server, so the next run picks up where this one stopped).
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result, from_ureq, seg};
-use super::commands::emit;
+use super::commands::{emit, history_path};
 
 /// The longest wait the server holds one request for; longer timeouts ask again.
 const MAX_WAIT_S: f64 = 60.0;
 /// Extra time for the answer to arrive once the server's wait is over.
 const ANSWER_SLACK: Duration = Duration::from_secs(30);
 
-pub struct WaitQuery {
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Channel (all channels when omitted)
     pub ch: Option<String>,
+    /// Only messages after this id (default: the newest now)
+    #[arg(long, value_name = "ID")]
     pub since: Option<String>,
+    /// Give up after SECS (exit 3)
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = super::parse_secs)]
+    pub timeout: Duration,
+    /// Only message types starting with this prefix
+    #[arg(long = "type", value_name = "PREFIX")]
     pub kind: Option<String>,
-    pub timeout: f64,
 }
 
 /// Prints the messages after `since` (the newest now, if not given) as soon as there are
 /// any; exit 3 when `timeout` seconds pass with none.
-pub fn wait(client: &Client, q: WaitQuery) -> Result<()> {
-    let timeout = seconds(q.timeout, "--timeout")?;
+pub fn wait(client: &Client, q: WaitArgs) -> Result<()> {
     let since = match q.since {
         Some(id) => id,
         None => super::sse::newest_id(client, q.ch.as_deref())?,
     };
-    let path = match &q.ch {
-        Some(ch) => format!("/ch/{}/history", seg(ch)),
-        None => "/history".to_string(),
-    };
+    let path = history_path(q.ch.as_deref());
     let mut query = vec![("since", since), ("n", "1000".to_string())];
     if let Some(kind) = q.kind {
         query.push(("type", kind));
     }
-    let lines = long_poll(client, &path, &query, timeout)?;
+    let lines = long_poll(client, &path, &query, q.timeout)?;
     if lines.is_empty() {
         return Err(CliError::http(404, "nothing new before the timeout"));
     }
@@ -46,14 +51,14 @@ pub fn wait(client: &Client, q: WaitQuery) -> Result<()> {
 /// Prints your unread inbox (everything with `all`), waiting up to `wait` seconds for
 /// something to arrive; exit 3 when it is empty. With `mark_read`, what was printed is then
 /// marked read, so the next call starts after it.
-pub fn inbox(client: &Client, wait: f64, mark_read: bool, all: bool) -> Result<()> {
+pub fn inbox(client: &Client, wait: Duration, mark_read: bool, all: bool) -> Result<()> {
     let agent = client.agent()?;
     let path = format!("/inbox/{}", seg(agent));
     let mut query = vec![("n", "1000".to_string())];
     if !all {
         query.push(("unread", "1".to_string()));
     }
-    let lines = long_poll(client, &path, &query, seconds(wait, "--wait")?)?;
+    let lines = long_poll(client, &path, &query, wait)?;
     if lines.is_empty() {
         return Err(CliError::http(404, "inbox is empty"));
     }
@@ -103,9 +108,4 @@ fn long_poll(
             return Ok(lines);
         }
     }
-}
-
-fn seconds(value: f64, flag: &str) -> Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| CliError::usage(format!("{flag}: not a number of seconds: {value}")))
 }

@@ -137,13 +137,17 @@ impl Background {
         got
     }
 
+    /// Waits for it to exit by itself (failing at the deadline).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        poll(&format!("pid {} to exit", self.child.id()), || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+
     /// Sends SIGTERM; returns the exit code once it exits (failing at the deadline).
     pub fn terminate(&mut self) -> Option<i32> {
         signal(self.child.id(), "TERM");
-        let status = poll(&format!("pid {} to exit", self.child.id()), || {
-            self.child.try_wait().ok().flatten()
-        });
-        status.code()
+        self.wait().code()
     }
 }
 

@@ -17,9 +17,10 @@ use crossbeam_channel::Receiver;
 use serde_json::{Value, json};
 
 use super::super::client::seg;
-use super::super::signal::{SIGKILL, SIGTERM, signal_group};
+use super::super::signal::{SIGKILL, signal_group};
+use super::super::supervise;
 use super::report::Outcome;
-use super::{Ctx, RUNNER_TICK, STDERR_TAIL, spawn};
+use super::{Ctx, STDERR_TAIL, spawn};
 
 /// Checks that `program` names an executable file, as `exec` would find it: a path when it
 /// has a slash, else a search of PATH. The message says what to do about it.
@@ -187,46 +188,26 @@ fn wait_or_stop(
 ) -> std::io::Result<(ExitStatus, Option<Outcome>)> {
     let pid = child.id();
     let started = Instant::now();
-    let mut stopped_by = None;
-    let mut kill_at = None;
-    loop {
-        if let Some(status) = ctx.children.try_wait(child)? {
-            if stopped_by.is_some() {
-                // Leftovers of a stopped command (a script's background jobs) would hold its
-                // pipes open. The group id cannot name another group while any member lives.
-                let _ = signal_group(pid, SIGKILL);
+    let (status, stopped_by) = supervise::wait_or_stop(
+        "workshop work",
+        || ctx.children.try_wait(child),
+        |sig| signal_group(pid, sig),
+        ctx.grace,
+        |tick| match stop.recv_timeout(tick) {
+            Ok(why) => Some(why),
+            Err(_) if ctx.stop.load(Ordering::SeqCst) => Some(Outcome::Stopped),
+            Err(_) if ctx.timeout.is_some_and(|t| started.elapsed() >= t) => {
+                Some(Outcome::TimedOut)
             }
-            return Ok((status, stopped_by));
-        }
-        match stopped_by {
-            None => {
-                let why = match stop.recv_timeout(RUNNER_TICK) {
-                    Ok(why) => Some(why),
-                    Err(_) if ctx.stop.load(Ordering::SeqCst) => Some(Outcome::Stopped),
-                    Err(_) if ctx.timeout.is_some_and(|t| started.elapsed() >= t) => {
-                        Some(Outcome::TimedOut)
-                    }
-                    Err(_) => None,
-                };
-                if let Some(why) = why {
-                    stopped_by = Some(why);
-                    kill_at = Some(Instant::now() + ctx.grace);
-                    if let Err(e) = signal_group(pid, SIGTERM) {
-                        eprintln!("workshop work: SIGTERM to {pid}: {e}");
-                    }
-                }
-            }
-            Some(_) => {
-                thread::sleep(RUNNER_TICK);
-                if kill_at.is_some_and(|t| Instant::now() >= t) {
-                    kill_at = None;
-                    if let Err(e) = signal_group(pid, SIGKILL) {
-                        eprintln!("workshop work: SIGKILL to {pid}: {e}");
-                    }
-                }
-            }
-        }
+            Err(_) => None,
+        },
+    )?;
+    if stopped_by.is_some() {
+        // Leftovers of a stopped command (a script's background jobs) would hold its pipes
+        // open. The group id cannot name another group while any member lives.
+        let _ = signal_group(pid, SIGKILL);
     }
+    Ok((status, stopped_by))
 }
 
 #[cfg(test)]

@@ -68,8 +68,6 @@ Examples:
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 /// Tasks a worker remembers giving up on (sent as claim-next's `exclude`).
 const MAX_GIVEN_UP: usize = 500;
-/// How often a runner looks at its child and its interrupt signal.
-const RUNNER_TICK: Duration = Duration::from_millis(50);
 /// How long reporting an outcome keeps retrying while the server is unreachable.
 const REPORT_PATIENCE: Duration = Duration::from_secs(300);
 /// stderr lines kept for the `task.error` message.
@@ -143,10 +141,16 @@ pub fn run(client: &Client, opts: Options) -> Result<()> {
         let (ctx, channels, tx) = (Arc::clone(&ctx), opts.channels.clone(), tx.clone());
         move || stream(&ctx, &channels, &tx)
     });
+    // At most one Poll waits in the queue: a coordinator busy for longer than --poll finds
+    // one, not a pile of them.
+    let poll_pending = Arc::new(AtomicBool::new(false));
     spawn("ticker", {
-        let (tx, every) = (tx.clone(), opts.poll);
+        let (tx, every, pending) = (tx.clone(), opts.poll, Arc::clone(&poll_pending));
         move || {
-            while tx.send(Event::Poll).is_ok() {
+            loop {
+                if !pending.swap(true, Ordering::SeqCst) && tx.send(Event::Poll).is_err() {
+                    return;
+                }
                 thread::sleep(every)
             }
         }
@@ -172,6 +176,7 @@ pub fn run(client: &Client, opts: Options) -> Result<()> {
         given_up: HashSet::new(),
         maybe_work: true,
         claim_backoff: Backoff::default(),
+        poll_pending,
     }
     .run(&rx)
 }
@@ -190,6 +195,8 @@ struct Coordinator {
     maybe_work: bool,
     /// Spaces claim attempts out while the hub is unreachable or failing.
     claim_backoff: Backoff,
+    /// The ticker's Poll is in the queue (cleared when it is taken out).
+    poll_pending: Arc<AtomicBool>,
 }
 
 impl Coordinator {
@@ -209,7 +216,11 @@ impl Coordinator {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
             match event {
-                Event::Candidate | Event::Poll => self.maybe_work = true,
+                Event::Candidate => self.maybe_work = true,
+                Event::Poll => {
+                    self.poll_pending.store(false, Ordering::SeqCst);
+                    self.maybe_work = true;
+                }
                 Event::Interrupt(id) => {
                     if let Some(stop) = self.running.get(&id) {
                         let _ = stop.try_send(Outcome::Interrupted);

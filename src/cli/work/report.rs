@@ -63,10 +63,15 @@ impl Output {
         }
     }
 
-    pub fn ended(self, e: &Ended) {
+    /// Prints the outcome line. False when stdout is closed (`work --json | head`): the
+    /// caller stops the worker gracefully, rather than exiting with commands still running.
+    pub fn ended(self, e: &Ended) -> bool {
         match self {
             Output::Json => {
-                let _ = super::super::commands::emit(&json_line(e).to_string());
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let written = writeln!(out, "{}", json_line(e)).and_then(|()| out.flush());
+                return !matches!(written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe);
             }
             Output::Human => eprintln!("workshop work: {}", human_line(e)),
             Output::Quiet => {
@@ -79,6 +84,7 @@ impl Output {
                 }
             }
         }
+        true
     }
 }
 

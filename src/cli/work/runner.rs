@@ -1,5 +1,6 @@
 //! One claimed task, start to end: keep its lease, run the command (`child`), judge how it
 //! ended, tell the hub (done, or task.error and abandon), and print the outcome line.
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,7 @@ pub fn run_task(
             report
         }
     };
-    ctx.output.ended(&Ended {
+    let printed = ctx.output.ended(&Ended {
         id,
         title,
         outcome,
@@ -90,6 +91,9 @@ pub fn run_task(
         stderr_tail: &stderr_tail,
         report_error: report.err().map(|e| e.to_string()),
     });
+    if !printed && !ctx.stop.swap(true, Ordering::SeqCst) {
+        eprintln!("workshop work: stdout closed: stopping (running commands are stopped)");
+    }
     outcome
 }
 
