@@ -78,3 +78,43 @@ impl From<std::io::Error> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+    use rusqlite::ffi;
+
+    fn sqlite(code: i32, message: &str) -> ApiError {
+        let err = rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message.into()));
+        ApiError::from(err)
+    }
+
+    #[test]
+    fn a_database_file_that_cannot_be_opened_is_busy_and_names_no_path() {
+        let err = sqlite(
+            ffi::SQLITE_CANTOPEN,
+            "unable to open database file: /x/y.db",
+        );
+        assert_eq!(err.status, 503);
+        assert!(!err.message.contains("/x/"), "{}", err.message);
+        assert!(!err.message.contains("y.db"), "{}", err.message);
+    }
+
+    #[test]
+    fn out_of_descriptors_is_busy() {
+        for code in [libc::EMFILE, libc::ENFILE] {
+            let err = ApiError::from(std::io::Error::from_raw_os_error(code));
+            assert_eq!(err.status, 503, "{code}");
+        }
+    }
+
+    #[test]
+    fn other_database_errors_are_500_without_details() {
+        let err = sqlite(
+            ffi::SQLITE_CORRUPT,
+            "database disk image is malformed: /x/y.db",
+        );
+        assert_eq!(err.status, 500);
+        assert_eq!(err.message, "database error (details in the server log)");
+    }
+}

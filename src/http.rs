@@ -37,7 +37,7 @@ pub enum Reply {
     },
     /// `GET /metrics`: Prometheus text exposition format 0.0.4.
     Metrics(String),
-    /// Another reply with extra headers (`Workshop-Gap`).
+    /// Another reply with extra headers (`Workshop-Gap`, the browser rules' headers).
     Headed(Vec<(&'static str, String)>, Box<Reply>),
 }
 
@@ -79,20 +79,13 @@ pub fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
-/// Sends a reply; a client that has already gone away is no one to tell.
-pub fn respond(request: Request, reply: Reply) {
-    respond_with(request, reply, &[]);
-}
-
-/// Sends a reply with extra headers (the browser rules' CORS, CSP and download headers). A
+/// Sends a reply (extra headers, such as the browser rules' CORS, CSP and download headers,
+/// come as `Reply::Headed`); a client that has already gone away is no one to tell. A
 /// reply that fails part-way (its body could not be produced, or the client stopped reading)
 /// leaves the connection mid-message: it is shut down, so the client sees the answer cut short
 /// at once and nothing more is read from it.
-pub fn respond_with(request: Request, reply: Reply, extra: &[(&str, String)]) {
-    let mut response = into_response(reply);
-    for (name, value) in extra {
-        response.add_header(header(name, value));
-    }
+pub fn respond(request: Request, reply: Reply) {
+    let response = into_response(reply);
     let fd = request.socket_fd();
     if request.respond(response).is_err()
         && let Some(fd) = fd

@@ -6,7 +6,7 @@ use crate::broadcast::Broadcaster;
 use crate::browser;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::{Reply, request_header, respond, respond_with, split_url};
+use crate::http::{Reply, request_header, respond, split_url};
 use crate::hub::Hub;
 use crate::sse;
 use crate::store::{Op, Store};
@@ -142,13 +142,12 @@ pub fn run(config: Config) -> Result<(), String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
-    let banner_config = config.clone();
     let running = start(config)?;
     // Errors ignored: a closed stdout (`workshop | head -1`) must not stop the server.
     let _ = write!(
         std::io::stdout(),
         "{}",
-        crate::banner::text(&banner_config, running.addr)
+        crate::banner::text(&running.app.config, running.addr)
     );
     if let Some(signal) = signals.forever().next() {
         eprintln!("workshop: signal {signal}, shutting down");
@@ -317,9 +316,19 @@ impl Drop for InFlight<'_> {
 fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     let method = request.method().clone();
     let url = request.url().to_string();
-    let (admitted, browser_headers) = browser_rules(app, &request, &method, &url);
+    let target = origin_form(&url);
+    // A query that does not decode is refused, but the path still gets its browser headers.
+    let (path, params, parsed) = match split_url(target) {
+        Ok((path, params)) => (path, params, Ok(())),
+        Err(err) => (
+            target.split('?').next().unwrap_or(target),
+            HashMap::new(),
+            Err(err),
+        ),
+    };
+    let (admitted, browser_headers) = browser_rules(app, &request, &method, path, &params);
     let mut label = "unrouted";
-    let outcome = split_url(origin_form(&url)).and_then(|(path, params)| {
+    let outcome = parsed.and_then(|()| {
         admitted?;
         check_host(&request)?;
         let route = route(&method, path)?;
@@ -344,11 +353,11 @@ fn answer(app: &App, mut request: Request, started: Instant) -> bool {
     }
     match outcome {
         Outcome::Reply(reply) => {
-            respond_with(request, reply, &browser_headers);
+            respond(request, Reply::Headed(browser_headers, Box::new(reply)));
             true
         }
         Outcome::Stream(filter) => {
-            sse::open(app, request, filter, &browser_headers);
+            sse::open(app, request, filter, browser_headers);
             false
         }
     }
@@ -368,18 +377,19 @@ fn printable(text: &str) -> String {
 }
 
 /// Whether the browser rules let this request through, and the headers they add to its
-/// answer (refusals included: an allowed origin must be able to read its errors).
+/// answer (refusals included: an allowed origin must be able to read its errors). `path`
+/// is the routed path (an absolute-form target's too), `params` its decoded query.
 fn browser_rules(
     app: &App,
     request: &Request,
     method: &Method,
-    url: &str,
+    path: &str,
+    params: &HashMap<String, String>,
 ) -> (Result<(), ApiError>, Vec<(&'static str, String)>) {
     let policy = &app.config.browser;
     let seen = browser::Seen::of(request);
-    let path = url.split('?').next().unwrap_or(url);
-    let name = split_url(url).ok().and_then(|(_, mut q)| q.remove("name"));
-    let headers = policy.headers(&seen, method, path, name.as_deref());
+    let name = params.get("name").map(String::as_str);
+    let headers = policy.headers(&seen, method, path, name);
     (policy.admit(&seen, method), headers)
 }
 

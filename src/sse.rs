@@ -7,7 +7,7 @@
 //! tiny_http's own chunked encoder buffers 8 KiB before sending anything.
 use crate::broadcast::Live;
 use crate::error::ApiError;
-use crate::http::respond;
+use crate::http::{Reply, respond};
 use crate::hub::Event;
 use crate::server::App;
 use crate::store::batches::Messages;
@@ -47,18 +47,20 @@ impl Filter {
 }
 
 /// Starts the stream and hands it to the broadcaster. Returns once the replay is sent.
-/// `extra`: headers the browser rules add (CORS for an allowed origin).
-pub fn open(app: &App, request: Request, filter: Filter, extra: &[(&str, String)]) {
+/// `extra`: headers the browser rules add (CORS for an allowed origin), on a refusal too.
+pub fn open(app: &App, request: Request, filter: Filter, extra: Vec<(&'static str, String)>) {
+    let refuse = |request: Request, message: &str| {
+        let refusal = Reply::from(ApiError::unavailable(message));
+        respond(request, Reply::Headed(extra.clone(), Box::new(refusal)));
+    };
     let Some(subscription) = app.hub.subscribe(filter.ch.clone()) else {
-        let refusal = ApiError::unavailable("server is shutting down");
-        return respond(request, refusal.into());
+        return refuse(request, "server is shutting down");
     };
     let chunked = *request.http_version() >= (1, 1);
     let version = if chunked { "1.1" } else { "1.0" };
     // Always `Some` for the plain TCP connections workshop serves (no TLS in tiny_http).
     let Some(fd) = request.socket_fd() else {
-        let refusal = ApiError::unavailable("this connection cannot carry a stream");
-        return respond(request, refusal.into());
+        return refuse(request, "this connection cannot carry a stream");
     };
     let mut out = EventWriter {
         socket: request.into_writer(),
@@ -66,7 +68,7 @@ pub fn open(app: &App, request: Request, filter: Filter, extra: &[(&str, String)
     };
     let mut last_sent = filter.since.clone();
     let started = out
-        .head(version, extra)
+        .head(version, &extra)
         .and_then(|()| out.send(b": open\n\n"))
         .and_then(|()| match &filter.since {
             Some(since) => announce_gap(app, &filter, since, &mut out)

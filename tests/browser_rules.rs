@@ -360,6 +360,39 @@ fn security_headers_on_ui_files_and_every_answer() {
         );
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     }
+    // An absolute-form target (RFC 9112 §3.2.2) gets the same headers as its path.
+    let absolute = format!("http://{}/files/{hash}", own(&s));
+    for method in ["GET", "HEAD"] {
+        let r = send(s.port, method, &absolute, &own(&s), &[], b"");
+        assert_eq!(r.status, 200, "{method} {absolute}");
+        assert_eq!(r.header("content-disposition"), Some("attachment"));
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("default-src 'none'; sandbox")
+        );
+    }
+    let r = send(
+        s.port,
+        "GET",
+        &format!("{absolute}?name=report.svg"),
+        &own(&s),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"report.svg\"; filename*=UTF-8''report.svg")
+    );
+    let r = send(
+        s.port,
+        "GET",
+        &format!("HTTP://{}/ui", own(&s)),
+        &own(&s),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-security-policy"), Some(csp));
     for (name, want) in [
         (
             "report.svg",

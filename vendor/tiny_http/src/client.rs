@@ -70,9 +70,11 @@ enum LineError {
     Io(IoError),
 }
 
-/// workshop patch: limits on a request head (a line, and the number of headers).
+/// workshop patch: limits on a request head (a line, the number of headers, and the whole
+/// head: lines under their own limit could still add up to 2 MiB a head).
 const MAX_HEADER_LINE: usize = 16 * 1024;
 const MAX_HEADERS: usize = 128;
+const MAX_HEAD: usize = 64 * 1024;
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
@@ -113,7 +115,9 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> Result<AsciiString, LineError> {
+    ///
+    /// workshop patch: a line longer than `limit` bytes (CRLF not counted) is `TooLong`.
+    fn read_next_line(&mut self, limit: usize) -> Result<AsciiString, LineError> {
         let mut buf = Vec::new();
 
         loop {
@@ -139,7 +143,7 @@ impl ClientConnection {
                 }
                 b'\n' => return Err(LineError::Malformed),
                 // workshop patch: a header line without end grew memory unboundedly.
-                _ if buf.len() >= MAX_HEADER_LINE => return Err(LineError::TooLong),
+                _ if buf.len() >= limit => return Err(LineError::TooLong),
                 _ => buf.push(byte),
             }
         }
@@ -149,10 +153,11 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         self.pace.expect_head();
+        let mut head_left = MAX_HEAD;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = match self.read_next_line() {
+                let line = match self.read_next_line(MAX_HEADER_LINE) {
                     Ok(line) => line,
                     // workshop patch: 414 and 400 instead of a silent close.
                     Err(LineError::TooLong) => {
@@ -162,6 +167,8 @@ impl ClientConnection {
                     Err(LineError::Io(e)) => return Err(ReadError::ReadIoError(e)),
                 };
 
+                // workshop patch: what is left of the head's budget, CRLFs counted.
+                head_left = head_left.saturating_sub(line.len() + 2);
                 parse_request_line(line.as_str())?
             };
 
@@ -169,7 +176,10 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = match self.read_next_line() {
+                    // workshop patch: a line may not take the head over its budget either
+                    // (431, like a line over its own limit).
+                    let limit = MAX_HEADER_LINE.min(head_left.saturating_sub(2));
+                    let line = match self.read_next_line(limit) {
                         Ok(line) => line,
                         // workshop patch: 431 and 400 instead of a silent close.
                         Err(LineError::TooLong) => return Err(ReadError::Refused(431, version)),
@@ -180,6 +190,7 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    head_left = head_left.saturating_sub(line.len() + 2);
                     // workshop patch: bound the number of headers as well.
                     if headers.len() >= MAX_HEADERS {
                         return Err(ReadError::Refused(431, version));

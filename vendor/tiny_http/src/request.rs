@@ -551,7 +551,7 @@ impl Request {
     }
 
     /// workshop patch: whether the whole body has been read (always, without a body).
-    pub fn body_is_complete(&self) -> bool {
+    pub(crate) fn body_is_complete(&self) -> bool {
         self.body_complete.load(Ordering::SeqCst)
     }
 

@@ -6,8 +6,13 @@
 use std::convert::TryFrom;
 use std::io::{Error, ErrorKind, Read, Result};
 
-/// Longest chunk-size line (with extensions) or trailer line.
+/// Longest trailer line.
 const MAX_LINE: usize = 4096;
+/// Most bytes after the hex size on a chunk-size line (whitespace and extensions): with
+/// 4 KiB, a 1-byte chunk could cost 4 KiB on the wire, so a 1 MiB body 4 GiB of reading.
+const MAX_EXTENSIONS: usize = 256;
+/// Longest chunk-size line: 16 hex digits (a u64) and the extensions.
+const MAX_SIZE_LINE: usize = 16 + MAX_EXTENSIONS;
 /// Most trailer lines after the last chunk.
 const MAX_TRAILERS: usize = 64;
 
@@ -55,22 +60,27 @@ impl<R: Read> ChunkedReader<R> {
         }
     }
 
-    /// One line ended by CRLF, without it. A bare CR or LF is an error.
-    fn line(&mut self) -> Result<Vec<u8>> {
+    /// One line ended by CRLF, without it, at most `limit` bytes. A bare CR or LF is an
+    /// error.
+    fn line(&mut self, limit: usize) -> Result<Vec<u8>> {
         let mut line = Vec::new();
         loop {
             match self.byte()? {
                 b'\r' if self.byte()? == b'\n' => return Ok(line),
                 b'\r' | b'\n' => return Err(invalid("bare CR or LF in a chunked body")),
-                _ if line.len() >= MAX_LINE => return Err(invalid("chunk line too long")),
+                _ if line.len() >= limit => return Err(invalid("chunk line too long")),
                 byte => line.push(byte),
             }
         }
     }
 
     fn chunk_size(&mut self) -> Result<u64> {
-        let line = self.line()?;
-        // Extensions (after `;`) are allowed and ignored.
+        let line = self.line(MAX_SIZE_LINE)?;
+        // Extensions (after `;`) are allowed and ignored, up to `MAX_EXTENSIONS` bytes.
+        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        if line.len() - digits > MAX_EXTENSIONS {
+            return Err(invalid("chunk extensions too long"));
+        }
         let size = line.split(|b| *b == b';').next().unwrap_or(&[]);
         let size = match size.iter().rposition(|b| *b != b' ' && *b != b'\t') {
             Some(end) => &size[..=end],
@@ -85,7 +95,7 @@ impl<R: Read> ChunkedReader<R> {
 
     fn trailers(&mut self) -> Result<()> {
         for _ in 0..=MAX_TRAILERS {
-            if self.line()?.is_empty() {
+            if self.line(MAX_LINE)?.is_empty() {
                 return Ok(());
             }
         }
@@ -112,7 +122,7 @@ impl<R: Read> Read for ChunkedReader<R> {
                     self.state = State::Done;
                 }
                 State::Data(0) => {
-                    if !self.line()?.is_empty() {
+                    if !self.line(MAX_LINE)?.is_empty() {
                         return Err(invalid("chunk data longer than its size"));
                     }
                     self.state = State::Size;
@@ -167,6 +177,23 @@ mod tests {
         ] {
             assert!(decode(raw).is_err(), "{:?}", String::from_utf8_lossy(raw));
         }
+    }
+
+    #[test]
+    fn chunk_extensions_are_bounded() {
+        let chunk = |ext: &str| format!("1;{ext}\r\na\r\n0\r\n\r\n").into_bytes();
+        // 256 bytes after the size (`;` included) are fine, one more is not.
+        assert_eq!(decode(&chunk(&"x".repeat(255))).unwrap(), b"a");
+        let err = decode(&chunk(&"x".repeat(256))).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        // Whitespace before the extensions counts too.
+        let padded = format!("1{};x\r\na\r\n0\r\n\r\n", " ".repeat(300));
+        assert!(decode(padded.as_bytes()).is_err());
+        // 16 hex digits and 256 bytes of extensions make the longest size line.
+        let long = format!("{:016x};{}\r\n", 1, "x".repeat(255));
+        let mut raw = long.into_bytes();
+        raw.extend_from_slice(b"a\r\n0\r\n\r\n");
+        assert_eq!(decode(&raw).unwrap(), b"a");
     }
 
     #[test]

@@ -106,11 +106,18 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
-    // workshop patch: the read half's deadlines, the socket's own read timeout (what the
-    // listener gave it), and the timeout set on the socket now.
-    pace: Option<ReadPace>,
+    // workshop patch: the read half's deadlines (`None` on the write half).
+    paced: Option<Paced>,
+}
+
+/// workshop patch: the read half's deadlines, the socket's own read timeout (what the
+/// listener gave it), and the timeout set on the socket now.
+struct Paced {
+    pace: ReadPace,
     default_timeout: Option<Duration>,
     applied_timeout: Option<Duration>,
+    /// Past the deadline, a read came back short: what had arrived is all read.
+    drained: bool,
 }
 
 /// A request head must arrive within this long of its first byte.
@@ -189,23 +196,18 @@ impl RefinedTcpStream {
         let write: Stream = stream.into();
         let read = write.clone();
 
-        let default_timeout = read.read_timeout().unwrap_or(None);
         let read = RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
-            pace: None,
-            default_timeout,
-            applied_timeout: default_timeout,
+            paced: None,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
-            pace: None,
-            default_timeout,
-            applied_timeout: default_timeout,
+            paced: None,
         };
 
         (read, write)
@@ -213,20 +215,14 @@ impl RefinedTcpStream {
 
     /// workshop patch: reads from now on keep to the deadlines of `pace`.
     pub(crate) fn with_pace(mut self, pace: ReadPace) -> RefinedTcpStream {
-        self.pace = Some(pace);
+        let default_timeout = self.stream.read_timeout().unwrap_or(None);
+        self.paced = Some(Paced {
+            pace,
+            default_timeout,
+            applied_timeout: default_timeout,
+            drained: false,
+        });
         self
-    }
-
-    /// The socket timeout for the next read, or a timeout error if the deadline has passed.
-    fn next_timeout(&self, pace: &ReadPace) -> IoResult<Option<Duration>> {
-        let Some(deadline) = pace.deadline() else {
-            return Ok(self.default_timeout);
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::new(ErrorKind::TimedOut, "request deadline passed"));
-        }
-        Ok(Some(self.default_timeout.map_or(left, |d| d.min(left))))
     }
 
     /// Returns true if this struct wraps around a secure connection.
@@ -267,24 +263,54 @@ impl Drop for RefinedTcpStream {
     }
 }
 
+/// workshop patch: the shortest socket timeout there is (a zero `Duration` is refused, and
+/// the kernel rounds this up to one clock tick). Past its deadline, a read still takes what
+/// has already arrived (a handler that was slow to read a body sent in time is not refused
+/// it), but only until a read comes back short: a client that keeps a byte or two arriving
+/// every tick cannot stretch the deadline, since only full reads go on.
+const PAST_DEADLINE: Duration = Duration::from_micros(1);
+
+impl Paced {
+    /// The socket timeout for the next read, and whether the deadline has passed.
+    fn next_timeout(&self) -> (Option<Duration>, bool) {
+        let Some(deadline) = self.pace.deadline() else {
+            return (self.default_timeout, false);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (Some(PAST_DEADLINE), true);
+        }
+        (Some(self.default_timeout.map_or(left, |d| d.min(left))), false)
+    }
+}
+
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        let Some(pace) = self.pace.clone() else {
+        let Some(paced) = self.paced.as_mut() else {
             return self.stream.read(buf);
         };
-        let timeout = self.next_timeout(&pace)?;
-        if timeout != self.applied_timeout {
+        let (timeout, overdue) = paced.next_timeout();
+        if !overdue {
+            paced.drained = false;
+        } else if paced.drained {
+            return Err(Error::new(ErrorKind::TimedOut, "request deadline passed"));
+        }
+        if timeout != paced.applied_timeout {
             self.stream.set_read_timeout(timeout)?;
-            self.applied_timeout = timeout;
+            paced.applied_timeout = timeout;
         }
         let n = match self.stream.read(buf) {
             // SO_RCVTIMEO ends a read with EAGAIN: report it as the timeout it is.
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                return Err(Error::new(ErrorKind::TimedOut, e))
+                let why = if overdue { "request deadline passed" } else { "read timed out" };
+                return Err(Error::new(ErrorKind::TimedOut, why));
             }
             other => other?,
         };
-        pace.received(n);
+        if overdue && n < buf.len() {
+            paced.drained = true;
+        }
+        paced.pace.received(n);
         Ok(n)
     }
 }
@@ -296,5 +322,57 @@ impl Write for RefinedTcpStream {
 
     fn flush(&mut self) -> IoResult<()> {
         self.stream.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pace, ReadPace, RefinedTcpStream};
+    use crate::connection::Connection;
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// A paced read half of a server-side socket, and the client's end.
+    fn pair() -> (RefinedTcpStream, ReadPace, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let (read, _write) = RefinedTcpStream::new(Connection::from(server));
+        let pace = ReadPace::default();
+        (read.with_pace(pace.clone()), pace, client)
+    }
+
+    #[test]
+    fn past_its_deadline_a_read_takes_what_has_arrived_then_fails() {
+        let (mut read, pace, mut client) = pair();
+        client.write_all(&[7u8; 3000]).unwrap();
+        // Wait until it has all arrived, with the deadline still ahead.
+        pace.expect_body();
+        let mut first = [0u8; 1];
+        read.read_exact(&mut first).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // The handler took too long: the deadline has passed, the body is all here.
+        *pace.pace() = Pace::Body(Instant::now() - Duration::from_secs(60));
+        let mut got = 1;
+        let mut buf = [0u8; 1024];
+        let err = loop {
+            match read.read(&mut buf) {
+                Ok(n) => got += n,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, 3000);
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        // Once drained, more bytes do not buy more time.
+        client.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let err = read.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
