@@ -293,24 +293,9 @@ fn serve(app: &App, request: Request) -> bool {
         );
         return false;
     }
-    let _counted = InFlight::enter(&app.in_flight);
+    // Counted as in hand until answered, even if the handler panics.
+    let _counted = crate::counted::Counted::enter(&app.in_flight);
     answer(app, request, Instant::now())
-}
-
-/// Counts a request as in hand until dropped, even if its handler panics.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
-        count.fetch_add(1, Ordering::SeqCst);
-        InFlight(count)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 fn answer(app: &App, mut request: Request, started: Instant) -> bool {

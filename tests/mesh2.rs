@@ -311,6 +311,7 @@ fn lock_acquire_renew_release_with_announcements() {
     assert_eq!(first["name"], "src/main.rs");
     assert_eq!(first["holder"], "coder.a");
     assert_eq!(first["note"], "refactor");
+    assert_eq!(first["renewed"], false);
     let expires = first["expires_at"].as_f64().unwrap();
     let (_, announced) = stream
         .next_message(DEADLINE)
@@ -338,6 +339,7 @@ fn lock_acquire_renew_release_with_announcements() {
     assert_eq!(r.status, 200);
     assert!(r.json()["expires_at"].as_f64().unwrap() > expires);
     assert_eq!(r.json()["note"], "refactor");
+    assert_eq!(r.json()["renewed"], true);
 
     let listed = s.get("/locks").json();
     assert_eq!(listed.as_array().unwrap().len(), 1);

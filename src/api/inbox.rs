@@ -1,8 +1,8 @@
 //! An agent's inbox: the messages addressed to it (`to`) and the tasks created for it, with a
 //! read cursor kept on the server, so a fresh process of the same agent resumes where the
 //! last one stopped.
-use super::{identity, longpoll};
-use crate::api::channels::id_param;
+use super::id_param;
+use super::{identity_value, longpoll};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, percent_decode_path, read_json_object};
 use crate::ids;
@@ -10,7 +10,7 @@ use crate::server::App;
 use crate::store::Op;
 use crate::store::batches::Messages;
 use crate::store::turns::{self, InboxQuery};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use tiny_http::Request;
 
@@ -55,9 +55,7 @@ pub fn mark_read(app: &App, agent: &str, request: &mut Request) -> Result<Reply,
 
 /// An identity from a URL path segment (percent-encoded if need be), checked like `from`.
 fn path_identity(segment: &str) -> Result<String, ApiError> {
-    let decoded = percent_decode_path(segment)?;
-    let field = Map::from_iter([("agent".to_string(), Value::String(decoded))]);
-    identity(&field, "agent")
+    identity_value(&Value::String(percent_decode_path(segment)?), "agent")
 }
 
 /// `?unread=1`: only what is after the agent's read cursor.

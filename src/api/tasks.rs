@@ -2,7 +2,7 @@
 //! interrupt). The checks that decide 403/409 run in the writer, so they cannot race.
 use super::idempotency;
 use super::longpoll::MAX_WAIT_S;
-use super::{channel, file_refs, identity, label, optional_identity};
+use super::{channel, file_refs, identity, label, optional_channel, optional_identity};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
 use crate::ids;
@@ -36,11 +36,7 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     } else {
         identity(&body, "created_by").map_err(|_| ApiError::bad_request("from is required"))?
     };
-    let ch = match body.get("ch") {
-        None | Some(Value::Null) => "tasks".to_string(),
-        Some(Value::String(name)) => channel(name)?,
-        Some(_) => return Err(ApiError::bad_request("ch must be a channel name")),
-    };
+    let ch = optional_channel(&body, "ch")?.unwrap_or_else(|| "tasks".to_string());
     let task = NewTask {
         from,
         title: label(&body, "title")?,
@@ -160,11 +156,7 @@ pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<R
 pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     let body = read_json_object(request)?;
     let from = identity(&body, "from")?;
-    let ch = match body.get("ch") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(name)) => Some(channel(name)?),
-        Some(_) => return Err(ApiError::bad_request("ch must be a channel name")),
-    };
+    let ch = optional_channel(&body, "ch")?;
     let lease_s = lease(&body)?;
     let exclude = task_ids(&body, "exclude")?;
     // As long as a long poll may wait.

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result, from_ureq, seg};
 use super::commands::{emit, history_path};
+// The longest wait the server holds one request for; longer timeouts ask again.
+use crate::api::longpoll::MAX_WAIT_S;
 
-/// The longest wait the server holds one request for; longer timeouts ask again.
-const MAX_WAIT_S: f64 = 60.0;
 /// Extra time for the answer to arrive once the server's wait is over.
 const ANSWER_SLACK: Duration = Duration::from_secs(30);
 

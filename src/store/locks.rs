@@ -119,10 +119,12 @@ fn acquire(
         "ttl_s": ttl_s, "renewed": renewed,
     });
     announce(step, &lock.ch, from, "lock.acquired", body)?;
-    Ok(done(
-        200,
-        json!({"name": name, "holder": from, "note": lock.note, "expires_at": lock.expires_at}),
-    ))
+    // `renewed` tells a holder renewing its lock whether it still had it: false means the
+    // lock had lapsed or been released in between, and was taken afresh (`lock -- CMD`
+    // treats that as lost).
+    let answer = json!({"name": name, "holder": from, "note": lock.note,
+                        "expires_at": lock.expires_at, "renewed": renewed});
+    Ok(done(200, answer))
 }
 
 fn release(step: &mut Step, from: &str, name: &str) -> Result<Done, ApiError> {
