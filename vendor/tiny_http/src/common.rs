@@ -162,7 +162,10 @@ impl Header {
     /// ```
     /// let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/plain"[..]).unwrap();
     /// ```
-    #[allow(clippy::result_unit_err)]
+    #[allow(
+        clippy::result_unit_err,
+        reason = "public upstream signature; changing it breaks callers (upstream's allow)"
+    )]
     pub fn from_bytes<B1, B2>(header: B1, value: B2) -> Result<Header, ()>
     where
         B1: Into<Vec<u8>> + AsRef<[u8]>,
@@ -332,7 +335,10 @@ impl Display for Method {
 }
 
 /// HTTP version (usually 1.0 or 1.1).
-#[allow(clippy::upper_case_acronyms)]
+#[allow(
+    clippy::upper_case_acronyms,
+    reason = "public upstream name; renaming breaks callers (upstream's allow)"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HTTPVersion(pub u8, pub u8);
 
@@ -394,6 +400,10 @@ impl From<(u8, u8)> for HTTPVersion {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::needless_borrow,
+    reason = "upstream 0.12.0 tests, kept as they are (`equiv(&\"...\")`)"
+)]
 mod test {
     use super::Header;
     use httpdate::HttpDate;

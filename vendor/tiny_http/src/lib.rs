@@ -89,7 +89,10 @@
 //! ```
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
-#![allow(clippy::match_like_matches_macro)]
+#![allow(
+    clippy::match_like_matches_macro,
+    reason = "upstream 0.12.0 allows it crate-wide (its style predates `matches!`)"
+)]
 
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
 use zeroize::Zeroizing;
@@ -164,7 +167,10 @@ impl From<Request> for Message {
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
-#[allow(dead_code)]
+#[allow(
+    dead_code,
+    reason = "never called: the impl below is the compile-time check (newer rustc warns)"
+)]
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -417,6 +423,10 @@ impl Server {
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
+    #[allow(
+        clippy::io_other_error,
+        reason = "upstream 0.12.0 code, kept as it is (a lint newer than it)"
+    )]
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
             Some(Message::Error(err)) => Err(err),

@@ -138,7 +138,10 @@ impl From<IoError> for RequestCreationError {
 /// It is the responsibility of the `Request` to read only the data of the request and not further.
 ///
 /// The `Write` object will be used by the `Request` to write the response.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per part of a request head (upstream's allow)"
+)]
 pub fn new_request<R, W>(
     secure: bool,
     method: Method,
@@ -605,7 +608,10 @@ mod tests {
 
     #[test]
     fn must_be_send() {
-        #![allow(dead_code)]
+        #![allow(
+            dead_code,
+            reason = "a compile-time check, never run (upstream's allow)"
+        )]
         fn f<T: Send>(_: &T) {}
         fn bar(rq: &Request) {
             f(rq);

@@ -37,6 +37,10 @@ use std::time::SystemTime;
 ///     behavior differs from the default for most headers, which is to allow them to
 ///     be set multiple times in the same response.
 ///
+#[allow(
+    clippy::doc_overindented_list_items,
+    reason = "upstream 0.12.0 doc text, kept as it is (a lint newer than it)"
+)]
 pub struct Response<R> {
     reader: R,
     status_code: StatusCode,
@@ -109,6 +113,10 @@ where
     Ok(())
 }
 
+#[allow(
+    clippy::unnecessary_map_or,
+    reason = "upstream 0.12.0 code, kept as it is (a lint newer than it)"
+)]
 fn choose_transfer_encoding(
     status_code: StatusCode,
     request_headers: &[Header],

@@ -13,7 +13,10 @@ impl<R: Read> FusedReader<R> {
         Self { inner: Some(inner) }
     }
 
-    #[allow(dead_code)]
+    #[allow(
+        dead_code,
+        reason = "upstream API of an internal type, unused (upstream's allow)"
+    )]
     pub fn into_inner(self) -> Option<R> {
         self.inner
     }

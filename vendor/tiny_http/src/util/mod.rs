@@ -4,8 +4,8 @@ pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
-pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
 pub use self::sequential::SequentialWriterBuilder;
+pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
 pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
@@ -51,7 +51,10 @@ pub fn parse_header_value(input: &str) -> Vec<(&str, f32)> {
 #[cfg(test)]
 mod test {
     #[test]
-    #[allow(clippy::float_cmp)]
+    #[allow(
+        clippy::float_cmp,
+        reason = "q values parsed from literals compare exactly (upstream's allow)"
+    )]
     fn test_parse_header() {
         let result = super::parse_header_value("text/html, text/plain; q=1.5 , image/png ; q=2.0");
 

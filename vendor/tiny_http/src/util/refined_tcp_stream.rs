@@ -280,7 +280,10 @@ impl Paced {
         if left.is_zero() {
             return (Some(PAST_DEADLINE), true);
         }
-        (Some(self.default_timeout.map_or(left, |d| d.min(left))), false)
+        (
+            Some(self.default_timeout.map_or(left, |d| d.min(left))),
+            false,
+        )
     }
 }
 
@@ -302,7 +305,11 @@ impl Read for RefinedTcpStream {
         let n = match self.stream.read(buf) {
             // SO_RCVTIMEO ends a read with EAGAIN: report it as the timeout it is.
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                let why = if overdue { "request deadline passed" } else { "read timed out" };
+                let why = if overdue {
+                    "request deadline passed"
+                } else {
+                    "read timed out"
+                };
                 return Err(Error::new(ErrorKind::TimedOut, why));
             }
             other => other?,

@@ -1,0 +1,138 @@
+//! workshop: one test per patch to how request heads are read (PATCHES.md 2, 6, 15, 16),
+//! each over a real socket to a real server.
+
+#[allow(
+    dead_code,
+    reason = "each test file uses part of the shared support module"
+)]
+mod patch_support;
+
+use patch_support::*;
+use std::io::Write;
+use std::time::Instant;
+
+/// A GET with `headers` extra headers of `each` bytes of value.
+fn head_with(headers: usize, each: usize) -> String {
+    let value = "v".repeat(each);
+    let lines: String = (0..headers)
+        .map(|i| format!("X-{i}: {value}\r\n"))
+        .collect();
+    format!("GET / HTTP/1.1\r\n{lines}Connection: close\r\n\r\n")
+}
+
+/// Streams `prefix` and then `unit` without end; returns the answer once the server closes.
+fn endless(port: u16, prefix: &str, unit: &[u8]) -> (Exchange, usize) {
+    let mut stream = connect(port);
+    stream.write_all(prefix.as_bytes()).unwrap();
+    let sent = flood(&mut stream, unit, 16 * 1024 * 1024);
+    (read_until_closed(&mut stream, 10 * SECOND), sent)
+}
+
+/// Patch 2: a head line had no length limit and the header count no bound. A line that
+/// never ends is cut off (at 16 KiB), and more than 128 headers are refused.
+#[test]
+fn patch_02_head_lines_and_the_header_count_are_bounded() {
+    let port = serve(read_body);
+    let (answer, sent) = endless(port, "GET /", &[b'a'; 64 * 1024]);
+    assert_eq!(
+        answer.statuses(),
+        vec![414],
+        "after {sent} bytes: {}",
+        answer.text()
+    );
+    assert!(
+        sent < 16 * 1024 * 1024,
+        "the server read 16 MiB of one request line"
+    );
+    let (answer, sent) = endless(port, "GET / HTTP/1.1\r\nX: ", &[b'a'; 64 * 1024]);
+    assert_eq!(
+        answer.statuses(),
+        vec![431],
+        "after {sent} bytes: {}",
+        answer.text()
+    );
+    assert!(
+        sent < 16 * 1024 * 1024,
+        "the server read 16 MiB of one header line"
+    );
+    // 127 headers and `Connection` are served; 129 and `Connection` are not.
+    let answer = exchange(port, head_with(127, 10).as_bytes(), 10 * SECOND);
+    assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
+    let answer = exchange(port, head_with(129, 10).as_bytes(), 10 * SECOND);
+    assert_eq!(answer.statuses(), vec![431], "{}", answer.text());
+    // A line just under the limit is served.
+    let answer = exchange(port, head_with(1, 16 * 1024 - 6).as_bytes(), 10 * SECOND);
+    assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
+}
+
+/// Patch 6: an HTTP/2.0 or 3.0 request line hung its connection thread forever (its 505
+/// was queued behind the request's own writer). It is answered 505 and closed.
+#[test]
+fn patch_06_a_newer_http_version_is_answered_505_and_closed() {
+    let port = serve(read_body);
+    for version in ["HTTP/2.0", "HTTP/3.0"] {
+        let raw = format!("GET / {version}\r\nHost: x\r\n\r\n");
+        let answer = exchange(port, raw.as_bytes(), 10 * SECOND);
+        assert_eq!(answer.statuses(), vec![505], "{version}: {}", answer.text());
+        assert!(answer.says_close(), "{}", answer.text());
+        assert!(answer.closed_by_server, "{}: the connection hangs", version);
+    }
+}
+
+/// Patch 15: a head line over the limit is 414 (request line) or 431 (header line), with
+/// `Connection: close`; a bare LF or CR, anything after the version, an empty target and
+/// HTTP/0.9 are 400 at once.
+#[test]
+fn patch_15_oversized_or_malformed_request_lines_are_answered_and_closed() {
+    let port = serve(read_body);
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
+    let long_header = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    for (raw, status) in [
+        (long_target, 414),
+        (long_header, 431),
+        (head_with(200, 1), 431),
+    ] {
+        let answer = exchange(port, raw.as_bytes(), 10 * SECOND);
+        assert_eq!(answer.statuses(), vec![status], "{}", answer.text());
+        assert!(answer.says_close(), "{}", answer.text());
+        assert!(answer.closed_by_server);
+    }
+    for raw in [
+        "GET / HTTP/1.1\nHost: x\n\n",
+        "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n",
+        "GET / HTTP/1.1 junk\r\nHost: x\r\n\r\n",
+        "GET / HTTP/0.9\r\nHost: x\r\n\r\n",
+        "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let started = Instant::now();
+        let answer = exchange(port, raw.as_bytes(), 5 * SECOND);
+        assert!(answer.closed_by_server, "{:?}: no answer within 5 s", raw);
+        assert!(started.elapsed() < 5 * SECOND, "{:?}", raw);
+        assert_eq!(answer.statuses(), vec![400], "{raw:?}: {}", answer.text());
+    }
+}
+
+/// Patch 16: lines under their own limits could add up to 2 MiB a head; a whole head is
+/// at most 64 KiB, and the line that would go over it is refused with 431 at once.
+#[test]
+fn patch_16_a_request_head_has_a_total_size_bound() {
+    let port = serve(read_body);
+    for (headers, each) in [(100, 1024), (120, 15 * 1024)] {
+        let answer = exchange(port, head_with(headers, each).as_bytes(), 10 * SECOND);
+        assert_eq!(
+            answer.statuses(),
+            vec![431],
+            "{headers} x {each}: {}",
+            answer.text()
+        );
+        assert!(answer.says_close(), "{}", answer.text());
+        assert!(
+            answer.closed_by_server,
+            "{} x {}: the connection stays open",
+            headers, each
+        );
+    }
+    let answer = exchange(port, head_with(50, 1024).as_bytes(), 10 * SECOND);
+    assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
+}
