@@ -9,7 +9,7 @@
 use crate::http::find_bytes as find;
 use crate::lat::Lat;
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use rustix::event::epoll;
+use rustix::event::{Timespec, epoll};
 use rustix::fd::OwnedFd;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -124,37 +124,24 @@ impl Readers {
     }
 }
 
+/// How long one `epoll_wait` waits before the loop looks for new sockets and the stop flag.
+const TICK: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 5_000_000,
+};
+
 fn read_loop(feed: Receiver<TcpStream>, shared: &Shared) -> ReaderReport {
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll_create1");
     let mut socks: Vec<Sock> = Vec::new();
     let mut report = ReaderReport::default();
-    let mut events: Vec<epoll::Event> = (0..512)
-        .map(|_| epoll::Event {
-            flags: epoll::EventFlags::empty(),
-            data: epoll::EventData::new_u64(0),
-        })
-        .collect();
+    let mut events = vec![no_event(); 512];
     let mut buf = vec![0u8; 64 * 1024];
-    let tick = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: 5_000_000,
-    };
     loop {
-        while let Ok(stream) = feed.try_recv() {
-            let data = epoll::EventData::new_u64(socks.len() as u64);
-            epoll::add(&ep, &stream, data, epoll::EventFlags::IN).expect("epoll_ctl");
-            socks.push(Sock {
-                stream,
-                pending: Vec::with_capacity(512),
-                opened: false,
-                next_seq: 0,
-                closed: false,
-            });
-        }
+        take_new(&ep, &feed, &mut socks);
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
-        let Ok(n) = epoll::wait(&ep, &mut events[..], Some(&tick)) else {
+        let Ok(n) = epoll::wait(&ep, &mut events[..], Some(&TICK)) else {
             continue; // EINTR
         };
         for ev in &events[..n] {
@@ -167,6 +154,30 @@ fn read_loop(feed: Receiver<TcpStream>, shared: &Shared) -> ReaderReport {
     }
     report.sockets = socks.len();
     report
+}
+
+/// An empty slot for `epoll_wait` to fill.
+fn no_event() -> epoll::Event {
+    epoll::Event {
+        flags: epoll::EventFlags::empty(),
+        data: epoll::EventData::new_u64(0),
+    }
+}
+
+/// Adds the sockets handed over since the last turn to the epoll set, each known by its
+/// index in `socks`.
+fn take_new(ep: &OwnedFd, feed: &Receiver<TcpStream>, socks: &mut Vec<Sock>) {
+    while let Ok(stream) = feed.try_recv() {
+        let data = epoll::EventData::new_u64(socks.len() as u64);
+        epoll::add(ep, &stream, data, epoll::EventFlags::IN).expect("epoll_ctl");
+        socks.push(Sock {
+            stream,
+            pending: Vec::with_capacity(512),
+            opened: false,
+            next_seq: 0,
+            closed: false,
+        });
+    }
 }
 
 fn read_socket(
@@ -210,34 +221,43 @@ fn consume(sock: &mut Sock, now_ns: u64, shared: &Shared, report: &mut ReaderRep
         if !sock.opened && find(event, b": open").is_some() {
             sock.opened = true;
             shared.opened.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let Some(at) = find(event, b"\"seq\":") else {
-            continue;
-        };
-        let digits = &event[at + 6..];
-        let seq = digits
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .fold(0u64, |n, b| n * 10 + (b - b'0') as u64);
-        if seq < sock.next_seq {
-            report.duplicates += 1;
-            continue;
-        }
-        if seq > sock.next_seq {
-            report.gaps += seq - sock.next_seq;
-        }
-        sock.next_seq = seq + 1;
-        report.delivered += 1;
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-        if let Some(sent) = shared.sent_ns.get(seq as usize) {
-            let sent = sent.load(Ordering::Acquire);
-            if sent > 0 {
-                report
-                    .latency
-                    .push(Duration::from_nanos(now_ns.saturating_sub(sent)));
-            }
+        } else if let Some(seq) = seq_of(event) {
+            count(sock, seq, now_ns, shared, report);
         }
     }
     sock.pending.drain(..start);
+}
+
+/// The N of `"seq":N` in an event.
+fn seq_of(event: &[u8]) -> Option<u64> {
+    let at = find(event, b"\"seq\":")?;
+    let digits = &event[at + 6..];
+    Some(
+        digits
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .fold(0u64, |n, b| n * 10 + (b - b'0') as u64),
+    )
+}
+
+/// Counts message `seq` on this socket: a duplicate, or delivered (after a gap, if some were
+/// skipped), with its latency since it was sent.
+fn count(sock: &mut Sock, seq: u64, now_ns: u64, shared: &Shared, report: &mut ReaderReport) {
+    if seq < sock.next_seq {
+        report.duplicates += 1;
+        return;
+    }
+    report.gaps += seq - sock.next_seq;
+    sock.next_seq = seq + 1;
+    report.delivered += 1;
+    shared.delivered.fetch_add(1, Ordering::Relaxed);
+    let sent = shared
+        .sent_ns
+        .get(seq as usize)
+        .map(|s| s.load(Ordering::Acquire));
+    if let Some(sent) = sent.filter(|&ns| ns > 0) {
+        report
+            .latency
+            .push(Duration::from_nanos(now_ns.saturating_sub(sent)));
+    }
 }

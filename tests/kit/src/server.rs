@@ -126,53 +126,14 @@ impl Server {
     /// `workshop [args]` on `port`, its stderr appended to `stderr.log` in the temp dir.
     fn launch(&mut self, port: u16, args: &[&str]) -> Result<(), String> {
         let spawned = Instant::now();
-        let mut cmd = match self.fd_limit {
-            // The server raises its soft limit to the hard one, so lower both (soft first:
-            // the hard limit may not drop below the soft one).
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!(
-                        "ulimit -S -n {n} && ulimit -H -n {n} && exec \"$0\" \"$@\""
-                    ))
-                    .arg(&self.bin);
-                c
-            }
-            None => Command::new(&self.bin),
-        };
-        let stderr = if self.echo_stderr {
-            Stdio::inherit()
-        } else {
-            Stdio::from(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.stderr_path())
-                    .expect("stderr log"),
-            )
-        };
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("PORT", port.to_string())
-            .env("HOST", "127.0.0.1")
-            .env("DB_PATH", &self.db_path)
-            .env("BLOBS_DIR", &self.blobs_dir)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let mut child = cmd
+        let mut child = self
+            .command(port, args)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
         self.started_in = spawned.elapsed();
-        let Some(bound) = first
-            .strip_prefix("workshop listening on http://127.0.0.1:")
-            .and_then(|p| p.trim().parse().ok())
-        else {
+        let Some(bound) = listening_port(&first) else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
@@ -188,6 +149,54 @@ impl Server {
         self.port = bound;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The command line and a clean environment: PATH, then PORT, HOST, DB_PATH and
+    /// BLOBS_DIR, then the extra environment, which wins.
+    fn command(&self, port: u16, args: &[&str]) -> Command {
+        let mut cmd = self.under_fd_limit();
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .env("DB_PATH", &self.db_path)
+            .env("BLOBS_DIR", &self.blobs_dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(self.stderr_target());
+        cmd
+    }
+
+    /// The binary, run through `sh` to lower its fd limit first if there is one.
+    fn under_fd_limit(&self) -> Command {
+        let Some(n) = self.fd_limit else {
+            return Command::new(&self.bin);
+        };
+        // The server raises its soft limit to the hard one, so lower both (soft first: the
+        // hard limit may not drop below the soft one).
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!(
+                "ulimit -S -n {n} && ulimit -H -n {n} && exec \"$0\" \"$@\""
+            ))
+            .arg(&self.bin);
+        c
+    }
+
+    /// `stderr.log` in the temp dir (appended to over restarts), or our own stderr.
+    fn stderr_target(&self) -> Stdio {
+        if self.echo_stderr {
+            return Stdio::inherit();
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path())
+            .expect("stderr log");
+        Stdio::from(log)
     }
 
     pub fn pid(&self) -> u32 {
@@ -372,4 +381,11 @@ impl Drop for Server {
             eprintln!("workshop stderr (last lines):\n{}", tail.join("\n"));
         }
     }
+}
+
+/// The port in the server's first line, `workshop listening on http://127.0.0.1:PORT`.
+fn listening_port(first_line: &str) -> Option<u16> {
+    first_line
+        .strip_prefix("workshop listening on http://127.0.0.1:")
+        .and_then(|p| p.trim().parse().ok())
 }
