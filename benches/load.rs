@@ -45,9 +45,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::client::Conn;
-use support::server::{Flavor, Workshop, raise_fd_limit, wait_for_status};
-use support::{Lat, Rng, Shape, Table, Trivial, cpu_seconds, median};
+use support::server::{Flavor, Workshop, wait_for_status};
+use support::{Shape, Table, Trivial, median};
+use workshop_testkit::{Conn, Lat, Rng, cpu_seconds, raise_fd_limit};
 
 struct Settings {
     quick: bool,
@@ -393,7 +393,7 @@ fn closed_loop<C: 'static>(
 /// `BENCH_PEER=nats`: workshop against NATS JetStream (file store, with `sync_interval:
 /// always` so an ack means fsynced, and with its default sync) under the same publish load,
 /// from the same client threads, in alternating rounds. Clients on both sides are hand-written
-/// over plain sockets (support::client, support::nats), one publish in flight per connection.
+/// over plain sockets (workshop_testkit::conn, support::nats), one publish in flight per connection.
 fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
     const S: &str = "peer";
     const CONNS: usize = 16;
@@ -685,7 +685,7 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
 // 2. fan-out
 
 fn fanout(settings: &Settings, flavor: &Flavor, table: &mut Table) {
-    use support::sse::{Readers, Shared};
+    use workshop_testkit::fleet::{Readers, Shared};
     const S: &str = "fan-out";
     const READERS: usize = 2;
     let (subscribers, cap_note) = subscriber_budget(settings.subscribers);
@@ -971,7 +971,7 @@ fn build_history_db(db: &Path, rows: u64) -> Vec<String> {
         let mut envelope = String::with_capacity(512);
         for i in 0..rows {
             let ms = base + i;
-            let id = ulid::Ulid::from_parts(ms, (rng.next() as u128) << 16).to_string();
+            let id = ulid::Ulid::from_parts(ms, (rng.next_u64() as u128) << 16).to_string();
             let ch = &channels[rng.below(100)];
             let kind = if i % 100 == 7 {
                 "task.created"
@@ -1218,7 +1218,7 @@ fn files(settings: &Settings, flavor: &Flavor, table: &mut Table) {
     let mut data = vec![0u8; size];
     let mut rng = Rng(7);
     for chunk in data.chunks_mut(8) {
-        let v = rng.next().to_le_bytes();
+        let v = rng.next_u64().to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
     let expected_hash = {
@@ -1756,7 +1756,7 @@ fn build_search_db(db: &Path, rows: u64) {
         let mut text = String::with_capacity(256);
         for i in 0..rows {
             let ms = base + i;
-            let id = ulid::Ulid::from_parts(ms, (rng.next() as u128) << 16).to_string();
+            let id = ulid::Ulid::from_parts(ms, (rng.next_u64() as u128) << 16).to_string();
             let ch = format!("ch-{:02}", rng.below(100));
             let from = format!("agent.{}", i % 17);
             let kind = if i % 10 == 3 { "job.error" } else { "msg.text" };
@@ -1935,7 +1935,7 @@ fn run_cli(flavor: &Flavor, args: &[&std::ffi::OsStr], db: &Path, blobs: &Path) 
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        hwm = hwm.max(support::server::ProcStatus::read(child.id()).hwm_kib);
+        hwm = hwm.max(workshop_testkit::ProcStatus::read(child.id()).hwm_kib);
         std::thread::sleep(Duration::from_millis(5));
     };
     let secs = t.elapsed().as_secs_f64();

@@ -21,7 +21,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod sse;
 pub mod store;
-pub mod sys;
+mod sys;
 
 use std::process::ExitCode;
 

@@ -7,8 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 /// Raises the soft open-files limit to the hard limit: every SSE client holds a socket, and
-/// the usual soft limit of 1024 would cap the server near 1000 watchers. The benchmark and
-/// the reliability tests call it for their own client sockets too.
+/// the usual soft limit of 1024 would cap the server near 1000 watchers.
 pub fn raise_fd_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

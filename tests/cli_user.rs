@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cli_support::{Cli, json, poll, script};
-use common::{BIN, Server, signal};
+use common::{BIN, Server, pid_alive, signal};
 use serde_json::Value;
 
 const ME: &str = "user.alice";
@@ -38,19 +38,6 @@ fn wait_for_log(hub: &Server, agent: &str, needle: &str) -> String {
 
 fn task(hub: &Server, id: &str) -> Value {
     json(&hub.ok(ME, &["task", "show", id]))
-}
-
-fn pid_alive(pid: &str) -> bool {
-    // A zombie has ended; only its parent's reaping is missing.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 #[test]

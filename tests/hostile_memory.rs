@@ -56,16 +56,6 @@ fn publish_big_to(port: u16, ch: &str, first: usize, count: usize, to: Value) ->
     ids
 }
 
-/// A field of /proc/<pid>/status, in KiB.
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in {status}"))
-}
-
 /// Runs `work`, returning its result, the server's resident memory just before (KiB) and
 /// its peak while `work` ran (KiB).
 fn peak_rss_during<T>(server: &Server, work: impl FnOnce() -> T) -> (T, u64, u64) {
@@ -354,9 +344,4 @@ fn wait_until_sending(socket: &TcpStream) {
     wait_for(60 * SECOND, "the server to be sending", || {
         (socket.peek(&mut buf).unwrap_or(0) == buf.len()).then_some(())
     });
-}
-
-/// Enough descriptors for hundreds of client sockets in this process.
-fn raise_fd_limit() {
-    workshop::sys::raise_fd_limit();
 }

@@ -4,8 +4,8 @@
 mod common;
 mod mesh_support;
 
-use common::{Response, Server, request};
-use mesh_support::{server_with_pruned, stream_text};
+use common::{Response, Server, request, stream_text};
+use mesh_support::server_with_pruned;
 use serde_json::{Value, json};
 use std::sync::{Arc, Barrier};
 use std::thread;

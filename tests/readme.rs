@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server};
+use common::{BIN, Server, try_signal_group};
 
 const MARKER: &str = "<!-- readme-test -->";
 /// Generous: the script runs ~40 commands and waits for a worker on a busy machine.
@@ -113,7 +113,8 @@ fn readme_shell_examples_run_top_to_bottom() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    try_signal_group(child.id());
+    // Kills whatever the script left running (its process group), if anything.
+    try_signal_group(child.id(), "KILL");
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
     let status = status.unwrap_or_else(|| {
         panic!("README script still running after {DEADLINE:?}\nstdout:\n{out}\nstderr:\n{err}")
@@ -135,12 +136,4 @@ fn readme_shell_examples_run_top_to_bottom() {
         "the worker's result is shown:\n{out}"
     );
     hub.assert_no_panic();
-}
-
-/// Kills whatever the script left running (its process group), if anything.
-fn try_signal_group(pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
 }

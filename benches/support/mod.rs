@@ -1,50 +1,15 @@
-//! Shared pieces of the load benchmark: the HTTP client, the server process, the SSE
-//! reader, the trivial comparison server, percentiles and the results table.
-pub mod client;
+//! What only the load benchmark needs, on top of the test kit (`workshop_testkit`: the
+//! server process, HTTP and SSE clients, /proc, latency samples): the server flavours under
+//! test, the NATS peer, the trivial comparison server, medians and the results table.
 pub mod nats;
 pub mod server;
-pub mod sse;
 
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Latency samples in microseconds.
-#[derive(Default, Clone)]
-pub struct Lat {
-    pub us: Vec<u32>,
-}
-
-impl Lat {
-    pub fn push(&mut self, d: Duration) {
-        self.us.push(d.as_micros().min(u32::MAX as u128) as u32);
-    }
-
-    pub fn merge(&mut self, other: Lat) {
-        self.us.extend(other.us);
-    }
-
-    pub fn sort(&mut self) {
-        self.us.sort_unstable();
-    }
-
-    /// Percentile in milliseconds; call `sort` first.
-    pub fn pct_ms(&self, p: f64) -> f64 {
-        if self.us.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * self.us.len() as f64).ceil() as usize;
-        let i = rank.clamp(1, self.us.len()) - 1;
-        self.us[i] as f64 / 1000.0
-    }
-
-    pub fn max_ms(&self) -> f64 {
-        self.us.iter().copied().max().unwrap_or(0) as f64 / 1000.0
-    }
-}
+use workshop_testkit::nodelay_listener;
 
 pub fn median(mut xs: Vec<f64>) -> f64 {
     if xs.is_empty() {
@@ -166,39 +131,6 @@ pub fn verdict(pass: Option<bool>) -> &'static str {
     }
 }
 
-/// CPU seconds (user + system) a process has used so far.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = text.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz.max(1.0)
-}
-
-/// Sets TCP_NODELAY on a listening socket; Linux copies it to accepted sockets (as
-/// workshop does), so the comparison server is configured like workshop.
-pub fn nodelay_listener(listener: &TcpListener) {
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd we own; the option value is a c_int on our stack.
-    unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
 /// How a trivial server hands requests to its code.
 #[derive(Clone, Copy)]
 pub enum Shape {
@@ -263,30 +195,5 @@ impl Trivial {
             let _ = t.join();
         }
         drop(self.server);
-    }
-}
-
-/// xorshift64*: a dependency-free generator for shuffles and test data.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
-            items.swap(i, j);
-        }
     }
 }

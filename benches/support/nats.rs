@@ -182,7 +182,7 @@ impl NatsConn {
     /// `Ok(Err(answer))` when JetStream answered with something other than a PubAck.
     pub fn publish_acked(&mut self, payload: &[u8]) -> io::Result<Result<(), String>> {
         let ack = self.request(SUBJECT, payload)?;
-        Ok(match super::client::find(&ack, b"\"seq\"") {
+        Ok(match workshop_testkit::find_bytes(&ack, b"\"seq\"") {
             Some(_) => Ok(()),
             None => Err(format!("nats answered {}", String::from_utf8_lossy(&ack))),
         })

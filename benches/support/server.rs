@@ -1,14 +1,12 @@
-//! The server under test, run as a separate process from the release binary, and what
-//! /proc says about it.
-use super::client::Conn;
-use std::io::{BufRead, BufReader};
+//! The server under test: the kit's `Server` started from a given build (a flavour), on a
+//! folder the benchmark chooses, its stderr shown, and a readiness probe.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use workshop_testkit::{Conn, Options, ProcStatus, Server};
 
 pub struct Workshop {
-    child: Child,
+    server: Server,
     pub addr: SocketAddr,
     pub pid: u32,
     /// Spawn until the "listening" line.
@@ -26,81 +24,40 @@ pub struct Flavor {
 impl Workshop {
     /// Starts `flavor` on `dir/w.db` and `dir/blobs` and waits for its "listening" line.
     pub fn start(flavor: &Flavor, dir: &Path) -> Workshop {
-        let spawned = Instant::now();
-        let mut cmd = Command::new(&flavor.bin);
-        cmd.env("PORT", "0")
-            .env("HOST", "127.0.0.1")
-            .env("DB_PATH", dir.join("w.db"))
-            .env("BLOBS_DIR", dir.join("blobs"))
-            .env_remove("WORKSHOP_VERBOSE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in &flavor.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", flavor.bin.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout);
-        let mut first = String::new();
-        lines.read_line(&mut first).expect("server stdout");
-        let to_listening = spawned.elapsed();
-        let addr: SocketAddr = first
-            .trim()
-            .strip_prefix("workshop listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line from server: {first:?}"))
-            .parse()
-            .expect("listening address");
-        // Keep draining stdout so the server can never block on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while lines.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
+        let env: Vec<(&str, &str)> = flavor
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let server = Server::start_with_options(Options {
+            env: &env,
+            db_path: Some(dir.join("w.db")),
+            blobs_dir: Some(dir.join("blobs")),
+            bin: Some(flavor.bin.clone()),
+            echo_stderr: true,
+            ..Options::default()
         });
-        let pid = child.id();
+        let (addr, pid) = (server.addr(), server.pid());
         eprintln!("bench: started {} (pid {pid}) on {addr}", flavor.label);
         Workshop {
-            child,
             addr,
             pid,
-            to_listening,
+            to_listening: server.started_in,
+            server,
         }
     }
 
     pub fn proc(&self) -> ProcStatus {
-        ProcStatus::read(self.pid)
+        self.server.proc_status()
     }
 
-    /// SIGTERM (clean shutdown: commit, checkpoint, close), then wait.
+    /// SIGTERM (clean shutdown: commit, checkpoint, close), then wait; killed after 20 s.
     pub fn stop(mut self) {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!(
-            "bench: server {} did not stop on SIGTERM; killing it",
-            self.pid
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Workshop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if self.server.stop_within(Duration::from_secs(20)).is_none() {
+            eprintln!(
+                "bench: server {} did not stop on SIGTERM; killed it",
+                self.pid
+            );
         }
     }
 }
@@ -119,31 +76,3 @@ pub fn wait_for_status(addr: SocketAddr, timeout: Duration) -> Option<Instant> {
     }
     None
 }
-
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ProcStatus {
-    pub rss_kib: u64,
-    pub hwm_kib: u64,
-    pub threads: u64,
-}
-
-impl ProcStatus {
-    pub fn read(pid: u32) -> ProcStatus {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        ProcStatus {
-            rss_kib: field("VmRSS:"),
-            hwm_kib: field("VmHWM:"),
-            threads: field("Threads:"),
-        }
-    }
-}
-
-/// Raises this process's soft open-files limit to the hard limit (5,000 SSE sockets).
-pub use workshop::sys::raise_fd_limit;

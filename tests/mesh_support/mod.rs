@@ -1,11 +1,9 @@
 //! What the mesh tests (idempotency, replay gaps, threads) share on top of `common`: a server
-//! whose retention really deleted messages, and a raw SSE read that keeps the `event:` lines.
+//! whose retention really deleted messages.
 #![allow(dead_code)] // each test binary uses a different part
 
-use crate::common::{Server, connect};
+use crate::common::Server;
 use serde_json::json;
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
 use ulid::Ulid;
 
 /// A server whose retention (the default 30 days, run at start-up) deleted `old` messages on
@@ -39,32 +37,4 @@ pub fn server_with_pruned(ch: &str, old: usize) -> (Server, Vec<String>) {
         "retention deleted the old messages"
     );
     (s, ids)
-}
-
-/// The raw body of an SSE stream (HTTP/1.0, so unchunked) from its start until it contains
-/// `until`, or panics after a generous deadline.
-pub fn stream_text(port: u16, path: &str, headers: &[(&str, &str)], until: &str) -> String {
-    let mut stream = connect(port).unwrap();
-    let mut head = format!("GET {path} HTTP/1.0\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut text = String::new();
-    let mut buf = [0u8; 4096];
-    while !text.contains(until) {
-        assert!(Instant::now() < deadline, "no {until:?} in {text:?}");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => panic!("stream ended before {until:?}: {text:?}"),
-            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(_) => {}
-        }
-    }
-    let body = text.split_once("\r\n\r\n").expect("response head").1;
-    body.to_string()
 }

@@ -1,8 +1,9 @@
-//! A raw SSE client: sends the request by hand, de-chunks the body and splits it into events.
+//! A raw SSE client (`Sse`): sends the request by hand, de-chunks the body and splits it into
+//! events; and `stream_text`, the raw body of a stream with every line kept.
 
-use super::http::{connect, header, try_read_response};
+use crate::http::{connect, header, is_chunked, read_chunk_size, try_read_response};
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ impl Sse {
         stream.write_all(head.as_bytes())?;
         let mut reader = BufReader::new(stream);
         let response = try_read_response(&mut reader, true)?;
-        let chunked = response.header("transfer-encoding") == Some("chunked");
+        let chunked = is_chunked(&response.headers);
         Ok(Sse {
             reader,
             status: response.status,
@@ -166,16 +167,7 @@ impl Sse {
             }
             return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        let mut size_line = String::new();
-        if self.reader.read_line(&mut size_line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let size = usize::from_str_radix(size_line.trim(), 16).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("bad chunk size {size_line:?}"),
-            )
-        })?;
+        let size = read_chunk_size(&mut self.reader)? as usize;
         if size == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -202,4 +194,32 @@ fn parse_event(block: &str) -> Event {
         }
     }
     event
+}
+
+/// The raw body of an SSE stream (HTTP/1.0, so unchunked) from its start until it contains
+/// `until`, or panics after a generous deadline.
+pub fn stream_text(port: u16, path: &str, headers: &[(&str, &str)], until: &str) -> String {
+    let mut stream = connect(port).expect("connect");
+    let mut head = format!("GET {path} HTTP/1.0\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("socket");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains(until) {
+        assert!(Instant::now() < deadline, "no {until:?} in {text:?}");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("socket");
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("stream ended before {until:?}: {text:?}"),
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+    }
+    let body = text.split_once("\r\n\r\n").expect("response head").1;
+    body.to_string()
 }

@@ -2,16 +2,32 @@
 //! outlives restarts: stopped (SIGTERM), killed (SIGKILL, like a crash), started again on the
 //! same port and files, or started under a low fd limit.
 
-use super::http::{Response, request};
-use super::sse::Sse;
+use crate::http::{Response, request};
+use crate::os::{ProcStatus, open_fds, open_sockets, proc_kib, signal};
+use crate::sse::Sse;
 use serde_json::Value;
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_workshop");
+/// The `workshop` binary cargo built next to the running test or benchmark: `WORKSHOP_BIN` if
+/// set, else `workshop` in the folder above the executable's `deps/` (where cargo puts both).
+pub fn workshop_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WORKSHOP_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the running executable");
+    let mut dir = exe.parent().expect("its folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(format!("workshop{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.is_file(), "no workshop binary at {}", bin.display());
+    bin
+}
 
 /// How long a restart keeps trying while the port is still held by the last run.
 const RESTART_DEADLINE: Duration = Duration::from_secs(60);
@@ -19,6 +35,10 @@ const RESTART_DEADLINE: Duration = Duration::from_secs(60);
 pub struct Server {
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// From spawning the process to its "listening" line, on the last start.
+    pub started_in: Duration,
+    bin: PathBuf,
+    echo_stderr: bool,
     db_path: PathBuf,
     blobs_dir: PathBuf,
     env: Vec<(String, String)>,
@@ -36,6 +56,10 @@ pub struct Options<'a> {
     pub db_path: Option<PathBuf>,
     /// Instead of `blobs` in the temp dir.
     pub blobs_dir: Option<PathBuf>,
+    /// Instead of `workshop_bin()` (the benchmark compares builds).
+    pub bin: Option<PathBuf>,
+    /// The server's stderr goes to ours instead of `stderr.log` (the benchmark shows it).
+    pub echo_stderr: bool,
 }
 
 impl Server {
@@ -55,6 +79,9 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Server {
             port: 0,
+            started_in: Duration::ZERO,
+            bin: options.bin.unwrap_or_else(workshop_bin),
+            echo_stderr: options.echo_stderr,
             db_path: options.db_path.unwrap_or_else(|| dir.path().join("w.db")),
             blobs_dir: options
                 .blobs_dir
@@ -91,46 +118,22 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     /// `workshop [args]` on `port`, its stderr appended to `stderr.log` in the temp dir.
     fn launch(&mut self, port: u16, args: &[&str]) -> Result<(), String> {
-        let mut cmd = match self.fd_limit {
-            // The server raises its soft limit to the hard one, so lower both (soft first:
-            // the hard limit may not drop below the soft one).
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!(
-                        "ulimit -S -n {n} && ulimit -H -n {n} && exec \"$0\" \"$@\""
-                    ))
-                    .arg(BIN);
-                c
-            }
-            None => Command::new(BIN),
-        };
-        let stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.stderr_path())
-            .expect("stderr log");
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("PORT", port.to_string())
-            .env("HOST", "127.0.0.1")
-            .env("DB_PATH", &self.db_path)
-            .env("BLOBS_DIR", &self.blobs_dir)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
-        let mut child = cmd.spawn().expect("spawn workshop");
+        let spawned = Instant::now();
+        let mut child = self
+            .command(port, args)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        let Some(bound) = first
-            .strip_prefix("workshop listening on http://127.0.0.1:")
-            .and_then(|p| p.trim().parse().ok())
-        else {
+        self.started_in = spawned.elapsed();
+        let Some(bound) = listening_port(&first) else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
@@ -146,6 +149,54 @@ impl Server {
         self.port = bound;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The command line and a clean environment: PATH, then PORT, HOST, DB_PATH and
+    /// BLOBS_DIR, then the extra environment, which wins.
+    fn command(&self, port: u16, args: &[&str]) -> Command {
+        let mut cmd = self.under_fd_limit();
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .env("DB_PATH", &self.db_path)
+            .env("BLOBS_DIR", &self.blobs_dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(self.stderr_target());
+        cmd
+    }
+
+    /// The binary, run through `sh` to lower its fd limit first if there is one.
+    fn under_fd_limit(&self) -> Command {
+        let Some(n) = self.fd_limit else {
+            return Command::new(&self.bin);
+        };
+        // The server raises its soft limit to the hard one, so lower both (soft first: the
+        // hard limit may not drop below the soft one).
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!(
+                "ulimit -S -n {n} && ulimit -H -n {n} && exec \"$0\" \"$@\""
+            ))
+            .arg(&self.bin);
+        c
+    }
+
+    /// `stderr.log` in the temp dir (appended to over restarts), or our own stderr.
+    fn stderr_target(&self) -> Stdio {
+        if self.echo_stderr {
+            return Stdio::inherit();
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path())
+            .expect("stderr log");
+        Stdio::from(log)
     }
 
     pub fn pid(&self) -> u32 {
@@ -165,6 +216,22 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM, and the exit status if it exits within `timeout`; else SIGKILL and None.
+    pub fn stop_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// Starts it again (after `stop` or `kill`) on the same port and files.
@@ -209,32 +276,22 @@ impl Server {
 
     /// Resident memory of the server process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("/proc/<pid>/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        proc_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Memory and threads of the server process (zeros if it has gone).
+    pub fn proc_status(&self) -> ProcStatus {
+        ProcStatus::read(self.pid())
     }
 
     pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        open_fds(self.pid())
     }
 
     /// Sockets the server holds: its listener and every connection it has accepted (and not
     /// yet closed), but no file.
     pub fn open_sockets(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|dir| {
-                dir.flatten()
-                    .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                    .filter(|target| target.to_string_lossy().starts_with("socket:"))
-                    .count()
-            })
-            .unwrap_or(0)
+        open_sockets(self.pid())
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -317,7 +374,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.echo_stderr {
             let log = self.stderr();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -326,29 +383,9 @@ impl Drop for Server {
     }
 }
 
-/// `kill -NAME pid`, which must succeed.
-pub fn signal(pid: u32, name: &str) {
-    assert!(try_signal(pid, name), "kill -{name} {pid}");
-}
-
-/// `kill -NAME pid`; false if it failed.
-pub fn try_signal(pid: u32, name: &str) -> bool {
-    Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The names in `dir`, sorted (none if it cannot be read).
-pub fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+/// The port in the server's first line, `workshop listening on http://127.0.0.1:PORT`.
+fn listening_port(first_line: &str) -> Option<u16> {
+    first_line
+        .strip_prefix("workshop listening on http://127.0.0.1:")
+        .and_then(|p| p.trim().parse().ok())
 }

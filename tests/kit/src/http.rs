@@ -113,6 +113,29 @@ pub fn try_post_json(port: u16, path: &str, body: &Value) -> io::Result<Response
 /// Reads a status line, headers and (unless `head_only`) a body: `Content-Length` bytes of
 /// it, or everything up to the end of the stream when there is no length.
 pub fn try_read_response(reader: &mut impl BufRead, head_only: bool) -> io::Result<Response> {
+    let (status, headers) = read_head(reader)?;
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only {
+        return Ok(response);
+    }
+    match content_length(&response.headers)? {
+        Some(len) => {
+            response.body.resize(len as usize, 0);
+            reader.read_exact(&mut response.body)?;
+        }
+        None => {
+            reader.read_to_end(&mut response.body)?;
+        }
+    }
+    Ok(response)
+}
+
+/// A response's status line and headers, up to the blank line that ends them.
+pub fn read_head(reader: &mut impl BufRead) -> io::Result<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -130,34 +153,38 @@ pub fn try_read_response(reader: &mut impl BufRead, head_only: bool) -> io::Resu
         }
         let trimmed = line.trim_end();
         if trimmed.is_empty() {
-            break;
+            return Ok((status, headers));
         }
         let (k, v) = trimmed
             .split_once(':')
             .ok_or_else(|| invalid(format!("header without a colon: {trimmed:?}")))?;
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let mut response = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head_only {
-        return Ok(response);
+}
+
+/// The `Content-Length` of a response head, if it has one.
+pub fn content_length(headers: &[(String, String)]) -> io::Result<Option<u64>> {
+    header(headers, "content-length")
+        .map(|len| {
+            len.parse()
+                .map_err(|_| invalid(format!("bad Content-Length {len:?}")))
+        })
+        .transpose()
+}
+
+/// Whether a response head says its body is chunked.
+pub fn is_chunked(headers: &[(String, String)]) -> bool {
+    header(headers, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+}
+
+/// The size line of the next chunk of a chunked body (extensions after `;` ignored).
+pub fn read_chunk_size(reader: &mut impl BufRead) -> io::Result<u64> {
+    let mut size_line = String::new();
+    if reader.read_line(&mut size_line)? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    match response.header("content-length") {
-        Some(len) => {
-            let len: usize = len
-                .parse()
-                .map_err(|_| invalid(format!("bad Content-Length {len:?}")))?;
-            response.body.resize(len, 0);
-            reader.read_exact(&mut response.body)?;
-        }
-        None => {
-            reader.read_to_end(&mut response.body)?;
-        }
-    }
-    Ok(response)
+    let digits = size_line.split(';').next().unwrap_or("").trim();
+    u64::from_str_radix(digits, 16).map_err(|_| invalid(format!("bad chunk size {size_line:?}")))
 }
 
 /// `try_read_response`, panicking if there is no complete response.

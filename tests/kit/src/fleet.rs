@@ -1,17 +1,18 @@
-//! Thousands of SSE subscribers read by a few threads, each polling its share of the
-//! non-blocking sockets with epoll. One thread per socket would put 5,000 more threads on a
+//! Thousands of SSE subscribers (the benchmark's fan-out) read by a few threads, each polling
+//! its share of the non-blocking sockets with epoll. One thread per socket would put 5,000 more threads on a
 //! 2-core machine next to the server's own, and the client, not the server, would set the
 //! latency; with epoll the whole client costs a few percent of one core.
 //!
 //! Each published message carries `"seq":N` in its body; the publisher records when it sent
 //! N, and a reader that sees N records now - sent, checks N is the next one this socket
 //! expects (no gap, no duplicate, in order), and counts it.
-use super::Lat;
-use super::client::find;
+use crate::http::find_bytes as find;
+use crate::lat::Lat;
 use crossbeam_channel::{Receiver, Sender, unbounded};
+use rustix::event::{Timespec, epoll};
+use rustix::fd::OwnedFd;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -123,52 +124,60 @@ impl Readers {
     }
 }
 
+/// How long one `epoll_wait` waits before the loop looks for new sockets and the stop flag.
+const TICK: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 5_000_000,
+};
+
 fn read_loop(feed: Receiver<TcpStream>, shared: &Shared) -> ReaderReport {
-    // SAFETY: epoll_create1 has no preconditions; the fd is closed at the end.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    assert!(ep >= 0, "epoll_create1 failed");
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll_create1");
     let mut socks: Vec<Sock> = Vec::new();
     let mut report = ReaderReport::default();
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
+    let mut events = vec![no_event(); 512];
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        while let Ok(stream) = feed.try_recv() {
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: socks.len() as u64,
-            };
-            // SAFETY: ep and the socket fd are valid; ev lives on our stack.
-            let rc =
-                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, stream.as_raw_fd(), &mut ev) };
-            assert_eq!(rc, 0, "epoll_ctl failed");
-            socks.push(Sock {
-                stream,
-                pending: Vec::with_capacity(512),
-                opened: false,
-                next_seq: 0,
-                closed: false,
-            });
-        }
+        take_new(&ep, &feed, &mut socks);
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
-        // SAFETY: events has room for events.len() entries.
-        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 5) };
-        if n < 0 {
+        let Ok(n) = epoll::wait(&ep, &mut events[..], Some(&TICK)) else {
             continue; // EINTR
-        }
-        for ev in &events[..n as usize] {
-            let sock = &mut socks[ev.u64 as usize];
+        };
+        for ev in &events[..n] {
+            let sock = &mut socks[ev.data.u64() as usize];
             if sock.closed {
                 continue;
             }
-            read_socket(sock, &mut buf, shared, &mut report, ep);
+            read_socket(sock, &mut buf, shared, &mut report, &ep);
         }
     }
-    // SAFETY: ep is our epoll fd.
-    unsafe { libc::close(ep) };
     report.sockets = socks.len();
     report
+}
+
+/// An empty slot for `epoll_wait` to fill.
+fn no_event() -> epoll::Event {
+    epoll::Event {
+        flags: epoll::EventFlags::empty(),
+        data: epoll::EventData::new_u64(0),
+    }
+}
+
+/// Adds the sockets handed over since the last turn to the epoll set, each known by its
+/// index in `socks`.
+fn take_new(ep: &OwnedFd, feed: &Receiver<TcpStream>, socks: &mut Vec<Sock>) {
+    while let Ok(stream) = feed.try_recv() {
+        let data = epoll::EventData::new_u64(socks.len() as u64);
+        epoll::add(ep, &stream, data, epoll::EventFlags::IN).expect("epoll_ctl");
+        socks.push(Sock {
+            stream,
+            pending: Vec::with_capacity(512),
+            opened: false,
+            next_seq: 0,
+            closed: false,
+        });
+    }
 }
 
 fn read_socket(
@@ -176,22 +185,14 @@ fn read_socket(
     buf: &mut [u8],
     shared: &Shared,
     report: &mut ReaderReport,
-    ep: i32,
+    ep: &OwnedFd,
 ) {
     loop {
         match sock.stream.read(buf) {
             Ok(0) => {
                 sock.closed = true;
                 shared.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: removing a registered fd from our epoll set.
-                unsafe {
-                    libc::epoll_ctl(
-                        ep,
-                        libc::EPOLL_CTL_DEL,
-                        sock.stream.as_raw_fd(),
-                        std::ptr::null_mut(),
-                    )
-                };
+                let _ = epoll::delete(ep, &sock.stream);
                 return;
             }
             Ok(n) => {
@@ -220,34 +221,43 @@ fn consume(sock: &mut Sock, now_ns: u64, shared: &Shared, report: &mut ReaderRep
         if !sock.opened && find(event, b": open").is_some() {
             sock.opened = true;
             shared.opened.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let Some(at) = find(event, b"\"seq\":") else {
-            continue;
-        };
-        let digits = &event[at + 6..];
-        let seq = digits
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .fold(0u64, |n, b| n * 10 + (b - b'0') as u64);
-        if seq < sock.next_seq {
-            report.duplicates += 1;
-            continue;
-        }
-        if seq > sock.next_seq {
-            report.gaps += seq - sock.next_seq;
-        }
-        sock.next_seq = seq + 1;
-        report.delivered += 1;
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-        if let Some(sent) = shared.sent_ns.get(seq as usize) {
-            let sent = sent.load(Ordering::Acquire);
-            if sent > 0 {
-                report
-                    .latency
-                    .push(Duration::from_nanos(now_ns.saturating_sub(sent)));
-            }
+        } else if let Some(seq) = seq_of(event) {
+            count(sock, seq, now_ns, shared, report);
         }
     }
     sock.pending.drain(..start);
+}
+
+/// The N of `"seq":N` in an event.
+fn seq_of(event: &[u8]) -> Option<u64> {
+    let at = find(event, b"\"seq\":")?;
+    let digits = &event[at + 6..];
+    Some(
+        digits
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .fold(0u64, |n, b| n * 10 + (b - b'0') as u64),
+    )
+}
+
+/// Counts message `seq` on this socket: a duplicate, or delivered (after a gap, if some were
+/// skipped), with its latency since it was sent.
+fn count(sock: &mut Sock, seq: u64, now_ns: u64, shared: &Shared, report: &mut ReaderReport) {
+    if seq < sock.next_seq {
+        report.duplicates += 1;
+        return;
+    }
+    report.gaps += seq - sock.next_seq;
+    sock.next_seq = seq + 1;
+    report.delivered += 1;
+    shared.delivered.fetch_add(1, Ordering::Relaxed);
+    let sent = shared
+        .sent_ns
+        .get(seq as usize)
+        .map(|s| s.load(Ordering::Acquire));
+    if let Some(sent) = sent.filter(|&ns| ns > 0) {
+        report
+            .latency
+            .push(Duration::from_nanos(now_ns.saturating_sub(sent)));
+    }
 }
