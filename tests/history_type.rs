@@ -66,13 +66,21 @@ fn history_by_type_is_the_channel_filtered_at_any_selectivity() {
         assert_eq!(got("&n=1000"), want, "{prefix}");
         let newest = &want[want.len().saturating_sub(7)..];
         assert_eq!(got("&n=7"), newest, "{prefix} n=7");
-        let after: Vec<String> = want.iter().filter(|id| id.as_str() > since).cloned().collect();
+        let after: Vec<String> = want
+            .iter()
+            .filter(|id| id.as_str() > since)
+            .cloned()
+            .collect();
         assert_eq!(
             got(&format!("&since={since}&n=5")),
             after[..after.len().min(5)],
             "{prefix}"
         );
-        let below: Vec<String> = want.iter().filter(|id| id.as_str() < before).cloned().collect();
+        let below: Vec<String> = want
+            .iter()
+            .filter(|id| id.as_str() < before)
+            .cloned()
+            .collect();
         let last = &below[below.len().saturating_sub(5)..];
         assert_eq!(
             got(&format!("&before={before}&n=5")),
