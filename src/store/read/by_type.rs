@@ -28,35 +28,47 @@ pub(super) fn typed_ids(
     for kind in &types {
         ids.extend(ids_of_type(conn, q, within, kind)?);
     }
+    Ok(Some(page(ids, q.limit, newest_first(q, within))))
+}
+
+/// The `limit` newest (or oldest) of `ids`, oldest first.
+fn page(mut ids: Vec<String>, limit: usize, newest: bool) -> Vec<String> {
     ids.sort_unstable();
-    let keep = ids.len().min(q.limit);
-    if newest_first(q, within) {
+    let keep = ids.len().min(limit);
+    if newest {
         ids.drain(..ids.len() - keep);
     } else {
         ids.truncate(keep);
     }
-    Ok(Some(ids))
+    ids
 }
 
 /// The distinct types in channel `ch` that start with `prefix`, in order, one index seek
 /// each; `None` past `MAX_TYPES`. Text compares bytewise in SQLite as in Rust, so the types
 /// with a prefix are the ones from the prefix on that still start with it.
 fn types_under(conn: &Connection, ch: &str, prefix: &str) -> rusqlite::Result<Option<Vec<String>>> {
-    let next = |op: &str, after: &str| -> rusqlite::Result<Option<String>> {
-        conn.prepare_cached(&next_type_sql(op))?
-            .query_row([ch, after], |row| row.get(0))
-            .optional()
-    };
     let mut types = Vec::new();
-    let mut found = next(">=", prefix)?;
+    let mut found = next_type(conn, ch, ">=", prefix)?;
     while let Some(kind) = found.filter(|kind: &String| kind.starts_with(prefix)) {
         if types.len() == MAX_TYPES {
             return Ok(None);
         }
-        found = next(">", &kind)?;
+        found = next_type(conn, ch, ">", &kind)?;
         types.push(kind);
     }
     Ok(Some(types))
+}
+
+/// The first type in channel `ch` after (`op` `>`) or from (`>=`) `after`.
+fn next_type(
+    conn: &Connection,
+    ch: &str,
+    op: &str,
+    after: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(&next_type_sql(op))?
+        .query_row([ch, after], |row| row.get(0))
+        .optional()
 }
 
 /// The first `q.limit` ids of type `kind` in `q`'s channel, in `q`'s order, from the index.
@@ -74,7 +86,7 @@ fn ids_of_type(
         .collect()
 }
 
-/// The first type in a channel after (`>`) or from (`>=`) a string.
+/// `next_type`'s query.
 fn next_type_sql(op: &str) -> String {
     format!(
         "SELECT type FROM messages INDEXED BY messages_by_type
@@ -103,28 +115,30 @@ mod tests {
     use crate::store::schema;
     use rusqlite::Connection;
 
-    /// 300 messages over two channels: `task.created` 1 in 30, `review.asked` and
-    /// `review.done` 1 in 10 each, the rest `msg.text`, `msg.note` or one of 70 `many.N`.
+    /// The type of the `i`th test message: `task.created` 1 in 30, `review.asked` and
+    /// `review.done` 1 in 10 each, a third `many.<i>` (more types than `MAX_TYPES`), the
+    /// rest `msg.text` or `msg.note`.
+    fn kind(i: usize) -> String {
+        match i % 30 {
+            0 => "task.created".to_string(),
+            1..=3 => "review.asked".into(),
+            4..=6 => "review.done".into(),
+            7..=16 => format!("many.{i}"),
+            k if k % 2 == 0 => "msg.text".into(),
+            _ => "msg.note".into(),
+        }
+    }
+
+    /// 600 messages of `kind`s over channels `a` and `b`, ids `010000`…`010599`.
     fn store() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         schema::migrate_to(&conn, schema::VERSION).unwrap();
-        let mut insert = conn
-            .prepare("INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)")
-            .unwrap();
-        for i in 0..300 {
-            let kind = match i % 30 {
-                0 => "task.created".to_string(),
-                1..=3 => "review.asked".into(),
-                4..=6 => "review.done".into(),
-                7..=16 => format!("many.{}", i % 70),
-                k if k % 2 == 0 => "msg.text".into(),
-                _ => "msg.note".into(),
-            };
-            let id = format!("01{i:04}");
-            let ch = ["a", "b"][i % 7 % 2];
-            insert.execute([&id, ch, &kind, &"x".repeat(i)]).unwrap();
+        let sql = "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, ?2, ?3, ?4)";
+        for i in 0..600 {
+            let values = [format!("01{i:04}"), ["a", "b"][i % 7 % 2].into(), kind(i)];
+            conn.execute(sql, [&values[0], &values[1], &values[2], &"x".repeat(i)])
+                .unwrap();
         }
-        drop(insert);
         conn
     }
 
@@ -135,43 +149,62 @@ mod tests {
         assert_eq!(typed, scanned, "{q:?} within {within:?}");
     }
 
+    const PREFIXES: [&str; 10] = [
+        "task.",
+        "task.created",
+        "review.",
+        "msg.",
+        "msg.text",
+        "m",
+        "many.",
+        "",
+        "zzz",
+        "review.done.x",
+    ];
+
+    /// `since`, `before` and the `within` range of each shape of query.
+    type Bounds = (
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<(&'static str, &'static str)>,
+    );
+    const BOUNDS: [Bounds; 5] = [
+        (None, None, None),
+        (Some("010050"), None, None),
+        (None, Some("010400"), None),
+        (Some("010010"), Some("010500"), None),
+        (None, None, Some(("010020", "010380"))),
+    ];
+
+    fn query(prefix: &str, (since, before, _): Bounds, limit: usize) -> MessageQuery {
+        MessageQuery {
+            ch: Some("a".into()),
+            since: since.map(String::from),
+            before: before.map(String::from),
+            type_prefix: Some(prefix.into()),
+            limit,
+        }
+    }
+
     /// Whatever the prefix, page size, bounds and order, the index plan answers what the
     /// channel scan answers.
     #[test]
     fn the_type_index_answers_what_the_channel_scan_answers() {
         let conn = store();
-        let prefixes = [
-            "task.",
-            "task.created",
-            "review.",
-            "msg.",
-            "msg.text",
-            "m",
-            "many.",
-            "",
-            "zzz",
-            "review.done.x",
-        ];
-        for prefix in prefixes {
-            for (since, before, within) in [
-                (None, None, None),
-                (Some("010050"), None, None),
-                (None, Some("010200"), None),
-                (Some("010010"), Some("010250"), None),
-                (None, None, Some(("010020", "010180"))),
-            ] {
-                for limit in [1, 7, 50, 1000] {
-                    let q = MessageQuery {
-                        ch: Some("a".into()),
-                        since: since.map(String::from),
-                        before: before.map(String::from),
-                        type_prefix: Some(prefix.into()),
-                        limit,
-                    };
-                    both(&conn, &q, within);
-                }
+        for (prefix, bounds) in PREFIXES.iter().flat_map(|p| BOUNDS.map(|b| (p, b))) {
+            for limit in [1, 7, 50, 1000] {
+                both(&conn, &query(prefix, bounds, limit), bounds.2);
             }
         }
+    }
+
+    /// Past `MAX_TYPES` types under the prefix, the channel scan answers.
+    #[test]
+    fn many_types_under_a_prefix_are_left_to_the_scan() {
+        let conn = store();
+        let typed = |prefix| super::typed_ids(&conn, &query(prefix, BOUNDS[0], 10), None);
+        assert!(typed("many.").unwrap().is_none());
+        assert_eq!(typed("review.").unwrap().unwrap().len(), 10);
     }
 
     fn plan(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> String {
@@ -185,37 +218,29 @@ mod tests {
         rows.join("; ")
     }
 
-    /// Each step is a seek into the index, none sorts, and the channel scan keeps
-    /// `messages_by_channel`.
+    /// Finding the next type and walking one are seeks into the index, neither sorts.
     #[test]
-    fn the_plans_seek_and_do_not_sort() {
+    fn the_index_steps_seek_and_do_not_sort() {
         let conn = store();
         let next = plan(&conn, &super::next_type_sql(">"), &[&"a", &"task."]);
-        assert_eq!(
-            next,
-            "SEARCH messages USING COVERING INDEX messages_by_type (ch=? AND type>?)"
-        );
-        let q = MessageQuery {
-            ch: Some("a".into()),
-            before: Some("010200".into()),
-            type_prefix: Some("task.".into()),
-            limit: 200,
-            ..MessageQuery::default()
-        };
-        let mut sql = String::new();
-        let mut args = Vec::new();
-        let limit = 200;
+        let want = "SEARCH messages USING COVERING INDEX messages_by_type (ch=? AND type>?)";
+        assert_eq!(next, want);
+        let q = query("task.", BOUNDS[2], 200);
+        let (mut sql, mut args, limit) = (String::new(), Vec::new(), 200);
         super::ids_of_type_sql(&q, &None, &"task.created", &limit, &mut sql, &mut args);
-        let walk = plan(&conn, &sql, &args);
-        assert_eq!(
-            walk,
-            "SEARCH messages USING COVERING INDEX messages_by_type (ch=? AND type=? AND id<?)"
-        );
-        // The page is then read by primary key, already in order.
+        let want =
+            "SEARCH messages USING COVERING INDEX messages_by_type (ch=? AND type=? AND id<?)";
+        assert_eq!(plan(&conn, &sql, &args), want);
+    }
+
+    /// The page is then read by primary key, already in order; the channel scan (no type, or
+    /// too many types) keeps walking `messages_by_channel` in order.
+    #[test]
+    fn the_page_and_the_scan_keep_their_plans() {
+        let conn = store();
         let fetch = "SELECT id, octet_length(envelope) FROM messages
                      WHERE id IN (SELECT value FROM json_each('[]')) ORDER BY id";
         assert!(!plan(&conn, fetch, &[]).contains("TEMP B-TREE"));
-        // The channel scan (no type, or too many types) keeps walking the channel in order.
         let scan = "SELECT id FROM messages WHERE 1 AND ch = 'a' AND substr(type, 1, 5) = 'task.'
                     ORDER BY id DESC LIMIT 200";
         assert_eq!(
