@@ -135,6 +135,23 @@ fn push_id_bounds<'b>(
     sql: &mut String,
     args: &mut Vec<&'b dyn ToSql>,
 ) {
+    push_id_conditions(q, within, sql, args);
+    sql.push_str(if newest_first(q, *within) {
+        " ORDER BY id DESC LIMIT ?"
+    } else {
+        " ORDER BY id ASC LIMIT ?"
+    });
+    args.push(limit);
+}
+
+/// Appends `q`'s id conditions (`since`, `before`, the `within` range) to `sql`, and their
+/// arguments.
+fn push_id_conditions<'b>(
+    q: &'b MessageQuery,
+    within: &'b Option<(&'b str, &'b str)>,
+    sql: &mut String,
+    args: &mut Vec<&'b dyn ToSql>,
+) {
     if let Some(since) = &q.since {
         sql.push_str(" AND id > ?");
         args.push(since);
@@ -148,12 +165,6 @@ fn push_id_bounds<'b>(
         args.push(first);
         args.push(last);
     }
-    sql.push_str(if newest_first(q, *within) {
-        " ORDER BY id DESC LIMIT ?"
-    } else {
-        " ORDER BY id ASC LIMIT ?"
-    });
-    args.push(limit);
 }
 
 /// `q` answered by walking the channel's (or every) message in id order, filtering as it goes.

@@ -121,14 +121,7 @@ pub const VERSION: usize = MIGRATIONS.len();
 
 /// Opens (creating if needed) the database for the writer thread and brings it up to date.
 pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                Some(format!("cannot create {}: {e}", parent.display())),
-            )
-        })?;
-    }
+    create_parent_dir(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -137,6 +130,19 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     migrate(&conn)?;
     Ok(conn)
+}
+
+/// Creates the folder the database goes in, if it has one.
+fn create_parent_dir(path: &Path) -> rusqlite::Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(parent).map_err(|e| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot create {}: {e}", parent.display())),
+        )
+    })
 }
 
 /// A read-only connection for request threads; WAL lets it read while the writer commits.
