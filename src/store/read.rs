@@ -4,6 +4,9 @@ use serde::Serialize;
 use serde_json::Value;
 use ulid::Ulid;
 
+mod by_type;
+use by_type::typed_ids;
+
 /// Which messages a history page or an SSE replay wants.
 #[derive(Debug, Default, Clone)]
 pub struct MessageQuery {
@@ -88,8 +91,84 @@ pub fn messages_by_ids(conn: &Connection, ids: &[&str]) -> rusqlite::Result<Vec<
 }
 
 /// `columns` of the messages `q` selects (and, with `within`, only ids in that inclusive
-/// range), oldest first.
+/// range), oldest first. A type prefix in a channel is answered through `messages_by_type`
+/// (see `typed_ids`); anything else walks the channel (or all messages) in id order.
 pub(super) fn select_messages<T>(
+    conn: &Connection,
+    q: &MessageQuery,
+    columns: &str,
+    within: Option<(&str, &str)>,
+    map: impl FnMut(&Row) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    match typed_ids(conn, q, within)? {
+        Some(ids) => rows_by_ids(conn, columns, &ids, map),
+        None => scan_messages(conn, q, columns, within, map),
+    }
+}
+
+/// `columns` of the messages `ids`, oldest first.
+fn rows_by_ids<T>(
+    conn: &Connection,
+    columns: &str,
+    ids: &[String],
+    map: impl FnMut(&Row) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let ids = serde_json::to_string(ids).expect("strings serialize");
+    let sql = format!(
+        "SELECT {columns} FROM messages WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+    );
+    conn.prepare_cached(&sql)?.query_map([ids], map)?.collect()
+}
+
+/// Whether `q` wants the newest of what it selects (then shown oldest first), rather than the
+/// oldest: paging forward (`since`) or reading a range (`within`) wants the oldest.
+fn newest_first(q: &MessageQuery, within: Option<(&str, &str)>) -> bool {
+    q.since.is_none() && within.is_none()
+}
+
+/// Appends `q`'s id conditions (`since`, `before`, the `within` range), its order and its
+/// limit to `sql`, and their arguments.
+fn push_id_bounds<'b>(
+    q: &'b MessageQuery,
+    within: &'b Option<(&'b str, &'b str)>,
+    limit: &'b i64,
+    sql: &mut String,
+    args: &mut Vec<&'b dyn ToSql>,
+) {
+    push_id_conditions(q, within, sql, args);
+    sql.push_str(if newest_first(q, *within) {
+        " ORDER BY id DESC LIMIT ?"
+    } else {
+        " ORDER BY id ASC LIMIT ?"
+    });
+    args.push(limit);
+}
+
+/// Appends `q`'s id conditions (`since`, `before`, the `within` range) to `sql`, and their
+/// arguments.
+fn push_id_conditions<'b>(
+    q: &'b MessageQuery,
+    within: &'b Option<(&'b str, &'b str)>,
+    sql: &mut String,
+    args: &mut Vec<&'b dyn ToSql>,
+) {
+    if let Some(since) = &q.since {
+        sql.push_str(" AND id > ?");
+        args.push(since);
+    }
+    if let Some(before) = &q.before {
+        sql.push_str(" AND id < ?");
+        args.push(before);
+    }
+    if let Some((first, last)) = within {
+        sql.push_str(" AND id >= ? AND id <= ?");
+        args.push(first);
+        args.push(last);
+    }
+}
+
+/// `q` answered by walking the channel's (or every) message in id order, filtering as it goes.
+fn scan_messages<T>(
     conn: &Connection,
     q: &MessageQuery,
     columns: &str,
@@ -102,39 +181,17 @@ pub(super) fn select_messages<T>(
         sql.push_str(" AND ch = ?");
         args.push(ch);
     }
-    if let Some(since) = &q.since {
-        sql.push_str(" AND id > ?");
-        args.push(since);
-    }
-    if let Some(before) = &q.before {
-        sql.push_str(" AND id < ?");
-        args.push(before);
-    }
     let prefix = q.type_prefix.as_deref().map(Prefix::new);
     if let Some(prefix) = &prefix {
         prefix.push("type", &mut sql, &mut args);
     }
-    let (first, last);
-    if let Some(range) = within {
-        (first, last) = range;
-        sql.push_str(" AND id >= ? AND id <= ?");
-        args.push(&first);
-        args.push(&last);
-    }
     let limit = q.limit as i64;
-    // Paging forward (or reading a range) wants the oldest first; otherwise the newest.
-    let newest_first = q.since.is_none() && within.is_none();
-    sql.push_str(if newest_first {
-        " ORDER BY id DESC LIMIT ?"
-    } else {
-        " ORDER BY id ASC LIMIT ?"
-    });
-    args.push(&limit);
+    push_id_bounds(q, &within, &limit, &mut sql, &mut args);
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<T> = stmt
         .query_map(args.as_slice(), map)?
         .collect::<rusqlite::Result<_>>()?;
-    if newest_first {
+    if newest_first(q, within) {
         rows.reverse();
     }
     Ok(rows)

@@ -110,6 +110,10 @@ const MIGRATIONS: &[&str] = &[
         expires_at REAL NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX locks_by_expiry ON locks (expires_at);",
+    // History by type (`?type=` in a channel): one index walk per distinct type under the
+    // prefix, instead of a channel scan that reads every message when the type is rare (see
+    // `read::typed_ids`).
+    "CREATE INDEX messages_by_type ON messages (ch, type, id);",
 ];
 
 /// The schema version this build writes.
@@ -117,14 +121,7 @@ pub const VERSION: usize = MIGRATIONS.len();
 
 /// Opens (creating if needed) the database for the writer thread and brings it up to date.
 pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                Some(format!("cannot create {}: {e}", parent.display())),
-            )
-        })?;
-    }
+    create_parent_dir(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -133,6 +130,19 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     migrate(&conn)?;
     Ok(conn)
+}
+
+/// Creates the folder the database goes in, if it has one.
+fn create_parent_dir(path: &Path) -> rusqlite::Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(parent).map_err(|e| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot create {}: {e}", parent.display())),
+        )
+    })
 }
 
 /// A read-only connection for request threads; WAL lets it read while the writer commits.
@@ -171,6 +181,26 @@ pub fn migrate_to(conn: &Connection, target: usize) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database from before the type index gets it when opened, over its messages.
+    #[test]
+    fn older_databases_get_the_type_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, version_before("messages_by_type").unwrap()).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (id, ch, type, envelope) VALUES ('01A', 'c', 't', '{}')",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM messages INDEXED BY messages_by_type WHERE ch = 'c' AND type = 't'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexed, 1);
+    }
 
     /// Messages stored before `reply_to` became a column get it from their envelopes.
     #[test]

@@ -97,6 +97,23 @@ pub const RANKED_MATCHES: i64 = 500;
 pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Index> {
     let mut filters = String::new();
     let mut args: Vec<&dyn ToSql> = vec![&q.words];
+    let prefix = q.type_prefix.as_deref().map(Prefix::new);
+    push_filters(q, &prefix, &mut filters, &mut args);
+    let limit = q.limit as i64;
+    args.push(&RANKED_MATCHES);
+    args.push(&limit);
+    let mut stmt = conn.prepare_cached(&search_sql(q, &filters))?;
+    stmt.query_map(args.as_slice(), index_row)?.collect()
+}
+
+/// Appends `q`'s filters (`before`, `ch`, `from`, the type prefix) to `filters`, and their
+/// arguments.
+fn push_filters<'b>(
+    q: &'b SearchQuery,
+    prefix: &'b Option<Prefix<'b>>,
+    filters: &mut String,
+    args: &mut Vec<&'b dyn ToSql>,
+) {
     if let Some(before) = &q.before {
         filters.push_str(" AND s.id < ?");
         args.push(before);
@@ -109,21 +126,21 @@ pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Index> {
         filters.push_str(" AND json_extract(m.envelope, '$.from') = ?");
         args.push(from);
     }
-    let prefix = q.type_prefix.as_deref().map(Prefix::new);
-    if let Some(prefix) = &prefix {
-        prefix.push("m.type", &mut filters, &mut args);
+    if let Some(prefix) = prefix {
+        prefix.push("m.type", filters, args);
     }
+}
+
+/// The query of `search`, with `filters` (see `push_filters`).
+fn search_sql(q: &SearchQuery, filters: &str) -> String {
     let needs_message = q.from.is_some() || q.type_prefix.is_some();
     let join_message = if needs_message {
         "JOIN messages m ON m.id = s.id"
     } else {
         ""
     };
-    let limit = q.limit as i64;
-    args.push(&RANKED_MATCHES);
-    args.push(&limit);
     // MATERIALIZED: the window is cut (LIMIT) before the final sort by score.
-    let sql = format!(
+    format!(
         "WITH hits AS MATERIALIZED (
             SELECT f.rowid AS row, bm25(message_search) AS score, s.id AS id
             FROM message_search f JOIN message_search_ids s ON s.row = f.rowid {join_message}
@@ -131,9 +148,7 @@ pub fn search(conn: &Connection, q: &SearchQuery) -> rusqlite::Result<Index> {
             ORDER BY f.rowid DESC LIMIT ?)
          SELECT m.id, octet_length(m.envelope) FROM hits JOIN messages m ON m.id = hits.id
          ORDER BY hits.score, hits.row DESC LIMIT ?"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    stmt.query_map(args.as_slice(), index_row)?.collect()
+    )
 }
 
 #[cfg(test)]
