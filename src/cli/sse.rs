@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use super::client::{CliError, Client, Result, from_ureq};
 
-/// One dispatched event. `id` is the server's message id (a ULID), `data` the envelope JSON.
+/// One dispatched event of the live stream. `id` is the server's message id (a ULID), `data`
+/// the envelope JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub struct StreamEvent {
     pub id: Option<String>,
     pub event: Option<String>,
     pub data: String,
@@ -31,7 +32,7 @@ impl Parser {
     }
 
     /// Feeds one line (with or without its line ending); returns an event on a blank line.
-    pub fn feed(&mut self, line: &str) -> Option<Event> {
+    pub fn feed(&mut self, line: &str) -> Option<StreamEvent> {
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
@@ -59,10 +60,10 @@ impl Parser {
         None
     }
 
-    fn dispatch(&mut self) -> Option<Event> {
+    fn dispatch(&mut self) -> Option<StreamEvent> {
         let event = self.event.take();
         let data = self.data.take()?;
-        Some(Event {
+        Some(StreamEvent {
             id: self.id.clone(),
             event,
             data,
@@ -92,7 +93,7 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 pub fn follow(
     client: &Client,
     mut stream: Stream,
-    mut on_event: impl FnMut(&Event) -> ControlFlow<Result<()>>,
+    mut on_event: impl FnMut(&StreamEvent) -> ControlFlow<Result<()>>,
     mut on_reconnect: impl FnMut(),
 ) -> Result<()> {
     let mut retry = FIRST_RETRY;
@@ -139,7 +140,7 @@ pub fn follow(
 fn read_events(
     resp: ureq::Response,
     cursor: &mut Option<String>,
-    on_event: &mut impl FnMut(&Event) -> ControlFlow<Result<()>>,
+    on_event: &mut impl FnMut(&StreamEvent) -> ControlFlow<Result<()>>,
 ) -> ControlFlow<Result<()>, CliError> {
     let mut reader = BufReader::new(resp.into_reader());
     let mut parser = Parser::new();
@@ -181,7 +182,7 @@ pub fn gap_notice(data: &str) -> String {
 /// The id of the newest stored message (on one channel, or anywhere): the resume point for a
 /// stream that should show only what comes next, even across a reconnect.
 pub fn newest_id(client: &Client, ch: Option<&str>) -> Result<String> {
-    let path = super::commands::history_path(ch);
+    let path = super::request::history_path(ch);
     let text = client.get_text(&path, &[("n", "1".to_string())])?;
     let newest = text
         .lines()
@@ -195,7 +196,7 @@ pub fn newest_id(client: &Client, ch: Option<&str>) -> Result<String> {
 mod tests {
     use super::*;
 
-    fn feed_all(text: &str) -> Vec<Event> {
+    fn feed_all(text: &str) -> Vec<StreamEvent> {
         let mut p = Parser::new();
         text.split_inclusive('\n')
             .filter_map(|l| p.feed(l))
@@ -209,12 +210,12 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                Event {
+                StreamEvent {
                     id: Some("A1".into()),
                     event: None,
                     data: "{\"x\":1}".into()
                 },
-                Event {
+                StreamEvent {
                     id: Some("A2".into()),
                     event: None,
                     data: "{}".into()
