@@ -126,17 +126,26 @@ fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CliError::unreachable(format!("download interrupted: {e}"))),
-        };
+        let n = read_some(from, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         hasher.update(&buf[..n]);
         to.write_all(&buf[..n])?;
     }
     to.flush()?;
     Ok(format!("sha256:{}", crate::blobs::hex(&hasher.finalize())))
+}
+
+/// One read, tried again when interrupted; a failed read means the download was cut off.
+fn read_some(from: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    loop {
+        match from.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CliError::unreachable(format!("download interrupted: {e}"))),
+            Ok(n) => return Ok(n),
+        }
+    }
 }
 
 fn check_hash(want: &str, got: &str) -> Result<()> {

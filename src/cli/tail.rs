@@ -37,9 +37,7 @@ pub fn tail(client: &Client, args: TailArgs) -> Result<()> {
         Some(id) => id.clone(),
         None => sse::newest_id(client, args.ch.as_deref())?,
     };
-    if let Some(n) = args.n {
-        print_last(client, &args, n, &mut cursor, &print)?;
-    }
+    print_last(client, &args, &mut cursor, &print)?;
     let stream = Stream {
         path: stream_path(args.ch.as_deref()),
         type_prefix: args.kind.clone(),
@@ -53,10 +51,10 @@ pub fn tail(client: &Client, args: TailArgs) -> Result<()> {
 fn print_last(
     client: &Client,
     args: &TailArgs,
-    n: u32,
     cursor: &mut String,
     print: &impl Fn(&str) -> Result<()>,
 ) -> Result<()> {
+    let Some(n) = args.n else { return Ok(()) };
     let mut query = vec![("n", n.to_string())];
     push_opt(&mut query, "type", args.kind.clone());
     let text = client.get_text(&history_path(args.ch.as_deref()), &query)?;

@@ -44,18 +44,25 @@ pub fn next(client: &Client, args: NextArgs) -> Result<()> {
     set_opt(&mut body, "ch", args.ch);
     set_opt(&mut body, "lease_s", args.lease);
     set_opt(&mut body, "wait_s", args.wait);
-    // The server may hold the request for up to a minute.
-    let patience = Duration::from_secs_f64(args.wait.unwrap_or(0.0).clamp(0.0, 60.0) + 30.0);
+    match claim_best(client, &body, args.wait)? {
+        Some(task) => emit(task.trim()),
+        None => Err(CliError::http(404, "no task to claim")),
+    }
+}
+
+/// `POST /tasks/claim`, waiting as long as the server may hold it (up to `wait`, at most a
+/// minute): the claimed task, or None when there is none (204).
+fn claim_best(client: &Client, body: &Value, wait: Option<f64>) -> Result<Option<String>> {
+    let patience = Duration::from_secs_f64(wait.unwrap_or(0.0).clamp(0.0, 60.0) + 30.0);
     let resp = client
         .request("POST", "/tasks/claim")
         .timeout(patience)
-        .send_json(&body)
+        .send_json(body)
         .map_err(from_ureq)?;
     if resp.status() == 204 {
-        return Err(CliError::http(404, "no task to claim"));
+        return Ok(None);
     }
-    let task = resp.into_string()?;
-    emit(task.trim())
+    Ok(Some(resp.into_string()?))
 }
 
 #[derive(Args, Debug)]
