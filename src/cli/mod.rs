@@ -134,6 +134,11 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("not a number of seconds: {text:?}"))?;
+    check_secs(secs, text).map(Duration::from_secs_f64)
+}
+
+/// `parse_secs`'s bounds: finite, 0 or more, at most `MAX_SECS`.
+fn check_secs(secs: f64, text: &str) -> Result<f64, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!(
             "not a number of seconds (finite, 0 or more): {text:?}"
@@ -142,7 +147,7 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
     if secs > MAX_SECS {
         return Err(format!("{text} seconds is too long (at most {MAX_SECS:e})"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(secs)
 }
 
 /// Shortest `work --poll`: each poll is a claim request, and `--poll 0` flooded the hub.

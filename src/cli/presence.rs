@@ -1,6 +1,6 @@
 //! `workshop heartbeat`, `who`, `status` and `channels`: who is here, and what the hub holds.
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::client::{Client, Result};
 use super::format;
@@ -31,14 +31,12 @@ pub fn heartbeat(client: &Client, args: HeartbeatArgs) -> Result<()> {
 
 pub fn who(client: &Client, pretty: bool) -> Result<()> {
     let rows = client.get_json("/presence", &[])?;
-    for row in rows.as_array().into_iter().flatten() {
-        emit(&if pretty {
-            format::agent(row)
-        } else {
-            row.to_string()
-        })?;
-    }
-    Ok(())
+    let line = |row: &Value| match pretty {
+        true => format::agent(row),
+        false => row.to_string(),
+    };
+    let mut rows = rows.as_array().into_iter().flatten();
+    rows.try_for_each(|row| emit(&line(row)))
 }
 
 pub fn status(client: &Client) -> Result<()> {

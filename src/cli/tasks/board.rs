@@ -69,6 +69,16 @@ pub struct ListArgs {
 }
 
 pub fn list(client: &Client, args: ListArgs) -> Result<()> {
+    let pretty = args.pretty;
+    let tasks = client.get_json("/tasks", &list_query(client, args)?)?;
+    let tasks = tasks
+        .as_array()
+        .ok_or_else(|| CliError::failure("server sent a task list that is not an array"))?;
+    print_tasks(tasks, pretty)
+}
+
+/// The `GET /tasks` query; `--mine` is `--for` our own agent id.
+fn list_query(client: &Client, args: ListArgs) -> Result<Vec<(&'static str, String)>> {
     let for_agent = if args.mine {
         Some(client.agent()?.to_string())
     } else {
@@ -79,11 +89,7 @@ pub fn list(client: &Client, args: ListArgs) -> Result<()> {
     push_opt(&mut query, "for", for_agent);
     push_opt(&mut query, "ch", args.ch);
     push_opt(&mut query, "n", args.n);
-    let tasks = client.get_json("/tasks", &query)?;
-    let tasks = tasks
-        .as_array()
-        .ok_or_else(|| CliError::failure("server sent a task list that is not an array"))?;
-    print_tasks(tasks, args.pretty)
+    Ok(query)
 }
 
 /// One JSON line per task, or (`pretty`) an aligned table, with nothing at all for none.
