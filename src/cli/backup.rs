@@ -41,13 +41,6 @@ pub enum Direction {
 }
 
 pub fn run(direction: Direction, args: StoreArgs) -> ExitCode {
-    let from_env = |key: &str, default: &str| -> PathBuf {
-        std::env::var(key)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| default.to_string())
-            .into()
-    };
     let db = args
         .db
         .unwrap_or_else(|| from_env("DB_PATH", DEFAULT_DB_PATH));
@@ -58,6 +51,20 @@ pub fn run(direction: Direction, args: StoreArgs) -> ExitCode {
         Direction::Backup => crate::backup::backup(&db, &blobs, &args.dir),
         Direction::Restore => crate::backup::restore(&args.dir, &db, &blobs),
     };
+    print_manifest(result)
+}
+
+/// A path from the environment, or its default when unset or empty.
+fn from_env(key: &str, default: &str) -> PathBuf {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+        .into()
+}
+
+/// The manifest as one JSON line on stdout, or the failure on stderr (exit 1).
+fn print_manifest(result: Result<impl serde::Serialize, String>) -> ExitCode {
     let printed = result.and_then(|manifest| {
         serde_json::to_string(&manifest).map_err(|e| format!("cannot print the manifest: {e}"))
     });

@@ -184,14 +184,7 @@ impl Client {
             }
             match request.send_json(body) {
                 Ok(resp) => return read_json(resp),
-                Err(ureq::Error::Status(429, resp)) => {
-                    let wait = retry_after(&resp);
-                    eprintln!(
-                        "workshop: throttled by the server; retrying in {} s",
-                        wait.as_secs()
-                    );
-                    std::thread::sleep(wait);
-                }
+                Err(ureq::Error::Status(429, resp)) => wait_throttled(&resp),
                 Err(e) => return Err(from_ureq(e)),
             }
         }
@@ -211,6 +204,16 @@ impl Client {
 
 /// Longest wait one 429 may ask for: a wrong header must not stall an agent for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Waits out a 429 for the `Retry-After` the server gave, saying so on stderr.
+fn wait_throttled(resp: &ureq::Response) {
+    let wait = retry_after(resp);
+    eprintln!(
+        "workshop: throttled by the server; retrying in {} s",
+        wait.as_secs()
+    );
+    std::thread::sleep(wait);
+}
 
 /// A 429's `Retry-After` in seconds (1 s if missing or not a number; at most a minute).
 fn retry_after(resp: &ureq::Response) -> Duration {
@@ -240,33 +243,35 @@ fn parse_reply(text: &str) -> Result<Value> {
 /// Turns a ureq failure into a `CliError`, taking the server's `error` text when it sent one.
 pub fn from_ureq(err: ureq::Error) -> CliError {
     match err {
-        ureq::Error::Status(status, resp) => {
-            let text = resp.into_string().unwrap_or_default();
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| {
-                    let text = text.trim();
-                    if text.is_empty() {
-                        format!("server answered {status}")
-                    } else {
-                        format!("server answered {status}: {text:.200}")
-                    }
-                });
-            CliError::http(status, message)
+        ureq::Error::Status(status, resp) => from_status(status, resp),
+        ureq::Error::Transport(t) => from_transport(&t),
+    }
+}
+
+/// The server answered `status`: its `error` text, or the start of what it sent.
+fn from_status(status: u16, resp: ureq::Response) -> CliError {
+    let text = resp.into_string().unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| match text.trim() {
+            "" => format!("server answered {status}"),
+            text => format!("server answered {status}: {text:.200}"),
+        });
+    CliError::http(status, message)
+}
+
+/// No answer: a bad URL is a usage error, no connection means unreachable.
+fn from_transport(t: &ureq::Transport) -> CliError {
+    use ureq::ErrorKind::*;
+    match t.kind() {
+        InvalidUrl | UnknownScheme | InsecureRequestHttpsOnly => {
+            CliError::usage(format!("bad url: {t}"))
         }
-        ureq::Error::Transport(t) => {
-            use ureq::ErrorKind::*;
-            match t.kind() {
-                InvalidUrl | UnknownScheme | InsecureRequestHttpsOnly => {
-                    CliError::usage(format!("bad url: {t}"))
-                }
-                Dns | ConnectionFailed | Io | ProxyConnect => {
-                    CliError::unreachable(format!("cannot reach server: {t}"))
-                }
-                _ => CliError::failure(t.to_string()),
-            }
+        Dns | ConnectionFailed | Io | ProxyConnect => {
+            CliError::unreachable(format!("cannot reach server: {t}"))
         }
+        _ => CliError::failure(t.to_string()),
     }
 }
 

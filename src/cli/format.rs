@@ -17,36 +17,38 @@ pub fn message(envelope: &Value, colour: bool) -> String {
         .map(clock)
         .unwrap_or_else(|| "--:--:--".into());
     let body = envelope.get("body").map(body_text).unwrap_or_default();
-    let files = match envelope.get("files").and_then(Value::as_array) {
-        Some(f) if !f.is_empty() => format!(" [{} file{}]", f.len(), plural(f.len())),
-        _ => String::new(),
-    };
-    let paint = |code: &str, text: &str| {
-        if colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    };
+    let paint = |code: &str, text: &str| paint(colour, code, text);
     format!(
-        "{} {} · {} · {} · {body}{files}",
+        "{} {} · {} · {} · {body}{}",
         paint("2", &time),
         paint("1;36", s("from")),
         paint("33", s("ch")),
-        paint("35", s("type"))
+        paint("35", s("type")),
+        files_note(envelope)
     )
+}
+
+/// ` [2 files]` after a message that carries files; nothing otherwise.
+fn files_note(envelope: &Value) -> String {
+    match envelope.get("files").and_then(Value::as_array) {
+        Some(f) if !f.is_empty() => format!(" [{} file{}]", f.len(), plural(f.len())),
+        _ => String::new(),
+    }
+}
+
+/// `text` in the ANSI colour `code`, or plain without `colour`.
+fn paint(colour: bool, code: &str, text: &str) -> String {
+    if colour {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }
 
 /// The text a person wants to read from a body (see `message`).
 fn body_text(body: &Value) -> String {
     if let Some(id) = body.get("task-id").and_then(Value::as_str) {
-        let mut line = id.to_string();
-        for key in ["title", "note", "reason", "error"] {
-            if let Some(text) = body.get(key).and_then(Value::as_str) {
-                line.push_str(&format!(" · {text}"));
-            }
-        }
-        return truncate(&line, PREVIEW_CHARS);
+        return task_event_text(id, body);
     }
     if let Some(text) = ["text", "msg", "message", "note"]
         .iter()
@@ -57,32 +59,49 @@ fn body_text(body: &Value) -> String {
     preview(body)
 }
 
+/// A task event: the task's id, then its title, note, reason and error where given.
+fn task_event_text(id: &str, body: &Value) -> String {
+    let mut line = id.to_string();
+    for key in ["title", "note", "reason", "error"] {
+        if let Some(text) = body.get(key).and_then(Value::as_str) {
+            line.push_str(&format!(" · {text}"));
+        }
+    }
+    truncate(&line, PREVIEW_CHARS)
+}
+
 /// `task list --pretty`: a header and one aligned row per task.
 pub fn task_table(tasks: &[Value], now: f64) -> Vec<String> {
     let header = ["ID", "STATUS", "PRI", "TRIES", "AGE", "WHO", "CH", "TITLE"].map(String::from);
     let rows: Vec<[String; 8]> = tasks.iter().map(|t| task_row(t, now)).collect();
+    let table: Vec<&[String; 8]> = std::iter::once(&header).chain(&rows).collect();
+    let widths = column_widths(&table);
+    table.iter().map(|row| aligned(&row[..], &widths)).collect()
+}
+
+/// The width of each column: its widest cell, in characters.
+fn column_widths(table: &[&[String; 8]]) -> [usize; 8] {
     let mut widths = [0usize; 8];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
+    for row in table {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    std::iter::once(&header)
-        .chain(&rows)
-        .map(|row| {
-            let mut line = String::new();
-            for (i, cell) in row.iter().enumerate() {
-                if i + 1 == row.len() {
-                    line.push_str(cell); // the title: last, never padded
-                } else {
-                    let pad = widths[i] - cell.chars().count();
-                    line.push_str(cell);
-                    line.push_str(&" ".repeat(pad + 2));
-                }
-            }
-            line.trim_end().to_string()
-        })
-        .collect()
+    widths
+}
+
+/// One row: each cell padded to its column and two spaces, but the title, last, never padded.
+fn aligned(row: &[String], widths: &[usize]) -> String {
+    let Some((title, cells)) = row.split_last() else {
+        return String::new();
+    };
+    let mut line: String = cells
+        .iter()
+        .zip(widths)
+        .map(|(cell, &width)| format!("{cell:<width$}  "))
+        .collect();
+    line.push_str(title);
+    line.trim_end().to_string()
 }
 
 fn task_row(task: &Value, now: f64) -> [String; 8] {
@@ -134,19 +153,23 @@ pub fn agent(row: &Value) -> String {
         .and_then(Value::as_f64)
         .map(|t| format!("seen {:.0}s ago", (now() - t).max(0.0)))
         .unwrap_or_else(|| "seen ?".into());
-    let channels = row
+    let meta = row.get("meta").map(preview).unwrap_or_default();
+    format!("{name}  {ago}  {}  {meta}", channel_list(row))
+}
+
+/// An agent's channels, comma-separated, or `-` for none.
+fn channel_list(row: &Value) -> String {
+    let names: Vec<&str> = row
         .get("channels")
         .and_then(Value::as_array)
-        .map(|c| {
-            c.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "-".into());
-    let meta = row.get("meta").map(preview).unwrap_or_default();
-    format!("{name}  {ago}  {channels}  {meta}")
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    match names.join(",") {
+        none if none.is_empty() => "-".into(),
+        joined => joined,
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -174,19 +197,20 @@ fn truncate(text: &str, max: usize) -> String {
 /// `src/main.rs  held by coder.a  570s left  [locks]  refactoring`
 pub fn pretty_lock(lock: &Value) -> String {
     let s = |key: &str| lock.get(key).and_then(Value::as_str).unwrap_or("");
-    let left = lock
-        .get("expires_at")
-        .and_then(Value::as_f64)
-        .map(|t| t - now())
-        .unwrap_or(0.0)
-        .max(0.0);
     format!(
-        "{}  held by {}  {left:.0}s left  [{}]  {}",
+        "{}  held by {}  {:.0}s left  [{}]  {}",
         s("name"),
         s("holder"),
+        seconds_left(lock),
         s("ch"),
         s("note")
     )
+}
+
+/// Seconds until a lock expires (0 once it has).
+fn seconds_left(lock: &Value) -> f64 {
+    let expires = lock.get("expires_at").and_then(Value::as_f64);
+    expires.map(|t| t - now()).unwrap_or(0.0).max(0.0)
 }
 
 pub fn now() -> f64 {
@@ -225,6 +249,32 @@ mod tests {
         let coloured = message(&m, true);
         assert!(coloured.contains("\x1b[1;36ma.b\x1b[0m"), "{coloured:?}");
         assert!(coloured.ends_with("hi there"));
+    }
+
+    #[test]
+    fn agent_lines_list_channels_and_meta() {
+        let row = json!({"agent_id":"w.a","channels":["jobs","general"],"meta":{"jobs":2}});
+        assert_eq!(agent(&row), "w.a  seen ?  jobs,general  {\"jobs\":2}");
+        assert_eq!(agent(&json!({"channels":[]})), "?  seen ?  -  ");
+    }
+
+    #[test]
+    fn lock_lines_never_count_below_zero() {
+        let lock = json!({"name":"src/a.rs","holder":"coder.a","ch":"locks","expires_at":1.0});
+        assert_eq!(
+            pretty_lock(&lock),
+            "src/a.rs  held by coder.a  0s left  [locks]  "
+        );
+    }
+
+    #[test]
+    fn task_events_show_their_task_and_title() {
+        let m = json!({"ts":0.0,"from":"a.b","ch":"tasks","type":"task.created",
+                       "body":{"task-id":"T1","title":"resize","note":"big"}});
+        assert_eq!(
+            message(&m, false),
+            "00:00:00 a.b · tasks · task.created · T1 · resize · big"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result};
-use super::commands::emit;
 use super::format::pretty_lock;
+use super::output::emit;
 use super::signal::signal_process;
 use super::supervise;
 

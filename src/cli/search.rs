@@ -2,7 +2,7 @@
 use clap::Args;
 
 use super::client::{Client, Result};
-use super::commands::emit_envelopes;
+use super::output::emit_envelopes;
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use super::client::{CliError, Client, Result, from_ureq};
 
-/// One dispatched event. `id` is the server's message id (a ULID), `data` the envelope JSON.
+/// One dispatched event of the live stream. `id` is the server's message id (a ULID), `data`
+/// the envelope JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub struct StreamEvent {
     pub id: Option<String>,
     pub event: Option<String>,
     pub data: String,
@@ -31,38 +32,45 @@ impl Parser {
     }
 
     /// Feeds one line (with or without its line ending); returns an event on a blank line.
-    pub fn feed(&mut self, line: &str) -> Option<Event> {
+    pub fn feed(&mut self, line: &str) -> Option<StreamEvent> {
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
             return self.dispatch();
         }
-        if line.starts_with(':') {
-            return None;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "data" => match &mut self.data {
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
-                }
-                None => self.data = Some(value.to_string()),
-            },
-            "id" if !value.contains('\0') => self.id = Some(value.to_string()),
-            "event" => self.event = Some(value.to_string()),
-            _ => {}
+        match line.split_once(':') {
+            Some(("", _)) => {} // a comment, e.g. `: keepalive`
+            Some((field, value)) => self.set(field, value.strip_prefix(' ').unwrap_or(value)),
+            None => self.set(line, ""),
         }
         None
     }
 
-    fn dispatch(&mut self) -> Option<Event> {
+    /// One `field: value` line; unknown fields are ignored, and an id with a NUL too.
+    fn set(&mut self, field: &str, value: &str) {
+        match field {
+            "data" => self.push_data(value),
+            "id" if !value.contains('\0') => self.id = Some(value.to_string()),
+            "event" => self.event = Some(value.to_string()),
+            _ => {}
+        }
+    }
+
+    /// Several `data:` lines make one value, joined by newlines.
+    fn push_data(&mut self, value: &str) {
+        match &mut self.data {
+            Some(d) => {
+                d.push('\n');
+                d.push_str(value);
+            }
+            None => self.data = Some(value.to_string()),
+        }
+    }
+
+    fn dispatch(&mut self) -> Option<StreamEvent> {
         let event = self.event.take();
         let data = self.data.take()?;
-        Some(Event {
+        Some(StreamEvent {
             id: self.id.clone(),
             event,
             data,
@@ -76,6 +84,22 @@ pub struct Stream {
     pub type_prefix: Option<String>,
     /// Resume point: events with ids at or below it are never handed over.
     pub cursor: Option<String>,
+}
+
+impl Stream {
+    /// The GET that opens this stream, or resumes it after the cursor.
+    fn request(&self, client: &Client) -> ureq::Request {
+        let mut req = client
+            .request("GET", &self.path)
+            .set("Accept", "text/event-stream");
+        if let Some(prefix) = &self.type_prefix {
+            req = req.query("type", prefix);
+        }
+        if let Some(cursor) = &self.cursor {
+            req = req.set("Last-Event-ID", cursor);
+        }
+        req
+    }
 }
 
 /// The smallest possible ULID: "everything after the beginning of time".
@@ -92,32 +116,14 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 pub fn follow(
     client: &Client,
     mut stream: Stream,
-    mut on_event: impl FnMut(&Event) -> ControlFlow<Result<()>>,
+    mut on_event: impl FnMut(&StreamEvent) -> ControlFlow<Result<()>>,
     mut on_reconnect: impl FnMut(),
 ) -> Result<()> {
-    let mut retry = FIRST_RETRY;
-    let mut connected_before = false;
-    let mut outage_reported = false;
+    let mut reconnecting = Reconnecting::default();
     loop {
-        let mut req = client
-            .request("GET", &stream.path)
-            .set("Accept", "text/event-stream");
-        if let Some(prefix) = &stream.type_prefix {
-            req = req.query("type", prefix);
-        }
-        if let Some(cursor) = &stream.cursor {
-            req = req.set("Last-Event-ID", cursor);
-        }
-        let err = match req.call().map_err(from_ureq) {
+        let err = match stream.request(client).call().map_err(from_ureq) {
             Ok(resp) => {
-                retry = FIRST_RETRY;
-                if connected_before {
-                    on_reconnect();
-                }
-                if std::mem::take(&mut outage_reported) {
-                    eprintln!("workshop: stream reconnected");
-                }
-                connected_before = true;
+                reconnecting.connected(&mut on_reconnect);
                 match read_events(resp, &mut stream.cursor, &mut on_event) {
                     ControlFlow::Break(result) => return result,
                     ControlFlow::Continue(err) => err,
@@ -126,12 +132,48 @@ pub fn follow(
             Err(e) if e.is_transient() => e,
             Err(e) => return Err(e),
         };
-        if !outage_reported {
-            outage_reported = true;
+        reconnecting.failed(&err);
+    }
+}
+
+/// `follow`'s memory across connections: the backoff, whether it was connected before, and
+/// whether the outage going on was reported.
+struct Reconnecting {
+    retry: Duration,
+    connected_before: bool,
+    outage_reported: bool,
+}
+
+impl Default for Reconnecting {
+    fn default() -> Reconnecting {
+        Reconnecting {
+            retry: FIRST_RETRY,
+            connected_before: false,
+            outage_reported: false,
+        }
+    }
+}
+
+impl Reconnecting {
+    /// A connection is up: the backoff starts over, `on_reconnect` runs if it is not the
+    /// first, and an outage that was reported is reported over.
+    fn connected(&mut self, on_reconnect: &mut impl FnMut()) {
+        self.retry = FIRST_RETRY;
+        if std::mem::replace(&mut self.connected_before, true) {
+            on_reconnect();
+        }
+        if std::mem::take(&mut self.outage_reported) {
+            eprintln!("workshop: stream reconnected");
+        }
+    }
+
+    /// The connection failed or ended: reports the outage once, waits, and backs off.
+    fn failed(&mut self, err: &CliError) {
+        if !std::mem::replace(&mut self.outage_reported, true) {
             eprintln!("workshop: stream interrupted ({err}); reconnecting with backoff");
         }
-        thread::sleep(retry);
-        retry = (retry * 2).min(MAX_RETRY);
+        thread::sleep(self.retry);
+        self.retry = (self.retry * 2).min(MAX_RETRY);
     }
 }
 
@@ -139,33 +181,41 @@ pub fn follow(
 fn read_events(
     resp: ureq::Response,
     cursor: &mut Option<String>,
-    on_event: &mut impl FnMut(&Event) -> ControlFlow<Result<()>>,
+    on_event: &mut impl FnMut(&StreamEvent) -> ControlFlow<Result<()>>,
 ) -> ControlFlow<Result<()>, CliError> {
     let mut reader = BufReader::new(resp.into_reader());
     let mut parser = Parser::new();
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => {
-                return ControlFlow::Continue(CliError::unreachable("server closed the stream"));
-            }
-            Ok(_) => {}
-            Err(e) => return ControlFlow::Continue(CliError::unreachable(e.to_string())),
+        if let Err(why) = next_line(&mut reader, &mut buf) {
+            return ControlFlow::Continue(why);
         }
         let Some(event) = parser.feed(&String::from_utf8_lossy(&buf)) else {
             continue;
         };
-        if let (Some(id), Some(seen)) = (&event.id, cursor.as_deref())
-            && id.as_str() <= seen
-        {
-            continue; // already handed over before a reconnect
+        if already_seen(&event, cursor.as_deref()) {
+            continue;
         }
         on_event(&event)?;
         if event.id.is_some() {
             cursor.clone_from(&event.id);
         }
     }
+}
+
+/// Reads one line into `buf`; the end of the stream or a failed read says why to reconnect.
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    match reader.read_until(b'\n', buf) {
+        Ok(0) => Err(CliError::unreachable("server closed the stream")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(CliError::unreachable(e.to_string())),
+    }
+}
+
+/// An event at or below the cursor was handed over before a reconnect.
+fn already_seen(event: &StreamEvent, cursor: Option<&str>) -> bool {
+    matches!((event.id.as_deref(), cursor), (Some(id), Some(seen)) if id <= seen)
 }
 
 /// The stderr line for an `event: gap`: messages after where we resumed were deleted by
@@ -181,7 +231,7 @@ pub fn gap_notice(data: &str) -> String {
 /// The id of the newest stored message (on one channel, or anywhere): the resume point for a
 /// stream that should show only what comes next, even across a reconnect.
 pub fn newest_id(client: &Client, ch: Option<&str>) -> Result<String> {
-    let path = super::commands::history_path(ch);
+    let path = super::request::history_path(ch);
     let text = client.get_text(&path, &[("n", "1".to_string())])?;
     let newest = text
         .lines()
@@ -195,7 +245,7 @@ pub fn newest_id(client: &Client, ch: Option<&str>) -> Result<String> {
 mod tests {
     use super::*;
 
-    fn feed_all(text: &str) -> Vec<Event> {
+    fn feed_all(text: &str) -> Vec<StreamEvent> {
         let mut p = Parser::new();
         text.split_inclusive('\n')
             .filter_map(|l| p.feed(l))
@@ -209,12 +259,12 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                Event {
+                StreamEvent {
                     id: Some("A1".into()),
                     event: None,
                     data: "{\"x\":1}".into()
                 },
-                Event {
+                StreamEvent {
                     id: Some("A2".into()),
                     event: None,
                     data: "{}".into()
@@ -237,6 +287,30 @@ mod tests {
         let events = feed_all("id: 5\n\n\ndata: x\n\n");
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].id.as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn events_at_or_below_the_cursor_were_seen() {
+        let event = |id: Option<&str>| StreamEvent {
+            id: id.map(str::to_string),
+            event: None,
+            data: "{}".into(),
+        };
+        assert!(already_seen(&event(Some("A1")), Some("A1")));
+        assert!(already_seen(&event(Some("A0")), Some("A1")));
+        assert!(!already_seen(&event(Some("A2")), Some("A1")));
+        assert!(!already_seen(&event(None), Some("A1")));
+        assert!(!already_seen(&event(Some("A1")), None));
+    }
+
+    #[test]
+    fn a_stream_ends_at_eof_and_lines_keep_their_ending() {
+        let mut reader = &b"data: x\n"[..];
+        let mut buf = Vec::new();
+        assert!(next_line(&mut reader, &mut buf).is_ok());
+        assert_eq!(buf, b"data: x\n");
+        let ended = next_line(&mut reader, &mut buf).unwrap_err();
+        assert!(ended.is_transient(), "{ended:?}");
     }
 
     #[test]

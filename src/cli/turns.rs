@@ -7,7 +7,8 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result, from_ureq, seg};
-use super::commands::{emit, history_path};
+use super::output::emit;
+use super::request::history_path;
 // The longest wait the server holds one request for; longer timeouts ask again.
 use crate::api::longpoll::MAX_WAIT_S;
 
