@@ -1,9 +1,10 @@
 //! Idempotency keys: the first successful reply to a keyed request is kept for 24 hours per
 //! (`from`, key), and a repeat gets that reply instead of running again. Check and store run
 //! in the writer, in the request's own savepoint, so concurrent repeats cannot both run.
-use super::writer::{Done, now};
-use crate::error::ApiError;
+use super::clock::now;
+use super::failure::{Failure, StoreError};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::Value;
 
 /// How long a key is remembered.
 pub const KEEP_S: f64 = 24.0 * 3600.0;
@@ -16,8 +17,17 @@ pub struct Key {
     pub fingerprint: String,
 }
 
-/// The first reply to `key`, if it is remembered; 422 if the key came with another request.
-pub fn recall(tx: &Transaction, key: &Key) -> Result<Option<Done>, ApiError> {
+/// The reply kept for a key: made by the caller from what the first request wrote (a status
+/// and body for HTTP); the store keeps it and gives it back without reading it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// The first reply to `key`, if it is remembered; refused if the key came with another
+/// request.
+pub fn recall(tx: &Transaction, key: &Key) -> Result<Option<Kept>, StoreError> {
     let first: Option<(String, u16, String)> = tx
         .prepare_cached(
             "SELECT fingerprint, status, body FROM idempotency_keys
@@ -31,8 +41,8 @@ pub fn recall(tx: &Transaction, key: &Key) -> Result<Option<Done>, ApiError> {
         return Ok(None);
     };
     if fingerprint != key.fingerprint {
-        return Err(ApiError::new(
-            422,
+        return Err(StoreError::new(
+            Failure::KeyReused,
             format!(
                 "Idempotency-Key {:?} was already used by {} for a different request",
                 key.key, key.from
@@ -40,8 +50,8 @@ pub fn recall(tx: &Transaction, key: &Key) -> Result<Option<Done>, ApiError> {
         ));
     }
     let body = serde_json::from_str(&body)
-        .map_err(|e| ApiError::internal(format!("stored reply is not JSON: {e}")))?;
-    Ok(Some(Done { status, body }))
+        .map_err(|e| StoreError::internal(format!("stored reply is not JSON: {e}")))?;
+    Ok(Some(Kept { status, body }))
 }
 
 /// Whether a reply to `key` is remembered (whatever request it came with): a cheap read-only
@@ -55,8 +65,8 @@ pub fn is_remembered(conn: &Connection, key: &Key) -> rusqlite::Result<bool> {
     .map(|row| row.is_some())
 }
 
-/// Keeps `done` as the reply to `key` (replacing an expired use of the same key).
-pub fn remember(tx: &Transaction, key: &Key, done: &Done) -> Result<(), ApiError> {
+/// Keeps `kept` as the reply to `key` (replacing an expired use of the same key).
+pub fn remember(tx: &Transaction, key: &Key, kept: &Kept) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO idempotency_keys
          (sender, key, fingerprint, status, body, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -65,15 +75,15 @@ pub fn remember(tx: &Transaction, key: &Key, done: &Done) -> Result<(), ApiError
         key.from,
         key.key,
         key.fingerprint,
-        done.status,
-        done.body.to_string(),
+        kept.status,
+        kept.body.to_string(),
         now() + KEEP_S
     ])?;
     Ok(())
 }
 
 /// Drops expired keys (run with retention).
-pub fn forget_expired(tx: &Transaction) -> Result<(), ApiError> {
+pub fn forget_expired(tx: &Transaction) -> Result<(), StoreError> {
     tx.execute(
         "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
         [now()],

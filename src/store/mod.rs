@@ -2,17 +2,25 @@
 //! assignment, hub feed after commit); request threads read through a pool of read-only
 //! connections.
 pub mod batches;
+mod clock;
+mod failure;
 pub mod horizon;
 pub mod idempotency;
 pub mod locks;
+mod messages;
+mod protocol;
 pub mod read;
 pub mod schema;
 pub mod search;
+mod step;
+mod tasks;
 pub mod threads;
 pub mod turns;
 mod writer;
 
-pub use writer::{Done, NewMessage, NewTask, Op, now};
+pub use clock::now;
+pub use failure::{Failure, StoreError};
+pub use protocol::{NewMessage, NewTask, Op, Status, Written};
 
 use crate::counted::Counted;
 use crate::error::ApiError;
@@ -39,7 +47,7 @@ pub struct Stats {
 }
 
 pub struct Store {
-    commands: Mutex<Option<Sender<writer::Command>>>,
+    commands: Mutex<Option<Sender<protocol::Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Readers>,
     pub stats: Arc<Stats>,
@@ -115,15 +123,14 @@ impl Store {
     }
 
     /// Queues a change for the writer and waits until it is committed (or refused).
-    pub fn write(&self, op: Op) -> Result<Done, ApiError> {
-        let (reply, done) = bounded(1);
+    pub fn write(&self, op: Op) -> Result<Written, StoreError> {
+        let (reply, written) = bounded(1);
         let sender = self.commands.lock().ok().and_then(|c| c.clone());
-        let sender = sender.ok_or_else(|| ApiError::unavailable("server is shutting down"))?;
+        let sender = sender.ok_or_else(StoreError::shutting_down)?;
         sender
-            .send(writer::Command { op, reply })
-            .map_err(|_| ApiError::unavailable("server is shutting down"))?;
-        done.recv()
-            .map_err(|_| ApiError::unavailable("server is shutting down"))?
+            .send(protocol::Command { op, reply })
+            .map_err(|_| StoreError::shutting_down())?;
+        written.recv().map_err(|_| StoreError::shutting_down())?
     }
 
     /// Runs a query on a pooled read-only connection.
