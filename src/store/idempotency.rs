@@ -28,30 +28,27 @@ pub struct Kept {
 /// The first reply to `key`, if it is remembered; refused if the key came with another
 /// request.
 pub fn recall(tx: &Transaction, key: &Key) -> Result<Option<Kept>, StoreError> {
-    let first: Option<(String, u16, String)> = tx
-        .prepare_cached(
-            "SELECT fingerprint, status, body FROM idempotency_keys
-             WHERE sender = ?1 AND key = ?2 AND expires_at > ?3",
-        )?
-        .query_row(params![key.from, key.key, now()], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .optional()?;
-    let Some((fingerprint, status, body)) = first else {
+    let Some((fingerprint, status, body)) = first_use(tx, key)? else {
         return Ok(None);
     };
     if fingerprint != key.fingerprint {
-        return Err(StoreError::new(
-            Failure::KeyReused,
-            format!(
-                "Idempotency-Key {:?} was already used by {} for a different request",
-                key.key, key.from
-            ),
-        ));
+        let (key, from) = (&key.key, &key.from);
+        let message =
+            format!("Idempotency-Key {key:?} was already used by {from} for a different request");
+        return Err(StoreError::new(Failure::KeyReused, message));
     }
     let body = serde_json::from_str(&body)
         .map_err(|e| StoreError::internal(format!("stored reply is not JSON: {e}")))?;
     Ok(Some(Kept { status, body }))
+}
+
+/// The fingerprint, status and body (JSON) kept for `key`, unless expired.
+fn first_use(tx: &Transaction, key: &Key) -> rusqlite::Result<Option<(String, u16, String)>> {
+    let sql = "SELECT fingerprint, status, body FROM idempotency_keys
+               WHERE sender = ?1 AND key = ?2 AND expires_at > ?3";
+    let args = params![key.from, key.key, now()];
+    let row = |row: &rusqlite::Row| Ok((row.get(0)?, row.get(1)?, row.get(2)?));
+    tx.prepare_cached(sql)?.query_row(args, row).optional()
 }
 
 /// Whether a reply to `key` is remembered (whatever request it came with): a cheap read-only

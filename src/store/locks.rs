@@ -55,20 +55,7 @@ fn acquire(
         held => held,
     };
     let renewed = held.is_some();
-    let lock = Lock {
-        name: name.to_string(),
-        holder: from.to_string(),
-        // A renewal without a note or channel keeps the ones it had.
-        note: note
-            .map(str::to_string)
-            .or_else(|| held.as_ref().and_then(|l| l.note.clone())),
-        ch: ch
-            .map(str::to_string)
-            .or_else(|| held.as_ref().map(|l| l.ch.clone()))
-            .unwrap_or_else(|| DEFAULT_CHANNEL.to_string()),
-        acquired_at: held.as_ref().map_or(now, |l| l.acquired_at),
-        expires_at: now + ttl_s,
-    };
+    let lock = taken(held, from, name, (note, ch), (now, now + ttl_s));
     upsert(step, &lock)?;
     let body = json!({
         "name": name, "holder": from, "note": lock.note, "expires_at": lock.expires_at,
@@ -76,6 +63,32 @@ fn acquire(
     });
     announce(step, &lock.ch, from, "lock.acquired", body)?;
     Ok(Written::LockTaken { lock, renewed })
+}
+
+/// The lock `from` takes at `now` until `expires_at`: a renewal keeps when it was first
+/// taken, and without a note or channel, the ones it had.
+fn taken(
+    held: Option<Lock>,
+    from: &str,
+    name: &str,
+    (note, ch): (Option<&str>, Option<&str>),
+    (now, expires_at): (f64, f64),
+) -> Lock {
+    let (old_note, old_ch, acquired_at) = match held {
+        Some(held) => (held.note, Some(held.ch), held.acquired_at),
+        None => (None, None, now),
+    };
+    Lock {
+        name: name.to_string(),
+        holder: from.to_string(),
+        note: note.map(str::to_string).or(old_note),
+        ch: ch
+            .map(str::to_string)
+            .or(old_ch)
+            .unwrap_or_else(|| DEFAULT_CHANNEL.to_string()),
+        acquired_at,
+        expires_at,
+    }
 }
 
 fn upsert(step: &mut Step, lock: &Lock) -> Result<(), StoreError> {

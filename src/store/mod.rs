@@ -8,6 +8,7 @@ pub mod horizon;
 pub mod idempotency;
 pub mod locks;
 mod messages;
+mod ops;
 mod protocol;
 pub mod read;
 pub mod schema;

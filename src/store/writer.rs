@@ -5,12 +5,12 @@ use super::clock::now;
 use super::failure::StoreError;
 use super::protocol::{Command, Op, Written};
 use super::step::{Effects, Step};
-use super::{Stats, TaskBell, idempotency, locks, messages, tasks};
+use super::{Stats, TaskBell, locks, ops, tasks};
 use crate::hub::Hub;
 use crate::ids::IdGen;
+use crate::metrics::METRICS;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use rusqlite::{Connection, params};
-use serde_json::Value;
+use rusqlite::Connection;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -28,34 +28,17 @@ pub fn spawn(
     bell: Arc<TaskBell>,
     floor: Option<Ulid>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let writer = Writer {
+        conn,
+        ids: IdGen::new(floor),
+        hub,
+        stats,
+        bell,
+        next_lease: None,
+    };
     std::thread::Builder::new()
         .name("writer".into())
-        .spawn(move || {
-            let mut writer = Writer {
-                conn,
-                ids: IdGen::new(floor),
-                hub,
-                stats,
-                bell,
-                next_lease: None,
-            };
-            // Leases that ran out while the server was down expire on the first pass.
-            writer.next_lease = writer.earliest_lease();
-            while let Some(first) = writer.next_command(&commands) {
-                let mut batch: Vec<Command> = first.into_iter().collect();
-                while batch.len() < MAX_BATCH {
-                    match commands.try_recv() {
-                        Ok(command) => batch.push(command),
-                        Err(_) => break,
-                    }
-                }
-                writer.run_batch(batch);
-            }
-            // Every sender is gone: the server is shutting down. Fold the WAL back in.
-            let _ = writer
-                .conn
-                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-        })
+        .spawn(move || writer.serve(&commands))
 }
 
 struct Writer {
@@ -69,6 +52,17 @@ struct Writer {
 }
 
 impl Writer {
+    /// Commits batches until every sender is gone (the server is shutting down).
+    fn serve(mut self, commands: &Receiver<Command>) {
+        // Leases that ran out while the server was down expire on the first pass.
+        self.next_lease = self.earliest_lease();
+        while let Some(first) = self.next_command(commands) {
+            self.run_batch(batch(first, commands));
+        }
+        // Fold the WAL back in.
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+
     /// Waits for the next command, or until the soonest lease runs out (`Some(None)`: no
     /// command, just expire). `None` once every sender is gone.
     fn next_command(&self, commands: &Receiver<Command>) -> Option<Option<Command>> {
@@ -83,34 +77,26 @@ impl Writer {
         }
     }
 
+    /// Commits the batch, then applies its effects and answers each command; if the commit
+    /// fails, every command gets its error.
     fn run_batch(&mut self, batch: Vec<Command>) {
         let mut effects = Effects::default();
         let mut replies = Vec::with_capacity(batch.len());
         let started = Instant::now();
-        let committed = self.commit_batch(&batch, &mut effects, &mut replies);
-        match committed {
-            Ok(()) => {
-                crate::metrics::METRICS.record_commit(
-                    batch.len(),
-                    started.elapsed(),
-                    effects.events.len(),
-                    &effects.transitions,
-                );
-                self.apply(effects);
-                for (command, result) in batch.into_iter().zip(replies) {
-                    let _ = command.reply.send(result);
-                }
-            }
-            Err(err) => {
-                for command in batch {
-                    let _ = command.reply.send(Err(err.clone()));
-                }
-            }
+        if let Err(err) = self.commit_batch(&batch, &mut effects, &mut replies) {
+            replies = batch.iter().map(|_| Err(err.clone())).collect();
+        } else {
+            let (events, transitions) = (effects.events.len(), &effects.transitions);
+            METRICS.record_commit(batch.len(), started.elapsed(), events, transitions);
+            self.apply(effects);
+        }
+        for (command, result) in batch.into_iter().zip(replies) {
+            let _ = command.reply.send(result);
         }
     }
 
     /// Expires due leases, then runs each command in its own savepoint, so a refused one
-    /// (409, 404...) leaves no trace while the rest of the batch commits together.
+    /// leaves no trace while the rest of the batch commits together.
     fn commit_batch(
         &mut self,
         batch: &[Command],
@@ -119,24 +105,12 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         if self.next_lease.is_some_and(|deadline| deadline <= now()) {
-            let mut step = Step::new(&tx, &mut self.ids);
-            tasks::expire_leases(&mut step)?;
-            locks::expire(&mut step)?;
-            effects.absorb(step.effects);
-            effects.leases_changed = true;
+            effects.absorb(expire_due(&mut Step::new(&tx, &mut self.ids))?);
         }
         for command in batch {
             let mut step = Step::new(&tx, &mut self.ids);
-            // Cached statements: parsing these three for every command was measurable.
-            tx.prepare_cached("SAVEPOINT command")?.execute([])?;
-            let result = run(&mut step, &command.op);
-            if result.is_ok() {
-                effects.absorb(step.effects);
-            } else {
-                tx.prepare_cached("ROLLBACK TO command")?.execute([])?;
-            }
-            tx.prepare_cached("RELEASE command")?.execute([])?;
-            replies.push(result);
+            replies.push(in_savepoint(&mut step, &command.op)?);
+            effects.absorb(step.effects);
         }
         tx.commit()?;
         Ok(())
@@ -149,9 +123,8 @@ impl Writer {
         } else {
             messages.fetch_sub(effects.messages_delta.unsigned_abs(), Ordering::Relaxed);
         }
-        self.stats
-            .tasks
-            .fetch_add(effects.tasks_added, Ordering::Relaxed);
+        let added = effects.tasks_added;
+        self.stats.tasks.fetch_add(added, Ordering::Relaxed);
         self.hub.publish(&effects.events);
         if effects.leases_changed {
             self.next_lease = self.earliest_lease();
@@ -177,88 +150,31 @@ impl Writer {
     }
 }
 
-/// Runs one change in `step`; what it wrote.
-fn run(step: &mut Step, op: &Op) -> Result<Written, StoreError> {
-    match op {
-        Op::Publish(message) => {
-            let (id, ts) = messages::insert(step, message)?;
-            Ok(Written::Published { id, ts })
-        }
-        Op::CreateTask(task) => tasks::create(step, task),
-        Op::Claim { id, from, lease_s } => tasks::claim(step, id, from, *lease_s),
-        Op::ClaimNext {
-            from,
-            ch,
-            lease_s,
-            exclude,
-        } => {
-            let ch = ch.as_deref();
-            tasks::claim_next(step, &tasks::Wanted { from, ch, exclude }, *lease_s)
-        }
-        Op::Touch { id, from, lease_s } => tasks::touch(step, id, from, *lease_s),
-        Op::Retry { id, from } => tasks::retry(step, id, from),
-        Op::Update { id, from, fields } => tasks::update(step, id, from, fields),
-        Op::Complete {
-            id,
-            from,
-            result,
-            files,
-        } => tasks::complete(step, id, from, result, files),
-        Op::Abandon {
-            id,
-            from,
-            reason,
-            delay_s,
-        } => tasks::abandon(step, id, from, reason, *delay_s),
-        Op::Interrupt { id, from, reason } => tasks::interrupt(step, id, from, reason),
-        Op::Heartbeat {
-            from,
-            channels,
-            meta,
-        } => heartbeat(step, from, channels, meta),
-        Op::MarkRead { agent, up_to } => mark_read(step, agent, up_to),
-        Op::Prune { retention_days } => messages::prune(step, *retention_days),
-        Op::Idempotent { key, op, keep } => {
-            if let Some(first) = idempotency::recall(step.tx, key)? {
-                return Ok(Written::Repeated(first));
-            }
-            let written = run(step, op)?;
-            idempotency::remember(step.tx, key, &keep(&written))?;
-            Ok(written)
-        }
-        Op::Lock(op) => locks::run(step, op),
+/// The first command and what else is queued already, up to `MAX_BATCH`.
+fn batch(first: Option<Command>, commands: &Receiver<Command>) -> Vec<Command> {
+    let mut batch: Vec<Command> = first.into_iter().collect();
+    let room = MAX_BATCH - batch.len();
+    batch.extend(commands.try_iter().take(room));
+    batch
+}
+
+/// Returns the tasks whose lease ran out to the queue and drops run-out locks.
+fn expire_due(step: &mut Step) -> Result<Effects, StoreError> {
+    tasks::expire_leases(step)?;
+    locks::expire(step)?;
+    step.effects.leases_changed = true;
+    Ok(std::mem::take(&mut step.effects))
+}
+
+/// Runs `op` in its own savepoint: refused, it leaves no trace (and no effects).
+fn in_savepoint(step: &mut Step, op: &Op) -> Result<Result<Written, StoreError>, StoreError> {
+    // Cached statements: parsing these three for every command was measurable.
+    step.tx.prepare_cached("SAVEPOINT command")?.execute([])?;
+    let result = ops::run(step, op);
+    if result.is_err() {
+        step.effects = Effects::default();
+        step.tx.prepare_cached("ROLLBACK TO command")?.execute([])?;
     }
-}
-
-/// Presence: `from` is alive, listening on `channels`.
-fn heartbeat(
-    step: &mut Step,
-    from: &str,
-    channels: &Value,
-    meta: &Value,
-) -> Result<Written, StoreError> {
-    step.tx
-        .prepare_cached(
-            "INSERT INTO presence (agent_id, last_seen, channels, meta)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (agent_id) DO UPDATE SET last_seen = ?2, channels = ?3, meta = ?4",
-        )?
-        .execute(params![from, now(), channels.to_string(), meta.to_string()])?;
-    Ok(Written::Seen)
-}
-
-/// Moves `agent`'s inbox read cursor forward to `up_to`.
-fn mark_read(step: &mut Step, agent: &str, up_to: &str) -> Result<Written, StoreError> {
-    // Clamped to the greatest id issued so far: a cursor beyond it (any valid ULID is
-    // accepted) would hide every later message for good. A clamp rather than a refusal:
-    // "everything so far is read" is what such an id can only mean, and a client cannot
-    // tell a future id from a present one before asking.
-    let greatest = super::read::greatest_id(step.tx)?
-        .unwrap_or(Ulid::nil())
-        .to_string();
-    let up_to = super::turns::mark_read(step.tx, agent, up_to.min(&greatest))?;
-    Ok(Written::ReadUpTo {
-        agent: agent.to_string(),
-        up_to,
-    })
+    step.tx.prepare_cached("RELEASE command")?.execute([])?;
+    Ok(result)
 }
