@@ -124,7 +124,7 @@ impl From<std::io::Error> for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::ApiError;
+    use super::{ApiError, Fault};
     use rusqlite::ffi;
 
     fn sqlite(code: i32, message: &str) -> ApiError {
@@ -141,6 +141,19 @@ mod tests {
         assert_eq!(err.status, 503);
         assert!(!err.message.contains("/x/"), "{}", err.message);
         assert!(!err.message.contains("y.db"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_full_or_failing_disk_is_507() {
+        for fault in [Fault::DiskFull, Fault::Unavailable] {
+            assert_eq!(ApiError::from(fault).status, 507, "{fault:?}");
+        }
+        assert_eq!(sqlite(ffi::SQLITE_FULL, "disk full").status, 507);
+        let err = ApiError::from(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(
+            err,
+            ApiError::insufficient_storage("disk full: nothing was stored")
+        );
     }
 
     #[test]

@@ -106,3 +106,87 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Fault;
+
+    fn lock() -> Lock {
+        Lock {
+            name: "src/main.rs".into(),
+            holder: "alice".into(),
+            note: None,
+            ch: "locks".into(),
+            acquired_at: 1.0,
+            expires_at: 2.5,
+        }
+    }
+
+    #[test]
+    fn created_things_are_201_and_a_held_lock_409_naming_its_holder() {
+        let published = keep(&Written::Published {
+            id: "01A".into(),
+            ts: 1.5,
+        });
+        assert_eq!(
+            published,
+            Kept {
+                status: 201,
+                body: json!({"id": "01A", "ts": 1.5})
+            }
+        );
+        let held = keep(&Written::LockHeld(lock()));
+        assert_eq!(held.status, 409);
+        assert_eq!(held.body["holder"], "alice");
+        assert_eq!(
+            held.body["error"],
+            "lock \"src/main.rs\" is held by alice until 2.5"
+        );
+    }
+
+    #[test]
+    fn a_claim_shows_its_lease_only_when_it_has_one() {
+        let claim = |lease_expires_at| Written::Taken {
+            id: "01A".into(),
+            by: "bob".into(),
+            lease_expires_at,
+        };
+        let body = keep(&claim(None)).body;
+        assert_eq!(
+            body,
+            json!({"id": "01A", "status": "claimed", "claimed-by": "bob"})
+        );
+        assert_eq!(keep(&claim(Some(9.0))).body["lease_expires_at"], 9.0);
+    }
+
+    #[test]
+    fn nothing_to_claim_is_an_empty_204_and_a_repeat_its_first_reply() {
+        let nothing = reply(Written::NothingYet { next_ready: None });
+        assert_eq!(nothing.status(), 204);
+        let first = Kept {
+            status: 201,
+            body: json!({"id": "01A"}),
+        };
+        assert_eq!(keep(&Written::Repeated(first.clone())), first);
+    }
+
+    #[test]
+    fn refusals_map_to_their_statuses_with_the_store_s_words() {
+        let cases = [
+            (Failure::NotFound, 404),
+            (Failure::Forbidden, 403),
+            (Failure::Conflict, 409),
+            (Failure::Invalid, 400),
+            (Failure::KeyReused, 422),
+            (Failure::ShuttingDown, 503),
+            (Failure::Storage(Fault::DiskFull), 507),
+            (Failure::Storage(Fault::Busy), 503),
+            (Failure::Storage(Fault::Internal), 500),
+        ];
+        for (kind, status) in cases {
+            let err = ApiError::from(StoreError::new(kind, "why"));
+            assert_eq!(err, ApiError::new(status, "why"), "{kind:?}");
+        }
+    }
+}

@@ -56,10 +56,15 @@ pub(super) fn insert(step: &mut Step, m: &NewMessage) -> Result<(String, f64), S
         .map_err(|e| StoreError::internal(format!("cannot encode message: {e}")))?;
     insert_rows(step, m, &id, &envelope)?;
     step.effects.messages_delta += 1;
-    let mut event = Event::new(id.clone(), m.ch.clone(), m.kind.clone(), &envelope);
-    event.recipients = m.recipients.clone();
-    step.effects.events.push(Arc::new(event));
+    step.effects.events.push(Arc::new(event(m, &id, &envelope)));
     Ok((id, ts))
+}
+
+/// What the hub sends for the stored message.
+fn event(m: &NewMessage, id: &str, envelope: &str) -> Event {
+    let mut event = Event::new(id.to_string(), m.ch.clone(), m.kind.clone(), envelope);
+    event.recipients = m.recipients.clone();
+    event
 }
 
 /// The message's row, its search entry, its channel and its recipients' inbox rows.
@@ -95,9 +100,7 @@ pub(super) fn prune(step: &mut Step, retention_days: u64) -> Result<Written, Sto
     } else {
         0
     };
-    let week_ago = (now_ms as f64 / 1000.0) - 7.0 * 86_400.0;
-    step.tx
-        .execute("DELETE FROM presence WHERE last_seen < ?1", [week_ago])?;
+    forget_presence_before(step, (now_ms as f64 / 1000.0) - 7.0 * 86_400.0)?;
     super::idempotency::forget_expired(step.tx)?;
     step.effects.messages_delta -= deleted as i64;
     Ok(Written::Pruned { deleted })
@@ -119,4 +122,11 @@ fn delete_before(step: &Step, cutoff: &str) -> Result<usize, StoreError> {
         )?;
     }
     Ok(deleted)
+}
+
+/// Drops the presence of agents last seen before `cutoff` (unix seconds).
+fn forget_presence_before(step: &Step, cutoff: f64) -> Result<(), StoreError> {
+    let sql = "DELETE FROM presence WHERE last_seen < ?1";
+    step.tx.execute(sql, [cutoff])?;
+    Ok(())
 }

@@ -47,6 +47,19 @@ pub struct Stats {
     pub tasks: AtomicU64,
 }
 
+impl Stats {
+    /// Counts what a commit changed: messages added (or pruned, negative) and tasks added.
+    fn count(&self, messages_delta: i64, tasks_added: u64) {
+        let messages = &self.messages;
+        if messages_delta >= 0 {
+            messages.fetch_add(messages_delta as u64, Ordering::Relaxed);
+        } else {
+            messages.fetch_sub(messages_delta.unsigned_abs(), Ordering::Relaxed);
+        }
+        self.tasks.fetch_add(tasks_added, Ordering::Relaxed);
+    }
+}
+
 pub struct Store {
     commands: Mutex<Option<Sender<protocol::Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,

@@ -271,3 +271,16 @@ pub struct Lock {
     pub acquired_at: f64,
     pub expires_at: f64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    #[test]
+    fn a_status_reads_back_from_its_stored_name() {
+        for status in [Status::Open, Status::Claimed, Status::Done, Status::Failed] {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::parse("closed"), None);
+    }
+}

@@ -12,7 +12,6 @@ use crate::metrics::METRICS;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use ulid::Ulid;
@@ -117,14 +116,8 @@ impl Writer {
     }
 
     fn apply(&mut self, effects: Effects) {
-        let messages = &self.stats.messages;
-        if effects.messages_delta >= 0 {
-            messages.fetch_add(effects.messages_delta as u64, Ordering::Relaxed);
-        } else {
-            messages.fetch_sub(effects.messages_delta.unsigned_abs(), Ordering::Relaxed);
-        }
-        let added = effects.tasks_added;
-        self.stats.tasks.fetch_add(added, Ordering::Relaxed);
+        self.stats
+            .count(effects.messages_delta, effects.tasks_added);
         self.hub.publish(&effects.events);
         if effects.leases_changed {
             self.next_lease = self.earliest_lease();

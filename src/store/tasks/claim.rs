@@ -51,12 +51,7 @@ fn insert(step: &Step, id: &str, task: &NewTask) -> Result<(), StoreError> {
 pub(crate) fn claim(step: &mut Step, id: &str, from: &str, lease_s: Option<f64>) -> Answer {
     let task = load(step, id)?;
     check_claimable(id, from, &task)?;
-    step.tx
-        .prepare_cached(
-            "UPDATE tasks SET status = 'claimed', claimed_by = ?2, claimed_at = ?3,
-             updated_at = ?3 WHERE id = ?1",
-        )?
-        .execute(params![id, from, now()])?;
+    mark_claimed(step, id, from)?;
     let lease_expires_at = set_lease(step, id, lease_s)?;
     let body = json!({"task-id": id, "title": task.title});
     announce(step, &task, from, Announcement::new("task.claimed", body))?;
@@ -66,6 +61,15 @@ pub(crate) fn claim(step: &mut Step, id: &str, from: &str, lease_s: Option<f64>)
         by,
         lease_expires_at,
     })
+}
+
+fn mark_claimed(step: &Step, id: &str, from: &str) -> Result<(), StoreError> {
+    let sql = "UPDATE tasks SET status = 'claimed', claimed_by = ?2, claimed_at = ?3,
+               updated_at = ?3 WHERE id = ?1";
+    step.tx
+        .prepare_cached(sql)?
+        .execute(params![id, from, now()])?;
+    Ok(())
 }
 
 /// Refuses a claim by `from`: a task for someone else, not open, or still delayed.
@@ -78,14 +82,16 @@ fn check_claimable(id: &str, from: &str, task: &TaskState) -> Result<(), StoreEr
     if task.status != Status::Open {
         return Err(StoreError::conflict(not_open(id, task)));
     }
-    if let Some(not_before) = task.not_before.filter(|t| *t > now()) {
-        // Seconds from now, rounded up: people and scripts read this, not an epoch.
-        let wait = (not_before - now()).ceil().max(1.0);
-        return Err(StoreError::conflict(format!(
-            "task {id} is delayed: claimable in {wait:.0} s"
-        )));
+    match task.not_before.filter(|t| *t > now()) {
+        Some(not_before) => Err(delayed(id, not_before)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+fn delayed(id: &str, not_before: f64) -> StoreError {
+    // Seconds from now, rounded up: people and scripts read this, not an epoch.
+    let wait = (not_before - now()).ceil().max(1.0);
+    StoreError::conflict(format!("task {id} is delayed: claimable in {wait:.0} s"))
 }
 
 fn not_open(id: &str, task: &TaskState) -> String {

@@ -31,12 +31,17 @@ pub(crate) fn update(step: &mut Step, id: &str, from: &str, fields: &Map<String,
     if let Some(lease_s) = task.lease_s {
         set_lease(step, id, Some(lease_s))?;
     }
+    let news = Announcement::new("task.updated", progress(id, fields));
+    announce(step, &task, from, news)?;
+    Ok(Written::Updated { id: id.to_string() })
+}
+
+/// An update's announcement: the fields reported, less `from`, with the task's id.
+fn progress(id: &str, fields: &Map<String, Value>) -> Value {
     let mut body = fields.clone();
     body.remove("from");
     body.insert("task-id".into(), json!(id));
-    let news = Announcement::new("task.updated", Value::Object(body));
-    announce(step, &task, from, news)?;
-    Ok(Written::Updated { id: id.to_string() })
+    Value::Object(body)
 }
 
 /// The claimer finishes the task with `result` and `files`.
@@ -48,15 +53,7 @@ pub(crate) fn complete(
     files: &[String],
 ) -> Answer {
     let task = load_claimed_by(step, id, from)?;
-    let files_json = serde_json::to_string(files)
-        .map_err(|e| StoreError::internal(format!("cannot encode files: {e}")))?;
-    step.tx
-        .prepare_cached(
-            "UPDATE tasks SET status = 'done', result = ?2, files = ?3, updated_at = ?4,
-             lease_s = NULL, lease_expires_at = NULL WHERE id = ?1",
-        )?
-        .execute(params![id, result.to_string(), files_json, now()])?;
-    step.effects.leases_changed = true;
+    mark_done(step, id, result, files)?;
     let body = json!({"task-id": id, "title": task.title, "result": result});
     let news = Announcement {
         files: files.to_vec(),
@@ -64,6 +61,23 @@ pub(crate) fn complete(
     };
     announce(step, &task, from, news)?;
     Ok(Written::Completed { id: id.to_string() })
+}
+
+/// Records the task done with its result and files, its lease cleared.
+fn mark_done(
+    step: &mut Step,
+    id: &str,
+    result: &Value,
+    files: &[String],
+) -> Result<(), StoreError> {
+    let files = serde_json::to_string(files)
+        .map_err(|e| StoreError::internal(format!("cannot encode files: {e}")))?;
+    let sql = "UPDATE tasks SET status = 'done', result = ?2, files = ?3, updated_at = ?4,
+               lease_s = NULL, lease_expires_at = NULL WHERE id = ?1";
+    let args = params![id, result.to_string(), files, now()];
+    step.tx.prepare_cached(sql)?.execute(args)?;
+    step.effects.leases_changed = true;
+    Ok(())
 }
 
 /// Asks whoever works on the task to stop: an announcement only.

@@ -34,26 +34,25 @@ struct TaskState {
 }
 
 fn load(step: &Step, id: &str) -> Result<TaskState, StoreError> {
-    step.tx
-        .prepare_cached(
-            "SELECT status, assigned_to, claimed_by, title, ch, not_before, attempts,
-             max_attempts, lease_s FROM tasks WHERE id = ?1",
-        )?
-        .query_row([id], |row| {
-            Ok(TaskState {
-                status: row.get(0)?,
-                assigned_to: row.get(1)?,
-                claimed_by: row.get(2)?,
-                title: row.get(3)?,
-                ch: row.get(4)?,
-                not_before: row.get(5)?,
-                attempts: row.get(6)?,
-                max_attempts: row.get(7)?,
-                lease_s: row.get(8)?,
-            })
-        })
-        .optional()?
+    let sql = "SELECT status, assigned_to, claimed_by, title, ch, not_before, attempts,
+               max_attempts, lease_s FROM tasks WHERE id = ?1";
+    let task = step.tx.prepare_cached(sql)?.query_row([id], from_row);
+    task.optional()?
         .ok_or_else(|| StoreError::not_found(format!("no task {id}")))
+}
+
+fn from_row(row: &rusqlite::Row) -> rusqlite::Result<TaskState> {
+    Ok(TaskState {
+        status: row.get(0)?,
+        assigned_to: row.get(1)?,
+        claimed_by: row.get(2)?,
+        title: row.get(3)?,
+        ch: row.get(4)?,
+        not_before: row.get(5)?,
+        attempts: row.get(6)?,
+        max_attempts: row.get(7)?,
+        lease_s: row.get(8)?,
+    })
 }
 
 /// A task that `from` holds: claimed (else a conflict) by `from` (else forbidden).

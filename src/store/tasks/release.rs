@@ -33,16 +33,19 @@ pub(crate) fn retry(step: &mut Step, id: &str, from: &str) -> Answer {
             "task {id} is {status}, not failed"
         )));
     }
-    step.tx
-        .prepare_cached(
-            "UPDATE tasks SET status = 'open', attempts = 0, not_before = NULL,
-             updated_at = ?2 WHERE id = ?1",
-        )?
-        .execute(params![id, now()])?;
-    step.effects.tasks_opened = true;
+    reopen_failed(step, id)?;
     let body = json!({"task-id": id, "title": task.title});
     announce(step, &task, from, Announcement::new("task.retried", body))?;
     Ok(Written::Retried { id: id.to_string() })
+}
+
+/// Opens a failed task again, its attempts reset.
+fn reopen_failed(step: &mut Step, id: &str) -> Result<(), StoreError> {
+    let sql = "UPDATE tasks SET status = 'open', attempts = 0, not_before = NULL,
+               updated_at = ?2 WHERE id = ?1";
+    step.tx.prepare_cached(sql)?.execute(params![id, now()])?;
+    step.effects.tasks_opened = true;
+    Ok(())
 }
 
 /// Takes a claimed task back (abandon or lease expiry), announced by `from` as `news`: one
@@ -55,12 +58,7 @@ fn release(
     (from, news): (&str, Announcement),
     delay_s: f64,
 ) -> Result<Status, StoreError> {
-    let attempts = task.attempts + 1;
-    let status = if attempts >= task.max_attempts {
-        Status::Failed
-    } else {
-        Status::Open
-    };
+    let (status, attempts) = task.released();
     reopen(step, id, status, attempts, delay_s)?;
     announce(step, task, from, news)?;
     if status == Status::Failed {
@@ -70,6 +68,18 @@ fn release(
         step.effects.tasks_opened = true;
     }
     Ok(status)
+}
+
+impl TaskState {
+    /// Where the task goes when released, and its attempts then: failed once they reach
+    /// its maximum, else open.
+    fn released(&self) -> (Status, i64) {
+        let attempts = self.attempts + 1;
+        match attempts >= self.max_attempts {
+            true => (Status::Failed, attempts),
+            false => (Status::Open, attempts),
+        }
+    }
 }
 
 /// Clears the claim and lease, counting the attempt; `status` is where the task goes.
@@ -95,19 +105,20 @@ fn reopen(
 
 /// Returns every claimed task whose lease has run out to the queue, announcing each.
 pub(crate) fn expire_leases(step: &mut Step) -> Result<(), StoreError> {
-    let due: Vec<String> = step
-        .tx
-        .prepare_cached(
-            "SELECT id FROM tasks WHERE lease_expires_at <= ?1 AND status = 'claimed'
-             ORDER BY lease_expires_at",
-        )?
-        .query_map([now()], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for id in due {
+    for id in run_out(step)? {
         let task = load(step, &id)?;
         let body = json!({"task-id": id, "title": task.title, "claimed-by": task.claimed_by});
         let news = Announcement::new("task.expired", body);
         release(step, &id, &task, (SERVER_IDENTITY, news), 0.0)?;
     }
     Ok(())
+}
+
+/// The claimed tasks whose lease has run out, soonest first.
+fn run_out(step: &Step) -> Result<Vec<String>, StoreError> {
+    let sql = "SELECT id FROM tasks WHERE lease_expires_at <= ?1 AND status = 'claimed'
+               ORDER BY lease_expires_at";
+    let mut statement = step.tx.prepare_cached(sql)?;
+    let ids = statement.query_map([now()], |row| row.get(0))?;
+    Ok(ids.collect::<rusqlite::Result<_>>()?)
 }
