@@ -24,7 +24,6 @@ pub use failure::{Failure, StoreError};
 pub use protocol::{NewMessage, NewTask, Op, Status, Written};
 
 use crate::counted::Counted;
-use crate::error::ApiError;
 use crate::hub::Hub;
 use crossbeam_channel::{Sender, bounded};
 use rusqlite::Connection;
@@ -151,7 +150,7 @@ impl Store {
     pub fn read<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, StoreError> {
         self.readers.with(query)
     }
 
@@ -180,7 +179,7 @@ impl Reader {
     pub fn read<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, StoreError> {
         self.0.with(query)
     }
 }
@@ -211,7 +210,7 @@ impl Readers {
     fn with<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, StoreError> {
         let conn = self.take()?;
         let result = query(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -224,7 +223,7 @@ impl Readers {
 
     /// A pooled connection, or a new one; when none can be opened (out of descriptors),
     /// the next one returned to the pool.
-    fn take(&self) -> Result<Connection, ApiError> {
+    fn take(&self) -> Result<Connection, StoreError> {
         if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);
         }
@@ -237,6 +236,6 @@ impl Readers {
             .returned
             .wait_timeout_while(idle, READER_WAIT, |idle| idle.is_empty())
             .unwrap_or_else(|p| p.into_inner());
-        idle.pop().ok_or_else(|| ApiError::from(err))
+        idle.pop().ok_or_else(|| StoreError::from(err))
     }
 }
