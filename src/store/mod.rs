@@ -47,6 +47,18 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The counts in the database (for /status and /metrics), and its greatest id, the
+    /// floor of the ids to come.
+    fn load(conn: &Connection) -> rusqlite::Result<(Stats, Option<ulid::Ulid>)> {
+        let (messages, tasks) = read::counts(conn)?;
+        crate::metrics::METRICS.load_task_counts(conn)?;
+        let stats = Stats {
+            messages: AtomicU64::new(messages),
+            tasks: AtomicU64::new(tasks),
+        };
+        Ok((stats, read::greatest_id(conn)?))
+    }
+
     /// Counts what a commit changed: messages added (or pruned, negative) and tasks added.
     fn count(&self, messages_delta: i64, tasks_added: u64) {
         let messages = &self.messages;
@@ -108,22 +120,15 @@ impl TaskBell {
 impl Store {
     /// Opens the database (creating and upgrading it) and starts the writer thread.
     pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, String> {
-        let conn = schema::open_writer(path)
-            .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-        let stats = Arc::new(Stats::default());
-        let (messages, tasks) = read::counts(&conn)
-            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
-        stats.messages.store(messages, Ordering::Relaxed);
-        stats.tasks.store(tasks, Ordering::Relaxed);
-        crate::metrics::METRICS
-            .load_task_counts(&conn)
-            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
-        let floor = read::greatest_id(&conn)
-            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
+        let cannot = |doing: &str, e: rusqlite::Error| {
+            format!("cannot {doing} database {}: {e}", path.display())
+        };
+        let conn = schema::open_writer(path).map_err(|e| cannot("open", e))?;
+        let (stats, floor) = Stats::load(&conn).map_err(|e| cannot("read", e))?;
+        let stats = Arc::new(stats);
+        let readers = Readers::open(path.to_path_buf()).map_err(|e| cannot("open", e))?;
         let (tx, rx) = bounded(4096);
         let bell = Arc::new(TaskBell::default());
-        let readers = Readers::open(path.to_path_buf())
-            .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
         let writer = writer::spawn(conn, rx, hub, stats.clone(), bell.clone(), floor)
             .map_err(|e| format!("cannot start writer thread: {e}"))?;
         Ok(Store {
