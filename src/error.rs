@@ -1,4 +1,5 @@
-//! `ApiError`: every failure a request can meet, with its HTTP status, in one place.
+//! `ApiError`: every failure a request can meet, with its HTTP status, in one place; and
+//! `Fault`, what went wrong with storage, in words rather than statuses.
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +27,17 @@ impl ApiError {
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(409, message)
     }
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(405, message)
+    }
     pub fn too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(413, message)
+    }
+    pub fn unprocessable(message: impl Into<String>) -> ApiError {
+        ApiError::new(422, message)
+    }
+    pub fn insufficient_storage(message: impl Into<String>) -> ApiError {
+        ApiError::new(507, message)
     }
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(503, message)
@@ -45,31 +55,64 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// SQLite's messages may name the database file: they go to the log, never to a client.
-impl From<rusqlite::Error> for ApiError {
-    fn from(err: rusqlite::Error) -> ApiError {
+/// What went wrong with storage, as the store reports it; `ApiError` gives it a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    DiskFull,
+    /// Read-only or failing storage.
+    Unavailable,
+    /// Out of file descriptors, most likely: it passes when connections close.
+    Busy,
+    Internal,
+}
+
+impl Fault {
+    /// SQLite's messages may name the database file: they go to the log, never to a client.
+    pub fn of_sqlite(err: &rusqlite::Error) -> Fault {
         use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
         eprintln!("workshop: database error: {err}");
         match err.sqlite_error_code() {
-            Some(DiskFull) => ApiError::new(507, "disk full: nothing was stored"),
-            Some(ReadOnly) | Some(SystemIoFailure) => {
-                ApiError::new(507, "storage unavailable: nothing was stored")
-            }
-            // Out of file descriptors, most likely: it passes when connections close.
-            Some(CannotOpen) => ApiError::unavailable("the server is busy; try again shortly"),
-            _ => ApiError::internal("database error (details in the server log)"),
+            Some(DiskFull) => Fault::DiskFull,
+            Some(ReadOnly) | Some(SystemIoFailure) => Fault::Unavailable,
+            Some(CannotOpen) => Fault::Busy,
+            _ => Fault::Internal,
         }
+    }
+
+    /// What a client is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            Fault::DiskFull => "disk full: nothing was stored",
+            Fault::Unavailable => "storage unavailable: nothing was stored",
+            Fault::Busy => "the server is busy; try again shortly",
+            Fault::Internal => "database error (details in the server log)",
+        }
+    }
+}
+
+impl From<Fault> for ApiError {
+    fn from(fault: Fault) -> ApiError {
+        let message = fault.message();
+        match fault {
+            Fault::DiskFull | Fault::Unavailable => ApiError::insufficient_storage(message),
+            Fault::Busy => ApiError::unavailable(message),
+            Fault::Internal => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(err: rusqlite::Error) -> ApiError {
+        ApiError::from(Fault::of_sqlite(&err))
     }
 }
 
 impl From<std::io::Error> for ApiError {
     fn from(err: std::io::Error) -> ApiError {
         match err.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-                ApiError::new(507, "disk full: nothing was stored")
-            }
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ApiError::from(Fault::DiskFull),
             Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
-                ApiError::new(507, format!("storage unavailable: {err}"))
+                ApiError::insufficient_storage(format!("storage unavailable: {err}"))
             }
             Some(libc::EMFILE) | Some(libc::ENFILE) => {
                 ApiError::unavailable("the server is busy; try again shortly")
@@ -81,7 +124,7 @@ impl From<std::io::Error> for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::ApiError;
+    use super::{ApiError, Fault};
     use rusqlite::ffi;
 
     fn sqlite(code: i32, message: &str) -> ApiError {
@@ -98,6 +141,19 @@ mod tests {
         assert_eq!(err.status, 503);
         assert!(!err.message.contains("/x/"), "{}", err.message);
         assert!(!err.message.contains("y.db"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_full_or_failing_disk_is_507() {
+        for fault in [Fault::DiskFull, Fault::Unavailable] {
+            assert_eq!(ApiError::from(fault).status, 507, "{fault:?}");
+        }
+        assert_eq!(sqlite(ffi::SQLITE_FULL, "disk full").status, 507);
+        let err = ApiError::from(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(
+            err,
+            ApiError::insufficient_storage("disk full: nothing was stored")
+        );
     }
 
     #[test]

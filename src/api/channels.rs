@@ -1,5 +1,6 @@
 //! Publishing, history, and the channel list.
 use super::idempotency;
+use super::written;
 use super::{file_refs, identity, identity_value, label, longpoll, path_channel};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
@@ -44,10 +45,10 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
     {
         return Ok(throttled);
     }
-    let done = app
+    let written = app
         .store
         .write(idempotency::wrap(key, Op::Publish(message)))?;
-    Ok(Reply::json(done.status, done.body))
+    Ok(written::reply(written))
 }
 
 fn reply_to(value: Option<&Value>) -> Result<Option<String>, ApiError> {

@@ -9,7 +9,9 @@ use serde_json::json;
 
 /// The gap a replay after `since` on `ch` (or every channel) has, if any.
 pub fn find(app: &App, ch: Option<&str>, since: &str) -> Result<Option<Gap>, ApiError> {
-    app.store.read(|conn| horizon::gap(conn, ch, since))
+    app.store
+        .read(|conn| horizon::gap(conn, ch, since))
+        .map_err(ApiError::from)
 }
 
 /// The SSE event sent before the replay: `event: gap` and no `id:` line, so a browser's

@@ -46,6 +46,7 @@ pub fn wrap(key: Option<Key>, op: Op) -> Op {
         Some(key) => Op::Idempotent {
             key,
             op: Box::new(op),
+            keep: super::written::keep,
         },
         None => op,
     }

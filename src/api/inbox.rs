@@ -2,6 +2,7 @@
 //! read cursor kept on the server, so a fresh process of the same agent resumes where the
 //! last one stopped.
 use super::id_param;
+use super::written;
 use super::{identity_value, longpoll};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, percent_decode_path, read_json_object};
@@ -49,8 +50,8 @@ pub fn mark_read(app: &App, agent: &str, request: &mut Request) -> Result<Reply,
         .and_then(ids::parse)
         .ok_or_else(|| ApiError::bad_request("up_to must be a message id"))?
         .to_string();
-    let done = app.store.write(Op::MarkRead { agent, up_to })?;
-    Ok(Reply::json(done.status, done.body))
+    let written = app.store.write(Op::MarkRead { agent, up_to })?;
+    Ok(written::reply(written))
 }
 
 /// An identity from a URL path segment (percent-encoded if need be), checked like `from`.

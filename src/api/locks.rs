@@ -1,5 +1,6 @@
 //! Advisory locks: `POST /locks/acquire`, `POST /locks/release`, `GET /locks?prefix=&n=`.
 //! Who wins and who gets 403/409 is decided in the writer (src/store/locks.rs).
+use super::written;
 use super::{identity, optional_channel, optional_text, text_field};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
@@ -42,8 +43,8 @@ pub fn act(app: &App, action: &str, request: &mut Request) -> Result<Reply, ApiE
             return Ok(throttled);
         }
     }
-    let done = app.store.write(Op::Lock(op))?;
-    Ok(Reply::json(done.status, done.body))
+    let written = app.store.write(Op::Lock(op))?;
+    Ok(written::reply(written))
 }
 
 /// `GET /locks?prefix=&n=` (the first `n` by name: 100 unless given, at most 1000).

@@ -45,7 +45,9 @@ pub fn wait_for_history(app: &App, q: &MessageQuery, timeout: Duration) -> Resul
         recipient: None,
     };
     wait_until(app, &awaited, timeout, || {
-        app.store.read(|conn| turns::any_message(conn, q))
+        app.store
+            .read(|conn| turns::any_message(conn, q))
+            .map_err(ApiError::from)
     })
 }
 
@@ -65,6 +67,7 @@ pub fn wait_for_inbox(
     wait_until(app, &awaited, timeout, || {
         app.store
             .read(|conn| turns::any_in_inbox(conn, agent, since))
+            .map_err(ApiError::from)
     })
 }
 

@@ -11,6 +11,7 @@ pub mod presence;
 pub mod search;
 pub mod status;
 pub mod tasks;
+pub mod written;
 
 use crate::error::ApiError;
 use serde_json::{Map, Value};

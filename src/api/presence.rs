@@ -1,4 +1,5 @@
 //! Presence: heartbeats, and who was seen in the last minute.
+use super::written;
 use super::{channel, identity};
 use crate::error::ApiError;
 use crate::http::{Reply, read_json_object};
@@ -18,12 +19,12 @@ pub fn heartbeat(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     let from = identity(&body, "from")?;
     let channels = channels(body.get("channels"))?;
     let meta = body.get("meta").cloned().unwrap_or_else(|| json!({}));
-    let done = app.store.write(Op::Heartbeat {
+    let written = app.store.write(Op::Heartbeat {
         from,
         channels,
         meta,
     })?;
-    Ok(Reply::json(done.status, done.body))
+    Ok(written::reply(written))
 }
 
 /// `channels`: absent, or at most `MAX_CHANNELS` valid channel names.

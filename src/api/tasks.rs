@@ -2,13 +2,14 @@
 //! interrupt). The checks that decide 403/409 run in the writer, so they cannot race.
 use super::idempotency;
 use super::longpoll::MAX_WAIT_S;
+use super::written;
 use super::{channel, file_refs, identity, label, optional_channel, optional_identity};
 use crate::error::ApiError;
 use crate::http::{Reply, count_param, read_json_object};
 use crate::ids;
 use crate::server::App;
 use crate::store::read::{self, TaskQuery};
-use crate::store::{NewTask, Op};
+use crate::store::{NewTask, Op, Written};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -67,10 +68,10 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     {
         return Ok(throttled);
     }
-    let done = app
+    let written = app
         .store
         .write(idempotency::wrap(key, Op::CreateTask(task)))?;
-    Ok(Reply::json(done.status, done.body))
+    Ok(written::reply(written))
 }
 
 /// `GET /tasks?status=&for=&ch=&n=`
@@ -147,8 +148,8 @@ pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<R
             )));
         }
     };
-    let done = app.store.write(idempotency::wrap(key, op))?;
-    Ok(Reply::json(done.status, done.body))
+    let written = app.store.write(idempotency::wrap(key, op))?;
+    Ok(written::reply(written))
 }
 
 /// `POST /tasks/claim`: claim the best task for `from` (highest priority, then oldest),
@@ -169,21 +170,20 @@ pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
         if app.is_stopping() {
             return Err(ApiError::unavailable("server is shutting down"));
         }
-        let done = app.store.write(Op::ClaimNext {
+        let next_ready = match app.store.write(Op::ClaimNext {
             from: from.clone(),
             ch: ch.clone(),
             lease_s,
             exclude: exclude.clone(),
-        })?;
-        if done.status == 200 {
-            return Ok(Reply::json(200, done.body));
-        }
+        })? {
+            Written::NothingYet { next_ready } => next_ready,
+            claimed => return Ok(written::reply(claimed)),
+        };
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             return Ok(Reply::Empty(204));
         };
         // A delayed task becomes claimable without a ring: wake up for it too.
-        let until_ready = done.body["next_ready"]
-            .as_f64()
+        let until_ready = next_ready
             .map(|at| Duration::from_secs_f64((at - crate::store::now()).max(0.0) + 0.001));
         app.store
             .bell
@@ -191,20 +191,18 @@ pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     }
 }
 
-/// An optional array of task ids (at most 1000), as the JSON text SQLite's `json_each` reads.
-fn task_ids(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+/// An optional array of task ids (at most 1000).
+fn task_ids(body: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiError> {
     let bad = || ApiError::bad_request(format!("{key} must be an array of at most 1000 task ids"));
     let ids = match body.get(key) {
-        None | Some(Value::Null) => return Ok("[]".into()),
+        None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) if items.len() <= 1000 => items,
         Some(_) => return Err(bad()),
     };
-    let ids: Vec<String> = ids
-        .iter()
+    ids.iter()
         .map(|id| id.as_str().and_then(ids::parse).map(|id| id.to_string()))
         .collect::<Option<_>>()
-        .ok_or_else(bad)?;
-    Ok(json!(ids).to_string())
+        .ok_or_else(bad)
 }
 
 /// A lease shorter than this could not be touched in time by anyone.

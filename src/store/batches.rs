@@ -2,9 +2,8 @@
 //! history page, an SSE replay, an inbox, a thread, search results) holds about one batch in
 //! memory, not the whole answer. Each batch is its own short read: no connection or snapshot
 //! is held while the client reads.
-use super::Reader;
 use super::read::{self, MessageQuery};
-use crate::error::ApiError;
+use super::{Reader, StoreError};
 use std::collections::HashMap;
 use std::io::{self, Read};
 
@@ -34,7 +33,7 @@ enum Source {
 impl Messages {
     /// Runs the query now (ids and sizes only), so that a failure is known before the first
     /// byte of an answer is sent.
-    pub fn select(reader: Reader, query: &MessageQuery) -> Result<Messages, ApiError> {
+    pub fn select(reader: Reader, query: &MessageQuery) -> Result<Messages, StoreError> {
         let index = reader.read(|conn| read::message_index(conn, query))?;
         Ok(Messages {
             reader,
@@ -71,7 +70,7 @@ impl Messages {
     /// The next `(id, envelope)` pairs, in order; `None` when all have been fetched. A
     /// message pruned since it was indexed, or changed size, is an error: an answer's length
     /// may already have been promised.
-    pub fn next_batch(&mut self) -> Result<Option<Vec<(String, String)>>, ApiError> {
+    pub fn next_batch(&mut self) -> Result<Option<Vec<(String, String)>>, StoreError> {
         let rest = &self.index[self.fetched..];
         if rest.is_empty() {
             return Ok(None);
@@ -107,7 +106,7 @@ impl Messages {
                 .zip(wanted)
                 .all(|((id, json), (want, size))| id == want && json.len() as u64 == *size);
         if !intact {
-            return Err(ApiError::internal(format!(
+            return Err(StoreError::internal(format!(
                 "messages from {} were pruned while being sent",
                 wanted[0].0
             )));

@@ -2,42 +2,18 @@
 //! release and expiry run in the writer, so they cannot race, and each is announced on the
 //! lock's channel in the same transaction. Expiry shares the task leases' wake-up: the
 //! writer wakes at the soonest of both deadlines (`earliest`) and calls `expire`.
+use super::clock::now;
+use super::failure::StoreError;
+use super::messages;
+pub use super::protocol::{Lock, LockOp};
+use super::protocol::{NewMessage, Written};
 use super::read::Prefix;
-use super::writer::{Done, NewMessage, SERVER_IDENTITY, Step, done, now};
-use crate::error::ApiError;
+use super::step::{SERVER_IDENTITY, Step};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 /// The channel lock announcements go to unless the acquirer names one.
 pub const DEFAULT_CHANNEL: &str = "locks";
-
-#[derive(Debug)]
-pub enum LockOp {
-    /// Take a free (or expired) lock, or renew one `from` already holds.
-    Acquire {
-        from: String,
-        name: String,
-        ttl_s: f64,
-        note: Option<String>,
-        ch: Option<String>,
-    },
-    Release {
-        from: String,
-        name: String,
-    },
-}
-
-/// A lock as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct Lock {
-    pub name: String,
-    pub holder: String,
-    pub note: Option<String>,
-    pub ch: String,
-    pub acquired_at: f64,
-    pub expires_at: f64,
-}
 
 const COLUMNS: &str = "name, holder, note, ch, acquired_at, expires_at";
 
@@ -52,7 +28,7 @@ fn from_row(row: &rusqlite::Row) -> rusqlite::Result<Lock> {
     })
 }
 
-pub(super) fn run(step: &mut Step, op: &LockOp) -> Result<Done, ApiError> {
+pub(super) fn run(step: &mut Step, op: &LockOp) -> Result<Written, StoreError> {
     match op {
         LockOp::Acquire {
             from,
@@ -72,32 +48,50 @@ fn acquire(
     ttl_s: f64,
     note: Option<&str>,
     ch: Option<&str>,
-) -> Result<Done, ApiError> {
+) -> Result<Written, StoreError> {
     let now = now();
-    let held = live_lock(step, name, now)?;
-    if let Some(lock) = held.as_ref().filter(|l| l.holder != from) {
-        let mut answer = json!(lock);
-        answer["error"] = json!(format!(
-            "lock {name:?} is held by {} until {}",
-            lock.holder, lock.expires_at
-        ));
-        return Ok(done(409, answer));
-    }
+    let held = match live_lock(step, name, now)? {
+        Some(lock) if lock.holder != from => return Ok(Written::LockHeld(lock)),
+        held => held,
+    };
     let renewed = held.is_some();
-    let lock = Lock {
+    let lock = taken(held, from, name, (note, ch), (now, now + ttl_s));
+    upsert(step, &lock)?;
+    let body = json!({
+        "name": name, "holder": from, "note": lock.note, "expires_at": lock.expires_at,
+        "ttl_s": ttl_s, "renewed": renewed,
+    });
+    announce(step, &lock.ch, from, "lock.acquired", body)?;
+    Ok(Written::LockTaken { lock, renewed })
+}
+
+/// The lock `from` takes at `now` until `expires_at`: a renewal keeps when it was first
+/// taken, and without a note or channel, the ones it had.
+fn taken(
+    held: Option<Lock>,
+    from: &str,
+    name: &str,
+    (note, ch): (Option<&str>, Option<&str>),
+    (now, expires_at): (f64, f64),
+) -> Lock {
+    let (old_note, old_ch, acquired_at) = match held {
+        Some(held) => (held.note, Some(held.ch), held.acquired_at),
+        None => (None, None, now),
+    };
+    Lock {
         name: name.to_string(),
         holder: from.to_string(),
-        // A renewal without a note or channel keeps the ones it had.
-        note: note
-            .map(str::to_string)
-            .or_else(|| held.as_ref().and_then(|l| l.note.clone())),
+        note: note.map(str::to_string).or(old_note),
         ch: ch
             .map(str::to_string)
-            .or_else(|| held.as_ref().map(|l| l.ch.clone()))
+            .or(old_ch)
             .unwrap_or_else(|| DEFAULT_CHANNEL.to_string()),
-        acquired_at: held.as_ref().map_or(now, |l| l.acquired_at),
-        expires_at: now + ttl_s,
-    };
+        acquired_at,
+        expires_at,
+    }
+}
+
+fn upsert(step: &mut Step, lock: &Lock) -> Result<(), StoreError> {
     step.tx
         .prepare_cached(
             "INSERT INTO locks (name, holder, note, ch, acquired_at, expires_at)
@@ -114,24 +108,14 @@ fn acquire(
             lock.expires_at
         ])?;
     step.effects.leases_changed = true;
-    let body = json!({
-        "name": name, "holder": from, "note": lock.note, "expires_at": lock.expires_at,
-        "ttl_s": ttl_s, "renewed": renewed,
-    });
-    announce(step, &lock.ch, from, "lock.acquired", body)?;
-    // `renewed` tells a holder renewing its lock whether it still had it: false means the
-    // lock had lapsed or been released in between, and was taken afresh (`lock -- CMD`
-    // treats that as lost).
-    let answer = json!({"name": name, "holder": from, "note": lock.note,
-                        "expires_at": lock.expires_at, "renewed": renewed});
-    Ok(done(200, answer))
+    Ok(())
 }
 
-fn release(step: &mut Step, from: &str, name: &str) -> Result<Done, ApiError> {
+fn release(step: &mut Step, from: &str, name: &str) -> Result<Written, StoreError> {
     let lock = live_lock(step, name, now())?
-        .ok_or_else(|| ApiError::not_found(format!("lock {name:?} is not held")))?;
+        .ok_or_else(|| StoreError::not_found(format!("lock {name:?} is not held")))?;
     if lock.holder != from {
-        return Err(ApiError::forbidden(format!(
+        return Err(StoreError::forbidden(format!(
             "lock {name:?} is held by {}, not {from}",
             lock.holder
         )));
@@ -139,12 +123,14 @@ fn release(step: &mut Step, from: &str, name: &str) -> Result<Done, ApiError> {
     delete(step, name)?;
     let body = json!({"name": name, "holder": from});
     announce(step, &lock.ch, from, "lock.released", body)?;
-    Ok(done(200, json!({"name": name, "released": true})))
+    Ok(Written::LockReleased {
+        name: name.to_string(),
+    })
 }
 
 /// The lock called `name` unless it has run out; one that has is expired here first, so its
 /// expiry is announced before anything else happens to the name.
-fn live_lock(step: &mut Step, name: &str, now: f64) -> Result<Option<Lock>, ApiError> {
+fn live_lock(step: &mut Step, name: &str, now: f64) -> Result<Option<Lock>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM locks WHERE name = ?1");
     let lock = step
         .tx
@@ -161,7 +147,7 @@ fn live_lock(step: &mut Step, name: &str, now: f64) -> Result<Option<Lock>, ApiE
 }
 
 /// Removes every lock whose time has run out, announcing each as `lock.expired`.
-pub(super) fn expire(step: &mut Step) -> Result<(), ApiError> {
+pub(super) fn expire(step: &mut Step) -> Result<(), StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM locks WHERE expires_at <= ?1 ORDER BY expires_at");
     let due: Vec<Lock> = step
         .tx
@@ -174,14 +160,14 @@ pub(super) fn expire(step: &mut Step) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn expire_one(step: &mut Step, lock: &Lock) -> Result<(), ApiError> {
+fn expire_one(step: &mut Step, lock: &Lock) -> Result<(), StoreError> {
     delete(step, &lock.name)?;
     let body = json!({"name": lock.name, "holder": lock.holder, "note": lock.note,
                       "expired_at": lock.expires_at});
     announce(step, &lock.ch, SERVER_IDENTITY, "lock.expired", body)
 }
 
-fn delete(step: &mut Step, name: &str) -> Result<(), ApiError> {
+fn delete(step: &mut Step, name: &str) -> Result<(), StoreError> {
     step.tx
         .prepare_cached("DELETE FROM locks WHERE name = ?1")?
         .execute([name])?;
@@ -195,9 +181,8 @@ fn announce(
     from: &str,
     kind: &str,
     body: Value,
-) -> Result<(), ApiError> {
-    let message = NewMessage::announcement(ch, from, kind, body);
-    step.insert_message(&message).map(|_| ())
+) -> Result<(), StoreError> {
+    messages::announce(step, &NewMessage::announcement(ch, from, kind, body))
 }
 
 /// When the soonest lock runs out (unix seconds), for the writer's wake-up.

@@ -2,20 +2,28 @@
 //! assignment, hub feed after commit); request threads read through a pool of read-only
 //! connections.
 pub mod batches;
+mod clock;
+mod failure;
 pub mod horizon;
 pub mod idempotency;
 pub mod locks;
+mod messages;
+mod ops;
+mod protocol;
 pub mod read;
 pub mod schema;
 pub mod search;
+mod step;
+mod tasks;
 pub mod threads;
 pub mod turns;
 mod writer;
 
-pub use writer::{Done, NewMessage, NewTask, Op, now};
+pub use clock::now;
+pub use failure::{Failure, StoreError};
+pub use protocol::{NewMessage, NewTask, Op, Status, Written};
 
 use crate::counted::Counted;
-use crate::error::ApiError;
 use crate::hub::Hub;
 use crossbeam_channel::{Sender, bounded};
 use rusqlite::Connection;
@@ -38,8 +46,33 @@ pub struct Stats {
     pub tasks: AtomicU64,
 }
 
+impl Stats {
+    /// The counts in the database (for /status and /metrics), and its greatest id, the
+    /// floor of the ids to come.
+    fn load(conn: &Connection) -> rusqlite::Result<(Stats, Option<ulid::Ulid>)> {
+        let (messages, tasks) = read::counts(conn)?;
+        crate::metrics::METRICS.load_task_counts(conn)?;
+        let stats = Stats {
+            messages: AtomicU64::new(messages),
+            tasks: AtomicU64::new(tasks),
+        };
+        Ok((stats, read::greatest_id(conn)?))
+    }
+
+    /// Counts what a commit changed: messages added (or pruned, negative) and tasks added.
+    fn count(&self, messages_delta: i64, tasks_added: u64) {
+        let messages = &self.messages;
+        if messages_delta >= 0 {
+            messages.fetch_add(messages_delta as u64, Ordering::Relaxed);
+        } else {
+            messages.fetch_sub(messages_delta.unsigned_abs(), Ordering::Relaxed);
+        }
+        self.tasks.fetch_add(tasks_added, Ordering::Relaxed);
+    }
+}
+
 pub struct Store {
-    commands: Mutex<Option<Sender<writer::Command>>>,
+    commands: Mutex<Option<Sender<protocol::Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Readers>,
     pub stats: Arc<Stats>,
@@ -87,22 +120,15 @@ impl TaskBell {
 impl Store {
     /// Opens the database (creating and upgrading it) and starts the writer thread.
     pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, String> {
-        let conn = schema::open_writer(path)
-            .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-        let stats = Arc::new(Stats::default());
-        let (messages, tasks) = read::counts(&conn)
-            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
-        stats.messages.store(messages, Ordering::Relaxed);
-        stats.tasks.store(tasks, Ordering::Relaxed);
-        crate::metrics::METRICS
-            .load_task_counts(&conn)
-            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
-        let floor = read::greatest_id(&conn)
-            .map_err(|e| format!("cannot read database {}: {e}", path.display()))?;
+        let cannot = |doing: &str, e: rusqlite::Error| {
+            format!("cannot {doing} database {}: {e}", path.display())
+        };
+        let conn = schema::open_writer(path).map_err(|e| cannot("open", e))?;
+        let (stats, floor) = Stats::load(&conn).map_err(|e| cannot("read", e))?;
+        let stats = Arc::new(stats);
+        let readers = Readers::open(path.to_path_buf()).map_err(|e| cannot("open", e))?;
         let (tx, rx) = bounded(4096);
         let bell = Arc::new(TaskBell::default());
-        let readers = Readers::open(path.to_path_buf())
-            .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
         let writer = writer::spawn(conn, rx, hub, stats.clone(), bell.clone(), floor)
             .map_err(|e| format!("cannot start writer thread: {e}"))?;
         Ok(Store {
@@ -115,22 +141,21 @@ impl Store {
     }
 
     /// Queues a change for the writer and waits until it is committed (or refused).
-    pub fn write(&self, op: Op) -> Result<Done, ApiError> {
-        let (reply, done) = bounded(1);
+    pub fn write(&self, op: Op) -> Result<Written, StoreError> {
+        let (reply, written) = bounded(1);
         let sender = self.commands.lock().ok().and_then(|c| c.clone());
-        let sender = sender.ok_or_else(|| ApiError::unavailable("server is shutting down"))?;
+        let sender = sender.ok_or_else(StoreError::shutting_down)?;
         sender
-            .send(writer::Command { op, reply })
-            .map_err(|_| ApiError::unavailable("server is shutting down"))?;
-        done.recv()
-            .map_err(|_| ApiError::unavailable("server is shutting down"))?
+            .send(protocol::Command { op, reply })
+            .map_err(|_| StoreError::shutting_down())?;
+        written.recv().map_err(|_| StoreError::shutting_down())?
     }
 
     /// Runs a query on a pooled read-only connection.
     pub fn read<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, StoreError> {
         self.readers.with(query)
     }
 
@@ -159,7 +184,7 @@ impl Reader {
     pub fn read<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, StoreError> {
         self.0.with(query)
     }
 }
@@ -190,7 +215,7 @@ impl Readers {
     fn with<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, StoreError> {
         let conn = self.take()?;
         let result = query(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,7 +228,7 @@ impl Readers {
 
     /// A pooled connection, or a new one; when none can be opened (out of descriptors),
     /// the next one returned to the pool.
-    fn take(&self) -> Result<Connection, ApiError> {
+    fn take(&self) -> Result<Connection, StoreError> {
         if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(conn);
         }
@@ -216,6 +241,6 @@ impl Readers {
             .returned
             .wait_timeout_while(idle, READER_WAIT, |idle| idle.is_empty())
             .unwrap_or_else(|p| p.into_inner());
-        idle.pop().ok_or_else(|| ApiError::from(err))
+        idle.pop().ok_or_else(|| StoreError::from(err))
     }
 }
