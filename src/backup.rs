@@ -9,7 +9,7 @@
 //! A server holds a shared `flock` on `DB_PATH.lock` while it runs; restore takes it
 //! exclusively, so it refuses while any server uses the target and no server starts while
 //! it runs. The kernel drops the lock when a process dies, so a crash leaves nothing stale.
-use crate::api::valid_hash;
+use crate::blobs::valid_hash;
 use crate::store::schema;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};

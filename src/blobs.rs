@@ -129,3 +129,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+/// `sha256:<64 lowercase hex>`, the only blob name there is.
+pub fn valid_hash(hash: &str) -> bool {
+    hash.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}

@@ -1,6 +1,5 @@
 //! HTTP plumbing shared by the handlers: replies, query strings, bounded JSON bodies.
 use crate::error::ApiError;
-use crate::store::batches::{Messages, NdjsonBody};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,7 +9,34 @@ use tiny_http::{Header, Request, Response, StatusCode};
 /// A JSON request body over this size is refused with 413.
 pub const MAX_JSON_BODY: u64 = 1024 * 1024;
 
-/// What a handler answers; `server::respond` turns it into bytes on the socket.
+/// The headers of an SSE stream (`text/event-stream`).
+pub const EVENT_STREAM_HEADERS: &[(&str, &str)] = &[
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+    ("X-Content-Type-Options", "nosniff"),
+];
+
+/// One request as a handler sees it: the tiny_http request, its decoded query and what the
+/// route captured from its path (`/tasks/ID/claim`: `ID`, `claim`).
+pub struct Req {
+    pub http: Request,
+    pub query: HashMap<String, String>,
+    pub captures: Vec<String>,
+}
+
+/// An answer that takes the connection over and writes the response itself (an SSE stream).
+pub trait Takeover: Send {
+    /// Writes the response, with `headers` added, on the connection it now owns.
+    fn take_over(self: Box<Self>, request: Request, headers: Vec<(&'static str, String)>);
+}
+
+/// A body of newline-delimited JSON whose length is known before the first byte is read.
+pub trait NdjsonSource {
+    fn into_body(self) -> (Box<dyn Read + Send>, u64);
+}
+
+/// What a handler answers; `respond` turns it into bytes on the socket.
 pub enum Reply {
     Json(u16, Value),
     /// Newline-delimited JSON of exactly `len` bytes, produced as it is sent.
@@ -23,8 +49,6 @@ pub enum Reply {
     Preflight,
     /// A status with no body (204 No Content, 304 Not Modified).
     Empty(u16),
-    /// The headers of an SSE stream, for `HEAD`.
-    StreamHead,
     File {
         file: File,
         len: u64,
@@ -39,6 +63,8 @@ pub enum Reply {
     Metrics(String),
     /// Another reply with extra headers (`Workshop-Gap`, the browser rules' headers).
     Headed(Vec<(&'static str, String)>, Box<Reply>),
+    /// The connection is handed over: the answer writes itself and the connection ends with it.
+    Stream(Box<dyn Takeover>),
 }
 
 impl Reply {
@@ -46,14 +72,10 @@ impl Reply {
         Reply::Json(status, body)
     }
 
-    /// NDJSON of stored messages, one envelope a line, read from the store as it is sent.
-    pub fn ndjson(messages: Messages) -> Reply {
-        // Each envelope and its newline: the length is known before the first byte is read.
-        let len = messages.bytes() + messages.len() as u64;
-        Reply::Ndjson {
-            body: Box::new(NdjsonBody::new(messages)),
-            len,
-        }
+    /// NDJSON produced as it is sent (stored messages, one envelope a line).
+    pub fn ndjson(source: impl NdjsonSource) -> Reply {
+        let (body, len) = source.into_body();
+        Reply::Ndjson { body, len }
     }
 
     pub fn status(&self) -> u16 {
@@ -64,6 +86,22 @@ impl Reply {
             Reply::Throttled { .. } => 429,
             Reply::Headed(_, reply) => reply.status(),
             _ => 200,
+        }
+    }
+
+    /// The stream this reply hands the connection to, with the headers wrapped around it;
+    /// or the reply itself, when it is an ordinary answer.
+    fn into_takeover(self) -> Result<(Box<dyn Takeover>, Vec<(&'static str, String)>), Reply> {
+        match self {
+            Reply::Stream(stream) => Ok((stream, Vec::new())),
+            Reply::Headed(mut extra, inner) => match inner.into_takeover() {
+                Ok((stream, more)) => {
+                    extra.extend(more);
+                    Ok((stream, extra))
+                }
+                Err(inner) => Err(Reply::Headed(extra, Box::new(inner))),
+            },
+            reply => Err(reply),
         }
     }
 }
@@ -80,11 +118,26 @@ pub fn header(name: &str, value: &str) -> Header {
 }
 
 /// Sends a reply (extra headers, such as the browser rules' CORS, CSP and download headers,
-/// come as `Reply::Headed`); a client that has already gone away is no one to tell. A
-/// reply that fails part-way (its body could not be produced, or the client stopped reading)
-/// leaves the connection mid-message: it is shut down, so the client sees the answer cut short
-/// at once and nothing more is read from it.
-pub fn respond(request: Request, reply: Reply) {
+/// come as `Reply::Headed`), or hands the connection to a stream; `false` when the
+/// connection is no longer this thread's to serve.
+pub fn respond(request: Request, reply: Reply) -> bool {
+    match reply.into_takeover() {
+        Ok((stream, headers)) => {
+            stream.take_over(request, headers);
+            false
+        }
+        Err(reply) => {
+            send(request, reply);
+            true
+        }
+    }
+}
+
+/// A client that has already gone away is no one to tell. A reply that fails part-way (its
+/// body could not be produced, or the client stopped reading) leaves the connection
+/// mid-message: it is shut down, so the client sees the answer cut short at once and nothing
+/// more is read from it.
+fn send(request: Request, reply: Reply) {
     let response = into_response(reply);
     let fd = request.socket_fd();
     if request.respond(response).is_err()
@@ -124,15 +177,8 @@ fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
             let (body, _) = boxed(Vec::new());
             (body, None, vec![])
         }
-        Reply::StreamHead => {
-            let (body, _) = boxed(Vec::new());
-            let headers = crate::sse::HEADERS
-                .iter()
-                .filter(|(name, _)| *name != "X-Content-Type-Options")
-                .map(|(name, value)| header(name, value))
-                .collect();
-            (body, None, headers)
-        }
+        // Taken over in `respond`, before a response is built.
+        Reply::Stream(_) => unreachable!("a stream takes its connection over"),
         Reply::Throttled {
             message,
             retry_after_s,

@@ -4,9 +4,8 @@
 //! `workshop.throttled` on the channel concerned at most once a minute per sender.
 use crate::error::ApiError;
 use crate::http::Reply;
-use crate::server::App;
 use crate::store::idempotency::{self, Key};
-use crate::store::{NewMessage, Op};
+use crate::store::{NewMessage, Op, Store};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -149,48 +148,61 @@ impl RateLimiter {
     }
 }
 
-/// `guard`, except for a retry of a keyed request already committed: the writer answers
-/// that with the first reply without running it again, so it neither spends a token nor is
-/// refused (README: "a repeat within 24 h answers the first reply").
-pub fn guard_unless_repeat(
-    app: &App,
-    key: Option<&Key>,
-    from: &str,
-    ch: &str,
-    what: &str,
-) -> Result<Result<(), Reply>, ApiError> {
-    if app.limiter.rate <= 0.0 {
-        return Ok(Ok(()));
+/// The guard as the handlers use it: a refusal is the 429 to send, announced on the channel.
+impl RateLimiter {
+    /// `guard`, except for a retry of a keyed request already committed: the writer answers
+    /// that with the first reply without running it again, so it neither spends a token nor
+    /// is refused (README: "a repeat within 24 h answers the first reply").
+    pub fn guard_unless_repeat(
+        &self,
+        store: &Store,
+        key: Option<&Key>,
+        from: &str,
+        ch: &str,
+        what: &str,
+    ) -> Result<Result<(), Reply>, ApiError> {
+        if self.rate <= 0.0 {
+            return Ok(Ok(()));
+        }
+        if let Some(key) = key
+            && store.read(|conn| idempotency::is_remembered(conn, key))?
+        {
+            return Ok(Ok(()));
+        }
+        Ok(self.guard(store, from, ch, what))
     }
-    if let Some(key) = key
-        && app
-            .store
-            .read(|conn| idempotency::is_remembered(conn, key))?
-    {
-        return Ok(Ok(()));
-    }
-    Ok(guard(app, from, ch, what))
-}
 
-/// Lets `from` publish or create a task on `ch`, or answers the 429 to send instead.
-/// `what` names the request in /metrics (`metrics::THROTTLED`).
-pub fn guard(app: &App, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
-    let Verdict::Throttled {
-        retry_after_s,
-        announce,
-    } = app.limiter.check(from, Instant::now())
-    else {
-        return Ok(());
-    };
-    crate::metrics::METRICS.count_throttled(what);
-    if announce {
-        let rate = app.limiter.rate;
+    /// Lets `from` publish or create a task on `ch`, or answers the 429 to send instead.
+    /// `what` names the request in /metrics (`metrics::THROTTLED`).
+    pub fn guard(&self, store: &Store, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
+        let Verdict::Throttled {
+            retry_after_s,
+            announce,
+        } = self.check(from, Instant::now())
+        else {
+            return Ok(());
+        };
+        crate::metrics::METRICS.count_throttled(what);
+        if announce {
+            self.announce(store, from, ch, retry_after_s);
+        }
+        Err(Reply::Throttled {
+            message: format!(
+                "{from} is over WORKSHOP_RATE ({} per second, bursts of {}): retry in {retry_after_s} s",
+                self.rate, self.burst
+            ),
+            retry_after_s,
+        })
+    }
+
+    /// Publishes `workshop.throttled` on `ch`, addressed to the offender.
+    fn announce(&self, store: &Store, from: &str, ch: &str, retry_after_s: u64) {
         let message = NewMessage {
             ch: ch.to_string(),
             from: SERVER_IDENTITY.to_string(),
             kind: "workshop.throttled".to_string(),
             v: 1,
-            body: json!({"agent": from, "rate": rate, "burst": app.limiter.burst,
+            body: json!({"agent": from, "rate": self.rate, "burst": self.burst,
                          "retry_after_s": retry_after_s}),
             files: Vec::new(),
             reply_to: None,
@@ -198,20 +210,13 @@ pub fn guard(app: &App, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
             to: Some(json!(from)),
             recipients: vec![from.to_string()],
         };
-        if let Err(e) = app.store.write(Op::Publish(message)) {
+        if let Err(e) = store.write(Op::Publish(message)) {
             eprintln!(
                 "workshop: cannot announce throttling of {from}: {}",
                 e.message
             );
         }
     }
-    Err(Reply::Throttled {
-        message: format!(
-            "{from} is over WORKSHOP_RATE ({} per second, bursts of {}): retry in {retry_after_s} s",
-            app.limiter.rate, app.limiter.burst
-        ),
-        retry_after_s,
-    })
 }
 
 #[cfg(test)]

@@ -1,177 +1,17 @@
-//! The server: binds the socket, routes each request to its handler on the connection's own
-//! thread, and shuts down cleanly on SIGTERM/SIGINT.
+//! Routing and the connection loop: each request is answered on its connection's own
+//! thread by the handler its route names (`app` starts and stops the server around it).
 use crate::api::{channels, files, inbox, locks, messages, presence, search, status, tasks};
-use crate::blobs::BlobStore;
-use crate::broadcast::Broadcaster;
+use crate::app::App;
 use crate::browser;
-use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::{Reply, request_header, respond, split_url};
-use crate::hub::Hub;
+use crate::http::{Reply, Req, respond, split_url};
 use crate::sse;
-use crate::store::{Op, Store};
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tiny_http::{Method, Request};
 
-pub(crate) const UI_PAGE: &str = include_str!("../ui.html");
-/// An idle keep-alive connection is closed after this; a stalled writer is dropped after it.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most simultaneous SSE streams (each holds a socket; the broadcaster writes them all).
-const MAX_STREAMS: usize = 10_000;
-/// How long shutdown waits for requests in hand before closing the database regardless.
-const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-
-/// Everything a handler needs, shared by every thread.
-pub struct App {
-    pub config: Config,
-    pub store: Store,
-    pub hub: Arc<Hub>,
-    pub blobs: BlobStore,
-    pub broadcaster: Broadcaster,
-    pub started: Instant,
-    pub max_streams: usize,
-    /// The loop guard (`WORKSHOP_RATE`).
-    pub limiter: crate::ratelimit::RateLimiter,
-    /// Long-poll reads (`?wait=`) waiting right now, shown in /status.
-    pub long_polls: AtomicUsize,
-    /// Set at shutdown: requests that arrive after it get a 503.
-    stopping: AtomicBool,
-    /// Requests being answered right now, which shutdown waits for.
-    in_flight: AtomicUsize,
-}
-
-/// A started server. `shutdown` (or a signal, via `run`) stops it.
-pub struct Running {
-    pub addr: SocketAddr,
-    app: Arc<App>,
-    http: tiny_http::Server,
-    retention: JoinHandle<()>,
-    /// Held while serving, so `workshop restore` refuses to replace the database under us.
-    _in_use: std::fs::File,
-}
-
-/// Opens the database and blob folder, binds the socket and starts serving.
-pub fn start(config: Config) -> Result<Running, String> {
-    let in_use = crate::backup::mark_in_use(&config.db_path)?;
-    let fd_limit = crate::sys::raise_fd_limit();
-    let hub = Arc::new(Hub::default());
-    let blobs = BlobStore::open(&config.blobs_dir)?;
-    let store = Store::open(&config.db_path, hub.clone())?;
-    store
-        .write(Op::Prune {
-            retention_days: config.retention_days,
-        })
-        .map_err(|e| format!("retention cleanup failed: {}", e.message))?;
-    let listener = TcpListener::bind(config.addr)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
-    crate::sys::configure_listener(&listener, SOCKET_TIMEOUT, SOCKET_TIMEOUT);
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    let broadcaster =
-        Broadcaster::start(&hub).map_err(|e| format!("cannot start a thread: {e}"))?;
-    let limiter = crate::ratelimit::RateLimiter::new(config.rate);
-    let app = Arc::new(App {
-        limiter,
-        config,
-        store,
-        hub,
-        blobs,
-        broadcaster,
-        started: Instant::now(),
-        max_streams: MAX_STREAMS.min((fd_limit as usize).saturating_sub(256).max(16)),
-        long_polls: AtomicUsize::new(0),
-        stopping: AtomicBool::new(false),
-        in_flight: AtomicUsize::new(0),
-    });
-    let for_requests = app.clone();
-    let http = tiny_http::Server::from_listener_with_handler(listener, move |request| {
-        serve(&for_requests, request)
-    })
-    .map_err(|e| format!("cannot start HTTP on {addr}: {e}"))?;
-    let for_retention = app.clone();
-    let retention = thread::Builder::new()
-        .name("retention".into())
-        .spawn(move || retention(&for_retention))
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
-    Ok(Running {
-        addr,
-        app,
-        http,
-        retention,
-        _in_use: in_use,
-    })
-}
-
-impl App {
-    /// Shutdown has begun: long waits (claim-next) should end now.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-}
-
-impl Running {
-    /// Stops accepting, finishes the requests in hand, ends streams, commits what is queued
-    /// and closes the database.
-    pub fn shutdown(self) {
-        self.app.stopping.store(true, Ordering::SeqCst);
-        // Wakes claim-next callers waiting for work, so they answer 503 instead of holding
-        // shutdown up for as long as they asked to wait.
-        self.app.store.bell.ring();
-        drop(self.http);
-        let _ = self.retention.join();
-        self.app.hub.close();
-        let waiting = Instant::now();
-        while self.app.in_flight.load(Ordering::SeqCst) > 0 && waiting.elapsed() < DRAIN_LIMIT {
-            thread::sleep(Duration::from_millis(5));
-        }
-        self.app.broadcaster.stop();
-        self.app.store.shutdown();
-    }
-}
-
-/// Runs the server until SIGTERM or SIGINT.
-pub fn run(config: Config) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| format!("cannot handle signals: {e}"))?;
-    let running = start(config)?;
-    // Errors ignored: a closed stdout (`workshop | head -1`) must not stop the server.
-    let _ = write!(
-        std::io::stdout(),
-        "{}",
-        crate::banner::text(&running.app.config, running.addr)
-    );
-    if let Some(signal) = signals.forever().next() {
-        eprintln!("workshop: signal {signal}, shutting down");
-    }
-    running.shutdown();
-    eprintln!("workshop: stopped");
-    Ok(())
-}
-
-fn retention(app: &App) {
-    let mut last = Instant::now();
-    while !app.is_stopping() {
-        thread::sleep(Duration::from_millis(250));
-        if last.elapsed() >= RETENTION_EVERY {
-            last = Instant::now();
-            let op = Op::Prune {
-                retention_days: app.config.retention_days,
-            };
-            if let Err(e) = app.store.write(op) {
-                eprintln!("workshop: retention cleanup failed: {}", e.message);
-            }
-        }
-    }
-}
+/// What every handler is: the request in, the reply (a stream included) or the error out.
+type Handler = fn(&App, &mut Req) -> Result<Reply, ApiError>;
 
 /// Every known route. Paths are matched before methods, so a known path with the wrong
 /// method is a 405, an unknown path a 404.
@@ -233,6 +73,50 @@ impl Route<'_> {
             Route::LockAction(_) => "lock_action",
         }
     }
+
+    /// The handler that answers this route.
+    fn handler(&self) -> Handler {
+        match self {
+            Route::Preflight => browser::preflight,
+            // `GET` streams, `HEAD` gets the stream's headers alone.
+            Route::Stream(_) => sse::stream,
+            Route::Publish(_) => channels::publish,
+            Route::History(_) => channels::history,
+            Route::Channels => channels::list,
+            Route::CreateTask => tasks::create,
+            Route::ListTasks => tasks::list,
+            Route::ShowTask(_) => tasks::show,
+            Route::ClaimNext => tasks::claim_next,
+            Route::TaskAction(..) => tasks::act,
+            Route::Upload => files::upload,
+            Route::Fetch(_) => files::fetch,
+            Route::Heartbeat => presence::heartbeat,
+            Route::Presence => presence::list,
+            Route::Status => status::status,
+            Route::Metrics => status::metrics,
+            Route::Ui => browser::ui::page,
+            Route::Inbox(_) => inbox::read,
+            Route::MarkRead(_) => inbox::mark_read,
+            Route::Message(_) => messages::show,
+            Route::Thread(_) => messages::thread,
+            Route::Search => search::search,
+            Route::Locks => locks::list,
+            Route::LockAction(_) => locks::act,
+        }
+    }
+
+    /// What the route took from the path, in order, for `Req::captures`.
+    fn captures(&self) -> Vec<String> {
+        let taken = match *self {
+            Route::TaskAction(id, action) => vec![id, action],
+            Route::Stream(Some(one)) | Route::Publish(one) | Route::History(Some(one)) => vec![one],
+            Route::ShowTask(one) | Route::Fetch(one) | Route::Inbox(one) => vec![one],
+            Route::MarkRead(one) | Route::Message(one) | Route::Thread(one) => vec![one],
+            Route::LockAction(one) => vec![one],
+            _ => vec![],
+        };
+        taken.into_iter().map(str::to_string).collect()
+    }
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
@@ -284,8 +168,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
 }
 
 /// Answers one request on its connection's thread; `false` ends the connection (a stream
-/// was handed to the broadcaster, or the server is stopping).
-fn serve(app: &App, request: Request) -> bool {
+/// took it over, or the server is stopping).
+pub fn serve(app: &App, request: Request) -> bool {
     if app.is_stopping() {
         respond(
             request,
@@ -298,54 +182,50 @@ fn serve(app: &App, request: Request) -> bool {
     answer(app, request, Instant::now())
 }
 
-fn answer(app: &App, mut request: Request, started: Instant) -> bool {
+fn answer(app: &App, request: Request, started: Instant) -> bool {
     let method = request.method().clone();
     let url = request.url().to_string();
     let target = origin_form(&url);
     // A query that does not decode is refused, but the path still gets its browser headers.
-    let (path, params, parsed) = match split_url(target) {
-        Ok((path, params)) => (path, params, Ok(())),
+    let (path, query, parsed) = match split_url(target) {
+        Ok((path, query)) => (path, query, Ok(())),
         Err(err) => (
             target.split('?').next().unwrap_or(target),
             HashMap::new(),
             Err(err),
         ),
     };
-    let (admitted, browser_headers) = browser_rules(app, &request, &method, path, &params);
-    let mut label = "unrouted";
-    let outcome = parsed.and_then(|()| {
-        admitted?;
-        check_host(&request)?;
-        let route = route(&method, path)?;
-        label = route.label();
-        if let (Route::Stream(ch), Method::Get) = (&route, &method) {
-            return Ok(Outcome::Stream(stream_filter(app, *ch, &params, &request)?));
-        }
-        handle(app, route, &params, &mut request).map(Outcome::Reply)
-    });
-    let outcome = outcome.unwrap_or_else(|err| Outcome::Reply(err.into()));
-    let status = match &outcome {
-        Outcome::Reply(reply) => reply.status(),
-        Outcome::Stream(_) => 200,
+    let (admitted, browser_headers) = browser_rules(app, &request, &method, path, &query);
+    let mut req = Req {
+        http: request,
+        query,
+        captures: Vec::new(),
     };
-    crate::metrics::METRICS.count_request(label, status);
+    let mut label = "unrouted";
+    let reply = parsed
+        .and_then(|()| {
+            admitted?;
+            check_host(&req.http)?;
+            let route = route(&method, path)?;
+            label = route.label();
+            req.captures = route.captures();
+            route.handler()(app, &mut req)
+        })
+        .unwrap_or_else(Reply::from);
+    crate::metrics::METRICS.count_request(label, reply.status());
     if app.config.verbose {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (method, url) = (printable(method.as_str()), printable(&url));
-        // One write per line, so a reader of the pipe (journald, a test) never sees half.
-        let line = format!("{method} {url} \u{2192} {status} ({ms:.1} ms)\n");
-        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        log(&method, &url, reply.status(), started);
     }
-    match outcome {
-        Outcome::Reply(reply) => {
-            respond(request, Reply::Headed(browser_headers, Box::new(reply)));
-            true
-        }
-        Outcome::Stream(filter) => {
-            sse::open(app, request, filter, browser_headers);
-            false
-        }
-    }
+    respond(req.http, Reply::Headed(browser_headers, Box::new(reply)))
+}
+
+/// One line on stderr per request (`WORKSHOP_VERBOSE`).
+fn log(method: &Method, url: &str, status: u16, started: Instant) {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (method, url) = (printable(method.as_str()), printable(url));
+    // One write per line, so a reader of the pipe (journald, a test) never sees half.
+    let line = format!("{method} {url} \u{2192} {status} ({ms:.1} ms)\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
 }
 
 /// Client text for the log, with control characters escaped: no terminal escape sequence
@@ -376,11 +256,6 @@ fn browser_rules(
     let name = params.get("name").map(String::as_str);
     let headers = policy.headers(&seen, method, path, name);
     (policy.admit(&seen, method), headers)
-}
-
-enum Outcome {
-    Reply(Reply),
-    Stream(sse::Filter),
 }
 
 /// The path and query of a request target. An absolute-form target
@@ -424,73 +299,6 @@ fn check_host(request: &Request) -> Result<(), ApiError> {
             "a request has one Host header, not several",
         )),
     }
-}
-
-fn handle(
-    app: &App,
-    route: Route,
-    params: &HashMap<String, String>,
-    request: &mut Request,
-) -> Result<Reply, ApiError> {
-    match route {
-        Route::Preflight => Ok(Reply::Preflight),
-        // Only HEAD reaches here: GET streams were taken over in `answer`.
-        Route::Stream(ch) => {
-            stream_filter(app, ch, params, request)?;
-            Ok(Reply::StreamHead)
-        }
-        Route::Publish(ch) => channels::publish(app, ch, request),
-        Route::History(ch) => channels::history(app, ch, params),
-        Route::Channels => channels::list(app),
-        Route::CreateTask => tasks::create(app, request),
-        Route::ListTasks => tasks::list(app, params),
-        Route::ShowTask(id) => tasks::show(app, id),
-        Route::ClaimNext => tasks::claim_next(app, request),
-        Route::TaskAction(id, action) => tasks::act(app, id, action, request),
-        Route::Upload => files::upload(app, request),
-        Route::Fetch(hash) => files::fetch(app, hash, request),
-        Route::Heartbeat => presence::heartbeat(app, request),
-        Route::Presence => presence::list(app),
-        Route::Status => status::status(app),
-        Route::Metrics => Ok(status::metrics(app)),
-        Route::Ui => Ok(Reply::Html(UI_PAGE)),
-        Route::Inbox(agent) => inbox::read(app, agent, params),
-        Route::MarkRead(agent) => inbox::mark_read(app, agent, request),
-        Route::Message(id) => messages::show(app, id),
-        Route::Thread(id) => messages::thread(app, id),
-        Route::Search => search::search(app, params),
-        Route::Locks => locks::list(app, params),
-        Route::LockAction(action) => locks::act(app, action, request),
-    }
-}
-
-/// Validates a stream request: channel, type prefix, and where to resume (Last-Event-ID,
-/// which browsers send on reconnect, over `?since=`).
-fn stream_filter(
-    app: &App,
-    ch: Option<&str>,
-    params: &HashMap<String, String>,
-    request: &Request,
-) -> Result<sse::Filter, ApiError> {
-    let ch = ch.map(crate::api::path_channel).transpose()?;
-    let since = match request_header(request, "Last-Event-ID").filter(|v| !v.trim().is_empty()) {
-        Some(raw) => Some(
-            crate::ids::parse(raw.trim())
-                .map(|id| id.to_string())
-                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a message id"))?,
-        ),
-        None => channels::id_param(params, "since")?,
-    };
-    if app.hub.subscriber_count() >= app.max_streams {
-        return Err(ApiError::unavailable(
-            "too many open streams; try again later",
-        ));
-    }
-    Ok(sse::Filter {
-        ch,
-        type_prefix: params.get("type").filter(|t| !t.is_empty()).cloned(),
-        since,
-    })
 }
 
 #[cfg(test)]

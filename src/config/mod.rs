@@ -1,4 +1,6 @@
 //! Configuration: the environment, parsed and validated once at start-up.
+pub mod browser;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
@@ -17,7 +19,7 @@ pub struct Config {
     pub retention_days: u64,
     pub max_file_bytes: u64,
     /// `WORKSHOP_HOSTNAMES` and `WORKSHOP_CORS_ORIGINS`: what browsers may do (see `browser`).
-    pub browser: crate::browser::Policy,
+    pub browser: browser::Policy,
     /// Loop guard: messages and tasks per second per sender (bursts of 10x); 0 is off.
     pub rate: f64,
 }
@@ -70,11 +72,11 @@ impl Config {
             verbose,
             retention_days: parse_number(&get, "WORKSHOP_RETENTION_DAYS", 30)?,
             max_file_bytes,
-            browser: crate::browser::Policy {
-                hostnames: crate::browser::parse_hostnames(
+            browser: browser::Policy {
+                hostnames: browser::parse_hostnames(
                     &get("WORKSHOP_HOSTNAMES").unwrap_or_default(),
                 )?,
-                cors: crate::browser::parse_cors_origins(
+                cors: browser::parse_cors_origins(
                     &get("WORKSHOP_CORS_ORIGINS").unwrap_or_default(),
                 )?,
             },
@@ -130,7 +132,7 @@ mod tests {
         assert!(!c.verbose);
         assert_eq!(c.retention_days, 30);
         assert_eq!(c.max_file_bytes, 104_857_600);
-        assert_eq!(c.browser, crate::browser::Policy::default());
+        assert_eq!(c.browser, browser::Policy::default());
         assert_eq!(c.rate, 0.0);
     }
 
