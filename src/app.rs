@@ -2,6 +2,7 @@
 use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
 use crate::config::Config;
+use crate::counted::Counted;
 use crate::hub::Hub;
 use crate::ratelimit::RateLimiter;
 use crate::store::{Op, Store};
@@ -37,7 +38,7 @@ pub struct App {
     /// Set at shutdown: requests that arrive after it get a 503.
     stopping: AtomicBool,
     /// Requests being answered right now, which shutdown waits for.
-    pub in_flight: AtomicUsize,
+    in_flight: AtomicUsize,
 }
 
 /// A started server. `shutdown` (or a signal, via `run`) stops it.
@@ -123,6 +124,12 @@ impl App {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// Counts a request as in hand, which shutdown waits for, until the guard is dropped
+    /// (even if its handler panics).
+    pub(crate) fn answering(&self) -> Counted<'_> {
+        Counted::enter(&self.in_flight)
+    }
+
     /// Waits (at most `DRAIN_LIMIT`) for the requests in hand to be answered.
     fn drain(&self) {
         let waiting = Instant::now();
@@ -155,18 +162,22 @@ pub fn run(config: Config, serve: Serve) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     let running = start(config, serve)?;
-    // Errors ignored: a closed stdout (`workshop | head -1`) must not stop the server.
-    let _ = write!(
-        std::io::stdout(),
-        "{}",
-        crate::banner::text(&running.app.config, running.addr)
-    );
+    running.print_banner();
     if let Some(signal) = signals.forever().next() {
         eprintln!("workshop: signal {signal}, shutting down");
     }
     running.shutdown();
     eprintln!("workshop: stopped");
     Ok(())
+}
+
+impl Running {
+    /// The start-up banner on stdout (`banner`). Errors ignored: a closed stdout
+    /// (`workshop | head -1`) must not stop the server.
+    fn print_banner(&self) {
+        let text = crate::banner::text(&self.app.config, self.addr);
+        let _ = write!(std::io::stdout(), "{text}");
+    }
 }
 
 fn prune(config: &Config) -> Op {

@@ -73,26 +73,11 @@ impl RateLimiter {
         if let Some(bucket) = senders.buckets.get_mut(from) {
             return self.take(bucket, now);
         }
-        if senders.buckets.len() >= MAX_SENDERS {
-            let due = senders
-                .swept
-                .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
-            if due {
-                senders.swept = Some(now);
-                #[cfg(test)]
-                {
-                    senders.sweeps += 1;
-                }
-                senders
-                    .buckets
-                    .retain(|_, bucket| !self.is_idle(bucket, now));
-            }
-            if senders.buckets.len() >= MAX_SENDERS {
-                // Every tracked sender is being held back right now (as of the last sweep);
-                // a new one has its full burst anyway, so letting it pass untracked is what
-                // tracking it would do.
-                return Verdict::Pass;
-            }
+        if senders.buckets.len() >= MAX_SENDERS && !self.make_room(senders, now) {
+            // Every tracked sender is being held back right now (as of the last sweep); a
+            // new one has its full burst anyway, so letting it pass untracked is what
+            // tracking it would do.
+            return Verdict::Pass;
         }
         let bucket = senders.buckets.entry(from.to_string()).or_insert(Bucket {
             tokens: self.burst,
@@ -100,6 +85,25 @@ impl RateLimiter {
             announced: None,
         });
         self.take(bucket, now)
+    }
+
+    /// Forgets idle senders (at most once per `SWEEP_EVERY`: each look walks every bucket);
+    /// whether one more can be tracked now.
+    fn make_room(&self, senders: &mut Senders, now: Instant) -> bool {
+        let due = senders
+            .swept
+            .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
+        if due {
+            senders.swept = Some(now);
+            #[cfg(test)]
+            {
+                senders.sweeps += 1;
+            }
+            senders
+                .buckets
+                .retain(|_, bucket| !self.is_idle(bucket, now));
+        }
+        senders.buckets.len() < MAX_SENDERS
     }
 
     /// Refills `bucket` and takes a token from it, or says how long until there is one.

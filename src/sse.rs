@@ -8,7 +8,7 @@
 use crate::app::App;
 use crate::broadcast::{Broadcaster, Live};
 use crate::error::ApiError;
-use crate::http::{EVENT_STREAM_HEADERS as HEADERS, Reply, Req, Takeover, respond};
+use crate::http::{EVENT_STREAM_HEADERS as HEADERS, Headers, Reply, Req, Takeover, respond};
 use crate::hub::{Event, Hub};
 use crate::store::Reader;
 use crate::store::batches::Messages;
@@ -47,13 +47,7 @@ impl Filter {
 pub fn stream(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let filter = filter(app, req)?;
     if *req.http.method() != Method::Get {
-        let headers = HEADERS
-            .iter()
-            .filter(|(name, _)| *name != "X-Content-Type-Options");
-        let headers = headers
-            .map(|(name, value)| (*name, value.to_string()))
-            .collect();
-        return Ok(Reply::Headed(headers, Box::new(Reply::Empty(200))));
+        return Ok(head_only());
     }
     Ok(Reply::Stream(Box::new(Opening {
         filter,
@@ -63,21 +57,20 @@ pub fn stream(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     })))
 }
 
-/// Validates a stream request: channel, type prefix, and where to resume (Last-Event-ID,
-/// which browsers send on reconnect, over `?since=`).
+/// A stream's headers without the stream (`HEAD`); nosniff comes with every answer.
+fn head_only() -> Reply {
+    let headers = HEADERS
+        .iter()
+        .filter(|(name, _)| *name != "X-Content-Type-Options");
+    let headers = headers.map(|(name, value)| (*name, value.to_string()));
+    Reply::Headed(headers.collect(), Box::new(Reply::Empty(200)))
+}
+
+/// Validates a stream request: channel, type prefix, and where to resume.
 fn filter(app: &App, req: &Req) -> Result<Filter, ApiError> {
     let ch = req.captures.first();
     let ch = ch.map(|ch| crate::api::path_channel(ch)).transpose()?;
-    let since = match crate::http::request_header(&req.http, "Last-Event-ID")
-        .filter(|v| !v.trim().is_empty())
-    {
-        Some(raw) => Some(
-            crate::ids::parse(raw.trim())
-                .map(|id| id.to_string())
-                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a message id"))?,
-        ),
-        None => crate::api::id_param(&req.query, "since")?,
-    };
+    let since = resume_point(req)?;
     if app.hub.subscriber_count() >= app.max_streams {
         return Err(ApiError::unavailable(
             "too many open streams; try again later",
@@ -90,6 +83,17 @@ fn filter(app: &App, req: &Req) -> Result<Filter, ApiError> {
     })
 }
 
+/// Last-Event-ID, which browsers send on reconnect, over `?since=`.
+fn resume_point(req: &Req) -> Result<Option<String>, ApiError> {
+    let last_event_id = crate::http::request_header(&req.http, "Last-Event-ID");
+    match last_event_id.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(raw) => crate::ids::parse(raw)
+            .map(|id| Some(id.to_string()))
+            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a message id")),
+        None => crate::api::id_param(&req.query, "since"),
+    }
+}
+
 /// A stream answered but not yet started: what it needs once it has the connection.
 struct Opening {
     filter: Filter,
@@ -99,7 +103,7 @@ struct Opening {
 }
 
 impl Takeover for Opening {
-    fn take_over(self: Box<Self>, request: Request, headers: Vec<(&'static str, String)>) {
+    fn take_over(self: Box<Self>, request: Request, headers: Headers) {
         open(*self, request, headers);
     }
 }

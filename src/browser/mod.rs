@@ -12,49 +12,16 @@
 //! - answers carry the headers that keep hub content from running in (or framing) a page:
 //!   nosniff everywhere, a CSP header on `/ui`, and attachment plus sandbox on `/files/`.
 mod files;
+mod seen;
 pub mod ui;
+
+pub use seen::Seen;
 
 use crate::app::App;
 use crate::config::browser::{CorsOrigins, Policy};
 use crate::error::ApiError;
-use crate::http::{Reply, Req, request_header};
-use tiny_http::{Method, Request};
-
-/// The request headers the rules read.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Seen<'a> {
-    pub host: Option<&'a str>,
-    pub origin: Option<&'a str>,
-    pub fetch_site: Option<&'a str>,
-    pub fetch_mode: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
-    pub upgrade_insecure: Option<&'a str>,
-}
-
-impl<'a> Seen<'a> {
-    pub fn of(request: &'a Request) -> Seen<'a> {
-        Seen {
-            host: request_header(request, "Host"),
-            origin: request_header(request, "Origin"),
-            fetch_site: request_header(request, "Sec-Fetch-Site"),
-            fetch_mode: request_header(request, "Sec-Fetch-Mode"),
-            user_agent: request_header(request, "User-Agent"),
-            upgrade_insecure: request_header(request, "Upgrade-Insecure-Requests"),
-        }
-    }
-
-    /// Browsers send `Sec-Fetch-*` only to secure contexts (https, localhost, IP literals)
-    /// and `Origin` only on writes and cross-origin reads: a page on plain
-    /// `http://rebound.example` navigates and reads with neither. Its user agent (which
-    /// Chromium and Safari never let a page change) and the navigation header give it away.
-    pub fn is_browser(&self) -> bool {
-        self.origin.is_some()
-            || self.fetch_site.is_some()
-            || self.fetch_mode.is_some()
-            || self.upgrade_insecure.is_some()
-            || self.user_agent.is_some_and(|ua| ua.starts_with("Mozilla/"))
-    }
-}
+use crate::http::{Reply, Req};
+use tiny_http::Method;
 
 impl Policy {
     /// Refuses (403) a browser request under a foreign Host, or a browser write from a
@@ -70,9 +37,14 @@ impl Policy {
                  name to WORKSHOP_HOSTNAMES to use the hub under it"
             )));
         }
-        if matches!(method, Method::Get | Method::Head) {
-            return Ok(());
+        match method {
+            Method::Get | Method::Head => Ok(()),
+            _ => self.admit_write(seen, host),
         }
+    }
+
+    /// A browser write: from the hub's own origin or an allowed one.
+    fn admit_write(&self, seen: &Seen, host: &str) -> Result<(), ApiError> {
         match seen.origin {
             Some(origin) if same_origin(origin, host) || self.cors_allows(origin) => Ok(()),
             Some(origin) => Err(ApiError::forbidden(format!(
@@ -98,6 +70,18 @@ impl Policy {
         path: &str,
         name: Option<&str>,
     ) -> Vec<(&'static str, String)> {
+        let mut out = self.cors_headers(seen, method);
+        if path == "/ui" {
+            out.push(("Content-Security-Policy", ui::CSP.clone()));
+        } else if path.starts_with("/files/") {
+            out.push(("Content-Disposition", files::content_disposition(name)));
+            out.push(("Content-Security-Policy", files::FILES_CSP.into()));
+        }
+        out
+    }
+
+    /// `Access-Control-*` for an allowed origin (a preflight's included), and `Vary`.
+    fn cors_headers(&self, seen: &Seen, method: &Method) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(allowed) = self.allowed_origin(seen.origin) {
             out.push(("Access-Control-Allow-Origin", allowed));
@@ -110,12 +94,6 @@ impl Policy {
         if let CorsOrigins::Listed(_) = self.cors {
             // The answer depends on the Origin: caches must keep one per origin.
             out.push(("Vary", "Origin".into()));
-        }
-        if path == "/ui" {
-            out.push(("Content-Security-Policy", ui::CSP.clone()));
-        } else if path.starts_with("/files/") {
-            out.push(("Content-Disposition", files::content_disposition(name)));
-            out.push(("Content-Security-Policy", files::FILES_CSP.into()));
         }
         out
     }

@@ -23,6 +23,14 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// `WORKSHOP_HOSTNAMES` and `WORKSHOP_CORS_ORIGINS` from a key lookup (`Config`'s).
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Policy, String> {
+        Ok(Policy {
+            hostnames: parse_hostnames(&get("WORKSHOP_HOSTNAMES").unwrap_or_default())?,
+            cors: parse_cors_origins(&get("WORKSHOP_CORS_ORIGINS").unwrap_or_default())?,
+        })
+    }
+
     /// Whether a browser may address the hub under `host`: an IP literal, `localhost`, or a
     /// listed name; anything else could be a DNS-rebound name.
     pub fn host_allowed(&self, host: &str) -> bool {
@@ -57,21 +65,23 @@ fn host_name(host: &str) -> Option<&str> {
 
 /// `WORKSHOP_HOSTNAMES`: comma-separated host names (no scheme, no port).
 pub fn parse_hostnames(raw: &str) -> Result<Vec<String>, String> {
-    let mut names = Vec::new();
-    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let name = item.strip_suffix('.').unwrap_or(item).to_ascii_lowercase();
-        let valid = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-        if !valid || name.is_empty() {
-            return Err(format!(
-                "WORKSHOP_HOSTNAMES must be comma-separated host names like hub,hub.tail1234.ts.net \
-                 (no scheme, no port), got {item:?}"
-            ));
-        }
-        names.push(name);
+    let items = raw.split(',').map(str::trim).filter(|s| !s.is_empty());
+    items.map(parse_hostname).collect()
+}
+
+/// One host name, lowercase and without a trailing dot.
+fn parse_hostname(item: &str) -> Result<String, String> {
+    let name = item.strip_suffix('.').unwrap_or(item).to_ascii_lowercase();
+    let valid = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    match valid && !name.is_empty() {
+        true => Ok(name),
+        false => Err(format!(
+            "WORKSHOP_HOSTNAMES must be comma-separated host names like hub,hub.tail1234.ts.net \
+             (no scheme, no port), got {item:?}"
+        )),
     }
-    Ok(names)
 }
 
 /// `WORKSHOP_CORS_ORIGINS`: `*`, or comma-separated origins `http[s]://host[:port]`.
@@ -84,24 +94,29 @@ pub fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, String> {
     if items == ["*"] {
         return Ok(CorsOrigins::Any);
     }
-    let mut origins = Vec::new();
-    for item in items {
-        let origin = item.strip_suffix('/').unwrap_or(item).to_ascii_lowercase();
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        if !authority.is_some_and(|a| host_name(a).is_some() && !a.contains(['/', '?', '#', '@'])) {
-            return Err(format!(
-                "WORKSHOP_CORS_ORIGINS must be * or comma-separated origins like \
-                 http://host:port, got {item:?}"
-            ));
-        }
-        origins.push(origin);
-    }
+    let origins = items
+        .into_iter()
+        .map(parse_origin)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(match origins.is_empty() {
         true => CorsOrigins::SameOriginOnly,
         false => CorsOrigins::Listed(origins),
     })
+}
+
+/// One origin, `http[s]://host[:port]`, lowercase and without a trailing slash.
+fn parse_origin(item: &str) -> Result<String, String> {
+    let origin = item.strip_suffix('/').unwrap_or(item).to_ascii_lowercase();
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match authority.is_some_and(|a| host_name(a).is_some() && !a.contains(['/', '?', '#', '@'])) {
+        true => Ok(origin),
+        false => Err(format!(
+            "WORKSHOP_CORS_ORIGINS must be * or comma-separated origins like \
+             http://host:port, got {item:?}"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,12 @@
-//! Routing and the connection loop: each request is answered on its connection's own
-//! thread by the handler its route names (`app` starts and stops the server around it).
+//! Every route: which handler answers it, what it captures from the path, and its name in
+//! /metrics.
 use crate::api::{channels, files, inbox, locks, messages, presence, search, status, tasks};
 use crate::app::App;
 use crate::browser;
 use crate::error::ApiError;
-use crate::http::{Reply, Req, respond, split_url};
+use crate::http::{Reply, Req};
 use crate::sse;
-use std::collections::HashMap;
-use std::time::Instant;
-use tiny_http::{Method, Request};
+use tiny_http::Method;
 
 /// What every handler is: the request in, the reply (a stream included) or the error out.
 type Handler = fn(&App, &mut Req) -> Result<Reply, ApiError>;
@@ -16,7 +14,7 @@ type Handler = fn(&App, &mut Req) -> Result<Reply, ApiError>;
 /// Every known route. Paths are matched before methods, so a known path with the wrong
 /// method is a 405, an unknown path a 404.
 #[derive(Debug, PartialEq)]
-enum Route<'a> {
+pub(super) enum Route<'a> {
     Preflight,
     Stream(Option<&'a str>),
     Publish(&'a str),
@@ -45,7 +43,7 @@ enum Route<'a> {
 
 impl Route<'_> {
     /// The route's name in /metrics (one of `metrics::ROUTES`).
-    fn label(&self) -> &'static str {
+    pub(super) fn label(&self) -> &'static str {
         match self {
             Route::Preflight => "preflight",
             Route::Stream(_) => "stream",
@@ -75,7 +73,7 @@ impl Route<'_> {
     }
 
     /// The handler that answers this route.
-    fn handler(&self) -> Handler {
+    pub(super) fn handler(&self) -> Handler {
         match self {
             Route::Preflight => browser::preflight,
             // `GET` streams, `HEAD` gets the stream's headers alone.
@@ -106,7 +104,7 @@ impl Route<'_> {
     }
 
     /// What the route took from the path, in order, for `Req::captures`.
-    fn captures(&self) -> Vec<String> {
+    pub(super) fn captures(&self) -> Vec<String> {
         let taken = match *self {
             Route::TaskAction(id, action) => vec![id, action],
             Route::Stream(Some(one)) | Route::Publish(one) | Route::History(Some(one)) => vec![one],
@@ -119,7 +117,7 @@ impl Route<'_> {
     }
 }
 
-fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
+pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
     if *method == Method::Options {
         return Ok(Route::Preflight);
     }
@@ -167,149 +165,9 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
     }
 }
 
-/// Answers one request on its connection's thread; `false` ends the connection (a stream
-/// took it over, or the server is stopping).
-pub fn serve(app: &App, request: Request) -> bool {
-    if app.is_stopping() {
-        respond(
-            request,
-            ApiError::unavailable("server is shutting down").into(),
-        );
-        return false;
-    }
-    // Counted as in hand until answered, even if the handler panics.
-    let _counted = crate::counted::Counted::enter(&app.in_flight);
-    answer(app, request, Instant::now())
-}
-
-fn answer(app: &App, request: Request, started: Instant) -> bool {
-    let method = request.method().clone();
-    let url = request.url().to_string();
-    let target = origin_form(&url);
-    // A query that does not decode is refused, but the path still gets its browser headers.
-    let (path, query, parsed) = match split_url(target) {
-        Ok((path, query)) => (path, query, Ok(())),
-        Err(err) => (
-            target.split('?').next().unwrap_or(target),
-            HashMap::new(),
-            Err(err),
-        ),
-    };
-    let (admitted, browser_headers) = browser_rules(app, &request, &method, path, &query);
-    let mut req = Req {
-        http: request,
-        query,
-        captures: Vec::new(),
-    };
-    let mut label = "unrouted";
-    let reply = parsed
-        .and_then(|()| {
-            admitted?;
-            check_host(&req.http)?;
-            let route = route(&method, path)?;
-            label = route.label();
-            req.captures = route.captures();
-            route.handler()(app, &mut req)
-        })
-        .unwrap_or_else(Reply::from);
-    crate::metrics::METRICS.count_request(label, reply.status());
-    if app.config.verbose {
-        log(&method, &url, reply.status(), started);
-    }
-    respond(req.http, Reply::Headed(browser_headers, Box::new(reply)))
-}
-
-/// One line on stderr per request (`WORKSHOP_VERBOSE`).
-fn log(method: &Method, url: &str, status: u16, started: Instant) {
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (method, url) = (printable(method.as_str()), printable(url));
-    // One write per line, so a reader of the pipe (journald, a test) never sees half.
-    let line = format!("{method} {url} \u{2192} {status} ({ms:.1} ms)\n");
-    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
-}
-
-/// Client text for the log, with control characters escaped: no terminal escape sequence
-/// from a request line reaches whoever reads the log.
-fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c.is_control() {
-            true => out.extend(c.escape_default()),
-            false => out.push(c),
-        }
-    }
-    out
-}
-
-/// Whether the browser rules let this request through, and the headers they add to its
-/// answer (refusals included: an allowed origin must be able to read its errors). `path`
-/// is the routed path (an absolute-form target's too), `params` its decoded query.
-fn browser_rules(
-    app: &App,
-    request: &Request,
-    method: &Method,
-    path: &str,
-    params: &HashMap<String, String>,
-) -> (Result<(), ApiError>, Vec<(&'static str, String)>) {
-    let policy = &app.config.browser;
-    let seen = browser::Seen::of(request);
-    let name = params.get("name").map(String::as_str);
-    let headers = policy.headers(&seen, method, path, name);
-    (policy.admit(&seen, method), headers)
-}
-
-/// The path and query of a request target. An absolute-form target
-/// (`http://host/path`, which RFC 9112 §3.2.2 says a server must accept) is routed like
-/// its path.
-fn origin_form(target: &str) -> &str {
-    let scheme_len = ["http://", "https://"]
-        .iter()
-        .find(|scheme| {
-            target
-                .get(..scheme.len())
-                .is_some_and(|t| t.eq_ignore_ascii_case(scheme))
-        })
-        .map(|scheme| scheme.len());
-    let Some(scheme_len) = scheme_len else {
-        return target;
-    };
-    let rest = &target[scheme_len..];
-    // The authority ends at the first `/` or `?`; a query without a path is dropped.
-    match rest.find(['/', '?']) {
-        Some(at) if rest[at..].starts_with('/') => &rest[at..],
-        _ => "/",
-    }
-}
-
-/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host header, and no request has two.
-fn check_host(request: &Request) -> Result<(), ApiError> {
-    let hosts = request
-        .headers()
-        .iter()
-        .filter(|h| h.field.equiv("Host"))
-        .count();
-    let needed = *request.http_version() >= (1, 1);
-    match hosts {
-        1 => Ok(()),
-        0 if !needed => Ok(()),
-        0 => Err(ApiError::bad_request(
-            "an HTTP/1.1 request needs a Host header",
-        )),
-        _ => Err(ApiError::bad_request(
-            "a request has one Host header, not several",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_are_escaped_for_the_log() {
-        assert_eq!(printable("/ch/a\u{1b}[31m\r\n"), "/ch/a\\u{1b}[31m\\r\\n");
-        assert_eq!(printable("plain é"), "plain é");
-    }
 
     #[test]
     fn routes() {
@@ -336,6 +194,17 @@ mod tests {
         assert_eq!(route(&get, "").unwrap_err().status, 404);
         assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
         assert_eq!(route(&get, "/tasks/claim").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn routes_capture_their_path_segments_in_order() {
+        let captured = |method: &Method, path: &str| route(method, path).unwrap().captures();
+        assert_eq!(captured(&Method::Post, "/tasks/ID/done"), ["ID", "done"]);
+        assert_eq!(captured(&Method::Get, "/ch/a%2Fb/history"), ["a%2Fb"]);
+        assert_eq!(captured(&Method::Get, "/files/sha256:x"), ["sha256:x"]);
+        assert_eq!(captured(&Method::Post, "/locks/acquire"), ["acquire"]);
+        assert!(captured(&Method::Get, "/").is_empty());
+        assert!(captured(&Method::Get, "/history").is_empty());
     }
 
     #[test]
@@ -376,15 +245,5 @@ mod tests {
         for label in labels {
             assert!(crate::metrics::ROUTES.contains(&label), "{label}");
         }
-    }
-
-    #[test]
-    fn absolute_form_targets_are_routed_by_their_path() {
-        assert_eq!(origin_form("/status?a=1"), "/status?a=1");
-        assert_eq!(origin_form("http://h:80/status?a=1"), "/status?a=1");
-        assert_eq!(origin_form("HTTPS://h/ch/x"), "/ch/x");
-        assert_eq!(origin_form("http://h"), "/");
-        assert_eq!(origin_form("http://h?a=1"), "/");
-        assert_eq!(origin_form("ftp://h/status"), "ftp://h/status");
     }
 }
