@@ -26,11 +26,7 @@ impl BlobStore {
     pub fn open(dir: &Path) -> Result<BlobStore, String> {
         let tmp = dir.join("tmp");
         fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-        let leftovers =
-            fs::read_dir(&tmp).map_err(|e| format!("cannot read {}: {e}", tmp.display()))?;
-        for entry in leftovers.flatten() {
-            let _ = fs::remove_file(entry.path());
-        }
+        remove_leftovers(&tmp)?;
         crate::metrics::METRICS.set_blob_bytes(stored_bytes(dir));
         Ok(BlobStore {
             dir: dir.to_path_buf(),
@@ -107,6 +103,15 @@ impl BlobStore {
         let hash = format!("sha256:{}", hex(&hasher.finalize()));
         Ok((hash, size))
     }
+}
+
+/// Removes the temporary files a crash left in `tmp`.
+fn remove_leftovers(tmp: &Path) -> Result<(), String> {
+    let leftovers = fs::read_dir(tmp).map_err(|e| format!("cannot read {}: {e}", tmp.display()))?;
+    for entry in leftovers.flatten() {
+        let _ = fs::remove_file(entry.path());
+    }
+    Ok(())
 }
 
 /// The next piece of an upload into `buf` (0 at its end), retried when interrupted.

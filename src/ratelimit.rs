@@ -114,15 +114,9 @@ impl RateLimiter {
             return Verdict::Pass;
         }
         let retry_after_s = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
-        let announce = bucket
-            .announced
-            .is_none_or(|at| now.duration_since(at) >= ANNOUNCE_EVERY);
-        if announce {
-            bucket.announced = Some(now);
-        }
         Verdict::Throttled {
             retry_after_s,
-            announce,
+            announce: announcement_due(bucket, now),
         }
     }
 
@@ -150,6 +144,18 @@ impl RateLimiter {
     fn sweeps(&self) -> usize {
         self.senders.lock().map(|s| s.sweeps).unwrap_or(0)
     }
+}
+
+/// Whether a refusal of this sender is announced now (at most once per `ANNOUNCE_EVERY`);
+/// if so, the announcement is counted as made.
+fn announcement_due(bucket: &mut Bucket, now: Instant) -> bool {
+    let due = bucket
+        .announced
+        .is_none_or(|at| now.duration_since(at) >= ANNOUNCE_EVERY);
+    if due {
+        bucket.announced = Some(now);
+    }
+    due
 }
 
 /// The guard as the handlers use it: a refusal is the 429 to send, announced on the channel.
@@ -190,13 +196,19 @@ impl RateLimiter {
         if announce {
             self.announce(store, from, ch, retry_after_s);
         }
-        Err(Reply::Throttled {
-            message: format!(
-                "{from} is over WORKSHOP_RATE ({} per second, bursts of {}): retry in {retry_after_s} s",
-                self.rate, self.burst
-            ),
+        Err(self.refusal(from, retry_after_s))
+    }
+
+    /// The 429 for `from`, with `Retry-After`.
+    fn refusal(&self, from: &str, retry_after_s: u64) -> Reply {
+        let (rate, burst) = (self.rate, self.burst);
+        let message = format!(
+            "{from} is over WORKSHOP_RATE ({rate} per second, bursts of {burst}): retry in {retry_after_s} s"
+        );
+        Reply::Throttled {
+            message,
             retry_after_s,
-        })
+        }
     }
 
     /// Publishes `workshop.throttled` on `ch`, addressed to the offender.

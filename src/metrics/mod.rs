@@ -143,15 +143,7 @@ impl Metrics {
     /// Sets the task gauges from the database, once at start-up (before the writer runs);
     /// from then on the writer's transitions keep them.
     pub fn load_task_counts(&self, conn: &Connection) -> rusqlite::Result<()> {
-        let mut counts = [0; STATUSES.len()];
-        let mut query = conn.prepare("SELECT status, count(*) FROM tasks GROUP BY status")?;
-        let mut rows = query.query([])?;
-        while let Some(row) = rows.next()? {
-            let status: String = row.get(0)?;
-            if let Some(i) = STATUSES.iter().position(|s| *s == status) {
-                counts[i] = row.get(1)?;
-            }
-        }
+        let counts = task_counts(conn)?;
         for (gauge, n) in self.tasks.iter().zip(counts) {
             gauge.store(n, Ordering::Relaxed);
         }
@@ -222,6 +214,20 @@ impl Metrics {
             self.throttled[i].fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Tasks by status (`STATUSES`), in one query.
+fn task_counts(conn: &Connection) -> rusqlite::Result<[i64; STATUSES.len()]> {
+    let mut counts = [0; STATUSES.len()];
+    let mut query = conn.prepare("SELECT status, count(*) FROM tasks GROUP BY status")?;
+    let mut rows = query.query([])?;
+    while let Some(row) = rows.next()? {
+        let status: String = row.get(0)?;
+        if let Some(i) = STATUSES.iter().position(|s| *s == status) {
+            counts[i] = row.get(1)?;
+        }
+    }
+    Ok(counts)
 }
 
 #[cfg(test)]
