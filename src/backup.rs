@@ -9,7 +9,7 @@
 //! A server holds a shared `flock` on `DB_PATH.lock` while it runs; restore takes it
 //! exclusively, so it refuses while any server uses the target and no server starts while
 //! it runs. The kernel drops the lock when a process dies, so a crash leaves nothing stale.
-use crate::api::valid_hash;
+use crate::blobs::valid_hash;
 use crate::store::schema;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,18 @@ pub struct Manifest {
     pub messages: u64,
     pub tasks: u64,
     pub blobs: u64,
+}
+
+impl Manifest {
+    /// What a database copy must match: its schema, last message and row counts.
+    fn contents(&self) -> (i64, &Option<String>, u64, u64) {
+        (
+            self.schema,
+            &self.last_message_id,
+            self.messages,
+            self.tasks,
+        )
+    }
 }
 
 /// Marks `db` as in use by a server for as long as the returned file stays open.
@@ -114,24 +126,32 @@ pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> 
     let manifest = read_manifest(dir)?;
     let copy = dir.join(DB_FILE);
     check_copy(&copy, &manifest)?;
-    let lock = open_lock(db)?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            return Err(format!(
-                "a server is using {}: stop it before restoring",
-                db.display()
-            ));
-        }
-        Err(TryLockError::Error(e)) => {
-            return Err(format!("cannot lock {}: {e}", lock_path(db).display()));
-        }
-    }
+    let lock = lock_exclusively(db)?;
     // Blobs first: the restored database must never name a blob that is not there yet.
     fs::create_dir_all(blobs).map_err(|e| format!("cannot create {}: {e}", blobs.display()))?;
     copy_missing_blobs(&dir.join(BLOBS), blobs, true)?;
-    let source = Connection::open_with_flags(&copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| db_error(&copy, e))?;
+    install_database(&copy, db)?;
+    drop(lock);
+    Ok(manifest)
+}
+
+/// Takes `db`'s lock exclusively: no server uses it, and none starts until it is dropped.
+fn lock_exclusively(db: &Path) -> Result<File, String> {
+    let lock = open_lock(db)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(format!(
+            "a server is using {}: stop it before restoring",
+            db.display()
+        )),
+        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path(db).display())),
+    }
+}
+
+/// Replaces the database `db` with the checked `copy`.
+fn install_database(copy: &Path, db: &Path) -> Result<(), String> {
+    let source = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| db_error(copy, e))?;
     // The old database is never opened: it may be what is being replaced because it is
     // damaged ("file is not a database"). The copy goes to a new file beside it, the old
     // WAL and shared-memory files go (a WAL left beside the new file would be replayed
@@ -146,13 +166,17 @@ pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> 
         remove_if_present(&sibling(db, suffix))?;
     }
     fs::rename(&part, db).map_err(|e| format!("cannot install {}: {e}", db.display()))?;
-    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        File::open(parent)
+    sync_parent(db)
+}
+
+/// Makes a rename in `path`'s folder durable.
+fn sync_parent(path: &Path) -> Result<(), String> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => File::open(parent)
             .and_then(|d| d.sync_all())
-            .map_err(|e| format!("cannot sync {}: {e}", parent.display()))?;
+            .map_err(|e| format!("cannot sync {}: {e}", parent.display())),
+        None => Ok(()),
     }
-    drop(lock);
-    Ok(manifest)
 }
 
 /// Copies the database `source` into `to`, a new file.
@@ -221,6 +245,11 @@ fn read_manifest(dir: &Path) -> Result<Manifest, String> {
     })?;
     let manifest: Manifest = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a workshop manifest: {e}", path.display()))?;
+    readable(manifest, &path)
+}
+
+/// The manifest, if this build can restore what it describes.
+fn readable(manifest: Manifest, path: &Path) -> Result<Manifest, String> {
     if manifest.format != FORMAT {
         return Err(format!(
             "{} is backup format {}; this workshop reads format {FORMAT}",
@@ -241,29 +270,9 @@ fn read_manifest(dir: &Path) -> Result<Manifest, String> {
 
 /// `PRAGMA integrity_check`, then the copy must be what the manifest says.
 fn check_copy(copy: &Path, manifest: &Manifest) -> Result<(), String> {
-    let conn = schema::open_reader(copy).map_err(|e| db_error(copy, e))?;
-    let verdict: String = conn
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .map_err(|e| db_error(copy, e))?;
-    if verdict != "ok" {
-        return Err(format!(
-            "{} fails its integrity check: {verdict}",
-            copy.display()
-        ));
-    }
+    check_integrity(copy)?;
     let found = describe(copy, manifest.created)?;
-    let same = (
-        found.schema,
-        &found.last_message_id,
-        found.messages,
-        found.tasks,
-    ) == (
-        manifest.schema,
-        &manifest.last_message_id,
-        manifest.messages,
-        manifest.tasks,
-    );
-    if !same {
+    if found.contents() != manifest.contents() {
         return Err(format!(
             "{} does not match its manifest: {} messages (last {:?}), {} tasks, schema {}",
             copy.display(),
@@ -274,6 +283,20 @@ fn check_copy(copy: &Path, manifest: &Manifest) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn check_integrity(copy: &Path) -> Result<(), String> {
+    let conn = schema::open_reader(copy).map_err(|e| db_error(copy, e))?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .map_err(|e| db_error(copy, e))?;
+    match verdict.as_str() {
+        "ok" => Ok(()),
+        _ => Err(format!(
+            "{} fails its integrity check: {verdict}",
+            copy.display()
+        )),
+    }
 }
 
 /// Copies each blob of `from` that `to` lacks (through a temporary name, so a blob under
@@ -293,17 +316,7 @@ fn copy_missing_blobs(from: &Path, to: &Path, verify: bool) -> Result<u64, Strin
             continue;
         }
         held += 1;
-        let target = to.join(&name);
-        if target.exists() {
-            continue;
-        }
-        let part = to.join(format!("{name}.part"));
-        copy_blob(&entry.path(), &part, verify.then_some(name.as_str()))
-            .and_then(|()| fs::rename(&part, &target).map_err(|e| e.to_string()))
-            .map_err(|e| {
-                let _ = fs::remove_file(&part);
-                format!("cannot copy blob {name}: {e}")
-            })?;
+        copy_if_missing(&entry.path(), to, &name, verify)?;
     }
     File::open(to)
         .and_then(|d| d.sync_all())
@@ -311,31 +324,51 @@ fn copy_missing_blobs(from: &Path, to: &Path, verify: bool) -> Result<u64, Strin
     Ok(held)
 }
 
-fn copy_blob(from: &Path, to: &Path, expected: Option<&str>) -> Result<(), String> {
-    let mut input = File::open(from).map_err(|e| e.to_string())?;
-    let mut output = File::create(to).map_err(|e| e.to_string())?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = input.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+/// Copies the blob `name` at `from` into the folder `to`, unless it is already there.
+fn copy_if_missing(from: &Path, to: &Path, name: &str, verify: bool) -> Result<(), String> {
+    let target = to.join(name);
+    if target.exists() {
+        return Ok(());
     }
-    output.sync_all().map_err(|e| e.to_string())?;
-    let actual: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let part = to.join(format!("{name}.part"));
+    copy_blob(from, &part, verify.then_some(name))
+        .and_then(|()| fs::rename(&part, &target).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            let _ = fs::remove_file(&part);
+            format!("cannot copy blob {name}: {e}")
+        })
+}
+
+fn copy_blob(from: &Path, to: &Path, expected: Option<&str>) -> Result<(), String> {
+    let actual = copy_hashing(from, to).map_err(|e| e.to_string())?;
     match expected {
         Some(name) if name.strip_prefix("sha256:") != Some(actual.as_str()) => Err(format!(
             "its content hashes to sha256:{actual}: the backup is damaged"
         )),
         _ => Ok(()),
     }
+}
+
+/// Copies `from` into the new file `to`, synced; returns the content's SHA-256 in hex.
+fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
+    let mut input = File::open(from)?;
+    let mut output = File::create(to)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+    }
+    output.sync_all()?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), String> {

@@ -7,26 +7,34 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::Config;
 
 pub fn text(config: &Config, addr: SocketAddr) -> String {
-    let retention = match config.retention_days {
-        0 => "messages kept forever".to_string(),
-        d => format!(
-            "messages deleted after {d} day{}",
-            if d == 1 { "" } else { "s" }
-        ),
-    };
     let mut out = format!(
         "workshop listening on http://{addr}\n  \
          version:   {}\n  \
          database:  {}\n  \
          blobs:     {}\n  \
-         retention: {retention}\n  \
+         retention: {}\n  \
          uploads:   up to {}\n",
         env!("CARGO_PKG_VERSION"),
         absolute(&config.db_path),
         absolute(&config.blobs_dir),
+        retention(config.retention_days),
         size(config.max_file_bytes),
     );
-    let urls = reachable(addr, &crate::sys::interface_addrs());
+    out.push_str(&url_lines(&reachable(addr, &crate::sys::interface_addrs())));
+    out
+}
+
+fn retention(days: u64) -> String {
+    match days {
+        0 => "messages kept forever".to_string(),
+        1 => "messages deleted after 1 day".to_string(),
+        d => format!("messages deleted after {d} days"),
+    }
+}
+
+/// The UI at each URL, then how to watch the stream at the first.
+fn url_lines(urls: &[String]) -> String {
+    let mut out = String::new();
     for (i, url) in urls.iter().enumerate() {
         let label = if i == 0 { "ui:" } else { "" };
         out.push_str(&format!("  {label:<10} {url}/ui\n"));
@@ -40,13 +48,18 @@ pub fn text(config: &Config, addr: SocketAddr) -> String {
 /// Base URLs for `addr`: itself, or for an unspecified address each interface address of the
 /// same family (IPv6 link-local ones left out: they need a zone to be usable).
 fn reachable(addr: SocketAddr, interfaces: &[IpAddr]) -> Vec<String> {
-    let url = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => format!("http://{v4}:{}", addr.port()),
-        IpAddr::V6(v6) => format!("http://[{v6}]:{}", addr.port()),
+    let ips = match addr.ip().is_unspecified() {
+        true => usable(addr, interfaces),
+        false => Vec::new(),
     };
-    if !addr.ip().is_unspecified() {
-        return vec![url(addr.ip())];
-    }
+    let ips = if ips.is_empty() { vec![addr.ip()] } else { ips };
+    ips.into_iter()
+        .map(|ip| base_url(ip, addr.port()))
+        .collect()
+}
+
+/// The interface addresses of `addr`'s family that another machine could use, loopback last.
+fn usable(addr: SocketAddr, interfaces: &[IpAddr]) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = interfaces
         .iter()
         .copied()
@@ -59,10 +72,14 @@ fn reachable(addr: SocketAddr, interfaces: &[IpAddr]) -> Vec<String> {
     // Loopback last: the others are what a second machine needs.
     ips.sort_by_key(|ip| (ip.is_loopback(), *ip));
     ips.dedup();
-    if ips.is_empty() {
-        return vec![url(addr.ip())];
+    ips
+}
+
+fn base_url(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("http://{v4}:{port}"),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
     }
-    ips.into_iter().map(url).collect()
 }
 
 fn absolute(path: &std::path::Path) -> String {

@@ -26,11 +26,7 @@ impl BlobStore {
     pub fn open(dir: &Path) -> Result<BlobStore, String> {
         let tmp = dir.join("tmp");
         fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-        let leftovers =
-            fs::read_dir(&tmp).map_err(|e| format!("cannot read {}: {e}", tmp.display()))?;
-        for entry in leftovers.flatten() {
-            let _ = fs::remove_file(entry.path());
-        }
+        remove_leftovers(&tmp)?;
         crate::metrics::METRICS.set_blob_bytes(stored_bytes(dir));
         Ok(BlobStore {
             dir: dir.to_path_buf(),
@@ -61,15 +57,21 @@ impl BlobStore {
                 return Err(err);
             }
         };
-        let final_path = self.path(&hash);
+        let new = self.install(&tmp_path, &hash)?;
+        Ok(Stored { hash, size, new })
+    }
+
+    /// Renames the synced temporary file to its blob name, durably; whether it is new.
+    fn install(&self, tmp_path: &Path, hash: &str) -> Result<bool, ApiError> {
+        let final_path = self.path(hash);
         let new = !final_path.exists();
-        if let Err(err) = fs::rename(&tmp_path, &final_path) {
-            let _ = fs::remove_file(&tmp_path);
+        if let Err(err) = fs::rename(tmp_path, &final_path) {
+            let _ = fs::remove_file(tmp_path);
             return Err(err.into());
         }
         // The rename is durable once the folder itself is synced.
         File::open(&self.dir).and_then(|d| d.sync_all())?;
-        Ok(Stored { hash, size, new })
+        Ok(new)
     }
 
     /// Writes and syncs the temporary file; its name and size.
@@ -84,16 +86,10 @@ impl BlobStore {
         let mut size: u64 = 0;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(ApiError::bad_request(format!(
-                        "could not read the upload: {e}"
-                    )));
-                }
-            };
+            let n = read_upload(body, &mut buf)?;
+            if n == 0 {
+                break;
+            }
             size += n as u64;
             if size > limit {
                 return Err(ApiError::too_large(format!(
@@ -106,6 +102,29 @@ impl BlobStore {
         file.sync_all()?;
         let hash = format!("sha256:{}", hex(&hasher.finalize()));
         Ok((hash, size))
+    }
+}
+
+/// Removes the temporary files a crash left in `tmp`.
+fn remove_leftovers(tmp: &Path) -> Result<(), String> {
+    let leftovers = fs::read_dir(tmp).map_err(|e| format!("cannot read {}: {e}", tmp.display()))?;
+    for entry in leftovers.flatten() {
+        let _ = fs::remove_file(entry.path());
+    }
+    Ok(())
+}
+
+/// The next piece of an upload into `buf` (0 at its end), retried when interrupted.
+fn read_upload(body: &mut dyn Read, buf: &mut [u8]) -> Result<usize, ApiError> {
+    loop {
+        match body.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let message = format!("could not read the upload: {e}");
+                return Err(ApiError::bad_request(message));
+            }
+            Ok(n) => return Ok(n),
+        }
     }
 }
 
@@ -127,5 +146,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
+    })
+}
+
+/// `sha256:<64 lowercase hex>`, the only blob name there is.
+pub fn valid_hash(hash: &str) -> bool {
+    hash.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
 }

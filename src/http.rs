@@ -1,6 +1,5 @@
 //! HTTP plumbing shared by the handlers: replies, query strings, bounded JSON bodies.
 use crate::error::ApiError;
-use crate::store::batches::{Messages, NdjsonBody};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,7 +9,37 @@ use tiny_http::{Header, Request, Response, StatusCode};
 /// A JSON request body over this size is refused with 413.
 pub const MAX_JSON_BODY: u64 = 1024 * 1024;
 
-/// What a handler answers; `server::respond` turns it into bytes on the socket.
+/// The headers of an SSE stream (`text/event-stream`).
+pub const EVENT_STREAM_HEADERS: &[(&str, &str)] = &[
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+    ("X-Content-Type-Options", "nosniff"),
+];
+
+/// One request as a handler sees it: the tiny_http request, its decoded query and what the
+/// route captured from its path (`/tasks/ID/claim`: `ID`, `claim`).
+pub struct Req {
+    pub http: Request,
+    pub query: HashMap<String, String>,
+    pub captures: Vec<String>,
+}
+
+/// Extra response headers, as `(name, value)`.
+pub type Headers = Vec<(&'static str, String)>;
+
+/// An answer that takes the connection over and writes the response itself (an SSE stream).
+pub trait Takeover: Send {
+    /// Writes the response, with `headers` added, on the connection it now owns.
+    fn take_over(self: Box<Self>, request: Request, headers: Headers);
+}
+
+/// A body of newline-delimited JSON whose length is known before the first byte is read.
+pub trait NdjsonSource {
+    fn into_body(self) -> (Box<dyn Read + Send>, u64);
+}
+
+/// What a handler answers; `respond` turns it into bytes on the socket.
 pub enum Reply {
     Json(u16, Value),
     /// Newline-delimited JSON of exactly `len` bytes, produced as it is sent.
@@ -23,8 +52,6 @@ pub enum Reply {
     Preflight,
     /// A status with no body (204 No Content, 304 Not Modified).
     Empty(u16),
-    /// The headers of an SSE stream, for `HEAD`.
-    StreamHead,
     File {
         file: File,
         len: u64,
@@ -38,7 +65,9 @@ pub enum Reply {
     /// `GET /metrics`: Prometheus text exposition format 0.0.4.
     Metrics(String),
     /// Another reply with extra headers (`Workshop-Gap`, the browser rules' headers).
-    Headed(Vec<(&'static str, String)>, Box<Reply>),
+    Headed(Headers, Box<Reply>),
+    /// The connection is handed over: the answer writes itself and the connection ends with it.
+    Stream(Box<dyn Takeover>),
 }
 
 impl Reply {
@@ -46,14 +75,10 @@ impl Reply {
         Reply::Json(status, body)
     }
 
-    /// NDJSON of stored messages, one envelope a line, read from the store as it is sent.
-    pub fn ndjson(messages: Messages) -> Reply {
-        // Each envelope and its newline: the length is known before the first byte is read.
-        let len = messages.bytes() + messages.len() as u64;
-        Reply::Ndjson {
-            body: Box::new(NdjsonBody::new(messages)),
-            len,
-        }
+    /// NDJSON produced as it is sent (stored messages, one envelope a line).
+    pub fn ndjson(source: impl NdjsonSource) -> Reply {
+        let (body, len) = source.into_body();
+        Reply::Ndjson { body, len }
     }
 
     pub fn status(&self) -> u16 {
@@ -64,6 +89,22 @@ impl Reply {
             Reply::Throttled { .. } => 429,
             Reply::Headed(_, reply) => reply.status(),
             _ => 200,
+        }
+    }
+
+    /// The stream this reply hands the connection to, with the headers wrapped around it;
+    /// or the reply itself, when it is an ordinary answer.
+    fn into_takeover(self) -> Result<(Box<dyn Takeover>, Headers), Reply> {
+        match self {
+            Reply::Stream(stream) => Ok((stream, Vec::new())),
+            Reply::Headed(mut extra, inner) => match inner.into_takeover() {
+                Ok((stream, more)) => {
+                    extra.extend(more);
+                    Ok((stream, extra))
+                }
+                Err(inner) => Err(Reply::Headed(extra, Box::new(inner))),
+            },
+            reply => Err(reply),
         }
     }
 }
@@ -80,11 +121,26 @@ pub fn header(name: &str, value: &str) -> Header {
 }
 
 /// Sends a reply (extra headers, such as the browser rules' CORS, CSP and download headers,
-/// come as `Reply::Headed`); a client that has already gone away is no one to tell. A
-/// reply that fails part-way (its body could not be produced, or the client stopped reading)
-/// leaves the connection mid-message: it is shut down, so the client sees the answer cut short
-/// at once and nothing more is read from it.
-pub fn respond(request: Request, reply: Reply) {
+/// come as `Reply::Headed`), or hands the connection to a stream; `false` when the
+/// connection is no longer this thread's to serve.
+pub fn respond(request: Request, reply: Reply) -> bool {
+    match reply.into_takeover() {
+        Ok((stream, headers)) => {
+            stream.take_over(request, headers);
+            false
+        }
+        Err(reply) => {
+            send(request, reply);
+            true
+        }
+    }
+}
+
+/// A client that has already gone away is no one to tell. A reply that fails part-way (its
+/// body could not be produced, or the client stopped reading) leaves the connection
+/// mid-message: it is shut down, so the client sees the answer cut short at once and nothing
+/// more is read from it.
+fn send(request: Request, reply: Reply) {
     let response = into_response(reply);
     let fd = request.socket_fd();
     if request.respond(response).is_err()
@@ -94,81 +150,72 @@ pub fn respond(request: Request, reply: Reply) {
     }
 }
 
+type Body = Box<dyn Read + Send>;
+/// A response body, its length when known, and the headers that describe it.
+type Parts = (Body, Option<usize>, Vec<Header>);
+
 /// Turns a reply into a tiny_http response.
-fn into_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
-    let boxed = |data: Vec<u8>| -> (Box<dyn Read + Send>, Option<usize>) {
-        let len = data.len();
-        (Box::new(std::io::Cursor::new(data)), Some(len))
-    };
+fn into_response(reply: Reply) -> Response<Body> {
     let status = reply.status();
     let (body, len, headers) = match reply {
-        Reply::Json(_, value) => {
-            let (body, len) = boxed(value.to_string().into_bytes());
-            (body, len, vec![header("Content-Type", "application/json")])
+        Reply::Headed(extra, reply) => return with_headers(into_response(*reply), extra),
+        Reply::Json(_, value) => typed(value.to_string().into_bytes(), "application/json"),
+        Reply::Ndjson { body, len } => {
+            let headers = vec![header("Content-Type", "application/x-ndjson")];
+            (body, usize::try_from(len).ok(), headers)
         }
-        Reply::Ndjson { body, len } => (
-            body,
-            usize::try_from(len).ok(),
-            vec![header("Content-Type", "application/x-ndjson")],
-        ),
-        Reply::Html(page) => {
-            let (body, len) = boxed(page.as_bytes().to_vec());
-            (
-                body,
-                len,
-                vec![header("Content-Type", "text/html; charset=utf-8")],
-            )
-        }
+        Reply::Html(page) => typed(page.as_bytes().to_vec(), "text/html; charset=utf-8"),
         // A preflight's allow headers depend on its origin: `browser::Policy::headers`.
-        Reply::Preflight | Reply::Empty(_) => {
-            let (body, _) = boxed(Vec::new());
-            (body, None, vec![])
-        }
-        Reply::StreamHead => {
-            let (body, _) = boxed(Vec::new());
-            let headers = crate::sse::HEADERS
-                .iter()
-                .filter(|(name, _)| *name != "X-Content-Type-Options")
-                .map(|(name, value)| header(name, value))
-                .collect();
-            (body, None, headers)
-        }
+        Reply::Preflight | Reply::Empty(_) => (Box::new(std::io::empty()) as Body, None, vec![]),
         Reply::Throttled {
             message,
             retry_after_s,
-        } => {
-            let (body, len) = boxed(serde_json::json!({ "error": message }).to_string().into());
-            let headers = vec![
-                header("Content-Type", "application/json"),
-                header("Retry-After", &retry_after_s.to_string()),
-            ];
-            (body, len, headers)
-        }
-        Reply::Metrics(text) => {
-            let (body, len) = boxed(text.into_bytes());
-            let kind = "text/plain; version=0.0.4; charset=utf-8";
-            (body, len, vec![header("Content-Type", kind)])
-        }
-        Reply::Headed(extra, reply) => {
-            let mut response = into_response(*reply);
-            for (name, value) in extra {
-                response.add_header(header(name, &value));
-            }
-            return response;
-        }
-        Reply::File { file, len, etag } => {
-            let headers = vec![
-                header("Content-Type", "application/octet-stream"),
-                header("ETag", &etag),
-                header("Cache-Control", "public, max-age=31536000, immutable"),
-            ];
-            let body: Box<dyn Read + Send> = Box::new(file);
-            (body, usize::try_from(len).ok(), headers)
-        }
+        } => throttled(&message, retry_after_s),
+        Reply::Metrics(text) => typed(text.into_bytes(), METRICS_TYPE),
+        Reply::File { file, len, etag } => file_parts(file, len, &etag),
+        // Taken over in `respond`, before a response is built.
+        Reply::Stream(_) => unreachable!("a stream takes its connection over"),
     };
-    let mut response = Response::new(StatusCode(status), headers, body, len, None)
+    let response = Response::new(StatusCode(status), headers, body, len, None)
         // Known lengths are always sent with Content-Length, never chunked.
         .with_chunked_threshold(usize::MAX);
+    with_safety_headers(response, status)
+}
+
+/// Prometheus text exposition format 0.0.4.
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `data` as a body of `content_type`.
+fn typed(data: Vec<u8>, content_type: &str) -> Parts {
+    let len = data.len();
+    let headers = vec![header("Content-Type", content_type)];
+    (Box::new(std::io::Cursor::new(data)), Some(len), headers)
+}
+
+fn throttled(message: &str, retry_after_s: u64) -> Parts {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let (body, len, mut headers) = typed(body.into_bytes(), "application/json");
+    headers.push(header("Retry-After", &retry_after_s.to_string()));
+    (body, len, headers)
+}
+
+fn file_parts(file: File, len: u64, etag: &str) -> Parts {
+    let headers = vec![
+        header("Content-Type", "application/octet-stream"),
+        header("ETag", etag),
+        header("Cache-Control", "public, max-age=31536000, immutable"),
+    ];
+    (Box::new(file), usize::try_from(len).ok(), headers)
+}
+
+fn with_headers(mut response: Response<Body>, extra: Vec<(&str, String)>) -> Response<Body> {
+    for (name, value) in extra {
+        response.add_header(header(name, &value));
+    }
+    response
+}
+
+fn with_safety_headers(mut response: Response<Body>, status: u16) -> Response<Body> {
     // No answer may be sniffed into something runnable (HTML, script) by a browser.
     response.add_header(header("X-Content-Type-Options", "nosniff"));
     // Every 503 (busy, shutting down) passes: say when to come back.
@@ -288,6 +335,31 @@ pub fn read_json_object(request: &mut Request) -> Result<Map<String, Value>, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Noop;
+
+    impl Takeover for Noop {
+        fn take_over(self: Box<Self>, _: Request, _: Headers) {}
+    }
+
+    #[test]
+    fn a_stream_takes_the_headers_wrapped_around_it() {
+        let inner = Reply::Headed(
+            vec![("B", "2".into())],
+            Box::new(Reply::Stream(Box::new(Noop))),
+        );
+        let outer = Reply::Headed(vec![("A", "1".into())], Box::new(inner));
+        assert_eq!(outer.status(), 200);
+        let Ok((_, headers)) = outer.into_takeover() else {
+            panic!("a stream is taken over")
+        };
+        assert_eq!(headers, [("A", "1".to_string()), ("B", "2".to_string())]);
+        let plain = Reply::Headed(vec![("A", "1".into())], Box::new(Reply::Empty(204)));
+        let Err(plain) = plain.into_takeover() else {
+            panic!("an ordinary reply is sent")
+        };
+        assert_eq!(plain.status(), 204);
+    }
 
     #[test]
     fn query_is_decoded() {

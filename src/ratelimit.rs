@@ -4,9 +4,8 @@
 //! `workshop.throttled` on the channel concerned at most once a minute per sender.
 use crate::error::ApiError;
 use crate::http::Reply;
-use crate::server::App;
 use crate::store::idempotency::{self, Key};
-use crate::store::{NewMessage, Op};
+use crate::store::{NewMessage, Op, Store};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -74,26 +73,11 @@ impl RateLimiter {
         if let Some(bucket) = senders.buckets.get_mut(from) {
             return self.take(bucket, now);
         }
-        if senders.buckets.len() >= MAX_SENDERS {
-            let due = senders
-                .swept
-                .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
-            if due {
-                senders.swept = Some(now);
-                #[cfg(test)]
-                {
-                    senders.sweeps += 1;
-                }
-                senders
-                    .buckets
-                    .retain(|_, bucket| !self.is_idle(bucket, now));
-            }
-            if senders.buckets.len() >= MAX_SENDERS {
-                // Every tracked sender is being held back right now (as of the last sweep);
-                // a new one has its full burst anyway, so letting it pass untracked is what
-                // tracking it would do.
-                return Verdict::Pass;
-            }
+        if senders.buckets.len() >= MAX_SENDERS && !self.make_room(senders, now) {
+            // Every tracked sender is being held back right now (as of the last sweep); a
+            // new one has its full burst anyway, so letting it pass untracked is what
+            // tracking it would do.
+            return Verdict::Pass;
         }
         let bucket = senders.buckets.entry(from.to_string()).or_insert(Bucket {
             tokens: self.burst,
@@ -101,6 +85,25 @@ impl RateLimiter {
             announced: None,
         });
         self.take(bucket, now)
+    }
+
+    /// Forgets idle senders (at most once per `SWEEP_EVERY`: each look walks every bucket);
+    /// whether one more can be tracked now.
+    fn make_room(&self, senders: &mut Senders, now: Instant) -> bool {
+        let due = senders
+            .swept
+            .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
+        if due {
+            senders.swept = Some(now);
+            #[cfg(test)]
+            {
+                senders.sweeps += 1;
+            }
+            senders
+                .buckets
+                .retain(|_, bucket| !self.is_idle(bucket, now));
+        }
+        senders.buckets.len() < MAX_SENDERS
     }
 
     /// Refills `bucket` and takes a token from it, or says how long until there is one.
@@ -111,15 +114,9 @@ impl RateLimiter {
             return Verdict::Pass;
         }
         let retry_after_s = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
-        let announce = bucket
-            .announced
-            .is_none_or(|at| now.duration_since(at) >= ANNOUNCE_EVERY);
-        if announce {
-            bucket.announced = Some(now);
-        }
         Verdict::Throttled {
             retry_after_s,
-            announce,
+            announce: announcement_due(bucket, now),
         }
     }
 
@@ -149,48 +146,79 @@ impl RateLimiter {
     }
 }
 
-/// `guard`, except for a retry of a keyed request already committed: the writer answers
-/// that with the first reply without running it again, so it neither spends a token nor is
-/// refused (README: "a repeat within 24 h answers the first reply").
-pub fn guard_unless_repeat(
-    app: &App,
-    key: Option<&Key>,
-    from: &str,
-    ch: &str,
-    what: &str,
-) -> Result<Result<(), Reply>, ApiError> {
-    if app.limiter.rate <= 0.0 {
-        return Ok(Ok(()));
+/// Whether a refusal of this sender is announced now (at most once per `ANNOUNCE_EVERY`);
+/// if so, the announcement is counted as made.
+fn announcement_due(bucket: &mut Bucket, now: Instant) -> bool {
+    let due = bucket
+        .announced
+        .is_none_or(|at| now.duration_since(at) >= ANNOUNCE_EVERY);
+    if due {
+        bucket.announced = Some(now);
     }
-    if let Some(key) = key
-        && app
-            .store
-            .read(|conn| idempotency::is_remembered(conn, key))?
-    {
-        return Ok(Ok(()));
-    }
-    Ok(guard(app, from, ch, what))
+    due
 }
 
-/// Lets `from` publish or create a task on `ch`, or answers the 429 to send instead.
-/// `what` names the request in /metrics (`metrics::THROTTLED`).
-pub fn guard(app: &App, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
-    let Verdict::Throttled {
-        retry_after_s,
-        announce,
-    } = app.limiter.check(from, Instant::now())
-    else {
-        return Ok(());
-    };
-    crate::metrics::METRICS.count_throttled(what);
-    if announce {
-        let rate = app.limiter.rate;
+/// The guard as the handlers use it: a refusal is the 429 to send, announced on the channel.
+impl RateLimiter {
+    /// `guard`, except for a retry of a keyed request already committed: the writer answers
+    /// that with the first reply without running it again, so it neither spends a token nor
+    /// is refused (README: "a repeat within 24 h answers the first reply").
+    pub fn guard_unless_repeat(
+        &self,
+        store: &Store,
+        key: Option<&Key>,
+        from: &str,
+        ch: &str,
+        what: &str,
+    ) -> Result<Result<(), Reply>, ApiError> {
+        if self.rate <= 0.0 {
+            return Ok(Ok(()));
+        }
+        if let Some(key) = key
+            && store.read(|conn| idempotency::is_remembered(conn, key))?
+        {
+            return Ok(Ok(()));
+        }
+        Ok(self.guard(store, from, ch, what))
+    }
+
+    /// Lets `from` publish or create a task on `ch`, or answers the 429 to send instead.
+    /// `what` names the request in /metrics (`metrics::THROTTLED`).
+    pub fn guard(&self, store: &Store, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
+        let Verdict::Throttled {
+            retry_after_s,
+            announce,
+        } = self.check(from, Instant::now())
+        else {
+            return Ok(());
+        };
+        crate::metrics::METRICS.count_throttled(what);
+        if announce {
+            self.announce(store, from, ch, retry_after_s);
+        }
+        Err(self.refusal(from, retry_after_s))
+    }
+
+    /// The 429 for `from`, with `Retry-After`.
+    fn refusal(&self, from: &str, retry_after_s: u64) -> Reply {
+        let (rate, burst) = (self.rate, self.burst);
+        let message = format!(
+            "{from} is over WORKSHOP_RATE ({rate} per second, bursts of {burst}): retry in {retry_after_s} s"
+        );
+        Reply::Throttled {
+            message,
+            retry_after_s,
+        }
+    }
+
+    /// Publishes `workshop.throttled` on `ch`, addressed to the offender.
+    fn announce(&self, store: &Store, from: &str, ch: &str, retry_after_s: u64) {
         let message = NewMessage {
             ch: ch.to_string(),
             from: SERVER_IDENTITY.to_string(),
             kind: "workshop.throttled".to_string(),
             v: 1,
-            body: json!({"agent": from, "rate": rate, "burst": app.limiter.burst,
+            body: json!({"agent": from, "rate": self.rate, "burst": self.burst,
                          "retry_after_s": retry_after_s}),
             files: Vec::new(),
             reply_to: None,
@@ -198,20 +226,13 @@ pub fn guard(app: &App, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
             to: Some(json!(from)),
             recipients: vec![from.to_string()],
         };
-        if let Err(e) = app.store.write(Op::Publish(message)) {
+        if let Err(e) = store.write(Op::Publish(message)) {
             eprintln!(
                 "workshop: cannot announce throttling of {from}: {}",
                 e.message
             );
         }
     }
-    Err(Reply::Throttled {
-        message: format!(
-            "{from} is over WORKSHOP_RATE ({} per second, bursts of {}): retry in {retry_after_s} s",
-            app.limiter.rate, app.limiter.burst
-        ),
-        retry_after_s,
-    })
 }
 
 #[cfg(test)]

@@ -5,28 +5,24 @@
 //!
 //! Written straight onto the socket (`Request::into_writer`), one flushed chunk per event:
 //! tiny_http's own chunked encoder buffers 8 KiB before sending anything.
-use crate::broadcast::Live;
+use crate::app::App;
+use crate::broadcast::{Broadcaster, Live};
 use crate::error::ApiError;
-use crate::http::{Reply, respond};
-use crate::hub::Event;
-use crate::server::App;
+use crate::http::{EVENT_STREAM_HEADERS as HEADERS, Headers, Reply, Req, Takeover, respond};
+use crate::hub::{Event, Hub};
+use crate::store::Reader;
 use crate::store::batches::Messages;
+use crate::store::horizon;
 use crate::store::read::MessageQuery;
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::time::Duration;
-use tiny_http::Request;
+use tiny_http::{Method, Request};
 
 /// Silence longer than this gets a `: keepalive` comment, so proxies keep the stream open.
 pub const KEEPALIVE: Duration = Duration::from_secs(20);
 /// Stored messages read per replay query.
 const REPLAY_PAGE: usize = 1000;
-
-pub const HEADERS: &[(&str, &str)] = &[
-    ("Content-Type", "text/event-stream"),
-    ("Cache-Control", "no-cache"),
-    ("X-Accel-Buffering", "no"),
-    ("X-Content-Type-Options", "nosniff"),
-];
 
 /// What a client asked to watch.
 #[derive(Debug, Clone)]
@@ -46,14 +42,86 @@ impl Filter {
     }
 }
 
+/// `GET /`, `GET /ch/{ch}`: the stream, which takes the connection over once answered;
+/// `HEAD`: its headers alone.
+pub fn stream(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let filter = filter(app, req)?;
+    if *req.http.method() != Method::Get {
+        return Ok(head_only());
+    }
+    Ok(Reply::Stream(Box::new(Opening {
+        filter,
+        hub: app.hub.clone(),
+        reader: app.store.reader(),
+        broadcaster: app.broadcaster.clone(),
+    })))
+}
+
+/// A stream's headers without the stream (`HEAD`); nosniff comes with every answer.
+fn head_only() -> Reply {
+    let headers = HEADERS
+        .iter()
+        .filter(|(name, _)| *name != "X-Content-Type-Options");
+    let headers = headers.map(|(name, value)| (*name, value.to_string()));
+    Reply::Headed(headers.collect(), Box::new(Reply::Empty(200)))
+}
+
+/// Validates a stream request: channel, type prefix, and where to resume.
+fn filter(app: &App, req: &Req) -> Result<Filter, ApiError> {
+    let ch = req.captures.first();
+    let ch = ch.map(|ch| crate::api::path_channel(ch)).transpose()?;
+    let since = resume_point(req)?;
+    if app.hub.subscriber_count() >= app.max_streams {
+        return Err(ApiError::unavailable(
+            "too many open streams; try again later",
+        ));
+    }
+    Ok(Filter {
+        ch,
+        type_prefix: req.query.get("type").filter(|t| !t.is_empty()).cloned(),
+        since,
+    })
+}
+
+/// Last-Event-ID, which browsers send on reconnect, over `?since=`.
+fn resume_point(req: &Req) -> Result<Option<String>, ApiError> {
+    let last_event_id = crate::http::request_header(&req.http, "Last-Event-ID");
+    match last_event_id.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(raw) => crate::ids::parse(raw)
+            .map(|id| Some(id.to_string()))
+            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a message id")),
+        None => crate::api::id_param(&req.query, "since"),
+    }
+}
+
+/// A stream answered but not yet started: what it needs once it has the connection.
+struct Opening {
+    filter: Filter,
+    hub: Arc<Hub>,
+    reader: Reader,
+    broadcaster: Arc<Broadcaster>,
+}
+
+impl Takeover for Opening {
+    fn take_over(self: Box<Self>, request: Request, headers: Headers) {
+        open(*self, request, headers);
+    }
+}
+
 /// Starts the stream and hands it to the broadcaster. Returns once the replay is sent.
 /// `extra`: headers the browser rules add (CORS for an allowed origin), on a refusal too.
-pub fn open(app: &App, request: Request, filter: Filter, extra: Vec<(&'static str, String)>) {
+fn open(opening: Opening, request: Request, extra: Vec<(&'static str, String)>) {
+    let Opening {
+        filter,
+        hub,
+        reader,
+        broadcaster,
+    } = opening;
     let refuse = |request: Request, message: &str| {
         let refusal = Reply::from(ApiError::unavailable(message));
         respond(request, Reply::Headed(extra.clone(), Box::new(refusal)));
     };
-    let Some(subscription) = app.hub.subscribe(filter.ch.clone()) else {
+    let Some(subscription) = hub.subscribe(filter.ch.clone()) else {
         return refuse(request, "server is shutting down");
     };
     let chunked = *request.http_version() >= (1, 1);
@@ -71,19 +139,25 @@ pub fn open(app: &App, request: Request, filter: Filter, extra: Vec<(&'static st
         .head(version, &extra)
         .and_then(|()| out.send(b": open\n\n"))
         .and_then(|()| match &filter.since {
-            Some(since) => announce_gap(app, &filter, since, &mut out)
-                .and_then(|()| replay(app, &filter, &mut last_sent, &mut out)),
+            Some(since) => announce_gap(&reader, &filter, since, &mut out)
+                .and_then(|()| replay(&reader, &filter, &mut last_sent, &mut out)),
             None => Ok(()),
         });
     if started.is_ok() {
         let live = Live::new(out.socket, fd, chunked, subscription, filter, last_sent);
-        app.broadcaster.adopt(live);
+        broadcaster.adopt(live);
     }
 }
 
 /// Sends `event: gap` first when retention deleted messages after `since`.
-fn announce_gap(app: &App, filter: &Filter, since: &str, out: &mut EventWriter) -> io::Result<()> {
-    let gap = crate::api::gap::find(app, filter.ch.as_deref(), since)
+fn announce_gap(
+    reader: &Reader,
+    filter: &Filter,
+    since: &str,
+    out: &mut EventWriter,
+) -> io::Result<()> {
+    let gap = reader
+        .read(|conn| horizon::gap(conn, filter.ch.as_deref(), since))
         .map_err(|e| io::Error::other(e.message))?;
     match gap {
         Some(gap) => out.send(&crate::api::gap::event(&gap)),
@@ -94,7 +168,7 @@ fn announce_gap(app: &App, filter: &Filter, since: &str, out: &mut EventWriter) 
 /// Sends every stored message after `last_sent`, page by page, each page a batch at a
 /// time (`batches::Messages`): a replay holds about one batch in memory, whatever the sizes.
 fn replay(
-    app: &App,
+    reader: &Reader,
     filter: &Filter,
     last_sent: &mut Option<String>,
     out: &mut EventWriter,
@@ -107,8 +181,8 @@ fn replay(
             type_prefix: filter.type_prefix.clone(),
             limit: REPLAY_PAGE,
         };
-        let mut page = Messages::select(app.store.reader(), &query)
-            .map_err(|e| io::Error::other(e.message))?;
+        let mut page =
+            Messages::select(reader.clone(), &query).map_err(|e| io::Error::other(e.message))?;
         let full = page.len() == REPLAY_PAGE;
         while let Some(batch) = page.next_batch().map_err(|e| io::Error::other(e.message))? {
             for (id, json) in batch {

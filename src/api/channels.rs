@@ -2,22 +2,26 @@
 use super::idempotency;
 use super::written;
 use super::{file_refs, identity, identity_value, label, longpoll, path_channel};
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Reply, count_param, read_json_object};
+use crate::http::{Reply, Req, count_param, read_json_object};
 use crate::ids;
-use crate::server::App;
 use crate::store::batches::Messages;
 use crate::store::read::{self, MessageQuery};
 use crate::store::{NewMessage, Op};
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use tiny_http::Request;
 
 /// Re-exported: inbox, search and the router import it from here.
 pub use super::id_param;
 
 /// `POST /ch/:ch`
-pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiError> {
+pub fn publish(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let Req {
+        http: request,
+        captures,
+        ..
+    } = req;
+    let ch = &captures[0];
     let ch = path_channel(ch)?;
     let body = read_json_object(request)?;
     let (to, recipients) = addressees(body.get("to"))?;
@@ -41,7 +45,8 @@ pub fn publish(app: &App, ch: &str, request: &mut Request) -> Result<Reply, ApiE
     let key = idempotency::key(request, &message.from, &route, &body)?;
     let (from, ch) = (&message.from, &message.ch);
     if let Err(throttled) =
-        crate::ratelimit::guard_unless_repeat(app, key.as_ref(), from, ch, "publish")?
+        app.limiter
+            .guard_unless_repeat(&app.store, key.as_ref(), from, ch, "publish")?
     {
         return Ok(throttled);
     }
@@ -88,11 +93,8 @@ fn addressees(value: Option<&Value>) -> Result<(Option<Value>, Vec<String>), Api
 }
 
 /// `GET /ch/:ch/history` (with `ch`) and `GET /history` (without).
-pub fn history(
-    app: &App,
-    ch: Option<&str>,
-    params: &HashMap<String, String>,
-) -> Result<Reply, ApiError> {
+pub fn history(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let (ch, params) = (req.captures.first().map(String::as_str), &req.query);
     let default_n = if ch.is_some() { 200 } else { 100 };
     let query = MessageQuery {
         ch: ch.map(path_channel).transpose()?,
@@ -110,7 +112,7 @@ pub fn history(
 }
 
 /// `GET /channels`
-pub fn list(app: &App) -> Result<Reply, ApiError> {
+pub fn list(app: &App, _: &mut Req) -> Result<Reply, ApiError> {
     let names = app.store.read(read::channels)?;
     Ok(Reply::json(200, json!(names)))
 }

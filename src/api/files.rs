@@ -1,14 +1,14 @@
 //! Files: upload (streamed to disk), fetch and HEAD.
 use super::valid_hash;
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Reply, declared_length, request_header};
-use crate::server::App;
+use crate::http::{Reply, Req, declared_length, request_header};
 use serde_json::json;
 use std::fs::File;
-use tiny_http::Request;
 
 /// `POST /files`: the raw body is the file.
-pub fn upload(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
+pub fn upload(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let request = &mut req.http;
     let limit = app.config.max_file_bytes;
     if declared_length(request).is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(format!(
@@ -25,7 +25,8 @@ pub fn upload(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
 
 /// `GET /files/:hash` and `HEAD`. `rest` is everything after `/files/`; anything but a bare
 /// `sha256:<64 hex>` (so no slashes, no dots) is refused before touching the disk.
-pub fn fetch(app: &App, rest: &str, request: &Request) -> Result<Reply, ApiError> {
+pub fn fetch(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let (rest, request) = (req.captures[0].as_str(), &req.http);
     if !valid_hash(rest) {
         return Err(ApiError::bad_request(
             "a file is named sha256:<64 lowercase hex>",

@@ -1,9 +1,9 @@
 //! Saying a replay gap out loud: when a stream or history page starts (`since`, or
 //! `Last-Event-ID`) before what retention kept, the client is told which messages are gone
 //! instead of silently getting a hole.
+use crate::app::App;
 use crate::error::ApiError;
 use crate::http::Reply;
-use crate::server::App;
 use crate::store::horizon::{self, Gap};
 use serde_json::json;
 

@@ -4,20 +4,19 @@
 use super::id_param;
 use super::written;
 use super::{identity_value, longpoll};
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Reply, count_param, percent_decode_path, read_json_object};
+use crate::http::{Reply, Req, count_param, percent_decode_path, read_json_object};
 use crate::ids;
-use crate::server::App;
 use crate::store::Op;
 use crate::store::batches::Messages;
 use crate::store::turns::{self, InboxQuery};
 use serde_json::Value;
 use std::collections::HashMap;
-use tiny_http::Request;
 
 /// `GET /inbox/:agent?since=&n=&wait=&unread=1`
-pub fn read(app: &App, agent: &str, params: &HashMap<String, String>) -> Result<Reply, ApiError> {
-    let agent = path_identity(agent)?;
+pub fn read(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let (agent, params) = (path_identity(&req.captures[0])?, &req.query);
     let mut since = id_param(params, "since")?;
     if unread_param(params)? {
         let cursor = app.store.read(|conn| turns::read_cursor(conn, &agent))?;
@@ -41,8 +40,13 @@ pub fn read(app: &App, agent: &str, params: &HashMap<String, String>) -> Result<
 }
 
 /// `POST /inbox/:agent/read {up_to}`: moves the read cursor forward (a lower id is ignored).
-pub fn mark_read(app: &App, agent: &str, request: &mut Request) -> Result<Reply, ApiError> {
-    let agent = path_identity(agent)?;
+pub fn mark_read(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let Req {
+        http: request,
+        captures,
+        ..
+    } = req;
+    let agent = path_identity(&captures[0])?;
     let body = read_json_object(request)?;
     let up_to = body
         .get("up_to")

@@ -2,14 +2,12 @@
 //! Who wins and who gets 403/409 is decided in the writer (src/store/locks.rs).
 use super::written;
 use super::{identity, optional_channel, optional_text, text_field};
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Reply, count_param, read_json_object};
-use crate::server::App;
+use crate::http::{Reply, Req, count_param, read_json_object};
 use crate::store::Op;
 use crate::store::locks::{self, LockOp};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-use tiny_http::Request;
 
 /// `POST /locks/<action>`
 pub const ACTIONS: &[&str] = &["acquire", "release"];
@@ -20,7 +18,13 @@ const MAX_NOTE: usize = 1024;
 /// Shortest and longest time a lock may be held before it must be renewed.
 const TTL_RANGE: std::ops::RangeInclusive<f64> = 1.0..=86_400.0;
 
-pub fn act(app: &App, action: &str, request: &mut Request) -> Result<Reply, ApiError> {
+pub fn act(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let Req {
+        http: request,
+        captures,
+        ..
+    } = req;
+    let action = captures[0].as_str();
     let body = read_json_object(request)?;
     let from = identity(&body, "from")?;
     let name = lock_name(&body)?;
@@ -39,7 +43,7 @@ pub fn act(app: &App, action: &str, request: &mut Request) -> Result<Reply, ApiE
     // release frees what an agent held: refusing it would only keep a lock held longer.
     if let LockOp::Acquire { from, ch, .. } = &op {
         let ch = ch.as_deref().unwrap_or(locks::DEFAULT_CHANNEL);
-        if let Err(throttled) = crate::ratelimit::guard(app, from, ch, "publish") {
+        if let Err(throttled) = app.limiter.guard(&app.store, from, ch, "publish") {
             return Ok(throttled);
         }
     }
@@ -48,7 +52,8 @@ pub fn act(app: &App, action: &str, request: &mut Request) -> Result<Reply, ApiE
 }
 
 /// `GET /locks?prefix=&n=` (the first `n` by name: 100 unless given, at most 1000).
-pub fn list(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiError> {
+pub fn list(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let params = &req.query;
     let prefix = params.get("prefix").filter(|p| !p.is_empty());
     if prefix.is_some_and(|p| p.chars().count() > MAX_NAME) {
         return Err(ApiError::bad_request(format!(

@@ -5,10 +5,10 @@
 //! A waiting request is a hub subscriber like an SSE stream (same cap, same wake-ups, ended
 //! by shutdown's `Hub::close`), so it is woken by the commit that satisfies it, never by
 //! polling. It holds its connection's thread while it waits, as claim-next does.
+use crate::app::App;
 use crate::counted::Counted;
 use crate::error::ApiError;
 use crate::hub::Event;
-use crate::server::App;
 use crate::store::read::MessageQuery;
 use crate::store::turns;
 use std::collections::HashMap;

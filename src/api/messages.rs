@@ -1,14 +1,14 @@
 //! `GET /messages/:id` (one envelope) and `GET /messages/:id/thread` (its `reply_to` thread).
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Reply;
+use crate::http::{Reply, Req};
 use crate::ids;
-use crate::server::App;
 use crate::store::batches::Messages;
 use crate::store::threads;
 
 /// `GET /messages/:id`
-pub fn show(app: &App, id: &str) -> Result<Reply, ApiError> {
-    let id = message_id(id)?;
+pub fn show(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let id = message_id(&req.captures[0])?;
     let envelope = app.store.read(|conn| threads::message(conn, &id))?;
     let envelope = envelope.ok_or_else(|| no_message(&id))?;
     let value = serde_json::from_str(&envelope)
@@ -17,8 +17,8 @@ pub fn show(app: &App, id: &str) -> Result<Reply, ApiError> {
 }
 
 /// `GET /messages/:id/thread`: NDJSON, oldest first, at most `threads::MAX_THREAD` lines.
-pub fn thread(app: &App, id: &str) -> Result<Reply, ApiError> {
-    let id = message_id(id)?;
+pub fn thread(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let id = message_id(&req.captures[0])?;
     let index = app.store.read(|conn| threads::thread(conn, &id))?;
     let index = index.ok_or_else(|| no_message(&id))?;
     Ok(Reply::ndjson(Messages::from_index(

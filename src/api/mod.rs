@@ -63,11 +63,16 @@ pub fn id_param(params: &HashMap<String, String>, key: &str) -> Result<Option<St
     }
 }
 
-/// `sha256:<64 lowercase hex>`, the only blob name there is.
-pub fn valid_hash(hash: &str) -> bool {
-    hash.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
+pub use crate::blobs::valid_hash;
+
+/// NDJSON of stored messages, one envelope a line, read from the store as it is sent.
+impl crate::http::NdjsonSource for crate::store::batches::Messages {
+    fn into_body(self) -> (Box<dyn std::io::Read + Send>, u64) {
+        // Each envelope and its newline: the length is known before the first byte is read.
+        let len = self.bytes() + self.len() as u64;
+        let body = crate::store::batches::NdjsonBody::new(self);
+        (Box::new(body), len)
+    }
 }
 
 /// A required non-blank string field of at most `max` characters.

@@ -1,12 +1,11 @@
 //! Presence: heartbeats, and who was seen in the last minute.
 use super::written;
 use super::{channel, identity};
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Reply, read_json_object};
-use crate::server::App;
+use crate::http::{Reply, Req, read_json_object};
 use crate::store::{Op, read};
 use serde_json::{Value, json};
-use tiny_http::Request;
 
 /// Agents count as live this long after their last heartbeat.
 pub const LIVE_SECONDS: f64 = 60.0;
@@ -14,7 +13,8 @@ pub const LIVE_SECONDS: f64 = 60.0;
 const MAX_CHANNELS: usize = 100;
 
 /// `POST /presence`
-pub fn heartbeat(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
+pub fn heartbeat(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let request = &mut req.http;
     let body = read_json_object(request)?;
     let from = identity(&body, "from")?;
     let channels = channels(body.get("channels"))?;
@@ -47,7 +47,7 @@ fn channels(value: Option<&Value>) -> Result<Value, ApiError> {
 }
 
 /// `GET /presence`
-pub fn list(app: &App) -> Result<Reply, ApiError> {
+pub fn list(app: &App, _: &mut Req) -> Result<Reply, ApiError> {
     let since = crate::store::now() - LIVE_SECONDS;
     let agents = app.store.read(|conn| read::presence(conn, since))?;
     Ok(Reply::json(200, json!(agents)))

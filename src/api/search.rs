@@ -1,14 +1,14 @@
 //! `GET /search?q=&ch=&from=&type=&n=&before=`: full-text search, best match first.
 use super::channel;
 use super::channels::id_param;
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Reply, count_param};
-use crate::server::App;
+use crate::http::{Reply, Req, count_param};
 use crate::store::batches::Messages;
 use crate::store::search::{self, MAX_QUERY_CHARS, MAX_QUERY_WORDS, SearchQuery};
-use std::collections::HashMap;
 
-pub fn search(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiError> {
+pub fn search(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let params = &req.query;
     let nonblank = |key: &str| params.get(key).filter(|v| !v.is_empty()).cloned();
     let q = nonblank("q").ok_or_else(|| ApiError::bad_request("q is required"))?;
     if q.chars().count() > MAX_QUERY_CHARS {

@@ -1,13 +1,13 @@
 //! `GET /status`: a cheap health and size summary (no table scans), and `GET /metrics`.
 use super::presence::LIVE_SECONDS;
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::Reply;
-use crate::server::App;
+use crate::http::{Reply, Req};
 use crate::store::read;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
-pub fn status(app: &App) -> Result<Reply, ApiError> {
+pub fn status(app: &App, _: &mut Req) -> Result<Reply, ApiError> {
     let since = crate::store::now() - LIVE_SECONDS;
     let agents_live = app.store.read(|conn| read::agents_live(conn, since))?;
     let process = crate::sys::process_counts(false);
@@ -29,10 +29,10 @@ pub fn status(app: &App) -> Result<Reply, ApiError> {
 }
 
 /// `GET /metrics`: Prometheus text format; counters in memory, nothing read from the database.
-pub fn metrics(app: &App) -> Reply {
+pub fn metrics(app: &App, _: &mut Req) -> Result<Reply, ApiError> {
     let live = crate::metrics::Live {
         uptime: app.started.elapsed(),
         subscribers: app.hub.subscriber_count(),
     };
-    Reply::Metrics(crate::metrics::METRICS.render(&live))
+    Ok(Reply::Metrics(crate::metrics::METRICS.render(&live)))
 }

@@ -4,16 +4,14 @@ use super::idempotency;
 use super::longpoll::MAX_WAIT_S;
 use super::written;
 use super::{channel, file_refs, identity, label, optional_channel, optional_identity};
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Reply, count_param, read_json_object};
+use crate::http::{Reply, Req, count_param, read_json_object};
 use crate::ids;
-use crate::server::App;
 use crate::store::read::{self, TaskQuery};
 use crate::store::{NewTask, Op, Written};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tiny_http::Request;
 
 const STATUSES: &[&str] = &["open", "claimed", "done", "failed"];
 /// The transitions `POST /tasks/:id/<action>` knows.
@@ -30,7 +28,8 @@ pub const ACTIONS: &[&str] = &[
 const MAX_SECONDS: f64 = 7.0 * 86_400.0;
 
 /// `POST /tasks`
-pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
+pub fn create(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let request = &mut req.http;
     let body = read_json_object(request)?;
     let from = if body.contains_key("from") {
         identity(&body, "from")?
@@ -64,7 +63,8 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     let key = idempotency::key(request, &task.from, "POST /tasks", &body)?;
     let (from, ch) = (&task.from, &task.ch);
     if let Err(throttled) =
-        crate::ratelimit::guard_unless_repeat(app, key.as_ref(), from, ch, "task_create")?
+        app.limiter
+            .guard_unless_repeat(&app.store, key.as_ref(), from, ch, "task_create")?
     {
         return Ok(throttled);
     }
@@ -75,7 +75,8 @@ pub fn create(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
 }
 
 /// `GET /tasks?status=&for=&ch=&n=`
-pub fn list(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiError> {
+pub fn list(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let params = &req.query;
     let status = params.get("status").filter(|s| !s.is_empty()).cloned();
     if let Some(status) = status.as_ref().filter(|s| !STATUSES.contains(&s.as_str())) {
         return Err(ApiError::bad_request(format!(
@@ -98,16 +99,21 @@ pub fn list(app: &App, params: &HashMap<String, String>) -> Result<Reply, ApiErr
 }
 
 /// `GET /tasks/:id`
-pub fn show(app: &App, id: &str) -> Result<Reply, ApiError> {
-    let id = task_id(id)?;
+pub fn show(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let id = task_id(&req.captures[0])?;
     let task = app.store.read(|conn| read::task(conn, &id))?;
     let task = task.ok_or_else(|| ApiError::not_found(format!("no task {id}")))?;
     Ok(Reply::json(200, json!(task)))
 }
 
 /// `POST /tasks/:id/<action>`
-pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<Reply, ApiError> {
-    let id = task_id(id)?;
+pub fn act(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let Req {
+        http: request,
+        captures,
+        ..
+    } = req;
+    let (id, action) = (task_id(&captures[0])?, captures[1].as_str());
     let body = read_json_object(request)?;
     let from = identity(&body, "from")?;
     let key = idempotency::key(request, &from, &format!("POST /tasks/{id}/{action}"), &body)?;
@@ -154,7 +160,8 @@ pub fn act(app: &App, id: &str, action: &str, request: &mut Request) -> Result<R
 
 /// `POST /tasks/claim`: claim the best task for `from` (highest priority, then oldest),
 /// waiting up to `wait_s` for one; 200 with the task, or 204.
-pub fn claim_next(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
+pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
+    let request = &mut req.http;
     let body = read_json_object(request)?;
     let from = identity(&body, "from")?;
     let ch = optional_channel(&body, "ch")?;

@@ -2,8 +2,9 @@
 //! atomics fed by the few places that already know: the writer's commit loop (batches,
 //! messages, task transitions), the answer path (requests by route and status class), the
 //! blob store and the loop guard. A scrape reads them and `/proc`, never the database.
+mod render;
+
 use rusqlite::Connection;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -115,20 +116,6 @@ impl<const N: usize> Histogram<N> {
                 Some((f64::from_bits(bits) + value).to_bits())
             });
     }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        header(out, name, "histogram", help);
-        let mut cumulative = 0;
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
-    }
 }
 
 /// What a scrape reads from the running server besides the counters here.
@@ -156,15 +143,7 @@ impl Metrics {
     /// Sets the task gauges from the database, once at start-up (before the writer runs);
     /// from then on the writer's transitions keep them.
     pub fn load_task_counts(&self, conn: &Connection) -> rusqlite::Result<()> {
-        let mut counts = [0; STATUSES.len()];
-        let mut query = conn.prepare("SELECT status, count(*) FROM tasks GROUP BY status")?;
-        let mut rows = query.query([])?;
-        while let Some(row) = rows.next()? {
-            let status: String = row.get(0)?;
-            if let Some(i) = STATUSES.iter().position(|s| *s == status) {
-                counts[i] = row.get(1)?;
-            }
-        }
+        let counts = task_counts(conn)?;
         for (gauge, n) in self.tasks.iter().zip(counts) {
             gauge.store(n, Ordering::Relaxed);
         }
@@ -184,17 +163,23 @@ impl Metrics {
         self.commit_seconds.observe(took.as_secs_f64());
         self.messages.fetch_add(messages as u64, Ordering::Relaxed);
         for kind in transitions {
-            let Some(i) = TRANSITIONS.iter().position(|(k, ..)| k == kind) else {
-                continue;
-            };
-            self.transitions[i].fetch_add(1, Ordering::Relaxed);
-            let (_, from, to) = TRANSITIONS[i];
-            if let Some(from) = from {
-                self.tasks[from].fetch_sub(1, Ordering::Relaxed);
-            }
-            if let Some(to) = to {
-                self.tasks[to].fetch_add(1, Ordering::Relaxed);
-            }
+            self.count_transition(kind);
+        }
+    }
+
+    /// A task transition, by its announcement type: counted, and the task moved between the
+    /// status gauges.
+    fn count_transition(&self, kind: &str) {
+        let Some(i) = TRANSITIONS.iter().position(|(k, ..)| *k == kind) else {
+            return;
+        };
+        self.transitions[i].fetch_add(1, Ordering::Relaxed);
+        let (_, from, to) = TRANSITIONS[i];
+        if let Some(from) = from {
+            self.tasks[from].fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(to) = to {
+            self.tasks[to].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -229,159 +214,20 @@ impl Metrics {
             self.throttled[i].fetch_add(1, Ordering::Relaxed);
         }
     }
+}
 
-    /// The whole exposition.
-    pub fn render(&self, live: &Live) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let version = env!("CARGO_PKG_VERSION");
-        header(
-            &mut out,
-            "workshop_build_info",
-            "gauge",
-            "The running build.",
-        );
-        let _ = writeln!(out, "workshop_build_info{{version=\"{version}\"}} 1");
-        let uptime = live.uptime.as_secs_f64();
-        gauge(
-            &mut out,
-            "workshop_uptime_seconds",
-            "Seconds since start.",
-            uptime,
-        );
-        let help = "Messages stored since start (announcements included).";
-        counter(
-            &mut out,
-            "workshop_messages_published_total",
-            help,
-            load(&self.messages),
-        );
-        header(&mut out, "workshop_tasks", "gauge", "Tasks by status.");
-        for (status, n) in STATUSES.iter().zip(&self.tasks) {
-            let n = n.load(Ordering::Relaxed);
-            let _ = writeln!(out, "workshop_tasks{{status=\"{status}\"}} {n}");
-        }
-        let name = "workshop_task_transitions_total";
-        header(&mut out, name, "counter", "Task transitions by kind.");
-        for ((kind, ..), n) in TRANSITIONS.iter().zip(&self.transitions) {
-            let kind = kind.trim_start_matches("task.");
-            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", load(n));
-        }
-        let help = "Claims whose lease ran out.";
-        let expired = TRANSITIONS.iter().position(|(k, ..)| *k == "task.expired");
-        let expired = expired.map_or(0, |i| load(&self.transitions[i]));
-        counter(&mut out, "workshop_lease_expiries_total", help, expired);
-        let help = "Live hub subscribers: SSE streams and long-poll (`?wait=`) requests waiting.";
-        gauge(
-            &mut out,
-            "workshop_subscribers",
-            help,
-            live.subscribers as f64,
-        );
-        let help = "Open TCP connections (streams, keep-alive and in-flight requests).";
-        let process = crate::sys::process_counts(true);
-        let connections = process.sockets.saturating_sub(1) as f64;
-        gauge(&mut out, "workshop_open_connections", help, connections);
-        self.render_requests(&mut out);
-        let name = "workshop_commit_batch_size";
-        self.batch_size
-            .render(&mut out, name, "Commands per group commit.");
-        let name = "workshop_commit_duration_seconds";
-        self.commit_seconds
-            .render(&mut out, name, "Time to commit one group.");
-        let help = "Bytes of stored files.";
-        gauge(
-            &mut out,
-            "workshop_blob_bytes",
-            help,
-            load(&self.blob_bytes) as f64,
-        );
-        counter(
-            &mut out,
-            "workshop_uploads_total",
-            "Uploads.",
-            load(&self.uploads),
-        );
-        let help = "Bytes uploaded (before deduplication).";
-        counter(
-            &mut out,
-            "workshop_upload_bytes_total",
-            help,
-            load(&self.upload_bytes),
-        );
-        let name = "workshop_throttled_total";
-        header(
-            &mut out,
-            name,
-            "counter",
-            "Requests refused by WORKSHOP_RATE.",
-        );
-        for (what, n) in THROTTLED.iter().zip(&self.throttled) {
-            let _ = writeln!(out, "{name}{{request=\"{what}\"}} {}", load(n));
-        }
-        render_process(&mut out, process);
-        out
-    }
-
-    fn render_requests(&self, out: &mut String) {
-        let name = "workshop_http_requests_total";
-        header(
-            out,
-            name,
-            "counter",
-            "HTTP requests by route and status class.",
-        );
-        for (route, row) in ROUTES.iter().zip(&self.requests) {
-            for (class, n) in CLASSES.iter().zip(row) {
-                let n = n.load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}{{route=\"{route}\",code=\"{class}\"}} {n}");
-            }
+/// Tasks by status (`STATUSES`), in one query.
+fn task_counts(conn: &Connection) -> rusqlite::Result<[i64; STATUSES.len()]> {
+    let mut counts = [0; STATUSES.len()];
+    let mut query = conn.prepare("SELECT status, count(*) FROM tasks GROUP BY status")?;
+    let mut rows = query.query([])?;
+    while let Some(row) = rows.next()? {
+        let status: String = row.get(0)?;
+        if let Some(i) = STATUSES.iter().position(|s| *s == status) {
+            counts[i] = row.get(1)?;
         }
     }
-}
-
-fn render_process(out: &mut String, process: crate::sys::ProcessCounts) {
-    let (fds, threads) = (process.fds, process.threads);
-    let help = "Resident memory of the server process.";
-    gauge(
-        out,
-        "workshop_process_resident_memory_bytes",
-        help,
-        rss_bytes() as f64,
-    );
-    let help = "Open file descriptors.";
-    gauge(out, "workshop_process_open_fds", help, fds as f64);
-    gauge(out, "workshop_process_threads", "Threads.", threads as f64);
-}
-
-/// Resident set size from `/proc/self/status` (0 where there is none).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    header(out, name, "gauge", help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    header(out, name, "counter", help);
-    let _ = writeln!(out, "{name} {value}");
+    Ok(counts)
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
 //! Configuration: the environment, parsed and validated once at start-up.
+pub mod browser;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
@@ -17,7 +19,7 @@ pub struct Config {
     pub retention_days: u64,
     pub max_file_bytes: u64,
     /// `WORKSHOP_HOSTNAMES` and `WORKSHOP_CORS_ORIGINS`: what browsers may do (see `browser`).
-    pub browser: crate::browser::Policy,
+    pub browser: browser::Policy,
     /// Loop guard: messages and tasks per second per sender (bursts of 10x); 0 is off.
     pub rate: f64,
 }
@@ -38,26 +40,9 @@ impl Config {
     /// the process environment. Unset and empty values take the default.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let get = |key: &str| get(key).filter(|v| !v.is_empty());
-        let port: u16 = parse_number(&get, "PORT", 4242)?;
-        let host = get("HOST").unwrap_or_else(|| "0.0.0.0".into());
-        let addr = (host.as_str(), port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| format!("HOST must be an address to listen on, got {host:?}"))?;
-        let verbose = match get("WORKSHOP_VERBOSE").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                return Err(format!(
-                    "WORKSHOP_VERBOSE must be true or false, got {other:?}"
-                ));
-            }
-        };
-        let max_file_bytes = parse_number(&get, "WORKSHOP_MAX_FILE_BYTES", 100 * 1024 * 1024)?;
-        if max_file_bytes == 0 {
-            return Err("WORKSHOP_MAX_FILE_BYTES must be at least 1".into());
-        }
+        let addr = parse_addr(&get)?;
+        let verbose = parse_verbose(get("WORKSHOP_VERBOSE"))?;
+        let max_file_bytes = parse_max_file_bytes(&get)?;
         let rate: f64 = parse_rate(get("WORKSHOP_RATE"))?;
         Ok(Config {
             addr,
@@ -70,16 +55,37 @@ impl Config {
             verbose,
             retention_days: parse_number(&get, "WORKSHOP_RETENTION_DAYS", 30)?,
             max_file_bytes,
-            browser: crate::browser::Policy {
-                hostnames: crate::browser::parse_hostnames(
-                    &get("WORKSHOP_HOSTNAMES").unwrap_or_default(),
-                )?,
-                cors: crate::browser::parse_cors_origins(
-                    &get("WORKSHOP_CORS_ORIGINS").unwrap_or_default(),
-                )?,
-            },
+            browser: browser::Policy::from_lookup(&get)?,
             rate,
         })
+    }
+}
+
+/// `HOST` and `PORT`: where to listen.
+fn parse_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, String> {
+    let port: u16 = parse_number(get, "PORT", 4242)?;
+    let host = get("HOST").unwrap_or_else(|| "0.0.0.0".into());
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("HOST must be an address to listen on, got {host:?}"))
+}
+
+fn parse_verbose(raw: Option<String>) -> Result<bool, String> {
+    match raw.as_deref() {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(format!(
+            "WORKSHOP_VERBOSE must be true or false, got {other:?}"
+        )),
+    }
+}
+
+fn parse_max_file_bytes(get: &impl Fn(&str) -> Option<String>) -> Result<u64, String> {
+    match parse_number(get, "WORKSHOP_MAX_FILE_BYTES", 100 * 1024 * 1024)? {
+        0 => Err("WORKSHOP_MAX_FILE_BYTES must be at least 1".into()),
+        bytes => Ok(bytes),
     }
 }
 
@@ -130,7 +136,7 @@ mod tests {
         assert!(!c.verbose);
         assert_eq!(c.retention_days, 30);
         assert_eq!(c.max_file_bytes, 104_857_600);
-        assert_eq!(c.browser, crate::browser::Policy::default());
+        assert_eq!(c.browser, browser::Policy::default());
         assert_eq!(c.rate, 0.0);
     }
 

@@ -11,67 +11,17 @@
 //!   the origin;
 //! - answers carry the headers that keep hub content from running in (or framing) a page:
 //!   nosniff everywhere, a CSP header on `/ui`, and attachment plus sandbox on `/files/`.
+mod files;
+mod seen;
+pub mod ui;
+
+pub use seen::Seen;
+
+use crate::app::App;
+use crate::config::browser::{CorsOrigins, Policy};
 use crate::error::ApiError;
-use crate::http::request_header;
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::LazyLock;
-use tiny_http::{Method, Request};
-
-/// Who may use the hub cross-origin, from `WORKSHOP_CORS_ORIGINS`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum CorsOrigins {
-    /// The default: same-origin pages only (the served UI needs nothing more).
-    #[default]
-    SameOriginOnly,
-    /// These origins (lowercase `scheme://host[:port]`) may read and write.
-    Listed(Vec<String>),
-    /// `*`: any page may read and write, the behaviour of the first release.
-    Any,
-}
-
-/// The browser settings, parsed once at start-up (see `config`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Policy {
-    /// `WORKSHOP_HOSTNAMES`, lowercase, without a trailing dot.
-    pub hostnames: Vec<String>,
-    pub cors: CorsOrigins,
-}
-
-/// The request headers the rules read.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Seen<'a> {
-    pub host: Option<&'a str>,
-    pub origin: Option<&'a str>,
-    pub fetch_site: Option<&'a str>,
-    pub fetch_mode: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
-    pub upgrade_insecure: Option<&'a str>,
-}
-
-impl<'a> Seen<'a> {
-    pub fn of(request: &'a Request) -> Seen<'a> {
-        Seen {
-            host: request_header(request, "Host"),
-            origin: request_header(request, "Origin"),
-            fetch_site: request_header(request, "Sec-Fetch-Site"),
-            fetch_mode: request_header(request, "Sec-Fetch-Mode"),
-            user_agent: request_header(request, "User-Agent"),
-            upgrade_insecure: request_header(request, "Upgrade-Insecure-Requests"),
-        }
-    }
-
-    /// Browsers send `Sec-Fetch-*` only to secure contexts (https, localhost, IP literals)
-    /// and `Origin` only on writes and cross-origin reads: a page on plain
-    /// `http://rebound.example` navigates and reads with neither. Its user agent (which
-    /// Chromium and Safari never let a page change) and the navigation header give it away.
-    pub fn is_browser(&self) -> bool {
-        self.origin.is_some()
-            || self.fetch_site.is_some()
-            || self.fetch_mode.is_some()
-            || self.upgrade_insecure.is_some()
-            || self.user_agent.is_some_and(|ua| ua.starts_with("Mozilla/"))
-    }
-}
+use crate::http::{Reply, Req};
+use tiny_http::Method;
 
 impl Policy {
     /// Refuses (403) a browser request under a foreign Host, or a browser write from a
@@ -87,9 +37,14 @@ impl Policy {
                  name to WORKSHOP_HOSTNAMES to use the hub under it"
             )));
         }
-        if matches!(method, Method::Get | Method::Head) {
-            return Ok(());
+        match method {
+            Method::Get | Method::Head => Ok(()),
+            _ => self.admit_write(seen, host),
         }
+    }
+
+    /// A browser write: from the hub's own origin or an allowed one.
+    fn admit_write(&self, seen: &Seen, host: &str) -> Result<(), ApiError> {
         match seen.origin {
             Some(origin) if same_origin(origin, host) || self.cors_allows(origin) => Ok(()),
             Some(origin) => Err(ApiError::forbidden(format!(
@@ -115,6 +70,18 @@ impl Policy {
         path: &str,
         name: Option<&str>,
     ) -> Vec<(&'static str, String)> {
+        let mut out = self.cors_headers(seen, method);
+        if path == "/ui" {
+            out.push(("Content-Security-Policy", ui::CSP.clone()));
+        } else if path.starts_with("/files/") {
+            out.push(("Content-Disposition", files::content_disposition(name)));
+            out.push(("Content-Security-Policy", files::FILES_CSP.into()));
+        }
+        out
+    }
+
+    /// `Access-Control-*` for an allowed origin (a preflight's included), and `Vary`.
+    fn cors_headers(&self, seen: &Seen, method: &Method) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(allowed) = self.allowed_origin(seen.origin) {
             out.push(("Access-Control-Allow-Origin", allowed));
@@ -128,27 +95,7 @@ impl Policy {
             // The answer depends on the Origin: caches must keep one per origin.
             out.push(("Vary", "Origin".into()));
         }
-        if path == "/ui" {
-            out.push(("Content-Security-Policy", UI_CSP.clone()));
-        } else if path.starts_with("/files/") {
-            out.push(("Content-Disposition", content_disposition(name)));
-            out.push(("Content-Security-Policy", FILES_CSP.into()));
-        }
         out
-    }
-
-    fn host_allowed(&self, host: &str) -> bool {
-        let Some(name) = host_name(host) else {
-            return false;
-        };
-        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-        name == "localhost"
-            || name.parse::<Ipv4Addr>().is_ok()
-            || name
-                .strip_prefix('[')
-                .and_then(|n| n.strip_suffix(']'))
-                .is_some_and(|n| n.parse::<Ipv6Addr>().is_ok())
-            || self.hostnames.contains(&name)
     }
 
     fn cors_allows(&self, origin: &str) -> bool {
@@ -172,39 +119,14 @@ impl Policy {
     }
 }
 
+/// `OPTIONS`: a CORS preflight, answered for every path; its allow headers depend on its
+/// origin (`Policy::headers`).
+pub fn preflight(_: &App, _: &mut Req) -> Result<Reply, ApiError> {
+    Ok(Reply::Preflight)
+}
+
 pub const ALLOW_METHODS: &str = "GET,HEAD,POST,OPTIONS";
 pub const ALLOW_HEADERS: &str = "Content-Type,Last-Event-ID,Idempotency-Key";
-/// Uploaded files may be HTML or SVG: never let them run, style or load anything.
-const FILES_CSP: &str = "default-src 'none'; sandbox";
-
-/// `/ui`'s policy: the one in ui.html's `<meta>` (which pins its script's hash, kept current
-/// by tests/browser/csp.mjs), plus `frame-ancestors 'none'`, which only a header can carry.
-static UI_CSP: LazyLock<String> = LazyLock::new(|| ui_csp(crate::server::UI_PAGE));
-
-fn ui_csp(page: &str) -> String {
-    const META: &str = "http-equiv=\"Content-Security-Policy\" content=\"";
-    let meta = page
-        .find(META)
-        .map(|at| &page[at + META.len()..])
-        .and_then(|rest| rest.split('"').next())
-        .expect("ui.html has a Content-Security-Policy <meta>");
-    format!("{meta}; frame-ancestors 'none'")
-}
-
-/// The host part of a `Host` header (port removed; IPv6 keeps its brackets), if well formed.
-fn host_name(host: &str) -> Option<&str> {
-    let host = host.trim();
-    let name = match host.strip_prefix('[') {
-        Some(rest) => &host[..rest.find(']')? + 2],
-        None => host.split(':').next()?,
-    };
-    let port = &host[name.len()..];
-    let port_ok = port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    (!name.is_empty() && port_ok).then_some(name)
-}
 
 /// Whether `origin` is the hub's own origin as the browser addressed it (`Host`), over
 /// http, or https behind a TLS proxy. Default ports are implied on either side.
@@ -222,95 +144,10 @@ fn same_origin(origin: &str, host: &str) -> bool {
     !authority.is_empty() && strip(authority) == strip(host.trim())
 }
 
-/// `attachment`, with the client's name for the file when given: as `filename*` (RFC 6266,
-/// UTF-8 percent-encoded) and an ASCII `filename` for old clients. Folders, control
-/// characters and quotes are removed, so the name can neither escape the download folder nor
-/// the header.
-fn content_disposition(name: Option<&str>) -> String {
-    const MAX_CHARS: usize = 200;
-    let base = name
-        .unwrap_or("")
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or("")
-        .chars()
-        .filter(|c| !c.is_control() && *c != '"')
-        .take(MAX_CHARS)
-        .collect::<String>();
-    let base = base.trim();
-    if base.is_empty() || base.chars().all(|c| c == '.') {
-        return "attachment".into();
-    }
-    let ascii: String = base
-        .chars()
-        .map(|c| match c {
-            ' '..='~' if c != '\\' && c != ';' => c,
-            _ => '_',
-        })
-        .collect();
-    let mut encoded = String::new();
-    for byte in base.bytes() {
-        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
-/// `WORKSHOP_HOSTNAMES`: comma-separated host names (no scheme, no port).
-pub fn parse_hostnames(raw: &str) -> Result<Vec<String>, String> {
-    let mut names = Vec::new();
-    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let name = item.strip_suffix('.').unwrap_or(item).to_ascii_lowercase();
-        let valid = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-        if !valid || name.is_empty() {
-            return Err(format!(
-                "WORKSHOP_HOSTNAMES must be comma-separated host names like hub,hub.tail1234.ts.net \
-                 (no scheme, no port), got {item:?}"
-            ));
-        }
-        names.push(name);
-    }
-    Ok(names)
-}
-
-/// `WORKSHOP_CORS_ORIGINS`: `*`, or comma-separated origins `http[s]://host[:port]`.
-pub fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, String> {
-    let items: Vec<&str> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if items == ["*"] {
-        return Ok(CorsOrigins::Any);
-    }
-    let mut origins = Vec::new();
-    for item in items {
-        let origin = item.strip_suffix('/').unwrap_or(item).to_ascii_lowercase();
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        if !authority.is_some_and(|a| host_name(a).is_some() && !a.contains(['/', '?', '#', '@'])) {
-            return Err(format!(
-                "WORKSHOP_CORS_ORIGINS must be * or comma-separated origins like \
-                 http://host:port, got {item:?}"
-            ));
-        }
-        origins.push(origin);
-    }
-    Ok(match origins.is_empty() {
-        true => CorsOrigins::SameOriginOnly,
-        false => CorsOrigins::Listed(origins),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::browser::{parse_cors_origins, parse_hostnames};
 
     const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0.0.0 Safari/537.36";
 
@@ -533,60 +370,11 @@ mod tests {
         assert!(csp.ends_with("; frame-ancestors 'none'"), "{csp}");
         let h = p.headers(&Seen::default(), &Method::Get, "/files/sha256:x", None);
         assert_eq!(header(&h, "Content-Disposition"), Some("attachment"));
-        assert_eq!(header(&h, "Content-Security-Policy"), Some(FILES_CSP));
+        assert_eq!(
+            header(&h, "Content-Security-Policy"),
+            Some(files::FILES_CSP)
+        );
         let h = p.headers(&Seen::default(), &Method::Get, "/status", None);
         assert!(h.is_empty());
-    }
-
-    #[test]
-    fn download_names_are_sanitised() {
-        let cd = |name: &str| content_disposition(Some(name));
-        assert_eq!(
-            cd("report.csv"),
-            "attachment; filename=\"report.csv\"; filename*=UTF-8''report.csv"
-        );
-        assert_eq!(
-            cd("../../etc/passwd"),
-            "attachment; filename=\"passwd\"; filename*=UTF-8''passwd"
-        );
-        assert_eq!(
-            cd("C:\\dir\\été 1.txt"),
-            "attachment; filename=\"_t_ 1.txt\"; filename*=UTF-8''%C3%A9t%C3%A9%201.txt"
-        );
-        assert_eq!(
-            cd("a\"b\r\nSet-Cookie: x;y"),
-            "attachment; filename=\"abSet-Cookie: x_y\"; filename*=UTF-8''abSet-Cookie%3A%20x%3By"
-        );
-        for nothing in ["", "   ", "..", ".", "dir/", "\u{1b}"] {
-            assert_eq!(cd(nothing), "attachment", "{nothing:?}");
-        }
-        assert_eq!(content_disposition(None), "attachment");
-        let long = cd(&"é".repeat(1000));
-        assert!(long.len() < 2000, "bounded: {}", long.len());
-    }
-
-    #[test]
-    fn settings_are_validated() {
-        assert_eq!(parse_hostnames(" a.b ,HUB,").unwrap(), ["a.b", "hub"]);
-        for bad in ["http://hub", "hub:4242", "a b", "hub/x"] {
-            let err = parse_hostnames(bad).unwrap_err();
-            assert!(err.starts_with("WORKSHOP_HOSTNAMES"), "{err}");
-        }
-        assert_eq!(parse_cors_origins("").unwrap(), CorsOrigins::SameOriginOnly);
-        assert_eq!(parse_cors_origins(" * ").unwrap(), CorsOrigins::Any);
-        assert_eq!(
-            parse_cors_origins("HTTPS://UI.example/,http://[::1]:9").unwrap(),
-            CorsOrigins::Listed(vec!["https://ui.example".into(), "http://[::1]:9".into()])
-        );
-        for bad in [
-            "ui.example",
-            "https://ui.example/path",
-            "*,https://a",
-            "ftp://a",
-            "https://",
-        ] {
-            let err = parse_cors_origins(bad).unwrap_err();
-            assert!(err.starts_with("WORKSHOP_CORS_ORIGINS"), "{err}");
-        }
     }
 }

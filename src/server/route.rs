@@ -1,0 +1,249 @@
+//! Every route: which handler answers it, what it captures from the path, and its name in
+//! /metrics.
+use crate::api::{channels, files, inbox, locks, messages, presence, search, status, tasks};
+use crate::app::App;
+use crate::browser;
+use crate::error::ApiError;
+use crate::http::{Reply, Req};
+use crate::sse;
+use tiny_http::Method;
+
+/// What every handler is: the request in, the reply (a stream included) or the error out.
+type Handler = fn(&App, &mut Req) -> Result<Reply, ApiError>;
+
+/// Every known route. Paths are matched before methods, so a known path with the wrong
+/// method is a 405, an unknown path a 404.
+#[derive(Debug, PartialEq)]
+pub(super) enum Route<'a> {
+    Preflight,
+    Stream(Option<&'a str>),
+    Publish(&'a str),
+    History(Option<&'a str>),
+    Channels,
+    CreateTask,
+    ListTasks,
+    ShowTask(&'a str),
+    ClaimNext,
+    TaskAction(&'a str, &'a str),
+    Upload,
+    Fetch(&'a str),
+    Heartbeat,
+    Presence,
+    Status,
+    Metrics,
+    Ui,
+    Inbox(&'a str),
+    MarkRead(&'a str),
+    Message(&'a str),
+    Thread(&'a str),
+    Search,
+    Locks,
+    LockAction(&'a str),
+}
+
+impl Route<'_> {
+    /// The route's name in /metrics (one of `metrics::ROUTES`).
+    pub(super) fn label(&self) -> &'static str {
+        match self {
+            Route::Preflight => "preflight",
+            Route::Stream(_) => "stream",
+            Route::Publish(_) => "publish",
+            Route::History(_) => "history",
+            Route::Channels => "channels",
+            Route::CreateTask => "task_create",
+            Route::ListTasks => "task_list",
+            Route::ShowTask(_) => "task_show",
+            Route::ClaimNext => "task_claim_next",
+            Route::TaskAction(..) => "task_action",
+            Route::Upload => "upload",
+            Route::Fetch(_) => "fetch",
+            Route::Heartbeat => "heartbeat",
+            Route::Presence => "presence",
+            Route::Status => "status",
+            Route::Metrics => "metrics",
+            Route::Ui => "ui",
+            Route::Inbox(_) => "inbox",
+            Route::MarkRead(_) => "inbox_read",
+            Route::Message(_) => "message",
+            Route::Thread(_) => "thread",
+            Route::Search => "search",
+            Route::Locks => "locks",
+            Route::LockAction(_) => "lock_action",
+        }
+    }
+
+    /// The handler that answers this route.
+    pub(super) fn handler(&self) -> Handler {
+        match self {
+            Route::Preflight => browser::preflight,
+            // `GET` streams, `HEAD` gets the stream's headers alone.
+            Route::Stream(_) => sse::stream,
+            Route::Publish(_) => channels::publish,
+            Route::History(_) => channels::history,
+            Route::Channels => channels::list,
+            Route::CreateTask => tasks::create,
+            Route::ListTasks => tasks::list,
+            Route::ShowTask(_) => tasks::show,
+            Route::ClaimNext => tasks::claim_next,
+            Route::TaskAction(..) => tasks::act,
+            Route::Upload => files::upload,
+            Route::Fetch(_) => files::fetch,
+            Route::Heartbeat => presence::heartbeat,
+            Route::Presence => presence::list,
+            Route::Status => status::status,
+            Route::Metrics => status::metrics,
+            Route::Ui => browser::ui::page,
+            Route::Inbox(_) => inbox::read,
+            Route::MarkRead(_) => inbox::mark_read,
+            Route::Message(_) => messages::show,
+            Route::Thread(_) => messages::thread,
+            Route::Search => search::search,
+            Route::Locks => locks::list,
+            Route::LockAction(_) => locks::act,
+        }
+    }
+
+    /// What the route took from the path, in order, for `Req::captures`.
+    pub(super) fn captures(&self) -> Vec<String> {
+        let taken = match *self {
+            Route::TaskAction(id, action) => vec![id, action],
+            Route::Stream(Some(one)) | Route::Publish(one) | Route::History(Some(one)) => vec![one],
+            Route::ShowTask(one) | Route::Fetch(one) | Route::Inbox(one) => vec![one],
+            Route::MarkRead(one) | Route::Message(one) | Route::Thread(one) => vec![one],
+            Route::LockAction(one) => vec![one],
+            _ => vec![],
+        };
+        taken.into_iter().map(str::to_string).collect()
+    }
+}
+
+pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
+    if *method == Method::Options {
+        return Ok(Route::Preflight);
+    }
+    let read = matches!(method, Method::Get | Method::Head);
+    let write = *method == Method::Post;
+    let pick = |read_route: Option<Route<'a>>, write_route: Option<Route<'a>>| {
+        match (read, write) {
+            (true, _) => read_route,
+            (_, true) => write_route,
+            _ => None,
+        }
+        .ok_or_else(|| ApiError::new(405, format!("{method} is not allowed on {path}")))
+    };
+    if let Some(rest) = path.strip_prefix("/files/") {
+        return pick(Some(Route::Fetch(rest)), None);
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match segments.as_slice() {
+        [""] => pick(Some(Route::Stream(None)), None),
+        ["ch", ch] => pick(Some(Route::Stream(Some(ch))), Some(Route::Publish(ch))),
+        ["ch", ch, "history"] => pick(Some(Route::History(Some(ch))), None),
+        ["history"] => pick(Some(Route::History(None)), None),
+        ["channels"] => pick(Some(Route::Channels), None),
+        ["tasks"] => pick(Some(Route::ListTasks), Some(Route::CreateTask)),
+        ["tasks", "claim"] => pick(None, Some(Route::ClaimNext)),
+        ["tasks", id] => pick(Some(Route::ShowTask(id)), None),
+        ["tasks", id, action] if tasks::ACTIONS.contains(action) => {
+            pick(None, Some(Route::TaskAction(id, action)))
+        }
+        ["files"] => pick(None, Some(Route::Upload)),
+        ["presence"] => pick(Some(Route::Presence), Some(Route::Heartbeat)),
+        ["status"] => pick(Some(Route::Status), None),
+        ["metrics"] => pick(Some(Route::Metrics), None),
+        ["ui"] => pick(Some(Route::Ui), None),
+        ["inbox", agent] => pick(Some(Route::Inbox(agent)), None),
+        ["inbox", agent, "read"] => pick(None, Some(Route::MarkRead(agent))),
+        ["messages", id] => pick(Some(Route::Message(id)), None),
+        ["messages", id, "thread"] => pick(Some(Route::Thread(id)), None),
+        ["search"] => pick(Some(Route::Search), None),
+        ["locks"] => pick(Some(Route::Locks), None),
+        ["locks", action] if locks::ACTIONS.contains(action) => {
+            pick(None, Some(Route::LockAction(action)))
+        }
+        _ => Err(ApiError::not_found(format!("no route {path}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let get = Method::Get;
+        let post = Method::Post;
+        assert_eq!(route(&get, "/"), Ok(Route::Stream(None)));
+        assert_eq!(route(&get, "/ch/a"), Ok(Route::Stream(Some("a"))));
+        assert_eq!(route(&post, "/ch/a"), Ok(Route::Publish("a")));
+        assert_eq!(route(&Method::Head, "/files/x/y"), Ok(Route::Fetch("x/y")));
+        assert_eq!(
+            route(&post, "/tasks/ID/claim"),
+            Ok(Route::TaskAction("ID", "claim"))
+        );
+        assert_eq!(route(&Method::Options, "/anything"), Ok(Route::Preflight));
+        assert_eq!(route(&get, "/tasks/ID/claim").unwrap_err().status, 405);
+        assert_eq!(route(&Method::Put, "/ch/a").unwrap_err().status, 405);
+        assert_eq!(route(&Method::Delete, "/status").unwrap_err().status, 405);
+        assert_eq!(route(&post, "/tasks/ID/explode").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/nope").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/ch/a/").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/inbox/bob"), Ok(Route::Inbox("bob")));
+        assert_eq!(route(&post, "/inbox/bob/read"), Ok(Route::MarkRead("bob")));
+        assert_eq!(route(&get, "/inbox/bob/read").unwrap_err().status, 405);
+        assert_eq!(route(&get, "").unwrap_err().status, 404);
+        assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
+        assert_eq!(route(&get, "/tasks/claim").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn routes_capture_their_path_segments_in_order() {
+        let captured = |method: &Method, path: &str| route(method, path).unwrap().captures();
+        assert_eq!(captured(&Method::Post, "/tasks/ID/done"), ["ID", "done"]);
+        assert_eq!(captured(&Method::Get, "/ch/a%2Fb/history"), ["a%2Fb"]);
+        assert_eq!(captured(&Method::Get, "/files/sha256:x"), ["sha256:x"]);
+        assert_eq!(captured(&Method::Post, "/locks/acquire"), ["acquire"]);
+        assert!(captured(&Method::Get, "/").is_empty());
+        assert!(captured(&Method::Get, "/history").is_empty());
+    }
+
+    #[test]
+    fn every_route_has_a_metrics_label() {
+        let get = Method::Get;
+        let post = Method::Post;
+        let paths = [
+            (&Method::Options, "/x"),
+            (&get, "/"),
+            (&post, "/ch/a"),
+            (&get, "/history"),
+            (&get, "/channels"),
+            (&post, "/tasks"),
+            (&get, "/tasks"),
+            (&get, "/tasks/ID"),
+            (&post, "/tasks/claim"),
+            (&post, "/tasks/ID/done"),
+            (&post, "/files"),
+            (&get, "/files/h"),
+            (&post, "/presence"),
+            (&get, "/presence"),
+            (&get, "/status"),
+            (&get, "/metrics"),
+            (&get, "/ui"),
+            (&get, "/inbox/a"),
+            (&post, "/inbox/a/read"),
+            (&get, "/messages/ID"),
+            (&get, "/messages/ID/thread"),
+            (&get, "/search"),
+            (&get, "/locks"),
+            (&post, "/locks/acquire"),
+        ];
+        let labels: std::collections::HashSet<&str> = paths
+            .iter()
+            .map(|(method, path)| route(method, path).unwrap().label())
+            .collect();
+        assert_eq!(labels.len(), paths.len(), "one label per route");
+        for label in labels {
+            assert!(crate::metrics::ROUTES.contains(&label), "{label}");
+        }
+    }
+}
