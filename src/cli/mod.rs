@@ -146,7 +146,7 @@ enum Command {
     Channels,
     /// Worker loop: claim tasks and run COMMAND for each
     #[command(after_help = work::HELP)]
-    Work(WorkArgs),
+    Work(work::WorkArgs),
     /// Copy the server's database and files into DIR, while it runs
     #[command(after_help = backup::BACKUP_HELP)]
     Backup(backup::StoreArgs),
@@ -435,39 +435,6 @@ enum TaskCommand {
     },
 }
 
-#[derive(Args, Debug)]
-struct WorkArgs {
-    /// Only take tasks announced on this channel (repeatable; default: every channel)
-    #[arg(long = "ch", value_name = "CH")]
-    channels: Vec<String>,
-    /// How many tasks to run at once
-    #[arg(long, default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=256))]
-    jobs: u32,
-    /// Seconds between SIGTERM and SIGKILL when stopping a command
-    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_secs)]
-    grace: Duration,
-    /// Seconds between checks of the open-task list (the stream is the fast path; at least 0.5)
-    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_poll)]
-    poll: Duration,
-    /// Claim lease in seconds, kept alive while the command runs (0: claims never expire)
-    #[arg(long, default_value = "60", value_name = "SECS", value_parser = parse_secs)]
-    lease: Duration,
-    /// Stop a command that runs longer than SECS and abandon its task (reason "timeout")
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
-    timeout: Option<Duration>,
-    /// Task outcomes as JSON lines on stdout (task-id, title, outcome, duration_s, exit_code,
-    /// reason, stderr)
-    #[arg(long, conflicts_with = "quiet")]
-    json: bool,
-    /// Print only problems, no line per task
-    #[arg(long, short)]
-    quiet: bool,
-    /// The command to run per task, after `--`
-    #[arg(required = true, last = true, value_name = "COMMAND")]
-    command: Vec<String>,
-}
-
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -590,23 +557,7 @@ fn run(client: &Client, command: Command) -> client::Result<()> {
         Command::Lock(a) => locks::lock(client, a),
         Command::Unlock { name } => locks::unlock(client, &name),
         Command::Locks { prefix, pretty } => locks::list(client, prefix, pretty),
-        Command::Work(a) => work::run(
-            client,
-            work::Options {
-                channels: a.channels,
-                jobs: a.jobs as usize,
-                grace: a.grace,
-                poll: a.poll,
-                lease: Some(a.lease).filter(|l| !l.is_zero()),
-                timeout: a.timeout,
-                output: match (a.json, a.quiet) {
-                    (true, _) => work::Output::Json,
-                    (_, true) => work::Output::Quiet,
-                    _ => work::Output::Human,
-                },
-                command: a.command,
-            },
-        ),
+        Command::Work(a) => work::run(client, a),
         Command::Wait(a) => turns::wait(client, a),
         Command::Inbox {
             wait,
