@@ -21,28 +21,43 @@ pub fn wait_or_stop<R>(
     grace: Duration,
     mut why_stop: impl FnMut(Duration) -> Option<R>,
 ) -> io::Result<(ExitStatus, Option<R>)> {
-    let mut stopped_by = None;
-    let mut kill_at = None;
     loop {
         if let Some(status) = try_wait()? {
-            return Ok((status, stopped_by));
+            return Ok((status, None));
         }
-        if stopped_by.is_none() {
-            if let Some(why) = why_stop(TICK) {
-                stopped_by = Some(why);
-                kill_at = Some(Instant::now() + grace);
-                if let Err(e) = signal(SIGTERM) {
-                    eprintln!("{who}: SIGTERM: {e}");
-                }
-            }
-            continue;
+        if let Some(why) = why_stop(TICK) {
+            send(who, &signal, SIGTERM);
+            let status = wait_then_kill(who, try_wait, &signal, grace)?;
+            return Ok((status, Some(why)));
+        }
+    }
+}
+
+/// Waits for a command that was sent SIGTERM, and SIGKILLs it once if it still runs `grace`
+/// later.
+fn wait_then_kill(
+    who: &str,
+    mut try_wait: impl FnMut() -> io::Result<Option<ExitStatus>>,
+    signal: impl Fn(libc::c_int) -> io::Result<()>,
+    grace: Duration,
+) -> io::Result<ExitStatus> {
+    let mut kill_at = Some(Instant::now() + grace);
+    loop {
+        if let Some(status) = try_wait()? {
+            return Ok(status);
         }
         thread::sleep(TICK);
         if kill_at.is_some_and(|t| Instant::now() >= t) {
             kill_at = None;
-            if let Err(e) = signal(SIGKILL) {
-                eprintln!("{who}: SIGKILL: {e}");
-            }
+            send(who, &signal, SIGKILL);
         }
+    }
+}
+
+/// Sends `sig` through `signal`; a failure is only told (the command may have just ended).
+fn send(who: &str, signal: impl Fn(libc::c_int) -> io::Result<()>, sig: libc::c_int) {
+    if let Err(e) = signal(sig) {
+        let name = if sig == SIGKILL { "SIGKILL" } else { "SIGTERM" };
+        eprintln!("{who}: {name}: {e}");
     }
 }
