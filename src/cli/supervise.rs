@@ -61,3 +61,62 @@ fn send(who: &str, signal: impl Fn(libc::c_int) -> io::Result<()>, sig: libc::c_
         eprintln!("{who}: {name}: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Child, Command};
+
+    use super::super::signal::signal_process;
+    use super::*;
+
+    fn stop_at_once(child: &mut Child, grace: Duration) -> (ExitStatus, Option<&'static str>) {
+        let pid = child.id();
+        wait_or_stop(
+            "test",
+            || child.try_wait(),
+            |sig| signal_process(pid, sig),
+            grace,
+            |_| Some("asked"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stopped_command_gets_sigterm() {
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let (status, why) = stop_at_once(&mut child, Duration::from_secs(60));
+        assert_eq!((status.signal(), why), (Some(SIGTERM), Some("asked")));
+    }
+
+    #[test]
+    fn a_command_that_ignores_sigterm_gets_sigkill_after_the_grace() {
+        use std::io::{BufRead, BufReader};
+        let script = "trap '' TERM; echo ready; while :; do :; done";
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Stopped only once the trap is set.
+        let mut ready = String::new();
+        let stdout = child.stdout.take().unwrap();
+        BufReader::new(stdout).read_line(&mut ready).unwrap();
+        let (status, _) = stop_at_once(&mut child, Duration::from_millis(200));
+        assert_eq!(status.signal(), Some(SIGKILL));
+    }
+
+    #[test]
+    fn a_command_that_ends_by_itself_is_not_signalled() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let (status, why) = wait_or_stop(
+            "test",
+            || child.try_wait(),
+            |_| panic!("signalled"),
+            Duration::ZERO,
+            |_| None::<()>,
+        )
+        .unwrap();
+        assert!(status.success() && why.is_none());
+    }
+}

@@ -113,3 +113,50 @@ impl WorkArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        work: WorkArgs,
+    }
+
+    fn parse(args: &[&str]) -> WorkArgs {
+        let argv = ["work"].iter().chain(args).chain(&["--", "./h.sh"]);
+        Cli::try_parse_from(argv).unwrap().work
+    }
+
+    #[test]
+    fn output_follows_json_and_quiet() {
+        assert_eq!(parse(&[]).output(), Output::Human);
+        assert_eq!(parse(&["--json"]).output(), Output::Json);
+        assert_eq!(parse(&["-q"]).output(), Output::Quiet);
+    }
+
+    #[test]
+    fn a_zero_lease_claims_without_one() {
+        assert_eq!(parse(&[]).claim_lease(), Some(Duration::from_secs(60)));
+        assert_eq!(parse(&["--lease", "0"]).claim_lease(), None);
+        assert_eq!(parse(&[]).program(), "./h.sh");
+    }
+
+    #[test]
+    fn channels_decide_what_is_followed_and_taken() {
+        let every = parse(&[]);
+        assert_eq!(every.single_channel(), None);
+        assert!(every.takes_from("anything"));
+        assert_eq!(every.described_channels(), "every channel");
+        let one = parse(&["--ch", "jobs"]);
+        assert_eq!(one.single_channel(), Some("jobs"));
+        assert!(one.takes_from("jobs") && !one.takes_from("other"));
+        let two = parse(&["--ch", "a", "--ch", "b"]);
+        assert_eq!(two.single_channel(), None);
+        assert!(two.takes_from("b") && !two.takes_from("c"));
+        assert_eq!(two.described_channels(), "a, b");
+    }
+}
