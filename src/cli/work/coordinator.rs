@@ -89,14 +89,17 @@ impl Coordinator {
     fn handle(&mut self, event: CoordinatorEvent) {
         match event {
             CoordinatorEvent::Candidate => self.maybe_work = true,
-            CoordinatorEvent::Poll => {
-                self.poll_pending.store(false, Ordering::SeqCst);
-                self.maybe_work = true;
-            }
+            CoordinatorEvent::Poll => self.poll_due(),
             CoordinatorEvent::Interrupt(id) => self.interrupt(&id),
             CoordinatorEvent::Finished(id, outcome) => self.finished(id, outcome),
             CoordinatorEvent::Fatal(e) => self.fatal = Some(e),
         }
+    }
+
+    /// The ticker's Poll, taken out of the queue: the ticker may send the next one.
+    fn poll_due(&mut self) {
+        self.poll_pending.store(false, Ordering::SeqCst);
+        self.maybe_work = true;
     }
 
     fn interrupt(&self, id: &str) {

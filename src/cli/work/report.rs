@@ -99,13 +99,8 @@ fn print_problem(e: &Ended) {
 
 /// `failed 01J… "resize" after 0.3 s: exit 126: sh: ./handle.sh: Permission denied`
 pub fn human_line(e: &Ended) -> String {
-    let mut line = format!(
-        "{} {} {:?} after {:.1} s",
-        e.outcome.word(),
-        e.id,
-        e.title,
-        e.took.as_secs_f64()
-    );
+    let (word, id, title, secs) = (e.outcome.word(), e.id, e.title, e.took.as_secs_f64());
+    let mut line = format!("{word} {id} {title:?} after {secs:.1} s");
     if e.outcome != Outcome::Done {
         line.push_str(&why_not_done(e));
     }

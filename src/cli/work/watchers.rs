@@ -64,19 +64,23 @@ fn newest_cursor(ctx: &Ctx) -> Result<String> {
 }
 
 fn follow_tasks(ctx: &Ctx, cursor: String, tx: &Sender<CoordinatorEvent>) -> Result<()> {
-    let single = ctx.args.single_channel();
-    let stream = Stream {
-        path: single.map_or_else(|| "/".to_string(), |ch| format!("/ch/{}", seg(ch))),
-        type_prefix: Some("task.".into()),
-        cursor: Some(cursor),
-    };
     sse::follow(
         &ctx.client,
-        stream,
+        task_stream(ctx, cursor),
         |event| forward(ctx, &event.data, tx),
         // Whatever happened while disconnected was replayed, but a list check costs little.
         || drop(tx.send(CoordinatorEvent::Poll)),
     )
+}
+
+/// `task.*` messages after `cursor`: on the one `--ch` channel, or on every channel.
+fn task_stream(ctx: &Ctx, cursor: String) -> Stream {
+    let single = ctx.args.single_channel();
+    Stream {
+        path: single.map_or_else(|| "/".to_string(), |ch| format!("/ch/{}", seg(ch))),
+        type_prefix: Some("task.".into()),
+        cursor: Some(cursor),
+    }
 }
 
 /// Passes a message on to the coordinator if it is about a task for us; `Break` once the
@@ -115,12 +119,9 @@ fn is_for(task: &Value, agent: &str) -> bool {
     assigned.is_none_or(|a| a == agent)
 }
 
+/// Says every `HEARTBEAT_EVERY` that this agent is here, and a worker.
 fn heartbeat(ctx: &Ctx) {
-    let body = json!({
-        "from": ctx.agent,
-        "channels": ctx.args.channels,
-        "meta": {"worker": true, "jobs": ctx.args.jobs, "command": ctx.args.program()},
-    });
+    let body = presence(ctx);
     loop {
         match ctx.client.post_json("/presence", &body) {
             Ok(_) => ctx.hub.answered(),
@@ -129,6 +130,15 @@ fn heartbeat(ctx: &Ctx) {
         }
         thread::sleep(HEARTBEAT_EVERY);
     }
+}
+
+/// What the heartbeat says: `who` shows the agent as a worker, with its jobs and program.
+fn presence(ctx: &Ctx) -> Value {
+    json!({
+        "from": ctx.agent,
+        "channels": ctx.args.channels,
+        "meta": {"worker": true, "jobs": ctx.args.jobs, "command": ctx.args.program()},
+    })
 }
 
 /// The first SIGINT/SIGTERM asks for a graceful stop (the coordinator and runners watch
