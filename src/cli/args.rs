@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use super::files::DownloadArgs;
 use super::messages::{HistoryArgs, PubArgs};
@@ -11,7 +11,7 @@ use super::presence::HeartbeatArgs;
 use super::tail::TailArgs;
 use super::tasks::TaskCommand;
 use super::thread::ThreadArgs;
-use super::{backup, locks, parse_poll, parse_secs, search, serve, turns, work};
+use super::{backup, locks, parse_secs, search, serve, turns, work};
 
 const MAIN_HELP: &str = "\
 Configuration:
@@ -119,7 +119,7 @@ pub enum CliCommand {
     Channels,
     /// Worker loop: claim tasks and run COMMAND for each
     #[command(after_help = work::HELP)]
-    Work(WorkArgs),
+    Work(work::WorkArgs),
     /// Copy the server's database and files into DIR, while it runs
     #[command(after_help = backup::BACKUP_HELP)]
     Backup(backup::StoreArgs),
@@ -191,61 +191,4 @@ pub enum CliCommand {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-}
-
-#[derive(Args, Debug)]
-pub struct WorkArgs {
-    /// Only take tasks announced on this channel (repeatable; default: every channel)
-    #[arg(long = "ch", value_name = "CH")]
-    channels: Vec<String>,
-    /// How many tasks to run at once
-    #[arg(long, default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=256))]
-    jobs: u32,
-    /// Seconds between SIGTERM and SIGKILL when stopping a command
-    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_secs)]
-    grace: Duration,
-    /// Seconds between checks of the open-task list (the stream is the fast path; at least 0.5)
-    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_poll)]
-    poll: Duration,
-    /// Claim lease in seconds, kept alive while the command runs (0: claims never expire)
-    #[arg(long, default_value = "60", value_name = "SECS", value_parser = parse_secs)]
-    lease: Duration,
-    /// Stop a command that runs longer than SECS and abandon its task (reason "timeout")
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
-    timeout: Option<Duration>,
-    /// Task outcomes as JSON lines on stdout (task-id, title, outcome, duration_s, exit_code,
-    /// reason, stderr)
-    #[arg(long, conflicts_with = "quiet")]
-    json: bool,
-    /// Print only problems, no line per task
-    #[arg(long, short)]
-    quiet: bool,
-    /// The command to run per task, after `--`
-    #[arg(required = true, last = true, value_name = "COMMAND")]
-    command: Vec<String>,
-}
-
-impl WorkArgs {
-    /// The worker loop's options: a zero lease means claims never expire.
-    pub fn into_options(self) -> work::Options {
-        work::Options {
-            output: self.output(),
-            channels: self.channels,
-            jobs: self.jobs as usize,
-            grace: self.grace,
-            poll: self.poll,
-            lease: Some(self.lease).filter(|l| !l.is_zero()),
-            timeout: self.timeout,
-            command: self.command,
-        }
-    }
-
-    fn output(&self) -> work::Output {
-        match (self.json, self.quiet) {
-            (true, _) => work::Output::Json,
-            (_, true) => work::Output::Quiet,
-            _ => work::Output::Human,
-        }
-    }
 }

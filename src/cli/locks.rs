@@ -1,14 +1,15 @@
 //! `workshop lock`, `unlock` and `locks`: advisory locks. `lock NAME -- CMD` holds the lock
 //! while CMD runs: it renews it every third of its TTL, and releases it when CMD exits.
+use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result};
@@ -75,28 +76,25 @@ pub fn lock(client: &Client, args: LockArgs) -> Result<()> {
     if args.command.is_empty() {
         return emit(&reply.to_string());
     }
-    let (status, lost) = match hold_while(client, &args, &body) {
-        Ok(held) => held,
-        Err(e) => {
-            if let Err(r) = release(client, &args.name) {
-                eprintln!("workshop lock: releasing {:?}: {r}", args.name);
-            }
-            return Err(e);
-        }
-    };
-    if lost != Some(Lost::Gone)
-        && let Err(e) = release(client, &args.name)
-    {
-        eprintln!("workshop lock: releasing {:?}: {e}", args.name);
+    let held = hold_while(client, &args, &body);
+    let (status, lost) = held.inspect_err(|_| release_or_say(client, &args.name))?;
+    if lost != Some(Lost::Gone) {
+        release_or_say(client, &args.name);
     }
     if lost.is_some() {
-        return Err(CliError::http(
-            409,
-            format!("lost the lock {:?}; the command was stopped", args.name),
-        ));
+        let name = &args.name;
+        let why = format!("lost the lock {name:?}; the command was stopped");
+        return Err(CliError::http(409, why));
     }
     // CMD's own status is ours, so `workshop lock x -- make` composes like `make`.
     std::process::exit(exit_code(status))
+}
+
+/// Releases the lock after CMD; a failure is only told (the lock runs out with its TTL).
+fn release_or_say(client: &Client, name: &str) {
+    if let Err(e) = release(client, name) {
+        eprintln!("workshop lock: releasing {name:?}: {e}");
+    }
 }
 
 /// `workshop unlock NAME`
@@ -112,14 +110,17 @@ pub fn list(client: &Client, prefix: Option<String>, pretty: bool) -> Result<()>
     let locks = locks
         .as_array()
         .ok_or_else(|| CliError::failure("server sent a lock list that is not an array"))?;
-    for lock in locks {
-        emit(&if pretty {
-            pretty_lock(lock)
-        } else {
-            lock.to_string()
-        })?;
+    locks
+        .iter()
+        .try_for_each(|lock| emit(&lock_line(lock, pretty)))
+}
+
+fn lock_line(lock: &Value, pretty: bool) -> String {
+    if pretty {
+        pretty_lock(lock)
+    } else {
+        lock.to_string()
     }
-    Ok(())
 }
 
 /// Takes (or renews) the lock; someone else holding it is a 409, exit 4.
@@ -146,31 +147,11 @@ fn hold_while(
     args: &LockArgs,
     body: &Value,
 ) -> Result<(ExitStatus, Option<Lost>)> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| CliError::failure(format!("cannot handle signals: {e}")))?;
-    }
-    let command = &args.command;
-    let mut child = Command::new(&command[0])
-        .args(&command[1..])
-        .env("WORKSHOP_LOCK", &args.name)
-        .spawn()
-        .map_err(|e| CliError::failure(format!("cannot run {:?}: {e}", command[0])))?;
+    let stop = stop_on_signals()?;
+    let mut child = start(args)?;
     let (lost_tx, lost_rx) = bounded(1);
     let renewing = renew(client.clone(), body.clone(), args.ttl, lost_tx);
-    let pid = child.id();
-    let ended = supervise::wait_or_stop(
-        "workshop lock",
-        || child.try_wait(),
-        |sig| signal_process(pid, sig),
-        GRACE,
-        |tick| match lost_rx.recv_timeout(tick) {
-            Ok(lost) => Some(Stop::Lost(lost)),
-            Err(_) if stop.load(Ordering::SeqCst) => Some(Stop::Signal),
-            Err(_) => None,
-        },
-    );
+    let ended = wait_or_stop(&mut child, &lost_rx, &stop);
     drop(renewing);
     let (status, stopped_by) = ended?;
     let lost = match stopped_by {
@@ -181,43 +162,116 @@ fn hold_while(
     Ok((status, lost))
 }
 
+/// A flag that SIGINT and SIGTERM set, from now on.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| CliError::failure(format!("cannot handle signals: {e}")))?;
+    }
+    Ok(stop)
+}
+
+/// Starts CMD, with the lock's name in `WORKSHOP_LOCK`.
+fn start(args: &LockArgs) -> Result<Child> {
+    let command = &args.command;
+    Command::new(&command[0])
+        .args(&command[1..])
+        .env("WORKSHOP_LOCK", &args.name)
+        .spawn()
+        .map_err(|e| CliError::failure(format!("cannot run {:?}: {e}", command[0])))
+}
+
+/// Waits for CMD, stopping it when the lock is lost or a signal came.
+fn wait_or_stop(
+    child: &mut Child,
+    lost: &Receiver<Lost>,
+    stop: &AtomicBool,
+) -> std::io::Result<(ExitStatus, Option<Stop>)> {
+    let pid = child.id();
+    supervise::wait_or_stop(
+        "workshop lock",
+        || child.try_wait(),
+        |sig| signal_process(pid, sig),
+        GRACE,
+        |tick| match lost.recv_timeout(tick) {
+            Ok(lost) => Some(Stop::Lost(lost)),
+            Err(_) if stop.load(Ordering::SeqCst) => Some(Stop::Signal),
+            Err(_) => None,
+        },
+    )
+}
+
 /// Renews the lock every third of its TTL until the returned sender is dropped, and reports
 /// on `lost` (then stops) when it is no longer safely ours: someone else has it (403/409), no
 /// renewal succeeded for a whole TTL, or a renewal had to take it afresh.
 fn renew(client: Client, body: Value, ttl: Duration, lost: Sender<Lost>) -> Sender<()> {
     let (done_tx, done_rx) = bounded::<()>(0);
-    let every = ttl / 3;
-    thread::spawn(move || {
+    let renewer = Renewer {
+        client,
+        body,
+        ttl,
+        lost,
+    };
+    thread::spawn(move || renewer.run(&done_rx));
+    done_tx
+}
+
+/// The thread that keeps `lock NAME -- CMD`'s lock.
+struct Renewer {
+    client: Client,
+    body: Value,
+    ttl: Duration,
+    lost: Sender<Lost>,
+}
+
+impl Renewer {
+    fn run(&self, done: &Receiver<()>) {
         // The lock runs out `ttl` after the server granted it, which is after we asked.
-        let mut safe_until = Instant::now() + ttl;
-        loop {
-            let wait = every.min(safe_until.saturating_duration_since(Instant::now()));
-            if !matches!(done_rx.recv_timeout(wait), Err(RecvTimeoutError::Timeout)) {
-                return;
-            }
-            if Instant::now() >= safe_until {
-                eprintln!("workshop lock: lost the lock: no renewal succeeded for --ttl");
-                let _ = lost.try_send(Lost::Gone);
-                return;
-            }
-            let asked = Instant::now();
-            match client.post_json("/locks/acquire", &body) {
-                Ok(reply) if reply.get("renewed") == Some(&Value::Bool(false)) => {
-                    eprintln!("workshop lock: lost the lock: it had lapsed or been released");
-                    let _ = lost.try_send(Lost::Retaken);
-                    return;
-                }
-                Ok(_) => safe_until = asked + ttl,
-                Err(e) if matches!(e.status, 403 | 409) => {
-                    eprintln!("workshop lock: lost the lock: {e}");
-                    let _ = lost.try_send(Lost::Gone);
-                    return;
-                }
-                Err(e) => eprintln!("workshop lock: renewing: {e}"),
+        let mut safe_until = Instant::now() + self.ttl;
+        while self.wait_next(done, safe_until) {
+            match self.renew_once(safe_until) {
+                ControlFlow::Continue(until) => safe_until = until,
+                ControlFlow::Break(lost) => return self.report_lost(lost),
             }
         }
-    });
-    done_tx
+    }
+
+    /// Waits until the next renewal is due: false once CMD has ended (the sender dropped).
+    fn wait_next(&self, done: &Receiver<()>, safe_until: Instant) -> bool {
+        let until_unsafe = safe_until.saturating_duration_since(Instant::now());
+        let wait = (self.ttl / 3).min(until_unsafe);
+        matches!(done.recv_timeout(wait), Err(RecvTimeoutError::Timeout))
+    }
+
+    /// One renewal: `Continue` with how long the lock is now safely ours (unchanged after a
+    /// failure that may pass), `Break` with how it was lost and why.
+    fn renew_once(&self, safe_until: Instant) -> ControlFlow<(Lost, String), Instant> {
+        if Instant::now() >= safe_until {
+            let why = "no renewal succeeded for --ttl";
+            return ControlFlow::Break((Lost::Gone, why.into()));
+        }
+        let asked = Instant::now();
+        match self.client.post_json("/locks/acquire", &self.body) {
+            Ok(reply) if reply.get("renewed") == Some(&Value::Bool(false)) => {
+                let why = "it had lapsed or been released";
+                ControlFlow::Break((Lost::Retaken, why.into()))
+            }
+            Ok(_) => ControlFlow::Continue(asked + self.ttl),
+            Err(e) if matches!(e.status, 403 | 409) => {
+                ControlFlow::Break((Lost::Gone, e.to_string()))
+            }
+            Err(e) => {
+                eprintln!("workshop lock: renewing: {e}");
+                ControlFlow::Continue(safe_until)
+            }
+        }
+    }
+
+    fn report_lost(&self, (lost, why): (Lost, String)) {
+        eprintln!("workshop lock: lost the lock: {why}");
+        let _ = self.lost.try_send(lost);
+    }
 }
 
 /// A shell's view of how CMD ended: its code, or 128 + the signal that killed it.

@@ -97,7 +97,7 @@ fn run(client: &Client, command: CliCommand) -> client::Result<()> {
         CliCommand::Lock(args) => locks::lock(client, args),
         CliCommand::Unlock { name } => locks::unlock(client, &name),
         CliCommand::Locks { prefix, pretty } => locks::list(client, prefix, pretty),
-        CliCommand::Work(args) => work::run(client, args.into_options()),
+        CliCommand::Work(args) => work::run(client, args),
         CliCommand::Wait(args) => turns::wait(client, args),
         CliCommand::Inbox {
             wait,

@@ -8,27 +8,32 @@ pub use libc::{SIGKILL, SIGTERM};
 /// Sends `signal` to every process in the group led by `leader` (a child we spawned with
 /// `process_group(0)` and have not yet reaped, so its pid — the group id — is still ours).
 pub fn signal_group(leader: u32, signal: libc::c_int) -> std::io::Result<()> {
-    let pgid = libc::pid_t::try_from(leader)
-        .map_err(|_| std::io::Error::other("process id out of range"))?;
-    if pgid <= 1 {
-        return Err(std::io::Error::other("refusing to signal group 0 or 1"));
-    }
+    let pgid = ours(leader, "group")?;
     // SAFETY: kill() takes plain integers and touches no memory of ours. A negative pid
-    // addresses the process group; the guard above keeps it from meaning "every process".
+    // addresses the process group; `ours` keeps it from meaning "every process".
     check(unsafe { libc::kill(-pgid, signal) })
 }
 
 /// Sends `signal` to one process: a child we spawned and have not yet reaped (so its pid is
 /// still ours).
 pub fn signal_process(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| std::io::Error::other("process id out of range"))?;
-    if pid <= 1 {
-        return Err(std::io::Error::other("refusing to signal process 0 or 1"));
-    }
-    // SAFETY: kill() takes plain integers and touches no memory of ours; the guard above
-    // keeps the pid from meaning a group or "every process".
+    let pid = ours(pid, "process")?;
+    // SAFETY: kill() takes plain integers and touches no memory of ours; `ours` keeps the
+    // pid from meaning a group or "every process".
     check(unsafe { libc::kill(pid, signal) })
+}
+
+/// `id` as a pid that names one process or group of ours: not 0 or 1 (ours are never those),
+/// so kill() cannot take it for "our own group" or "every process".
+fn ours(id: u32, what: &str) -> std::io::Result<libc::pid_t> {
+    let pid =
+        libc::pid_t::try_from(id).map_err(|_| std::io::Error::other("process id out of range"))?;
+    if pid <= 1 {
+        return Err(std::io::Error::other(format!(
+            "refusing to signal {what} 0 or 1"
+        )));
+    }
+    Ok(pid)
 }
 
 fn check(rc: libc::c_int) -> std::io::Result<()> {

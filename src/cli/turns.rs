@@ -37,43 +37,52 @@ pub fn wait(client: &Client, q: WaitArgs) -> Result<()> {
         Some(id) => id,
         None => super::sse::newest_id(client, q.ch.as_deref())?,
     };
-    let path = history_path(q.ch.as_deref());
     let mut query = vec![("since", since), ("n", "1000".to_string())];
-    if let Some(kind) = q.kind {
-        query.push(("type", kind));
-    }
-    let lines = long_poll(client, &path, &query, q.timeout)?;
-    if lines.is_empty() {
-        return Err(CliError::http(404, "nothing new before the timeout"));
-    }
-    lines.iter().try_for_each(|line| emit(line))
+    query.extend(q.kind.map(|kind| ("type", kind)));
+    let lines = long_poll(client, &history_path(q.ch.as_deref()), &query, q.timeout)?;
+    print_all(&lines, "nothing new before the timeout")
 }
 
 /// Prints your unread inbox (everything with `all`), waiting up to `wait` seconds for
 /// something to arrive; exit 3 when it is empty. With `mark_read`, what was printed is then
 /// marked read, so the next call starts after it.
 pub fn inbox(client: &Client, wait: Duration, mark_read: bool, all: bool) -> Result<()> {
-    let agent = client.agent()?;
-    let path = format!("/inbox/{}", seg(agent));
+    let path = format!("/inbox/{}", seg(client.agent()?));
     let mut query = vec![("n", "1000".to_string())];
     if !all {
         query.push(("unread", "1".to_string()));
     }
     let lines = long_poll(client, &path, &query, wait)?;
-    if lines.is_empty() {
-        return Err(CliError::http(404, "inbox is empty"));
-    }
-    lines.iter().try_for_each(|line| emit(line))?;
+    print_all(&lines, "inbox is empty")?;
     // Marked only once printed: a run that dies in between sees the messages again.
-    let newest = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
-        .max();
-    if let Some(up_to) = newest.filter(|_| mark_read) {
-        client.post_json(&format!("{path}/read"), &json!({ "up_to": up_to }))?;
+    match newest_id(&lines) {
+        Some(up_to) if mark_read => mark_read_up_to(client, &path, up_to),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Prints `lines`, one JSON message each; none is a 404 (exit 3) that says `none`.
+fn print_all(lines: &[String], none: &str) -> Result<()> {
+    if lines.is_empty() {
+        return Err(CliError::http(404, none));
+    }
+    lines.iter().try_for_each(|line| emit(line))
+}
+
+/// The newest message id among `lines`.
+fn newest_id(lines: &[String]) -> Option<String> {
+    let messages = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok());
+    let ids = messages.filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string));
+    ids.max()
+}
+
+fn mark_read_up_to(client: &Client, inbox: &str, up_to: String) -> Result<()> {
+    let body = json!({ "up_to": up_to });
+    client
+        .post_json(&format!("{inbox}/read"), &body)
+        .map(|_| ())
 }
 
 /// GETs `path` with `?wait=` until it answers something or `timeout` is used up (asking
@@ -87,26 +96,27 @@ fn long_poll(
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let wait = left.as_secs_f64().min(MAX_WAIT_S);
-        let mut req = client
-            .request("GET", path)
-            .timeout(Duration::from_secs_f64(wait) + ANSWER_SLACK)
-            .query("wait", &format!("{wait:.3}"));
-        for (k, v) in query {
-            req = req.query(k, v);
-        }
-        let text = req
-            .call()
-            .map_err(from_ureq)?
-            .into_string()
-            .map_err(|e| CliError::unreachable(format!("reading response: {e}")))?;
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect();
+        let lines = ask(client, path, query, left.as_secs_f64().min(MAX_WAIT_S))?;
         if !lines.is_empty() || Instant::now() >= deadline {
             return Ok(lines);
         }
     }
+}
+
+/// One GET the server holds for up to `wait` seconds; the answer's non-blank lines.
+fn ask(client: &Client, path: &str, query: &[(&str, String)], wait: f64) -> Result<Vec<String>> {
+    let mut req = client
+        .request("GET", path)
+        .timeout(Duration::from_secs_f64(wait) + ANSWER_SLACK)
+        .query("wait", &format!("{wait:.3}"));
+    for (k, v) in query {
+        req = req.query(k, v);
+    }
+    let text = req.call().map_err(from_ureq)?.into_string();
+    let text = text.map_err(|e| CliError::unreachable(format!("reading response: {e}")))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect())
 }

@@ -1,47 +1,38 @@
-//! The command a task runs: checked once at start, started in a process group of its own, fed
-//! the task, its stderr forwarded as updates, and stopped (SIGTERM, then SIGKILL after
-//! `--grace`) on an interrupt, a timeout, a lost lease or the worker stopping. Every running
-//! group is registered so a second Ctrl-C can kill them all before the worker exits.
+//! The child-process supervisor: the command a task runs, checked once at start, started in a
+//! process group of its own, fed the task, its stderr forwarded as updates, and stopped
+//! (SIGTERM, then SIGKILL after `--grace`) on an interrupt, a timeout, a lost lease or the
+//! worker stopping. Every running group is registered so a second Ctrl-C can kill them all
+//! before the worker exits.
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::fs::Metadata;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
-use std::thread;
-use std::time::Instant;
+use std::sync::{Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use serde_json::{Value, json};
 
-use super::super::client::seg;
+use super::super::client::{Client, seg};
 use super::super::signal::{SIGKILL, signal_group};
 use super::super::supervise;
 use super::report::Outcome;
-use super::{Ctx, STDERR_TAIL, spawn};
+use super::{Ctx, spawn};
+
+/// stderr lines kept for the `task.error` message.
+const STDERR_TAIL: usize = 20;
 
 /// Checks that `program` names an executable file, as `exec` would find it: a path when it
 /// has a slash, else a search of PATH. The message says what to do about it.
 pub fn check_executable(program: &str) -> Result<(), String> {
     if program.contains('/') {
-        return match Path::new(program).metadata() {
-            Err(e) => Err(format!("{program}: {e}")),
-            Ok(m) if !m.is_file() => Err(format!("{program}: not a file")),
-            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!(
-                "{program}: not executable (make it so: chmod +x {program})"
-            )),
-            Ok(_) => Ok(()),
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).any(|dir| {
-        dir.join(program)
-            .metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    });
-    if found {
+        check_file(program)
+    } else if found_in_path(program) {
         Ok(())
     } else {
         Err(format!(
@@ -50,12 +41,35 @@ pub fn check_executable(program: &str) -> Result<(), String> {
     }
 }
 
+fn check_file(program: &str) -> Result<(), String> {
+    match Path::new(program).metadata() {
+        Err(e) => Err(format!("{program}: {e}")),
+        Ok(m) if !m.is_file() => Err(format!("{program}: not a file")),
+        Ok(m) if !is_executable(&m) => Err(format!(
+            "{program}: not executable (make it so: chmod +x {program})"
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn found_in_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| {
+        let meta = dir.join(program).metadata();
+        meta.is_ok_and(|m| m.is_file() && is_executable(&m))
+    })
+}
+
+fn is_executable(meta: &Metadata) -> bool {
+    meta.permissions().mode() & 0o111 != 0
+}
+
 /// Process groups of the commands running now.
 #[derive(Default)]
 pub struct Children(Mutex<HashSet<u32>>);
 
 impl Children {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+    fn lock(&self) -> MutexGuard<'_, HashSet<u32>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -68,7 +82,7 @@ impl Children {
 
     /// `try_wait`, forgetting the group in the same step it is reaped, so `kill_all` never
     /// signals a group id that may have been handed to someone else.
-    fn try_wait(&self, child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+    fn try_wait(&self, child: &mut Child) -> io::Result<Option<ExitStatus>> {
         let mut running = self.lock();
         let status = child.try_wait();
         if !matches!(status, Ok(None)) {
@@ -88,28 +102,46 @@ pub struct Run {
 
 /// Starts the command in its own process group, feeds it the task, forwards its stderr as
 /// updates, and waits for it — stopping it when told to, or when `--timeout` runs out.
-pub fn supervise(
-    ctx: &Ctx,
-    id: &str,
-    task: &Value,
-    stop: &Receiver<Outcome>,
-) -> std::io::Result<Run> {
-    let mut child = {
-        // Registered while the lock is held: a second signal either finds it or comes after.
-        let mut running = ctx.children.lock();
-        let child = Command::new(&ctx.command[0])
-            .args(&ctx.command[1..])
-            .env("WORKSHOP_TASK_ID", id)
-            .env("WORKSHOP_URL", ctx.client.base_url())
-            .env("AGENT_ID", &ctx.agent)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()?;
-        running.insert(child.id());
-        child
-    };
+pub fn supervise(ctx: &Ctx, id: &str, task: &Value, stop: &Receiver<Outcome>) -> io::Result<Run> {
+    let mut child = start(ctx, id)?;
+    feed(&mut child, task);
+    let stdout = read_stdout(ctx, &mut child)?;
+    let stderr = forward_stderr(ctx, id, &mut child)?;
+    let (status, stopped_by) = wait_or_stop(ctx, &mut child, stop)?;
+    Ok(Run {
+        status,
+        stopped_by,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr_tail: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// Starts the command, registered while the lock is held: a second signal either finds it or
+/// comes after.
+fn start(ctx: &Ctx, id: &str) -> io::Result<Child> {
+    let mut running = ctx.children.lock();
+    let child = command(ctx, id).spawn()?;
+    running.insert(child.id());
+    Ok(child)
+}
+
+/// The command line, its environment, its pipes, and a process group of its own.
+fn command(ctx: &Ctx, id: &str) -> Command {
+    let mut command = Command::new(ctx.args.program());
+    command
+        .args(&ctx.args.command[1..])
+        .env("WORKSHOP_TASK_ID", id)
+        .env("WORKSHOP_URL", ctx.client.base_url())
+        .env("AGENT_ID", &ctx.agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    command
+}
+
+/// Writes the task's JSON to the command's stdin, from a thread of its own.
+fn feed(child: &mut Child, task: &Value) {
     let stdin = child.stdin.take();
     let input = format!("{task}\n");
     spawn("stdin", move || {
@@ -117,48 +149,69 @@ pub fn supervise(
             let _ = stdin.write_all(input.as_bytes()); // a command may ignore its input
         }
     });
+}
+
+/// Collects the command's stdout (its result).
+fn read_stdout(ctx: &Ctx, child: &mut Child) -> io::Result<JoinHandle<Vec<u8>>> {
     let stdout = child.stdout.take();
-    let out_reader = reader(ctx, &mut child, "stdout", move || {
+    reader(ctx, child, "stdout", move || {
         let mut buf = Vec::new();
         if let Some(mut s) = stdout {
             let _ = s.read_to_end(&mut buf);
         }
         buf
-    })?;
+    })
+}
+
+/// Posts each stderr line as a task update; the last `STDERR_TAIL` lines.
+fn forward_stderr(ctx: &Ctx, id: &str, child: &mut Child) -> io::Result<JoinHandle<Vec<String>>> {
     let stderr = child.stderr.take();
-    let (client, agent, path) = (
-        ctx.client.clone(),
-        ctx.agent.clone(),
-        format!("/tasks/{}/update", seg(id)),
-    );
-    let err_reader = reader(ctx, &mut child, "stderr", move || {
+    let poster = UpdatePoster {
+        client: ctx.client.clone(),
+        agent: ctx.agent.clone(),
+        path: format!("/tasks/{}/update", seg(id)),
+    };
+    reader(ctx, child, "stderr", move || {
+        stderr.map(|s| poster.forward(s)).unwrap_or_default()
+    })
+}
+
+/// Posts a task's updates (`/tasks/ID/update`).
+struct UpdatePoster {
+    client: Client,
+    agent: String,
+    path: String,
+}
+
+impl UpdatePoster {
+    /// Posts every non-blank line as a note; the last `STDERR_TAIL` of them.
+    fn forward(&self, stderr: ChildStderr) -> Vec<String> {
         let mut tail = VecDeque::new();
-        let Some(stderr) = stderr else {
-            return Vec::new();
-        };
-        for line in BufReader::new(stderr).split(b'\n') {
-            let Ok(line) = line else { break };
-            let line = String::from_utf8_lossy(&line).trim_end().to_string();
-            if line.is_empty() {
-                continue;
-            }
-            if let Err(e) = client.post_json(&path, &json!({"from": agent, "note": line})) {
-                eprintln!("workshop work: posting update: {e}");
-            }
+        for line in non_blank_lines(stderr) {
+            self.post(&line);
             if tail.len() == STDERR_TAIL {
                 tail.pop_front();
             }
             tail.push_back(line);
         }
         tail.into()
-    })?;
-    let (status, stopped_by) = wait_or_stop(ctx, &mut child, stop)?;
-    Ok(Run {
-        status,
-        stopped_by,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr_tail: err_reader.join().unwrap_or_default(),
-    })
+    }
+
+    fn post(&self, note: &str) {
+        let body = json!({"from": self.agent, "note": note});
+        if let Err(e) = self.client.post_json(&self.path, &body) {
+            eprintln!("workshop work: posting update: {e}");
+        }
+    }
+}
+
+/// The lines of `input`, trailing blanks trimmed, empty ones left out, until it ends or fails.
+fn non_blank_lines(input: impl Read) -> impl Iterator<Item = String> {
+    BufReader::new(input)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .map(|line| String::from_utf8_lossy(&line).trim_end().to_string())
+        .filter(|line| !line.is_empty())
 }
 
 /// Starts a thread draining one of `child`'s pipes. If none can be had, the command could
@@ -168,7 +221,7 @@ fn reader<T: Send + 'static>(
     child: &mut Child,
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
-) -> std::io::Result<thread::JoinHandle<T>> {
+) -> io::Result<JoinHandle<T>> {
     thread::Builder::new()
         .name(name.into())
         .spawn(f)
@@ -185,22 +238,15 @@ fn wait_or_stop(
     ctx: &Ctx,
     child: &mut Child,
     stop: &Receiver<Outcome>,
-) -> std::io::Result<(ExitStatus, Option<Outcome>)> {
+) -> io::Result<(ExitStatus, Option<Outcome>)> {
     let pid = child.id();
     let started = Instant::now();
     let (status, stopped_by) = supervise::wait_or_stop(
         "workshop work",
         || ctx.children.try_wait(child),
         |sig| signal_group(pid, sig),
-        ctx.grace,
-        |tick| match stop.recv_timeout(tick) {
-            Ok(why) => Some(why),
-            Err(_) if ctx.stop.load(Ordering::SeqCst) => Some(Outcome::Stopped),
-            Err(_) if ctx.timeout.is_some_and(|t| started.elapsed() >= t) => {
-                Some(Outcome::TimedOut)
-            }
-            Err(_) => None,
-        },
+        ctx.args.grace,
+        |tick| why_stop(ctx, stop, started, tick),
     )?;
     if stopped_by.is_some() {
         // Leftovers of a stopped command (a script's background jobs) would hold its pipes
@@ -208,6 +254,24 @@ fn wait_or_stop(
         let _ = signal_group(pid, SIGKILL);
     }
     Ok((status, stopped_by))
+}
+
+/// Why the command started at `started` must stop now, if it must: waits up to `tick` for
+/// an interrupt or a lost lease, then looks at the worker's stop and the `--timeout`.
+fn why_stop(
+    ctx: &Ctx,
+    stop: &Receiver<Outcome>,
+    started: Instant,
+    tick: Duration,
+) -> Option<Outcome> {
+    match stop.recv_timeout(tick) {
+        Ok(why) => Some(why),
+        Err(_) if ctx.stop.load(Ordering::SeqCst) => Some(Outcome::Stopped),
+        Err(_) if ctx.args.timeout.is_some_and(|t| started.elapsed() >= t) => {
+            Some(Outcome::TimedOut)
+        }
+        Err(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -231,5 +295,12 @@ mod tests {
         std::fs::write(&script, "#!/bin/sh\n").unwrap();
         let err = check_executable(script.to_str().unwrap()).unwrap_err();
         assert!(err.contains("chmod +x"), "{err}");
+    }
+
+    #[test]
+    fn stderr_lines_are_trimmed_and_blank_ones_left_out() {
+        let input: &[u8] = b"first  \n\n   \nsecond\r\nlast";
+        let lines: Vec<String> = non_blank_lines(input).collect();
+        assert_eq!(lines, ["first", "second", "last"]);
     }
 }

@@ -1,8 +1,6 @@
 //! What `workshop work` tells the person (or script) running it: one line per task outcome
-//! (human on stderr, or JSON on stdout with `--json`, or nothing with `--quiet`), and hub
-//! outages reported once when they start and once when they end, however long they last.
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! (human on stderr, or JSON on stdout with `--json`, or nothing with `--quiet`).
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -40,6 +38,14 @@ impl Outcome {
             Outcome::Lost => "lost",
         }
     }
+
+    /// This worker gave up on the task: it does not take it again.
+    pub fn gives_up(self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed | Outcome::Interrupted | Outcome::TimedOut
+        )
+    }
 }
 
 /// Everything one outcome line says.
@@ -67,50 +73,54 @@ impl Output {
     /// caller stops the worker gracefully, rather than exiting with commands still running.
     pub fn ended(self, e: &Ended) -> bool {
         match self {
-            Output::Json => {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                let written = writeln!(out, "{}", json_line(e)).and_then(|()| out.flush());
-                return !matches!(written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe);
-            }
+            Output::Json => return print_json(e),
             Output::Human => eprintln!("workshop work: {}", human_line(e)),
-            Output::Quiet => {
-                if let Some(err) = &e.report_error {
-                    eprintln!(
-                        "workshop work: {} {}: reporting failed: {err}",
-                        e.id,
-                        e.outcome.word()
-                    );
-                }
-            }
+            Output::Quiet => print_problem(e),
         }
         true
     }
 }
 
+/// The JSON line on stdout; false when stdout is closed.
+fn print_json(e: &Ended) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = writeln!(out, "{}", json_line(e)).and_then(|()| out.flush());
+    !matches!(written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// `--quiet`: a line only when reporting the outcome to the hub failed.
+fn print_problem(e: &Ended) {
+    if let Some(err) = &e.report_error {
+        let (id, word) = (e.id, e.outcome.word());
+        eprintln!("workshop work: {id} {word}: reporting failed: {err}");
+    }
+}
+
 /// `failed 01J… "resize" after 0.3 s: exit 126: sh: ./handle.sh: Permission denied`
 pub fn human_line(e: &Ended) -> String {
-    let mut line = format!(
-        "{} {} {:?} after {:.1} s",
-        e.outcome.word(),
-        e.id,
-        e.title,
-        e.took.as_secs_f64()
-    );
+    let (word, id, title, secs) = (e.outcome.word(), e.id, e.title, e.took.as_secs_f64());
+    let mut line = format!("{word} {id} {title:?} after {secs:.1} s");
     if e.outcome != Outcome::Done {
-        if let Some(code) = e.exit_code {
-            line.push_str(&format!(": exit {code}"));
-        } else if let Some(reason) = e.reason {
-            line.push_str(&format!(": {reason}"));
-        }
-        if let Some(last) = e.stderr_tail.last() {
-            line.push_str(&format!(": {last}"));
-        }
+        line.push_str(&why_not_done(e));
     }
     if let Some(err) = &e.report_error {
         line.push_str(&format!(" (reporting it to the hub failed: {err})"));
     }
     line
+}
+
+/// `: exit 126: <last stderr line>`, or `: <reason>` when there is no exit code.
+fn why_not_done(e: &Ended) -> String {
+    let mut why = match (e.exit_code, e.reason) {
+        (Some(code), _) => format!(": exit {code}"),
+        (None, Some(reason)) => format!(": {reason}"),
+        (None, None) => String::new(),
+    };
+    if let Some(last) = e.stderr_tail.last() {
+        why.push_str(&format!(": {last}"));
+    }
+    why
 }
 
 pub fn json_line(e: &Ended) -> Value {
@@ -124,64 +134,6 @@ pub fn json_line(e: &Ended) -> Value {
         "stderr": e.stderr_tail,
         "report_error": e.report_error,
     })
-}
-
-/// Whether the hub answers, shared by every thread that talks to it: the first failure of an
-/// outage is printed, the rest are not, and the first success after it says so.
-#[derive(Default)]
-pub struct HubState {
-    down_since: Mutex<Option<Instant>>,
-}
-
-impl HubState {
-    pub fn failed(&self, doing: &str, error: &dyn std::fmt::Display) {
-        let mut down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
-        if down.is_none() {
-            *down = Some(Instant::now());
-            eprintln!("workshop work: hub unreachable ({doing}: {error}); retrying with backoff");
-        }
-    }
-
-    pub fn answered(&self) {
-        let mut down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(since) = down.take() {
-            eprintln!(
-                "workshop work: hub reconnected after {:.0} s",
-                since.elapsed().as_secs_f64()
-            );
-        }
-    }
-}
-
-/// Exponential backoff from a quarter second to five seconds, reset by a success.
-pub struct Backoff {
-    next: Duration,
-    not_before: Instant,
-}
-
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-impl Default for Backoff {
-    fn default() -> Backoff {
-        Backoff {
-            next: FIRST_BACKOFF,
-            not_before: Instant::now(),
-        }
-    }
-}
-
-impl Backoff {
-    pub fn ready(&self) -> bool {
-        Instant::now() >= self.not_before
-    }
-    pub fn failed(&mut self) {
-        self.not_before = Instant::now() + self.next;
-        self.next = (self.next * 2).min(MAX_BACKOFF);
-    }
-    pub fn succeeded(&mut self) {
-        *self = Backoff::default();
-    }
 }
 
 #[cfg(test)]
@@ -225,18 +177,5 @@ mod tests {
             human_line(&ended(Outcome::Done)),
             "done T1 \"resize\" after 1.2 s"
         );
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_ceiling_and_resets() {
-        let mut b = Backoff::default();
-        assert!(b.ready());
-        for _ in 0..10 {
-            b.failed();
-        }
-        assert_eq!(b.next, MAX_BACKOFF);
-        assert!(!b.ready());
-        b.succeeded();
-        assert!(b.ready());
     }
 }

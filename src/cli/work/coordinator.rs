@@ -1,0 +1,214 @@
+//! The coordinator: the one thread that decides what to claim, what runs and what to stop.
+//! Everything else reaches it as a `CoordinatorEvent`.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use serde_json::{Value, json};
+
+use super::super::client::{CliError, Result, seg};
+use super::outage::Backoff;
+use super::report::Outcome;
+use super::runner::run_task;
+use super::{Ctx, spawn};
+
+/// Tasks a worker remembers giving up on (sent as claim-next's `exclude`).
+const MAX_GIVEN_UP: usize = 500;
+
+/// What the other threads tell the coordinator.
+pub enum CoordinatorEvent {
+    /// A task became claimable (the stream saw it created or back in the pool).
+    Candidate,
+    /// `task.interrupt` for this task id.
+    Interrupt(String),
+    /// Time for the periodic claim-next check.
+    Poll,
+    /// A runner ended.
+    Finished(String, Outcome),
+    /// The stream hit an error retrying cannot fix (a bad channel name).
+    Fatal(CliError),
+}
+
+pub struct Coordinator {
+    ctx: Arc<Ctx>,
+    tx: Sender<CoordinatorEvent>,
+    /// Tasks being run, with the way to stop each.
+    running: HashMap<String, Sender<Outcome>>,
+    /// Tasks this worker failed or was interrupted on: never taken again by it.
+    given_up: HashSet<String>,
+    /// Something may be claimable: set by the stream, the ticker and finished tasks; cleared
+    /// when claim-next finds nothing.
+    maybe_work: bool,
+    /// Spaces claim attempts out while the hub is unreachable or failing.
+    claim_backoff: Backoff,
+    /// The ticker's Poll is in the queue (cleared when it is taken out).
+    poll_pending: Arc<AtomicBool>,
+    /// An error that ends the worker once its running tasks have ended.
+    fatal: Option<CliError>,
+}
+
+impl Coordinator {
+    pub fn new(
+        ctx: Arc<Ctx>,
+        tx: Sender<CoordinatorEvent>,
+        poll_pending: Arc<AtomicBool>,
+    ) -> Coordinator {
+        Coordinator {
+            ctx,
+            tx,
+            running: HashMap::new(),
+            given_up: HashSet::new(),
+            maybe_work: true,
+            claim_backoff: Backoff::default(),
+            poll_pending,
+            fatal: None,
+        }
+    }
+
+    /// Claims and handles events until the worker stops (a signal, a closed stdout or a fatal
+    /// error) and its last running task has ended.
+    pub fn run(mut self, rx: &Receiver<CoordinatorEvent>) -> Result<()> {
+        loop {
+            let stopping = self.fatal.is_some() || self.ctx.stop.load(Ordering::SeqCst);
+            if stopping && self.running.is_empty() {
+                return self.fatal.map_or(Ok(()), Err);
+            }
+            if !stopping {
+                self.fill_slots();
+            }
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    fn handle(&mut self, event: CoordinatorEvent) {
+        match event {
+            CoordinatorEvent::Candidate => self.maybe_work = true,
+            CoordinatorEvent::Poll => self.poll_due(),
+            CoordinatorEvent::Interrupt(id) => self.interrupt(&id),
+            CoordinatorEvent::Finished(id, outcome) => self.finished(id, outcome),
+            CoordinatorEvent::Fatal(e) => self.fatal = Some(e),
+        }
+    }
+
+    /// The ticker's Poll, taken out of the queue: the ticker may send the next one.
+    fn poll_due(&mut self) {
+        self.poll_pending.store(false, Ordering::SeqCst);
+        self.maybe_work = true;
+    }
+
+    fn interrupt(&self, id: &str) {
+        if let Some(stop) = self.running.get(id) {
+            let _ = stop.try_send(Outcome::Interrupted);
+        }
+    }
+
+    fn finished(&mut self, id: String, outcome: Outcome) {
+        self.running.remove(&id);
+        if outcome.gives_up() {
+            self.give_up(id);
+        }
+        self.maybe_work = true;
+    }
+
+    fn give_up(&mut self, id: String) {
+        // The server takes at most 1000 exclusions; old ones have long been taken by others
+        // or failed for good.
+        if self.given_up.len() >= MAX_GIVEN_UP {
+            self.given_up.clear();
+        }
+        self.given_up.insert(id);
+    }
+
+    /// Claims tasks while there are free slots and the server has some for us.
+    fn fill_slots(&mut self) {
+        while self.maybe_work && self.has_free_slot() && self.claim_backoff.ready() {
+            match self.claim() {
+                Ok(Some((id, task))) => self.start(id, task),
+                Ok(None) => self.maybe_work = false,
+                Err(e) => return self.claim_failed(e),
+            }
+        }
+    }
+
+    fn has_free_slot(&self) -> bool {
+        self.running.len() < self.ctx.args.jobs as usize
+    }
+
+    fn claim(&mut self) -> Result<Option<(String, Value)>> {
+        // Running ones too: a runner abandons its task before it reports back, and the
+        // stream may show the task open again before that report arrives.
+        let exclude: Vec<&String> = self.given_up.iter().chain(self.running.keys()).collect();
+        let found = claim_next(&self.ctx, &exclude)?;
+        self.ctx.hub.answered();
+        self.claim_backoff.succeeded();
+        Ok(found)
+    }
+
+    fn claim_failed(&mut self, e: CliError) {
+        if e.is_transient() {
+            self.ctx.hub.failed("claiming", &e);
+            self.claim_backoff.failed(); // tried again once the backoff has passed
+        } else {
+            self.fatal = Some(e);
+        }
+    }
+
+    /// Starts a runner thread for a claimed task.
+    fn start(&mut self, id: String, task: Value) {
+        let (stop_tx, stop_rx) = bounded(1);
+        self.running.insert(id.clone(), stop_tx.clone());
+        let (ctx, tx, task_id) = (Arc::clone(&self.ctx), self.tx.clone(), id.clone());
+        let runner = move || {
+            let outcome = run_task(&ctx, &task_id, &task, &stop_tx, &stop_rx);
+            let _ = tx.send(CoordinatorEvent::Finished(task_id, outcome));
+        };
+        if !spawn("runner", runner) {
+            self.running.remove(&id);
+            abandon_unstarted(&self.ctx, &id);
+        }
+    }
+}
+
+/// Asks the server for the best task this agent may take (claim-next: highest priority, then
+/// oldest; on each `--ch` channel in turn, or any), leased when `--lease` is set, leaving out
+/// the tasks this worker gave up on. `Ok(None)` when there is nothing to take now.
+fn claim_next(ctx: &Ctx, exclude: &[&String]) -> Result<Option<(String, Value)>> {
+    if ctx.args.channels.is_empty() {
+        return claim_on(ctx, None, exclude);
+    }
+    for ch in &ctx.args.channels {
+        if let Some(found) = claim_on(ctx, Some(ch), exclude)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// One claim-next request: on `ch`, or on any channel.
+fn claim_on(ctx: &Ctx, ch: Option<&str>, exclude: &[&String]) -> Result<Option<(String, Value)>> {
+    let mut body = json!({"from": ctx.agent, "exclude": exclude});
+    if let Some(lease) = ctx.args.claim_lease() {
+        body["lease_s"] = json!(lease.as_secs_f64());
+    }
+    if let Some(ch) = ch {
+        body["ch"] = json!(ch);
+    }
+    let task = ctx.client.post_json("/tasks/claim", &body)?;
+    let id = task.get("id").and_then(Value::as_str).map(str::to_string);
+    Ok(id.map(|id| (id, task)))
+}
+
+/// A task claimed but not started (no thread for its runner) goes back to the pool at once.
+fn abandon_unstarted(ctx: &Ctx, id: &str) {
+    let body = json!({"from": ctx.agent, "reason": "worker out of threads"});
+    let path = format!("/tasks/{}/abandon", seg(id));
+    if let Err(e) = ctx.client.post_json(&path, &body) {
+        eprintln!("workshop work: abandoning {id}: {e}");
+    }
+}

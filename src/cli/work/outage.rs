@@ -1,0 +1,80 @@
+//! Hub outages, as every thread of the worker meets them: reported once when they start and
+//! once when they end, however long they last, and claim attempts spaced out meanwhile.
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Whether the hub answers, shared by every thread that talks to it: the first failure of an
+/// outage is printed, the rest are not, and the first success after it says so.
+#[derive(Default)]
+pub struct HubState {
+    down_since: Mutex<Option<Instant>>,
+}
+
+impl HubState {
+    pub fn failed(&self, doing: &str, error: &dyn std::fmt::Display) {
+        let mut down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+        if down.is_none() {
+            *down = Some(Instant::now());
+            eprintln!("workshop work: hub unreachable ({doing}: {error}); retrying with backoff");
+        }
+    }
+
+    pub fn answered(&self) {
+        let mut down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(since) = down.take() {
+            eprintln!(
+                "workshop work: hub reconnected after {:.0} s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Exponential backoff from a quarter second to five seconds, reset by a success.
+pub struct Backoff {
+    next: Duration,
+    not_before: Instant,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            next: FIRST_BACKOFF,
+            not_before: Instant::now(),
+        }
+    }
+}
+
+impl Backoff {
+    pub fn ready(&self) -> bool {
+        Instant::now() >= self.not_before
+    }
+    pub fn failed(&mut self) {
+        self.not_before = Instant::now() + self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+    }
+    pub fn succeeded(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_ceiling_and_resets() {
+        let mut b = Backoff::default();
+        assert!(b.ready());
+        for _ in 0..10 {
+            b.failed();
+        }
+        assert_eq!(b.next, MAX_BACKOFF);
+        assert!(!b.ready());
+        b.succeeded();
+        assert!(b.ready());
+    }
+}
