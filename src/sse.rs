@@ -76,85 +76,8 @@ pub fn open(app: &App, request: Request, filter: Filter, extra: Vec<(&'static st
             None => Ok(()),
         });
     if started.is_ok() {
-        if std::env::var_os("WORKSHOP_SSE_CARD").is_some() || CARD {
-            card::follow(out.socket, fd, chunked, subscription, &filter, last_sent);
-            return;
-        }
         let live = Live::new(out.socket, fd, chunked, subscription, filter, last_sent);
         app.broadcaster.adopt(live);
-    }
-}
-
-/// MEASUREMENT ONLY (issue 15 part 1): the owner's card shape, built as a separate binary.
-const CARD: bool = true;
-
-mod card {
-    use super::{Filter, KEEPALIVE};
-    use crate::hub::Subscription;
-    use crossbeam_channel::RecvTimeoutError;
-    use std::io::Write;
-    use std::os::fd::RawFd;
-    use std::time::{Duration, Instant};
-
-    const TICK: Duration = Duration::from_secs(1);
-
-    /// The connection's own thread stays with its stream: blocks on the hub receiver, writes
-    /// blocking (the socket's send timeout bounds a stalled client).
-    pub fn follow(
-        mut socket: Box<dyn Write + Send>,
-        fd: RawFd,
-        chunked: bool,
-        subscription: Subscription,
-        filter: &Filter,
-        mut last_sent: Option<String>,
-    ) {
-        let mut quiet_since = Instant::now();
-        let mut out: Vec<u8> = Vec::with_capacity(4096);
-        loop {
-            match subscription.events.recv_timeout(TICK) {
-                Ok(first) => {
-                    out.clear();
-                    let mut event = Some(first);
-                    while let Some(e) = event {
-                        let already = last_sent.as_deref().is_some_and(|l| *e.id <= *l);
-                        if !already && filter.wants(&e) {
-                            last_sent = Some(e.id.clone());
-                            out.extend_from_slice(e.wire(chunked));
-                        }
-                        subscription.done(&e);
-                        event = subscription.events.try_recv().ok();
-                    }
-                    if !out.is_empty() {
-                        if socket.write_all(&out).and_then(|()| socket.flush()).is_err() {
-                            return;
-                        }
-                        quiet_since = Instant::now();
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if crate::sys::peer_has_closed(fd) {
-                        return;
-                    }
-                    if quiet_since.elapsed() >= KEEPALIVE {
-                        let note: &[u8] = if chunked {
-                            b"d\r\n: keepalive\n\n\r\n"
-                        } else {
-                            b": keepalive\n\n"
-                        };
-                        if socket.write_all(note).and_then(|()| socket.flush()).is_err() {
-                            return;
-                        }
-                        quiet_since = Instant::now();
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    if chunked {
-                        let _ = socket.write_all(b"0\r\n\r\n").and_then(|()| socket.flush());
-                    }
-                    return;
-                }
-            }
-        }
     }
 }
 
