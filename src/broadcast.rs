@@ -131,47 +131,60 @@ impl Live {
     /// waited for it for `OVER_BUDGET_LIMIT`. The grace lets a client that reads as fast as
     /// events come take a burst larger than the budget.
     fn keeps_up(&mut self, now: Instant) -> bool {
+        let over_too_long = self
+            .over_budget_since(now)
+            .is_some_and(|since| now.duration_since(since) >= OVER_BUDGET_LIMIT);
+        now.duration_since(self.last_progress) < STALL_LIMIT && !over_too_long
+    }
+
+    /// Since when more than `BACKLOG_BYTES` of events have waited, as of `now`, if they do.
+    fn over_budget_since(&mut self, now: Instant) -> Option<Instant> {
         self.over_budget_since = if self.subscription.backlog() > BACKLOG_BYTES {
             Some(self.over_budget_since.unwrap_or(now))
         } else {
             None
         };
-        let over_too_long = self
-            .over_budget_since
-            .is_some_and(|since| now.duration_since(since) >= OVER_BUDGET_LIMIT);
-        now.duration_since(self.last_progress) < STALL_LIMIT && !over_too_long
+        self.over_budget_since
     }
 
     /// Moves events from the hub queue behind `unsent` (a send's worth: the rest wait in
     /// the queue, where they count against its capacity), skipping what replay already
     /// sent; a keepalive if the stream has been quiet for `KEEPALIVE`.
     fn gather(&mut self, now: Instant) {
-        while self.unsent.len() < PIECES_PER_SEND {
-            match self.subscription.events.try_recv() {
-                Ok(event) => self.add(event),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.ending = true;
-                    break;
-                }
-            }
-        }
+        self.take_queued();
         if self.unsent.is_empty() && now.duration_since(self.last_progress) >= KEEPALIVE {
             self.unsent.push_back(Piece::Note(keepalive(self.chunked)));
         }
     }
 
+    /// Up to a send's worth of events from the hub queue; notes when the hub dropped us.
+    fn take_queued(&mut self) {
+        while self.unsent.len() < PIECES_PER_SEND {
+            match self.subscription.events.try_recv() {
+                Ok(event) => self.add(event),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.ending = true;
+                    return;
+                }
+            }
+        }
+    }
+
     fn add(&mut self, event: Arc<Event>) {
-        let already_sent = self
-            .last_sent
-            .as_deref()
-            .is_some_and(|last| *event.id <= *last);
-        if !already_sent && self.filter.wants(&event) {
+        if self.is_new(&event) && self.filter.wants(&event) {
             self.last_sent = Some(event.id.clone());
             self.unsent.push_back(Piece::Event(event));
         } else {
             self.subscription.done(&event);
         }
+    }
+
+    /// Whether `event` comes after what this stream sent (the replay included).
+    fn is_new(&self, event: &Event) -> bool {
+        self.last_sent
+            .as_deref()
+            .is_none_or(|last| *event.id > *last)
     }
 
     /// Sends until everything is out or the socket would block.
@@ -209,10 +222,15 @@ impl Live {
                 return;
             }
             sent -= left;
-            self.first_sent = 0;
-            if let Some(Piece::Event(event)) = self.unsent.pop_front() {
-                self.subscription.done(&event);
-            }
+            self.pop_sent();
+        }
+    }
+
+    /// Drops the first piece, all of it sent.
+    fn pop_sent(&mut self) {
+        self.first_sent = 0;
+        if let Some(Piece::Event(event)) = self.unsent.pop_front() {
+            self.subscription.done(&event);
         }
     }
 
@@ -278,10 +296,8 @@ impl Shard {
 impl Broadcaster {
     /// Starts one thread per core (at most `MAX_SHARDS`).
     pub fn start(hub: &Hub) -> io::Result<Broadcaster> {
-        let count = thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, MAX_SHARDS);
-        let shards = (0..count)
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = (0..cores.clamp(1, MAX_SHARDS))
             .map(|n| Shard::start(n, hub))
             .collect::<io::Result<_>>()?;
         Ok(Broadcaster {
@@ -312,6 +328,7 @@ fn run(adopted: &Receiver<Live>, bell: &Receiver<()>, stopped: &Receiver<()>) {
     let mut streams: Vec<Live> = Vec::new();
     let mut last_check = Instant::now();
     loop {
+        // Streams waiting on a full socket are retried soon; otherwise the bell says when.
         let wait = if streams.iter().any(Live::has_unsent) {
             RETRY_EVERY
         } else {
