@@ -32,7 +32,10 @@
 //!   `BENCH_VARIANT_LABEL=<name>`: also runs the publish section against that variant in the
 //!   same rounds (e.g. a build with `PRAGMA synchronous=NORMAL`), so the two compare under
 //!   the same noise. `BENCH_VARIANTS="label=/path/bin,label2=/path/bin2"` adds more builds.
-//! - `BENCH_SUBSCRIBERS=5000`, `BENCH_KEEP=1` (keep the temporary folders),
+//!   Variants run the fan-out section too, each after the main build at the same size.
+//! - `BENCH_SUBSCRIBERS=5000` (or `5000,10000`: the fan-out runs at each size),
+//!   `BENCH_PUBLISH_WATCHERS=1000` (idle SSE watchers, on another channel, connected to each
+//!   server through the publish rounds), `BENCH_KEEP=1` (keep the temporary folders),
 //!   `BENCH_BIN=<path>` (another build of the server, e.g. unstripped for `perf record -p`).
 //!
 //! MB is 10^6 bytes; MiB is 2^20. Latencies are measured client-side (request written to
@@ -55,7 +58,10 @@ struct Settings {
     only: Option<Vec<String>>,
     rounds: usize,
     publish_secs: f64,
-    subscribers: usize,
+    /// Fan-out sizes (`BENCH_SUBSCRIBERS=5000,10000`): each flavor runs at each size.
+    subscribers: Vec<usize>,
+    /// Idle SSE watchers connected to each server during the publish rounds.
+    publish_watchers: usize,
     fan_secs: f64,
     fan_rate: f64,
     history_rows: u64,
@@ -80,7 +86,11 @@ impl Settings {
             only: var("BENCH_ONLY").map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
             rounds: num("BENCH_ROUNDS", 3.0, 1.0) as usize,
             publish_secs: num("BENCH_PUBLISH_SECS", 10.0, 2.0),
-            subscribers: num("BENCH_SUBSCRIBERS", 5000.0, 500.0) as usize,
+            subscribers: var("BENCH_SUBSCRIBERS")
+                .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+                .filter(|sizes: &Vec<usize>| !sizes.is_empty())
+                .unwrap_or_else(|| vec![if quick { 500 } else { 5000 }]),
+            publish_watchers: num("BENCH_PUBLISH_WATCHERS", 0.0, 0.0) as usize,
             fan_secs: num("BENCH_FAN_SECS", 30.0, 5.0),
             fan_rate: 20.0,
             history_rows: num("BENCH_HISTORY_ROWS", 1_000_000.0, 100_000.0) as u64,
@@ -140,7 +150,20 @@ fn main() {
         publish(&settings, &main_flavor, &variants, &mut table);
     }
     if settings.runs("fanout") {
-        fanout(&settings, &main_flavor, &mut table);
+        let mut flavors = vec![main_flavor.clone()];
+        flavors.extend(variants.iter().cloned());
+        for &size in &settings.subscribers {
+            for (i, flavor) in flavors.iter().enumerate() {
+                // Rows of the default run keep their names; variants and extra sizes say theirs.
+                let label = match (i, settings.subscribers.len()) {
+                    (0, 1) => String::new(),
+                    (0, _) => format!(" [{size}]"),
+                    (_, 1) => format!(" [{}]", flavor.label),
+                    _ => format!(" [{}, {size}]", flavor.label),
+                };
+                fanout(&settings, flavor, size, &label, &mut table);
+            }
+        }
     }
     if settings.runs("history") {
         history(&settings, &main_flavor, &variants, &mut table);
@@ -535,6 +558,10 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
         .zip(&dirs)
         .map(|(f, d)| Workshop::start(f, d.path()))
         .collect();
+    let watchers: Vec<_> = servers
+        .iter()
+        .map(|server| idle_watchers(server.addr, settings.publish_watchers))
+        .collect();
     // The ceiling workshop is judged against has workshop's shape; tiny_http's documented
     // shape (a pool of threads calling recv()) is shown beside it.
     let trivials = [
@@ -613,6 +640,13 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
         let cpu = median(rounds[i].iter().map(|(_, c)| *c).collect());
         let ratio = median(ratios);
         let stock_ratio = median(rates.iter().zip(&stock_rates).map(|(w, t)| w / t).collect());
+        if settings.publish_watchers > 0 {
+            table.info(
+                S,
+                format!("idle SSE watchers connected (other channel){label}"),
+                format!("{}", status_json(servers[i].addr)["subscribers"]),
+            );
+        }
         table.info(
             S,
             format!("msgs/s, {CONNS} conns{label}"),
@@ -674,6 +708,10 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
         );
         trivial.stop();
     }
+    for (shared, readers) in watchers {
+        shared.stop.store(true, Ordering::Release);
+        readers.join();
+    }
     for s in servers {
         s.stop();
     }
@@ -682,23 +720,56 @@ fn publish(settings: &Settings, main: &Flavor, variants: &[Flavor], table: &mut 
     }
 }
 
+/// `count` SSE subscribers on a channel nobody publishes to, all open before it returns:
+/// the publish rounds then measure what connected watchers cost the publishing path.
+fn idle_watchers(
+    addr: SocketAddr,
+    count: usize,
+) -> (
+    Arc<workshop_testkit::fleet::Shared>,
+    workshop_testkit::fleet::Readers,
+) {
+    let shared = workshop_testkit::fleet::Shared::new(0);
+    let mut readers = workshop_testkit::fleet::Readers::start(1, &shared);
+    for i in 0..count {
+        while i - shared.opened.load(Ordering::Relaxed) > 200 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        readers.subscribe(addr, "/ch/idle").expect("idle watcher");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shared.opened.load(Ordering::Relaxed) < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if count > 0 {
+        eprintln!(
+            "bench: publish: {} idle watchers open on {addr}",
+            shared.opened.load(Ordering::Relaxed)
+        );
+    }
+    (shared, readers)
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. fan-out
 
-fn fanout(settings: &Settings, flavor: &Flavor, table: &mut Table) {
+fn fanout(settings: &Settings, flavor: &Flavor, wanted: usize, label: &str, table: &mut Table) {
     use workshop_testkit::fleet::{Readers, Shared};
     const S: &str = "fan-out";
     const READERS: usize = 2;
-    let (subscribers, cap_note) = subscriber_budget(settings.subscribers);
+    let (subscribers, cap_note) = subscriber_budget(wanted);
     if let Some(note) = &cap_note {
         eprintln!("bench: fan-out: {note}");
     }
     let total_msgs = (settings.fan_secs * settings.fan_rate).round() as usize;
     eprintln!(
-        "bench: fan-out: {subscribers} SSE subscribers (read by {READERS} epoll threads), {} publishes/s for {} s",
+        "bench: fan-out{label}: {subscribers} SSE subscribers (read by {READERS} epoll threads), {} publishes/s for {} s",
         settings.fan_rate, settings.fan_secs
     );
-    let dir = temp_dir(settings, "fanout");
+    let dir = temp_dir(
+        settings,
+        &format!("fanout-{wanted}-{}", flavor.label.replace(['/', ' '], "_")),
+    );
     let server = Workshop::start(flavor, dir.path());
     let idle = server.proc();
     let shared = Shared::new(total_msgs);
@@ -810,46 +881,54 @@ fn fanout(settings: &Settings, flavor: &Flavor, table: &mut Table) {
     if let Some(note) = &cap_note {
         table.add(
             S,
-            "subscribers",
-            format!("{subscribers} of {} requested", settings.subscribers),
-            format!("{}", settings.subscribers),
+            format!("subscribers{label}"),
+            format!("{subscribers} of {} requested", wanted),
+            format!("{}", wanted),
             Some(false),
         );
-        table.info(S, "why fewer subscribers", note.clone());
+        table.info(S, format!("why fewer subscribers{label}"), note.clone());
     }
     table.info(
         S,
-        "subscribers connected (all streams open)",
+        format!("subscribers connected (all streams open){label}"),
         format!("{opened} / {subscribers} in {connect_secs:.1} s"),
     );
     table.add(
         S,
-        "events delivered / expected",
+        format!("events delivered / expected{label}"),
         format!("{} / {expected}", report.delivered),
         "0 lost",
         Some(lost == 0 && report.duplicates == 0 && opened == subscribers),
     );
     table.info(
         S,
-        "lost / duplicated / out of order / streams closed",
+        format!("lost / duplicated / out of order / streams closed{label}"),
         format!(
             "{lost} / {} / {} / {closed}",
             report.duplicates, report.gaps
         ),
     );
     let p99 = report.latency.pct_ms(99.0);
-    table.info(S, "publish→receive p50", ms(report.latency.pct_ms(50.0)));
+    table.info(
+        S,
+        format!("publish→receive p50{label}"),
+        ms(report.latency.pct_ms(50.0)),
+    );
     table.add(
         S,
-        "publish→receive p99",
+        format!("publish→receive p99{label}"),
         ms(p99),
         "≤ 100 ms",
         Some(p99 <= 100.0),
     );
-    table.info(S, "publish→receive max", ms(report.latency.max_ms()));
     table.info(
         S,
-        "publish (POST→201) p50 / p99",
+        format!("publish→receive max{label}"),
+        ms(report.latency.max_ms()),
+    );
+    table.info(
+        S,
+        format!("publish (POST→201) p50 / p99{label}"),
         format!(
             "{:.2} / {:.2} ms",
             pub_lat.pct_ms(50.0),
@@ -858,23 +937,23 @@ fn fanout(settings: &Settings, flavor: &Flavor, table: &mut Table) {
     );
     table.add(
         S,
-        format!("server RSS with {opened} subscribers (peak)"),
+        format!("server RSS with {opened} subscribers (peak){label}"),
         mib(peak.rss_kib),
         "≤ 300 MiB",
         Some(peak.rss_kib <= 300 * 1024),
     );
     if cap_note.is_some() && opened > 0 {
         let per = connected.rss_kib.saturating_sub(idle.rss_kib) as f64 / opened as f64;
-        let at_full = idle.rss_kib as f64 + per * settings.subscribers as f64;
+        let at_full = idle.rss_kib as f64 + per * wanted as f64;
         table.info(
             S,
-            format!("server RSS extrapolated to {}", settings.subscribers),
+            format!("server RSS extrapolated to {wanted}{label}"),
             format!("{} ({:.1} KiB per subscriber)", mib(at_full as u64), per),
         );
     }
     table.info(
         S,
-        "server RSS idle → connected → end",
+        format!("server RSS idle → connected → end{label}"),
         format!(
             "{} → {} → {}",
             mib(idle.rss_kib),
@@ -884,12 +963,12 @@ fn fanout(settings: &Settings, flavor: &Flavor, table: &mut Table) {
     );
     table.info(
         S,
-        "server threads connected → peak → end",
+        format!("server threads connected → peak → end{label}"),
         format!("{} → {} → {}", connected.threads, peak.threads, end.threads),
     );
     table.info(
         S,
-        "CPU server / bench client",
+        format!("CPU server / bench client{label}"),
         format!(
             "{:.0}% / {:.0}% of one core",
             server_cpu * 100.0,

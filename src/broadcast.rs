@@ -1,10 +1,11 @@
 //! The broadcaster: a thread per core that writes every live SSE stream.
 //!
 //! A stream starts on its connection's thread (`sse::open`: headers, `: open`, the replay
-//! from SQLite), then is handed over here. From then on no thread waits on it: when the hub
-//! rings, this thread drains each stream's queue and writes what it holds with non-blocking
-//! sends. A thread per watcher would mean thousands of wake-ups per message on a two-core
-//! machine; this is one per core.
+//! from SQLite), then its socket is handed over here (`tiny_http::Request::into_socket`).
+//! From then on no thread waits on it: when the hub rings, this thread drains each stream's
+//! queue and writes what it holds to its non-blocking socket. A thread per watcher would mean
+//! thousands of wake-ups per message on a two-core machine; this is one per core (measured
+//! against that shape in issue 15: README, "How it is built").
 //!
 //! Backpressure: while a socket's send buffer is full, its stream's events stay in its hub
 //! queue. A stream that falls `QUEUE_CAPACITY` events behind is dropped by the hub; one whose
@@ -12,12 +13,12 @@
 //! way the client resumes from SQLite when it reconnects. Streams hold events as the
 //! hub's shared `Arc<Event>`, never a copy: a thousand stalled readers of a 1 MiB message
 //! hold that one message, not a thousand copies of it.
-use crate::hub::{BACKLOG_BYTES, Event, Hub, Subscription};
-use crate::sse::{Filter, KEEPALIVE};
+use crate::hub::frame::{LAST_CHUNK, keepalive};
+use crate::hub::{BACKLOG_BYTES, Event, Filter, Hub, KEEPALIVE, Subscription};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, select, unbounded};
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
-use std::os::fd::RawFd;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -40,9 +41,8 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// A stream that has sent its head and replay, ready to be written by the broadcaster.
 pub struct Live {
-    /// Holds the connection open; everything after the hand-over goes through `fd`.
-    _socket: Box<dyn Write + Send>,
-    fd: RawFd,
+    /// Non-blocking; the broadcaster's alone once handed over.
+    socket: TcpStream,
     chunked: bool,
     subscription: Subscription,
     filter: Filter,
@@ -63,13 +63,9 @@ pub struct Live {
 enum Piece {
     /// An event, shared with every stream that carries it.
     Event(Arc<Event>),
-    /// A keepalive comment, encoded for this stream (`KEEPALIVE_CHUNK` or `KEEPALIVE_NOTE`).
+    /// A keepalive comment, encoded for this stream.
     Note(&'static [u8]),
 }
-
-/// The keepalive comment, bare (HTTP/1.0) and as one chunk.
-const KEEPALIVE_NOTE: &[u8] = b": keepalive\n\n";
-const KEEPALIVE_CHUNK: &[u8] = b"d\r\n: keepalive\n\n\r\n";
 
 impl Piece {
     fn bytes(&self, chunked: bool) -> &[u8] {
@@ -81,18 +77,18 @@ impl Piece {
 }
 
 impl Live {
-    /// `socket` must be flushed, and `fd` its descriptor (see `tiny_http::Request::socket_fd`).
+    /// Takes over `socket`, which carries a stream whose head and replay are sent (the
+    /// last id sent is `last_sent`), and makes it non-blocking.
     pub fn new(
-        socket: Box<dyn Write + Send>,
-        fd: RawFd,
+        socket: TcpStream,
         chunked: bool,
         subscription: Subscription,
         filter: Filter,
         last_sent: Option<String>,
-    ) -> Live {
-        Live {
-            _socket: socket,
-            fd,
+    ) -> io::Result<Live> {
+        socket.set_nonblocking(true)?;
+        Ok(Live {
+            socket,
             chunked,
             subscription,
             filter,
@@ -102,7 +98,7 @@ impl Live {
             last_progress: Instant::now(),
             over_budget_since: None,
             ending: false,
-        }
+        })
     }
 
     fn has_unsent(&self) -> bool {
@@ -135,47 +131,48 @@ impl Live {
     /// waited for it for `OVER_BUDGET_LIMIT`. The grace lets a client that reads as fast as
     /// events come take a burst larger than the budget.
     fn keeps_up(&mut self, now: Instant) -> bool {
+        let over_too_long = self
+            .over_budget_since(now)
+            .is_some_and(|since| now.duration_since(since) >= OVER_BUDGET_LIMIT);
+        now.duration_since(self.last_progress) < STALL_LIMIT && !over_too_long
+    }
+
+    /// Since when more than `BACKLOG_BYTES` of events have waited, as of `now`, if they do.
+    fn over_budget_since(&mut self, now: Instant) -> Option<Instant> {
         self.over_budget_since = if self.subscription.backlog() > BACKLOG_BYTES {
             Some(self.over_budget_since.unwrap_or(now))
         } else {
             None
         };
-        let over_too_long = self
-            .over_budget_since
-            .is_some_and(|since| now.duration_since(since) >= OVER_BUDGET_LIMIT);
-        now.duration_since(self.last_progress) < STALL_LIMIT && !over_too_long
+        self.over_budget_since
     }
 
     /// Moves events from the hub queue behind `unsent` (a send's worth: the rest wait in
     /// the queue, where they count against its capacity), skipping what replay already
     /// sent; a keepalive if the stream has been quiet for `KEEPALIVE`.
     fn gather(&mut self, now: Instant) {
+        self.take_queued();
+        if self.unsent.is_empty() && now.duration_since(self.last_progress) >= KEEPALIVE {
+            self.unsent.push_back(Piece::Note(keepalive(self.chunked)));
+        }
+    }
+
+    /// Up to a send's worth of events from the hub queue; notes when the hub dropped us.
+    fn take_queued(&mut self) {
         while self.unsent.len() < PIECES_PER_SEND {
             match self.subscription.events.try_recv() {
                 Ok(event) => self.add(event),
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     self.ending = true;
-                    break;
+                    return;
                 }
             }
-        }
-        if self.unsent.is_empty() && now.duration_since(self.last_progress) >= KEEPALIVE {
-            let note = if self.chunked {
-                KEEPALIVE_CHUNK
-            } else {
-                KEEPALIVE_NOTE
-            };
-            self.unsent.push_back(Piece::Note(note));
         }
     }
 
     fn add(&mut self, event: Arc<Event>) {
-        let already_sent = self
-            .last_sent
-            .as_deref()
-            .is_some_and(|last| *event.id <= *last);
-        if !already_sent && self.filter.wants(&event) {
+        if self.is_new(&event) && self.filter.wants(&event) {
             self.last_sent = Some(event.id.clone());
             self.unsent.push_back(Piece::Event(event));
         } else {
@@ -183,25 +180,37 @@ impl Live {
         }
     }
 
+    /// Whether `event` comes after what this stream sent (the replay included).
+    fn is_new(&self, event: &Event) -> bool {
+        self.last_sent
+            .as_deref()
+            .is_none_or(|last| *event.id > *last)
+    }
+
     /// Sends until everything is out or the socket would block.
     fn send(&mut self) -> io::Result<()> {
         while self.has_unsent() {
             // On the stack: this runs for every stream on every send.
             let mut pieces = [IoSlice::new(&[]); PIECES_PER_SEND];
-            let mut count = 0;
-            for (slot, piece) in pieces.iter_mut().zip(&self.unsent) {
-                let skip = if count == 0 { self.first_sent } else { 0 };
-                *slot = IoSlice::new(&piece.bytes(self.chunked)[skip..]);
-                count += 1;
+            let count = self.fill(&mut pieces);
+            match (&self.socket).write_vectored(&pieces[..count])? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                sent => self.consume(sent),
             }
-            let sent = crate::sys::send_vectored_now(self.fd, &pieces[..count])?;
-            if sent == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            self.consume(sent);
             self.last_progress = Instant::now();
         }
         Ok(())
+    }
+
+    /// Points `pieces` at what is unsent, in order; how many it filled.
+    fn fill<'a>(&'a self, pieces: &mut [IoSlice<'a>]) -> usize {
+        let mut count = 0;
+        for (slot, piece) in pieces.iter_mut().zip(&self.unsent) {
+            let skip = if count == 0 { self.first_sent } else { 0 };
+            *slot = IoSlice::new(&piece.bytes(self.chunked)[skip..]);
+            count += 1;
+        }
+        count
     }
 
     /// Drops the `sent` bytes the socket took from the front of `unsent`.
@@ -213,17 +222,36 @@ impl Live {
                 return;
             }
             sent -= left;
-            self.first_sent = 0;
-            if let Some(Piece::Event(event)) = self.unsent.pop_front() {
-                self.subscription.done(&event);
-            }
+            self.pop_sent();
+        }
+    }
+
+    /// Drops the first piece, all of it sent.
+    fn pop_sent(&mut self) {
+        self.first_sent = 0;
+        if let Some(Piece::Event(event)) = self.unsent.pop_front() {
+            self.subscription.done(&event);
         }
     }
 
     /// Ends the chunked body, if the socket takes it now; the connection closes either way.
     fn finish(&mut self) {
         if self.chunked && !self.has_unsent() {
-            let _ = crate::sys::send_now(self.fd, b"0\r\n\r\n");
+            let _ = (&self.socket).write(LAST_CHUNK);
+        }
+    }
+
+    /// Whether the client has closed or reset its end. It has nothing to say on an SSE
+    /// stream, so whatever it sends is read and dropped until the socket is empty.
+    fn peer_has_closed(&self) -> bool {
+        let mut sink = [0u8; 512];
+        loop {
+            match (&self.socket).read(&mut sink) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return e.kind() != io::ErrorKind::WouldBlock,
+            }
         }
     }
 }
@@ -241,26 +269,36 @@ struct Shard {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl Shard {
+    /// Starts thread `n`, woken by its own hub bell.
+    fn start(n: usize, hub: &Hub) -> io::Result<Shard> {
+        let (adopt, adopted) = unbounded();
+        let (stop, stopped) = unbounded();
+        let bell = hub.bell();
+        let thread = thread::Builder::new()
+            .name(format!("broadcaster-{n}"))
+            .spawn(move || run(&adopted, &bell, &stopped))?;
+        Ok(Shard {
+            adopt,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn join(&self) {
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Broadcaster {
-    /// Starts one thread per core (at most `MAX_SHARDS`), each woken by its own hub bell.
+    /// Starts one thread per core (at most `MAX_SHARDS`).
     pub fn start(hub: &Hub) -> io::Result<Broadcaster> {
-        let count = thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, MAX_SHARDS);
-        let shards = (0..count)
-            .map(|n| {
-                let (adopt, adopted) = unbounded();
-                let (stop, stopped) = unbounded();
-                let bell = hub.bell();
-                let thread = thread::Builder::new()
-                    .name(format!("broadcaster-{n}"))
-                    .spawn(move || run(&adopted, &bell, &stopped))?;
-                Ok(Shard {
-                    adopt,
-                    stop,
-                    thread: Mutex::new(Some(thread)),
-                })
-            })
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = (0..cores.clamp(1, MAX_SHARDS))
+            .map(|n| Shard::start(n, hub))
             .collect::<io::Result<_>>()?;
         Ok(Broadcaster {
             shards,
@@ -280,19 +318,17 @@ impl Broadcaster {
         for shard in &self.shards {
             let _ = shard.stop.send(());
         }
-        for shard in &self.shards {
-            let thread = shard.thread.lock().map(|mut t| t.take()).unwrap_or(None);
-            if let Some(thread) = thread {
-                let _ = thread.join();
-            }
-        }
+        self.shards.iter().for_each(Shard::join);
     }
 }
 
+/// One broadcaster thread: wakes on its bell, a new stream, a retry or a tick, and pumps
+/// every stream it holds.
 fn run(adopted: &Receiver<Live>, bell: &Receiver<()>, stopped: &Receiver<()>) {
     let mut streams: Vec<Live> = Vec::new();
     let mut last_check = Instant::now();
     loop {
+        // Streams waiting on a full socket are retried soon; otherwise the bell says when.
         let wait = if streams.iter().any(Live::has_unsent) {
             RETRY_EVERY
         } else {
@@ -305,30 +341,21 @@ fn run(adopted: &Receiver<Live>, bell: &Receiver<()>, stopped: &Receiver<()>) {
             default(wait) => {}
         }
         streams.extend(adopted.try_iter());
-        let now = Instant::now();
-        streams.retain_mut(|live| live.pump(now));
-        if now.duration_since(last_check) >= TICK {
-            last_check = now;
-            // A client that closed its end is noticed now rather than at the next write
-            // (up to a keepalive away), so its socket and subscription go at once.
-            streams.retain(|live| !crate::sys::peer_has_closed(live.fd));
-        }
+        pump_all(&mut streams, &mut last_check);
     }
-    for live in &mut streams {
-        live.finish();
+    streams.iter_mut().for_each(Live::finish);
+}
+
+fn pump_all(streams: &mut Vec<Live>, last_check: &mut Instant) {
+    let now = Instant::now();
+    streams.retain_mut(|live| live.pump(now));
+    if now.duration_since(*last_check) >= TICK {
+        *last_check = now;
+        // A client that closed its end is noticed now rather than at the next write
+        // (up to a keepalive away), so its socket and subscription go at once.
+        streams.retain(|live| !live.peer_has_closed());
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_keepalive_is_the_comment_encoded_for_each_body() {
-        for (chunked, note) in [(true, KEEPALIVE_CHUNK), (false, KEEPALIVE_NOTE)] {
-            let mut encoded = Vec::new();
-            crate::sse::encode(b": keepalive\n\n", chunked, &mut encoded);
-            assert_eq!(encoded, note, "chunked: {chunked}");
-        }
-    }
-}
+mod tests;

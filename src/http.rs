@@ -136,18 +136,10 @@ pub fn respond(request: Request, reply: Reply) -> bool {
     }
 }
 
-/// A client that has already gone away is no one to tell. A reply that fails part-way (its
-/// body could not be produced, or the client stopped reading) leaves the connection
-/// mid-message: it is shut down, so the client sees the answer cut short at once and nothing
-/// more is read from it.
+/// A client that has already gone away is no one to tell; a reply that fails part-way is
+/// shut down by tiny_http (workshop patch), so the client sees the answer cut short at once.
 fn send(request: Request, reply: Reply) {
-    let response = into_response(reply);
-    let fd = request.socket_fd();
-    if request.respond(response).is_err()
-        && let Some(fd) = fd
-    {
-        crate::sys::shut_down(fd);
-    }
+    let _ = request.respond(into_response(reply));
 }
 
 type Body = Box<dyn Read + Send>;

@@ -1,11 +1,17 @@
 //! The hub: fans committed messages out to live SSE subscribers. Publishing never blocks: a
 //! subscriber whose bounded queue is full is dropped, and resumes from SQLite when it returns.
+pub mod frame;
+
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Silence longer than this gets a `: keepalive` comment, so proxies keep the stream open.
+pub const KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Events a subscriber may fall behind by before it is cut off. Small on purpose: each
 /// queue's slots are allocated up front, and thousands of watchers must stay cheap.
@@ -32,16 +38,10 @@ pub struct Event {
 
 impl Event {
     /// `json` is the message's envelope, as stored.
-    /// The frame (`sse::frame`) is written straight into its chunk, so a message is copied
+    /// The frame (`frame::frame`) is written straight into its chunk, so a message is copied
     /// once here, whatever its size.
     pub fn new(id: String, ch: String, kind: String, json: &str) -> Event {
-        let pieces: [&[u8]; 5] = [
-            b"id: ",
-            id.as_bytes(),
-            b"\ndata: ",
-            json.as_bytes(),
-            b"\n\n",
-        ];
+        let pieces = frame::frame_pieces(&id, json);
         let frame_len: usize = pieces.iter().map(|piece| piece.len()).sum();
         // Size line (at most 16 hex digits and CRLF), frame, CRLF.
         let mut chunk = Vec::with_capacity(frame_len + 20);
@@ -74,6 +74,24 @@ impl Event {
     /// What the event counts in a subscriber's backlog.
     pub fn weight(&self) -> usize {
         self.chunk.len()
+    }
+}
+
+/// What a client asked to watch.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// One channel, or all of them.
+    pub ch: Option<String>,
+    pub type_prefix: Option<String>,
+    /// Replay everything after this id first.
+    pub since: Option<String>,
+}
+
+impl Filter {
+    pub fn wants(&self, event: &Event) -> bool {
+        self.type_prefix
+            .as_deref()
+            .is_none_or(|prefix| event.kind.starts_with(prefix))
     }
 }
 
@@ -326,12 +344,12 @@ mod tests {
         let event = Event::new("01A".into(), "c".into(), "t".into(), "{}");
         assert_eq!(event.wire(false), b"id: 01A\ndata: {}\n\n");
         assert_eq!(event.wire(true), b"12\r\nid: 01A\ndata: {}\n\n\r\n");
-        // As `sse::encode` would wrap `sse::frame`, for a size line of several digits too.
+        // As `frame::encode` would wrap `frame::frame`, for a size line of several digits too.
         let json = format!("{{\"text\":\"{}\"}}", "x".repeat(70_000));
         let event = Event::new("01B".into(), "c".into(), "t".into(), &json);
-        let frame = crate::sse::frame("01B", &json);
+        let frame = frame::frame("01B", &json);
         let mut chunk = Vec::new();
-        crate::sse::encode(&frame, true, &mut chunk);
+        frame::encode(&frame, true, &mut chunk);
         assert_eq!(event.wire(false), frame.as_slice());
         assert_eq!(event.wire(true), chunk.as_slice());
         assert_eq!(event.weight(), chunk.len());

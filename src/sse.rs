@@ -1,46 +1,28 @@
 //! Opening an SSE stream, on the client's connection thread: subscribe to the hub, send the
-//! head and replay what the client missed from SQLite, then hand the stream to the
+//! head and replay what the client missed from SQLite, then hand the socket to the
 //! broadcaster, which forwards live events skipping ids already sent. Subscribing before the
 //! replay is what makes resume gap-free; comparing ids is what makes it duplicate-free.
 //!
-//! Written straight onto the socket (`Request::into_writer`), one flushed chunk per event:
+//! Written straight onto the socket (`Request::into_socket`), one write per event:
 //! tiny_http's own chunked encoder buffers 8 KiB before sending anything.
 use crate::app::App;
 use crate::broadcast::{Broadcaster, Live};
 use crate::error::ApiError;
 use crate::http::{EVENT_STREAM_HEADERS as HEADERS, Headers, Reply, Req, Takeover, respond};
-use crate::hub::{Event, Hub};
+pub use crate::hub::Filter;
+use crate::hub::Hub;
+use crate::hub::frame::{encode, frame};
 use crate::store::Reader;
 use crate::store::batches::Messages;
 use crate::store::horizon;
 use crate::store::read::MessageQuery;
 use std::io::{self, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
 use tiny_http::{Method, Request};
 
-/// Silence longer than this gets a `: keepalive` comment, so proxies keep the stream open.
-pub const KEEPALIVE: Duration = Duration::from_secs(20);
 /// Stored messages read per replay query.
 const REPLAY_PAGE: usize = 1000;
-
-/// What a client asked to watch.
-#[derive(Debug, Clone)]
-pub struct Filter {
-    /// One channel, or all of them.
-    pub ch: Option<String>,
-    pub type_prefix: Option<String>,
-    /// Replay everything after this id first.
-    pub since: Option<String>,
-}
-
-impl Filter {
-    pub fn wants(&self, event: &Event) -> bool {
-        self.type_prefix
-            .as_deref()
-            .is_none_or(|prefix| event.kind.starts_with(prefix))
-    }
-}
 
 /// `GET /`, `GET /ch/{ch}`: the stream, which takes the connection over once answered;
 /// `HEAD`: its headers alone.
@@ -126,14 +108,12 @@ fn open(opening: Opening, request: Request, extra: Vec<(&'static str, String)>) 
     };
     let chunked = *request.http_version() >= (1, 1);
     let version = if chunked { "1.1" } else { "1.0" };
-    // Always `Some` for the plain TCP connections workshop serves (no TLS in tiny_http).
-    let Some(fd) = request.socket_fd() else {
-        return refuse(request, "this connection cannot carry a stream");
+    // Fails only when no descriptor is left (workshop serves plain TCP, no TLS).
+    let socket = match request.into_socket() {
+        Ok(socket) => socket,
+        Err((_, request)) => return refuse(request, "this connection cannot carry a stream"),
     };
-    let mut out = EventWriter {
-        socket: request.into_writer(),
-        chunked,
-    };
+    let mut out = EventWriter { socket, chunked };
     let mut last_sent = filter.since.clone();
     let started = out
         .head(version, &extra)
@@ -143,8 +123,9 @@ fn open(opening: Opening, request: Request, extra: Vec<(&'static str, String)>) 
                 .and_then(|()| replay(&reader, &filter, &mut last_sent, &mut out)),
             None => Ok(()),
         });
-    if started.is_ok() {
-        let live = Live::new(out.socket, fd, chunked, subscription, filter, last_sent);
+    if let Ok(live) =
+        started.and_then(|()| Live::new(out.socket, chunked, subscription, filter, last_sent))
+    {
         broadcaster.adopt(live);
     }
 }
@@ -196,27 +177,10 @@ fn replay(
     }
 }
 
-/// Appends `data` to `out` as the body encoding needs it: one chunk, or as is for HTTP/1.0.
-pub fn encode(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
-    if chunked {
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{:x}\r\n", data.len());
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-    } else {
-        out.extend_from_slice(data);
-    }
-}
-
-/// One message as an SSE event.
-pub fn frame(id: &str, json: &str) -> Vec<u8> {
-    format!("id: {id}\ndata: {json}\n\n").into_bytes()
-}
-
-/// The response until the hand-over: status line and headers by hand, then one flushed
-/// chunk per event.
+/// The response until the hand-over: status line and headers by hand, then one write
+/// (blocking, bounded by the socket's send timeout) per event.
 struct EventWriter {
-    socket: Box<dyn Write + Send>,
+    socket: TcpStream,
     chunked: bool,
 }
 
@@ -239,7 +203,6 @@ impl EventWriter {
     fn send(&mut self, data: &[u8]) -> io::Result<()> {
         let mut encoded = Vec::with_capacity(data.len() + 12);
         encode(data, self.chunked, &mut encoded);
-        self.socket.write_all(&encoded)?;
-        self.socket.flush()
+        self.socket.write_all(&encoded)
     }
 }

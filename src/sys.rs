@@ -1,9 +1,8 @@
 //! The few operating-system calls std does not offer. The only module with `unsafe`.
 #![allow(unsafe_code)] // each call below is a plain libc call on values we own; see SAFETY notes
 
-use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// Raises the soft open-files limit to the hard limit: every SSE client holds a socket, and
@@ -110,78 +109,6 @@ pub fn process_counts(sockets: bool) -> ProcessCounts {
         }
     }
     counts
-}
-
-/// Writes as much of `data` as the socket takes right now, without blocking (MSG_DONTWAIT)
-/// and without SIGPIPE if the peer has gone (MSG_NOSIGNAL). `WouldBlock` when its send
-/// buffer is full. The caller keeps the socket open for the duration of the call.
-pub fn send_now(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: `data` is a live slice and we pass its exact length; an invalid fd is an
-    // error return (EBADF), not undefined behaviour.
-    let sent = unsafe {
-        libc::send(
-            fd,
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if sent < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(sent as usize)
-    }
-}
-
-/// `send_now` for several buffers in one call (one system call and, with TCP_NODELAY, as
-/// few packets as the data needs, however many small pieces it comes in).
-pub fn send_vectored_now(fd: RawFd, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: IoSlice is ABI-compatible with iovec on Unix (std documents it); the slices
-    // are live for the call and we pass their exact count; msghdr is zeroed then filled
-    // with no address and no control data.
-    let sent = unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = data.as_ptr() as *mut libc::iovec;
-        message.msg_iovlen = data.len() as _;
-        libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-    };
-    if sent < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(sent as usize)
-    }
-}
-
-/// Shuts both directions of a socket, so its peer sees the connection end now and the
-/// thread reading it gets end-of-file. The descriptor stays open for its owner to close.
-pub fn shut_down(fd: RawFd) {
-    // SAFETY: shutdown takes no pointers; an invalid fd is an error return we ignore.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-    }
-}
-
-/// Whether the peer of a TCP socket has closed or reset its end: the connection is no longer
-/// ESTABLISHED (it is in CLOSE_WAIT after the peer's FIN, CLOSE after a reset). Reading
-/// cannot tell, since tiny_http shuts down a stream's read side once it is handed over.
-/// `false` for what is not a TCP socket.
-pub fn peer_has_closed(fd: RawFd) -> bool {
-    // tcpi_state is the first byte of struct tcp_info; the kernel copies at most `len`.
-    let mut info = [0u8; 8];
-    let mut len = info.len() as libc::socklen_t;
-    // SAFETY: `info` and `len` live on our stack and `len` is the buffer's size; an invalid
-    // fd or a non-TCP socket is an error return.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    const TCP_ESTABLISHED: u8 = 1;
-    rc == 0 && len >= 1 && info[0] != TCP_ESTABLISHED
 }
 
 /// The IPv4 and IPv6 addresses of this machine's interfaces that are up (loopback included),

@@ -251,3 +251,33 @@ fn shutdown_ends_streams_and_subscribers_are_counted() {
         assert!(sse.ends_within(WAIT), "stream ended");
     }
 }
+
+#[test]
+fn a_reader_that_keeps_up_gets_a_burst_of_large_events_whole() {
+    let s = Arc::new(Server::start());
+    let mut sse = s.sse("/ch/big", &[]);
+    sse.next(WAIT).unwrap();
+    wait_subscribers(&s, 1);
+    // More than a stream's backlog budget (4 MiB) in all, published as fast as the server
+    // takes it, while this client reads: none of it may be cut off.
+    let text = "x".repeat(600 * 1024);
+    let publisher = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            (0..12)
+                .map(|i| s.publish("big", "blob", json!({"i": i, "text": text})))
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut got = Vec::new();
+    for _ in 0..12 {
+        let (id, data) = sse.next_message(WAIT).expect("a large event");
+        assert_eq!(
+            data["body"]["text"].as_str().map(str::len),
+            Some(600 * 1024)
+        );
+        got.push(id);
+    }
+    assert_eq!(got, publisher.join().unwrap(), "all of them, in order");
+    assert_eq!(s.get("/status").json()["subscribers"], 1, "still open");
+}

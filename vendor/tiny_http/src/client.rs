@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::refined_tcp_stream::ReadPace;
+use crate::util::refined_tcp_stream::{Handover, ReadPace};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -39,9 +39,8 @@ pub struct ClientConnection {
     // true if the connection goes through SSL
     secure: bool,
 
-    // workshop patch: the descriptor the responses are written to
-    #[cfg(unix)]
-    socket_fd: Option<std::os::fd::RawFd>,
+    // workshop patch: the way to hand the socket the responses go to over
+    handover: Option<Handover>,
 
     // workshop patch: the deadlines of the read half, and whether the last request's body
     // was read to its end
@@ -84,8 +83,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
-        #[cfg(unix)]
-        let socket_fd = write_socket.raw_fd();
+        let handover = write_socket.handover();
         let pace = ReadPace::default();
         let read_socket = read_socket.with_pace(pace.clone());
 
@@ -99,8 +97,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
-            #[cfg(unix)]
-            socket_fd,
+            handover,
             pace,
             last_body_complete: None,
         }
@@ -251,8 +248,7 @@ impl ClientConnection {
             }
         })?;
 
-        #[cfg(unix)]
-        let request = request.with_socket_fd(self.socket_fd);
+        let request = request.with_handover(self.handover.clone());
         self.last_body_complete = Some(request.body_completion());
 
         // return the request

@@ -2,12 +2,13 @@ use std::io::Error as IoError;
 use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
+use crate::util::refined_tcp_stream::Handover;
 use crate::util::{ChunkedReader, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 
@@ -75,9 +76,8 @@ pub struct Request {
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
 
-    // workshop patch: the descriptor of the socket this request's response goes to
-    #[cfg(unix)]
-    socket_fd: Option<std::os::fd::RawFd>,
+    // workshop patch: the way to hand the connection's socket over (`into_socket`)
+    handover: Option<Handover>,
 
     // workshop patch: set once the whole body has been read
     body_complete: Arc<AtomicBool>,
@@ -241,8 +241,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
-        #[cfg(unix)]
-        socket_fd: None,
+        handover: None,
         body_complete,
     })
 }
@@ -499,6 +498,12 @@ impl Request {
         R: Read,
     {
         let res = self.respond_impl(response);
+        // workshop patch: a response that failed part-way leaves the connection mid-message:
+        // shut it down, so the client sees the answer cut short at once and nothing more is
+        // read from it.
+        if let (Err(_), Some(handover)) = (&res, &self.handover) {
+            handover.shut_down();
+        }
         if let Some(sender) = self.notify_when_responded.take() {
             sender.send(()).unwrap();
         }
@@ -543,14 +548,37 @@ impl Request {
         })
     }
 
-    /// workshop patch: the descriptor of the socket this request's response is written to,
-    /// or `None` for TLS connections and requests built by hand. It stays open as long as
-    /// this request or the writer from `into_writer` lives: take the writer first, and keep
-    /// it while using the descriptor (for example to write without blocking, once the
-    /// writer's buffer has been flushed).
-    #[cfg(unix)]
-    pub fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.socket_fd
+    /// workshop patch: takes the connection's socket over, for a response the caller writes
+    /// itself and that outlives the handler (a long stream written without blocking). What
+    /// earlier responses left in tiny_http's buffer is flushed first. From then on tiny_http
+    /// neither reads, writes nor shuts the connection down: it ends when the returned stream
+    /// and its clones are dropped. The handler should return `false`.
+    ///
+    /// The request comes back with the error when the flush fails or the socket cannot be
+    /// had (a TLS or Unix connection, a request built by hand, no descriptor left to `dup`),
+    /// so it can still be answered.
+    pub fn into_socket(mut self) -> Result<TcpStream, (IoError, Request)> {
+        let taken = self.flush_writer().and_then(|()| match &self.handover {
+            Some(handover) => handover.take(),
+            None => Err(IoError::new(
+                ErrorKind::Unsupported,
+                "no socket to hand over",
+            )),
+        });
+        match taken {
+            Ok(stream) => {
+                drop(self.into_writer());
+                Ok(stream)
+            }
+            Err(e) => Err((e, self)),
+        }
+    }
+
+    fn flush_writer(&mut self) -> io::Result<()> {
+        match self.response_writer.as_mut() {
+            Some(writer) => writer.flush(),
+            None => Err(IoError::new(ErrorKind::Other, "already answered")),
+        }
     }
 
     /// workshop patch: whether the whole body has been read (always, without a body).
@@ -562,9 +590,8 @@ impl Request {
         self.body_complete.clone()
     }
 
-    #[cfg(unix)]
-    pub(crate) fn with_socket_fd(mut self, fd: Option<std::os::fd::RawFd>) -> Self {
-        self.socket_fd = fd;
+    pub(crate) fn with_handover(mut self, handover: Option<Handover>) -> Self {
+        self.handover = handover;
         self
     }
 

@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Error, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,34 @@ pub struct RefinedTcpStream {
     close_write: bool,
     // workshop patch: the read half's deadlines (`None` on the write half).
     paced: Option<Paced>,
+    // workshop patch: set once the socket is handed over (`Handover::take`): neither half
+    // shuts it down any more.
+    handed_over: Arc<AtomicBool>,
+}
+
+/// workshop patch: what a request needs to give its connection's socket away (plain TCP).
+#[derive(Clone)]
+pub(crate) struct Handover {
+    connection: Arc<Connection>,
+    handed_over: Arc<AtomicBool>,
+}
+
+impl Handover {
+    /// A descriptor of the caller's own for the socket; from now on the connection's halves
+    /// leave the socket open when they are dropped.
+    pub(crate) fn take(&self) -> IoResult<TcpStream> {
+        let Connection::Tcp(tcp_stream) = &*self.connection else {
+            return Err(Error::new(ErrorKind::Unsupported, "not a TCP connection"));
+        };
+        let stream = tcp_stream.try_clone()?;
+        self.handed_over.store(true, Ordering::Release);
+        Ok(stream)
+    }
+
+    /// Ends the connection in both directions now (a response that failed part-way).
+    pub(crate) fn shut_down(&self) {
+        let _ = self.connection.shutdown(Shutdown::Both);
+    }
 }
 
 /// workshop patch: the read half's deadlines, the socket's own read timeout (what the
@@ -195,12 +224,14 @@ impl RefinedTcpStream {
     {
         let write: Stream = stream.into();
         let read = write.clone();
+        let handed_over = Arc::new(AtomicBool::new(false));
 
         let read = RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
             paced: None,
+            handed_over: handed_over.clone(),
         };
 
         let write = RefinedTcpStream {
@@ -208,6 +239,7 @@ impl RefinedTcpStream {
             close_read: false,
             close_write: true,
             paced: None,
+            handed_over,
         };
 
         (read, write)
@@ -235,16 +267,14 @@ impl RefinedTcpStream {
         self.stream.peer_addr()
     }
 
-    /// workshop patch: the socket's descriptor (plain connections only), for callers that
-    /// write to it without blocking. See `Request::socket_fd`.
-    #[cfg(unix)]
-    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
+    /// workshop patch: the way to hand this connection's socket over (plain connections
+    /// only). See `Request::into_socket`.
+    pub(crate) fn handover(&self) -> Option<Handover> {
         match &self.stream {
-            Stream::Http(connection) => match &**connection {
-                Connection::Tcp(tcp_stream) => Some(tcp_stream.as_raw_fd()),
-                Connection::Unix(unix_stream) => Some(unix_stream.as_raw_fd()),
-            },
+            Stream::Http(connection) => Some(Handover {
+                connection: connection.clone(),
+                handed_over: self.handed_over.clone(),
+            }),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(_) => None,
         }
@@ -253,6 +283,9 @@ impl RefinedTcpStream {
 
 impl Drop for RefinedTcpStream {
     fn drop(&mut self) {
+        if self.handed_over.load(Ordering::Acquire) {
+            return;
+        }
         if self.close_read {
             self.stream.shutdown(Shutdown::Read).ok();
         }

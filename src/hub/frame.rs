@@ -1,0 +1,69 @@
+//! The SSE wire format: a message as an event frame, and a frame as the response body
+//! carries it (one HTTP chunk, or as is for HTTP/1.0). Shared by the replay (`sse`) and the
+//! live events (`Event`, written by the broadcaster).
+use std::io::Write as _;
+
+/// The keepalive comment, bare (HTTP/1.0) and as one chunk.
+pub const KEEPALIVE_NOTE: &[u8] = b": keepalive\n\n";
+pub const KEEPALIVE_CHUNK: &[u8] = b"d\r\n: keepalive\n\n\r\n";
+/// The chunk that ends a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The keepalive comment as a body of that encoding carries it.
+pub fn keepalive(chunked: bool) -> &'static [u8] {
+    if chunked {
+        KEEPALIVE_CHUNK
+    } else {
+        KEEPALIVE_NOTE
+    }
+}
+
+/// Appends `data` to `out` as the body encoding needs it: one chunk, or as is for HTTP/1.0.
+pub fn encode(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
+    if chunked {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{:x}\r\n", data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// One message as an SSE event.
+pub fn frame(id: &str, json: &str) -> Vec<u8> {
+    format!("id: {id}\ndata: {json}\n\n").into_bytes()
+}
+
+/// The pieces of `frame(id, json)`, for writing it without an intermediate copy.
+pub fn frame_pieces<'a>(id: &'a str, json: &'a str) -> [&'a [u8]; 5] {
+    [
+        b"id: ",
+        id.as_bytes(),
+        b"\ndata: ",
+        json.as_bytes(),
+        b"\n\n",
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keepalive_is_the_comment_encoded_for_each_body() {
+        for chunked in [true, false] {
+            let mut encoded = Vec::new();
+            encode(b": keepalive\n\n", chunked, &mut encoded);
+            assert_eq!(encoded, keepalive(chunked), "chunked: {chunked}");
+        }
+        let mut last = Vec::new();
+        encode(b"", true, &mut last);
+        assert_eq!(last, LAST_CHUNK);
+    }
+
+    #[test]
+    fn a_frame_is_its_pieces() {
+        assert_eq!(frame("01A", "{}"), frame_pieces("01A", "{}").concat());
+    }
+}
