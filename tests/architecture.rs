@@ -176,70 +176,118 @@ fn body_end(lines: &[&str], start: usize) -> Option<usize> {
     None
 }
 
-/// The modules a file refers to: `crate::a::b` paths and `super::` paths, resolved to the
-/// longest known module.
+/// The modules a file refers to: `crate::a::b` and `super::` paths, grouped ones
+/// (`use crate::{a, b::{c, d}}`) included, each resolved to the longest known module.
 fn references(
     module: &[String],
     is_dir_module: bool,
     code: &str,
     known: &BTreeSet<Vec<String>>,
 ) -> BTreeSet<Vec<String>> {
-    let mut found = BTreeSet::new();
-    for (at, _) in code
+    let starts = code
         .match_indices("crate::")
-        .chain(code.match_indices("super::"))
-    {
-        if at > 0 && is_ident(code.as_bytes()[at - 1]) {
-            continue;
-        }
-        let path = path_at(&code[at..]);
-        let mut base: Vec<String> = module.to_vec();
-        let mut segments = path.iter().peekable();
-        if segments.peek().is_some_and(|s| *s == "crate") {
-            base.clear();
-            segments.next();
+        .chain(code.match_indices("super::"));
+    starts
+        .filter(|(at, _)| *at == 0 || !is_ident(code.as_bytes()[at - 1]))
+        .flat_map(|(at, _)| expand(&code[at..]))
+        .map(|path| resolve(module, is_dir_module, &path, known))
+        .collect()
+}
+
+/// The paths a `use` tree starting at `text` names: `a::{b, c::{d, self}}` → a::b, a::c::d, a::c.
+fn expand(text: &str) -> Vec<Vec<String>> {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(text.len());
+    let prefix: Vec<String> = text[..end]
+        .split("::")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !(text[..end].ends_with("::") && text[end..].starts_with('{')) {
+        return vec![prefix];
+    }
+    let mut paths = Vec::new();
+    for item in group_items(&text[end + 1..]) {
+        let tails = if item == "self" {
+            vec![Vec::new()]
         } else {
-            // `super` in a `mod.rs` is the parent of the directory's module.
-            if !is_dir_module {
-                base.pop();
-            }
-            while segments.peek().is_some_and(|s| *s == "super") {
-                segments.next();
-                if segments.peek().is_some_and(|s| *s == "super") {
-                    base.pop();
-                }
-            }
-            if is_dir_module {
-                base.pop();
-            }
-        }
-        for segment in segments {
-            let mut longer = base.clone();
-            longer.push(segment.clone());
-            if !known.contains(&longer) {
+            expand(item)
+        };
+        paths.extend(
+            tails
+                .into_iter()
+                .map(|tail| [prefix.clone(), tail].concat()),
+        );
+    }
+    paths
+}
+
+/// The comma-separated items of a `{ … }` group whose opening brace is just before `text`.
+fn group_items(text: &str) -> Vec<&str> {
+    let (mut depth, mut from, mut items) = (0usize, 0, Vec::new());
+    for (at, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                items.push(&text[from..at]);
                 break;
             }
-            base = longer;
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&text[from..at]);
+                from = at + 1;
+            }
+            _ => {}
         }
-        found.insert(base);
     }
-    found
+    items
+        .into_iter()
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect()
+}
+
+/// The module a `crate::…` or `super::…` path from `module` lands in.
+fn resolve(
+    module: &[String],
+    is_dir_module: bool,
+    path: &[String],
+    known: &BTreeSet<Vec<String>>,
+) -> Vec<String> {
+    let mut base: Vec<String> = module.to_vec();
+    let mut segments = path.iter().peekable();
+    if segments.peek().is_some_and(|s| *s == "crate") {
+        base.clear();
+        segments.next();
+    } else {
+        // `super` in a `mod.rs` is the parent of the directory's module.
+        if !is_dir_module {
+            base.pop();
+        }
+        while segments.peek().is_some_and(|s| *s == "super") {
+            segments.next();
+            if segments.peek().is_some_and(|s| *s == "super") {
+                base.pop();
+            }
+        }
+        if is_dir_module {
+            base.pop();
+        }
+    }
+    for segment in segments {
+        let mut longer = base.clone();
+        longer.push(segment.clone());
+        if !known.contains(&longer) {
+            break;
+        }
+        base = longer;
+    }
+    base
 }
 
 fn is_ident(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// `crate::store::writer::Op` → ["crate", "store", "writer", "Op"]; a `{` group ends it.
-fn path_at(text: &str) -> Vec<String> {
-    let end = text
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .unwrap_or(text.len());
-    text[..end]
-        .split("::")
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// References lifted to siblings: a reference from `a::x` to `b::y` is an edge `a → b`
@@ -401,6 +449,19 @@ fn the_readers_read_what_they_claim() {
         .into_iter()
         .collect();
     assert_eq!(refs, expected);
+    let grouped = references(
+        &["api".to_string()],
+        false,
+        &code_only("use crate::{\n    hub::{self, Frame},\n    store::writer as w,\n};"),
+        &known,
+    );
+    let expected: BTreeSet<Vec<String>> = [
+        vec!["hub".to_string()],
+        vec!["store".to_string(), "writer".to_string()],
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(grouped, expected);
     let cyclic: BTreeSet<(Vec<String>, Vec<String>)> = [
         (vec!["a".to_string()], vec!["b".to_string()]),
         (vec!["b".to_string()], vec!["a".to_string()]),

@@ -557,6 +557,10 @@ impl Request {
     /// The request comes back with the error when the flush fails or the socket cannot be
     /// had (a TLS or Unix connection, a request built by hand, no descriptor left to `dup`),
     /// so it can still be answered.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the request itself comes back on failure, to be answered; boxing it would only add an allocation to a rare path"
+    )]
     pub fn into_socket(mut self) -> Result<TcpStream, (IoError, Request)> {
         let taken = self.flush_writer().and_then(|()| match &self.handover {
             Some(handover) => handover.take(),
@@ -577,7 +581,7 @@ impl Request {
     fn flush_writer(&mut self) -> io::Result<()> {
         match self.response_writer.as_mut() {
             Some(writer) => writer.flush(),
-            None => Err(IoError::new(ErrorKind::Other, "already answered")),
+            None => Err(IoError::other("already answered")),
         }
     }
 
