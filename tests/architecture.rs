@@ -376,7 +376,10 @@ fn the_median_function_is_short() {
     );
     let median = lengths[lengths.len() / 2];
     let over = lengths.iter().filter(|l| **l > MAX_MEDIAN_FN_LINES).count();
-    eprintln!("{} functions, median {median} lines, {over} over {MAX_MEDIAN_FN_LINES}", lengths.len());
+    eprintln!(
+        "{} functions, median {median} lines, {over} over {MAX_MEDIAN_FN_LINES}",
+        lengths.len()
+    );
     assert!(
         median <= MAX_MEDIAN_FN_LINES,
         "median function is {median} lines"
