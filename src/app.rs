@@ -78,10 +78,15 @@ fn listen(config: &Config) -> Result<(TcpListener, SocketAddr), String> {
     let listener = TcpListener::bind(config.addr)
         .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
     crate::sys::configure_listener(&listener, SOCKET_TIMEOUT, SOCKET_TIMEOUT);
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let addr = bound_address(&listener)?;
     Ok((listener, addr))
+}
+
+/// The address the listener got (the port, when the configured one was 0).
+fn bound_address(listener: &TcpListener) -> Result<SocketAddr, String> {
+    listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))
 }
 
 fn spawn_retention(app: Arc<App>) -> Result<JoinHandle<()>, String> {

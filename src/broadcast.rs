@@ -190,16 +190,22 @@ impl Live {
     /// Sends until everything is out or the socket would block.
     fn send(&mut self) -> io::Result<()> {
         while self.has_unsent() {
-            // On the stack: this runs for every stream on every send.
-            let mut pieces = [IoSlice::new(&[]); PIECES_PER_SEND];
-            let count = self.fill(&mut pieces);
-            match (&self.socket).write_vectored(&pieces[..count])? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                sent => self.consume(sent),
-            }
+            let sent = self.write_unsent()?;
+            self.consume(sent);
             self.last_progress = Instant::now();
         }
         Ok(())
+    }
+
+    /// One vectored write of what is unsent, its slices on the stack (this runs for every
+    /// stream on every send): how many bytes the socket took; none is an error.
+    fn write_unsent(&self) -> io::Result<usize> {
+        let mut pieces = [IoSlice::new(&[]); PIECES_PER_SEND];
+        let count = self.fill(&mut pieces);
+        match (&self.socket).write_vectored(&pieces[..count])? {
+            0 => Err(io::ErrorKind::WriteZero.into()),
+            sent => Ok(sent),
+        }
     }
 
     /// Points `pieces` at what is unsent, in order; how many it filled.
@@ -349,6 +355,11 @@ fn run(adopted: &Receiver<Live>, bell: &Receiver<()>, stopped: &Receiver<()>) {
 fn pump_all(streams: &mut Vec<Live>, last_check: &mut Instant) {
     let now = Instant::now();
     streams.retain_mut(|live| live.pump(now));
+    drop_closed(streams, now, last_check);
+}
+
+/// Once a `TICK`, drops the streams whose client has closed its end.
+fn drop_closed(streams: &mut Vec<Live>, now: Instant, last_check: &mut Instant) {
     if now.duration_since(*last_check) >= TICK {
         *last_check = now;
         // A client that closed its end is noticed now rather than at the next write

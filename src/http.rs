@@ -28,6 +28,10 @@ pub struct Req {
 /// Extra response headers, as `(name, value)`.
 pub type Headers = Vec<(&'static str, String)>;
 
+/// A reply split for sending: the stream that takes the connection over with the headers
+/// to wrap around it, or the ordinary reply.
+type TakenOver = Result<(Box<dyn Takeover>, Headers), Reply>;
+
 /// An answer that takes the connection over and writes the response itself (an SSE stream).
 pub trait Takeover: Send {
     /// Writes the response, with `headers` added, on the connection it now owns.
@@ -94,17 +98,20 @@ impl Reply {
 
     /// The stream this reply hands the connection to, with the headers wrapped around it;
     /// or the reply itself, when it is an ordinary answer.
-    fn into_takeover(self) -> Result<(Box<dyn Takeover>, Headers), Reply> {
+    fn into_takeover(self) -> TakenOver {
         match self {
             Reply::Stream(stream) => Ok((stream, Vec::new())),
-            Reply::Headed(mut extra, inner) => match inner.into_takeover() {
-                Ok((stream, more)) => {
-                    extra.extend(more);
-                    Ok((stream, extra))
-                }
-                Err(inner) => Err(Reply::Headed(extra, Box::new(inner))),
-            },
+            Reply::Headed(extra, inner) => Self::headed_takeover(extra, *inner),
             reply => Err(reply),
+        }
+    }
+
+    /// `into_takeover` of a reply wrapped in `extra` headers: they go outside the inner
+    /// reply's own, on the stream or on the ordinary answer alike.
+    fn headed_takeover(extra: Headers, inner: Reply) -> TakenOver {
+        match inner.into_takeover() {
+            Ok((stream, more)) => Ok((stream, extra.into_iter().chain(more).collect())),
+            Err(inner) => Err(Reply::Headed(extra, Box::new(inner))),
         }
     }
 }
@@ -220,12 +227,18 @@ fn with_safety_headers(mut response: Response<Body>, status: u16) -> Response<Bo
 /// Splits a request target into its path and decoded query parameters.
 pub fn split_url(url: &str) -> Result<(&str, HashMap<String, String>), ApiError> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    Ok((path, decode_query(query)?))
+}
+
+/// The `key=value` pairs of a query string, percent-decoded; a key without `=` has an
+/// empty value, and a later repeat of a key wins.
+fn decode_query(query: &str) -> Result<HashMap<String, String>, ApiError> {
     let mut params = HashMap::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         params.insert(percent_decode(key)?, percent_decode(value)?);
     }
-    Ok((path, params))
+    Ok(params)
 }
 
 /// Decodes `%XX` escapes and `+` (a space, as in HTML forms) in a query component.

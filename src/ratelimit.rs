@@ -201,14 +201,18 @@ impl RateLimiter {
 
     /// The 429 for `from`, with `Retry-After`.
     fn refusal(&self, from: &str, retry_after_s: u64) -> Reply {
-        let (rate, burst) = (self.rate, self.burst);
-        let message = format!(
-            "{from} is over WORKSHOP_RATE ({rate} per second, bursts of {burst}): retry in {retry_after_s} s"
-        );
         Reply::Throttled {
-            message,
+            message: self.over_rate(from, retry_after_s),
             retry_after_s,
         }
+    }
+
+    /// The refusal's message: who, which limit, and when to come back.
+    fn over_rate(&self, from: &str, retry_after_s: u64) -> String {
+        let (rate, burst) = (self.rate, self.burst);
+        format!(
+            "{from} is over WORKSHOP_RATE ({rate} per second, bursts of {burst}): retry in {retry_after_s} s"
+        )
     }
 
     /// Publishes `workshop.throttled` on `ch`, addressed to the offender.

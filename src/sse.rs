@@ -69,11 +69,16 @@ fn filter(app: &App, req: &Req) -> Result<Filter, ApiError> {
 fn resume_point(req: &Req) -> Result<Option<String>, ApiError> {
     let last_event_id = crate::http::request_header(&req.http, "Last-Event-ID");
     match last_event_id.map(str::trim).filter(|v| !v.is_empty()) {
-        Some(raw) => crate::ids::parse(raw)
-            .map(|id| Some(id.to_string()))
-            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a message id")),
+        Some(raw) => parse_last_event_id(raw).map(Some),
         None => crate::api::id_param(&req.query, "since"),
     }
+}
+
+/// A Last-Event-ID value as a message id, refused when it is not one.
+fn parse_last_event_id(raw: &str) -> Result<String, ApiError> {
+    crate::ids::parse(raw)
+        .map(|id| id.to_string())
+        .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a message id"))
 }
 
 /// A stream answered but not yet started: what it needs once it has the connection.

@@ -17,11 +17,14 @@ pub fn page(_: &App, _: &mut Req) -> Result<Reply, ApiError> {
 pub(super) static CSP: LazyLock<String> = LazyLock::new(|| ui_csp(PAGE));
 
 fn ui_csp(page: &str) -> String {
+    let meta = meta_csp(page).expect("ui.html has a Content-Security-Policy <meta>");
+    format!("{meta}; frame-ancestors 'none'")
+}
+
+/// The policy in a page's Content-Security-Policy `<meta>`, if it has one.
+fn meta_csp(page: &str) -> Option<&str> {
     const META: &str = "http-equiv=\"Content-Security-Policy\" content=\"";
-    let meta = page
-        .find(META)
+    page.find(META)
         .map(|at| &page[at + META.len()..])
         .and_then(|rest| rest.split('"').next())
-        .expect("ui.html has a Content-Security-Policy <meta>");
-    format!("{meta}; frame-ancestors 'none'")
 }

@@ -21,13 +21,18 @@ pub fn keepalive(chunked: bool) -> &'static [u8] {
 /// Appends `data` to `out` as the body encoding needs it: one chunk, or as is for HTTP/1.0.
 pub fn encode(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
     if chunked {
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{:x}\r\n", data.len());
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
+        encode_chunk(data, out);
     } else {
         out.extend_from_slice(data);
     }
+}
+
+/// Appends `data` as one HTTP/1.1 chunk: its length in hex, the bytes, CRLF.
+fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// One message as an SSE event.

@@ -110,6 +110,11 @@ impl<const N: usize> Histogram<N> {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
+        self.add_to_sum(value);
+    }
+
+    /// The sum is an f64 kept as its bits, so adding is a compare-and-swap loop.
+    fn add_to_sum(&self, value: f64) {
         let _ = self
             .sum
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
@@ -175,6 +180,11 @@ impl Metrics {
         };
         self.transitions[i].fetch_add(1, Ordering::Relaxed);
         let (_, from, to) = TRANSITIONS[i];
+        self.move_task(from, to);
+    }
+
+    /// One task leaves status gauge `from` and joins `to` (`None`: created, or deleted).
+    fn move_task(&self, from: Option<usize>, to: Option<usize>) {
         if let Some(from) = from {
             self.tasks[from].fetch_sub(1, Ordering::Relaxed);
         }

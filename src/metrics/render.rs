@@ -67,20 +67,18 @@ impl Metrics {
             .render(out, name, "Time to commit one group.");
     }
 
+    /// What is stored, then what was uploaded.
     fn render_files(&self, out: &mut String) {
         let blob_bytes = load(&self.blob_bytes) as f64;
-        gauge(
-            out,
-            "workshop_blob_bytes",
-            "Bytes of stored files.",
-            blob_bytes,
-        );
-        counter(
-            out,
-            "workshop_uploads_total",
-            "Uploads.",
-            load(&self.uploads),
-        );
+        let help = "Bytes of stored files.";
+        gauge(out, "workshop_blob_bytes", help, blob_bytes);
+        self.render_uploads(out);
+    }
+
+    /// How many uploads, and their bytes.
+    fn render_uploads(&self, out: &mut String) {
+        let uploads = load(&self.uploads);
+        counter(out, "workshop_uploads_total", "Uploads.", uploads);
         let help = "Bytes uploaded (before deduplication).";
         let uploaded = load(&self.upload_bytes);
         counter(out, "workshop_upload_bytes_total", help, uploaded);
@@ -117,12 +115,8 @@ fn render_build(out: &mut String, live: &Live) {
     header(out, "workshop_build_info", "gauge", "The running build.");
     let _ = writeln!(out, "workshop_build_info{{version=\"{version}\"}} 1");
     let uptime = live.uptime.as_secs_f64();
-    gauge(
-        out,
-        "workshop_uptime_seconds",
-        "Seconds since start.",
-        uptime,
-    );
+    let help = "Seconds since start.";
+    gauge(out, "workshop_uptime_seconds", help, uptime);
 }
 
 /// Streams and long polls waiting, and the TCP connections open.
@@ -147,12 +141,16 @@ fn render_process(out: &mut String, process: &ProcessCounts) {
 /// Resident set size from `/proc/self/status` (0 where there is none).
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    vm_rss_kib(&status).map_or(0, |kib| kib * 1024)
+}
+
+/// The `VmRSS:` line of a `/proc/<pid>/status` text, in KiB.
+fn vm_rss_kib(status: &str) -> Option<u64> {
     let kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .map(|rest| rest.trim().trim_end_matches("kB").trim());
     kib.and_then(|kib| kib.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -15,12 +15,17 @@ use tiny_http::{Method, Request};
 /// took it over, or the server is stopping).
 pub fn serve(app: &App, request: Request) -> bool {
     if app.is_stopping() {
-        let refusal = ApiError::unavailable("server is shutting down");
-        respond(request, refusal.into());
-        return false;
+        return refuse_while_stopping(request);
     }
     let _in_hand = app.answering();
     answer(app, request, Instant::now())
+}
+
+/// The 503 a request gets once the server is stopping; its connection ends with it.
+fn refuse_while_stopping(request: Request) -> bool {
+    let refusal = ApiError::unavailable("server is shutting down");
+    respond(request, refusal.into());
+    false
 }
 
 fn answer(app: &App, request: Request, started: Instant) -> bool {
@@ -51,23 +56,28 @@ fn parse_target(url: &str) -> (&str, HashMap<String, String>, Result<(), ApiErro
     let target = origin_form(url);
     match split_url(target) {
         Ok((path, query)) => (path, query, Ok(())),
-        Err(err) => {
-            let path = target.split('?').next().unwrap_or(target);
-            (path, HashMap::new(), Err(err))
-        }
+        Err(err) => (path_only(target), HashMap::new(), Err(err)),
     }
+}
+
+/// The path of a target whose query is left unread.
+fn path_only(target: &str) -> &str {
+    target.split('?').next().unwrap_or(target)
 }
 
 /// Routes the request and runs its handler: the route's name in /metrics, and the reply.
 fn dispatch(app: &App, method: &Method, path: &str, req: &mut Req) -> (&'static str, Reply) {
     match route(method, path) {
-        Ok(route) => {
-            req.captures = route.captures();
-            let reply = route.handler()(app, req).unwrap_or_else(Reply::from);
-            (route.label(), reply)
-        }
+        Ok(route) => (route.label(), run(app, &route, req)),
         Err(err) => ("unrouted", err.into()),
     }
+}
+
+/// Runs the route's handler on the request with the route's captures; a handler's error
+/// is answered as its reply.
+fn run(app: &App, route: &route::Route<'_>, req: &mut Req) -> Reply {
+    req.captures = route.captures();
+    route.handler()(app, req).unwrap_or_else(Reply::from)
 }
 
 /// One line on stderr per request (`WORKSHOP_VERBOSE`).
@@ -136,12 +146,19 @@ fn after_scheme(target: &str) -> Option<&str> {
 fn check_host(request: &Request) -> Result<(), ApiError> {
     let headers = request.headers().iter();
     let hosts = headers.filter(|h| h.field.equiv("Host")).count();
-    let refusal = match (hosts, *request.http_version() >= (1, 1)) {
-        (1, _) | (0, false) => return Ok(()),
-        (0, true) => "an HTTP/1.1 request needs a Host header",
-        _ => "a request has one Host header, not several",
-    };
-    Err(ApiError::bad_request(refusal))
+    match host_refusal(hosts, *request.http_version() >= (1, 1)) {
+        Some(refusal) => Err(ApiError::bad_request(refusal)),
+        None => Ok(()),
+    }
+}
+
+/// Why a request with `hosts` Host headers is refused, if it is: HTTP/1.0 may leave it out.
+fn host_refusal(hosts: usize, http11: bool) -> Option<&'static str> {
+    match (hosts, http11) {
+        (1, _) | (0, false) => None,
+        (0, true) => Some("an HTTP/1.1 request needs a Host header"),
+        _ => Some("a request has one Host header, not several"),
+    }
 }
 
 #[cfg(test)]
