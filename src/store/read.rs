@@ -81,13 +81,18 @@ pub fn messages_between(
 /// `(id, envelope)` of the stored messages among `ids`, in no particular order (a missing one
 /// is left out): a stretch of an index in any order, one primary-key lookup each.
 pub fn messages_by_ids(conn: &Connection, ids: &[&str]) -> rusqlite::Result<Vec<(String, String)>> {
-    // One JSON array parameter, not `?` per id: one cached statement whatever the count.
-    let ids = serde_json::to_string(ids).expect("strings serialize");
+    let ids = id_list(ids);
     conn.prepare_cached(
         "SELECT id, envelope FROM messages WHERE id IN (SELECT value FROM json_each(?1))",
     )?
     .query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))?
     .collect()
+}
+
+/// `ids` as the one parameter of `IN (SELECT value FROM json_each(?))`: a JSON array, not `?`
+/// per id, so one cached statement serves whatever the count.
+fn id_list<S: serde::Serialize>(ids: &[S]) -> String {
+    serde_json::to_string(ids).expect("strings serialize")
 }
 
 /// `columns` of the messages `q` selects (and, with `within`, only ids in that inclusive
@@ -113,7 +118,7 @@ fn rows_by_ids<T>(
     ids: &[String],
     map: impl FnMut(&Row) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
-    let ids = serde_json::to_string(ids).expect("strings serialize");
+    let ids = id_list(ids);
     let sql = format!(
         "SELECT {columns} FROM messages WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
     );

@@ -58,7 +58,11 @@ impl Writer {
         while let Some(first) = self.next_command(commands) {
             self.run_batch(batch(first, commands));
         }
-        // Fold the WAL back in.
+        self.checkpoint();
+    }
+
+    /// Folds the WAL back into the database, leaving it empty, as the last act.
+    fn checkpoint(&self) {
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
 
