@@ -31,6 +31,11 @@ pub(super) fn index_row(row: &Row) -> rusqlite::Result<(String, u64)> {
     Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
 }
 
+/// `(id, envelope)` of a row selected as `id, envelope`.
+fn envelope_row(row: &Row) -> rusqlite::Result<(String, String)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
 /// A literal prefix of a text column, as a query filter: substr, not LIKE, so `%` and `_` in
 /// it are literal characters.
 pub(super) struct Prefix<'a> {
@@ -73,9 +78,7 @@ pub fn messages_between(
     first: &str,
     last: &str,
 ) -> rusqlite::Result<Vec<(String, String)>> {
-    select_messages(conn, q, "id, envelope", Some((first, last)), |row| {
-        Ok((row.get(0)?, row.get(1)?))
-    })
+    select_messages(conn, q, "id, envelope", Some((first, last)), envelope_row)
 }
 
 /// `(id, envelope)` of the stored messages among `ids`, in no particular order (a missing one
@@ -85,7 +88,7 @@ pub fn messages_by_ids(conn: &Connection, ids: &[&str]) -> rusqlite::Result<Vec<
     conn.prepare_cached(
         "SELECT id, envelope FROM messages WHERE id IN (SELECT value FROM json_each(?1))",
     )?
-    .query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))?
+    .query_map([ids], envelope_row)?
     .collect()
 }
 
