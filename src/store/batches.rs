@@ -35,20 +35,20 @@ impl Messages {
     /// byte of an answer is sent.
     pub fn select(reader: Reader, query: &MessageQuery) -> Result<Messages, StoreError> {
         let index = reader.read(|conn| read::message_index(conn, query))?;
-        Ok(Messages {
-            reader,
-            source: Source::Range(query.clone()),
-            index,
-            fetched: 0,
-        })
+        Ok(Messages::new(reader, Source::Range(query.clone()), index))
     }
 
     /// The messages of an index already selected (`(id, octet_length(envelope))`), in its
     /// order.
     pub fn from_index(reader: Reader, index: read::Index) -> Messages {
+        Messages::new(reader, Source::Ids, index)
+    }
+
+    /// Messages of `index`, none fetched yet.
+    fn new(reader: Reader, source: Source, index: read::Index) -> Messages {
         Messages {
             reader,
-            source: Source::Ids,
+            source,
             index,
             fetched: 0,
         }

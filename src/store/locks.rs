@@ -148,16 +148,18 @@ fn live_lock(step: &mut Step, name: &str, now: f64) -> Result<Option<Lock>, Stor
 
 /// Removes every lock whose time has run out, announcing each as `lock.expired`.
 pub(super) fn expire(step: &mut Step) -> Result<(), StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM locks WHERE expires_at <= ?1 ORDER BY expires_at");
-    let due: Vec<Lock> = step
-        .tx
-        .prepare_cached(&sql)?
-        .query_map([now()], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    for lock in &due {
+    for lock in &run_out(step)? {
         expire_one(step, lock)?;
     }
     Ok(())
+}
+
+/// The locks whose time has run out, soonest first.
+fn run_out(step: &Step) -> Result<Vec<Lock>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM locks WHERE expires_at <= ?1 ORDER BY expires_at");
+    let mut stmt = step.tx.prepare_cached(&sql)?;
+    let due = stmt.query_map([now()], from_row)?;
+    Ok(due.collect::<rusqlite::Result<_>>()?)
 }
 
 fn expire_one(step: &mut Step, lock: &Lock) -> Result<(), StoreError> {

@@ -48,16 +48,26 @@ impl<'a> Envelope<'a> {
 
 /// Stores `m` with a new id; its id and timestamp.
 pub(super) fn insert(step: &mut Step, m: &NewMessage) -> Result<(String, f64), StoreError> {
-    let ulid = step.next_id();
-    let id = ulid.to_string();
-    // The timestamp is the id's: monotonic with the ids and exact to the millisecond.
-    let ts = ulid.timestamp_ms() as f64 / 1000.0;
-    let envelope = serde_json::to_string(&Envelope::of(m, &id, ts))
-        .map_err(|e| StoreError::internal(format!("cannot encode message: {e}")))?;
+    let (id, ts) = stamp(step);
+    let envelope = encode(m, &id, ts)?;
     insert_rows(step, m, &id, &envelope)?;
     step.effects.messages_delta += 1;
     step.effects.events.push(Arc::new(event(m, &id, &envelope)));
     Ok((id, ts))
+}
+
+/// A new message's id and timestamp.
+fn stamp(step: &mut Step) -> (String, f64) {
+    let ulid = step.next_id();
+    // The timestamp is the id's: monotonic with the ids and exact to the millisecond.
+    let ts = ulid.timestamp_ms() as f64 / 1000.0;
+    (ulid.to_string(), ts)
+}
+
+/// The envelope of `m` as stored and sent: its JSON text.
+fn encode(m: &NewMessage, id: &str, ts: f64) -> Result<String, StoreError> {
+    serde_json::to_string(&Envelope::of(m, id, ts))
+        .map_err(|e| StoreError::internal(format!("cannot encode message: {e}")))
 }
 
 /// What the hub sends for the stored message.

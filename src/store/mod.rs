@@ -52,22 +52,29 @@ impl Stats {
     fn load(conn: &Connection) -> rusqlite::Result<(Stats, Option<ulid::Ulid>)> {
         let (messages, tasks) = read::counts(conn)?;
         crate::metrics::METRICS.load_task_counts(conn)?;
-        let stats = Stats {
+        Ok((Stats::new(messages, tasks), read::greatest_id(conn)?))
+    }
+
+    fn new(messages: u64, tasks: u64) -> Stats {
+        Stats {
             messages: AtomicU64::new(messages),
             tasks: AtomicU64::new(tasks),
-        };
-        Ok((stats, read::greatest_id(conn)?))
+        }
     }
 
     /// Counts what a commit changed: messages added (or pruned, negative) and tasks added.
     fn count(&self, messages_delta: i64, tasks_added: u64) {
-        let messages = &self.messages;
-        if messages_delta >= 0 {
-            messages.fetch_add(messages_delta as u64, Ordering::Relaxed);
-        } else {
-            messages.fetch_sub(messages_delta.unsigned_abs(), Ordering::Relaxed);
-        }
+        add_signed(&self.messages, messages_delta);
         self.tasks.fetch_add(tasks_added, Ordering::Relaxed);
+    }
+}
+
+/// Adds `delta` to `counter`, which has no signed add of its own.
+fn add_signed(counter: &AtomicU64, delta: i64) {
+    if delta >= 0 {
+        counter.fetch_add(delta as u64, Ordering::Relaxed);
+    } else {
+        counter.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
     }
 }
 
@@ -143,12 +150,16 @@ impl Store {
     /// Queues a change for the writer and waits until it is committed (or refused).
     pub fn write(&self, op: Op) -> Result<Written, StoreError> {
         let (reply, written) = bounded(1);
-        let sender = self.commands.lock().ok().and_then(|c| c.clone());
-        let sender = sender.ok_or_else(StoreError::shutting_down)?;
-        sender
+        self.sender()?
             .send(protocol::Command { op, reply })
             .map_err(|_| StoreError::shutting_down())?;
         written.recv().map_err(|_| StoreError::shutting_down())?
+    }
+
+    /// The writer's queue, gone once shutdown has begun.
+    fn sender(&self) -> Result<Sender<protocol::Command>, StoreError> {
+        let sender = self.commands.lock().ok().and_then(|c| c.clone());
+        sender.ok_or_else(StoreError::shutting_down)
     }
 
     /// Runs a query on a pooled read-only connection.
@@ -166,9 +177,15 @@ impl Store {
 
     /// Lets the writer commit everything already queued, then closes the database.
     pub fn shutdown(&self) {
+        // Dropping the last sender is what tells the writer to finish.
         if let Ok(mut commands) = self.commands.lock() {
             commands.take();
         }
+        self.join_writer();
+    }
+
+    /// Waits for the writer thread to end (once; later calls find it taken).
+    fn join_writer(&self) {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(writer) = writer {
             let _ = writer.join();

@@ -31,6 +31,11 @@ pub(super) fn index_row(row: &Row) -> rusqlite::Result<(String, u64)> {
     Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
 }
 
+/// `(id, envelope)` of a row selected as `id, envelope`.
+fn envelope_row(row: &Row) -> rusqlite::Result<(String, String)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
 /// A literal prefix of a text column, as a query filter: substr, not LIKE, so `%` and `_` in
 /// it are literal characters.
 pub(super) struct Prefix<'a> {
@@ -73,21 +78,24 @@ pub fn messages_between(
     first: &str,
     last: &str,
 ) -> rusqlite::Result<Vec<(String, String)>> {
-    select_messages(conn, q, "id, envelope", Some((first, last)), |row| {
-        Ok((row.get(0)?, row.get(1)?))
-    })
+    select_messages(conn, q, "id, envelope", Some((first, last)), envelope_row)
 }
 
 /// `(id, envelope)` of the stored messages among `ids`, in no particular order (a missing one
 /// is left out): a stretch of an index in any order, one primary-key lookup each.
 pub fn messages_by_ids(conn: &Connection, ids: &[&str]) -> rusqlite::Result<Vec<(String, String)>> {
-    // One JSON array parameter, not `?` per id: one cached statement whatever the count.
-    let ids = serde_json::to_string(ids).expect("strings serialize");
+    let ids = id_list(ids);
     conn.prepare_cached(
         "SELECT id, envelope FROM messages WHERE id IN (SELECT value FROM json_each(?1))",
     )?
-    .query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))?
+    .query_map([ids], envelope_row)?
     .collect()
+}
+
+/// `ids` as the one parameter of `IN (SELECT value FROM json_each(?))`: a JSON array, not `?`
+/// per id, so one cached statement serves whatever the count.
+fn id_list<S: serde::Serialize>(ids: &[S]) -> String {
+    serde_json::to_string(ids).expect("strings serialize")
 }
 
 /// `columns` of the messages `q` selects (and, with `within`, only ids in that inclusive
@@ -113,7 +121,7 @@ fn rows_by_ids<T>(
     ids: &[String],
     map: impl FnMut(&Row) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
-    let ids = serde_json::to_string(ids).expect("strings serialize");
+    let ids = id_list(ids);
     let sql = format!(
         "SELECT {columns} FROM messages WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
     );

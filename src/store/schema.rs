@@ -123,13 +123,18 @@ pub const VERSION: usize = MIGRATIONS.len();
 pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     create_parent_dir(path)?;
     let conn = Connection::open(path)?;
+    set_writer_pragmas(&conn)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Waiting on a busy database, WAL, and durable commits.
+fn set_writer_pragmas(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: the WAL is fsynced at every commit, so a 201 survives power loss, not just a
     // crash of the process. Group commit in the writer keeps this affordable.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    migrate(&conn)?;
-    Ok(conn)
+    conn.pragma_update(None, "synchronous", "FULL")
 }
 
 /// Creates the folder the database goes in, if it has one.
@@ -137,12 +142,15 @@ fn create_parent_dir(path: &Path) -> rusqlite::Result<()> {
     let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(());
     };
-    std::fs::create_dir_all(parent).map_err(|e| {
-        rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some(format!("cannot create {}: {e}", parent.display())),
-        )
-    })
+    std::fs::create_dir_all(parent).map_err(|e| cannot_create(parent, &e))
+}
+
+/// The folder could not be made: reported as SQLite's own "cannot open".
+fn cannot_create(parent: &Path, e: &std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+        Some(format!("cannot create {}: {e}", parent.display())),
+    )
 }
 
 /// A read-only connection for request threads; WAL lets it read while the writer commits.

@@ -58,7 +58,11 @@ impl Writer {
         while let Some(first) = self.next_command(commands) {
             self.run_batch(batch(first, commands));
         }
-        // Fold the WAL back in.
+        self.checkpoint();
+    }
+
+    /// Folds the WAL back into the database, leaving it empty, as the last act.
+    fn checkpoint(&self) {
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
 
@@ -69,11 +73,7 @@ impl Writer {
             return commands.recv().ok().map(Some);
         };
         let wait = Duration::from_secs_f64((deadline - now()).max(0.0));
-        match commands.recv_timeout(wait) {
-            Ok(command) => Some(Some(command)),
-            Err(RecvTimeoutError::Timeout) => Some(None),
-            Err(RecvTimeoutError::Disconnected) => None,
-        }
+        recv_within(commands, wait)
     }
 
     /// Commits the batch, then applies its effects and answers each command; if the commit
@@ -119,6 +119,12 @@ impl Writer {
         self.stats
             .count(effects.messages_delta, effects.tasks_added);
         self.hub.publish(&effects.events);
+        self.wake(&effects);
+    }
+
+    /// Wakes whoever waits on what the commit changed: this writer's next lease deadline,
+    /// and claimers waiting for an open task.
+    fn wake(&mut self, effects: &Effects) {
         if effects.leases_changed {
             self.next_lease = self.earliest_lease();
         }
@@ -140,6 +146,16 @@ impl Writer {
             .flatten();
         let lock = locks::earliest(&self.conn);
         lease.into_iter().chain(lock).reduce(f64::min)
+    }
+}
+
+/// The next command within `wait` (`Some(None)` if none came), `None` once every sender is
+/// gone.
+fn recv_within(commands: &Receiver<Command>, wait: Duration) -> Option<Option<Command>> {
+    match commands.recv_timeout(wait) {
+        Ok(command) => Some(Some(command)),
+        Err(RecvTimeoutError::Timeout) => Some(None),
+        Err(RecvTimeoutError::Disconnected) => None,
     }
 }
 

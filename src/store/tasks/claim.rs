@@ -145,8 +145,6 @@ fn soonest_ready(step: &Step, args: &[&dyn ToSql]) -> Result<Option<f64>, StoreE
     let sql = "SELECT min(not_before) FROM tasks WHERE status = 'open' AND not_before > ?1
                AND (assigned_to IS NULL OR assigned_to = ?2) AND (?3 IS NULL OR ch = ?3)
                AND id NOT IN (SELECT value FROM json_each(?4))";
-    Ok(step
-        .tx
-        .prepare_cached(sql)?
-        .query_row(args, |row| row.get(0))?)
+    let mut stmt = step.tx.prepare_cached(sql)?;
+    Ok(stmt.query_row(args, |row| row.get(0))?)
 }

@@ -107,11 +107,16 @@ fn reopen(
 pub(crate) fn expire_leases(step: &mut Step) -> Result<(), StoreError> {
     for id in run_out(step)? {
         let task = load(step, &id)?;
-        let body = json!({"task-id": id, "title": task.title, "claimed-by": task.claimed_by});
-        let news = Announcement::new("task.expired", body);
+        let news = expired(&id, &task);
         release(step, &id, &task, (SERVER_IDENTITY, news), 0.0)?;
     }
     Ok(())
+}
+
+/// The `task.expired` announcement of `task`, whose lease ran out.
+fn expired(id: &str, task: &TaskState) -> Announcement {
+    let body = json!({"task-id": id, "title": task.title, "claimed-by": task.claimed_by});
+    Announcement::new("task.expired", body)
 }
 
 /// The claimed tasks whose lease has run out, soonest first.
