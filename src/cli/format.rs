@@ -50,13 +50,14 @@ fn body_text(body: &Value) -> String {
     if let Some(id) = body.get("task-id").and_then(Value::as_str) {
         return task_event_text(id, body);
     }
-    if let Some(text) = ["text", "msg", "message", "note"]
+    readable_text(body).map_or_else(|| preview(body), |text| truncate(text, PREVIEW_CHARS))
+}
+
+/// The first of the fields people put their words in, if the body has one.
+fn readable_text(body: &Value) -> Option<&str> {
+    ["text", "msg", "message", "note"]
         .iter()
         .find_map(|k| body.get(k).and_then(Value::as_str))
-    {
-        return truncate(text, PREVIEW_CHARS);
-    }
-    preview(body)
 }
 
 /// A task event: the task's id, then its title, note, reason and error where given.
