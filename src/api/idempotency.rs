@@ -58,10 +58,14 @@ fn valid_key(key: &str) -> Result<&str, ApiError> {
     if (1..=MAX_KEY).contains(&key.len()) && printable {
         Ok(key)
     } else {
-        Err(ApiError::bad_request(format!(
-            "Idempotency-Key must be 1-{MAX_KEY} printable ASCII characters"
-        )))
+        Err(invalid_key())
     }
+}
+
+fn invalid_key() -> ApiError {
+    ApiError::bad_request(format!(
+        "Idempotency-Key must be 1-{MAX_KEY} printable ASCII characters"
+    ))
 }
 
 #[cfg(test)]

@@ -21,10 +21,8 @@ pub fn thread(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let id = message_id(&req.captures[0])?;
     let index = app.store.read(|conn| threads::thread(conn, &id))?;
     let index = index.ok_or_else(|| no_message(&id))?;
-    Ok(Reply::ndjson(Messages::from_index(
-        app.store.reader(),
-        index,
-    )))
+    let messages = Messages::from_index(app.store.reader(), index);
+    Ok(Reply::ndjson(messages))
 }
 
 /// Message ids are ULIDs; anything else cannot name a message.

@@ -37,10 +37,14 @@ pub fn channel(name: &str) -> Result<String, ApiError> {
     if valid_channel(name) {
         Ok(name.to_string())
     } else {
-        Err(ApiError::bad_request(format!(
-            "invalid channel name {name:?}: use 1-64 of A-Z a-z 0-9 _ . : - (not . or ..)"
-        )))
+        Err(invalid_channel(name))
     }
+}
+
+fn invalid_channel(name: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "invalid channel name {name:?}: use 1-64 of A-Z a-z 0-9 _ . : - (not . or ..)"
+    ))
 }
 
 /// A channel name from a URL path segment, where clients may percent-encode it.

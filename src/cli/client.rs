@@ -155,10 +155,7 @@ impl Client {
 
     /// GET returning the body as text (ndjson and JSON alike).
     pub fn get_text(&self, path: &str, query: &[(&str, String)]) -> Result<String> {
-        let mut req = self.request("GET", path);
-        for (k, v) in query {
-            req = req.query(k, v);
-        }
+        let req = with_query(self.request("GET", path), query);
         let resp = req.call().map_err(from_ureq)?;
         resp.into_string()
             .map_err(|e| CliError::unreachable(format!("reading response: {e}")))
@@ -200,6 +197,10 @@ impl Client {
             .map_err(from_ureq)?;
         read_json(resp)
     }
+}
+
+fn with_query(req: ureq::Request, query: &[(&str, String)]) -> ureq::Request {
+    query.iter().fold(req, |req, (k, v)| req.query(k, v))
 }
 
 /// Longest wait one 429 may ask for: a wrong header must not stall an agent for hours.

@@ -115,10 +115,12 @@ fn blob_name(hash: &str) -> Result<String> {
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
     } else {
-        Err(CliError::usage(format!(
-            "not a file hash (want sha256:<64 hex>): {hash}"
-        )))
+        Err(not_a_hash(hash))
     }
+}
+
+fn not_a_hash(hash: &str) -> CliError {
+    CliError::usage(format!("not a file hash (want sha256:<64 hex>): {hash}"))
 }
 
 /// Copies everything, returning the `sha256:<hex>` of what was copied.
@@ -152,10 +154,14 @@ fn check_hash(want: &str, got: &str) -> Result<()> {
     if want == got {
         Ok(())
     } else {
-        Err(CliError::failure(format!(
-            "downloaded bytes hash to {got}, not {want}: the stored file is corrupt"
-        )))
+        Err(corrupt(want, got))
     }
+}
+
+fn corrupt(want: &str, got: &str) -> CliError {
+    CliError::failure(format!(
+        "downloaded bytes hash to {got}, not {want}: the stored file is corrupt"
+    ))
 }
 
 fn temp_path(path: &Path) -> PathBuf {

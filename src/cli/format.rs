@@ -50,13 +50,14 @@ fn body_text(body: &Value) -> String {
     if let Some(id) = body.get("task-id").and_then(Value::as_str) {
         return task_event_text(id, body);
     }
-    if let Some(text) = ["text", "msg", "message", "note"]
+    readable_text(body).map_or_else(|| preview(body), |text| truncate(text, PREVIEW_CHARS))
+}
+
+/// The first of the fields people put their words in, if the body has one.
+fn readable_text(body: &Value) -> Option<&str> {
+    ["text", "msg", "message", "note"]
         .iter()
         .find_map(|k| body.get(k).and_then(Value::as_str))
-    {
-        return truncate(text, PREVIEW_CHARS);
-    }
-    preview(body)
 }
 
 /// A task event: the task's id, then its title, note, reason and error where given.
@@ -134,27 +135,34 @@ fn task_row(task: &Value, now: f64) -> [String; 8] {
     ]
 }
 
+/// The units `age` shows, largest first, each with its length in seconds. Under a second
+/// matches none and still counts in seconds: `0s`.
+const AGE_UNITS: [(u64, &str); 4] = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+
 /// `42s`, `5m`, `3h`, `2d`: the largest whole unit.
 pub fn age(secs: f64) -> String {
     let secs = secs.max(0.0) as u64;
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m", secs / 60),
-        3600..86_400 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
+    let (size, unit) = AGE_UNITS
+        .iter()
+        .find(|(size, _)| secs >= *size)
+        .unwrap_or(&(1, "s"));
+    format!("{}{unit}", secs / size)
 }
 
 /// `worker.a  seen 3s ago  jobs,general  {"jobs":2}`
 pub fn agent(row: &Value) -> String {
     let name = row.get("agent_id").and_then(Value::as_str).unwrap_or("?");
-    let ago = row
-        .get("last_seen")
-        .and_then(Value::as_f64)
-        .map(|t| format!("seen {:.0}s ago", (now() - t).max(0.0)))
-        .unwrap_or_else(|| "seen ?".into());
+    let ago = seen_ago(row);
     let meta = row.get("meta").map(preview).unwrap_or_default();
     format!("{name}  {ago}  {}  {meta}", channel_list(row))
+}
+
+/// `seen 3s ago`, or `seen ?` when the row has no time.
+fn seen_ago(row: &Value) -> String {
+    row.get("last_seen")
+        .and_then(Value::as_f64)
+        .map(|t| format!("seen {:.0}s ago", (now() - t).max(0.0)))
+        .unwrap_or_else(|| "seen ?".into())
 }
 
 /// An agent's channels, comma-separated, or `-` for none.

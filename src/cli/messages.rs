@@ -92,12 +92,18 @@ pub struct HistoryArgs {
 
 pub fn history(client: &Client, args: HistoryArgs) -> Result<()> {
     let path = history_path(args.ch.as_deref());
+    let query = history_query(&args);
+    emit_envelopes(&client.get_text(&path, &query)?, args.pretty)
+}
+
+/// The options that narrow the history, as query parameters (those given).
+fn history_query(args: &HistoryArgs) -> Vec<(&'static str, String)> {
     let mut query = Vec::new();
     push_opt(&mut query, "n", args.n);
-    push_opt(&mut query, "since", args.since);
-    push_opt(&mut query, "before", args.before);
-    push_opt(&mut query, "type", args.kind);
-    emit_envelopes(&client.get_text(&path, &query)?, args.pretty)
+    push_opt(&mut query, "since", args.since.as_deref());
+    push_opt(&mut query, "before", args.before.as_deref());
+    push_opt(&mut query, "type", args.kind.as_deref());
+    query
 }
 
 #[cfg(test)]

@@ -72,11 +72,14 @@ fn connect(url: Option<String>, agent: Option<String>) -> client::Result<Client>
 fn exit_status(result: client::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("workshop: {e}");
-            e.exit_code()
-        }
+        Err(e) => report(e),
     }
+}
+
+/// The error on stderr, and the exit status it maps to.
+fn report(e: client::CliError) -> ExitCode {
+    eprintln!("workshop: {e}");
+    e.exit_code()
 }
 
 /// Runs one client command: each gets its clap arguments as they were parsed.

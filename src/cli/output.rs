@@ -10,13 +10,16 @@ use super::format;
 /// Prints one line to stdout. A closed pipe (`workshop tail | head`) ends the program
 /// quietly with status 0, as SIGPIPE would for a C tool.
 pub fn emit(line: &str) -> Result<()> {
-    let mut out = io::stdout().lock();
-    let result = writeln!(out, "{line}").and_then(|()| out.flush());
-    match result {
+    match write_line(line) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
         Err(e) => Err(e.into()),
     }
+}
+
+fn write_line(line: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush())
 }
 
 /// Prints one envelope line: as it came, or with `pretty` as one readable line (`colour`:

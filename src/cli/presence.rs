@@ -31,12 +31,16 @@ pub fn heartbeat(client: &Client, args: HeartbeatArgs) -> Result<()> {
 
 pub fn who(client: &Client, pretty: bool) -> Result<()> {
     let rows = client.get_json("/presence", &[])?;
-    let line = |row: &Value| match pretty {
+    let mut rows = rows.as_array().into_iter().flatten();
+    rows.try_for_each(|row| emit(&agent_line(row, pretty)))
+}
+
+/// One presence row: readable with `pretty`, else as the hub sent it.
+fn agent_line(row: &Value, pretty: bool) -> String {
+    match pretty {
         true => format::agent(row),
         false => row.to_string(),
-    };
-    let mut rows = rows.as_array().into_iter().flatten();
-    rows.try_for_each(|row| emit(&line(row)))
+    }
 }
 
 pub fn status(client: &Client) -> Result<()> {

@@ -85,11 +85,9 @@ fn announce(ctx: &Ctx) {
 
 /// Starts a named thread; false (and a note on stderr) when the system refuses.
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
-    match thread::Builder::new().name(name.into()).spawn(f) {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("workshop work: cannot start {name} thread: {e}");
-            false
-        }
-    }
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .inspect_err(|e| eprintln!("workshop work: cannot start {name} thread: {e}"))
+        .is_ok()
 }

@@ -1,6 +1,6 @@
 //! Hub outages, as every thread of the worker meets them: reported once when they start and
 //! once when they end, however long they last, and claim attempts spaced out meanwhile.
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Whether the hub answers, shared by every thread that talks to it: the first failure of an
@@ -11,8 +11,14 @@ pub struct HubState {
 }
 
 impl HubState {
+    /// When the outage began, if the hub is down. A thread that panicked holding it left
+    /// nothing half-written (one `Option`), so the poison is ignored.
+    fn down_since(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.down_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn failed(&self, doing: &str, error: &dyn std::fmt::Display) {
-        let mut down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+        let mut down = self.down_since();
         if down.is_none() {
             *down = Some(Instant::now());
             eprintln!("workshop work: hub unreachable ({doing}: {error}); retrying with backoff");
@@ -20,8 +26,7 @@ impl HubState {
     }
 
     pub fn answered(&self) {
-        let mut down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(since) = down.take() {
+        if let Some(since) = self.down_since().take() {
             eprintln!(
                 "workshop work: hub reconnected after {:.0} s",
                 since.elapsed().as_secs_f64()
