@@ -47,18 +47,18 @@ impl BlobStore {
     /// Streams `body` to disk while hashing it; refuses (413) past `limit` bytes and stores
     /// nothing then. Only a complete, synced file is renamed into place.
     pub fn put(&self, body: &mut dyn Read, limit: u64) -> Result<Stored, ApiError> {
-        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
-        let result = self.write_tmp(body, limit, &tmp_path);
-        let (hash, size) = match result {
-            Ok(written) => written,
-            Err(err) => {
-                let _ = fs::remove_file(&tmp_path);
-                return Err(err);
-            }
-        };
+        let tmp_path = self.new_tmp_path();
+        let (hash, size) = self.write_tmp(body, limit, &tmp_path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp_path);
+        })?;
         let new = self.install(&tmp_path, &hash)?;
         Ok(Stored { hash, size, new })
+    }
+
+    /// A temporary file name no other upload uses, in this process or another one.
+    fn new_tmp_path(&self) -> PathBuf {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{}-{n}.part", std::process::id()))
     }
 
     /// Renames the synced temporary file to its blob name, durably; whether it is new.
