@@ -9,13 +9,12 @@
 //! A server holds a shared `flock` on `DB_PATH.lock` while it runs; restore takes it
 //! exclusively, so it refuses while any server uses the target and no server starts while
 //! it runs. The kernel drops the lock when a process dies, so a crash leaves nothing stale.
-use crate::blobs::valid_hash;
+use crate::blobs::{copy_hashing, valid_hash};
 use crate::store::schema;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs::{self, File, TryLockError};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -364,28 +363,6 @@ fn check_hash(expected: Option<&str>, actual: &str) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
-}
-
-/// Copies `from` into the new file `to`, synced; returns the content's SHA-256 in hex.
-fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
-    let mut input = File::open(from)?;
-    let mut output = File::create(to)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-    }
-    output.sync_all()?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), String> {

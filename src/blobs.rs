@@ -141,6 +141,25 @@ fn stored_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Copies the blob file `from` into the new file `to`, synced; returns the content's SHA-256
+/// in hex (a backup's copy, checked against its name on restore).
+pub(crate) fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
+    let mut input = File::open(from)?;
+    let mut output = File::create(to)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+    }
+    output.sync_all()?;
+    Ok(hex(&hasher.finalize()))
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
