@@ -9,13 +9,12 @@
 //! A server holds a shared `flock` on `DB_PATH.lock` while it runs; restore takes it
 //! exclusively, so it refuses while any server uses the target and no server starts while
 //! it runs. The kernel drops the lock when a process dies, so a crash leaves nothing stale.
-use crate::blobs::valid_hash;
+use crate::blobs::{copy_hashing, valid_hash};
 use crate::store::schema;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs::{self, File, TryLockError};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,13 +57,18 @@ impl Manifest {
 /// Marks `db` as in use by a server for as long as the returned file stays open.
 pub fn mark_in_use(db: &Path) -> Result<File, String> {
     let lock = open_lock(db)?;
-    match lock.try_lock_shared() {
-        Ok(()) => Ok(lock),
-        Err(TryLockError::WouldBlock) => Err(format!(
-            "a restore into {} is running; start the server once it is done",
-            db.display()
-        )),
-        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path(db).display())),
+    let shown = db.display();
+    let busy = || format!("a restore into {shown} is running; start the server once it is done");
+    lock.try_lock_shared()
+        .map_err(|e| lock_error(db, e, busy))?;
+    Ok(lock)
+}
+
+/// Why `db`'s lock was not taken: the `busy` message when another process holds it.
+fn lock_error(db: &Path, err: TryLockError, busy: impl FnOnce() -> String) -> String {
+    match err {
+        TryLockError::WouldBlock => busy(),
+        TryLockError::Error(e) => format!("cannot lock {}: {e}", lock_path(db).display()),
     }
 }
 
@@ -123,29 +127,36 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
 
 /// Installs the backup in `dir` as the database `db` and blobs `blobs`, after checking it.
 pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> {
+    let (manifest, copy) = checked_backup(dir)?;
+    let _lock = lock_exclusively(db)?;
+    // Blobs first: the restored database must never name a blob that is not there yet.
+    restore_blobs(&dir.join(BLOBS), blobs)?;
+    install_database(&copy, db)?;
+    Ok(manifest)
+}
+
+/// The manifest of the backup in `dir` and its database copy, checked against each other.
+fn checked_backup(dir: &Path) -> Result<(Manifest, PathBuf), String> {
     let manifest = read_manifest(dir)?;
     let copy = dir.join(DB_FILE);
     check_copy(&copy, &manifest)?;
-    let lock = lock_exclusively(db)?;
-    // Blobs first: the restored database must never name a blob that is not there yet.
+    Ok((manifest, copy))
+}
+
+/// Copies the backup's blobs into `blobs`, each verified against its name.
+fn restore_blobs(from: &Path, blobs: &Path) -> Result<(), String> {
     fs::create_dir_all(blobs).map_err(|e| format!("cannot create {}: {e}", blobs.display()))?;
-    copy_missing_blobs(&dir.join(BLOBS), blobs, true)?;
-    install_database(&copy, db)?;
-    drop(lock);
-    Ok(manifest)
+    copy_missing_blobs(from, blobs, true)?;
+    Ok(())
 }
 
 /// Takes `db`'s lock exclusively: no server uses it, and none starts until it is dropped.
 fn lock_exclusively(db: &Path) -> Result<File, String> {
     let lock = open_lock(db)?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(TryLockError::WouldBlock) => Err(format!(
-            "a server is using {}: stop it before restoring",
-            db.display()
-        )),
-        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path(db).display())),
-    }
+    let shown = db.display();
+    let busy = || format!("a server is using {shown}: stop it before restoring");
+    lock.try_lock().map_err(|e| lock_error(db, e, busy))?;
+    Ok(lock)
 }
 
 /// Replaces the database `db` with the checked `copy`.
@@ -341,49 +352,34 @@ fn copy_if_missing(from: &Path, to: &Path, name: &str, verify: bool) -> Result<(
 
 fn copy_blob(from: &Path, to: &Path, expected: Option<&str>) -> Result<(), String> {
     let actual = copy_hashing(from, to).map_err(|e| e.to_string())?;
+    check_hash(expected, &actual)
+}
+
+/// A copied blob's content must hash to its `expected` name, when one is given.
+fn check_hash(expected: Option<&str>, actual: &str) -> Result<(), String> {
     match expected {
-        Some(name) if name.strip_prefix("sha256:") != Some(actual.as_str()) => Err(format!(
+        Some(name) if name.strip_prefix("sha256:") != Some(actual) => Err(format!(
             "its content hashes to sha256:{actual}: the backup is damaged"
         )),
         _ => Ok(()),
     }
 }
 
-/// Copies `from` into the new file `to`, synced; returns the content's SHA-256 in hex.
-fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
-    let mut input = File::open(from)?;
-    let mut output = File::create(to)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-    }
-    output.sync_all()?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), String> {
     let path = dir.join(MANIFEST);
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| e.to_string())? + "\n";
+    replace_manifest(dir, &path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes `text` as the manifest at `path` in `dir` durably: a reader sees the old file or
+/// the whole new one, never a part.
+fn replace_manifest(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
     let part = dir.join(format!("{MANIFEST}.part"));
-    let text = serde_json::to_string_pretty(manifest).map_err(|e| e.to_string())?;
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&part)?;
-        file.write_all(text.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        fs::rename(&part, &path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let mut file = File::create(&part)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&part, path)?;
+    File::open(dir)?.sync_all()
 }
 
 fn remove_if_present(path: &Path) -> Result<(), String> {

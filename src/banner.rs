@@ -34,13 +34,19 @@ fn retention(days: u64) -> String {
 
 /// The UI at each URL, then how to watch the stream at the first.
 fn url_lines(urls: &[String]) -> String {
+    let mut out = ui_lines(urls);
+    if let Some(first) = urls.first() {
+        out.push_str(&format!("  stream:    curl -N {first}/\n"));
+    }
+    out
+}
+
+/// A line for the UI at each URL, labelled once.
+fn ui_lines(urls: &[String]) -> String {
     let mut out = String::new();
     for (i, url) in urls.iter().enumerate() {
         let label = if i == 0 { "ui:" } else { "" };
         out.push_str(&format!("  {label:<10} {url}/ui\n"));
-    }
-    if let Some(first) = urls.first() {
-        out.push_str(&format!("  stream:    curl -N {first}/\n"));
     }
     out
 }

@@ -47,18 +47,18 @@ impl BlobStore {
     /// Streams `body` to disk while hashing it; refuses (413) past `limit` bytes and stores
     /// nothing then. Only a complete, synced file is renamed into place.
     pub fn put(&self, body: &mut dyn Read, limit: u64) -> Result<Stored, ApiError> {
-        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
-        let result = self.write_tmp(body, limit, &tmp_path);
-        let (hash, size) = match result {
-            Ok(written) => written,
-            Err(err) => {
-                let _ = fs::remove_file(&tmp_path);
-                return Err(err);
-            }
-        };
+        let tmp_path = self.new_tmp_path();
+        let (hash, size) = self.write_tmp(body, limit, &tmp_path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp_path);
+        })?;
         let new = self.install(&tmp_path, &hash)?;
         Ok(Stored { hash, size, new })
+    }
+
+    /// A temporary file name no other upload uses, in this process or another one.
+    fn new_tmp_path(&self) -> PathBuf {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{}-{n}.part", std::process::id()))
     }
 
     /// Renames the synced temporary file to its blob name, durably; whether it is new.
@@ -139,6 +139,25 @@ fn stored_bytes(dir: &Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// Copies the blob file `from` into the new file `to`, synced; returns the content's SHA-256
+/// in hex (a backup's copy, checked against its name on restore).
+pub(crate) fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
+    let mut input = File::open(from)?;
+    let mut output = File::create(to)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+    }
+    output.sync_all()?;
+    Ok(hex(&hasher.finalize()))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -1,5 +1,6 @@
 //! `ApiError`: every failure a request can meet, with its HTTP status, in one place; and
 //! `Fault`, what went wrong with storage, in words rather than statuses.
+use rusqlite::ErrorCode;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +70,15 @@ pub enum Fault {
 impl Fault {
     /// SQLite's messages may name the database file: they go to the log, never to a client.
     pub fn of_sqlite(err: &rusqlite::Error) -> Fault {
-        use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
         eprintln!("workshop: database error: {err}");
-        match err.sqlite_error_code() {
-            Some(DiskFull) => Fault::DiskFull,
-            Some(ReadOnly) | Some(SystemIoFailure) => Fault::Unavailable,
-            Some(CannotOpen) => Fault::Busy,
+        Fault::of_sqlite_code(err.sqlite_error_code())
+    }
+
+    fn of_sqlite_code(code: Option<ErrorCode>) -> Fault {
+        match code {
+            Some(ErrorCode::DiskFull) => Fault::DiskFull,
+            Some(ErrorCode::ReadOnly | ErrorCode::SystemIoFailure) => Fault::Unavailable,
+            Some(ErrorCode::CannotOpen) => Fault::Busy,
             _ => Fault::Internal,
         }
     }
@@ -107,16 +111,18 @@ impl From<rusqlite::Error> for ApiError {
     }
 }
 
+/// Storage that refuses writes; unlike `Fault::Unavailable` the OS error is shown.
+fn storage_unavailable(err: &std::io::Error) -> ApiError {
+    ApiError::insufficient_storage(format!("storage unavailable: {err}"))
+}
+
+/// Out of descriptors (EMFILE, ENFILE) is the same "busy" as a database that cannot be opened.
 impl From<std::io::Error> for ApiError {
     fn from(err: std::io::Error) -> ApiError {
         match err.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ApiError::from(Fault::DiskFull),
-            Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
-                ApiError::insufficient_storage(format!("storage unavailable: {err}"))
-            }
-            Some(libc::EMFILE) | Some(libc::ENFILE) => {
-                ApiError::unavailable("the server is busy; try again shortly")
-            }
+            Some(libc::ENOSPC | libc::EDQUOT) => ApiError::from(Fault::DiskFull),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM) => storage_unavailable(&err),
+            Some(libc::EMFILE | libc::ENFILE) => ApiError::from(Fault::Busy),
             _ => ApiError::internal(format!("i/o error: {err}")),
         }
     }

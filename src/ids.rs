@@ -17,17 +17,19 @@ impl IdGen {
 
     pub fn next_id(&mut self) -> Ulid {
         let candidate = Ulid::generate();
-        let id = if candidate > self.last {
-            candidate
-        } else {
-            // Same millisecond (or a clock step back): count up from the last id.
-            self.last
-                .increment()
-                .unwrap_or_else(|_| Ulid::from_parts(self.last.timestamp_ms() + 1, 0))
+        self.last = match candidate > self.last {
+            true => candidate,
+            false => successor(self.last),
         };
-        self.last = id;
-        id
+        self.last
     }
+}
+
+/// The id right after `last`, for a new id in the same millisecond (or after the clock
+/// stepped back): counts up from it.
+fn successor(last: Ulid) -> Ulid {
+    last.increment()
+        .unwrap_or_else(|_| Ulid::from_parts(last.timestamp_ms() + 1, 0))
 }
 
 /// Parses a client-supplied id (`since`, `before`, `Last-Event-ID`, a task id).

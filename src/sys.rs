@@ -40,22 +40,18 @@ const LISTEN_BACKLOG: libc::c_int = 4096;
 /// and deepens its accept queue.
 pub fn configure_listener(listener: &TcpListener, read: Duration, write: Duration) {
     let fd = listener.as_raw_fd();
+    deepen_backlog(fd);
+    set_timeout(fd, libc::SO_RCVTIMEO, read);
+    set_timeout(fd, libc::SO_SNDTIMEO, write);
+    let on: libc::c_int = 1;
+    set_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &on);
+}
+
+/// Resizes the accept queue of the listening socket `fd` to `LISTEN_BACKLOG`.
+fn deepen_backlog(fd: libc::c_int) {
     // SAFETY: fd is a bound, listening socket we own; listening again only resizes its queue.
     unsafe {
         libc::listen(fd, LISTEN_BACKLOG);
-    }
-    set_timeout(fd, libc::SO_RCVTIMEO, read);
-    set_timeout(fd, libc::SO_SNDTIMEO, write);
-    let one: libc::c_int = 1;
-    // SAFETY: fd is a valid socket we own; the option value is a c_int on our stack.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }
 
@@ -64,14 +60,20 @@ fn set_timeout(fd: libc::c_int, option: libc::c_int, timeout: Duration) {
         tv_sec: timeout.as_secs() as _,
         tv_usec: timeout.subsec_micros() as _,
     };
-    // SAFETY: fd is a valid socket we own; the option value is a timeval on our stack.
+    set_option(fd, libc::SOL_SOCKET, option, &tv);
+}
+
+/// Sets a socket option whose value is a `T` (a `c_int`, a `timeval`), ignoring failure.
+fn set_option<T>(fd: libc::c_int, level: libc::c_int, option: libc::c_int, value: &T) {
+    // SAFETY: fd is a valid socket we own; the option value is a live `T` we borrow, and
+    // the length passed is its size.
     unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
+            level,
             option,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The browser settings (`WORKSHOP_HOSTNAMES`, `WORKSHOP_CORS_ORIGINS`), parsed once at
 //! start-up; `crate::browser` applies them to each request.
+use super::must_be;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Who may use the hub cross-origin, from `WORKSHOP_CORS_ORIGINS`.
@@ -38,14 +39,17 @@ impl Policy {
             return false;
         };
         let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-        name == "localhost"
-            || name.parse::<Ipv4Addr>().is_ok()
-            || name
-                .strip_prefix('[')
-                .and_then(|n| n.strip_suffix(']'))
-                .is_some_and(|n| n.parse::<Ipv6Addr>().is_ok())
-            || self.hostnames.contains(&name)
+        name == "localhost" || is_ip_literal(&name) || self.hostnames.contains(&name)
     }
+}
+
+/// An IPv4 address, or an IPv6 one in brackets, as a `Host` header names them.
+fn is_ip_literal(name: &str) -> bool {
+    name.parse::<Ipv4Addr>().is_ok()
+        || name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|n| n.parse::<Ipv6Addr>().is_ok())
 }
 
 /// The host part of a `Host` header (port removed; IPv6 keeps its brackets), if well formed.
@@ -72,16 +76,21 @@ pub fn parse_hostnames(raw: &str) -> Result<Vec<String>, String> {
 /// One host name, lowercase and without a trailing dot.
 fn parse_hostname(item: &str) -> Result<String, String> {
     let name = item.strip_suffix('.').unwrap_or(item).to_ascii_lowercase();
+    match is_hostname(&name) {
+        true => Ok(name),
+        false => Err(must_be("WORKSHOP_HOSTNAMES", HOSTNAMES_FORM, item)),
+    }
+}
+
+const HOSTNAMES_FORM: &str =
+    "comma-separated host names like hub,hub.tail1234.ts.net (no scheme, no port)";
+
+/// Letters, digits, dots and hyphens: no scheme, port or path.
+fn is_hostname(name: &str) -> bool {
     let valid = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    match valid && !name.is_empty() {
-        true => Ok(name),
-        false => Err(format!(
-            "WORKSHOP_HOSTNAMES must be comma-separated host names like hub,hub.tail1234.ts.net \
-             (no scheme, no port), got {item:?}"
-        )),
-    }
+    valid && !name.is_empty()
 }
 
 /// `WORKSHOP_CORS_ORIGINS`: `*`, or comma-separated origins `http[s]://host[:port]`.
@@ -107,16 +116,20 @@ pub fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, String> {
 /// One origin, `http[s]://host[:port]`, lowercase and without a trailing slash.
 fn parse_origin(item: &str) -> Result<String, String> {
     let origin = item.strip_suffix('/').unwrap_or(item).to_ascii_lowercase();
+    match is_origin(&origin) {
+        true => Ok(origin),
+        false => Err(must_be("WORKSHOP_CORS_ORIGINS", ORIGINS_FORM, item)),
+    }
+}
+
+const ORIGINS_FORM: &str = "* or comma-separated origins like http://host:port";
+
+/// `http[s]://` and a host with an optional port, nothing after it.
+fn is_origin(origin: &str) -> bool {
     let authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
-    match authority.is_some_and(|a| host_name(a).is_some() && !a.contains(['/', '?', '#', '@'])) {
-        true => Ok(origin),
-        false => Err(format!(
-            "WORKSHOP_CORS_ORIGINS must be * or comma-separated origins like \
-             http://host:port, got {item:?}"
-        )),
-    }
+    authority.is_some_and(|a| host_name(a).is_some() && !a.contains(['/', '?', '#', '@']))
 }
 
 #[cfg(test)]

@@ -69,16 +69,14 @@ fn parse_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, Strin
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| format!("HOST must be an address to listen on, got {host:?}"))
+        .ok_or_else(|| must_be("HOST", "an address to listen on", &host))
 }
 
 fn parse_verbose(raw: Option<String>) -> Result<bool, String> {
     match raw.as_deref() {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") => Ok(true),
-        Some(other) => Err(format!(
-            "WORKSHOP_VERBOSE must be true or false, got {other:?}"
-        )),
+        Some(other) => Err(must_be("WORKSHOP_VERBOSE", "true or false", other)),
     }
 }
 
@@ -95,9 +93,14 @@ fn parse_rate(raw: Option<String>) -> Result<f64, String> {
         .parse::<f64>()
         .ok()
         .filter(|rate| rate.is_finite() && *rate >= 0.0)
-        .ok_or_else(|| {
-            format!("WORKSHOP_RATE must be messages per second, 0 or more (0: off), got {raw:?}")
-        })
+        .ok_or_else(|| must_be("WORKSHOP_RATE", RATE_FORM, &raw))
+}
+
+const RATE_FORM: &str = "messages per second, 0 or more (0: off)";
+
+/// A configuration error: the variable, the form it takes, and the value it got instead.
+fn must_be(key: &str, form: &str, got: &str) -> String {
+    format!("{key} must be {form}, got {got:?}")
 }
 
 fn parse_number<T: std::str::FromStr + std::fmt::Display>(
