@@ -1,4 +1,5 @@
-//! The few operating-system calls std does not offer (`setrlimit`, `setsockopt`, `listen`, `getifaddrs`);
+//! The few operating-system calls std does not offer (`setrlimit`, `setsockopt`, `listen`,
+//! `getifaddrs`);
 //! with `cli::signal`, one of the two modules allowed `unsafe`.
 #![allow(unsafe_code)] // each call below is a plain libc call on values we own; see SAFETY notes
 
