@@ -10,19 +10,6 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-fn keyed_post(s: &Server, path: &str, key: &str, body: &Value) -> Response {
-    request(
-        s.port,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/json"),
-            ("Idempotency-Key", key),
-        ],
-        body.to_string().as_bytes(),
-    )
-}
-
 fn ids_of(messages: &[Value]) -> Vec<&str> {
     messages.iter().map(|m| m["id"].as_str().unwrap()).collect()
 }
@@ -33,9 +20,9 @@ fn ids_of(messages: &[Value]) -> Vec<&str> {
 fn a_repeated_publish_answers_the_first_reply_and_stores_nothing() {
     let s = Server::start();
     let body = json!({"from": "a", "type": "msg.text", "body": {"n": 1}});
-    let first = keyed_post(&s, "/ch/general", "k-1", &body);
+    let first = s.post_keyed("/ch/general", "k-1", &body);
     assert_eq!(first.status, 201, "{}", first.text());
-    let again = keyed_post(&s, "/ch/general", "k-1", &body);
+    let again = s.post_keyed("/ch/general", "k-1", &body);
     assert_eq!(again.status, 201);
     assert_eq!(again.json(), first.json(), "same id and ts");
     assert_eq!(s.history("/ch/general/history").len(), 1);
@@ -43,20 +30,20 @@ fn a_repeated_publish_answers_the_first_reply_and_stores_nothing() {
     // The key is remembered in the database, not in memory: a restart changes nothing.
     let mut s = s;
     s.restart();
-    let after_restart = keyed_post(&s, "/ch/general", "k-1", &body);
+    let after_restart = s.post_keyed("/ch/general", "k-1", &body);
     assert_eq!(after_restart.json(), first.json());
     assert_eq!(s.history("/ch/general/history").len(), 1);
     // Without the header, or with another key, every request stores.
     assert_eq!(s.post_json("/ch/general", body.clone()).status, 201);
-    assert_eq!(keyed_post(&s, "/ch/general", "k-2", &body).status, 201);
+    assert_eq!(s.post_keyed("/ch/general", "k-2", &body).status, 201);
     assert_eq!(s.history("/ch/general/history").len(), 3);
 }
 
 #[test]
 fn a_key_is_per_sender() {
     let s = Server::start();
-    let a = keyed_post(&s, "/ch/c", "shared", &json!({"from": "a", "type": "t"}));
-    let b = keyed_post(&s, "/ch/c", "shared", &json!({"from": "b", "type": "t"}));
+    let a = s.post_keyed("/ch/c", "shared", &json!({"from": "a", "type": "t"}));
+    let b = s.post_keyed("/ch/c", "shared", &json!({"from": "b", "type": "t"}));
     assert_eq!((a.status, b.status), (201, 201));
     assert_ne!(a.json()["id"], b.json()["id"]);
     assert_eq!(s.history("/ch/c/history").len(), 2);
@@ -66,15 +53,15 @@ fn a_key_is_per_sender() {
 fn the_same_key_with_another_request_is_422_and_changes_nothing() {
     let s = Server::start();
     let body = json!({"from": "a", "type": "t", "body": {"n": 1}});
-    assert_eq!(keyed_post(&s, "/ch/c", "k", &body).status, 201);
+    assert_eq!(s.post_keyed("/ch/c", "k", &body).status, 201);
     let other_body = json!({"from": "a", "type": "t", "body": {"n": 2}});
-    let r = keyed_post(&s, "/ch/c", "k", &other_body);
+    let r = s.post_keyed("/ch/c", "k", &other_body);
     assert_eq!(r.status, 422, "{}", r.text());
     assert!(r.error().contains("different request"), "{}", r.text());
     // Another channel is another request too.
-    assert_eq!(keyed_post(&s, "/ch/d", "k", &body).status, 422);
+    assert_eq!(s.post_keyed("/ch/d", "k", &body).status, 422);
     let task = json!({"from": "a", "title": "x"});
-    assert_eq!(keyed_post(&s, "/tasks", "k", &task).status, 422);
+    assert_eq!(s.post_keyed("/tasks", "k", &task).status, 422);
     assert_eq!(s.status()["messages"], 1);
     assert_eq!(s.status()["tasks"], 0);
     // The same JSON object with its keys in another order is the same request.
@@ -100,7 +87,7 @@ fn fifty_concurrent_repeats_of_one_key_store_exactly_one_message() {
             let (s, body, start) = (s.clone(), body.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
-                keyed_post(&s, "/ch/race", "once", &body)
+                s.post_keyed("/ch/race", "once", &body)
             })
         })
         .collect::<Vec<_>>()
@@ -121,9 +108,9 @@ fn fifty_concurrent_repeats_of_one_key_store_exactly_one_message() {
 fn a_repeated_task_create_answers_the_first_task_id() {
     let s = Server::start();
     let task = json!({"from": "boss", "title": "resize", "ch": "jobs"});
-    let first = keyed_post(&s, "/tasks", "t-1", &task);
+    let first = s.post_keyed("/tasks", "t-1", &task);
     assert_eq!(first.status, 201, "{}", first.text());
-    let again = keyed_post(&s, "/tasks", "t-1", &task);
+    let again = s.post_keyed("/tasks", "t-1", &task);
     assert_eq!((again.status, again.json()), (201, first.json()));
     assert_eq!(s.get("/tasks").json().as_array().unwrap().len(), 1);
     let announced = s.history("/ch/jobs/history?type=task.created");
@@ -137,15 +124,15 @@ fn a_refused_request_is_not_remembered() {
     let done = json!({"from": "w", "result": {"ok": true}});
     let path = format!("/tasks/{id}/done");
     // Not claimed yet: 409, and the key stays unused ...
-    assert_eq!(keyed_post(&s, &path, "done-1", &done).status, 409);
+    assert_eq!(s.post_keyed(&path, "done-1", &done).status, 409);
     assert_eq!(
         s.task_action(&id, "claim", json!({"from": "w"})).status,
         200
     );
     // ... so the retry runs for real, and a repeat of it answers its reply.
-    let first = keyed_post(&s, &path, "done-1", &done);
+    let first = s.post_keyed(&path, "done-1", &done);
     assert_eq!(first.status, 200, "{}", first.text());
-    let again = keyed_post(&s, &path, "done-1", &done);
+    let again = s.post_keyed(&path, "done-1", &done);
     assert_eq!((again.status, again.json()), (200, first.json()));
     assert_eq!(s.history("/ch/tasks/history?type=task.done").len(), 1);
 }
@@ -160,16 +147,16 @@ fn bad_keys_are_refused_and_store_nothing() {
         "tab\there".to_string(),
         "del\u{7f}".to_string(),
     ] {
-        let r = keyed_post(&s, "/ch/c", &bad, &body);
+        let r = s.post_keyed("/ch/c", &bad, &body);
         assert_eq!(r.status, 400, "{bad:?}: {}", r.text());
         assert!(r.error().contains("Idempotency-Key"), "{}", r.text());
     }
-    let empty = keyed_post(&s, "/ch/c", "", &body);
+    let empty = s.post_keyed("/ch/c", "", &body);
     assert_eq!(empty.status, 400, "{}", empty.text());
     assert_eq!(s.status()["messages"], 0);
     // The longest key is fine. (That an allowed origin's preflight lists the header is
     // tests/browser_rules.rs `cors_is_opt_in_by_origin`.)
-    assert_eq!(keyed_post(&s, "/ch/c", &"x".repeat(128), &body).status, 201);
+    assert_eq!(s.post_keyed("/ch/c", &"x".repeat(128), &body).status, 201);
 }
 
 // ---- 2. replay gaps ----

@@ -3,21 +3,8 @@
 //! and neither spends a token nor counts as throttled. Real server, real sockets.
 mod common;
 
-use common::{Response, Server, request};
-use serde_json::{Value, json};
-
-fn keyed_post(s: &Server, path: &str, key: &str, body: &Value) -> Response {
-    request(
-        s.port,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/json"),
-            ("Idempotency-Key", key),
-        ],
-        body.to_string().as_bytes(),
-    )
-}
+use common::Server;
+use serde_json::json;
 
 /// The value of one sample line of the exposition, e.g. `workshop_throttled_total{...}`.
 fn sample(s: &Server, line_start: &str) -> f64 {
@@ -34,24 +21,24 @@ fn a_retry_of_a_committed_keyed_request_answers_the_first_reply_under_the_loop_g
     let s = Server::start_with(&[("WORKSHOP_RATE", "0.01")]);
 
     let message = json!({"from": "agent.a", "type": "chatter", "body": {"n": 1}});
-    let first = keyed_post(&s, "/ch/loop", "pub-1", &message);
+    let first = s.post_keyed("/ch/loop", "pub-1", &message);
     assert_eq!(first.status, 201, "{}", first.text());
     for _ in 0..3 {
-        let again = keyed_post(&s, "/ch/loop", "pub-1", &message);
+        let again = s.post_keyed("/ch/loop", "pub-1", &message);
         assert_eq!(again.status, 201, "{}", again.text());
         assert_eq!(again.json(), first.json(), "the first reply");
     }
     // The sender's one token is spent on the first request: anything new is refused.
     assert_eq!(s.post_json("/ch/loop", message.clone()).status, 429);
-    assert_eq!(keyed_post(&s, "/ch/loop", "pub-2", &message).status, 429);
+    assert_eq!(s.post_keyed("/ch/loop", "pub-2", &message).status, 429);
     // A key reused for another request is still 422 (not a way around the guard).
     let other = json!({"from": "agent.a", "type": "chatter", "body": {"n": 2}});
-    assert_eq!(keyed_post(&s, "/ch/loop", "pub-1", &other).status, 422);
+    assert_eq!(s.post_keyed("/ch/loop", "pub-1", &other).status, 422);
 
     let task = json!({"from": "agent.b", "title": "once", "ch": "loop"});
-    let created = keyed_post(&s, "/tasks", "task-1", &task);
+    let created = s.post_keyed("/tasks", "task-1", &task);
     assert_eq!(created.status, 201, "{}", created.text());
-    let again = keyed_post(&s, "/tasks", "task-1", &task);
+    let again = s.post_keyed("/tasks", "task-1", &task);
     assert_eq!(again.status, 201, "{}", again.text());
     assert_eq!(again.json(), created.json(), "the first reply");
     assert_eq!(s.post_json("/tasks", task).status, 429);

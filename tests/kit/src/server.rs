@@ -306,6 +306,21 @@ impl Server {
         self.post(path, &body.to_string())
     }
 
+    /// A JSON POST under an `Idempotency-Key`.
+    pub fn post_keyed(&self, path: &str, key: &str, body: &Value) -> Response {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key),
+        ];
+        request(
+            self.port,
+            "POST",
+            path,
+            &headers,
+            body.to_string().as_bytes(),
+        )
+    }
+
     /// GET /status, which must answer.
     pub fn status(&self) -> Value {
         let r = self.get("/status");
