@@ -30,12 +30,24 @@ enum Source {
     Ids,
 }
 
+impl Source {
+    /// How to fetch the batches of `query`'s index: by id when it filters by type, since a
+    /// range would be walked row by row (or, in a channel, its types found again) only to
+    /// select ids the index already lists.
+    fn of(query: &MessageQuery) -> Source {
+        match query.type_prefix {
+            Some(_) => Source::Ids,
+            None => Source::Range(query.clone()),
+        }
+    }
+}
+
 impl Messages {
     /// Runs the query now (ids and sizes only), so that a failure is known before the first
     /// byte of an answer is sent.
     pub fn select(reader: Reader, query: &MessageQuery) -> Result<Messages, StoreError> {
         let index = reader.read(|conn| read::message_index(conn, query))?;
-        Ok(Messages::new(reader, Source::Range(query.clone()), index))
+        Ok(Messages::new(reader, Source::of(query), index))
     }
 
     /// The messages of an index already selected (`(id, octet_length(envelope))`), in its
