@@ -2048,29 +2048,16 @@ fn search(settings: &Settings, flavor: &Flavor, table: &mut Table) {
     // `workshop backup` of this database while the server runs, then `workshop restore` of
     // it into a fresh place once it has stopped.
     let backup_dir = dir.path().join("backup");
-    let (secs, hwm) = run_cli(
-        flavor,
-        &["backup".as_ref(), backup_dir.as_os_str()],
-        &dir.path().join("w.db"),
-        &dir.path().join("blobs"),
-    );
-    table.info(
-        S,
-        "`workshop backup` of this database, server running",
-        format!("{secs:.1} s, peak RSS {}", mib(hwm)),
-    );
+    let mut timed = |verb: &str, db: &str, blobs: &str, what: &str| {
+        let args = [verb.as_ref(), backup_dir.as_os_str()];
+        let (secs, hwm) = run_cli(flavor, &args, &dir.path().join(db), &dir.path().join(blobs));
+        table.info(S, what, format!("{secs:.1} s, peak RSS {}", mib(hwm)));
+    };
+    let what = "`workshop backup` of this database, server running";
+    timed("backup", "w.db", "blobs", what);
     server.stop();
-    let (secs, hwm) = run_cli(
-        flavor,
-        &["restore".as_ref(), backup_dir.as_os_str()],
-        &dir.path().join("restored.db"),
-        &dir.path().join("restored-blobs"),
-    );
-    table.info(
-        S,
-        "`workshop restore` of that backup (integrity check included)",
-        format!("{secs:.1} s, peak RSS {}", mib(hwm)),
-    );
+    let what = "`workshop restore` of that backup (integrity check included)";
+    timed("restore", "restored.db", "restored-blobs", what);
     finish_dir(settings, dir);
 }
 

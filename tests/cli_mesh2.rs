@@ -17,6 +17,15 @@ fn live_locks(hub: &Server) -> Vec<Value> {
     hub.get("/locks").json().as_array().unwrap().clone()
 }
 
+/// `lock deploy --ttl TTL -- sh -c '…sleep 600'` as ME, once CMD has started.
+fn lock_around_a_sleep(hub: &Server, ttl: &str) -> cli_support::Background {
+    let cmd = ["sh", "-c", "echo started; exec sleep 600"];
+    let args = [&["lock", "deploy", "--ttl", ttl, "--"][..], &cmd].concat();
+    let run = hub.spawn(ME, &args, &[]);
+    assert_eq!(run.take_lines(1), ["started"]);
+    run
+}
+
 #[test]
 fn new_subcommands_have_help_with_an_example() {
     let hub = Server::start();
@@ -181,21 +190,7 @@ fn lock_with_a_command_does_not_run_it_when_the_lock_is_held() {
 #[test]
 fn a_stopped_lock_command_stops_cmd_and_releases() {
     let hub = Server::start();
-    let mut run = hub.spawn(
-        ME,
-        &[
-            "lock",
-            "deploy",
-            "--ttl",
-            "60",
-            "--",
-            "sh",
-            "-c",
-            "echo started; exec sleep 600",
-        ],
-        &[],
-    );
-    assert_eq!(run.take_lines(1), ["started"]);
+    let mut run = lock_around_a_sleep(&hub, "60");
     assert_eq!(live_locks(&hub).len(), 1);
     let code = run.terminate();
     assert_eq!(code, Some(128 + 15), "CMD was ended by SIGTERM");
@@ -209,21 +204,7 @@ fn a_stopped_lock_command_stops_cmd_and_releases() {
 #[test]
 fn a_lock_lost_while_cmd_runs_stops_cmd() {
     let hub = Server::start();
-    let mut run = hub.spawn(
-        ME,
-        &[
-            "lock",
-            "deploy",
-            "--ttl",
-            "3",
-            "--",
-            "sh",
-            "-c",
-            "echo started; exec sleep 600",
-        ],
-        &[],
-    );
-    assert_eq!(run.take_lines(1), ["started"]);
+    let mut run = lock_around_a_sleep(&hub, "3");
     hub.ok(ME, &["unlock", "deploy"]);
     // A renewal landing between the unlock and bob's lock takes it afresh; that renewal
     // finds it was lost (it had to take it anew), stops CMD and releases: bob then gets it.
@@ -250,21 +231,7 @@ fn a_lock_lost_while_cmd_runs_stops_cmd() {
 #[test]
 fn a_lock_not_renewed_for_its_ttl_stops_cmd() {
     let mut hub = Server::start();
-    let mut run = hub.spawn(
-        ME,
-        &[
-            "lock",
-            "deploy",
-            "--ttl",
-            "2",
-            "--",
-            "sh",
-            "-c",
-            "echo started; exec sleep 600",
-        ],
-        &[],
-    );
-    assert_eq!(run.take_lines(1), ["started"]);
+    let mut run = lock_around_a_sleep(&hub, "2");
     hub.stop();
     let status = run.wait();
     assert_eq!(status.code(), Some(4));

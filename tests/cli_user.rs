@@ -99,6 +99,17 @@ fn work_json_and_quiet_are_for_scripts() {
     );
 }
 
+/// Shell that writes its own pid to `pidfile` whole (via a rename), for `saved_pid`.
+fn save_pid(pidfile: &Path) -> String {
+    format!("echo $$ > {0}.tmp && mv {0}.tmp {0}", pidfile.display())
+}
+
+/// The pid `save_pid` wrote, once it has.
+fn saved_pid(pidfile: &Path, what: &str) -> String {
+    let pid = poll(what, || std::fs::read_to_string(pidfile).ok());
+    pid.trim().to_string()
+}
+
 /// `work --json | head -1`: once stdout is closed, the worker stops the way a first Ctrl-C
 /// does (commands stopped, tasks abandoned). It used to exit on the spot, leaving the other
 /// commands running, their tasks claimed by a worker that was gone.
@@ -110,8 +121,8 @@ fn work_json_into_a_closed_pipe_stops_gracefully() {
         hub.dir.path(),
         "handle.sh",
         &format!(
-            "case \"$(cat)\" in\n  *'\"title\":\"slow\"'*) echo $$ > {0}.tmp && mv {0}.tmp {0}; exec sleep 300 ;;\nesac\necho '{{}}'\n",
-            pidfile.display()
+            "case \"$(cat)\" in\n  *'\"title\":\"slow\"'*) {}; exec sleep 300 ;;\nesac\necho '{{}}'\n",
+            save_pid(&pidfile)
         ),
     );
     let slow = hub.ok(ME, &["task", "create", "slow"]);
@@ -137,10 +148,7 @@ fn work_json_into_a_closed_pipe_stops_gracefully() {
         child,
         lines: std::sync::mpsc::channel().1,
     };
-    let pid = poll("the slow command to start", || {
-        std::fs::read_to_string(&pidfile).ok()
-    });
-    let pid = pid.trim().to_string();
+    let pid = saved_pid(&pidfile, "the slow command to start");
     hub.ok(ME, &["task", "create", "quick"]);
     assert_eq!(worker.wait().code(), Some(0));
     assert!(!pid_alive(&pid), "the slow command was left running");
@@ -228,17 +236,14 @@ fn a_second_signal_kills_the_command_and_exits_130() {
         hub.dir.path(),
         "stubborn.sh",
         &format!(
-            "trap '' TERM\necho $$ > {}.tmp && mv {0}.tmp {0}\nwhile :; do sleep 1; done\n",
-            pidfile.display()
+            "trap '' TERM\n{}\nwhile :; do sleep 1; done\n",
+            save_pid(&pidfile)
         ),
     );
     let id = hub.ok(ME, &["task", "create", "stubborn"]);
     let args = ["work", "--grace", "600", "--", stubborn.to_str().unwrap()];
     let mut worker = hub.spawn("worker.s", &args, &[]);
-    let pid = poll("the command to start", || {
-        std::fs::read_to_string(&pidfile).ok()
-    });
-    let pid = pid.trim().to_string();
+    let pid = saved_pid(&pidfile, "the command to start");
     signal(worker.child.id(), "INT");
     wait_for_log(&hub, "worker.s", "stopping");
     assert!(

@@ -564,16 +564,7 @@ fn the_lock_list_is_bounded_by_n() {
         );
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let names = |path: &str| -> Vec<String> {
-        let r = s.get(path);
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["name"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let names = |path: &str| s.list_field(path, "name");
     let all: Vec<String> = (0..105).map(|i| format!("f{i:03}")).collect();
     assert_eq!(names("/locks"), all[..100]);
     assert_eq!(names("/locks?n=2"), all[..2]);

@@ -220,16 +220,7 @@ fn list_filters_and_orders_newest_first() {
     let b = s.create_task(json!({"from":"boss","title":"b","for":"w1"}));
     let c = s.create_task(json!({"from":"boss","title":"c"}));
     s.task_action(&c, "claim", json!({"from":"w1"}));
-    let ids = |path: &str| -> Vec<String> {
-        let r = s.get(path);
-        assert_eq!(r.status, 200, "{path}: {}", r.text());
-        r.json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = |path: &str| s.list_field(path, "id");
     assert_eq!(ids("/tasks"), vec![c.clone(), b.clone(), a.clone()]);
     assert_eq!(ids("/tasks?status=open"), vec![b.clone(), a.clone()]);
     assert_eq!(ids("/tasks?status=claimed"), vec![c.clone()]);

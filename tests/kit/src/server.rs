@@ -362,6 +362,17 @@ impl Server {
         }
     }
 
+    /// `GET path`, which must answer 200 with a JSON array: each element's string `field`.
+    pub fn list_field(&self, path: &str, field: &str) -> Vec<String> {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let items = r.json().as_array().expect("a JSON array").clone();
+        items
+            .iter()
+            .map(|v| v[field].as_str().expect(field).to_string())
+            .collect()
+    }
+
     /// Creates a task and returns its id.
     pub fn create_task(&self, body: Value) -> String {
         let r = self.post_json("/tasks", body);
