@@ -1,7 +1,7 @@
 //! Publishing, history, and the channel list.
 use super::idempotency;
 use super::written;
-use super::{file_refs, identity, identity_value, label, longpoll, path_channel};
+use super::{file_refs, id_param, identity, identity_value, label, longpoll, path_channel};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Req, count_param, read_json_object};
@@ -10,9 +10,6 @@ use crate::store::batches::Messages;
 use crate::store::read::{self, MessageQuery};
 use crate::store::{NewMessage, Op};
 use serde_json::{Value, json};
-
-/// Re-exported: inbox, search and the router import it from here.
-pub use super::id_param;
 
 /// `POST /ch/:ch`
 pub fn publish(app: &App, req: &mut Req) -> Result<Reply, ApiError> {

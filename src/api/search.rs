@@ -1,6 +1,6 @@
 //! `GET /search?q=&ch=&from=&type=&n=&before=`: full-text search, best match first.
 use super::channel;
-use super::channels::id_param;
+use super::id_param;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Req, count_param};

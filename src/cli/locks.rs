@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::client::{CliError, Client, Result};
 use super::format::pretty_lock;
 use super::output::emit;
+use super::request::set_opt;
 use super::signal::signal_process;
 use super::supervise;
 
@@ -42,12 +43,8 @@ pub struct LockArgs {
 impl LockArgs {
     fn body(&self, from: &str) -> Value {
         let mut body = json!({"from": from, "name": self.name, "ttl_s": self.ttl.as_secs_f64()});
-        if let Some(note) = &self.note {
-            body["note"] = json!(note);
-        }
-        if let Some(ch) = &self.ch {
-            body["ch"] = json!(ch);
-        }
+        set_opt(&mut body, "note", self.note.as_ref());
+        set_opt(&mut body, "ch", self.ch.as_ref());
         body
     }
 }

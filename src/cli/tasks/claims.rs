@@ -20,9 +20,7 @@ pub struct ClaimArgs {
 }
 
 pub fn claim(client: &Client, args: ClaimArgs) -> Result<()> {
-    let mut body = json!({});
-    set_opt(&mut body, "lease_s", args.lease);
-    task_action(client, &args.id, "claim", body)
+    action_with(client, &args.id, "claim", "lease_s", args.lease)
 }
 
 #[derive(Args, Debug)]
@@ -74,9 +72,7 @@ pub struct TouchArgs {
 }
 
 pub fn touch(client: &Client, args: TouchArgs) -> Result<()> {
-    let mut body = json!({});
-    set_opt(&mut body, "lease_s", args.lease);
-    task_action(client, &args.id, "touch", body)
+    action_with(client, &args.id, "touch", "lease_s", args.lease)
 }
 
 #[derive(Args, Debug)]
@@ -168,9 +164,20 @@ pub struct InterruptArgs {
 }
 
 pub fn interrupt(client: &Client, args: InterruptArgs) -> Result<()> {
+    action_with(client, &args.id, "interrupt", "reason", args.reason)
+}
+
+/// `task_action` with a body of at most one field, `key`, set when `value` is given.
+fn action_with(
+    client: &Client,
+    id: &str,
+    action: &str,
+    key: &str,
+    value: Option<impl serde::Serialize>,
+) -> Result<()> {
     let mut body = json!({});
-    set_opt(&mut body, "reason", args.reason);
-    task_action(client, &args.id, "interrupt", body)
+    set_opt(&mut body, key, value);
+    task_action(client, id, action, body)
 }
 
 /// `POST /tasks/:id/<action>` with `from` added to `body`; prints the reply.
