@@ -38,6 +38,8 @@ const MAX_SHARDS: usize = 4;
 /// How often idle streams are checked for a keepalive, and every stream for a client that
 /// has gone away.
 const TICK: Duration = Duration::from_secs(1);
+/// Reads of what a client sent, per check for its close (`Live::peer_has_closed`).
+const DRAIN_PER_CHECK: usize = 16;
 
 /// A stream that has sent its head and replay, ready to be written by the broadcaster.
 pub struct Live {
@@ -248,10 +250,11 @@ impl Live {
     }
 
     /// Whether the client has closed or reset its end. It has nothing to say on an SSE
-    /// stream, so whatever it sends is read and dropped until the socket is empty.
+    /// stream, so whatever it sends is read and dropped, `DRAIN_PER_CHECK` reads at most: a
+    /// client that keeps sending cannot hold the thread every other stream waits on.
     fn peer_has_closed(&self) -> bool {
-        let mut sink = [0u8; 512];
-        loop {
+        let mut sink = [0u8; 4096];
+        for _ in 0..DRAIN_PER_CHECK {
             match (&self.socket).read(&mut sink) {
                 Ok(0) => return true,
                 Ok(_) => continue,
@@ -259,6 +262,7 @@ impl Live {
                 Err(e) => return e.kind() != io::ErrorKind::WouldBlock,
             }
         }
+        false
     }
 }
 

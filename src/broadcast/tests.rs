@@ -172,3 +172,16 @@ fn a_broadcaster_delivers_to_an_adopted_stream_and_ends_it_on_stop() {
     broadcaster.stop();
     assert_eq!(read_bytes(&mut client, usize::MAX), LAST_CHUNK);
 }
+
+#[test]
+fn a_client_that_keeps_sending_does_not_hold_the_close_check() {
+    let hub = Arc::new(Hub::default());
+    let (live, mut client) = live(&hub, true, None);
+    // More than one check drains: the check returns with the rest still waiting.
+    let sent = DRAIN_PER_CHECK * 4096 * 2;
+    client.write_all(&vec![b'x'; sent]).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    assert!(!live.peer_has_closed());
+    let mut rest = [0u8; 1];
+    assert_eq!((&live.socket).read(&mut rest).unwrap(), 1);
+}
