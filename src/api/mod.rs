@@ -233,7 +233,11 @@ mod tests {
         for key in ["blank", "num", "long"] {
             let refused = identity_value(&body[key], "agent").unwrap_err();
             assert_eq!(refused.status, 400, "{key}");
-            assert!(refused.message.contains("agent"), "{key}: {}", refused.message);
+            assert!(
+                refused.message.contains("agent"),
+                "{key}: {}",
+                refused.message
+            );
         }
     }
 }
