@@ -1940,15 +1940,9 @@ fn build_search_db(db: &Path, rows: u64) {
                 .execute(rusqlite::params![id, ch, kind, envelope])
                 .expect("insert");
             // The server's own indexing code, so the bench's index cannot drift from it.
-            workshop::store::search::index(
-                &tx,
-                &id,
-                kind,
-                &from,
-                &ch,
-                &serde_json::json!({ "text": text.trim_end() }),
-            )
-            .expect("index");
+            let body = serde_json::json!({ "text": text.trim_end() });
+            let doc = workshop::store::search::SearchDoc::new(&id, kind, &from, &ch, &body);
+            workshop::store::search::index(&tx, &doc).expect("index");
         }
         let mut ins_ch = tx
             .prepare("INSERT OR IGNORE INTO channels (name) VALUES (?1)")

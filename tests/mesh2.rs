@@ -233,6 +233,112 @@ fn search_index_is_built_for_an_existing_database() {
     assert_eq!(s.get("/locks").json(), json!([]));
 }
 
+/// The writer indexes new messages a batch at a time, shortly after their commit; a search
+/// first has it index what is pending, so a search finds every message published before it,
+/// however soon after the 201 it comes.
+#[test]
+fn a_search_finds_a_message_the_moment_its_publish_is_answered() {
+    let s = Server::start();
+    for n in 0..40 {
+        let word = format!("quokka{n}");
+        let id = publish_as(&s, "zoo", "keeper", "msg.text", json!({"text": word}));
+        assert_eq!(ids(&search(&s, &format!("q={word}"))), [id.as_str()]);
+    }
+    // And while eight other publishers keep the writer busy.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise: Vec<_> = (0..8)
+        .map(|t| {
+            let (port, stop) = (s.port, stop.clone());
+            std::thread::spawn(move || {
+                let body = json!({"from": "noise", "type": "msg.text", "body": {"text": t}});
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = common::try_post_json(port, "/ch/noise", &body).expect("answer");
+                    assert_eq!(r.status, 201, "{}", r.text());
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    for n in 0..40 {
+        let word = format!("wombat{n}");
+        let id = publish_as(&s, "zoo", "keeper", "msg.text", json!({"text": word}));
+        assert_eq!(ids(&search(&s, &format!("q={word}"))), [id.as_str()]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent: usize = noise.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(sent > 0, "the other publishers published");
+}
+
+/// A crash loses the writer's list of messages not yet indexed, never the messages: start-up
+/// indexes every stored message the index lacks.
+#[test]
+fn messages_a_crash_left_unindexed_are_indexed_at_start_up() {
+    let mut s = Server::start();
+    let before = publish_as(&s, "c", "a", "t", json!({"text": "narwhal before"}));
+    s.stop();
+    // What a crash between a commit and its indexing leaves: a stored message, no index rows.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let id = ulid::Ulid::from_parts(now_ms, 1).to_string();
+    let envelope = json!({"id": id, "ts": 1.0, "from": "deep.sea", "ch": "c", "type": "t",
+        "v": 1, "body": {"text": "narwhal after"}, "files": [], "reply_to": null});
+    let conn = rusqlite::Connection::open(s.db_path()).unwrap();
+    conn.execute(
+        "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, 'c', 't', ?2)",
+        rusqlite::params![id, envelope.to_string()],
+    )
+    .unwrap();
+    let indexed = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT count(*) FROM message_search_ids", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(indexed(&conn), 1, "only the message published before");
+    drop(conn);
+    s.restart_stopped();
+    let mut found = ids(&search(&s, "q=narwhal"))
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    found.sort();
+    assert_eq!(found, [before.clone(), id.clone()]);
+    assert_eq!(
+        ids(&search(&s, "q=deep.sea")),
+        [id.as_str()],
+        "its sender too"
+    );
+    assert!(
+        s.stderr().contains("indexed 1 messages for search"),
+        "{}",
+        s.stderr()
+    );
+
+    // And a real crash right after a burst of publishes.
+    let burst: Vec<String> = (0..50)
+        .map(|n| {
+            publish_as(
+                &s,
+                "c",
+                "a",
+                "t",
+                json!({"text": format!("orca number {n}")}),
+            )
+        })
+        .collect();
+    s.kill();
+    s.restart_stopped();
+    let found = search(&s, "q=orca&n=500");
+    let mut found: Vec<String> = ids(&found).into_iter().map(String::from).collect();
+    found.sort();
+    assert_eq!(
+        found, burst,
+        "every acknowledged message is searchable after the crash"
+    );
+}
+
 /// Retention deletes old messages from the index too (in the same prune).
 #[test]
 fn search_index_is_pruned_with_retention() {

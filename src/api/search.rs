@@ -31,6 +31,7 @@ pub fn search(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         before: id_param(params, "before")?,
         limit: count_param(params, 50, 500)?,
     };
+    app.store.index_search()?;
     let index = app.store.read(|conn| search::search(conn, &query))?;
     Ok(Reply::ndjson(Messages::from_index(
         app.store.reader(),

@@ -53,7 +53,7 @@ fn body(written: &Written) -> Value {
         Written::Abandoned { id, status } => json!({"id": id, "status": status.as_str()}),
         Written::Interrupted { id } => json!({"id": id, "signalled": true}),
         Written::Retried { id } => json!({"id": id, "status": "open"}),
-        Written::Seen => json!({"ok": true}),
+        Written::Seen | Written::Indexed => json!({"ok": true}),
         Written::ReadUpTo { agent, up_to } => json!({"agent": agent, "up_to": up_to}),
         Written::Pruned { deleted } => json!({"deleted": deleted}),
         Written::LockTaken { lock, renewed } => lock_taken(lock, *renewed),

@@ -1,8 +1,10 @@
-//! Messages in the writer: insert one (with its search entry, channel and inbox rows), post
+//! Messages in the writer: insert one (with its channel and inbox rows; its search entry
+//! follows, see `unindexed`), post
 //! the server's own announcements, and prune by age.
 use super::clock::now_ms;
 use super::failure::StoreError;
 use super::protocol::{NewMessage, Written};
+use super::search::SearchDoc;
 use super::step::Step;
 use crate::hub::Event;
 use rusqlite::params;
@@ -51,6 +53,8 @@ pub(super) fn insert(step: &mut Step, m: &NewMessage) -> Result<(String, f64), S
     let (id, ts) = stamp(step);
     let envelope = encode(m, &id, ts)?;
     insert_rows(step, m, &id, &envelope)?;
+    let doc = SearchDoc::new(&id, &m.kind, &m.from, &m.ch, &m.body);
+    step.effects.search_docs.push(doc);
     step.effects.messages_delta += 1;
     step.effects.events.push(Arc::new(event(m, &id, &envelope)));
     Ok((id, ts))
@@ -77,7 +81,7 @@ fn event(m: &NewMessage, id: &str, envelope: &str) -> Event {
     event
 }
 
-/// The message's row, its search entry, its channel and its recipients' inbox rows.
+/// The message's row, its channel and its recipients' inbox rows.
 fn insert_rows(step: &Step, m: &NewMessage, id: &str, envelope: &str) -> Result<(), StoreError> {
     step.tx
         .prepare_cached(
@@ -85,7 +89,6 @@ fn insert_rows(step: &Step, m: &NewMessage, id: &str, envelope: &str) -> Result<
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![id, m.ch, m.kind, envelope, m.reply_to])?;
-    super::search::index(step.tx, id, &m.kind, &m.from, &m.ch, &m.body)?;
     step.tx
         .prepare_cached("INSERT OR IGNORE INTO channels (name) VALUES (?1)")?
         .execute([&m.ch])?;

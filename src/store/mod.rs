@@ -17,6 +17,7 @@ mod step;
 mod tasks;
 pub mod threads;
 pub mod turns;
+mod unindexed;
 mod writer;
 
 pub use clock::now;
@@ -44,6 +45,8 @@ const READER_WAIT: Duration = Duration::from_secs(1);
 pub struct Stats {
     pub messages: AtomicU64,
     pub tasks: AtomicU64,
+    /// Messages stored but not yet in the search index (`unindexed`).
+    pub unindexed: AtomicU64,
 }
 
 impl Stats {
@@ -59,6 +62,7 @@ impl Stats {
         Stats {
             messages: AtomicU64::new(messages),
             tasks: AtomicU64::new(tasks),
+            unindexed: AtomicU64::new(0),
         }
     }
 
@@ -154,6 +158,15 @@ impl Store {
             .send(protocol::Command { op, reply })
             .map_err(|_| StoreError::shutting_down())?;
         written.recv().map_err(|_| StoreError::shutting_down())?
+    }
+
+    /// Makes the search index hold every message stored so far (a search calls this first:
+    /// the writer indexes new messages a batch at a time, shortly after their commit).
+    pub fn index_search(&self) -> Result<(), StoreError> {
+        if self.stats.unindexed.load(Ordering::SeqCst) > 0 {
+            self.write(Op::IndexSearch)?;
+        }
+        Ok(())
     }
 
     /// The writer's queue, gone once shutdown has begun.

@@ -59,6 +59,8 @@ pub(super) fn run(step: &mut Step, op: &Op) -> Result<Written, StoreError> {
             Ok(written)
         }
         Op::Lock(op) => locks::run(step, op),
+        // The writer indexes before a batch holding this runs (`Op::needs_search_index`).
+        Op::IndexSearch => Ok(Written::Indexed),
     }
 }
 

@@ -90,6 +90,16 @@ pub enum Op {
     },
     /// Acquire or release an advisory lock (src/store/locks.rs).
     Lock(LockOp),
+    /// Index every message not yet in the search index, before a search reads it.
+    IndexSearch,
+}
+
+impl Op {
+    /// Whether the search index must hold every stored message before this runs: a search
+    /// about to read it, or retention about to prune it.
+    pub fn needs_search_index(&self) -> bool {
+        matches!(self, Op::IndexSearch | Op::Prune { .. })
+    }
 }
 
 /// What a committed change did, for the caller to answer with.
@@ -156,6 +166,8 @@ pub enum Written {
     },
     /// A repeated idempotency key: the reply kept from its first use.
     Repeated(Kept),
+    /// The search index holds every stored message.
+    Indexed,
 }
 
 /// Where a task is in its life: open → claimed → done, or back to open on release, and
@@ -274,7 +286,19 @@ pub struct Lock {
 
 #[cfg(test)]
 mod tests {
-    use super::Status;
+    use super::{Op, Status};
+
+    #[test]
+    fn a_search_and_retention_need_the_whole_index_and_a_publish_does_not() {
+        assert!(Op::IndexSearch.needs_search_index());
+        assert!(Op::Prune { retention_days: 30 }.needs_search_index());
+        let heartbeat = Op::Heartbeat {
+            from: "a".into(),
+            channels: serde_json::json!([]),
+            meta: serde_json::json!({}),
+        };
+        assert!(!heartbeat.needs_search_index());
+    }
 
     #[test]
     fn a_status_reads_back_from_its_stored_name() {

@@ -1,5 +1,6 @@
 //! Full-text search over messages: an FTS5 index of each message's type, sender, channel and
-//! the string values of its body, written in the insert's transaction and pruned with it.
+//! the string values of its body, written by the writer a batch at a time shortly after the
+//! insert (`unindexed`: before any search reads it) and pruned with it.
 //! The index is contentless: results are read back from `messages` through
 //! `message_search_ids`, which gives each indexed message the integer rowid FTS5 needs.
 use super::read::{Index, Prefix, index_row};
@@ -11,25 +12,77 @@ pub const MAX_QUERY_CHARS: usize = 256;
 /// Most words in one query: each is a term FTS5 intersects.
 pub const MAX_QUERY_WORDS: usize = 16;
 
-/// Indexes a message just inserted: its type, sender, channel and `body_text`.
-pub fn index(
-    tx: &Transaction,
-    id: &str,
-    kind: &str,
-    from: &str,
-    ch: &str,
-    body: &Value,
-) -> rusqlite::Result<()> {
+/// What the index holds of one message: its id and the four indexed columns.
+#[derive(Debug)]
+pub struct SearchDoc {
+    pub id: String,
+    pub kind: String,
+    pub from: String,
+    pub ch: String,
+    /// Every string value of the body (`body_text`).
+    pub text: String,
+}
+
+impl SearchDoc {
+    pub fn new(id: &str, kind: &str, from: &str, ch: &str, body: &Value) -> SearchDoc {
+        let mut text = String::new();
+        body_text(body, &mut text);
+        SearchDoc {
+            id: id.to_string(),
+            kind: kind.to_string(),
+            from: from.to_string(),
+            ch: ch.to_string(),
+            text,
+        }
+    }
+
+    /// About how much memory the document holds.
+    pub fn size(&self) -> usize {
+        self.id.len() + self.kind.len() + self.from.len() + self.ch.len() + self.text.len()
+    }
+}
+
+/// Adds `doc` to the index. Documents must come in id order: search walks rows newest first.
+pub fn index(tx: &Transaction, doc: &SearchDoc) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO message_search_ids (id, ch) VALUES (?1, ?2)")?
-        .execute([id, ch])?;
+        .execute([&doc.id, &doc.ch])?;
     let row = tx.last_insert_rowid();
-    let mut text = String::new();
-    body_text(body, &mut text);
     tx.prepare_cached(
         "INSERT INTO message_search (rowid, kind, sender, ch, text) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![row, kind, from, ch, text])?;
+    .execute(params![row, doc.kind, doc.from, doc.ch, doc.text])?;
     Ok(())
+}
+
+/// Indexes every stored message newer than the index's newest: those a crash (or a copy of
+/// the database taken meanwhile) left committed but not yet indexed. How many.
+pub fn index_unindexed(tx: &Transaction) -> rusqlite::Result<usize> {
+    let mut select = tx.prepare(
+        "SELECT id, type, envelope FROM messages
+         WHERE id > coalesce((SELECT max(id) FROM message_search_ids), '') ORDER BY id",
+    )?;
+    let mut rows = select.query([])?;
+    let mut count = 0;
+    while let Some(row) = rows.next()? {
+        let (id, kind, envelope): (String, String, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?);
+        index(tx, &stored_doc(&id, &kind, &envelope))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The document of a stored envelope (which the server wrote, so it parses).
+fn stored_doc(id: &str, kind: &str, envelope: &str) -> SearchDoc {
+    let envelope: Value = serde_json::from_str(envelope).unwrap_or_default();
+    let from = envelope["from"].as_str().unwrap_or_default();
+    SearchDoc::new(
+        id,
+        kind,
+        from,
+        envelope["ch"].as_str().unwrap_or_default(),
+        &envelope["body"],
+    )
 }
 
 /// Every string value in `body` (nested too; not keys, not numbers), in document order and

@@ -1,4 +1,5 @@
 //! One command inside a batch's transaction, and what the batch did, kept for after commit.
+use super::search::SearchDoc;
 use crate::hub::Event;
 use crate::ids::IdGen;
 use rusqlite::Transaction;
@@ -42,6 +43,8 @@ pub(super) struct Effects {
     pub(super) leases_changed: bool,
     /// The task announcements made (`task.claimed`...), for /metrics.
     pub(super) transitions: Vec<&'static str>,
+    /// The messages stored, for the search index (`unindexed`).
+    pub(super) search_docs: Vec<SearchDoc>,
 }
 
 impl Effects {
@@ -52,5 +55,6 @@ impl Effects {
         self.tasks_opened |= other.tasks_opened;
         self.leases_changed |= other.leases_changed;
         self.transitions.extend(other.transitions);
+        self.search_docs.extend(other.search_docs);
     }
 }

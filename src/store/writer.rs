@@ -5,13 +5,15 @@ use super::clock::now;
 use super::failure::StoreError;
 use super::protocol::{Command, Op, Written};
 use super::step::{Effects, Step};
-use super::{Stats, TaskBell, locks, ops, tasks};
+use super::unindexed::Unindexed;
+use super::{Stats, TaskBell, locks, ops, search, tasks};
 use crate::hub::Hub;
 use crate::ids::IdGen;
 use crate::metrics::METRICS;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use ulid::Ulid;
@@ -34,6 +36,7 @@ pub fn spawn(
         stats,
         bell,
         next_lease: None,
+        unindexed: Unindexed::default(),
     };
     std::thread::Builder::new()
         .name("writer".into())
@@ -48,6 +51,8 @@ struct Writer {
     bell: Arc<TaskBell>,
     /// When the soonest lease runs out (unix seconds), so the writer wakes up for it.
     next_lease: Option<f64>,
+    /// Messages committed but not yet in the search index.
+    unindexed: Unindexed,
 }
 
 impl Writer {
@@ -55,10 +60,43 @@ impl Writer {
     fn serve(mut self, commands: &Receiver<Command>) {
         // Leases that ran out while the server was down expire on the first pass.
         self.next_lease = self.earliest_lease();
+        self.catch_up_search();
         while let Some(first) = self.next_command(commands) {
             self.run_batch(batch(first, commands));
         }
+        if let Err(e) = self.index_unindexed() {
+            eprintln!("workshop: the last messages will be indexed at start-up: {e}");
+        }
         self.checkpoint();
+    }
+
+    /// Indexes the stored messages a stop left out of the search index (a crash loses the
+    /// unindexed list, never a message), before anything else is written.
+    fn catch_up_search(&mut self) {
+        let indexed = self.conn.transaction().and_then(|tx| {
+            let count = search::index_unindexed(&tx)?;
+            tx.commit().map(|()| count)
+        });
+        match indexed {
+            Ok(0) => {}
+            Ok(count) => eprintln!("workshop: indexed {count} messages for search"),
+            Err(e) => eprintln!("workshop: cannot index messages for search: {e}"),
+        }
+    }
+
+    /// Writes the unindexed list into the index, in a transaction of its own.
+    fn index_unindexed(&mut self) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        self.unindexed.index(&tx)?;
+        tx.commit()?;
+        self.forget_unindexed();
+        Ok(())
+    }
+
+    /// Empties the unindexed list, once its messages are in the index.
+    fn forget_unindexed(&mut self) {
+        self.unindexed.clear();
+        self.stats.unindexed.store(0, Ordering::SeqCst);
     }
 
     /// Folds the WAL back into the database, leaving it empty, as the last act.
@@ -66,14 +104,24 @@ impl Writer {
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
 
-    /// Waits for the next command, or until the soonest lease runs out (`Some(None)`: no
-    /// command, just expire). `None` once every sender is gone.
+    /// Waits for the next command, or until the soonest lease runs out or the unindexed
+    /// list falls due (`Some(None)`: no command, just expire or index). `None` once every
+    /// sender is gone.
     fn next_command(&self, commands: &Receiver<Command>) -> Option<Option<Command>> {
-        let Some(deadline) = self.next_lease else {
-            return commands.recv().ok().map(Some);
-        };
-        let wait = Duration::from_secs_f64((deadline - now()).max(0.0));
-        recv_within(commands, wait)
+        match self.next_wake() {
+            Some(wait) => recv_within(commands, wait),
+            None => commands.recv().ok().map(Some),
+        }
+    }
+
+    /// How long until there is something to do without a command, if ever.
+    fn next_wake(&self) -> Option<Duration> {
+        let lease = self
+            .next_lease
+            .map(|at| Duration::from_secs_f64((at - now()).max(0.0)));
+        let index = self.unindexed.deadline();
+        let index = index.map(|at| at.saturating_duration_since(Instant::now()));
+        lease.into_iter().chain(index).min()
     }
 
     /// Commits the batch, then applies its effects and answers each command; if the commit
@@ -102,7 +150,11 @@ impl Writer {
         effects: &mut Effects,
         replies: &mut Vec<Result<Written, StoreError>>,
     ) -> Result<(), StoreError> {
+        let indexing = self.index_due(batch);
         let tx = self.conn.transaction()?;
+        if indexing {
+            self.unindexed.index(&tx)?;
+        }
         if self.next_lease.is_some_and(|deadline| deadline <= now()) {
             effects.absorb(expire_due(&mut Step::new(&tx, &mut self.ids))?);
         }
@@ -112,10 +164,24 @@ impl Writer {
             effects.absorb(step.effects);
         }
         tx.commit()?;
+        if indexing {
+            self.forget_unindexed();
+        }
         Ok(())
     }
 
-    fn apply(&mut self, effects: Effects) {
+    /// Whether this batch's transaction indexes the unindexed list first: when it is due,
+    /// or when a command in the batch needs the index whole.
+    fn index_due(&self, batch: &[Command]) -> bool {
+        self.unindexed.len() > 0
+            && (self.unindexed.due() || batch.iter().any(|c| c.op.needs_search_index()))
+    }
+
+    fn apply(&mut self, mut effects: Effects) {
+        self.unindexed
+            .extend(std::mem::take(&mut effects.search_docs));
+        let unindexed = self.unindexed.len() as u64;
+        self.stats.unindexed.store(unindexed, Ordering::SeqCst);
         self.stats
             .count(effects.messages_delta, effects.tasks_added);
         self.hub.publish(&effects.events);
@@ -175,8 +241,13 @@ fn expire_due(step: &mut Step) -> Result<Effects, StoreError> {
     Ok(std::mem::take(&mut step.effects))
 }
 
-/// Runs `op` in its own savepoint: refused, it leaves no trace (and no effects).
+/// Runs `op` in its own savepoint: refused, it leaves no trace (and no effects). A publish
+/// is never refused once validated, so it runs without one: if it fails, storage itself has
+/// failed, and so does the whole batch.
 fn in_savepoint(step: &mut Step, op: &Op) -> Result<Result<Written, StoreError>, StoreError> {
+    if let Op::Publish(_) = op {
+        return ops::run(step, op).map(Ok);
+    }
     // Cached statements: parsing these three for every command was measurable.
     step.tx.prepare_cached("SAVEPOINT command")?.execute([])?;
     let result = ops::run(step, op);
