@@ -130,15 +130,21 @@ impl Writer {
         let mut effects = Effects::default();
         let mut replies = Vec::with_capacity(batch.len());
         let started = Instant::now();
-        if let Err(err) = self.commit_batch(&batch, &mut effects, &mut replies) {
+        let committed = self.commit_batch(&batch, &mut effects, &mut replies);
+        if let Err(err) = &committed {
             replies = batch.iter().map(|_| Err(err.clone())).collect();
         } else {
             let (events, transitions) = (effects.events.len(), &effects.transitions);
             METRICS.record_commit(batch.len(), started.elapsed(), events, transitions);
-            self.apply(effects);
+            self.record(&mut effects);
         }
         for (command, result) in batch.into_iter().zip(replies) {
             let _ = command.reply.send(result);
+        }
+        // After the answers: with thousands of watchers, handing an event to each takes
+        // a while, and no 201 needs to wait for it.
+        if committed.is_ok() {
+            self.announce(&effects);
         }
     }
 
@@ -177,23 +183,24 @@ impl Writer {
             && (self.unindexed.due() || batch.iter().any(|c| c.op.needs_search_index()))
     }
 
-    fn apply(&mut self, mut effects: Effects) {
+    /// What a commit changed that its answers must already show: the counts (/status),
+    /// the messages waiting for the search index, the writer's next lease deadline.
+    fn record(&mut self, effects: &mut Effects) {
         self.unindexed
             .extend(std::mem::take(&mut effects.search_docs));
         let unindexed = self.unindexed.len() as u64;
         self.stats.unindexed.store(unindexed, Ordering::SeqCst);
         self.stats
             .count(effects.messages_delta, effects.tasks_added);
-        self.hub.publish(&effects.events);
-        self.wake(&effects);
-    }
-
-    /// Wakes whoever waits on what the commit changed: this writer's next lease deadline,
-    /// and claimers waiting for an open task.
-    fn wake(&mut self, effects: &Effects) {
         if effects.leases_changed {
             self.next_lease = self.earliest_lease();
         }
+    }
+
+    /// Tells who waits on a commit: its events to the hub (streams, long polls), a ring
+    /// to claimers waiting for an open task.
+    fn announce(&self, effects: &Effects) {
+        self.hub.publish(&effects.events);
         if effects.tasks_opened {
             self.bell.ring();
         }
