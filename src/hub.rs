@@ -134,6 +134,18 @@ impl Feed {
     }
 }
 
+/// What a client is told when `Refusal::Full` turns its stream or long poll away.
+pub const TOO_MANY_STREAMS: &str = "too many open streams; try again later";
+
+/// Why the hub did not take a subscriber.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// As many subscribers as allowed are subscribed.
+    Full,
+    /// The hub is closed: the server is shutting down.
+    Closed,
+}
+
 /// A live feed. Dropping it unsubscribes.
 pub struct Subscription {
     hub: Arc<Hub>,
@@ -165,14 +177,22 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a subscriber for one channel, or every channel with `None`.
-    /// `None` when the hub is closed (shutting down).
-    pub fn subscribe(self: &Arc<Self>, ch: Option<String>) -> Option<Subscription> {
+    /// Registers a subscriber for one channel, or every channel with `None`, unless `most`
+    /// are subscribed already: counted and added under one lock, so concurrent subscribers
+    /// cannot overshoot the cap between a look at the count and the subscription.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        ch: Option<String>,
+        most: usize,
+    ) -> Result<Subscription, Refusal> {
         let (tx, rx) = bounded(QUEUE_CAPACITY);
         let backlog = Arc::new(AtomicUsize::new(0));
         let mut registry = self.registry();
         if registry.closed {
-            return None;
+            return Err(Refusal::Closed);
+        }
+        if registry.count >= most {
+            return Err(Refusal::Full);
         }
         let key = registry.next_key;
         registry.next_key += 1;
@@ -184,7 +204,7 @@ impl Hub {
                 backlog: backlog.clone(),
             },
         );
-        Some(Subscription {
+        Ok(Subscription {
             hub: self.clone(),
             ch,
             key,
@@ -287,9 +307,9 @@ mod tests {
     fn delivers_to_channel_and_all_feeds_only() {
         let hub = Arc::new(Hub::default());
         let bells = [hub.bell(), hub.bell()];
-        let general = hub.subscribe(Some("general".into())).unwrap();
-        let all = hub.subscribe(None).unwrap();
-        let other = hub.subscribe(Some("other".into())).unwrap();
+        let general = hub.subscribe(Some("general".into()), usize::MAX).unwrap();
+        let all = hub.subscribe(None, usize::MAX).unwrap();
+        let other = hub.subscribe(Some("other".into()), usize::MAX).unwrap();
         hub.publish(&[event("1", "general")]);
         assert_eq!(general.events.try_recv().unwrap().id, "1");
         assert_eq!(all.events.try_recv().unwrap().id, "1");
@@ -309,8 +329,8 @@ mod tests {
     #[test]
     fn a_full_subscriber_is_dropped_and_others_keep_receiving() {
         let hub = Arc::new(Hub::default());
-        let slow = hub.subscribe(None).unwrap();
-        let fast = hub.subscribe(None).unwrap();
+        let slow = hub.subscribe(None, usize::MAX).unwrap();
+        let fast = hub.subscribe(None, usize::MAX).unwrap();
         for i in 0..=QUEUE_CAPACITY {
             hub.publish(&[event(&i.to_string(), "c")]);
             fast.events.try_recv().unwrap();
@@ -329,8 +349,8 @@ mod tests {
     #[test]
     fn a_backlog_counts_delivered_events_until_done() {
         let hub = Arc::new(Hub::default());
-        let sub = hub.subscribe(Some("c".into())).unwrap();
-        let other = hub.subscribe(Some("d".into())).unwrap();
+        let sub = hub.subscribe(Some("c".into()), usize::MAX).unwrap();
+        let other = hub.subscribe(Some("d".into()), usize::MAX).unwrap();
         let one = event("1", "c");
         hub.publish(&[one.clone(), event("2", "c"), event("3", "d")]);
         assert_eq!(sub.backlog(), 2 * one.weight());
@@ -356,14 +376,24 @@ mod tests {
     }
 
     #[test]
+    fn no_more_than_most_subscribe_and_a_dropped_one_frees_its_place() {
+        let hub = Arc::new(Hub::default());
+        let first = hub.subscribe(None, 2).unwrap();
+        let _second = hub.subscribe(Some("c".into()), 2).unwrap();
+        assert_eq!(hub.subscribe(None, 2).err(), Some(Refusal::Full));
+        drop(first);
+        assert!(hub.subscribe(None, 2).is_ok());
+    }
+
+    #[test]
     fn close_ends_streams_and_refuses_new_ones() {
         let hub = Arc::new(Hub::default());
-        let sub = hub.subscribe(None).unwrap();
+        let sub = hub.subscribe(None, usize::MAX).unwrap();
         let bell = hub.bell();
         hub.close();
         assert!(sub.events.recv().is_err());
         assert!(bell.try_recv().is_ok(), "close wakes the broadcaster");
-        assert!(hub.subscribe(None).is_none());
+        assert_eq!(hub.subscribe(None, usize::MAX).err(), Some(Refusal::Closed));
         assert_eq!(hub.subscriber_count(), 0);
     }
 }

@@ -10,8 +10,8 @@ use crate::broadcast::{Broadcaster, Live};
 use crate::error::ApiError;
 use crate::http::{EVENT_STREAM_HEADERS as HEADERS, Headers, Reply, Req, Takeover, respond};
 pub use crate::hub::Filter;
-use crate::hub::Hub;
 use crate::hub::frame::{encode, frame};
+use crate::hub::{Hub, Refusal, TOO_MANY_STREAMS};
 use crate::store::Reader;
 use crate::store::batches::Messages;
 use crate::store::horizon;
@@ -27,13 +27,14 @@ const REPLAY_PAGE: usize = 1000;
 /// `GET /`, `GET /ch/{ch}`: the stream, which takes the connection over once answered;
 /// `HEAD`: its headers alone.
 pub fn stream(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
-    let filter = filter(app, req)?;
+    let filter = filter(req)?;
     if *req.http.method() != Method::Get {
         return Ok(head_only());
     }
     Ok(Reply::Stream(Box::new(Opening {
         filter,
         hub: app.hub.clone(),
+        most_streams: app.max_streams,
         reader: app.store.reader(),
         broadcaster: app.broadcaster.clone(),
     })))
@@ -49,15 +50,10 @@ fn head_only() -> Reply {
 }
 
 /// Validates a stream request: channel, type prefix, and where to resume.
-fn filter(app: &App, req: &Req) -> Result<Filter, ApiError> {
+fn filter(req: &Req) -> Result<Filter, ApiError> {
     let ch = req.captures.first();
     let ch = ch.map(|ch| crate::api::path_channel(ch)).transpose()?;
     let since = resume_point(req)?;
-    if app.hub.subscriber_count() >= app.max_streams {
-        return Err(ApiError::unavailable(
-            "too many open streams; try again later",
-        ));
-    }
     Ok(Filter {
         ch,
         type_prefix: req.query.get("type").filter(|t| !t.is_empty()).cloned(),
@@ -85,6 +81,8 @@ fn parse_last_event_id(raw: &str) -> Result<String, ApiError> {
 struct Opening {
     filter: Filter,
     hub: Arc<Hub>,
+    /// Streams (and long polls) open at most (`App::max_streams`).
+    most_streams: usize,
     reader: Reader,
     broadcaster: Arc<Broadcaster>,
 }
@@ -101,6 +99,7 @@ fn open(opening: Opening, request: Request, extra: Vec<(&'static str, String)>) 
     let Opening {
         filter,
         hub,
+        most_streams,
         reader,
         broadcaster,
     } = opening;
@@ -108,8 +107,10 @@ fn open(opening: Opening, request: Request, extra: Vec<(&'static str, String)>) 
         let refusal = Reply::from(ApiError::unavailable(message));
         respond(request, Reply::Headed(extra.clone(), Box::new(refusal)));
     };
-    let Some(subscription) = hub.subscribe(filter.ch.clone()) else {
-        return refuse(request, "server is shutting down");
+    let subscription = match hub.subscribe(filter.ch.clone(), most_streams) {
+        Ok(subscription) => subscription,
+        Err(Refusal::Full) => return refuse(request, TOO_MANY_STREAMS),
+        Err(Refusal::Closed) => return refuse(request, "server is shutting down"),
     };
     let chunked = *request.http_version() >= (1, 1);
     let version = if chunked { "1.1" } else { "1.0" };

@@ -281,3 +281,47 @@ fn a_reader_that_keeps_up_gets_a_burst_of_large_events_whole() {
     assert_eq!(got, publisher.join().unwrap(), "all of them, in order");
     assert_eq!(s.get("/status").json()["subscribers"], 1, "still open");
 }
+
+/// The stream cap is counted and taken in one step: of many streams opened at once, no more
+/// than the cap are open, and every one turned away is told so (503).
+#[test]
+fn the_stream_cap_holds_when_many_streams_open_at_once() {
+    // An fd limit of 300 caps streams at 44 (the limit less 256 kept for everything else).
+    let s = Server::start_with_options(common::Options {
+        fd_limit: Some(300),
+        ..Default::default()
+    });
+    const CAP: usize = 44;
+    const TRIES: usize = 120;
+    let barrier = Arc::new(std::sync::Barrier::new(TRIES));
+    let tries: Vec<_> = (0..TRIES)
+        .map(|n| {
+            let (port, barrier) = (s.port, barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let path = if n % 2 == 0 { "/" } else { "/ch/capped" };
+                common::Sse::try_connect(port, path, &[]).expect("an answer")
+            })
+        })
+        .collect();
+    let answers: Vec<common::Sse> = tries.into_iter().map(|t| t.join().unwrap()).collect();
+    let open = answers.iter().filter(|a| a.status == 200).count();
+    let refused = answers.iter().filter(|a| a.status == 503).count();
+    assert_eq!(open + refused, TRIES, "every try is a stream or a 503");
+    assert!(open <= CAP, "{open} streams open, over the cap of {CAP}");
+    assert!(open >= CAP / 2, "only {open} of {CAP} streams opened");
+    assert_eq!(
+        s.status()["subscribers"],
+        open,
+        "the hub counts what is open"
+    );
+    // Room again once streams close.
+    drop(answers);
+    wait_for(Duration::from_secs(10), "streams to close", || {
+        match s.status()["subscribers"].as_u64() {
+            Some(0) => Ok(()),
+            other => Err(format!("{other:?} subscribers")),
+        }
+    });
+    common::Sse::open(s.port, "/ch/capped", &[]).expect("a stream, with room again");
+}

@@ -8,7 +8,7 @@
 use crate::app::App;
 use crate::counted::Counted;
 use crate::error::ApiError;
-use crate::hub::Event;
+use crate::hub::{Event, Refusal, TOO_MANY_STREAMS};
 use crate::store::read::MessageQuery;
 use crate::store::turns;
 use std::collections::HashMap;
@@ -105,19 +105,21 @@ fn wait_until(
     if timeout.is_zero() {
         return Ok(());
     }
-    if app.hub.subscriber_count() >= app.max_streams {
-        // No room to wait, but a request that need not wait is still answered.
-        return match ready()? {
-            true => Ok(()),
-            false => Err(ApiError::unavailable(
-                "too many open streams; try again later",
-            )),
-        };
-    }
     // Subscribe before looking, so a commit between the look and the wait still wakes us.
-    // No subscription: the hub is closed (shutdown), so answer at once.
-    let Some(subscription) = app.hub.subscribe(awaited.ch.map(str::to_string)) else {
-        return Ok(());
+    let subscription = match app
+        .hub
+        .subscribe(awaited.ch.map(str::to_string), app.max_streams)
+    {
+        Ok(subscription) => subscription,
+        // Shutting down: answer at once.
+        Err(Refusal::Closed) => return Ok(()),
+        // No room to wait, but a request that need not wait is still answered.
+        Err(Refusal::Full) => {
+            return match ready()? {
+                true => Ok(()),
+                false => Err(ApiError::unavailable(TOO_MANY_STREAMS)),
+            };
+        }
     };
     if ready()? {
         return Ok(());

@@ -23,7 +23,7 @@ fn live(hub: &Arc<Hub>, chunked: bool, last_sent: Option<&str>) -> (Live, TcpStr
         type_prefix: None,
         since: None,
     };
-    let subscription = hub.subscribe(None).unwrap();
+    let subscription = hub.subscribe(None, usize::MAX).unwrap();
     let last_sent = last_sent.map(String::from);
     let live = Live::new(server, chunked, subscription, filter, last_sent).unwrap();
     (live, client)
