@@ -185,8 +185,6 @@ impl Hub {
         ch: Option<String>,
         most: usize,
     ) -> Result<Subscription, Refusal> {
-        let (tx, rx) = bounded(QUEUE_CAPACITY);
-        let backlog = Arc::new(AtomicUsize::new(0));
         let mut registry = self.registry();
         if registry.closed {
             return Err(Refusal::Closed);
@@ -194,6 +192,8 @@ impl Hub {
         if registry.count >= most {
             return Err(Refusal::Full);
         }
+        let (tx, rx) = bounded(QUEUE_CAPACITY);
+        let backlog = Arc::new(AtomicUsize::new(0));
         let key = registry.next_key;
         registry.next_key += 1;
         registry.count += 1;

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::http::{EVENT_STREAM_HEADERS as HEADERS, Headers, Reply, Req, Takeover, respond};
 pub use crate::hub::Filter;
 use crate::hub::frame::{encode, frame};
-use crate::hub::{Hub, Refusal, TOO_MANY_STREAMS};
+use crate::hub::{Refusal, Subscription, TOO_MANY_STREAMS};
 use crate::store::Reader;
 use crate::store::batches::Messages;
 use crate::store::horizon;
@@ -31,13 +31,24 @@ pub fn stream(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     if *req.http.method() != Method::Get {
         return Ok(head_only());
     }
+    let subscription = subscribe(app, &filter)?;
     Ok(Reply::Stream(Box::new(Opening {
         filter,
-        hub: app.hub.clone(),
-        most_streams: app.max_streams,
+        subscription,
         reader: app.store.reader(),
         broadcaster: app.broadcaster.clone(),
     })))
+}
+
+/// A place among the hub's subscribers, taken now so that a stream over the cap is refused
+/// (503) before the connection is taken over.
+fn subscribe(app: &App, filter: &Filter) -> Result<Subscription, ApiError> {
+    let refusal = match app.hub.subscribe(filter.ch.clone(), app.max_streams) {
+        Ok(subscription) => return Ok(subscription),
+        Err(Refusal::Full) => TOO_MANY_STREAMS,
+        Err(Refusal::Closed) => "server is shutting down",
+    };
+    Err(ApiError::unavailable(refusal))
 }
 
 /// A stream's headers without the stream (`HEAD`); nosniff comes with every answer.
@@ -80,9 +91,7 @@ fn parse_last_event_id(raw: &str) -> Result<String, ApiError> {
 /// A stream answered but not yet started: what it needs once it has the connection.
 struct Opening {
     filter: Filter,
-    hub: Arc<Hub>,
-    /// Streams (and long polls) open at most (`App::max_streams`).
-    most_streams: usize,
+    subscription: Subscription,
     reader: Reader,
     broadcaster: Arc<Broadcaster>,
 }
@@ -98,26 +107,21 @@ impl Takeover for Opening {
 fn open(opening: Opening, request: Request, extra: Vec<(&'static str, String)>) {
     let Opening {
         filter,
-        hub,
-        most_streams,
+        subscription,
         reader,
         broadcaster,
     } = opening;
-    let refuse = |request: Request, message: &str| {
-        let refusal = Reply::from(ApiError::unavailable(message));
-        respond(request, Reply::Headed(extra.clone(), Box::new(refusal)));
-    };
-    let subscription = match hub.subscribe(filter.ch.clone(), most_streams) {
-        Ok(subscription) => subscription,
-        Err(Refusal::Full) => return refuse(request, TOO_MANY_STREAMS),
-        Err(Refusal::Closed) => return refuse(request, "server is shutting down"),
-    };
     let chunked = *request.http_version() >= (1, 1);
     let version = if chunked { "1.1" } else { "1.0" };
     // Fails only when no descriptor is left (workshop serves plain TCP, no TLS).
     let socket = match request.into_socket() {
         Ok(socket) => socket,
-        Err((_, request)) => return refuse(request, "this connection cannot carry a stream"),
+        Err((_, request)) => {
+            let refusal = ApiError::unavailable("this connection cannot carry a stream");
+            let refusal = Reply::Headed(extra, Box::new(Reply::from(refusal)));
+            respond(request, refusal);
+            return;
+        }
     };
     let mut out = EventWriter { socket, chunked };
     let mut last_sent = filter.since.clone();
