@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 /// Longest a message waits to be indexed when nobody searches.
 pub(super) const LAG: Duration = Duration::from_millis(50);
-/// Most messages, and most text, held before they are indexed regardless of `LAG`: bounds
-/// the list's memory however large the messages are.
+/// Most messages, and most text, held before they are indexed regardless of `LAG`: past
+/// either, the next transaction indexes them (so the list holds at most these plus one
+/// batch's worth, whatever the messages' size).
 const MOST_DOCS: usize = 1024;
 const MOST_BYTES: usize = 4 << 20;
 
@@ -43,14 +44,17 @@ impl Unindexed {
 
     /// Whether the list should be indexed in the next transaction without being asked.
     pub(super) fn due(&self) -> bool {
-        self.docs.len() >= MOST_DOCS
-            || self.bytes >= MOST_BYTES
-            || self.since.is_some_and(|since| since.elapsed() >= LAG)
+        self.full() || self.since.is_some_and(|since| since.elapsed() >= LAG)
     }
 
-    /// When the list falls due by age alone, if it holds anything.
+    fn full(&self) -> bool {
+        self.docs.len() >= MOST_DOCS || self.bytes >= MOST_BYTES
+    }
+
+    /// When the list falls due, if it holds anything: now if it is full, else by age.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.since.map(|since| since + LAG)
+        let by_age = self.since.map(|since| since + LAG);
+        by_age.map(|at| if self.full() { Instant::now() } else { at })
     }
 
     /// Writes every listed message into the index, in `tx`. The list is kept until the
@@ -86,6 +90,10 @@ mod tests {
         let mut many = Unindexed::default();
         many.extend((0..MOST_DOCS).map(|n| doc(&n.to_string(), "x")).collect());
         assert!(many.due(), "{MOST_DOCS} messages are indexed at once");
+        assert!(
+            many.deadline().unwrap() <= Instant::now(),
+            "the idle writer wakes now"
+        );
 
         let mut large = Unindexed::default();
         large.extend(vec![doc("01B", &"y".repeat(MOST_BYTES))]);
