@@ -129,7 +129,7 @@ pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Api
             (_, true) => write_route,
             _ => None,
         }
-        .ok_or_else(|| ApiError::new(405, format!("{method} is not allowed on {path}")))
+        .ok_or_else(|| ApiError::method_not_allowed(format!("{method} is not allowed on {path}")))
     };
     if let Some(rest) = path.strip_prefix("/files/") {
         return pick(Some(Route::Fetch(rest)), None);

@@ -10,7 +10,8 @@ use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 use signal_hook::iterator::Signals;
 
-use super::super::client::{CliError, Result, seg};
+use super::super::client::{CliError, Result};
+use super::super::request::stream_path;
 use super::super::sse::{self, Stream};
 use super::coordinator::CoordinatorEvent;
 use super::{Ctx, spawn};
@@ -77,7 +78,7 @@ fn follow_tasks(ctx: &Ctx, cursor: String, tx: &Sender<CoordinatorEvent>) -> Res
 fn task_stream(ctx: &Ctx, cursor: String) -> Stream {
     let single = ctx.args.single_channel();
     Stream {
-        path: single.map_or_else(|| "/".to_string(), |ch| format!("/ch/{}", seg(ch))),
+        path: stream_path(single),
         type_prefix: Some("task.".into()),
         cursor: Some(cursor),
     }
