@@ -309,7 +309,9 @@ fn the_stream_cap_holds_when_many_streams_open_at_once() {
     let refused = answers.iter().filter(|a| a.status == 503).count();
     assert_eq!(open + refused, TRIES, "every try is a stream or a 503");
     assert!(open <= CAP, "{open} streams open, over the cap of {CAP}");
-    assert!(open >= CAP / 2, "only {open} of {CAP} streams opened");
+    // No stream closes before this count, so once one is turned away the cap is reached.
+    assert!(refused > 0, "{TRIES} tries, none turned away");
+    assert_eq!(open, CAP, "turned away below the cap");
     assert_eq!(
         s.status()["subscribers"],
         open,
@@ -317,11 +319,6 @@ fn the_stream_cap_holds_when_many_streams_open_at_once() {
     );
     // Room again once streams close.
     drop(answers);
-    wait_for(Duration::from_secs(10), "streams to close", || {
-        match s.status()["subscribers"].as_u64() {
-            Some(0) => Ok(()),
-            other => Err(format!("{other:?} subscribers")),
-        }
-    });
+    wait_subscribers(&s, 0);
     common::Sse::open(s.port, "/ch/capped", &[]).expect("a stream, with room again");
 }
