@@ -129,8 +129,17 @@ fn proc_readers_see_this_process() {
     assert!(open_sockets(me) >= 1 && open_fds(me) >= open_sockets(me));
     nodelay_listener(&listener);
     let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    assert!(raise_fd_limit() >= 1);
-    assert!(cpu_seconds(me) >= 0.0);
+    // Raised to the hard limit, so this process may now hold more than 1,024 descriptors.
+    let limit = raise_fd_limit();
+    assert_eq!(raise_fd_limit(), limit, "already at the hard limit");
+    assert!(limit > open_fds(me) as u64, "{limit}");
+    // Some CPU time is spent by now; spin until a clock tick shows it (0.0 is also what a
+    // failed read of /proc gives).
+    let started = std::time::Instant::now();
+    while cpu_seconds(me) == 0.0 && started.elapsed() < std::time::Duration::from_secs(5) {
+        std::hint::black_box((0..10_000u64).sum::<u64>());
+    }
+    assert!(cpu_seconds(me) > 0.0, "this process's CPU time is read");
     assert_eq!(
         ProcStatus::read(u32::MAX).rss_kib,
         0,
