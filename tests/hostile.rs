@@ -343,30 +343,30 @@ fn trickling_heads_are_cut_off_and_others_are_served_under_a_low_fd_limit() {
     let attacker = {
         let stop = stop.clone();
         thread::spawn(move || {
-            let opened = Instant::now();
-            let mut conns: Vec<TcpStream> = (0..TRICKLERS)
-                .map(|_| {
-                    let mut s = connect(port).expect("connect trickler");
-                    s.write_all(b"G").unwrap();
-                    s
-                })
-                .collect();
-            // When the server closed each of the first connections (None: still open).
-            let mut closed_after: Vec<Option<Duration>> = vec![None; TRICKLERS];
+            let trickler = || {
+                let mut s = connect(port).expect("connect trickler");
+                s.write_all(b"G").unwrap();
+                (s, Instant::now())
+            };
+            let mut conns: Vec<(TcpStream, Instant)> = (0..TRICKLERS).map(|_| trickler()).collect();
+            // How long the server held each of the first connections, from its own connect
+            // (not the first one's: opening 200 takes a while on a loaded machine). None: still
+            // open.
+            let mut held: Vec<Option<Duration>> = vec![None; TRICKLERS];
             while !stop.load(Ordering::SeqCst) {
-                for (i, s) in conns.iter_mut().enumerate() {
+                for (i, (s, opened)) in conns.iter_mut().enumerate() {
                     if s.write_all(b"E").is_err() {
-                        closed_after[i].get_or_insert(opened.elapsed());
+                        held[i].get_or_insert(opened.elapsed());
                         // Keep the attack going with a fresh connection.
                         if let Ok(mut fresh) = connect(port) {
                             let _ = fresh.write_all(b"G");
-                            *s = fresh;
+                            (*s, *opened) = (fresh, Instant::now());
                         }
                     }
                 }
                 thread::sleep(SECOND);
             }
-            closed_after
+            held
         })
     };
     let deadline = Instant::now() + 25 * SECOND;
@@ -382,11 +382,11 @@ fn trickling_heads_are_cut_off_and_others_are_served_under_a_low_fd_limit() {
         thread::sleep(SECOND / 4);
     }
     stop.store(true, Ordering::SeqCst);
-    let closed_after = attacker.join().unwrap();
+    let held = attacker.join().unwrap();
     // A write fails only once the close has reached us, a second or two after it.
-    let still_open = closed_after.iter().filter(|c| c.is_none()).count();
+    let still_open = held.iter().filter(|c| c.is_none()).count();
     assert_eq!(still_open, 0, "trickling connections still open after 25 s");
-    let slowest = closed_after.iter().flatten().max().unwrap();
+    let slowest = held.iter().flatten().max().unwrap();
     assert!(*slowest < 20 * SECOND, "a trickler was held {slowest:?}");
     eprintln!("{probes} probes; tricklers cut off after at most {slowest:?}");
     server.assert_no_panic();

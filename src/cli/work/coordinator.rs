@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde_json::{Value, json};
@@ -144,8 +144,9 @@ impl Coordinator {
         // Running ones too: a runner abandons its task before it reports back, and the
         // stream may show the task open again before that report arrives.
         let exclude: Vec<&String> = self.given_up.iter().chain(self.running.keys()).collect();
+        let sent = Instant::now();
         let found = claim_next(&self.ctx, &exclude)?;
-        self.ctx.hub.answered();
+        self.ctx.hub.answered(sent);
         self.claim_backoff.succeeded();
         Ok(found)
     }

@@ -2,7 +2,7 @@
 //! its command runs and goes back to the pool soon after the worker dies.
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde_json::{Value, json};
@@ -48,8 +48,11 @@ impl LeaseKeeper {
 
     /// One touch; `Break` when there is no lease left to keep.
     fn touch(&self) -> ControlFlow<()> {
+        let sent = Instant::now();
         match self.client.post_json(&self.path, &self.body) {
-            Ok(_) => self.hub.answered(),
+            Ok(_) => {
+                self.hub.answered(sent);
+            }
             Err(e) if matches!(e.status, 403 | 409) => {
                 eprintln!("workshop work: lost the claim on {}: {e}", self.path);
                 let _ = self.stop.try_send(Outcome::Lost);

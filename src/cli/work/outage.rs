@@ -25,12 +25,22 @@ impl HubState {
         }
     }
 
-    pub fn answered(&self) {
-        if let Some(since) = self.down_since().take() {
-            eprintln!(
-                "workshop work: hub reconnected after {:.0} s",
-                since.elapsed().as_secs_f64()
-            );
+    /// A request sent at `sent` was answered. It ends an outage only if it was sent after
+    /// the outage began: a hub that is shutting down still answers what it took in before
+    /// (a heartbeat, a long claim), and that says nothing of whether it is back. Returns
+    /// whether it ended one.
+    pub fn answered(&self, sent: Instant) -> bool {
+        let mut down = self.down_since();
+        match *down {
+            Some(since) if sent >= since => {
+                *down = None;
+                eprintln!(
+                    "workshop work: hub reconnected after {:.0} s",
+                    since.elapsed().as_secs_f64()
+                );
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -69,6 +79,20 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An answer to a request sent before the outage began (the hub answering what it took
+    /// in while shutting down) does not end it; one sent after does, once.
+    #[test]
+    fn only_an_answer_to_a_request_sent_during_the_outage_ends_it() {
+        let hub = HubState::default();
+        let before = Instant::now();
+        assert!(!hub.answered(before), "no outage to end");
+        hub.failed("claiming", &"503 shutting down");
+        assert!(!hub.answered(before), "sent before the outage began");
+        let after = Instant::now();
+        assert!(hub.answered(after));
+        assert!(!hub.answered(after), "ended already");
+    }
 
     #[test]
     fn backoff_doubles_to_a_ceiling_and_resets() {

@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
@@ -124,8 +124,11 @@ fn is_for(task: &Value, agent: &str) -> bool {
 fn heartbeat(ctx: &Ctx) {
     let body = presence(ctx);
     loop {
+        let sent = Instant::now();
         match ctx.client.post_json("/presence", &body) {
-            Ok(_) => ctx.hub.answered(),
+            Ok(_) => {
+                ctx.hub.answered(sent);
+            }
             Err(e) if e.is_transient() => ctx.hub.failed("heartbeat", &e),
             Err(e) => eprintln!("workshop work: heartbeat: {e}"),
         }
