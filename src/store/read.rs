@@ -67,18 +67,19 @@ impl<'a> Prefix<'a> {
 
 /// The index of the messages `q` selects, oldest first.
 pub fn message_index(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<Index> {
-    select_messages(conn, q, "id, octet_length(envelope)", None, index_row)
+    select_messages(conn, q, "id, octet_length(envelope)", index_row)
 }
 
 /// `(id, envelope)` of the messages `q` selects whose ids lie from `first` to `last` (both
-/// included), oldest first: a stretch of a `message_index`, in one range scan.
+/// included), oldest first: a stretch of a `message_index`, in one range scan. Only for a
+/// query without a type prefix (`batches` fetches a typed page by its ids).
 pub fn messages_between(
     conn: &Connection,
     q: &MessageQuery,
     first: &str,
     last: &str,
 ) -> rusqlite::Result<Vec<(String, String)>> {
-    select_messages(conn, q, "id, envelope", Some((first, last)), envelope_row)
+    scan_messages(conn, q, "id, envelope", Some((first, last)), envelope_row)
 }
 
 /// `(id, envelope)` of the stored messages among `ids`, in no particular order (a missing one
@@ -94,23 +95,21 @@ pub fn messages_by_ids(conn: &Connection, ids: &[&str]) -> rusqlite::Result<Vec<
 
 /// `ids` as the one parameter of `IN (SELECT value FROM json_each(?))`: a JSON array, not `?`
 /// per id, so one cached statement serves whatever the count.
-fn id_list<S: serde::Serialize>(ids: &[S]) -> String {
+pub(crate) fn id_list<S: serde::Serialize>(ids: &[S]) -> String {
     serde_json::to_string(ids).expect("strings serialize")
 }
 
-/// `columns` of the messages `q` selects (and, with `within`, only ids in that inclusive
-/// range), oldest first. A type prefix in a channel is answered through `messages_by_type`
+/// `columns` of the messages `q` selects, oldest first. A type prefix in a channel is answered through `messages_by_type`
 /// (see `typed_ids`); anything else walks the channel (or all messages) in id order.
 pub(super) fn select_messages<T>(
     conn: &Connection,
     q: &MessageQuery,
     columns: &str,
-    within: Option<(&str, &str)>,
     map: impl FnMut(&Row) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
-    match typed_ids(conn, q, within)? {
+    match typed_ids(conn, q)? {
         Some(ids) => rows_by_ids(conn, columns, &ids, map),
-        None => scan_messages(conn, q, columns, within, map),
+        None => scan_messages(conn, q, columns, None, map),
     }
 }
 

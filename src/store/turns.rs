@@ -12,7 +12,7 @@ pub fn any_message(conn: &Connection, q: &MessageQuery) -> rusqlite::Result<bool
         limit: 1,
         ..q.clone()
     };
-    Ok(!select_messages(conn, &q, "1", None, |_| Ok(()))?.is_empty())
+    Ok(!select_messages(conn, &q, "1", |_| Ok(()))?.is_empty())
 }
 
 /// Which part of an agent's inbox to read.

@@ -11,12 +11,11 @@ const MAX_TYPES: usize = 64;
 /// distinct type under the prefix, the first `limit` ids of that type in the wanted order
 /// (one seek and a short walk of the `(ch, type, id)` index each), merged. Costs the number of
 /// types times the page, whatever share of the channel matches: a channel scan instead reads
-/// every message until `limit` match, all of it when the type is rare. `None` when the plan
-/// does not apply.
+/// every message until `limit` match, all of it when the type is rare. Holds at most two
+/// pages of ids at a time. `None` when the plan does not apply.
 pub(super) fn typed_ids(
     conn: &Connection,
     q: &MessageQuery,
-    within: Option<(&str, &str)>,
 ) -> rusqlite::Result<Option<Vec<String>>> {
     let (Some(ch), Some(prefix)) = (&q.ch, &q.type_prefix) else {
         return Ok(None);
@@ -26,9 +25,10 @@ pub(super) fn typed_ids(
     };
     let mut ids = Vec::new();
     for kind in &types {
-        ids.extend(ids_of_type(conn, q, within, kind)?);
+        ids.extend(ids_of_type(conn, q, kind)?);
+        ids = page(ids, q.limit, newest_first(q, None));
     }
-    Ok(Some(page(ids, q.limit, newest_first(q, within))))
+    Ok(Some(ids))
 }
 
 /// The `limit` newest (or oldest) of `ids`, oldest first.
@@ -72,15 +72,10 @@ fn next_type(
 }
 
 /// The first `q.limit` ids of type `kind` in `q`'s channel, in `q`'s order, from the index.
-fn ids_of_type(
-    conn: &Connection,
-    q: &MessageQuery,
-    within: Option<(&str, &str)>,
-    kind: &str,
-) -> rusqlite::Result<Vec<String>> {
+fn ids_of_type(conn: &Connection, q: &MessageQuery, kind: &str) -> rusqlite::Result<Vec<String>> {
     let (mut sql, mut args) = (String::new(), Vec::new());
     let limit = q.limit as i64;
-    ids_of_type_sql(q, &within, &kind, &limit, &mut sql, &mut args);
+    ids_of_type_sql(q, &kind, &limit, &mut sql, &mut args);
     conn.prepare_cached(&sql)?
         .query_map(args.as_slice(), |row| row.get(0))?
         .collect()
@@ -97,7 +92,6 @@ fn next_type_sql(op: &str) -> String {
 /// `ids_of_type`'s query and arguments.
 fn ids_of_type_sql<'b>(
     q: &'b MessageQuery,
-    within: &'b Option<(&'b str, &'b str)>,
     kind: &'b &'b str,
     limit: &'b i64,
     sql: &mut String,
@@ -106,7 +100,7 @@ fn ids_of_type_sql<'b>(
     sql.push_str("SELECT id FROM messages INDEXED BY messages_by_type WHERE ch = ? AND type = ?");
     args.push(&q.ch);
     args.push(kind);
-    push_id_bounds(q, within, limit, sql, args);
+    push_id_bounds(q, &None, limit, sql, args);
 }
 
 #[cfg(test)]
@@ -142,11 +136,11 @@ mod tests {
         conn
     }
 
-    fn both(conn: &Connection, q: &MessageQuery, within: Option<(&str, &str)>) {
+    fn both(conn: &Connection, q: &MessageQuery) {
         let cols = "id, octet_length(envelope)";
-        let typed = select_messages(conn, q, cols, within, index_row).unwrap();
-        let scanned = scan_messages(conn, q, cols, within, index_row).unwrap();
-        assert_eq!(typed, scanned, "{q:?} within {within:?}");
+        let typed = select_messages(conn, q, cols, index_row).unwrap();
+        let scanned = scan_messages(conn, q, cols, None, index_row).unwrap();
+        assert_eq!(typed, scanned, "{q:?}");
     }
 
     const PREFIXES: [&str; 10] = [
@@ -162,21 +156,16 @@ mod tests {
         "review.done.x",
     ];
 
-    /// `since`, `before` and the `within` range of each shape of query.
-    type Bounds = (
-        Option<&'static str>,
-        Option<&'static str>,
-        Option<(&'static str, &'static str)>,
-    );
-    const BOUNDS: [Bounds; 5] = [
-        (None, None, None),
-        (Some("010050"), None, None),
-        (None, Some("010400"), None),
-        (Some("010010"), Some("010500"), None),
-        (None, None, Some(("010020", "010380"))),
+    /// `since` and `before` of each shape of query.
+    type Bounds = (Option<&'static str>, Option<&'static str>);
+    const BOUNDS: [Bounds; 4] = [
+        (None, None),
+        (Some("010050"), None),
+        (None, Some("010400")),
+        (Some("010010"), Some("010500")),
     ];
 
-    fn query(prefix: &str, (since, before, _): Bounds, limit: usize) -> MessageQuery {
+    fn query(prefix: &str, (since, before): Bounds, limit: usize) -> MessageQuery {
         MessageQuery {
             ch: Some("a".into()),
             since: since.map(String::from),
@@ -193,7 +182,7 @@ mod tests {
         let conn = store();
         for (prefix, bounds) in PREFIXES.iter().flat_map(|p| BOUNDS.map(|b| (p, b))) {
             for limit in [1, 7, 50, 1000] {
-                both(&conn, &query(prefix, bounds, limit), bounds.2);
+                both(&conn, &query(prefix, bounds, limit));
             }
         }
     }
@@ -202,7 +191,7 @@ mod tests {
     #[test]
     fn many_types_under_a_prefix_are_left_to_the_scan() {
         let conn = store();
-        let typed = |prefix| super::typed_ids(&conn, &query(prefix, BOUNDS[0], 10), None);
+        let typed = |prefix| super::typed_ids(&conn, &query(prefix, BOUNDS[0], 10));
         assert!(typed("many.").unwrap().is_none());
         assert_eq!(typed("review.").unwrap().unwrap().len(), 10);
     }
@@ -227,7 +216,7 @@ mod tests {
         assert_eq!(next, want);
         let q = query("task.", BOUNDS[2], 200);
         let (mut sql, mut args, limit) = (String::new(), Vec::new(), 200);
-        super::ids_of_type_sql(&q, &None, &"task.created", &limit, &mut sql, &mut args);
+        super::ids_of_type_sql(&q, &"task.created", &limit, &mut sql, &mut args);
         let want =
             "SEARCH messages USING COVERING INDEX messages_by_type (ch=? AND type=? AND id<?)";
         assert_eq!(plan(&conn, &sql, &args), want);
