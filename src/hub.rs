@@ -4,7 +4,6 @@ pub mod frame;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,26 +36,16 @@ pub struct Event {
 }
 
 impl Event {
-    /// `json` is the message's envelope, as stored.
-    /// The frame (`frame::frame`) is written straight into its chunk, so a message is copied
-    /// once here, whatever its size.
+    /// `json` is the message's envelope, as stored. The frame is written straight into its
+    /// chunk, so a message is copied once here, whatever its size.
     pub fn new(id: String, ch: String, kind: String, json: &str) -> Event {
-        let pieces = frame::frame_pieces(&id, json);
-        let frame_len: usize = pieces.iter().map(|piece| piece.len()).sum();
-        // Size line (at most 16 hex digits and CRLF), frame, CRLF.
-        let mut chunk = Vec::with_capacity(frame_len + 20);
-        // Writing to a Vec cannot fail.
-        let _ = write!(chunk, "{frame_len:x}\r\n");
-        let start = chunk.len();
-        for piece in pieces {
-            chunk.extend_from_slice(piece);
-        }
-        chunk.extend_from_slice(b"\r\n");
+        let mut chunk = Vec::new();
+        let frame = frame::encode_frame(&id, json, true, &mut chunk);
         Event {
             id,
             ch,
             kind,
-            frame: start..start + frame_len,
+            frame,
             chunk,
             recipients: Vec::new(),
         }

@@ -10,7 +10,7 @@ use crate::broadcast::{Broadcaster, Live};
 use crate::error::ApiError;
 use crate::http::{EVENT_STREAM_HEADERS as HEADERS, Headers, Reply, Req, Takeover, respond};
 pub use crate::hub::Filter;
-use crate::hub::frame::{encode, frame};
+use crate::hub::frame::{encode, encode_frame};
 use crate::hub::{Refusal, Subscription, TOO_MANY_STREAMS};
 use crate::store::Reader;
 use crate::store::batches::Messages;
@@ -176,9 +176,9 @@ fn replay(
             Messages::select(reader.clone(), &query).map_err(|e| io::Error::other(e.message))?;
         let full = page.len() == REPLAY_PAGE;
         while let Some(batch) = page.next_batch().map_err(|e| io::Error::other(e.message))? {
-            for (id, json) in batch {
-                out.send(&frame(&id, &json))?;
-                *last_sent = Some(id);
+            out.send_messages(&batch)?;
+            if let Some((id, _)) = batch.last() {
+                *last_sent = Some(id.clone());
             }
         }
         if !full {
@@ -208,6 +208,15 @@ impl EventWriter {
             "Connection: close\r\n\r\n"
         });
         self.socket.write_all(head.as_bytes())
+    }
+
+    /// A batch of stored messages as events, in one write.
+    fn send_messages(&mut self, batch: &[(String, String)]) -> io::Result<()> {
+        let mut encoded = Vec::new();
+        for (id, json) in batch {
+            encode_frame(id, json, self.chunked, &mut encoded);
+        }
+        self.socket.write_all(&encoded)
     }
 
     fn send(&mut self, data: &[u8]) -> io::Result<()> {
