@@ -166,7 +166,7 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let from = identity(&body, "from")?;
     let ch = optional_channel(&body, "ch")?;
     let lease_s = lease(&body)?;
-    let exclude = task_ids(&body, "exclude")?;
+    let exclude = read::id_list(&task_ids(&body, "exclude")?);
     // As long as a long poll may wait.
     let wait = seconds(&body, "wait_s")?.unwrap_or(0.0).min(MAX_WAIT_S);
     let deadline = Instant::now() + Duration::from_secs_f64(wait);

@@ -30,8 +30,9 @@ pub enum Op {
         from: String,
         ch: Option<String>,
         lease_s: Option<f64>,
-        /// Task ids the caller does not want (say, ones it just failed).
-        exclude: Vec<String>,
+        /// Task ids the caller does not want (say, ones it just failed), as the JSON array the
+        /// query takes (`read::id_list`): encoded once, though a long poll may look many times.
+        exclude: String,
     },
     /// Extend the claimer's lease.
     Touch {

@@ -106,15 +106,14 @@ fn not_open(id: &str, task: &TaskState) -> String {
 pub(crate) struct Wanted<'a> {
     pub(crate) from: &'a str,
     pub(crate) ch: Option<&'a str>,
-    pub(crate) exclude: &'a [String],
+    /// A JSON array of task ids (`read::id_list`).
+    pub(crate) exclude: &'a str,
 }
 
 /// Claims the best claimable task (highest priority, then oldest), or says when the soonest
 /// delayed one becomes claimable.
 pub(crate) fn claim_next(step: &mut Step, wanted: &Wanted, lease_s: Option<f64>) -> Answer {
-    let exclude = serde_json::to_string(wanted.exclude)
-        .map_err(|e| StoreError::internal(format!("cannot encode exclude: {e}")))?;
-    let args = params![now(), wanted.from, wanted.ch, exclude];
+    let args = params![now(), wanted.from, wanted.ch, wanted.exclude];
     let Some(id) = best_claimable(step, args)? else {
         let next_ready = soonest_ready(step, args)?;
         return Ok(Written::NothingYet { next_ready });
