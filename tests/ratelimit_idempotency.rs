@@ -54,3 +54,66 @@ fn a_retry_of_a_committed_keyed_request_answers_the_first_reply_under_the_loop_g
     assert_eq!(sample(&s, task_create), 1.0);
     s.assert_no_panic();
 }
+
+/// Unix seconds now, as the server's timestamps.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// README's retention of what is not a message: a key is remembered for 24 hours, then the
+/// same key may carry a new request; a presence row is deleted after 7 days. Time is moved
+/// back in the real database file while the server is stopped, and retention runs as it
+/// starts again.
+#[test]
+fn keys_are_kept_a_day_and_presence_rows_a_week() {
+    let mut s = Server::start();
+    let task = json!({"from": "agent.a", "title": "first"});
+    let first = s.post_keyed("/tasks", "k", &task);
+    assert_eq!(first.status, 201, "{}", first.text());
+    for agent in ["agent.gone", "agent.away"] {
+        let r = s.post_json("/presence", json!({ "from": agent }));
+        assert!(r.status < 300, "{}", r.text());
+    }
+    s.stop();
+
+    let conn = rusqlite::Connection::open(s.db_path()).unwrap();
+    let expires: f64 = conn
+        .query_row("SELECT expires_at FROM idempotency_keys", [], |r| r.get(0))
+        .unwrap();
+    let kept_for = expires - unix_now();
+    assert!(
+        (86_400.0 - 120.0..=86_400.0).contains(&kept_for),
+        "kept for {kept_for} s"
+    );
+    // The key's day is over; one agent was last seen 8 days ago, the other 6.
+    let back = |days: f64| unix_now() - days * 86_400.0;
+    conn.execute("UPDATE idempotency_keys SET expires_at = ?1", [back(0.001)])
+        .unwrap();
+    let seen = "UPDATE presence SET last_seen = ?1 WHERE agent_id = ?2";
+    conn.execute(seen, rusqlite::params![back(8.0), "agent.gone"])
+        .unwrap();
+    conn.execute(seen, rusqlite::params![back(6.0), "agent.away"])
+        .unwrap();
+    drop(conn);
+    s.restart_stopped();
+
+    // The expired key is free: another request under it is taken, not refused (422).
+    let other = json!({"from": "agent.a", "title": "second"});
+    let second = s.post_keyed("/tasks", "k", &other);
+    assert_eq!(second.status, 201, "{}", second.text());
+    assert_ne!(second.json()["id"], first.json()["id"]);
+    assert_eq!(s.status()["tasks"], 2);
+    let conn = rusqlite::Connection::open(s.db_path()).unwrap();
+    let agents: Vec<String> = conn
+        .prepare("SELECT agent_id FROM presence ORDER BY agent_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(agents, ["agent.away"]);
+    s.assert_no_panic();
+}
