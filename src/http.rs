@@ -314,6 +314,15 @@ pub fn request_header<'a>(request: &'a Request, name: &'static str) -> Option<&'
 /// Reads a JSON object body, refusing more than 1 MiB while reading (413), never trusting
 /// Content-Length alone.
 pub fn read_json_object(request: &mut Request) -> Result<Map<String, Value>, ApiError> {
+    match read_json(request)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_request("request body must be a JSON object")),
+    }
+}
+
+/// The request body as JSON of any shape, at most `MAX_JSON_BODY` bytes, every integer in
+/// it exact.
+pub fn read_json(request: &mut Request) -> Result<Value, ApiError> {
     let too_large = || ApiError::too_large("request body is over 1 MiB");
     if declared_length(request).is_some_and(|len| len > MAX_JSON_BODY) {
         return Err(too_large());
@@ -331,8 +340,7 @@ pub fn read_json_object(request: &mut Request) -> Result<Map<String, Value>, Api
         return Err(ApiError::bad_request("request body must be a JSON object"));
     }
     match serde_json::from_slice(&body) {
-        Ok(Value::Object(map)) => crate::json_ints::refuse_inexact(&body).map(|()| map),
-        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
+        Ok(value) => crate::json_ints::refuse_inexact(&body).map(|()| value),
         Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
     }
 }

@@ -63,15 +63,16 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token from `from`'s bucket, or says how long until there is one.
-    pub fn check(&self, from: &str, now: Instant) -> Verdict {
+    /// Takes `count` tokens from `from`'s bucket (one per message or task), or says how long
+    /// until there are that many.
+    pub fn check(&self, from: &str, count: usize, now: Instant) -> Verdict {
         if self.rate <= 0.0 {
             return Verdict::Pass;
         }
         let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
         let senders = &mut *senders;
         if let Some(bucket) = senders.buckets.get_mut(from) {
-            return self.take(bucket, now);
+            return self.take(bucket, count as f64, now);
         }
         if senders.buckets.len() >= MAX_SENDERS && !self.make_room(senders, now) {
             // Every tracked sender is being held back right now (as of the last sweep); a
@@ -84,7 +85,7 @@ impl RateLimiter {
             updated: now,
             announced: None,
         });
-        self.take(bucket, now)
+        self.take(bucket, count as f64, now)
     }
 
     /// Forgets idle senders (at most once per `SWEEP_EVERY`: each look walks every bucket);
@@ -106,14 +107,14 @@ impl RateLimiter {
         senders.buckets.len() < MAX_SENDERS
     }
 
-    /// Refills `bucket` and takes a token from it, or says how long until there is one.
-    fn take(&self, bucket: &mut Bucket, now: Instant) -> Verdict {
+    /// Refills `bucket` and takes `cost` tokens from it, or says how long until there are.
+    fn take(&self, bucket: &mut Bucket, cost: f64, now: Instant) -> Verdict {
         self.refill(bucket, now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= cost {
+            bucket.tokens -= cost;
             return Verdict::Pass;
         }
-        let retry_after_s = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
+        let retry_after_s = ((cost - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
         Verdict::Throttled {
             retry_after_s,
             announce: announcement_due(bucket, now),
@@ -162,33 +163,46 @@ fn announcement_due(bucket: &mut Bucket, now: Instant) -> bool {
 impl RateLimiter {
     /// `guard`, except for a retry of a keyed request already committed: the writer answers
     /// that with the first reply without running it again, so it neither spends a token nor
-    /// is refused (README: "a repeat within 24 h answers the first reply").
+    /// is refused (README: "a repeat within 24 h answers the first reply"). `count`: the
+    /// messages (or tasks) the request makes; more than a burst could ever pass is a 413.
     pub fn guard_unless_repeat(
         &self,
         store: &Store,
         key: Option<&Key>,
-        from: &str,
+        (from, count): (&str, usize),
         ch: &str,
         what: &str,
     ) -> Result<Result<(), Reply>, ApiError> {
         if self.rate <= 0.0 {
             return Ok(Ok(()));
         }
+        if count as f64 > self.burst {
+            return Err(ApiError::too_large(format!(
+                "{count} messages at once is over the loop guard's burst of {} per sender",
+                self.burst
+            )));
+        }
         if let Some(key) = key
             && store.read(|conn| idempotency::is_remembered(conn, key))?
         {
             return Ok(Ok(()));
         }
-        Ok(self.guard(store, from, ch, what))
+        Ok(self.guard(store, (from, count), ch, what))
     }
 
-    /// Lets `from` publish or create a task on `ch`, or answers the 429 to send instead.
-    /// `what` names the request in /metrics (`metrics::THROTTLED`).
-    pub fn guard(&self, store: &Store, from: &str, ch: &str, what: &str) -> Result<(), Reply> {
+    /// Lets `from` publish `count` messages (or create tasks) on `ch`, or answers the 429 to
+    /// send instead. `what` names the request in /metrics (`metrics::THROTTLED`).
+    pub fn guard(
+        &self,
+        store: &Store,
+        (from, count): (&str, usize),
+        ch: &str,
+        what: &str,
+    ) -> Result<(), Reply> {
         let Verdict::Throttled {
             retry_after_s,
             announce,
-        } = self.check(from, Instant::now())
+        } = self.check(from, count, Instant::now())
         else {
             return Ok(());
         };
@@ -248,9 +262,28 @@ mod tests {
         let limiter = RateLimiter::new(0.0);
         let now = Instant::now();
         for _ in 0..10_000 {
-            assert_eq!(limiter.check("a", now), Verdict::Pass);
+            assert_eq!(limiter.check("a", 1, now), Verdict::Pass);
         }
         assert_eq!(limiter.tracked(), 0);
+    }
+
+    /// A batch takes a token per message, all or none: refused, it leaves the tokens there
+    /// for a smaller one, and its wait is for as many tokens as it needs.
+    #[test]
+    fn a_batch_takes_a_token_per_message_or_none() {
+        let limiter = RateLimiter::new(2.0);
+        let start = Instant::now();
+        assert_eq!(limiter.check("a", 15, start), Verdict::Pass);
+        let refused = limiter.check("a", 10, start);
+        assert_eq!(
+            refused,
+            Verdict::Throttled {
+                retry_after_s: 3,
+                announce: true
+            }
+        );
+        assert_eq!(limiter.check("a", 5, start), Verdict::Pass);
+        assert_ne!(limiter.check("a", 1, start), Verdict::Pass);
     }
 
     #[test]
@@ -258,9 +291,9 @@ mod tests {
         let limiter = RateLimiter::new(2.0);
         let start = Instant::now();
         for _ in 0..20 {
-            assert_eq!(limiter.check("a", start), Verdict::Pass);
+            assert_eq!(limiter.check("a", 1, start), Verdict::Pass);
         }
-        let first = limiter.check("a", start);
+        let first = limiter.check("a", 1, start);
         assert_eq!(
             first,
             Verdict::Throttled {
@@ -269,27 +302,27 @@ mod tests {
             }
         );
         assert_eq!(
-            limiter.check("b", start),
+            limiter.check("b", 1, start),
             Verdict::Pass,
             "others unaffected"
         );
         let later = start + Duration::from_secs(30);
         let mut passed = 0;
-        while limiter.check("a", later) == Verdict::Pass {
+        while limiter.check("a", 1, later) == Verdict::Pass {
             passed += 1;
         }
         assert_eq!(passed, 20, "refilled to the burst, not beyond");
         assert!(matches!(
-            limiter.check("a", later),
+            limiter.check("a", 1, later),
             Verdict::Throttled {
                 announce: false,
                 ..
             }
         ));
         let minute = start + Duration::from_secs(61);
-        let mut verdict = limiter.check("a", minute);
+        let mut verdict = limiter.check("a", 1, minute);
         while verdict == Verdict::Pass {
-            verdict = limiter.check("a", minute);
+            verdict = limiter.check("a", 1, minute);
         }
         assert!(matches!(verdict, Verdict::Throttled { announce: true, .. }));
     }
@@ -299,13 +332,13 @@ mod tests {
         let limiter = RateLimiter::new(1.0);
         let start = Instant::now();
         for i in 0..MAX_SENDERS {
-            limiter.check(&format!("agent-{i}"), start);
+            limiter.check(&format!("agent-{i}"), 1, start);
         }
         assert_eq!(limiter.tracked(), MAX_SENDERS);
         // Buckets refill in 10 s; then they are forgotten to make room.
         let later = start + Duration::from_secs(11);
         for i in 0..2 * MAX_SENDERS {
-            limiter.check(&format!("other-{i}"), later);
+            limiter.check(&format!("other-{i}"), 1, later);
             assert!(limiter.tracked() <= MAX_SENDERS);
         }
     }
@@ -316,12 +349,12 @@ mod tests {
         let start = Instant::now();
         // Every tracked sender has just spent a token, so none is idle.
         for i in 0..MAX_SENDERS {
-            assert_eq!(limiter.check(&format!("busy-{i}"), start), Verdict::Pass);
+            assert_eq!(limiter.check(&format!("busy-{i}"), 1, start), Verdict::Pass);
         }
         assert_eq!(limiter.sweeps(), 0);
         let soon = start + Duration::from_millis(500);
         for i in 0..MAX_SENDERS {
-            let verdict = limiter.check(&format!("new-{i}"), soon);
+            let verdict = limiter.check(&format!("new-{i}"), 1, soon);
             assert_eq!(verdict, Verdict::Pass, "a new sender has its burst");
         }
         assert_eq!(
@@ -332,12 +365,12 @@ mod tests {
         assert_eq!(limiter.tracked(), MAX_SENDERS);
         // Known senders are still held to their rate meanwhile.
         let mut passed = 0;
-        while limiter.check("busy-0", soon) == Verdict::Pass {
+        while limiter.check("busy-0", 1, soon) == Verdict::Pass {
             passed += 1;
         }
         assert_eq!(passed, 9, "the burst of 10, one spent");
         let later = start + Duration::from_millis(1600);
-        limiter.check("newer", later);
+        limiter.check("newer", 1, later);
         assert_eq!(limiter.sweeps(), 2, "a second later, a sweep again");
         assert!(limiter.tracked() <= MAX_SENDERS);
     }

@@ -5,6 +5,9 @@ mod common;
 use common::{Server, files_in, request, sha256_name};
 use serde_json::{Value, json};
 use std::process::Command;
+use std::time::Duration;
+
+const SECOND: Duration = Duration::from_secs(1);
 
 #[test]
 fn publish_returns_id_and_ts_and_stores_the_envelope() {
@@ -114,6 +117,93 @@ fn bad_publishes_are_400_and_change_nothing() {
     assert_eq!(r.status, 400);
     assert_eq!(s.get("/status").json()["messages"], 0);
     assert_eq!(s.get("/channels").json(), json!([]));
+}
+
+/// A batch (`POST /ch/:ch` with an array) is stored and streamed in the order given, each
+/// message exactly as if posted alone, and answered with each one's id and ts.
+#[test]
+fn a_batch_is_stored_and_streamed_in_order() {
+    let s = Server::start();
+    let mut live = s.sse("/ch/batch", &[]);
+    let first = s.publish("batch", "msg.first", json!({}));
+    assert_eq!(
+        live.next_message(SECOND).map(|(id, _)| id),
+        Some(first.clone())
+    );
+    let batch = json!([
+        {"from": "agent.a", "type": "log.line", "body": {"n": 0, "text": "quietly batched"}},
+        {"from": "agent.a", "type": "log.line", "body": {"n": 1}, "reply_to": first},
+        {"from": "agent.a", "type": "log.done", "body": {"n": 2}, "to": "agent.b"},
+    ]);
+    let r = s.post_json("/ch/batch", batch.clone());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let stamped = r.json();
+    let stamped = stamped.as_array().expect("an array");
+    assert_eq!(stamped.len(), 3);
+    let ids: Vec<&str> = stamped.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(
+        first.as_str() < ids[0] && ids[0] < ids[1] && ids[1] < ids[2],
+        "{ids:?}"
+    );
+    let history = s.history(&format!("/ch/batch/history?since={first}"));
+    assert_eq!(history.len(), 3);
+    for (i, m) in history.iter().enumerate() {
+        assert_eq!(m["id"], stamped[i]["id"]);
+        assert_eq!(m["ts"], stamped[i]["ts"]);
+        assert_eq!(m["body"], batch[i]["body"]);
+        assert_eq!(m["type"], batch[i]["type"]);
+        let (id, streamed) = live.next_message(SECOND).expect("streamed");
+        assert_eq!((id.as_str(), &streamed), (ids[i], m));
+    }
+    assert_eq!(history[1]["reply_to"], json!(first));
+    assert_eq!(history[2]["to"], "agent.b");
+    assert_eq!(s.history("/inbox/agent.b")[0]["id"], ids[2]);
+    assert_eq!(s.history("/search?q=quietly")[0]["id"], ids[0]);
+    assert_eq!(s.status()["messages"], 4);
+    s.assert_no_panic();
+}
+
+/// A batch with anything wrong is refused whole, naming the first message at fault, and
+/// stores nothing.
+#[test]
+fn a_bad_batch_is_refused_whole_and_changes_nothing() {
+    let s = Server::start();
+    let ok = json!({"from": "agent.a", "type": "t", "body": {}});
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!([]), 400, "1 to 1000 messages"),
+        (
+            Value::Array(vec![ok.clone(); 1001]),
+            400,
+            "1 to 1000 messages",
+        ),
+        (json!([ok, 7]), 400, "message 1: must be a JSON object"),
+        (json!([ok, [ok]]), 400, "message 1: must be a JSON object"),
+        (json!([ok, {"from": "agent.a"}]), 400, "message 1: type"),
+        (
+            json!([ok, ok, {"from": "agent.b", "type": "t"}]),
+            400,
+            "message 2: every message of a batch must have the same from",
+        ),
+        (
+            json!([ok, {"from": "agent.a", "type": "t", "files": [missing]}]),
+            400,
+            "message 1: ",
+        ),
+    ];
+    for (batch, status, says) in cases {
+        let r = s.post_json("/ch/c", batch.clone());
+        assert_eq!(r.status, status, "{batch}: {}", r.text());
+        assert!(r.error().contains(says), "{}: {}", says, r.error());
+    }
+    // Over 1 MiB as a whole, though each message is small.
+    let text = "x".repeat(2_000);
+    let big = json!({"from": "agent.a", "type": "t", "body": {"text": text}});
+    let r = s.post_json("/ch/c", Value::Array(vec![big; 600]));
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(s.status()["messages"], 0);
+    assert_eq!(s.get("/channels").json(), json!([]));
+    s.assert_no_panic();
 }
 
 #[test]

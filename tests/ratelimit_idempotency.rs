@@ -117,3 +117,40 @@ fn keys_are_kept_a_day_and_presence_rows_a_week() {
     assert_eq!(agents, ["agent.away"]);
     s.assert_no_panic();
 }
+
+/// A batch spends a token per message, all or none; one larger than a burst could ever
+/// pass is a 413, not a 429 that no wait would cure. Under a key, its repeat answers the
+/// first reply, and the same key on another batch is a 422.
+#[test]
+fn a_batch_spends_a_token_per_message_and_repeats_under_its_key() {
+    // 1 per second: bursts of 10.
+    let s = Server::start_with(&[("WORKSHOP_RATE", "1")]);
+    let batch = |n: usize, tag: &str| {
+        let one = json!({"from": "agent.a", "type": "chatter", "body": {"tag": tag}});
+        serde_json::Value::Array(vec![one; n])
+    };
+    let r = s.post_json("/ch/loop", batch(11, "too many"));
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.error().contains("burst of 10"), "{}", r.error());
+    let first = s.post_keyed("/ch/loop", "b-1", &batch(8, "eight"));
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(first.json().as_array().map(Vec::len), Some(8));
+    let again = s.post_keyed("/ch/loop", "b-1", &batch(8, "eight"));
+    assert_eq!(again.status, 201, "{}", again.text());
+    assert_eq!(again.json(), first.json(), "the first reply");
+    assert_eq!(
+        s.post_keyed("/ch/loop", "b-1", &batch(2, "two")).status,
+        422
+    );
+    // Two tokens left (more only after 8 s): a whole burst is refused whole.
+    let r = s.post_json("/ch/loop", batch(10, "ten"));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(s.post_json("/ch/loop", batch(2, "two")).status, 201);
+    let stored = s.history("/ch/loop/history?type=chatter");
+    let tags: Vec<&str> = stored
+        .iter()
+        .map(|m| m["body"]["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, [vec!["eight"; 8], vec!["two"; 2]].concat());
+    s.assert_no_panic();
+}

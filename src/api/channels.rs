@@ -4,28 +4,91 @@ use super::written;
 use super::{file_refs, id_param, identity, identity_value, label, longpoll, path_channel};
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Reply, Req, count_param, read_json_object};
+use crate::http::{Reply, Req, count_param, read_json};
 use crate::ids;
 use crate::store::batches::Messages;
 use crate::store::read::{self, MessageQuery};
 use crate::store::{NewMessage, Op};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-/// `POST /ch/:ch`
+/// Most messages one `POST /ch/:ch` may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// `POST /ch/:ch`: one message (a JSON object), or a batch (an array of 1 to `MAX_BATCH`
+/// of them, all from one sender) committed together, in order, in one transaction.
 pub fn publish(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let Req {
         http: request,
         captures,
         ..
     } = req;
-    let ch = &captures[0];
-    let ch = path_channel(ch)?;
-    let body = read_json_object(request)?;
+    let ch = path_channel(&captures[0])?;
+    let route = format!("POST /ch/{ch}");
+    let (op, key, from, count) = match read_json(request)? {
+        Value::Object(body) => {
+            let message = new_message(app, &ch, &body)?;
+            let key = idempotency::key(request, &message.from, &route, &body)?;
+            let from = message.from.clone();
+            (Op::Publish(message), key, from, 1)
+        }
+        Value::Array(bodies) => {
+            let batch = new_batch(app, &ch, &bodies)?;
+            let from = batch[0].from.clone();
+            let key = idempotency::key(request, &from, &route, &bodies)?;
+            (Op::PublishBatch(batch), key, from, bodies.len())
+        }
+        _ => return Err(ApiError::bad_request(NOT_A_MESSAGE)),
+    };
+    let sender = (from.as_str(), count);
+    if let Err(throttled) =
+        app.limiter
+            .guard_unless_repeat(&app.store, key.as_ref(), sender, &ch, "publish")?
+    {
+        return Ok(throttled);
+    }
+    let written = app.store.write(idempotency::wrap(key, op))?;
+    Ok(written::reply(written))
+}
+
+const NOT_A_MESSAGE: &str =
+    "request body must be a JSON object (a message) or an array of them (a batch)";
+
+/// The messages of a batch, each checked as a message alone is; an error names the first
+/// one at fault.
+fn new_batch(app: &App, ch: &str, bodies: &[Value]) -> Result<Vec<NewMessage>, ApiError> {
+    if !(1..=MAX_BATCH).contains(&bodies.len()) {
+        let count = bodies.len();
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_BATCH} messages, not {count}"
+        )));
+    }
+    let mut batch: Vec<NewMessage> = Vec::with_capacity(bodies.len());
+    for (i, body) in bodies.iter().enumerate() {
+        let at = |e: ApiError| ApiError::new(e.status, format!("message {i}: {}", e.message));
+        let Value::Object(body) = body else {
+            return Err(at(ApiError::bad_request("must be a JSON object")));
+        };
+        let message = new_message(app, ch, body).map_err(at)?;
+        if batch
+            .first()
+            .is_some_and(|first| first.from != message.from)
+        {
+            return Err(at(ApiError::bad_request(
+                "every message of a batch must have the same from",
+            )));
+        }
+        batch.push(message);
+    }
+    Ok(batch)
+}
+
+/// The message `body` asks to publish on `ch`, checked.
+fn new_message(app: &App, ch: &str, body: &Map<String, Value>) -> Result<NewMessage, ApiError> {
     let (to, recipients) = addressees(body.get("to"))?;
-    let message = NewMessage {
-        ch,
-        from: identity(&body, "from")?,
-        kind: label(&body, "type")?,
+    Ok(NewMessage {
+        ch: ch.to_string(),
+        from: identity(body, "from")?,
+        kind: label(body, "type")?,
         v: match body.get("v") {
             None | Some(Value::Null) => 1,
             Some(v) => v
@@ -33,24 +96,11 @@ pub fn publish(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
                 .ok_or_else(|| ApiError::bad_request("v must be an integer"))?,
         },
         body: body.get("body").cloned().unwrap_or_else(|| json!({})),
-        files: file_refs(&body, &app.blobs)?,
+        files: file_refs(body, &app.blobs)?,
         reply_to: reply_to(body.get("reply_to").or_else(|| body.get("reply-to")))?,
         to,
         recipients,
-    };
-    let route = format!("POST /ch/{}", message.ch);
-    let key = idempotency::key(request, &message.from, &route, &body)?;
-    let (from, ch) = (&message.from, &message.ch);
-    if let Err(throttled) =
-        app.limiter
-            .guard_unless_repeat(&app.store, key.as_ref(), from, ch, "publish")?
-    {
-        return Ok(throttled);
-    }
-    let written = app
-        .store
-        .write(idempotency::wrap(key, Op::Publish(message)))?;
-    Ok(written::reply(written))
+    })
 }
 
 fn reply_to(value: Option<&Value>) -> Result<Option<String>, ApiError> {

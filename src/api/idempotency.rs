@@ -5,30 +5,29 @@ use crate::error::ApiError;
 use crate::http::request_header;
 use crate::store::Op;
 use crate::store::idempotency::Key;
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
 /// Longest key accepted.
 const MAX_KEY: usize = 128;
 
-/// The request's `Idempotency-Key`, if it has one. `route` and `body` are what a repeat must
-/// match (else 422).
+/// The request's `Idempotency-Key`, if it has one. `route` and `body` (a JSON object, or a
+/// batch's array of them) are what a repeat must match (else 422).
 pub fn key(
     request: &Request,
     from: &str,
     route: &str,
-    body: &Map<String, Value>,
+    body: &impl serde::Serialize,
 ) -> Result<Option<Key>, ApiError> {
     let Some(key) = request_header(request, "Idempotency-Key") else {
         return Ok(None);
     };
     let key = valid_key(key)?;
-    // The map's keys are sorted, so the same JSON object always digests the same.
+    // An object's keys are sorted, so the same JSON always digests the same.
     let mut digest = Sha256::new();
     digest.update(route.as_bytes());
     digest.update(b"\n");
-    // The map itself, not a copy of it as a Value: the same bytes as `Value::Object`.
+    // A map serialises to the same bytes as the `Value::Object` holding it.
     let json = serde_json::to_vec(body)
         .map_err(|e| ApiError::internal(format!("cannot encode the body: {e}")))?;
     digest.update(&json);

@@ -43,7 +43,7 @@ pub fn act(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     // release frees what an agent held: refusing it would only keep a lock held longer.
     if let LockOp::Acquire { from, ch, .. } = &op {
         let ch = ch.as_deref().unwrap_or(locks::DEFAULT_CHANNEL);
-        if let Err(throttled) = app.limiter.guard(&app.store, from, ch, "publish") {
+        if let Err(throttled) = app.limiter.guard(&app.store, (from, 1), ch, "publish") {
             return Ok(throttled);
         }
     }

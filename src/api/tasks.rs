@@ -64,7 +64,7 @@ pub fn create(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let (from, ch) = (&task.from, &task.ch);
     if let Err(throttled) =
         app.limiter
-            .guard_unless_repeat(&app.store, key.as_ref(), from, ch, "task_create")?
+            .guard_unless_repeat(&app.store, key.as_ref(), (from, 1), ch, "task_create")?
     {
         return Ok(throttled);
     }

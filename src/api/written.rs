@@ -25,7 +25,7 @@ pub fn keep(written: &Written) -> Kept {
 
 fn status(written: &Written) -> u16 {
     match written {
-        Written::Published { .. } | Written::TaskCreated { .. } => 201,
+        Written::Published { .. } | Written::PublishedBatch(_) | Written::TaskCreated { .. } => 201,
         Written::NothingYet { .. } => 204,
         Written::LockHeld(_) => 409,
         Written::Repeated(first) => first.status,
@@ -36,6 +36,10 @@ fn status(written: &Written) -> u16 {
 fn body(written: &Written) -> Value {
     match written {
         Written::Published { id, ts } => json!({"id": id, "ts": ts}),
+        Written::PublishedBatch(stamped) => stamped
+            .iter()
+            .map(|(id, ts)| json!({"id": id, "ts": ts}))
+            .collect(),
         Written::TaskCreated { id } => json!({"id": id}),
         Written::Taken {
             id,

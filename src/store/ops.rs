@@ -16,6 +16,10 @@ pub(super) fn run(step: &mut Step, op: &Op) -> Result<Written, StoreError> {
             let (id, ts) = messages::insert(step, message)?;
             Ok(Written::Published { id, ts })
         }
+        Op::PublishBatch(batch) => {
+            let stamped = batch.iter().map(|message| messages::insert(step, message));
+            Ok(Written::PublishedBatch(stamped.collect::<Result<_, _>>()?))
+        }
         Op::CreateTask(task) => tasks::create(step, task),
         Op::Claim { id, from, lease_s } => tasks::claim(step, id, from, *lease_s),
         Op::ClaimNext {

@@ -18,6 +18,8 @@ pub struct Command {
 #[derive(Debug)]
 pub enum Op {
     Publish(NewMessage),
+    /// Several messages to one channel from one sender, committed together, in order.
+    PublishBatch(Vec<NewMessage>),
     CreateTask(NewTask),
     /// Claim one task; with a lease it returns to the queue unless touched in time.
     Claim {
@@ -110,6 +112,8 @@ pub enum Written {
         id: String,
         ts: f64,
     },
+    /// Each message's id and timestamp, in the order given.
+    PublishedBatch(Vec<(String, f64)>),
     TaskCreated {
         id: String,
     },

@@ -252,7 +252,7 @@ fn expire_due(step: &mut Step) -> Result<Effects, StoreError> {
 /// is never refused once validated, so it runs without one: if it fails, storage itself has
 /// failed, and so does the whole batch.
 fn in_savepoint(step: &mut Step, op: &Op) -> Result<Result<Written, StoreError>, StoreError> {
-    if let Op::Publish(_) = op {
+    if let Op::Publish(_) | Op::PublishBatch(_) = op {
         return ops::run(step, op).map(Ok);
     }
     // Cached statements: parsing these three for every command was measurable.
