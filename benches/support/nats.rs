@@ -158,6 +158,11 @@ impl NatsConn {
         self.out.extend_from_slice(payload);
         self.out.extend_from_slice(b"\r\n");
         self.writer.write_all(&self.out)?;
+        self.next_msg()
+    }
+
+    /// The payload of the next MSG on the inbox, answering PINGs meanwhile.
+    fn next_msg(&mut self) -> io::Result<Vec<u8>> {
         loop {
             let line = self.read_line()?;
             if line == "PING" {
@@ -178,14 +183,34 @@ impl NatsConn {
         }
     }
 
-    /// A publish acknowledged by the stream (a PubAck with a sequence number).
-    /// `Ok(Err(answer))` when JetStream answered with something other than a PubAck.
-    pub fn publish_acked(&mut self, payload: &[u8]) -> io::Result<Result<(), String>> {
-        let ack = self.request(SUBJECT, payload)?;
-        Ok(match workshop_testkit::find_bytes(&ack, b"\"seq\"") {
-            Some(_) => Ok(()),
-            None => Err(format!("nats answered {}", String::from_utf8_lossy(&ack))),
-        })
+    /// `count` publishes in flight at once (JetStream's asynchronous publish: sent in one
+    /// write, then every PubAck awaited), the peer of a workshop batch; 1 is a plain publish
+    /// and its ack. `Ok(Err(answer))` when JetStream answered with something other than a
+    /// PubAck.
+    pub fn publish_window(
+        &mut self,
+        payload: &[u8],
+        count: usize,
+    ) -> io::Result<Result<u64, String>> {
+        self.out.clear();
+        for _ in 0..count {
+            write!(
+                self.out,
+                "PUB {SUBJECT} {}.1 {}\r\n",
+                self.inbox,
+                payload.len()
+            )?;
+            self.out.extend_from_slice(payload);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.writer.write_all(&self.out)?;
+        for _ in 0..count {
+            let ack = self.next_msg()?;
+            if let Err(answer) = pub_ack(&ack) {
+                return Ok(Err(answer));
+            }
+        }
+        Ok(Ok(count as u64))
     }
 
     fn read_line(&mut self) -> io::Result<String> {
@@ -194,6 +219,14 @@ impl NatsConn {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "nats closed"));
         }
         Ok(self.line.trim_end().to_string())
+    }
+}
+
+/// `Ok` when `ack` is a PubAck (it carries the stream's sequence number), else what it is.
+fn pub_ack(ack: &[u8]) -> Result<(), String> {
+    match workshop_testkit::find_bytes(ack, b"\"seq\"") {
+        Some(_) => Ok(()),
+        None => Err(format!("nats answered {}", String::from_utf8_lossy(ack))),
     }
 }
 

@@ -15,6 +15,7 @@ mod client;
 mod files;
 mod format;
 mod idempotent;
+mod lines;
 mod locks;
 mod messages;
 mod output;
