@@ -124,8 +124,9 @@ fn pub_lines_posts_a_message_per_line_in_batches() {
         &hub,
         "workshop_http_requests_total{route=\"publish\",code=\"2xx\"}",
     );
+    // 2 when stdin is read at once; more if a busy machine makes a batch wait out its 50 ms.
     assert!(
-        (2.0..=10.0).contains(&requests),
+        (2.0..=100.0).contains(&requests),
         "{requests} requests for 1200 lines"
     );
     let stored = hub.channel_history("logs", "n=1000");
