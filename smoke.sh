@@ -155,6 +155,15 @@ if expect "history type prefix" 200; then
 fi
 req GET "/ch/$CH/history?n=abc"
 expect "history bad n is 400" 400 && ok "history bad n is 400"
+# A batch: several messages in one request, committed together, in order.
+post "/ch/$CH" "[{\"from\":\"$ME\",\"type\":\"smoke.batch\",\"body\":{\"n\":1}},{\"from\":\"$ME\",\"type\":\"smoke.batch\",\"body\":{\"n\":2}}]"
+if expect "publish batch" 201; then
+  C1=$(grep -o "$ULID_RE" "$TMP/body" | sed -n 1p)
+  C2=$(grep -o "$ULID_RE" "$TMP/body" | sed -n 2p)
+  if [ -z "$C2" ] || ! expr "$C1" \> "$B" >/dev/null || ! expr "$C2" \> "$C1" >/dev/null; then
+    fail "publish batch" "expected two increasing ids after $B, got $(brief)"
+  else ok "publish batch"; fi
+fi
 req GET "/history?n=50"
 if expect "history all channels" 200; then
   if has "\"id\":\"$B\""; then ok "history all channels"; else fail "history all channels" "$B not among the newest 50"; fi
