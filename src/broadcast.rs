@@ -8,7 +8,7 @@
 //! against that shape in issue 15: README, "How it is built").
 //!
 //! Backpressure: while a socket's send buffer is full, its stream's events stay in its hub
-//! queue. A stream that falls `QUEUE_CAPACITY` events behind is dropped by the hub; one whose
+//! queue. A stream that falls `QUEUE_CAPACITY` commits behind is dropped by the hub; one whose
 //! socket is full with more than `BACKLOG_BYTES` of events waiting is cut off here. Either
 //! way the client resumes from SQLite when it reconnects. Streams hold events as the
 //! hub's shared `Arc<Event>`, never a copy: a thousand stalled readers of a 1 MiB message
@@ -149,8 +149,8 @@ impl Live {
         self.over_budget_since
     }
 
-    /// Moves events from the hub queue behind `unsent` (a send's worth: the rest wait in
-    /// the queue, where they count against its capacity), skipping what replay already
+    /// Moves events from the hub queue behind `unsent` (about a send's worth: the rest wait
+    /// in the queue, where they count against its capacity), skipping what replay already
     /// sent; a keepalive if the stream has been quiet for `KEEPALIVE`.
     fn gather(&mut self, now: Instant) {
         self.take_queued();
@@ -159,11 +159,12 @@ impl Live {
         }
     }
 
-    /// Up to a send's worth of events from the hub queue; notes when the hub dropped us.
+    /// Commits' events from the hub queue until there is a send's worth (a commit is taken
+    /// whole); notes when the hub dropped us.
     fn take_queued(&mut self) {
         while self.unsent.len() < PIECES_PER_SEND {
             match self.subscription.events.try_recv() {
-                Ok(event) => self.add(event),
+                Ok(delivery) => delivery.iter().for_each(|event| self.add(event.clone())),
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     self.ending = true;

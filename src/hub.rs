@@ -12,9 +12,15 @@ use std::time::Duration;
 /// Silence longer than this gets a `: keepalive` comment, so proxies keep the stream open.
 pub const KEEPALIVE: Duration = Duration::from_secs(20);
 
-/// Events a subscriber may fall behind by before it is cut off. Small on purpose: each
-/// queue's slots are allocated up front, and thousands of watchers must stay cheap.
+/// Commits a subscriber may fall behind by before it is cut off. Small on purpose: each
+/// queue's slots are allocated up front, and thousands of watchers must stay cheap. Counted
+/// in commits, not events, so that one commit of many messages (a batch publish, or a
+/// thousand publishers' group commit) does not cut off a subscriber that keeps up.
 pub const QUEUE_CAPACITY: usize = 256;
+
+/// What one commit delivers to one subscriber: its events for the subscriber's channel (or
+/// all of them, for the all-channels feed), in order. Shared by every subscriber of it.
+pub type Delivery = Arc<[Arc<Event>]>;
 /// Bytes of events a stream may hold unsent (queued here or not yet taken by its socket)
 /// while its client is not reading, before the broadcaster cuts it off. Events are shared,
 /// never copied per stream, but a stalled stream keeps the ones it holds alive.
@@ -103,20 +109,20 @@ struct Registry {
 
 /// The hub's end of a subscription.
 struct Feed {
-    events: Sender<Arc<Event>>,
+    events: Sender<Delivery>,
     backlog: Arc<AtomicUsize>,
 }
 
 impl Feed {
-    /// Queues `event`; `false` when the queue is full (or the subscriber gone).
-    fn offer(&self, event: &Arc<Event>) -> bool {
+    /// Queues `delivery`; `false` when the queue is full (or the subscriber gone).
+    fn offer(&self, delivery: &Delivery, weight: usize) -> bool {
         // Counted before it is sent: once sent, the broadcaster may be `done` with it before
         // an add after the send, and the count would wrap below zero in between.
-        self.backlog.fetch_add(event.weight(), Ordering::AcqRel);
-        match self.events.try_send(event.clone()) {
+        self.backlog.fetch_add(weight, Ordering::AcqRel);
+        match self.events.try_send(delivery.clone()) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.backlog.fetch_sub(event.weight(), Ordering::AcqRel);
+                self.backlog.fetch_sub(weight, Ordering::AcqRel);
                 false
             }
         }
@@ -140,7 +146,7 @@ pub struct Subscription {
     hub: Arc<Hub>,
     ch: Option<String>,
     key: u64,
-    pub events: Receiver<Arc<Event>>,
+    pub events: Receiver<Delivery>,
     /// Weight of the events delivered and not yet `done` with.
     backlog: Arc<AtomicUsize>,
 }
@@ -202,23 +208,24 @@ impl Hub {
         })
     }
 
-    /// Delivers committed events, in order, to every matching subscriber without waiting.
+    /// Delivers a commit's events, in order, to every matching subscriber without waiting:
+    /// one queue entry per subscriber for the whole commit.
     pub fn publish(&self, events: &[Arc<Event>]) {
         if events.is_empty() {
             return;
         }
         let mut registry = self.registry();
         let mut dropped = 0;
-        for event in events {
-            for key in [None, Some(event.ch.clone())] {
-                if let Some(subscribers) = registry.subscribers.get_mut(&key) {
-                    subscribers.retain(|_, feed| {
-                        let kept = feed.offer(event);
-                        dropped += usize::from(!kept);
-                        kept
-                    });
-                }
-            }
+        for (key, delivery) in deliveries(events) {
+            let Some(subscribers) = registry.subscribers.get_mut(&key) else {
+                continue;
+            };
+            let weight = delivery.iter().map(|event| event.weight()).sum();
+            subscribers.retain(|_, feed| {
+                let kept = feed.offer(&delivery, weight);
+                dropped += usize::from(!kept);
+                kept
+            });
         }
         registry.count -= dropped;
         drop(registry);
@@ -278,6 +285,26 @@ impl Hub {
     }
 }
 
+/// A commit's events as the feeds take them: all of them for the all-channels feed (`None`),
+/// and each channel's own, in order.
+fn deliveries(events: &[Arc<Event>]) -> Vec<(Option<String>, Delivery)> {
+    let all: Delivery = events.into();
+    let mut channels: Vec<&str> = events.iter().map(|event| event.ch.as_str()).collect();
+    channels.sort_unstable();
+    channels.dedup();
+    let mut deliveries = vec![(None, all.clone())];
+    if let [only] = channels[..] {
+        // The usual commit: one channel, whose delivery is all of it.
+        deliveries.push((Some(only.to_string()), all));
+        return deliveries;
+    }
+    for ch in channels {
+        let own: Delivery = events.iter().filter(|e| e.ch == ch).cloned().collect();
+        deliveries.push((Some(ch.to_string()), own));
+    }
+    deliveries
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.unsubscribe(&self.ch, self.key);
@@ -300,14 +327,15 @@ mod tests {
         let all = hub.subscribe(None, usize::MAX).unwrap();
         let other = hub.subscribe(Some("other".into()), usize::MAX).unwrap();
         hub.publish(&[event("1", "general")]);
-        assert_eq!(general.events.try_recv().unwrap().id, "1");
-        assert_eq!(all.events.try_recv().unwrap().id, "1");
+        assert_eq!(ids(&general.events.try_recv().unwrap()), ["1"]);
+        assert_eq!(ids(&all.events.try_recv().unwrap()), ["1"]);
         assert!(other.events.try_recv().is_err());
         for bell in &bells {
             assert!(bell.try_recv().is_ok(), "a publish rings every bell");
         }
         hub.publish(&[event("2", "general"), event("3", "general")]);
         hub.publish(&[event("4", "general")]);
+        assert_eq!(ids(&general.events.try_recv().unwrap()), ["2", "3"]);
         assert!(bells[0].try_recv().is_ok());
         assert!(bells[0].try_recv().is_err(), "rings coalesce until heard");
         assert_eq!(hub.subscriber_count(), 3);
@@ -327,7 +355,7 @@ mod tests {
         assert_eq!(hub.subscriber_count(), 1);
         // The slow one gets what was queued, then sees its stream end; the event it had no
         // room for is not in its backlog.
-        let queued: Vec<Arc<Event>> = slow.events.iter().collect();
+        let queued: Vec<Arc<Event>> = slow.events.iter().flat_map(|d| d.to_vec()).collect();
         assert_eq!(queued.len(), QUEUE_CAPACITY);
         let weight: usize = queued.iter().map(|event| event.weight()).sum();
         assert_eq!(slow.backlog(), weight);
@@ -344,8 +372,33 @@ mod tests {
         hub.publish(&[one.clone(), event("2", "c"), event("3", "d")]);
         assert_eq!(sub.backlog(), 2 * one.weight());
         assert_eq!(other.backlog(), one.weight());
-        sub.done(&sub.events.try_recv().unwrap());
+        let delivered = sub.events.try_recv().unwrap();
+        assert_eq!(ids(&delivered), ["1", "2"]);
+        assert_eq!(ids(&other.events.try_recv().unwrap()), ["3"]);
+        sub.done(&delivered[0]);
         assert_eq!(sub.backlog(), one.weight());
+    }
+
+    /// One commit of many events (a batch publish, a large group commit) is one queue entry
+    /// per subscriber: a subscriber that keeps up is not cut off by it, however many it holds.
+    #[test]
+    fn a_commit_of_many_events_is_one_queue_entry() {
+        let hub = Arc::new(Hub::default());
+        let all = hub.subscribe(None, usize::MAX).unwrap();
+        let c = hub.subscribe(Some("c".into()), usize::MAX).unwrap();
+        let events: Vec<Arc<Event>> = (0..QUEUE_CAPACITY * 4)
+            .map(|i| event(&format!("{i:05}"), ["c", "d"][i % 2]))
+            .collect();
+        hub.publish(&events);
+        assert_eq!(hub.subscriber_count(), 2);
+        assert_eq!(all.events.try_recv().unwrap().len(), QUEUE_CAPACITY * 4);
+        let own = c.events.try_recv().unwrap();
+        assert_eq!(own.len(), QUEUE_CAPACITY * 2);
+        assert!(own.iter().all(|e| e.ch == "c") && own.windows(2).all(|w| w[0].id < w[1].id));
+    }
+
+    fn ids(delivery: &Delivery) -> Vec<&str> {
+        delivery.iter().map(|event| event.id.as_str()).collect()
     }
 
     #[test]

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Server, request, wait_for};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -44,6 +44,57 @@ fn stream_headers_and_open_comment() {
     }
     assert_eq!(s.get("/ch/bad%20name").status, 400);
     assert_eq!(s.get("/ch/x?since=bogus").status, 400);
+}
+
+/// A batch of 1,000 messages (one commit) reaches a channel's stream, the all-channels
+/// stream and a long poll whole and in order: a subscriber that keeps up is never cut off
+/// because one commit holds more messages than its queue has places.
+#[test]
+fn a_batch_of_a_thousand_reaches_every_live_subscriber_whole() {
+    let s = Server::start();
+    let mut channel = s.sse("/ch/bulk", &[]);
+    let mut all = s.sse("/", &[]);
+    channel.next(WAIT).unwrap();
+    all.next(WAIT).unwrap();
+    let start = s.publish("bulk", "msg.start", json!({}));
+    assert_eq!(channel.next_message(WAIT).unwrap().0, start);
+    assert_eq!(all.next_message(WAIT).unwrap().0, start);
+    let port = s.port;
+    let poll = std::thread::spawn(move || {
+        let path = format!("/ch/bulk/history?since={start}&wait=30&n=1000");
+        request(port, "GET", &path, &[], b"")
+    });
+    wait_for(WAIT, "the long poll to wait", || {
+        (s.status()["waiting"] == 1).then_some(())
+    });
+    let batch: Vec<Value> = (0..1000)
+        .map(|n| json!({"from": "bulk.loader", "type": "row", "body": {"n": n}}))
+        .collect();
+    let r = s.post_json("/ch/bulk", Value::Array(batch));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let ids: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    for stream in [&mut channel, &mut all] {
+        for (n, id) in ids.iter().enumerate() {
+            let (got, data) = stream
+                .next_message(WAIT)
+                .expect("every event, no end of stream");
+            assert_eq!((&got, &data["body"]["n"]), (id, &json!(n)));
+        }
+    }
+    let polled = poll.join().unwrap();
+    assert_eq!(polled.status, 200);
+    assert_eq!(polled.text().lines().count(), 1000);
+    // Still subscribed: the next message arrives on the same streams.
+    let after = s.publish("bulk", "msg.after", json!({}));
+    assert_eq!(channel.next_message(WAIT).unwrap().0, after);
+    assert_eq!(all.next_message(WAIT).unwrap().0, after);
+    s.assert_no_panic();
 }
 
 #[test]

@@ -130,7 +130,7 @@ fn wait_until(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match subscription.events.recv_timeout(left) {
-            Ok(event) if awaited.wants(&event) => return Ok(()),
+            Ok(delivery) if delivery.iter().any(|event| awaited.wants(event)) => return Ok(()),
             Ok(_) => {}
             // Time is up; or the hub let go of us: shutdown, or a flood of messages this
             // request does not want filled its queue. Either way the read runs now and
