@@ -98,6 +98,15 @@ pub enum Op {
 }
 
 impl Op {
+    /// What the command weighs in a commit: the messages it publishes, or 1.
+    pub fn weight(&self) -> usize {
+        match self {
+            Op::PublishBatch(batch) => batch.len(),
+            Op::Idempotent { op, .. } => op.weight(),
+            _ => 1,
+        }
+    }
+
     /// Whether the search index must hold every stored message before this runs: a search
     /// about to read it, or retention about to prune it.
     pub fn needs_search_index(&self) -> bool {
@@ -291,7 +300,33 @@ pub struct Lock {
 
 #[cfg(test)]
 mod tests {
-    use super::{Op, Status};
+    use super::{NewMessage, Op, Status, Written};
+    use crate::store::idempotency::{Kept, Key};
+
+    /// A commit's weight counts a batch's messages, under an idempotency key too.
+    #[test]
+    fn a_batch_weighs_its_messages_and_anything_else_one() {
+        let message = || NewMessage::announcement("c", "a", "t", serde_json::json!({}));
+        let batch = Op::PublishBatch(vec![message(), message(), message()]);
+        assert_eq!(batch.weight(), 3);
+        let key = Key {
+            from: "a".into(),
+            key: "k".into(),
+            fingerprint: "f".into(),
+        };
+        let keep = |_: &Written| Kept {
+            status: 201,
+            body: serde_json::json!([]),
+        };
+        let keyed = Op::Idempotent {
+            key,
+            op: Box::new(batch),
+            keep,
+        };
+        assert_eq!(keyed.weight(), 3);
+        assert_eq!(Op::Publish(message()).weight(), 1);
+        assert_eq!(Op::IndexSearch.weight(), 1);
+    }
 
     #[test]
     fn a_search_and_retention_need_the_whole_index_and_a_publish_does_not() {

@@ -18,8 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use ulid::Ulid;
 
-/// Most commands folded into one transaction; bounds the latency of the first one.
-const MAX_BATCH: usize = 1024;
+/// Weight (messages a command publishes, else 1: `Op::weight`) after which no more commands
+/// join a transaction; bounds the latency of the first command and what one commit holds
+/// (the last command taken may cross it by at most one batch's 1,000 messages).
+const MAX_COMMIT_WEIGHT: usize = 1024;
 
 pub fn spawn(
     conn: Connection,
@@ -232,11 +234,17 @@ fn recv_within(commands: &Receiver<Command>, wait: Duration) -> Option<Option<Co
     }
 }
 
-/// The first command and what else is queued already, up to `MAX_BATCH`.
+/// The first command and what else is queued already, until `MAX_COMMIT_WEIGHT` is reached.
 fn batch(first: Option<Command>, commands: &Receiver<Command>) -> Vec<Command> {
+    let mut weight = first.as_ref().map_or(0, |c| c.op.weight());
     let mut batch: Vec<Command> = first.into_iter().collect();
-    let room = MAX_BATCH - batch.len();
-    batch.extend(commands.try_iter().take(room));
+    while weight < MAX_COMMIT_WEIGHT {
+        let Ok(command) = commands.try_recv() else {
+            break;
+        };
+        weight += command.op.weight();
+        batch.push(command);
+    }
     batch
 }
 
