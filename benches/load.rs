@@ -89,7 +89,8 @@ impl Settings {
             only: var("BENCH_ONLY").map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
             rounds: num("BENCH_ROUNDS", 3.0, 1.0) as usize,
             publish_secs: num("BENCH_PUBLISH_SECS", 10.0, 2.0),
-            peer_batch: num("BENCH_PEER_BATCH", 64.0, 64.0).max(2.0) as usize,
+            // A workshop batch holds 1,000 messages at most.
+            peer_batch: num("BENCH_PEER_BATCH", 64.0, 64.0).clamp(2.0, 1000.0) as usize,
             subscribers: var("BENCH_SUBSCRIBERS")
                 .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
                 .filter(|sizes: &Vec<usize>| !sizes.is_empty())

@@ -337,7 +337,9 @@ pub fn read_json(request: &mut Request) -> Result<Value, ApiError> {
         return Err(too_large());
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "request body is empty: it must be JSON",
+        ));
     }
     match serde_json::from_slice(&body) {
         Ok(value) => crate::json_ints::refuse_inexact(&body).map(|()| value),

@@ -3,8 +3,8 @@
 //! broadcaster, which forwards live events skipping ids already sent. Subscribing before the
 //! replay is what makes resume gap-free; comparing ids is what makes it duplicate-free.
 //!
-//! Written straight onto the socket (`Request::into_socket`), one write per event:
-//! tiny_http's own chunked encoder buffers 8 KiB before sending anything.
+//! Written straight onto the socket (`Request::into_socket`), the replay a batch of stored
+//! messages per write: tiny_http's own chunked encoder buffers 8 KiB before sending anything.
 use crate::app::App;
 use crate::broadcast::{Broadcaster, Live};
 use crate::error::ApiError;
@@ -157,7 +157,8 @@ fn announce_gap(
 }
 
 /// Sends every stored message after `last_sent`, page by page, each page a batch at a
-/// time (`batches::Messages`): a replay holds about one batch in memory, whatever the sizes.
+/// time (`batches::Messages`): a replay holds about one batch in memory (twice: as read, and
+/// encoded for its one write), whatever the sizes.
 fn replay(
     reader: &Reader,
     filter: &Filter,
@@ -187,8 +188,8 @@ fn replay(
     }
 }
 
-/// The response until the hand-over: status line and headers by hand, then one write
-/// (blocking, bounded by the socket's send timeout) per event.
+/// The response until the hand-over: status line and headers by hand, then blocking writes
+/// (bounded by the socket's send timeout): a note, a gap event, or a batch of the replay.
 struct EventWriter {
     socket: TcpStream,
     chunked: bool,
@@ -212,7 +213,11 @@ impl EventWriter {
 
     /// A batch of stored messages as events, in one write.
     fn send_messages(&mut self, batch: &[(String, String)]) -> io::Result<()> {
-        let mut encoded = Vec::new();
+        let size: usize = batch
+            .iter()
+            .map(|(id, json)| id.len() + json.len() + 32)
+            .sum();
+        let mut encoded = Vec::with_capacity(size);
         for (id, json) in batch {
             encode_frame(id, json, self.chunked, &mut encoded);
         }

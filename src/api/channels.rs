@@ -12,10 +12,11 @@ use crate::store::{NewMessage, Op};
 use serde_json::{Map, Value, json};
 
 /// Most messages one `POST /ch/:ch` may carry.
-pub const MAX_BATCH: usize = 1000;
+pub const MAX_BATCH_MESSAGES: usize = 1000;
 
-/// `POST /ch/:ch`: one message (a JSON object), or a batch (an array of 1 to `MAX_BATCH`
-/// of them, all from one sender) committed together, in order, in one transaction.
+/// `POST /ch/:ch`: one message (a JSON object), or a batch (an array of 1 to
+/// `MAX_BATCH_MESSAGES` of them, all from one sender) committed together, in order, in one
+/// transaction.
 pub fn publish(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let Req {
         http: request,
@@ -56,10 +57,10 @@ const NOT_A_MESSAGE: &str =
 /// The messages of a batch, each checked as a message alone is; an error names the first
 /// one at fault.
 fn new_batch(app: &App, ch: &str, bodies: &[Value]) -> Result<Vec<NewMessage>, ApiError> {
-    if !(1..=MAX_BATCH).contains(&bodies.len()) {
+    if !(1..=MAX_BATCH_MESSAGES).contains(&bodies.len()) {
         let count = bodies.len();
         return Err(ApiError::bad_request(format!(
-            "a batch holds 1 to {MAX_BATCH} messages, not {count}"
+            "a batch holds 1 to {MAX_BATCH_MESSAGES} messages, not {count}"
         )));
     }
     let mut batch: Vec<NewMessage> = Vec::with_capacity(bodies.len());

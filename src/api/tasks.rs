@@ -11,6 +11,7 @@ use crate::ids;
 use crate::store::read::{self, TaskQuery};
 use crate::store::{NewTask, Op, Written};
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const STATUSES: &[&str] = &["open", "claimed", "done", "failed"];
@@ -166,7 +167,7 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let from = identity(&body, "from")?;
     let ch = optional_channel(&body, "ch")?;
     let lease_s = lease(&body)?;
-    let exclude = read::id_list(&task_ids(&body, "exclude")?);
+    let exclude: Arc<str> = read::id_list(&task_ids(&body, "exclude")?).into();
     // As long as a long poll may wait.
     let wait = seconds(&body, "wait_s")?.unwrap_or(0.0).min(MAX_WAIT_S);
     let deadline = Instant::now() + Duration::from_secs_f64(wait);

@@ -12,32 +12,38 @@ use super::client::{CliError, Client, Result};
 use super::idempotent;
 use super::output::emit;
 use super::request::id_of;
+use crate::api::channels::MAX_BATCH_MESSAGES;
+use crate::http::MAX_JSON_BODY;
 
-/// Most messages in one request (the server's limit).
-const MOST_MESSAGES: usize = 1000;
-/// Most bytes of bodies in one request: half the server's 1 MiB, leaving room for the rest
-/// of each message.
-const MOST_BYTES: usize = 512 * 1024;
+/// Most bytes of messages in one request: the server's limit, less room for the array's
+/// commas and brackets.
+const MOST_BYTES: usize = MAX_JSON_BODY as usize - 4096;
 /// How long a batch waits for more lines after its first.
 const LINGER: Duration = Duration::from_millis(50);
 
 /// Posts a message per line of stdin: `template` with the line (JSON) as its body; prints
-/// each new id, in order. Blank lines are skipped; a line that is not JSON stops it, after
-/// the lines before it were posted.
+/// each new id, in order. Blank lines are skipped; a line that is not JSON (or a failed read)
+/// stops it, after the lines before it were posted.
 pub fn publish(client: &Client, path: &str, template: &Value) -> Result<()> {
     let lines = read_lines();
+    let mut sender = Sender {
+        client,
+        path,
+        most: MAX_BATCH_MESSAGES,
+    };
     let mut batch = Batch::default();
-    while let Some(line) = next_line(&lines, None)? {
-        let mut added = batch.add(template, line);
+    while let Some(line) = next_line(&lines, None).transpose() {
+        let mut added = line.and_then(|line| batch.add(template, line));
         let deadline = Instant::now() + LINGER;
         while added.is_ok() && !batch.full() {
-            match next_line(&lines, Some(deadline))? {
-                Some(line) => added = batch.add(template, line),
-                None => break,
+            match next_line(&lines, Some(deadline)) {
+                Ok(Some(line)) => added = batch.add(template, line),
+                Ok(None) => break,
+                Err(e) => added = Err(e),
             }
         }
         // The good lines before a bad one go out first, as the error says.
-        post(client, path, &batch.messages)?;
+        sender.post(&batch.messages)?;
         added?;
         batch = Batch::default();
     }
@@ -49,7 +55,7 @@ type Line = (usize, String);
 
 /// Stdin's lines, read on a thread of their own so a batch can stop waiting for the next.
 fn read_lines() -> Receiver<io::Result<Line>> {
-    let (tx, rx) = bounded(MOST_MESSAGES);
+    let (tx, rx) = bounded(MAX_BATCH_MESSAGES);
     thread::spawn(move || {
         for (i, line) in io::stdin().lock().lines().enumerate() {
             let failed = line.is_err();
@@ -72,13 +78,17 @@ fn next_line(
         // Timed out or at the end: either way this batch is done.
         Some(at) => lines.recv_deadline(at).ok(),
     };
-    next.transpose()
-        .map_err(|e| CliError::usage(format!("reading stdin: {e}")))
+    next.transpose().map_err(|e| {
+        CliError::usage(format!(
+            "reading stdin: {e}; the lines before it were posted"
+        ))
+    })
 }
 
 #[derive(Default)]
 struct Batch {
     messages: Vec<Value>,
+    /// The messages' size as sent.
     bytes: usize,
 }
 
@@ -95,30 +105,51 @@ impl Batch {
         })?;
         let mut message = template.clone();
         message["body"] = body;
-        self.bytes += text.len();
+        self.bytes += message.to_string().len() + 1;
         self.messages.push(message);
         Ok(())
     }
 
+    /// Full once another message as large as the average could overflow the request.
     fn full(&self) -> bool {
-        self.messages.len() >= MOST_MESSAGES || self.bytes >= MOST_BYTES
+        let average = self.bytes / self.messages.len().max(1);
+        self.messages.len() >= MAX_BATCH_MESSAGES || self.bytes + 2 * average >= MOST_BYTES
     }
 }
 
-/// Posts `messages` as one batch and prints their ids. Refused as too large (over the
-/// server's byte limit, or over the loop guard's burst), it is posted as two halves.
-fn post(client: &Client, path: &str, messages: &[Value]) -> Result<()> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    match idempotent::post(client, path, &Value::Array(messages.to_vec())) {
-        Err(e) if e.status == 413 && messages.len() > 1 => {
-            let (first, second) = messages.split_at(messages.len() / 2);
-            post(client, path, first)?;
-            post(client, path, second)
+/// Posts batches, at most `most` messages each: halved, and remembered so, when the server
+/// refuses one as too large (over its byte limit, or over the loop guard's burst).
+struct Sender<'a> {
+    client: &'a Client,
+    path: &'a str,
+    most: usize,
+}
+
+impl Sender<'_> {
+    /// Posts `messages` in requests of at most `most`, printing their ids in order.
+    fn post(&mut self, messages: &[Value]) -> Result<()> {
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at(rest.len().min(self.most));
+            match self.post_one(now) {
+                Err(e) if e.status == 413 && now.len() > 1 => self.most = now.len() / 2,
+                Err(e) => return Err(e),
+                Ok(()) => rest = later,
+            }
         }
-        Err(e) => Err(e),
-        Ok(Value::Array(stamped)) => stamped.iter().try_for_each(|m| emit(&id_of(m)?)),
-        Ok(other) => Err(CliError::failure(format!("the server answered {other}"))),
+        Ok(())
+    }
+
+    fn post_one(&self, messages: &[Value]) -> Result<()> {
+        let reply = idempotent::post(self.client, self.path, &Value::Array(messages.to_vec()))?;
+        match reply.as_array() {
+            Some(stamped) if stamped.len() == messages.len() => {
+                stamped.iter().try_for_each(|m| emit(&id_of(m)?))
+            }
+            _ => Err(CliError::failure(format!(
+                "the server answered {reply} to {} messages",
+                messages.len()
+            ))),
+        }
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn run(step: &mut Step, op: &Op) -> Result<Written, StoreError> {
             exclude,
         } => {
             let ch = ch.as_deref();
+            let exclude = &**exclude;
             tasks::claim_next(step, &tasks::Wanted { from, ch, exclude }, *lease_s)
         }
         Op::Touch { id, from, lease_s } => tasks::touch(step, id, from, *lease_s),

@@ -7,6 +7,7 @@ use crossbeam_channel::Sender;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// One change for the writer, and where its answer goes.
 pub struct Command {
@@ -33,8 +34,9 @@ pub enum Op {
         ch: Option<String>,
         lease_s: Option<f64>,
         /// Task ids the caller does not want (say, ones it just failed), as the JSON array the
-        /// query takes (`read::id_list`): encoded once, though a long poll may look many times.
-        exclude: String,
+        /// query takes (`read::id_list`): encoded once and shared, though a long poll may look
+        /// many times.
+        exclude: Arc<str>,
     },
     /// Extend the claimer's lease.
     Touch {

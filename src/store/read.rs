@@ -99,8 +99,9 @@ pub(crate) fn id_list<S: serde::Serialize>(ids: &[S]) -> String {
     serde_json::to_string(ids).expect("strings serialize")
 }
 
-/// `columns` of the messages `q` selects, oldest first. A type prefix in a channel is answered through `messages_by_type`
-/// (see `typed_ids`); anything else walks the channel (or all messages) in id order.
+/// `columns` of the messages `q` selects, oldest first. A type prefix in a channel is
+/// answered through `messages_by_type` (see `typed_ids`); anything else walks the channel (or
+/// all messages) in id order.
 pub(super) fn select_messages<T>(
     conn: &Connection,
     q: &MessageQuery,

@@ -32,7 +32,7 @@ impl HubState {
     pub fn answered(&self, sent: Instant) -> bool {
         let mut down = self.down_since();
         match *down {
-            Some(since) if sent >= since => {
+            Some(since) if sent > since => {
                 *down = None;
                 eprintln!(
                     "workshop work: hub reconnected after {:.0} s",
@@ -89,6 +89,8 @@ mod tests {
         assert!(!hub.answered(before), "no outage to end");
         hub.failed("claiming", &"503 shutting down");
         assert!(!hub.answered(before), "sent before the outage began");
+        // Instants a clock tick apart, however coarse the clock.
+        std::thread::sleep(std::time::Duration::from_millis(2));
         let after = Instant::now();
         assert!(hub.answered(after));
         assert!(!hub.answered(after), "ended already");
