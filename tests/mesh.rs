@@ -235,6 +235,94 @@ fn a_gap_with_nothing_kept_says_none() {
     assert_eq!(at_last.header("workshop-gap"), None);
 }
 
+/// The record of what retention deleted is kept in the database: after a restart (which
+/// deletes nothing more), a resume from before the hole still hears about it.
+#[test]
+fn a_gap_is_still_said_after_a_restart() {
+    let (mut s, pruned) = server_with_pruned("a", 2);
+    let kept = s.publish("a", "msg.new", json!({}));
+    s.restart();
+    let r = s.get(&format!("/ch/a/history?since={}", pruned[0]));
+    assert_eq!(r.header("workshop-gap"), Some(kept.as_str()));
+    let resume = [("Last-Event-ID", pruned[0].as_str())];
+    let body = stream_text(s.port, "/ch/a", &resume, &format!("id: {kept}"));
+    let gap = json!({"since": pruned[0], "oldest": kept});
+    assert!(
+        body.starts_with(&format!(": open\n\nevent: gap\ndata: {gap}\n\n")),
+        "{body:?}"
+    );
+}
+
+/// Retention deletes old messages and nothing else: a file an old message named, and a task
+/// older than the cutoff, are still there after it ran.
+#[test]
+fn retention_keeps_files_and_tasks() {
+    let mut s = Server::start();
+    let bytes = b"kept beyond retention".to_vec();
+    let r = request(s.port, "POST", "/files", &[], &bytes);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let hash = r.json()["hash"].as_str().unwrap().to_string();
+    let task = s.create_task(json!({"from": "x", "title": "an old task"}));
+    s.stop();
+    let forty_days_ago = ulid::Ulid::generate().timestamp_ms() - 40 * 86_400_000;
+    let old = ulid::Ulid::from_parts(forty_days_ago, 7).to_string();
+    {
+        let conn = rusqlite::Connection::open(s.db_path()).unwrap();
+        let envelope = json!({"id": old, "ts": 0, "from": "x", "ch": "c", "type": "file.old",
+            "v": 1, "body": {}, "files": [hash], "reply_to": null});
+        conn.execute(
+            "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, 'c', 'file.old', ?2)",
+            (&old, envelope.to_string()),
+        )
+        .unwrap();
+        let back = 40.0 * 86_400.0;
+        conn.execute(
+            "UPDATE tasks SET created_at = created_at - ?1, updated_at = updated_at - ?1",
+            [back],
+        )
+        .unwrap();
+    }
+    s.restart_stopped();
+    // The old message was deleted; what is left is the task's own `task.created`.
+    let left = s.history("/history");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["type"], "task.created");
+    let file = s.get(&format!("/files/{hash}"));
+    assert_eq!((file.status, file.body), (200, bytes));
+    assert_eq!(s.task(&task)["title"], "an old task");
+    assert_eq!(s.status()["tasks"], 1);
+    s.assert_no_panic();
+}
+
+/// Ids keep increasing across a restart even when the stored ones are from a clock ahead of
+/// this one (a clock stepped back): a new id sorts after every stored id, so `?since=` misses
+/// nothing.
+#[test]
+fn ids_keep_increasing_after_the_clock_steps_back() {
+    let mut s = Server::start();
+    let before = s.publish("c", "msg.before", json!({}));
+    s.stop();
+    let an_hour_ahead =
+        ulid::Ulid::from_parts(ulid::Ulid::generate().timestamp_ms() + 3_600_000, 7);
+    let ahead = an_hour_ahead.to_string();
+    {
+        let conn = rusqlite::Connection::open(s.db_path()).unwrap();
+        let envelope = json!({"id": ahead, "ts": 0, "from": "x", "ch": "c", "type": "msg.ahead",
+            "v": 1, "body": {}, "files": [], "reply_to": null});
+        conn.execute(
+            "INSERT INTO messages (id, ch, type, envelope) VALUES (?1, 'c', 'msg.ahead', ?2)",
+            (&ahead, envelope.to_string()),
+        )
+        .unwrap();
+    }
+    s.restart_stopped();
+    let after = s.publish("c", "msg.after", json!({}));
+    assert!(after > ahead, "{after} after {ahead}");
+    let read = s.history(&format!("/ch/c/history?since={before}"));
+    assert_eq!(ids_of(&read), [ahead.as_str(), after.as_str()]);
+    s.assert_no_panic();
+}
+
 // ---- 4. threads ----
 
 fn reply(s: &Server, ch: &str, to: &str) -> String {

@@ -312,5 +312,6 @@ fn shutdown_ends_a_waiting_claim_next_with_503() {
     let answer = waiting.join().unwrap();
     assert_eq!(answer.status, 503, "{}", answer.text());
     assert_eq!(answer.json()["error"], "server is shutting down");
+    assert_eq!(answer.header("retry-after"), Some("1"));
     assert!(status.success());
 }

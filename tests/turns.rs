@@ -202,7 +202,11 @@ fn waiting_requests_share_the_stream_cap() {
     assert_eq!(s.status()["subscribers"], 16);
     let r = s.get(&path);
     assert_eq!(r.status, 503, "{}", r.text());
-    assert_eq!(s.get("/ch/general").status, 503);
+    // README: every 503 (busy, shutting down) carries `Retry-After: 1`.
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let r = s.get("/ch/general");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
     // Without waiting there is nothing to hold: a plain read still answers, and so does a
     // wait that has its answer already.
     assert_eq!(s.get("/history").status, 200);
