@@ -329,6 +329,66 @@ fn backup_under_load_restores_everything_acknowledged_before_it() {
     server.assert_no_panic();
 }
 
+/// README: running a backup again into the same folder (the nightly cron) refreshes the
+/// database and copies only the blobs it lacks; what it holds then restores whole.
+#[test]
+fn a_second_backup_into_the_same_folder_refreshes_it_and_copies_only_new_files() {
+    use std::os::unix::fs::MetadataExt;
+    let server = Server::start();
+    let first_file = upload(&server, b"first file");
+    let with_file = |hash: &str| json!({"from": "x", "type": "file.shared", "files": [hash]});
+    assert_eq!(
+        server.post_json("/ch/c", with_file(&first_file)).status,
+        201
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_arg = dir.path().to_str().unwrap();
+    let (db, blobs) = (server.db_path(), server.blobs_dir());
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    let copied = dir.path().join("blobs").join(&first_file);
+    let stamp = |path: &Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.ino(), meta.mtime_nsec(), meta.mtime())
+    };
+    let first_copy = stamp(&copied);
+
+    let second_file = upload(&server, b"second file");
+    assert_eq!(
+        server.post_json("/ch/c", with_file(&second_file)).status,
+        201
+    );
+    let newest = server.publish("c", "msg.newest", json!({}));
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    let manifest = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(manifest["last_message_id"], newest.as_str());
+    assert_eq!(
+        stamp(&copied),
+        first_copy,
+        "the blob it had was not copied again"
+    );
+    assert!(dir.path().join("blobs").join(&second_file).is_file());
+
+    let target = tempfile::tempdir().expect("temp dir");
+    let (db2, blobs2) = (target.path().join("w.db"), target.path().join("blobs"));
+    let out = workshop(&["restore", dir_arg], &db2, &blobs2);
+    assert!(out.status.success(), "{out:?}");
+    let restored = Server::start_with_options(Options {
+        db_path: Some(db2),
+        blobs_dir: Some(blobs2),
+        ..Options::default()
+    });
+    let messages = restored.all_messages();
+    assert_eq!(messages.last().unwrap()["id"], newest.as_str());
+    assert_eq!(
+        restored.get(&format!("/files/{second_file}")).body,
+        b"second file"
+    );
+    restored.assert_no_panic();
+    server.assert_no_panic();
+}
+
 #[test]
 fn restore_refuses_a_running_server_and_a_damaged_backup() {
     let mut server = Server::start();
