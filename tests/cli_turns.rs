@@ -124,6 +124,15 @@ fn inbox_prints_unread_marks_it_read_and_exits_3_when_empty() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["id"], a.as_str());
     assert_eq!(lines[1]["body"]["task-id"], task.as_str());
+    // Marked read only once printed: a run whose output fails (a full disk) marks nothing.
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let out = hub
+        .cmd(BOB, &["inbox", "--mark-read"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(hub.ok(BOB, &["inbox"]), first);
     hub.ok(BOB, &["inbox", "--mark-read"]);
     hub.fails(BOB, &["inbox"], 3);
     assert_eq!(hub.ok(BOB, &["inbox", "--all"]).lines().count(), 2);
