@@ -64,6 +64,39 @@ fn lossy_proxy(server_port: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
+/// Answers the first `failures` requests itself with a 503 (the hub busy or failing), then
+/// forwards the rest to the server. Returns the proxy's port and the request heads it saw.
+fn failing_proxy(server_port: u16, failures: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let heads = seen.clone();
+    thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(mut client) = client else { return };
+            let (head, body) = read_request(&client);
+            heads.lock().unwrap().push(head.clone());
+            let (status, answer) = if n < failures {
+                (503, br#"{"error":"busy"}"#.to_vec())
+            } else {
+                let mut server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+                server.write_all(head.as_bytes()).unwrap();
+                server.write_all(&body).unwrap();
+                let answer = try_read_response(&mut BufReader::new(server), false).unwrap();
+                (answer.status, answer.body)
+            };
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Retry-After: 1\r\nConnection: close\r\n\r\n",
+                answer.len()
+            );
+            let _ = client.write_all(reply.as_bytes());
+            let _ = client.write_all(&answer);
+        }
+    });
+    (port, seen)
+}
+
 /// One request's head (through the blank line) and its Content-Length body.
 fn read_request(stream: &TcpStream) -> (String, Vec<u8>) {
     let mut reader = BufReader::new(stream);
@@ -115,6 +148,41 @@ fn a_pub_whose_answer_was_lost_is_retried_with_its_key_and_stored_once() {
         id.as_str(),
         "the retry answered the first id"
     );
+}
+
+/// README: the CLI retries a `pub` twice, with the same key, while the server fails (5xx);
+/// a third failure is the answer (exit 1), and nothing is stored twice either way.
+#[test]
+fn a_pub_is_tried_three_times_with_one_key_while_the_server_fails() {
+    let hub = Server::start();
+    let (proxy, seen) = failing_proxy(hub.port, 2);
+    let url = format!("http://127.0.0.1:{proxy}");
+    let out = hub
+        .cmd(ME, &["pub", "general", "msg.text", r#"{"third":true}"#])
+        .env("WORKSHOP_URL", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 3, "{heads:#?}");
+    assert!(
+        heads
+            .iter()
+            .all(|h| idempotency_key(h) == idempotency_key(&heads[0]))
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("retrying").count(), 2, "{stderr}");
+    assert_eq!(hub.channel_history("general", "").len(), 1);
+
+    let (proxy, seen) = failing_proxy(hub.port, usize::MAX);
+    let out = hub
+        .cmd(ME, &["pub", "general", "msg.text", r#"{"never":true}"#])
+        .env("WORKSHOP_URL", format!("http://127.0.0.1:{proxy}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(hub.channel_history("general", "").len(), 1);
 }
 
 #[test]
