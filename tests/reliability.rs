@@ -1745,3 +1745,49 @@ fn tasker_step(port: u16, acked: &Shared, open: &Mutex<Vec<String>>) {
             .push(format!("{action}: {e}")),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+
+/// README: SIGTERM finishes the requests in hand. An upload half sent when the signal comes
+/// is still taken whole (201), and kept: the file is there after a restart; the server then
+/// exits 0.
+#[test]
+fn an_upload_in_progress_at_sigterm_is_finished_and_kept() {
+    const SIZE: usize = 2 * 1024 * 1024;
+    let mut s = Server::start();
+    let bytes: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
+    let mut upload = TcpStream::connect(s.addr()).unwrap();
+    upload
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!("POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: {SIZE}\r\n\r\n");
+    upload.write_all(head.as_bytes()).unwrap();
+    upload.write_all(&bytes[..SIZE / 2]).unwrap();
+    let tmp = s.blobs_dir().join("tmp");
+    wait_for(
+        Duration::from_secs(30),
+        "the upload's temporary file",
+        || {
+            let entries = std::fs::read_dir(&tmp).ok()?;
+            (entries.count() > 0).then_some(())
+        },
+    );
+    signal(s.pid(), "TERM");
+    wait_for(
+        Duration::from_secs(30),
+        "the server to begin shutting down",
+        || s.stderr().contains("shutting down").then_some(()),
+    );
+    upload.write_all(&bytes[SIZE / 2..]).unwrap();
+    let answer = read_response(&mut std::io::BufReader::new(&upload), false);
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let hash = answer.json()["hash"].as_str().unwrap().to_string();
+    assert_eq!(hash, sha256_name(&bytes));
+    let status = s
+        .stop_within(Duration::from_secs(30))
+        .expect("the server exits");
+    assert!(status.success(), "{status}");
+    s.restart_stopped();
+    assert_eq!(s.get(&format!("/files/{hash}")).body, bytes);
+    s.assert_no_panic();
+}
