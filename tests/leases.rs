@@ -61,6 +61,18 @@ fn new_fields_have_defaults_and_show_in_task_json() {
             .status,
         400
     );
+    // Up to a week, and not a second more; a delay likewise.
+    const WEEK: u64 = 7 * 86_400;
+    let id = s.create_task(json!({"from":"boss","title":"claimable now"}));
+    let over = s.task_action(&id, "claim", json!({"from":"w","lease_s": WEEK + 1}));
+    assert_eq!(over.status, 400, "{}", over.text());
+    assert_eq!(s.task(&id)["status"], "open");
+    let delayed = json!({"from":"b","title":"t","delay_s": WEEK + 1});
+    assert_eq!(s.post_json("/tasks", delayed).status, 400);
+    let week = s.task_action(&id, "claim", json!({"from":"w","lease_s": WEEK}));
+    assert_eq!(week.status, 200, "{}", week.text());
+    let in_a_week = json!({"from":"b","title":"t","delay_s": WEEK});
+    assert_eq!(s.post_json("/tasks", in_a_week).status, 201);
 }
 
 #[test]
