@@ -30,43 +30,24 @@ fn every_pub_and_task_create_is_a_new_write() {
     assert_eq!(hub.status()["tasks"], 2);
 }
 
-/// Forwards each request to the server; the answer to the first is lost (the connection is
-/// closed instead), as when a timeout or a dropped link hides a write that happened. Returns
-/// the proxy's port and the request heads it saw.
-fn lossy_proxy(server_port: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let heads = seen.clone();
-    thread::spawn(move || {
-        for (n, client) in listener.incoming().enumerate() {
-            let Ok(client) = client else { return };
-            let (head, body) = read_request(&client);
-            heads.lock().unwrap().push(head.clone());
-            let mut server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
-            server.write_all(head.as_bytes()).unwrap();
-            server.write_all(&body).unwrap();
-            let answer = try_read_response(&mut BufReader::new(server), false).unwrap();
-            if n == 0 {
-                continue; // `client` is dropped: the answer is lost
-            }
-            let mut client = client;
-            let reply = format!(
-                "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n",
-                answer.status,
-                answer.body.len()
-            );
-            client.write_all(reply.as_bytes()).unwrap();
-            client.write_all(&answer.body).unwrap();
-        }
-    });
-    (port, seen)
+/// What a test proxy does with a request.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Forwards it and passes the answer on.
+    None,
+    /// Forwards it and loses the answer (closes the connection instead), as when a timeout or
+    /// a dropped link hides a write that happened.
+    LoseAnswer,
+    /// Answers 503 itself (the hub busy or failing), forwarding nothing.
+    Busy,
 }
 
-/// Answers the first `failures` requests itself with a 503 (the hub busy or failing), then
-/// forwards the rest to the server. Returns the proxy's port and the request heads it saw.
-fn failing_proxy(server_port: u16, failures: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
+/// A proxy to the server that does `fault(n)` to its `n`th request (from 0). Returns its
+/// port and the request heads it saw.
+fn proxy(
+    server_port: u16,
+    fault: impl Fn(usize) -> Fault + Send + 'static,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -76,14 +57,18 @@ fn failing_proxy(server_port: u16, failures: usize) -> (u16, Arc<Mutex<Vec<Strin
             let Ok(mut client) = client else { return };
             let (head, body) = read_request(&client);
             heads.lock().unwrap().push(head.clone());
-            let (status, answer) = if n < failures {
-                (503, br#"{"error":"busy"}"#.to_vec())
-            } else {
-                let mut server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
-                server.write_all(head.as_bytes()).unwrap();
-                server.write_all(&body).unwrap();
-                let answer = try_read_response(&mut BufReader::new(server), false).unwrap();
-                (answer.status, answer.body)
+            let (status, answer) = match fault(n) {
+                Fault::Busy => (503, br#"{"error":"busy"}"#.to_vec()),
+                forwarded => {
+                    let mut server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+                    server.write_all(head.as_bytes()).unwrap();
+                    server.write_all(&body).unwrap();
+                    let answer = try_read_response(&mut BufReader::new(server), false).unwrap();
+                    if forwarded == Fault::LoseAnswer {
+                        continue; // `client` is dropped: the answer is lost
+                    }
+                    (answer.status, answer.body)
+                }
             };
             let reply = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
@@ -95,6 +80,28 @@ fn failing_proxy(server_port: u16, failures: usize) -> (u16, Arc<Mutex<Vec<Strin
         }
     });
     (port, seen)
+}
+
+/// The answer to the first request is lost; the rest go through.
+fn lossy_proxy(server_port: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
+    proxy(server_port, |n| {
+        if n == 0 {
+            Fault::LoseAnswer
+        } else {
+            Fault::None
+        }
+    })
+}
+
+/// The first `failures` requests are answered 503; the rest go through.
+fn failing_proxy(server_port: u16, failures: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
+    proxy(server_port, move |n| {
+        if n < failures {
+            Fault::Busy
+        } else {
+            Fault::None
+        }
+    })
 }
 
 /// One request's head (through the blank line) and its Content-Length body.

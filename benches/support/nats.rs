@@ -149,16 +149,22 @@ impl NatsConn {
     /// Publishes `payload` to `subject` and returns the reply's payload (JetStream's PubAck).
     pub fn request(&mut self, subject: &str, payload: &[u8]) -> io::Result<Vec<u8>> {
         self.out.clear();
-        write!(
+        self.push_pub(subject, payload);
+        self.writer.write_all(&self.out)?;
+        self.next_msg()
+    }
+
+    /// Appends a PUB of `payload` to `subject`, its reply to our inbox, to what is to be sent.
+    fn push_pub(&mut self, subject: &str, payload: &[u8]) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(
             self.out,
             "PUB {subject} {}.1 {}\r\n",
             self.inbox,
             payload.len()
-        )?;
+        );
         self.out.extend_from_slice(payload);
         self.out.extend_from_slice(b"\r\n");
-        self.writer.write_all(&self.out)?;
-        self.next_msg()
     }
 
     /// The payload of the next MSG on the inbox, answering PINGs meanwhile.
@@ -194,14 +200,7 @@ impl NatsConn {
     ) -> io::Result<Result<u64, String>> {
         self.out.clear();
         for _ in 0..count {
-            write!(
-                self.out,
-                "PUB {SUBJECT} {}.1 {}\r\n",
-                self.inbox,
-                payload.len()
-            )?;
-            self.out.extend_from_slice(payload);
-            self.out.extend_from_slice(b"\r\n");
+            self.push_pub(SUBJECT, payload);
         }
         self.writer.write_all(&self.out)?;
         for _ in 0..count {
