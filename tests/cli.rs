@@ -96,15 +96,6 @@ fn exit_codes_tell_failures_apart() {
     assert_eq!(last[0]["from"], "flag.agent");
 }
 
-/// The value of one sample line of the server's /metrics.
-fn metric(hub: &Server, line_start: &str) -> f64 {
-    let text = hub.get("/metrics").text();
-    text.lines()
-        .find_map(|line| line.strip_prefix(line_start))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {line_start} in:\n{text}"))
-}
-
 /// `pub --lines`: a message per line of stdin, sent in batches of up to 1000 (not a request
 /// per line), each id printed in order; blank lines skipped; a line that is not JSON stops
 /// it after the good lines before it went out.
@@ -120,10 +111,7 @@ fn pub_lines_posts_a_message_per_line_in_batches() {
         .collect();
     assert_eq!(printed.len(), 1200);
     assert!(printed.windows(2).all(|w| w[0] < w[1]), "ids in order");
-    let requests = metric(
-        &hub,
-        "workshop_http_requests_total{route=\"publish\",code=\"2xx\"}",
-    );
+    let requests = hub.metric("workshop_http_requests_total{route=\"publish\",code=\"2xx\"}");
     // 2 when stdin is read at once; more if a busy machine makes a batch wait out its 50 ms.
     assert!(
         (2.0..=100.0).contains(&requests),
@@ -174,12 +162,7 @@ fn pub_lines_fits_its_batches_to_the_loop_guard() {
         .map(|m| m["body"]["n"].as_u64().unwrap())
         .collect();
     assert_eq!(ns, (0..250).collect::<Vec<u64>>());
-    assert!(
-        metric(
-            &hub,
-            "workshop_http_requests_total{route=\"publish\",code=\"4xx\"}"
-        ) >= 1.0
-    );
+    assert!(hub.metric("workshop_http_requests_total{route=\"publish\",code=\"4xx\"}") >= 1.0);
     hub.assert_no_panic();
 }
 

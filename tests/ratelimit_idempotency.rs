@@ -6,15 +6,6 @@ mod common;
 use common::Server;
 use serde_json::json;
 
-/// The value of one sample line of the exposition, e.g. `workshop_throttled_total{...}`.
-fn sample(s: &Server, line_start: &str) -> f64 {
-    let text = s.get("/metrics").text();
-    text.lines()
-        .find_map(|line| line.strip_prefix(line_start))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {line_start} in:\n{text}"))
-}
-
 #[test]
 fn a_retry_of_a_committed_keyed_request_answers_the_first_reply_under_the_loop_guard() {
     // 0.01 per second: bursts of one, then one more every 100 s (far beyond this test).
@@ -49,9 +40,9 @@ fn a_retry_of_a_committed_keyed_request_answers_the_first_reply_under_the_loop_g
     assert_eq!(s.status()["tasks"], 1);
     // Only the refusals count as throttled.
     let publish = "workshop_throttled_total{request=\"publish\"}";
-    assert_eq!(sample(&s, publish), 2.0);
+    assert_eq!(s.metric(publish), 2.0);
     let task_create = "workshop_throttled_total{request=\"task_create\"}";
-    assert_eq!(sample(&s, task_create), 1.0);
+    assert_eq!(s.metric(task_create), 1.0);
     s.assert_no_panic();
 }
 

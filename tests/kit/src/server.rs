@@ -328,6 +328,16 @@ impl Server {
         r.json()
     }
 
+    /// The value of the /metrics sample whose line starts with `line_start` (the name and
+    /// labels, e.g. `workshop_throttled_total{request="publish"}`).
+    pub fn metric(&self, line_start: &str) -> f64 {
+        let text = self.get("/metrics").text();
+        text.lines()
+            .find_map(|line| line.strip_prefix(line_start))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sample {line_start} in:\n{text}"))
+    }
+
     /// Publishes and returns the new id.
     pub fn publish(&self, ch: &str, kind: &str, body: Value) -> String {
         let r = self.post_json(
