@@ -6,6 +6,7 @@
 //! deadline polling. Nothing is mocked.
 #![forbid(unsafe_code)] // the few system calls std lacks go through rustix's safe wrappers
 
+pub mod calls;
 pub mod conn;
 pub mod fleet;
 pub mod http;
