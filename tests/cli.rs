@@ -146,6 +146,42 @@ fn pub_lines_posts_a_message_per_line_in_batches() {
     hub.assert_no_panic();
 }
 
+/// Lines that together are over the server's 1 MiB limit go out in several requests, each
+/// under it (the server refuses a larger body from its Content-Length, unread); a single line
+/// over it stops the run with a usage error once the lines before it were posted.
+#[test]
+fn pub_lines_keeps_each_request_under_the_byte_limit() {
+    let hub = Server::start();
+    let text = "x".repeat(100_000);
+    let input: String = (0..25)
+        .map(|n| format!("{{\"n\":{n},\"text\":\"{text}\"}}\n"))
+        .collect();
+    let out = hub.run_with_stdin(ME, &["pub", "big", "log.big", "--lines"], &input);
+    cli_support::assert_success(&out, &["pub --lines"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 25);
+    let requests = hub.metric("workshop_http_requests_total{route=\"publish\",code=\"2xx\"}");
+    assert!(
+        (3.0..=25.0).contains(&requests),
+        "{requests} requests for 2.5 MB"
+    );
+    assert_eq!(
+        hub.metric("workshop_http_requests_total{route=\"publish\",code=\"4xx\"}"),
+        0.0
+    );
+    assert_eq!(hub.status()["messages"], 25);
+
+    let huge = format!("{{\"ok\":1}}\n{{\"text\":\"{}\"}}\n", "y".repeat(1_100_000));
+    let out = hub.run_with_stdin(ME, &["pub", "huge", "t", "--lines"], &huge);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stdin line 2:") && stderr.contains("1 MiB"),
+        "{stderr}"
+    );
+    assert_eq!(hub.channel_history("huge", "").len(), 1);
+    hub.assert_no_panic();
+}
+
 /// Under the loop guard a batch larger than a sender's burst is a 413: `pub --lines` halves
 /// it until the halves fit, and waits out the 429s, so every line still goes out once.
 #[test]

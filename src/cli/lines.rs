@@ -16,14 +16,15 @@ use crate::api::channels::MAX_BATCH_MESSAGES;
 use crate::http::MAX_JSON_BODY;
 
 /// Most bytes of messages in one request: the server's limit, less room for the array's
-/// commas and brackets.
+/// commas and brackets. The server refuses a larger body from its Content-Length, without
+/// reading it, so a batch must never be sent over it.
 const MOST_BYTES: usize = MAX_JSON_BODY as usize - 4096;
 /// How long a batch waits for more lines after its first.
 const LINGER: Duration = Duration::from_millis(50);
 
 /// Posts a message per line of stdin: `template` with the line (JSON) as its body; prints
-/// each new id, in order. Blank lines are skipped; a line that is not JSON (or a failed read)
-/// stops it, after the lines before it were posted.
+/// each new id, in order. Blank lines are skipped; a line that is not JSON (or too large, or
+/// a failed read) stops it, after the lines before it were posted.
 pub fn publish(client: &Client, path: &str, template: &Value) -> Result<()> {
     let lines = read_lines();
     let mut sender = Sender {
@@ -31,23 +32,38 @@ pub fn publish(client: &Client, path: &str, template: &Value) -> Result<()> {
         path,
         most: MAX_BATCH_MESSAGES,
     };
-    let mut batch = Batch::default();
-    while let Some(line) = next_line(&lines, None).transpose() {
-        let mut added = line.and_then(|line| batch.add(template, line));
+    // A message that did not fit the last batch: the first of the next.
+    let mut carried: Option<Sized> = None;
+    loop {
+        let mut batch = Batch::default();
+        let mut next = match carried.take() {
+            Some(message) => Ok(Some(message)),
+            None => next_message(&lines, template, None),
+        };
         let deadline = Instant::now() + LINGER;
-        while added.is_ok() && !batch.full() {
-            match next_line(&lines, Some(deadline)) {
-                Ok(Some(line)) => added = batch.add(template, line),
-                Ok(None) => break,
-                Err(e) => added = Err(e),
+        let outcome = loop {
+            match next {
+                Ok(Some(message)) if batch.fits(&message) => batch.push(message),
+                Ok(Some(message)) => {
+                    carried = Some(message);
+                    break Ok(());
+                }
+                // The end of stdin, or of this batch's wait.
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             }
+            if batch.is_full() {
+                break Ok(());
+            }
+            next = next_message(&lines, template, Some(deadline));
+        };
+        if batch.messages.is_empty() && carried.is_none() {
+            return outcome;
         }
         // The good lines before a bad one go out first, as the error says.
         sender.post(&batch.messages)?;
-        added?;
-        batch = Batch::default();
+        outcome?;
     }
-    Ok(())
 }
 
 /// A line of stdin and its number (from 1).
@@ -67,22 +83,56 @@ fn read_lines() -> Receiver<io::Result<Line>> {
     rx
 }
 
-/// The next line, waiting until `deadline` if there is one; `None` at the end of stdin or
-/// the deadline.
-fn next_line(
+/// A message to send, and its size as sent.
+struct Sized {
+    message: Value,
+    bytes: usize,
+}
+
+/// The message of the next line that is not blank, waiting until `deadline` if there is
+/// one; `None` at the end of stdin or the deadline.
+fn next_message(
     lines: &Receiver<io::Result<Line>>,
+    template: &Value,
     deadline: Option<Instant>,
-) -> Result<Option<Line>> {
-    let next = match deadline {
-        None => lines.recv().ok(),
-        // Timed out or at the end: either way this batch is done.
-        Some(at) => lines.recv_deadline(at).ok(),
-    };
-    next.transpose().map_err(|e| {
+) -> Result<Option<Sized>> {
+    loop {
+        let next = match deadline {
+            None => lines.recv().ok(),
+            // Timed out or at the end: either way this batch is done.
+            Some(at) => lines.recv_deadline(at).ok(),
+        };
+        let Some(line) = next else {
+            return Ok(None);
+        };
+        let (number, text) = line.map_err(|e| {
+            CliError::usage(format!(
+                "reading stdin: {e}; the lines before it were posted"
+            ))
+        })?;
+        if !text.trim().is_empty() {
+            return message(template, number, &text).map(Some);
+        }
+    }
+}
+
+/// `template` with line `number` as its body.
+fn message(template: &Value, number: usize, text: &str) -> Result<Sized> {
+    let stop = |why: String| {
         CliError::usage(format!(
-            "reading stdin: {e}; the lines before it were posted"
+            "stdin line {number}: {why}; the lines before it were posted"
         ))
-    })
+    };
+    let body: Value = serde_json::from_str(text).map_err(|e| stop(format!("not JSON ({e})")))?;
+    let mut message = template.clone();
+    message["body"] = body;
+    let bytes = message.to_string().len() + 1;
+    if bytes > MOST_BYTES {
+        return Err(stop(format!(
+            "{bytes} bytes is over the server's 1 MiB limit"
+        )));
+    }
+    Ok(Sized { message, bytes })
 }
 
 #[derive(Default)]
@@ -93,32 +143,24 @@ struct Batch {
 }
 
 impl Batch {
-    /// Adds the message whose body is `line`; a blank line is skipped.
-    fn add(&mut self, template: &Value, (number, text): Line) -> Result<()> {
-        if text.trim().is_empty() {
-            return Ok(());
-        }
-        let body: Value = serde_json::from_str(&text).map_err(|e| {
-            CliError::usage(format!(
-                "stdin line {number}: not JSON ({e}); the lines before it were posted"
-            ))
-        })?;
-        let mut message = template.clone();
-        message["body"] = body;
-        self.bytes += message.to_string().len() + 1;
-        self.messages.push(message);
-        Ok(())
+    /// Whether `message` may join without the request growing over what the server takes.
+    fn fits(&self, message: &Sized) -> bool {
+        self.bytes + message.bytes <= MOST_BYTES
     }
 
-    /// Full once another message as large as the average could overflow the request.
-    fn full(&self) -> bool {
-        let average = self.bytes / self.messages.len().max(1);
-        self.messages.len() >= MAX_BATCH_MESSAGES || self.bytes + 2 * average >= MOST_BYTES
+    fn push(&mut self, Sized { message, bytes }: Sized) {
+        self.bytes += bytes;
+        self.messages.push(message);
+    }
+
+    fn is_full(&self) -> bool {
+        self.messages.len() >= MAX_BATCH_MESSAGES
     }
 }
 
-/// Posts batches, at most `most` messages each: halved, and remembered so, when the server
-/// refuses one as too large (over its byte limit, or over the loop guard's burst).
+/// Posts batches, at most `most` messages each. A batch is never over the server's byte
+/// limit (`Batch::fits`), so a 413 means the loop guard's burst is smaller: the batch is
+/// halved, and the smaller size kept for the rest of the run.
 struct Sender<'a> {
     client: &'a Client,
     path: &'a str,
