@@ -25,6 +25,11 @@ pub type Delivery = Arc<[Arc<Event>]>;
 /// while its client is not reading, before the broadcaster cuts it off. Events are shared,
 /// never copied per stream, but a stalled stream keeps the ones it holds alive.
 pub const BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of events a subscriber may have queued and unsent at all: past it, the hub drops the
+/// subscriber at once, whatever its queue's free places (a commit can hold a thousand
+/// messages). Bounds what a stream holds before the broadcaster adopts it (during its
+/// replay), where `BACKLOG_BYTES` is not yet watched.
+pub const MOST_QUEUED_BYTES: usize = 4 * BACKLOG_BYTES;
 
 /// A committed message, with its SSE frame (`id:` and `data:` lines) encoded once for every
 /// subscriber, already wrapped as one HTTP chunk.
@@ -114,8 +119,14 @@ struct Feed {
 }
 
 impl Feed {
-    /// Queues `delivery`; `false` when the queue is full (or the subscriber gone).
+    /// Queues `delivery`; `false` when the queue is full, the subscriber holds too many
+    /// bytes already (`MOST_QUEUED_BYTES`; one that holds none takes any commit), or it is
+    /// gone.
     fn offer(&self, delivery: &Delivery, weight: usize) -> bool {
+        let queued = self.backlog.load(Ordering::Acquire);
+        if queued > 0 && queued + weight > MOST_QUEUED_BYTES {
+            return false;
+        }
         // Counted before it is sent: once sent, the broadcaster may be `done` with it before
         // an add after the send, and the count would wrap below zero in between.
         self.backlog.fetch_add(weight, Ordering::AcqRel);
@@ -214,9 +225,11 @@ impl Hub {
         if events.is_empty() {
             return;
         }
+        // Grouped before the lock: publishing must not hold up subscribing for long.
+        let deliveries = deliveries(events);
         let mut registry = self.registry();
         let mut dropped = 0;
-        for (key, delivery) in deliveries(events) {
+        for (key, delivery) in deliveries {
             let Some(subscribers) = registry.subscribers.get_mut(&key) else {
                 continue;
             };
@@ -289,20 +302,18 @@ impl Hub {
 /// and each channel's own, in order.
 fn deliveries(events: &[Arc<Event>]) -> Vec<(Option<String>, Delivery)> {
     let all: Delivery = events.into();
-    let mut channels: Vec<&str> = events.iter().map(|event| event.ch.as_str()).collect();
-    channels.sort_unstable();
-    channels.dedup();
-    let mut deliveries = vec![(None, all.clone())];
-    if let [only] = channels[..] {
+    if events.iter().all(|event| event.ch == events[0].ch) {
         // The usual commit: one channel, whose delivery is all of it.
-        deliveries.push((Some(only.to_string()), all));
-        return deliveries;
+        return vec![(Some(events[0].ch.clone()), all.clone()), (None, all)];
     }
-    for ch in channels {
-        let own: Delivery = events.iter().filter(|e| e.ch == ch).cloned().collect();
-        deliveries.push((Some(ch.to_string()), own));
+    let mut by_channel: HashMap<&str, Vec<Arc<Event>>> = HashMap::new();
+    for event in events {
+        by_channel.entry(&event.ch).or_default().push(event.clone());
     }
-    deliveries
+    let own = by_channel
+        .into_iter()
+        .map(|(ch, own)| (Some(ch.to_string()), own.into()));
+    own.chain([(None, all)]).collect()
 }
 
 impl Drop for Subscription {

@@ -83,6 +83,41 @@ fn a_commit_of_many_events_is_one_queue_entry() {
     assert!(own.iter().all(|e| e.ch == "c") && own.windows(2).all(|w| w[0].id < w[1].id));
 }
 
+/// A subscriber holding more than `MOST_QUEUED_BYTES` unsent is dropped at the next commit,
+/// whatever its queue's free places; one holding nothing takes any commit, however large.
+#[test]
+fn a_subscriber_holding_too_many_bytes_is_dropped_but_an_idle_one_takes_any_commit() {
+    let hub = Arc::new(Hub::default());
+    let json = format!("{{\"text\":\"{}\"}}", "x".repeat(1024 * 1024));
+    let big = |i: usize| Arc::new(Event::new(format!("{i:03}"), "c".into(), "t".into(), &json));
+    let reader = hub.subscribe(None, usize::MAX).unwrap();
+    let stalled = hub.subscribe(None, usize::MAX).unwrap();
+    let huge: Vec<Arc<Event>> = (0..MOST_QUEUED_BYTES / (1024 * 1024) + 2)
+        .map(big)
+        .collect();
+    hub.publish(&huge);
+    assert_eq!(
+        hub.subscriber_count(),
+        2,
+        "a commit over the limit, to idle subscribers"
+    );
+    for event in reader.events.try_recv().unwrap().iter() {
+        reader.done(event);
+    }
+    hub.publish(&[big(900)]);
+    assert_eq!(
+        hub.subscriber_count(),
+        1,
+        "the one holding the first commit is dropped"
+    );
+    assert_eq!(ids(&reader.events.try_recv().unwrap()), ["900"]);
+    assert_eq!(
+        stalled.events.iter().count(),
+        1,
+        "what it held, then the end"
+    );
+}
+
 fn ids(delivery: &Delivery) -> Vec<&str> {
     delivery.iter().map(|event| event.id.as_str()).collect()
 }

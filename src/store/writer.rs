@@ -1,6 +1,6 @@
-//! The writer thread: owns the read-write connection, drains every queued command into one
-//! transaction (group commit), runs each in its own savepoint, assigns ids, and feeds the
-//! hub only after the commit.
+//! The writer thread: owns the read-write connection, drains the queued commands (up to about
+//! 1,024 messages' worth) into one transaction (group commit), runs each that can be refused
+//! in its own savepoint, assigns ids, and feeds the hub only after the commit.
 use super::clock::now;
 use super::failure::StoreError;
 use super::protocol::{Command, Op, Written};
@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use ulid::Ulid;
 
 /// Weight (messages a command publishes, else 1: `Op::weight`) after which no more commands
-/// join a transaction; bounds the latency of the first command and what one commit holds
-/// (the last command taken may cross it by at most one batch's 1,000 messages).
+/// join a transaction; bounds the latency of the first command and the messages one commit
+/// publishes (the last command taken may cross it by one batch's 1,000; the announcements
+/// task changes and lease expiries make are not counted).
 const MAX_COMMIT_WEIGHT: usize = 1024;
 
 pub fn spawn(
@@ -272,4 +273,39 @@ fn in_savepoint(step: &mut Step, op: &Op) -> Result<Result<Written, StoreError>,
     }
     step.tx.prepare_cached("RELEASE command")?.execute([])?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::protocol::NewMessage;
+    use crossbeam_channel::unbounded;
+
+    fn command(op: Op) -> Command {
+        let (reply, _) = unbounded();
+        Command { op, reply }
+    }
+
+    fn publish(count: usize) -> Op {
+        let message = || NewMessage::announcement("c", "a", "t", serde_json::json!({}));
+        Op::PublishBatch((0..count).map(|_| message()).collect())
+    }
+
+    /// A transaction takes queued commands until their weight reaches `MAX_COMMIT_WEIGHT`:
+    /// the first always, and the one that crosses it, then no more.
+    #[test]
+    fn a_transaction_takes_commands_up_to_a_weight_in_messages() {
+        let (tx, rx) = unbounded();
+        for _ in 0..3 {
+            tx.send(command(publish(400))).unwrap();
+        }
+        tx.send(command(Op::IndexSearch)).unwrap();
+        let first = batch(Some(command(publish(1000))), &rx);
+        assert_eq!(first.len(), 2, "1,000, then 400 crossing 1,024");
+        let second = batch(None, &rx);
+        assert_eq!(second.len(), 3, "400 + 400 + 1");
+        let light: Vec<Command> = (0..2000).map(|_| command(Op::IndexSearch)).collect();
+        light.into_iter().for_each(|c| tx.send(c).unwrap());
+        assert_eq!(batch(None, &rx).len(), MAX_COMMIT_WEIGHT);
+    }
 }
