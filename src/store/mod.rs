@@ -29,7 +29,7 @@ use crate::hub::Hub;
 use crossbeam_channel::{Sender, bounded};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -45,8 +45,8 @@ const READER_WAIT: Duration = Duration::from_secs(1);
 pub struct Stats {
     pub messages: AtomicU64,
     pub tasks: AtomicU64,
-    /// Messages stored but not yet in the search index (`unindexed`).
-    pub unindexed: AtomicU64,
+    /// Whether messages are stored that the search index does not hold yet (`unindexed`).
+    pub search_pending: AtomicBool,
 }
 
 impl Stats {
@@ -62,7 +62,7 @@ impl Stats {
         Stats {
             messages: AtomicU64::new(messages),
             tasks: AtomicU64::new(tasks),
-            unindexed: AtomicU64::new(0),
+            search_pending: AtomicBool::new(false),
         }
     }
 
@@ -128,13 +128,27 @@ impl TaskBell {
     }
 }
 
+/// Indexes the stored messages a stop left out of the search index (a crash loses the
+/// writer's unindexed list, never a message), before the server takes any request: a search
+/// never misses one, and a failure stops start-up instead of leaving a hole for good.
+fn catch_up_search(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let count = search::index_unindexed(&tx)?;
+    tx.commit()?;
+    if count > 0 {
+        eprintln!("workshop: indexed {count} messages for search");
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens the database (creating and upgrading it) and starts the writer thread.
     pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, String> {
         let cannot = |doing: &str, e: rusqlite::Error| {
             format!("cannot {doing} database {}: {e}", path.display())
         };
-        let conn = schema::open_writer(path).map_err(|e| cannot("open", e))?;
+        let mut conn = schema::open_writer(path).map_err(|e| cannot("open", e))?;
+        catch_up_search(&mut conn).map_err(|e| cannot("index for search", e))?;
         let (stats, floor) = Stats::load(&conn).map_err(|e| cannot("read", e))?;
         let stats = Arc::new(stats);
         let readers = Readers::open(path.to_path_buf()).map_err(|e| cannot("open", e))?;
@@ -163,7 +177,7 @@ impl Store {
     /// Makes the search index hold every message stored so far (a search calls this first:
     /// the writer indexes new messages a batch at a time, shortly after their commit).
     pub fn index_search(&self) -> Result<(), StoreError> {
-        if self.stats.unindexed.load(Ordering::SeqCst) > 0 {
+        if self.stats.search_pending.load(Ordering::SeqCst) {
             self.write(Op::IndexSearch)?;
         }
         Ok(())

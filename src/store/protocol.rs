@@ -109,6 +109,12 @@ impl Op {
         }
     }
 
+    /// Whether running it may refuse it (a task that is not open, a lock held...), so it needs
+    /// a savepoint to leave no trace. A publish is checked whole before it is queued.
+    pub fn can_be_refused(&self) -> bool {
+        !matches!(self, Op::Publish(_) | Op::PublishBatch(_))
+    }
+
     /// Whether the search index must hold every stored message before this runs: a search
     /// about to read it, or retention about to prune it.
     pub fn needs_search_index(&self) -> bool {

@@ -28,8 +28,8 @@ pub(super) struct Unindexed {
 }
 
 impl Unindexed {
-    pub(super) fn len(&self) -> usize {
-        self.docs.len()
+    pub(super) fn is_empty(&self) -> bool {
+        self.docs.is_empty()
     }
 
     /// Adds what a commit stored (in id order, after everything already here).
@@ -99,6 +99,9 @@ mod tests {
         large.extend(vec![doc("01B", &"y".repeat(MOST_BYTES))]);
         assert!(large.due(), "so is {MOST_BYTES} bytes of text");
         large.clear();
-        assert_eq!((large.len(), large.bytes, large.deadline()), (0, 0, None));
+        assert_eq!(
+            (large.docs.len(), large.bytes, large.deadline()),
+            (0, 0, None)
+        );
     }
 }

@@ -6,7 +6,7 @@ use super::failure::StoreError;
 use super::protocol::{Command, Op, Written};
 use super::step::{Effects, Step};
 use super::unindexed::Unindexed;
-use super::{Stats, TaskBell, locks, ops, search, tasks};
+use super::{Stats, TaskBell, locks, ops, tasks};
 use crate::hub::Hub;
 use crate::ids::IdGen;
 use crate::metrics::METRICS;
@@ -63,32 +63,17 @@ impl Writer {
     fn serve(mut self, commands: &Receiver<Command>) {
         // Leases that ran out while the server was down expire on the first pass.
         self.next_lease = self.earliest_lease();
-        self.catch_up_search();
         while let Some(first) = self.next_command(commands) {
             self.run_batch(batch(first, commands));
         }
-        if let Err(e) = self.index_unindexed() {
+        if let Err(e) = self.flush_unindexed() {
             eprintln!("workshop: the last messages will be indexed at start-up: {e}");
         }
         self.checkpoint();
     }
 
-    /// Indexes the stored messages a stop left out of the search index (a crash loses the
-    /// unindexed list, never a message), before anything else is written.
-    fn catch_up_search(&mut self) {
-        let indexed = self.conn.transaction().and_then(|tx| {
-            let count = search::index_unindexed(&tx)?;
-            tx.commit().map(|()| count)
-        });
-        match indexed {
-            Ok(0) => {}
-            Ok(count) => eprintln!("workshop: indexed {count} messages for search"),
-            Err(e) => eprintln!("workshop: cannot index messages for search: {e}"),
-        }
-    }
-
-    /// Writes the unindexed list into the index, in a transaction of its own.
-    fn index_unindexed(&mut self) -> rusqlite::Result<()> {
+    /// Writes the unindexed list into the index, in a transaction of its own (at shutdown).
+    fn flush_unindexed(&mut self) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         self.unindexed.index(&tx)?;
         tx.commit()?;
@@ -99,7 +84,7 @@ impl Writer {
     /// Empties the unindexed list, once its messages are in the index.
     fn forget_unindexed(&mut self) {
         self.unindexed.clear();
-        self.stats.unindexed.store(0, Ordering::SeqCst);
+        self.stats.search_pending.store(false, Ordering::SeqCst);
     }
 
     /// Folds the WAL back into the database, leaving it empty, as the last act.
@@ -151,8 +136,8 @@ impl Writer {
         }
     }
 
-    /// Expires due leases, then runs each command in its own savepoint, so a refused one
-    /// leaves no trace while the rest of the batch commits together.
+    /// Expires due leases, then runs each command that can be refused in its own savepoint,
+    /// so a refused one leaves no trace while the rest of the batch commits together.
     fn commit_batch(
         &mut self,
         batch: &[Command],
@@ -182,7 +167,7 @@ impl Writer {
     /// Whether this batch's transaction indexes the unindexed list first: when it is due,
     /// or when a command in the batch needs the index whole.
     fn index_due(&self, batch: &[Command]) -> bool {
-        self.unindexed.len() > 0
+        !self.unindexed.is_empty()
             && (self.unindexed.due() || batch.iter().any(|c| c.op.needs_search_index()))
     }
 
@@ -191,8 +176,8 @@ impl Writer {
     fn record(&mut self, effects: &mut Effects) {
         self.unindexed
             .extend(std::mem::take(&mut effects.search_docs));
-        let unindexed = self.unindexed.len() as u64;
-        self.stats.unindexed.store(unindexed, Ordering::SeqCst);
+        let pending = !self.unindexed.is_empty();
+        self.stats.search_pending.store(pending, Ordering::SeqCst);
         self.stats
             .count(effects.messages_delta, effects.tasks_added);
         if effects.leases_changed {
@@ -257,11 +242,11 @@ fn expire_due(step: &mut Step) -> Result<Effects, StoreError> {
     Ok(std::mem::take(&mut step.effects))
 }
 
-/// Runs `op` in its own savepoint: refused, it leaves no trace (and no effects). A publish
-/// is never refused once validated, so it runs without one: if it fails, storage itself has
-/// failed, and so does the whole batch.
+/// Runs `op` in its own savepoint if it can be refused (`Op::can_be_refused`): refused, it
+/// leaves no trace (and no effects). One that cannot runs without: if it fails, storage
+/// itself has failed, and so does the whole batch.
 fn in_savepoint(step: &mut Step, op: &Op) -> Result<Result<Written, StoreError>, StoreError> {
-    if let Op::Publish(_) | Op::PublishBatch(_) = op {
+    if !op.can_be_refused() {
         return ops::run(step, op).map(Ok);
     }
     // Cached statements: parsing these three for every command was measurable.
