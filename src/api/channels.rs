@@ -26,17 +26,24 @@ pub fn publish(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let ch = path_channel(&captures[0])?;
     let route = format!("POST /ch/{ch}");
     let (op, key, from, count) = match read_json(request)? {
-        Value::Object(body) => {
-            let message = new_message(app, &ch, &body)?;
+        Value::Object(mut body) => {
+            let mut message = new_message(app, &ch, &body)?;
             let key = idempotency::key(request, &message.from, &route, &body)?;
+            message.body = take_body(&mut body);
             let from = message.from.clone();
             (Op::Publish(message), key, from, 1)
         }
         Value::Array(bodies) => {
-            let batch = new_batch(app, &ch, &bodies)?;
+            let mut batch = new_batch(app, &ch, &bodies)?;
             let from = batch[0].from.clone();
             let key = idempotency::key(request, &from, &route, &bodies)?;
-            (Op::PublishBatch(batch), key, from, bodies.len())
+            let count = bodies.len();
+            for (message, body) in batch.iter_mut().zip(bodies) {
+                if let Value::Object(mut body) = body {
+                    message.body = take_body(&mut body);
+                }
+            }
+            (Op::PublishBatch(batch), key, from, count)
         }
         _ => return Err(ApiError::bad_request(NOT_A_MESSAGE)),
     };
@@ -83,7 +90,9 @@ fn new_batch(app: &App, ch: &str, bodies: &[Value]) -> Result<Vec<NewMessage>, A
     Ok(batch)
 }
 
-/// The message `body` asks to publish on `ch`, checked.
+/// The message `body` asks to publish on `ch`, checked; its own `body` is left out (null), to
+/// be moved in by `take_body` once the request's idempotency key has read the whole request:
+/// a copy would double what a large batch holds.
 fn new_message(app: &App, ch: &str, body: &Map<String, Value>) -> Result<NewMessage, ApiError> {
     let (to, recipients) = addressees(body.get("to"))?;
     Ok(NewMessage {
@@ -96,12 +105,17 @@ fn new_message(app: &App, ch: &str, body: &Map<String, Value>) -> Result<NewMess
                 .as_i64()
                 .ok_or_else(|| ApiError::bad_request("v must be an integer"))?,
         },
-        body: body.get("body").cloned().unwrap_or_else(|| json!({})),
+        body: Value::Null,
         files: file_refs(body, &app.blobs)?,
         reply_to: reply_to(body.get("reply_to").or_else(|| body.get("reply-to")))?,
         to,
         recipients,
     })
+}
+
+/// The message's `body` field, moved out of the request (`{}` when absent).
+fn take_body(message: &mut Map<String, Value>) -> Value {
+    message.remove("body").unwrap_or_else(|| json!({}))
 }
 
 fn reply_to(value: Option<&Value>) -> Result<Option<String>, ApiError> {

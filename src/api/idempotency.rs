@@ -27,16 +27,30 @@ pub fn key(
     let mut digest = Sha256::new();
     digest.update(route.as_bytes());
     digest.update(b"\n");
-    // A map serialises to the same bytes as the `Value::Object` holding it.
-    let json = serde_json::to_vec(body)
+    // A map serialises to the same bytes as the `Value::Object` holding it; written straight
+    // into the digest, not into a copy first.
+    serde_json::to_writer(Digesting(&mut digest), body)
         .map_err(|e| ApiError::internal(format!("cannot encode the body: {e}")))?;
-    digest.update(&json);
     let fingerprint = crate::blobs::hex(&digest.finalize());
     Ok(Some(Key {
         from: from.to_string(),
         key: key.to_string(),
         fingerprint,
     }))
+}
+
+/// Hashes what is written to it.
+struct Digesting<'a>(&'a mut Sha256);
+
+impl std::io::Write for Digesting<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `op`, to be run once per key when there is one.
