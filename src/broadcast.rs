@@ -14,7 +14,7 @@
 //! hub's shared `Arc<Event>`, never a copy: a thousand stalled readers of a 1 MiB message
 //! hold that one message, not a thousand copies of it.
 use crate::hub::frame::{LAST_CHUNK, keepalive};
-use crate::hub::{BACKLOG_BYTES, Event, Filter, Hub, KEEPALIVE, Subscription};
+use crate::hub::{BACKLOG_BYTES, Delivery, Event, Filter, Hub, KEEPALIVE, Subscription};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, select, unbounded};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -164,7 +164,7 @@ impl Live {
     fn take_queued(&mut self) {
         while self.unsent.len() < PIECES_PER_SEND {
             match self.subscription.events.try_recv() {
-                Ok(delivery) => delivery.iter().for_each(|event| self.add(event.clone())),
+                Ok(delivery) => self.add(&delivery),
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     self.ending = true;
@@ -174,12 +174,21 @@ impl Live {
         }
     }
 
-    fn add(&mut self, event: Arc<Event>) {
-        if self.is_new(&event) && self.filter.wants(&event) {
-            self.last_sent = Some(event.id.clone());
-            self.unsent.push_back(Piece::Event(event));
-        } else {
-            self.subscription.done(&event);
+    /// Queues a commit's events this stream wants and has not sent yet. They come in id
+    /// order, so `last_sent` moves once per commit, not once per event (a batch of a thousand
+    /// to thousands of watchers would copy millions of ids).
+    fn add(&mut self, delivery: &Delivery) {
+        let mut newest = None;
+        for event in delivery.iter() {
+            if self.is_new(event) && self.filter.wants(event) {
+                newest = Some(&event.id);
+                self.unsent.push_back(Piece::Event(event.clone()));
+            } else {
+                self.subscription.done(event);
+            }
+        }
+        if let Some(id) = newest {
+            self.last_sent = Some(id.clone());
         }
     }
 

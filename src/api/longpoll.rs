@@ -130,8 +130,14 @@ fn wait_until(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match subscription.events.recv_timeout(left) {
-            Ok(delivery) if delivery.iter().any(|event| awaited.wants(event)) => return Ok(()),
-            Ok(_) => {}
+            Ok(delivery) => {
+                // Done with at once: a long poll sends nothing from the hub (it reads the
+                // database), so none of it may count against its share of the hub's memory.
+                delivery.iter().for_each(|event| subscription.done(event));
+                if delivery.iter().any(|event| awaited.wants(event)) {
+                    return Ok(());
+                }
+            }
             // Time is up; or the hub let go of us: shutdown, or a flood of messages this
             // request does not want filled its queue. Either way the read runs now and
             // answers what there is; the client asks again.
