@@ -43,6 +43,10 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(503, message)
     }
+    /// The 503 a request gets once shutdown has begun.
+    pub fn shutting_down() -> ApiError {
+        ApiError::unavailable("server is shutting down")
+    }
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, message)
     }

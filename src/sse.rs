@@ -43,12 +43,11 @@ pub fn stream(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
 /// A place among the hub's subscribers, taken now so that a stream over the cap is refused
 /// (503) before the connection is taken over.
 fn subscribe(app: &App, filter: &Filter) -> Result<Subscription, ApiError> {
-    let refusal = match app.hub.subscribe(filter.ch.clone(), app.max_streams) {
-        Ok(subscription) => return Ok(subscription),
-        Err(Refusal::Full) => TOO_MANY_STREAMS,
-        Err(Refusal::Closed) => "server is shutting down",
-    };
-    Err(ApiError::unavailable(refusal))
+    match app.hub.subscribe(filter.ch.clone(), app.max_streams) {
+        Ok(subscription) => Ok(subscription),
+        Err(Refusal::Full) => Err(ApiError::unavailable(TOO_MANY_STREAMS)),
+        Err(Refusal::Closed) => Err(ApiError::shutting_down()),
+    }
 }
 
 /// A stream's headers without the stream (`HEAD`); nosniff comes with every answer.

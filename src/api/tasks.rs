@@ -176,7 +176,7 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         // shutdown, which rings it after setting `stopping`).
         let rings = app.store.bell.rings();
         if app.is_stopping() {
-            return Err(ApiError::unavailable("server is shutting down"));
+            return Err(ApiError::shutting_down());
         }
         let next_ready = match app.store.write(Op::ClaimNext {
             from: from.clone(),

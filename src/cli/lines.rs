@@ -33,7 +33,7 @@ pub fn publish(client: &Client, path: &str, template: &Value) -> Result<()> {
         most: MAX_BATCH_MESSAGES,
     };
     // A message that did not fit the last batch: the first of the next.
-    let mut carried: Option<Sized> = None;
+    let mut carried: Option<Pending> = None;
     loop {
         let mut batch = Batch::default();
         let mut next = match carried.take() {
@@ -57,7 +57,9 @@ pub fn publish(client: &Client, path: &str, template: &Value) -> Result<()> {
             }
             next = next_message(&lines, template, Some(deadline));
         };
-        if batch.messages.is_empty() && carried.is_none() {
+        // Empty only at the end of stdin or at a bad first line: a carried message always
+        // fits an empty batch.
+        if batch.messages.is_empty() {
             return outcome;
         }
         // The good lines before a bad one go out first, as the error says.
@@ -84,7 +86,7 @@ fn read_lines() -> Receiver<io::Result<Line>> {
 }
 
 /// A message to send, and its size as sent.
-struct Sized {
+struct Pending {
     message: Value,
     bytes: usize,
 }
@@ -95,7 +97,7 @@ fn next_message(
     lines: &Receiver<io::Result<Line>>,
     template: &Value,
     deadline: Option<Instant>,
-) -> Result<Option<Sized>> {
+) -> Result<Option<Pending>> {
     loop {
         let next = match deadline {
             None => lines.recv().ok(),
@@ -117,7 +119,7 @@ fn next_message(
 }
 
 /// `template` with line `number` as its body.
-fn message(template: &Value, number: usize, text: &str) -> Result<Sized> {
+fn message(template: &Value, number: usize, text: &str) -> Result<Pending> {
     let stop = |why: String| {
         CliError::usage(format!(
             "stdin line {number}: {why}; the lines before it were posted"
@@ -132,7 +134,7 @@ fn message(template: &Value, number: usize, text: &str) -> Result<Sized> {
             "{bytes} bytes is over the server's 1 MiB limit"
         )));
     }
-    Ok(Sized { message, bytes })
+    Ok(Pending { message, bytes })
 }
 
 #[derive(Default)]
@@ -144,11 +146,11 @@ struct Batch {
 
 impl Batch {
     /// Whether `message` may join without the request growing over what the server takes.
-    fn fits(&self, message: &Sized) -> bool {
+    fn fits(&self, message: &Pending) -> bool {
         self.bytes + message.bytes <= MOST_BYTES
     }
 
-    fn push(&mut self, Sized { message, bytes }: Sized) {
+    fn push(&mut self, Pending { message, bytes }: Pending) {
         self.bytes += bytes;
         self.messages.push(message);
     }

@@ -39,12 +39,11 @@ pub struct PubArgs {
 
 /// Posts the message (under an idempotency key); prints its id.
 pub fn publish(client: &Client, args: PubArgs) -> Result<()> {
+    let (path, msg) = (format!("/ch/{}", seg(&args.ch)), message(client, &args)?);
     if args.lines {
-        let path = format!("/ch/{}", seg(&args.ch));
-        return lines::publish(client, &path, &message(client, &args)?);
+        return lines::publish(client, &path, &msg);
     }
-    let msg = message(client, &args)?;
-    let reply = idempotent::post(client, &format!("/ch/{}", seg(&args.ch)), &msg)?;
+    let reply = idempotent::post(client, &path, &msg)?;
     emit(&id_of(&reply)?)
 }
 

@@ -23,7 +23,7 @@ pub fn serve(app: &App, request: Request) -> bool {
 
 /// The 503 a request gets once the server is stopping; its connection ends with it.
 fn refuse_while_stopping(request: Request) -> bool {
-    let refusal = ApiError::unavailable("server is shutting down");
+    let refusal = ApiError::shutting_down();
     respond(request, refusal.into());
     false
 }
