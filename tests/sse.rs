@@ -2,7 +2,7 @@
 //! keepalive, HEAD, HTTP/1.0, shutdown.
 mod common;
 
-use common::{Server, request, wait_for};
+use common::{Server, Sse, request, wait_for};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -18,6 +18,15 @@ fn wait_subscribers(s: &Server, n: u64) {
     wait_for(WAIT, "subscribers", || {
         (s.get("/status").json()["subscribers"] == n).then_some(())
     });
+}
+
+/// A stream of channel `ch` and the all-channels stream, each past its `: open`.
+fn channel_and_all(s: &Server, ch: &str) -> (Sse, Sse) {
+    let mut channel = s.sse(&format!("/ch/{ch}"), &[]);
+    let mut all = s.sse("/", &[]);
+    channel.next(WAIT).unwrap();
+    all.next(WAIT).unwrap();
+    (channel, all)
 }
 
 #[test]
@@ -53,10 +62,7 @@ fn stream_headers_and_open_comment() {
 #[test]
 fn a_batch_of_a_thousand_reaches_every_live_subscriber_whole() {
     let s = Server::start();
-    let mut channel = s.sse("/ch/bulk", &[]);
-    let mut all = s.sse("/", &[]);
-    channel.next(WAIT).unwrap();
-    all.next(WAIT).unwrap();
+    let (mut channel, mut all) = channel_and_all(&s, "bulk");
     let start = s.publish("bulk", "msg.start", json!({}));
     assert_eq!(channel.next_message(WAIT).unwrap().0, start);
     assert_eq!(all.next_message(WAIT).unwrap().0, start);
@@ -111,10 +117,7 @@ fn a_batch_of_a_thousand_reaches_every_live_subscriber_whole() {
 #[test]
 fn live_messages_arrive_at_once_and_match_history_bytes() {
     let s = Server::start();
-    let mut channel = s.sse("/ch/live", &[]);
-    let mut all = s.sse("/", &[]);
-    channel.next(WAIT).unwrap();
-    all.next(WAIT).unwrap();
+    let (mut channel, mut all) = channel_and_all(&s, "live");
     wait_subscribers(&s, 2);
     for i in 0..20 {
         let sent = Instant::now();
