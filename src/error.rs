@@ -52,6 +52,18 @@ impl ApiError {
     }
 }
 
+/// Characters of a client's own input an error quotes back at most.
+const SHOWN_CHARS: usize = 64;
+
+/// A client's input as an error quotes it: debug-quoted and cut at `SHOWN_CHARS`, so an
+/// answer says what was wrong without echoing back the megabyte a client chose to send.
+pub fn shown(raw: &str) -> String {
+    match raw.char_indices().nth(SHOWN_CHARS) {
+        None => format!("{raw:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &raw[..cut], raw.len()),
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.status, self.message)
@@ -134,8 +146,17 @@ impl From<std::io::Error> for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiError, Fault};
+    use super::{ApiError, Fault, shown};
     use rusqlite::ffi;
+
+    #[test]
+    fn shown_quotes_short_input_whole_and_cuts_long_input_on_a_character() {
+        assert_eq!(shown("a\"b"), r#""a\"b""#);
+        assert_eq!(shown(&"x".repeat(64)), format!("{:?}", "x".repeat(64)));
+        // 65 two-byte characters: cut after 64 of them, never inside one.
+        let long = "é".repeat(65);
+        assert_eq!(shown(&long), format!("{:?}… (130 bytes)", "é".repeat(64)));
+    }
 
     fn sqlite(code: i32, message: &str) -> ApiError {
         let err = rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message.into()));

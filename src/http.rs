@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by the handlers: replies, query strings, bounded JSON bodies.
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fs::File;
@@ -292,7 +292,8 @@ pub fn count_param(
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n.min(max)),
             _ => Err(ApiError::bad_request(format!(
-                "n must be a whole number from 1 to {max}, got {raw:?}"
+                "n must be a whole number from 1 to {max}, got {}",
+                shown(raw)
             ))),
         },
     }

@@ -120,6 +120,65 @@ fn bad_publishes_are_400_and_change_nothing() {
     assert_eq!(s.get("/channels").json(), json!([]));
 }
 
+/// An error quotes what was wrong, never more than a few dozen characters of it: a client
+/// that sends a megabyte where a name or an id belongs does not get the megabyte back.
+#[test]
+fn errors_quote_a_little_of_a_bad_value_never_all_of_it() {
+    let s = Server::start();
+    let huge = |c: &str| c.repeat(900_000);
+    let bodies = [
+        (
+            "/ch/general",
+            json!({"from":"x","type":"t","reply_to": huge("r")}),
+        ),
+        (
+            "/ch/general",
+            json!({"from":"x","type":"t","files": [huge("f")]}),
+        ),
+        ("/tasks", json!({"from":"x","title":"t","ch": huge("!")})),
+        (
+            "/locks/acquire",
+            json!({"from":"x","name":"n","ttl_s":60,"ch": huge("?")}),
+        ),
+    ];
+    for (path, body) in &bodies {
+        let r = s.post_json(path, body.clone());
+        assert_eq!(
+            r.status,
+            400,
+            "{path}: {}",
+            &r.text()[..200.min(r.text().len())]
+        );
+        let error = r.error();
+        assert!(r.text().len() < 512, "{path}: {} bytes", r.text().len());
+        // It still says which value was wrong: its start, cut off, and its length.
+        assert!(
+            error.contains("…") && error.contains("bytes)"),
+            "{path}: {error}"
+        );
+    }
+    let long_query = "z".repeat(4000);
+    for path in [
+        format!("/tasks?status={long_query}"),
+        format!("/ch/general/history?since={long_query}"),
+        format!("/ch/general/history?n={long_query}"),
+        format!("/messages/{long_query}"),
+    ] {
+        let r = s.get(&path);
+        assert!(matches!(r.status, 400 | 404), "{}: {}", r.status, r.text());
+        assert!(
+            r.text().len() < 512,
+            "{}: {} bytes",
+            &path[..20],
+            r.text().len()
+        );
+        assert!(r.error().contains("…"), "{}", r.error());
+    }
+    assert_eq!(s.get("/status").json()["messages"], 0);
+    assert_eq!(s.get("/tasks").json().as_array().map(Vec::len), Some(0));
+    assert_eq!(s.get("/locks").json().as_array().map(Vec::len), Some(0));
+}
+
 /// A batch (`POST /ch/:ch` with an array) is stored and streamed in the order given, each
 /// message exactly as if posted alone, and answered with each one's id and ts.
 #[test]

@@ -3,7 +3,7 @@ use super::idempotency;
 use super::written;
 use super::{file_refs, id_param, identity, identity_value, label, longpoll, path_channel};
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req, count_param, read_json};
 use crate::ids;
 use crate::store::batches::Messages;
@@ -123,7 +123,9 @@ fn reply_to(value: Option<&Value>) -> Result<Option<String>, ApiError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(id)) => ids::parse(id)
             .map(|id| Some(id.to_string()))
-            .ok_or_else(|| ApiError::bad_request(format!("reply_to {id:?} is not a message id"))),
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("reply_to {} is not a message id", shown(id)))
+            }),
         Some(_) => Err(ApiError::bad_request("reply_to must be a message id")),
     }
 }

@@ -5,7 +5,7 @@ use super::id_param;
 use super::written;
 use super::{identity_value, longpoll};
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req, count_param, percent_decode_path, read_json_object};
 use crate::ids;
 use crate::store::Op;
@@ -69,7 +69,8 @@ fn unread_param(params: &HashMap<String, String>) -> Result<bool, ApiError> {
         None | Some("" | "0" | "false") => Ok(false),
         Some("1" | "true") => Ok(true),
         Some(raw) => Err(ApiError::bad_request(format!(
-            "unread must be 1 or 0, got {raw:?}"
+            "unread must be 1 or 0, got {}",
+            shown(raw)
         ))),
     }
 }

@@ -7,7 +7,7 @@
 //! polling. It holds its connection's thread while it waits, as claim-next does.
 use crate::app::App;
 use crate::counted::Counted;
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::hub::{Event, Refusal, TOO_MANY_STREAMS};
 use crate::store::read::MessageQuery;
 use crate::store::turns;
@@ -28,7 +28,8 @@ pub fn wait_param(params: &HashMap<String, String>) -> Result<Option<Duration>, 
         .map(|s| Some(Duration::from_secs_f64(s.min(MAX_WAIT_S))))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "wait must be a number of seconds from 0 to 60, got {raw:?}"
+                "wait must be a number of seconds from 0 to 60, got {}",
+                shown(raw)
             ))
         })
 }

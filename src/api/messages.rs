@@ -1,6 +1,6 @@
 //! `GET /messages/:id` (one envelope) and `GET /messages/:id/thread` (its `reply_to` thread).
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req};
 use crate::ids;
 use crate::store::batches::Messages;
@@ -33,5 +33,5 @@ fn message_id(raw: &str) -> Result<String, ApiError> {
 }
 
 fn no_message(id: &str) -> ApiError {
-    ApiError::not_found(format!("no message {id}"))
+    ApiError::not_found(format!("no message {}", shown(id)))
 }

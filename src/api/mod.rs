@@ -13,7 +13,7 @@ pub mod status;
 pub mod tasks;
 pub mod written;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -43,7 +43,8 @@ pub fn channel(name: &str) -> Result<String, ApiError> {
 
 fn invalid_channel(name: &str) -> ApiError {
     ApiError::bad_request(format!(
-        "invalid channel name {name:?}: use 1-64 of A-Z a-z 0-9 _ . : - (not . or ..)"
+        "invalid channel name {}: use 1-64 of A-Z a-z 0-9 _ . : - (not . or ..)",
+        shown(name)
     ))
 }
 
@@ -62,7 +63,7 @@ pub fn id_param(params: &HashMap<String, String>, key: &str) -> Result<Option<St
         Some(raw) => crate::ids::parse(raw)
             .map(|id| Some(id.to_string()))
             .ok_or_else(|| {
-                ApiError::bad_request(format!("{key} must be a message id, got {raw:?}"))
+                ApiError::bad_request(format!("{key} must be a message id, got {}", shown(raw)))
             }),
     }
 }
@@ -132,9 +133,16 @@ pub fn file_refs(
     };
     let mut files = Vec::with_capacity(items.len());
     for item in items {
-        let hash = item.as_str().filter(|h| valid_hash(h)).ok_or_else(|| {
-            ApiError::bad_request(format!("files: {item} is not sha256:<64 hex>"))
-        })?;
+        let hash = match item.as_str() {
+            Some(hash) if valid_hash(hash) => hash,
+            Some(other) => {
+                let shown = shown(other);
+                return Err(ApiError::bad_request(format!(
+                    "files: {shown} is not sha256:<64 hex>"
+                )));
+            }
+            None => return Err(ApiError::bad_request("files must be an array of hashes")),
+        };
         if !blobs.contains(hash) {
             return Err(ApiError::bad_request(format!(
                 "files: {hash} is not stored"

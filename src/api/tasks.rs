@@ -5,7 +5,7 @@ use super::longpoll::MAX_WAIT_S;
 use super::written;
 use super::{channel, file_refs, identity, label, optional_channel, optional_identity};
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req, count_param, read_json_object};
 use crate::ids;
 use crate::store::read::{self, TaskQuery};
@@ -81,8 +81,9 @@ pub fn list(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let status = params.get("status").filter(|s| !s.is_empty()).cloned();
     if let Some(status) = status.as_ref().filter(|s| !STATUSES.contains(&s.as_str())) {
         return Err(ApiError::bad_request(format!(
-            "status must be one of {}, got {status:?}",
-            STATUSES.join(", ")
+            "status must be one of {}, got {}",
+            STATUSES.join(", "),
+            shown(status)
         )));
     }
     let query = TaskQuery {
@@ -244,5 +245,5 @@ fn seconds(body: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError
 fn task_id(raw: &str) -> Result<String, ApiError> {
     ids::parse(raw)
         .map(|id| id.to_string())
-        .ok_or_else(|| ApiError::not_found(format!("no task {raw}")))
+        .ok_or_else(|| ApiError::not_found(format!("no task {}", shown(raw))))
 }
