@@ -5,6 +5,7 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::Value;
 
 /// Exit statuses, documented in `workshop --help`. Scripts test these, so they never change.
@@ -173,7 +174,12 @@ impl Client {
     }
 
     /// `post_json`, with an `Idempotency-Key` when given (the same on every resend).
-    pub fn post_json_keyed(&self, path: &str, body: &Value, key: Option<&str>) -> Result<Value> {
+    pub fn post_json_keyed(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+        key: Option<&str>,
+    ) -> Result<Value> {
         loop {
             let mut request = self.request("POST", path);
             if let Some(key) = key {

@@ -4,6 +4,7 @@
 use std::thread;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::Value;
 use ulid::Ulid;
 
@@ -20,7 +21,7 @@ pub fn fresh_key() -> String {
 
 /// POSTs `body` under a fresh key, retrying a few times (with that key) while the failure is
 /// transient.
-pub fn post(client: &Client, path: &str, body: &Value) -> Result<Value> {
+pub fn post(client: &Client, path: &str, body: &(impl Serialize + ?Sized)) -> Result<Value> {
     let key = fresh_key();
     let mut wait = FIRST_WAIT;
     let mut attempt = 1;
@@ -38,6 +39,11 @@ pub fn post(client: &Client, path: &str, body: &Value) -> Result<Value> {
 }
 
 /// One POST of `body` under `key`.
-pub fn post_with_key(client: &Client, path: &str, body: &Value, key: &str) -> Result<Value> {
+pub fn post_with_key(
+    client: &Client,
+    path: &str,
+    body: &(impl Serialize + ?Sized),
+    key: &str,
+) -> Result<Value> {
     client.post_json_keyed(path, body, Some(key))
 }

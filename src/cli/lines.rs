@@ -185,7 +185,7 @@ impl Sender<'_> {
     }
 
     fn post_one(&self, messages: &[Value]) -> Result<()> {
-        let reply = idempotent::post(self.client, self.path, &Value::Array(messages.to_vec()))?;
+        let reply = idempotent::post(self.client, self.path, messages)?;
         match reply.as_array() {
             Some(stamped) if stamped.len() == messages.len() => {
                 stamped.iter().try_for_each(|m| emit(&id_of(m)?))
