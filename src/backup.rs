@@ -6,9 +6,11 @@
 //! ones are copied; they are copied after the snapshot, so every blob it names is there) and
 //! `manifest.json`, written last: a DIR without it holds no complete backup.
 //!
-//! A server holds a shared `flock` on `DB_PATH.lock` while it runs; restore takes it
-//! exclusively, so it refuses while any server uses the target and no server starts while
-//! it runs. The kernel drops the lock when a process dies, so a crash leaves nothing stale.
+//! A server holds an exclusive `flock` on `DB_PATH.lock` while it runs, and so does a
+//! restore: a restore refuses while a server uses the target, no server starts while a
+//! restore runs, and a second server refuses a database one is already using (its streams
+//! would never see the other's messages, and two processes would hand out ids). The kernel
+//! drops the lock when a process dies, so a crash leaves nothing stale.
 use crate::blobs::{copy_hashing, valid_hash};
 use crate::store::schema;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -54,13 +56,17 @@ impl Manifest {
     }
 }
 
-/// Marks `db` as in use by a server for as long as the returned file stays open.
+/// Marks `db` as in use by this server for as long as the returned file stays open.
 pub fn mark_in_use(db: &Path) -> Result<File, String> {
     let lock = open_lock(db)?;
     let shown = db.display();
-    let busy = || format!("a restore into {shown} is running; start the server once it is done");
-    lock.try_lock_shared()
-        .map_err(|e| lock_error(db, e, busy))?;
+    let busy = || {
+        format!(
+            "another workshop server, or a restore, is using {shown}: stop it first, or give \
+             this server a DB_PATH of its own"
+        )
+    };
+    lock.try_lock().map_err(|e| lock_error(db, e, busy))?;
     Ok(lock)
 }
 

@@ -479,19 +479,14 @@ fn restore_replaces_a_damaged_database() {
     server.assert_no_panic();
 }
 
-#[test]
-fn no_server_starts_while_a_restore_holds_the_files() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("w.db");
-    // What `workshop restore` holds while it works (README: Backup).
-    let lock = std::fs::File::create(dir.path().join("w.db.lock")).expect("lock file");
-    lock.lock().expect("exclusive lock");
+/// Starts a server on `db` that is expected to refuse it: its exit code and stderr.
+fn start_refused(db: &Path, blobs: &Path) -> (Option<i32>, String) {
     let mut server = Command::new(BIN)
         .env_clear()
         .env("PORT", "0")
         .env("HOST", "127.0.0.1")
-        .env("DB_PATH", &db)
-        .env("BLOBS_DIR", dir.path().join("blobs"))
+        .env("DB_PATH", db)
+        .env("BLOBS_DIR", blobs)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -501,9 +496,35 @@ fn no_server_starts_while_a_restore_holds_the_files() {
     });
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("a restore into"), "{stderr}");
+    (status.code(), stderr)
+}
+
+#[test]
+fn no_server_starts_while_a_restore_holds_the_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("w.db");
+    // What `workshop restore` holds while it works (README: Backup).
+    let lock = std::fs::File::create(dir.path().join("w.db.lock")).expect("lock file");
+    lock.lock().expect("exclusive lock");
+    let (code, stderr) = start_refused(&db, &dir.path().join("blobs"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("or a restore, is using"), "{stderr}");
     assert!(!db.exists(), "nothing was created");
+}
+
+/// A second server on a database one is using would store messages the first one's streams
+/// never see: it refuses to start, and the first goes on as before.
+#[test]
+fn a_second_server_refuses_a_database_in_use() {
+    let server = Server::start();
+    server.publish("general", "first", json!({}));
+    let (code, stderr) = start_refused(&server.db_path(), &server.blobs_dir());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("another workshop server"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    server.publish("general", "second", json!({}));
+    assert_eq!(server.history("/ch/general/history").len(), 2);
+    server.assert_no_panic();
 }
 
 #[test]
