@@ -46,6 +46,9 @@ pub trait NdjsonSource {
 /// What a handler answers; `respond` turns it into bytes on the socket.
 pub enum Reply {
     Json(u16, Value),
+    /// A stored envelope, answered byte for byte as stored (re-encoding a parsed copy would
+    /// reorder its keys).
+    Envelope(String),
     /// Newline-delimited JSON of exactly `len` bytes, produced as it is sent.
     Ndjson {
         body: Box<dyn Read + Send>,
@@ -159,6 +162,7 @@ fn into_response(reply: Reply) -> Response<Body> {
     let (body, len, headers) = match reply {
         Reply::Headed(extra, reply) => return with_headers(into_response(*reply), extra),
         Reply::Json(_, value) => typed(value.to_string().into_bytes(), "application/json"),
+        Reply::Envelope(text) => typed(text.into_bytes(), "application/json"),
         Reply::Ndjson { body, len } => {
             let headers = vec![header("Content-Type", "application/x-ndjson")];
             (body, usize::try_from(len).ok(), headers)

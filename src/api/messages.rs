@@ -10,10 +10,7 @@ use crate::store::threads;
 pub fn show(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let id = message_id(&req.captures[0])?;
     let envelope = app.store.read(|conn| threads::message(conn, &id))?;
-    let envelope = envelope.ok_or_else(|| no_message(&id))?;
-    let value = serde_json::from_str(&envelope)
-        .map_err(|e| ApiError::internal(format!("stored message is not JSON: {e}")))?;
-    Ok(Reply::json(200, value))
+    Ok(Reply::Envelope(envelope.ok_or_else(|| no_message(&id))?))
 }
 
 /// `GET /messages/:id/thread`: NDJSON, oldest first, at most `threads::MAX_THREAD` lines.
