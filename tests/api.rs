@@ -237,18 +237,26 @@ fn a_bad_batch_is_refused_whole_and_changes_nothing() {
             400,
             "1 to 1000 messages",
         ),
-        (json!([ok, 7]), 400, "message 1: must be a JSON object"),
-        (json!([ok, [ok]]), 400, "message 1: must be a JSON object"),
-        (json!([ok, {"from": "agent.a"}]), 400, "message 1: type"),
+        (json!([ok, 7]), 400, "message 2 of 2: must be a JSON object"),
+        (
+            json!([ok, [ok]]),
+            400,
+            "message 2 of 2: must be a JSON object",
+        ),
+        (
+            json!([ok, {"from": "agent.a"}]),
+            400,
+            "message 2 of 2: type",
+        ),
         (
             json!([ok, ok, {"from": "agent.b", "type": "t"}]),
             400,
-            "message 2: every message of a batch must have the same from",
+            "message 3 of 3: every message of a batch must have the same from",
         ),
         (
             json!([ok, {"from": "agent.a", "type": "t", "files": [missing]}]),
             400,
-            "message 1: ",
+            "message 2 of 2: ",
         ),
     ];
     for (batch, status, says) in cases {

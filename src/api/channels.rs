@@ -64,15 +64,19 @@ const NOT_A_MESSAGE: &str =
 /// The messages of a batch, each checked as a message alone is; an error names the first
 /// one at fault.
 fn new_batch(app: &App, ch: &str, bodies: &[Value]) -> Result<Vec<NewMessage>, ApiError> {
-    if !(1..=MAX_BATCH_MESSAGES).contains(&bodies.len()) {
-        let count = bodies.len();
+    let count = bodies.len();
+    if !(1..=MAX_BATCH_MESSAGES).contains(&count) {
         return Err(ApiError::bad_request(format!(
             "a batch holds 1 to {MAX_BATCH_MESSAGES} messages, not {count}"
         )));
     }
-    let mut batch: Vec<NewMessage> = Vec::with_capacity(bodies.len());
+    let mut batch: Vec<NewMessage> = Vec::with_capacity(count);
     for (i, body) in bodies.iter().enumerate() {
-        let at = |e: ApiError| ApiError::new(e.status, format!("message {i}: {}", e.message));
+        // Counted from 1, as people count: the first message is "message 1 of N".
+        let at = |e: ApiError| {
+            let message = format!("message {} of {count}: {}", i + 1, e.message);
+            ApiError::new(e.status, message)
+        };
         let Value::Object(body) = body else {
             return Err(at(ApiError::bad_request("must be a JSON object")));
         };
