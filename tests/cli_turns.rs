@@ -110,7 +110,7 @@ fn wait_without_since_waits_for_the_next_message() {
 fn inbox_prints_unread_marks_it_read_and_exits_3_when_empty() {
     let hub = Server::start();
     let err = hub.fails(BOB, &["inbox"], 3);
-    assert!(err.contains("inbox is empty"), "{err}");
+    assert!(err.contains("nothing unread"), "{err}");
     let a = hub.ok(
         ME,
         &["pub", "general", "msg.text", r#"{"q":1}"#, "--to", BOB],

@@ -34,6 +34,11 @@ fn a_retry_of_a_committed_keyed_request_answers_the_first_reply_under_the_loop_g
     assert_eq!(again.json(), created.json(), "the first reply");
     assert_eq!(s.post_json("/tasks", task).status, 429);
 
+    let lock = json!({"from": "agent.c", "name": "build", "ttl_s": 60, "ch": "loop"});
+    assert_eq!(s.post_json("/locks/acquire", lock.clone()).status, 200);
+    let renewal = s.post_json("/locks/acquire", lock);
+    assert_eq!(renewal.status, 429, "{}", renewal.text());
+
     let history = s.history("/ch/loop/history?type=chatter");
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0]["id"], first.json()["id"]);
@@ -43,6 +48,8 @@ fn a_retry_of_a_committed_keyed_request_answers_the_first_reply_under_the_loop_g
     assert_eq!(s.metric(publish), 2.0);
     let task_create = "workshop_throttled_total{request=\"task_create\"}";
     assert_eq!(s.metric(task_create), 1.0);
+    let lock_acquire = "workshop_throttled_total{request=\"lock_acquire\"}";
+    assert_eq!(s.metric(lock_acquire), 1.0);
     s.assert_no_panic();
 }
 

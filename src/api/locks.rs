@@ -43,7 +43,7 @@ pub fn act(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     // release frees what an agent held: refusing it would only keep a lock held longer.
     if let LockOp::Acquire { from, ch, .. } = &op {
         let ch = ch.as_deref().unwrap_or(locks::DEFAULT_CHANNEL);
-        if let Err(throttled) = app.limiter.guard(&app.store, (from, 1), ch, "publish") {
+        if let Err(throttled) = app.limiter.guard(&app.store, (from, 1), ch, "lock_acquire") {
             return Ok(throttled);
         }
     }
@@ -80,10 +80,17 @@ fn lock_name(body: &Map<String, Value>) -> Result<String, ApiError> {
 }
 
 fn ttl(value: Option<&Value>) -> Result<f64, ApiError> {
-    value
-        .and_then(Value::as_f64)
-        .filter(|t| TTL_RANGE.contains(t))
-        .ok_or_else(|| ApiError::bad_request("ttl_s is required: seconds from 1 to 86400 (24 h)"))
+    match value {
+        None | Some(Value::Null) => Err(ApiError::bad_request(
+            "ttl_s is required: seconds from 1 to 86400 (24 h)",
+        )),
+        Some(value) => value
+            .as_f64()
+            .filter(|t| TTL_RANGE.contains(t))
+            .ok_or_else(|| {
+                ApiError::bad_request("ttl_s must be a number of seconds from 1 to 86400 (24 h)")
+            }),
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +131,13 @@ mod tests {
         ] {
             assert!(ttl(Some(&bad)).is_err(), "{bad}");
         }
+        // Given but out of range is not "required".
+        assert!(ttl(None).unwrap_err().message.contains("is required"));
+        let zero = ttl(Some(&json!(0))).unwrap_err().message;
+        assert!(
+            zero.starts_with("ttl_s must be a number of seconds"),
+            "{zero}"
+        );
     }
 
     #[test]

@@ -86,9 +86,11 @@ fn lock_taken(lock: &Lock, renewed: bool) -> Value {
 /// The lock as it is, and who holds it until when.
 fn lock_held(lock: &Lock) -> Value {
     let mut answer = json!(lock);
+    // Seconds from now, rounded up: people read this; `expires_at` is there for programs.
+    let left = (lock.expires_at - crate::store::now()).ceil().max(1.0);
     answer["error"] = json!(format!(
-        "lock {:?} is held by {} until {}",
-        lock.name, lock.holder, lock.expires_at
+        "lock {:?} is held by {} for another {left:.0} s",
+        lock.name, lock.holder
     ));
     answer
 }
@@ -145,7 +147,7 @@ mod tests {
         assert_eq!(held.body["holder"], "alice");
         assert_eq!(
             held.body["error"],
-            "lock \"src/main.rs\" is held by alice until 2.5"
+            "lock \"src/main.rs\" is held by alice for another 1 s"
         );
     }
 

@@ -82,7 +82,8 @@ pub enum CliCommand {
     /// Create, list, claim and complete tasks
     #[command(
         subcommand,
-        after_help = "A task is open, claimed or done; abandoning returns it to open.\n\n\
+        after_help = "A task is open, claimed, done or failed; abandoning returns it to open, or to \
+        failed once it has used its max_attempts.\n\n\
         Example:\n  ID=$(workshop task create 'resize images') && workshop task claim \"$ID\" \
         && workshop task done \"$ID\" --result '{\"resized\":12}'"
     )]

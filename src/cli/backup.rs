@@ -18,7 +18,8 @@ Example:
 
 pub const RESTORE_HELP: &str = "\
 Stop the server first: restore refuses while a server uses the target. Checks the manifest and \
-PRAGMA integrity_check, copies the blobs, then replaces the database in one transaction.
+PRAGMA integrity_check, copies the missing blobs (each checked against its name), then copies \
+the database beside the old one and renames it into place, removing the old -wal and -shm files.
 
 Example:
   systemctl stop workshop && workshop restore /backups/workshop && systemctl start workshop";

@@ -53,7 +53,12 @@ pub fn inbox(client: &Client, wait: Duration, mark_read: bool, all: bool) -> Res
         query.push(("unread", "1".to_string()));
     }
     let lines = long_poll(client, &path, &query, wait)?;
-    print_all(&lines, "inbox is empty")?;
+    let none = if all {
+        "inbox is empty"
+    } else {
+        "nothing unread"
+    };
+    print_all(&lines, none)?;
     // Marked only once printed: a run that dies in between sees the messages again.
     match newest_id(&lines) {
         Some(up_to) if mark_read => mark_read_up_to(client, &path, up_to),

@@ -63,7 +63,7 @@ impl Config {
 
 /// `HOST` and `PORT`: where to listen.
 fn parse_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, String> {
-    let port: u16 = parse_number(get, "PORT", 4242)?;
+    let port = parse_port(get)?;
     let host = get("HOST").unwrap_or_else(|| "0.0.0.0".into());
     (host.as_str(), port)
         .to_socket_addrs()
@@ -72,11 +72,26 @@ fn parse_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, Strin
         .ok_or_else(|| must_be("HOST", "an address to listen on", &host))
 }
 
+/// `PORT`: a whole number from 0 (any free port) to 65535.
+fn parse_port(get: &impl Fn(&str) -> Option<String>) -> Result<u16, String> {
+    match get("PORT") {
+        None => Ok(4242),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| must_be("PORT", "a port from 0 to 65535 (default 4242)", &raw)),
+    }
+}
+
 fn parse_verbose(raw: Option<String>) -> Result<bool, String> {
     match raw.as_deref() {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") => Ok(true),
-        Some(other) => Err(must_be("WORKSHOP_VERBOSE", "true or false", other)),
+        Some(other) => Err(must_be(
+            "WORKSHOP_VERBOSE",
+            "true or false (or 1 or 0)",
+            other,
+        )),
     }
 }
 
@@ -163,6 +178,8 @@ mod tests {
             assert!(err.starts_with(key), "{err}");
             assert!(!err.contains('\n'));
         }
+        let port = config(&[("PORT", "99999")]).unwrap_err();
+        assert!(port.contains("a port from 0 to 65535"), "{port}");
     }
 
     #[test]

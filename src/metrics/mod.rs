@@ -64,7 +64,7 @@ const TRANSITIONS: [(&str, Option<usize>, Option<usize>); 9] = [
 ];
 
 /// What the loop guard refuses, by what was asked.
-pub const THROTTLED: [&str; 2] = ["publish", "task_create"];
+pub const THROTTLED: [&str; 3] = ["publish", "task_create", "lock_acquire"];
 
 const BATCH_BOUNDS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,

@@ -34,7 +34,7 @@ pub fn recall(tx: &Transaction, key: &Key) -> Result<Option<Kept>, StoreError> {
     if fingerprint != key.fingerprint {
         let (key, from) = (&key.key, &key.from);
         let message =
-            format!("Idempotency-Key {key:?} was already used by {from} for a different request");
+            format!("Idempotency-Key {key:?} was already used by {from:?} for a different request");
         return Err(StoreError::new(Failure::KeyReused, message));
     }
     let body = serde_json::from_str(&body)
