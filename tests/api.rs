@@ -174,6 +174,36 @@ fn errors_quote_a_little_of_a_bad_value_never_all_of_it() {
         );
         assert!(r.error().contains("…"), "{}", r.error());
     }
+    // A path no route has, a method no route takes, a browser's foreign Host and Origin.
+    let long_host = format!("{}.example", "h".repeat(4000));
+    let long_origin = format!("http://{}.example", "o".repeat(4000));
+    let misses = [
+        request(s.port, "GET", &format!("/{long_query}"), &[], b""),
+        request(s.port, &"A".repeat(4000), "/status", &[], b""),
+        request(
+            s.port,
+            "POST",
+            "/ch/general",
+            &[("Origin", &long_origin)],
+            b"{}",
+        ),
+    ];
+    for (r, status) in misses.into_iter().zip([404, 405, 403]) {
+        assert_eq!(r.status, status, "{}", r.text());
+        assert!(
+            r.text().len() < 512,
+            "{}: {} bytes",
+            r.status,
+            r.text().len()
+        );
+    }
+    let head = format!(
+        "GET /status HTTP/1.1\r\nHost: {long_host}\r\nSec-Fetch-Mode: cors\r\nConnection: close\r\n\r\n"
+    );
+    let raw = common::raw_exchange(s.port, head.as_bytes(), WAIT).expect("an answer");
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(raw.len() < 1024, "{} bytes", raw.len());
     assert_eq!(s.get("/status").json()["messages"], 0);
     assert_eq!(s.get("/tasks").json().as_array().map(Vec::len), Some(0));
     assert_eq!(s.get("/locks").json().as_array().map(Vec::len), Some(0));

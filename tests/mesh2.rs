@@ -160,6 +160,12 @@ fn bad_searches_are_400_and_fts_syntax_is_plain_text() {
         assert!(matches!(r.status, 200 | 400), "{q}: {}", r.text());
     }
     assert_eq!(search(&s, "q=AND+OR+NOT").len(), 1);
+    // Control characters separate words (FTS5 would end a quoted word at a NUL: a 500).
+    for q in ["AND%00OR", "%00AND", "NOT%00", "AND%01OR%1fNOT%7f"] {
+        let r = s.get(&format!("/search?q={q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+    }
+    assert_eq!(search(&s, "q=AND%00OR").len(), 1);
     assert_eq!(s.post("/search?q=x", "").status, 405);
 }
 
@@ -528,6 +534,8 @@ fn bad_lock_requests_are_400_and_change_nothing() {
     let s = Server::start();
     let long = "x".repeat(257);
     let long_note = "n".repeat(1025);
+    // Blank clears a note, but the length bound holds for blank text too.
+    let long_blank_note = " ".repeat(1025);
     let cases = [
         json!({"name": "a", "ttl_s": 5}),
         json!({"from": "a", "ttl_s": 5}),
@@ -542,6 +550,7 @@ fn bad_lock_requests_are_400_and_change_nothing() {
         json!({"from": "a", "name": "a", "ttl_s": "60"}),
         json!({"from": "a", "name": "a", "ttl_s": 5, "note": 3}),
         json!({"from": "a", "name": "a", "ttl_s": 5, "note": long_note}),
+        json!({"from": "a", "name": "a", "ttl_s": 5, "note": long_blank_note}),
         json!({"from": "a", "name": "a", "ttl_s": 5, "ch": "no/slash"}),
         json!({"from": "a", "name": "a", "ttl_s": 5, "ch": 1}),
     ];

@@ -89,12 +89,12 @@ fn text_field(body: &Map<String, Value>, key: &str, max: usize) -> Result<String
 fn text_value(value: Option<&Value>, key: &str, max: usize) -> Result<String, ApiError> {
     match value {
         None | Some(Value::Null) => Err(ApiError::bad_request(format!("{key} is required"))),
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            Err(ApiError::bad_request(format!("{key} must not be blank")))
-        }
         Some(Value::String(s)) if s.chars().count() > max => Err(ApiError::bad_request(format!(
             "{key} is longer than {max} characters"
         ))),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err(ApiError::bad_request(format!("{key} must not be blank")))
+        }
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
     }
@@ -162,7 +162,10 @@ pub fn optional_text(
 ) -> Result<Option<String>, ApiError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(Some(s.clone())),
+        // Blank is allowed here (it clears a note), but not past the length bound.
+        Some(Value::String(s)) if s.trim().is_empty() && s.chars().count() <= max => {
+            Ok(Some(s.clone()))
+        }
         Some(_) => text_field(body, key, max).map(Some),
     }
 }

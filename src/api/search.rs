@@ -16,7 +16,7 @@ pub fn search(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
             "q is longer than {MAX_QUERY_CHARS} characters"
         )));
     }
-    if q.split_whitespace().count() > MAX_QUERY_WORDS {
+    if search::query_words(&q).count() > MAX_QUERY_WORDS {
         return Err(ApiError::bad_request(format!(
             "q has more than {MAX_QUERY_WORDS} words"
         )));

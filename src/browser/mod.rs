@@ -19,7 +19,7 @@ pub use seen::Seen;
 
 use crate::app::App;
 use crate::config::browser::{CorsOrigins, Policy};
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req};
 use tiny_http::Method;
 
@@ -33,8 +33,9 @@ impl Policy {
         let host = seen.host.unwrap_or("");
         if !self.host_allowed(host) {
             return Err(ApiError::forbidden(format!(
-                "browser requests for host {host:?} are refused (DNS rebinding guard): add its \
-                 name to WORKSHOP_HOSTNAMES to use the hub under it"
+                "browser requests for host {} are refused (DNS rebinding guard): add its \
+                 name to WORKSHOP_HOSTNAMES to use the hub under it",
+                shown(host)
             )));
         }
         match method {
@@ -48,8 +49,9 @@ impl Policy {
         match seen.origin {
             Some(origin) if same_origin(origin, host) || self.cors_allows(origin) => Ok(()),
             Some(origin) => Err(ApiError::forbidden(format!(
-                "cross-origin write from {origin:?} refused: list that origin in \
-                 WORKSHOP_CORS_ORIGINS to allow it"
+                "cross-origin write from {} refused: list that origin in \
+                 WORKSHOP_CORS_ORIGINS to allow it",
+                shown(origin)
             ))),
             None if matches!(seen.fetch_site, Some("cross-site" | "same-site")) => {
                 Err(ApiError::forbidden(

@@ -3,7 +3,7 @@
 use crate::api::{channels, files, inbox, locks, messages, presence, search, status, tasks};
 use crate::app::App;
 use crate::browser;
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req};
 use crate::sse;
 use tiny_http::Method;
@@ -129,7 +129,10 @@ pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Api
             (_, true) => write_route,
             _ => None,
         }
-        .ok_or_else(|| ApiError::method_not_allowed(format!("{method} is not allowed on {path}")))
+        .ok_or_else(|| {
+            let (method, path) = (shown(method.as_str()), shown(path));
+            ApiError::method_not_allowed(format!("{method} is not allowed on {path}"))
+        })
     };
     if let Some(rest) = path.strip_prefix("/files/") {
         return pick(Some(Route::Fetch(rest)), None);
@@ -161,7 +164,7 @@ pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Api
         ["locks", action] if locks::ACTIONS.contains(action) => {
             pick(None, Some(Route::LockAction(action)))
         }
-        _ => Err(ApiError::not_found(format!("no route {path}"))),
+        _ => Err(ApiError::not_found(format!("no route {}", shown(path)))),
     }
 }
 

@@ -126,13 +126,19 @@ pub struct SearchQuery {
     pub limit: usize,
 }
 
+/// The words of a query: split at whitespace and at control characters, which no word holds
+/// (FTS5 ends a quoted string at a NUL, so one inside a word would be a syntax error).
+pub fn query_words(q: &str) -> impl Iterator<Item = &str> {
+    q.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+}
+
 /// Turns what a user typed into an FTS5 expression that matches messages containing every
 /// word. Each word is quoted, so FTS5 syntax (`AND`, `*`, `:`, parentheses) is plain text and
 /// no input is a syntax error; punctuation inside a word makes it a phrase (`disk-full`).
 /// `None` when there is no word at all.
 pub fn match_expression(q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split_whitespace()
+    let words: Vec<String> = query_words(q)
         .filter(|w| w.chars().any(char::is_alphanumeric))
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect();
@@ -230,6 +236,10 @@ mod tests {
             Some(r#""a""b" "OR" "c*""#)
         );
         assert_eq!(match_expression("  - * \"\" "), None);
+        assert_eq!(
+            match_expression("disk\0full\u{1f}x\u{7f}").as_deref(),
+            Some(r#""disk" "full" "x""#)
+        );
         assert_eq!(match_expression(""), None);
     }
 }
