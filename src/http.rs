@@ -54,6 +54,8 @@ pub enum Reply {
         body: Box<dyn Read + Send>,
         len: u64,
     },
+    /// A JSON body of unknown length, produced as it is sent (chunked on HTTP/1.1).
+    JsonStream(Box<dyn Read + Send>),
     Html(&'static str),
     /// The answer to a CORS preflight (`OPTIONS`).
     Preflight,
@@ -167,6 +169,7 @@ fn into_response(reply: Reply) -> Response<Body> {
             let headers = vec![header("Content-Type", "application/x-ndjson")];
             (body, usize::try_from(len).ok(), headers)
         }
+        Reply::JsonStream(body) => (body, None, vec![header("Content-Type", "application/json")]),
         Reply::Html(page) => typed(page.as_bytes().to_vec(), "text/html; charset=utf-8"),
         // A preflight's allow headers depend on its origin: `browser::Policy::headers`.
         Reply::Preflight | Reply::Empty(_) => (Box::new(std::io::empty()) as Body, None, vec![]),

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,34 +55,6 @@ fn publish_big_to(port: u16, ch: &str, first: usize, count: usize, to: Value) ->
     ids
 }
 
-/// Runs `work`, returning its result, the server's resident memory just before (KiB) and
-/// its peak while `work` ran (KiB).
-fn peak_rss_during<T>(server: &Server, work: impl FnOnce() -> T) -> (T, u64, u64) {
-    let pid = server.pid();
-    // "5" resets the peak (VmHWM) to the current size; if not allowed, sampling alone counts.
-    let hwm_reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-    let before = proc_kib(pid, "VmRSS:");
-    let done = Arc::new(AtomicBool::new(false));
-    let sampled = Arc::new(AtomicU64::new(before));
-    let sampler = {
-        let (done, sampled) = (done.clone(), sampled.clone());
-        thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                sampled.fetch_max(proc_kib(pid, "VmRSS:"), Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
-    let result = work();
-    done.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let mut peak = sampled.load(Ordering::Relaxed);
-    if hwm_reset {
-        peak = peak.max(proc_kib(pid, "VmHWM:"));
-    }
-    (result, before, peak)
-}
-
 /// Reads a history answer line by line, checking each line against what was published.
 /// Returns the body's length. Never holds more than a line.
 fn read_history(port: u16, path: &str, published: &[String]) -> u64 {
@@ -125,7 +96,7 @@ fn four_concurrent_histories_of_1_mib_messages_stream_in_bounded_memory() {
     let promised: u64 = head.header("content-length").unwrap().parse().unwrap();
     assert!(promised > count as u64 * PAD as u64);
 
-    let (lengths, before, peak) = peak_rss_during(&server, || {
+    let (lengths, before, peak) = peak_rss_during(server.pid(), || {
         let readers: Vec<_> = (0..4)
             .map(|_| {
                 let published = published.clone();
@@ -169,7 +140,7 @@ fn four_concurrent_inbox_reads_of_1_mib_messages_stream_in_bounded_memory() {
     let count = 256;
     let published = publish_big_to(port, "mail", 0, count, json!("bob"));
     let path = "/inbox/bob?n=1000";
-    let (lengths, before, peak) = peak_rss_during(&server, || {
+    let (lengths, before, peak) = peak_rss_during(server.pid(), || {
         let readers: Vec<_> = (0..4)
             .map(|_| {
                 let published = published.clone();
@@ -201,7 +172,7 @@ fn a_history_reader_that_stops_reading_holds_about_one_batch() {
     let port = server.port;
     let count = 64;
     publish_big(port, "stop", 0, count);
-    let (_stalled, before, peak) = peak_rss_during(&server, || {
+    let (_stalled, before, peak) = peak_rss_during(server.pid(), || {
         // Eight readers ask for 64 MiB each and read nothing: the server may fill their
         // socket buffers, not its memory.
         let stalled: Vec<_> = (0..8)
@@ -230,7 +201,7 @@ fn a_replay_of_1_mib_messages_to_readers_that_do_not_read_is_bounded() {
     let server = Server::start();
     let port = server.port;
     let published = publish_big(port, "replay", 0, 64);
-    let (mut stalled, before, peak) = peak_rss_during(&server, || {
+    let (mut stalled, before, peak) = peak_rss_during(server.pid(), || {
         // Ask for a replay of everything, then read nothing more than the head.
         let stalled: Vec<Sse> = (0..8)
             .map(|_| Sse::open(port, &format!("/ch/replay?since={ZERO_ID}"), &[]).unwrap())
@@ -288,7 +259,7 @@ fn stalled_stream_readers_share_events_and_are_cut_off_past_their_byte_budget() 
         // Still open: it stays subscribed.
         (ids, healthy)
     });
-    let (first, before, peak) = peak_rss_during(&server, || publish_big(port, "wide", 0, 8));
+    let (first, before, peak) = peak_rss_during(server.pid(), || publish_big(port, "wide", 0, 8));
     // The stalled readers' sockets are full by now: the 30 s stall limit runs from here.
     let stalled_since = Instant::now();
     let grew = peak.saturating_sub(before);

@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req, count_param, read_json_object};
 use crate::ids;
+use crate::store::lists::{JsonList, Tasks};
 use crate::store::read::{self, TaskQuery};
 use crate::store::{NewTask, Op, Written};
 use serde_json::{Map, Value, json};
@@ -96,8 +97,8 @@ pub fn list(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
             .transpose()?,
         limit: count_param(params, 100, 1000)?,
     };
-    let tasks = app.store.read(|conn| read::tasks(conn, &query))?;
-    Ok(Reply::json(200, json!(tasks)))
+    let tasks = JsonList::select(app.store.reader(), Tasks(query))?;
+    Ok(Reply::JsonStream(Box::new(tasks)))
 }
 
 /// `GET /tasks/:id`

@@ -6,6 +6,7 @@ mod clock;
 mod failure;
 pub mod horizon;
 pub mod idempotency;
+pub mod lists;
 pub mod locks;
 mod messages;
 mod ops;

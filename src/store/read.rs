@@ -233,11 +233,11 @@ pub struct Task {
     pub lease_expires_at: Option<f64>,
 }
 
-const TASK_COLUMNS: &str = "id, created_at, updated_at, created_by, assigned_to, claimed_by, \
+pub(super) const TASK_COLUMNS: &str = "id, created_at, updated_at, created_by, assigned_to, claimed_by, \
     claimed_at, status, title, context, result, files, ch, priority, not_before, attempts, \
     max_attempts, lease_expires_at";
 
-fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
+pub(super) fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
     let json = |text: Option<String>| {
         text.and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null)
@@ -280,54 +280,12 @@ pub struct TaskQuery {
     pub limit: usize,
 }
 
-/// Tasks, newest first.
-pub fn tasks(conn: &Connection, q: &TaskQuery) -> rusqlite::Result<Vec<Task>> {
-    let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1");
-    let mut args: Vec<&dyn ToSql> = Vec::new();
-    if let Some(status) = &q.status {
-        sql.push_str(" AND status = ?");
-        args.push(status);
-    }
-    if let Some(agent) = &q.agent {
-        sql.push_str(" AND (assigned_to = ? OR claimed_by = ?)");
-        args.push(agent);
-        args.push(agent);
-    }
-    if let Some(ch) = &q.ch {
-        sql.push_str(" AND ch = ?");
-        args.push(ch);
-    }
-    let limit = q.limit as i64;
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    args.push(&limit);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    stmt.query_map(args.as_slice(), task_from_row)?.collect()
-}
-
 #[derive(Debug, Serialize)]
 pub struct Agent {
     pub agent_id: String,
     pub last_seen: f64,
     pub channels: Value,
     pub meta: Value,
-}
-
-/// Agents whose last heartbeat is newer than `seen_after` (unix seconds), latest first.
-pub fn presence(conn: &Connection, seen_after: f64) -> rusqlite::Result<Vec<Agent>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT agent_id, last_seen, channels, meta FROM presence WHERE last_seen > ?1
-         ORDER BY last_seen DESC",
-    )?;
-    let json = |text: String| serde_json::from_str(&text).unwrap_or(Value::Null);
-    stmt.query_map([seen_after], |row| {
-        Ok(Agent {
-            agent_id: row.get(0)?,
-            last_seen: row.get(1)?,
-            channels: json(row.get(2)?),
-            meta: json(row.get(3)?),
-        })
-    })?
-    .collect()
 }
 
 pub fn agents_live(conn: &Connection, seen_after: f64) -> rusqlite::Result<i64> {

@@ -122,6 +122,10 @@ pub fn try_read_response(reader: &mut impl BufRead, head_only: bool) -> io::Resu
     if head_only {
         return Ok(response);
     }
+    if is_chunked(&response.headers) {
+        read_chunked(reader, &mut response.body)?;
+        return Ok(response);
+    }
     match content_length(&response.headers)? {
         Some(len) => {
             response.body.resize(len as usize, 0);
@@ -185,6 +189,30 @@ pub fn read_chunk_size(reader: &mut impl BufRead) -> io::Result<u64> {
     }
     let digits = size_line.split(';').next().unwrap_or("").trim();
     u64::from_str_radix(digits, 16).map_err(|_| invalid(format!("bad chunk size {size_line:?}")))
+}
+
+/// A chunked body, de-chunked into `body`; trailers (none expected) are skipped.
+fn read_chunked(reader: &mut impl BufRead, body: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        let size = read_chunk_size(reader)? as usize;
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        // The CRLF after a chunk's data; after the last (empty) chunk, the trailers' end.
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if line.trim_end().is_empty() || size > 0 {
+                break;
+            }
+        }
+        if size == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// `try_read_response`, panicking if there is no complete response.

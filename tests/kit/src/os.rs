@@ -3,6 +3,10 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
 
 /// `kill -NAME pid`, which must succeed.
 pub fn signal(pid: u32, name: &str) {
@@ -137,4 +141,31 @@ pub fn open_sockets(pid: u32) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// Runs `work`, returning its result, process `pid`'s resident memory just before (KiB) and
+/// its peak while `work` ran (KiB).
+pub fn peak_rss_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, u64, u64) {
+    // "5" resets the peak (VmHWM) to the current size; if not allowed, sampling alone counts.
+    let hwm_reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+    let before = proc_kib(pid, "VmRSS:");
+    let done = Arc::new(AtomicBool::new(false));
+    let sampled = Arc::new(AtomicU64::new(before));
+    let sampler = {
+        let (done, sampled) = (done.clone(), sampled.clone());
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                sampled.fetch_max(proc_kib(pid, "VmRSS:"), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let result = work();
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let mut peak = sampled.load(Ordering::Relaxed);
+    if hwm_reset {
+        peak = peak.max(proc_kib(pid, "VmHWM:"));
+    }
+    (result, before, peak)
 }

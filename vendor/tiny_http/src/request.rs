@@ -524,6 +524,13 @@ impl Request {
         } else {
             response.with_connection_close()
         };
+        // workshop patch: a body that ends where the connection closes (patch 17) ends the
+        // connection: `ClientConnection` reads no further request from it, and the write half
+        // is shut once the body is out, before a pipelined request's answer could follow it.
+        let close_delimited = response.is_close_delimited(&self.http_version, &self.headers);
+        if close_delimited {
+            self.body_complete.store(false, Ordering::SeqCst);
+        }
 
         let do_not_send_body = self.method == Method::Head;
 
@@ -535,7 +542,11 @@ impl Request {
             None,
         ))?;
 
-        Self::ignore_client_closing_errors(writer.flush())
+        Self::ignore_client_closing_errors(writer.flush())?;
+        if let (true, Some(handover)) = (close_delimited, &self.handover) {
+            handover.finish_writing();
+        }
+        Ok(())
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {

@@ -54,7 +54,7 @@ pub type ResponseBox = Response<Box<dyn Read + Send>>;
 
 /// Transfer encoding to use when sending the message.
 /// Note that only *supported* encoding are listed here.
-#[derive(Copy, Clone)]
+#[derive(Copy, Clone, PartialEq, Eq)]
 enum TransferEncoding {
     Identity,
     Chunked,
@@ -390,28 +390,31 @@ where
             transfer_encoding = None;
         }
 
-        // if the transfer encoding is identity, the content length must be known ; therefore if
-        // we don't know it, we buffer the entire response first here
-        // while this is an expensive operation, it is only ever needed for clients using HTTP 1.0
-        let (mut reader, data_length): (Box<dyn Read>, _) =
-            match (self.data_length, transfer_encoding) {
-                (Some(l), _) => (Box::new(self.reader), Some(l)),
-                (None, Some(TransferEncoding::Identity)) => {
-                    let mut buf = Vec::new();
-                    self.reader.read_to_end(&mut buf)?;
-                    let l = buf.len();
-                    (Box::new(Cursor::new(buf)), Some(l))
-                }
-                _ => (Box::new(self.reader), None),
-            };
-
         // checking whether to ignore the body of the response
-        let do_not_send_body = do_not_send_body
-            || match self.status_code.0 {
-                // status code 1xx, 204 and 304 MUST not include a body
-                100..=199 | 204 | 304 => true,
-                _ => false,
-            };
+        let no_content = matches!(self.status_code.0, 100..=199 | 204 | 304);
+        let do_not_send_body = do_not_send_body || no_content;
+
+        // workshop patch: a response that has no content has no framing header either (upstream
+        // sent `Transfer-Encoding: chunked` on a 304 whose 200 had a Content-Length, and
+        // `Content-Length: 0` on a 204, which RFC 9110 section 8.6 forbids).
+        if no_content {
+            transfer_encoding = None;
+        }
+
+        // workshop patch: a body of unknown length to an HTTP/1.0 client (which has no chunked
+        // encoding) is sent as it is produced and ends where the connection closes (RFC 9112
+        // section 6.3), the caller closing it (`Response::is_close_delimited`). Upstream read
+        // the whole body into memory first to learn its length: a client could make any
+        // streamed answer a buffered one by asking in HTTP/1.0.
+        if self.data_length.is_none() && transfer_encoding == Some(TransferEncoding::Identity) {
+            transfer_encoding = None;
+            if !self.headers.iter().any(|h| h.field.equiv("Connection")) {
+                self.headers
+                    .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+            }
+        }
+        let (mut reader, data_length): (Box<dyn Read>, _) =
+            (Box::new(self.reader), self.data_length);
 
         // preparing headers for transfer
         match transfer_encoding {
@@ -462,11 +465,36 @@ where
                     }
                 }
 
-                _ => (),
+                // workshop patch: close-delimited (see above).
+                None => {
+                    io::copy(&mut reader, &mut writer)?;
+                }
             }
         }
 
         Ok(())
+    }
+
+    /// workshop patch: whether this response's body, sent to a client speaking
+    /// `http_version` with `request_headers`, ends where the connection closes (its length is
+    /// unknown and the client takes no chunked encoding): the connection must then end after
+    /// it.
+    pub(crate) fn is_close_delimited(
+        &self,
+        http_version: &HTTPVersion,
+        request_headers: &[Header],
+    ) -> bool {
+        let encoding = choose_transfer_encoding(
+            self.status_code,
+            request_headers,
+            http_version,
+            &self.data_length,
+            false,
+            self.chunked_threshold(),
+        );
+        self.data_length.is_none()
+            && !matches!(self.status_code.0, 100..=199 | 204 | 304)
+            && encoding == TransferEncoding::Identity
     }
 
     /// Retrieves the current value of the `Response` status code

@@ -137,6 +137,11 @@ impl Handover {
     pub(crate) fn shut_down(&self) {
         let _ = self.connection.shutdown(Shutdown::Both);
     }
+
+    /// Sends the end of the stream after what was written (a body delimited by the close).
+    pub(crate) fn finish_writing(&self) {
+        let _ = self.connection.shutdown(Shutdown::Write);
+    }
 }
 
 /// workshop patch: the read half's deadlines, the socket's own read timeout (what the
