@@ -6,11 +6,9 @@
 //! ones are copied; they are copied after the snapshot, so every blob it names is there) and
 //! `manifest.json`, written last: a DIR without it holds no complete backup.
 //!
-//! A server holds an exclusive `flock` on `DB_PATH.lock` while it runs, and so does a
-//! restore: a restore refuses while a server uses the target, no server starts while a
-//! restore runs, and a second server refuses a database one is already using (its streams
-//! would never see the other's messages, and two processes would hand out ids). The kernel
-//! drops the lock when a process dies, so a crash leaves nothing stale.
+//! A server and a restore each hold `DB_PATH.lock` exclusively (`flock`): neither starts
+//! while the other, or another server, uses the database (a second server's messages would
+//! never reach the first's streams). The kernel drops it when a process dies.
 use crate::blobs::{copy_hashing, valid_hash};
 use crate::store::schema;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
