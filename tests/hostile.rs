@@ -237,6 +237,24 @@ fn ambiguous_framing_is_refused_and_closed() {
             400,
         ),
         (
+            "a form feed before chunked",
+            format!("{post}Transfer-Encoding: \x0cchunked\r\n\r\n{chunked}"),
+            400,
+        ),
+        (
+            "a vertical tab around a Content-Length",
+            format!("{post}Content-Length: \x0b{}\r\n\r\n{body}", body.len()),
+            400,
+        ),
+        (
+            "a NUL in a header value",
+            format!(
+                "{post}X-Note: a\0b\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            400,
+        ),
+        (
             "a signed chunk size",
             format!(
                 "{post}Transfer-Encoding: chunked\r\n\r\n+{:x}\r\n{body}\r\n0\r\n\r\n",

@@ -188,9 +188,16 @@ impl FromStr for Header {
         let mut elems = input.splitn(2, ':');
 
         let field = elems.next().and_then(|f| f.parse().ok()).ok_or(())?;
+        // workshop patch: the whitespace around a value is spaces and tabs alone (RFC 9112
+        // section 5: OWS), and a value holds no control character but a tab (RFC 9110 section
+        // 5.5). Upstream trimmed with `str::trim`, so `Transfer-Encoding: \x0cchunked` or
+        // `Content-Length: \x0b23` framed a body, where a proxy in front may read no framing
+        // at all; and a NUL passed through to the application.
         let value = elems
             .next()
-            .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
+            .map(|v| v.trim_matches(|c| c == ' ' || c == '\t'))
+            .filter(|v| !v.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f))
+            .and_then(|v| AsciiString::from_ascii(v).ok())
             .ok_or(())?;
 
         Ok(Header { field, value })
@@ -230,7 +237,10 @@ impl FromStr for HeaderField {
     type Err = ();
 
     fn from_str(s: &str) -> Result<HeaderField, ()> {
-        if s.contains(char::is_whitespace) {
+        // workshop patch: a field name is a token (RFC 9110 section 5.1): not empty, and no
+        // whitespace, control character or delimiter. Upstream refused only whitespace.
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if s.is_empty() || !s.bytes().all(tchar) {
             Err(())
         } else {
             AsciiString::from_ascii(s).map(HeaderField).map_err(|_| ())

@@ -1,4 +1,4 @@
-//! workshop: one test per patch to how request heads are read (PATCHES.md 2, 6, 15, 16),
+//! workshop: one test per patch to how request heads are read (PATCHES.md 2, 6, 15, 16, 18),
 //! each over a real socket to a real server.
 
 #[allow(
@@ -135,4 +135,34 @@ fn patch_16_a_request_head_has_a_total_size_bound() {
     }
     let answer = exchange(port, head_with(50, 1024).as_bytes(), 10 * SECOND);
     assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
+}
+
+/// Patch 18: header values were trimmed with `str::trim`, so a vertical tab or form feed
+/// around `chunked` or a length framed a body that a proxy may not see framed; a NUL or
+/// other control character in a value, or a field name that is not a token, was taken.
+/// Each is now 400 and closed, the body never read; spaces and tabs around a value are fine.
+#[test]
+fn patch_18_header_values_take_spaces_and_tabs_alone_and_names_are_tokens() {
+    let port = serve(read_body);
+    let post = "POST / HTTP/1.1\r\nHost: x\r\n";
+    for bad in [
+        "Transfer-Encoding: \x0cchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "Transfer-Encoding: chunked\x0b\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "Content-Length: \x0b3\r\n\r\nabc",
+        "Content-Length: 3\r\nX-A: a\0b\r\n\r\nabc",
+        "Content-Length: 3\r\nX-A: a\x7fb\r\n\r\nabc",
+        "Content-Length: 3\r\nX\x01A: b\r\n\r\nabc",
+        "Content-Length: 3\r\nX(A): b\r\n\r\nabc",
+        "Content-Length: 3\r\n: b\r\n\r\nabc",
+    ] {
+        let answer = exchange(port, format!("{post}{bad}").as_bytes(), 10 * SECOND);
+        assert_eq!(answer.statuses(), vec![400], "{:?}: {}", bad, answer.text());
+        assert!(answer.closed_by_server, "{:?}", bad);
+        assert!(!answer.text().contains("read 3"), "{:?}", bad);
+    }
+    let fine =
+        format!("{post}Content-Length:\t 3 \t\r\nX-A:  a b\t\r\nConnection: close\r\n\r\nabc");
+    let answer = exchange(port, fine.as_bytes(), 10 * SECOND);
+    assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
+    assert!(answer.text().ends_with("read 3"), "{}", answer.text());
 }
