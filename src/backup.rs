@@ -107,12 +107,12 @@ fn sibling(db: &Path, suffix: &str) -> PathBuf {
 /// Copies the database at `db` and the blobs in `blobs` into `dir`, while a server may be
 /// writing to them.
 pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
-    let dir_blobs = dir.join(BLOBS);
-    fs::create_dir_all(&dir_blobs)
-        .map_err(|e| format!("cannot create {}: {e}", dir_blobs.display()))?;
     if !db.is_file() {
         return Err(format!("no database at {}", db.display()));
     }
+    let dir_blobs = dir.join(BLOBS);
+    fs::create_dir_all(&dir_blobs)
+        .map_err(|e| format!("cannot create {}: {e}", dir_blobs.display()))?;
     let source = schema::open_reader(db).map_err(|e| db_error(db, e))?;
     let part = dir.join(format!("{DB_FILE}.part"));
     let _ = fs::remove_file(&part);

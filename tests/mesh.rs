@@ -161,6 +161,12 @@ fn bad_keys_are_refused_and_store_nothing() {
 
 // ---- 2. replay gaps ----
 
+/// A gap event's data as README shows it, `since` first.
+fn gap_data(since: &str, oldest: Option<&str>) -> String {
+    let oldest = oldest.map_or("null".to_string(), |id| format!("\"{id}\""));
+    format!(r#"{{"since":"{since}","oldest":{oldest}}}"#)
+}
+
 #[test]
 fn a_stream_resuming_before_what_retention_kept_gets_a_gap_event_first() {
     let (s, pruned) = server_with_pruned("a", 3);
@@ -168,7 +174,7 @@ fn a_stream_resuming_before_what_retention_kept_gets_a_gap_event_first() {
     let last = s.publish("a", "msg.new", json!({}));
     let resume = [("Last-Event-ID", pruned[0].as_str())];
     let body = stream_text(s.port, "/ch/a", &resume, &format!("id: {last}"));
-    let gap = json!({"since": pruned[0], "oldest": kept});
+    let gap = gap_data(&pruned[0], Some(&kept));
     let expected = format!(": open\n\nevent: gap\ndata: {gap}\n\nid: {kept}\ndata: ");
     assert!(body.starts_with(&expected), "{body:?}");
     // ?since= says the same; so does the every-channel stream.
@@ -223,13 +229,8 @@ fn a_gap_with_nothing_kept_says_none() {
     let r = s.get(&format!("/ch/a/history?since={zero}"));
     assert_eq!(r.header("workshop-gap"), Some("none"));
     assert_eq!(r.text(), "");
-    let gap = json!({"since": zero, "oldest": null});
-    let body = stream_text(
-        s.port,
-        &format!("/ch/a?since={zero}"),
-        &[],
-        &gap.to_string(),
-    );
+    let gap = gap_data(&zero, None);
+    let body = stream_text(s.port, &format!("/ch/a?since={zero}"), &[], &gap);
     assert_eq!(body, format!(": open\n\nevent: gap\ndata: {gap}\n\n"));
     let at_last = s.get(&format!("/ch/a/history?since={since}"));
     assert_eq!(at_last.header("workshop-gap"), None);
@@ -246,7 +247,7 @@ fn a_gap_is_still_said_after_a_restart() {
     assert_eq!(r.header("workshop-gap"), Some(kept.as_str()));
     let resume = [("Last-Event-ID", pruned[0].as_str())];
     let body = stream_text(s.port, "/ch/a", &resume, &format!("id: {kept}"));
-    let gap = json!({"since": pruned[0], "oldest": kept});
+    let gap = gap_data(&pruned[0], Some(&kept));
     assert!(
         body.starts_with(&format!(": open\n\nevent: gap\ndata: {gap}\n\n")),
         "{body:?}"

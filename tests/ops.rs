@@ -220,6 +220,23 @@ fn workshop(args: &[&str], db: &Path, blobs: &Path) -> std::process::Output {
         .expect("run workshop")
 }
 
+/// A backup of a database that is not there says so and leaves nothing behind.
+#[test]
+fn a_backup_of_no_database_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = dir.path().join("backup");
+    let target_arg = target.to_str().unwrap();
+    let out = workshop(
+        &["backup", target_arg],
+        &dir.path().join("none.db"),
+        &dir.path().join("blobs"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at"));
+    assert!(!target.exists(), "the backup folder was created");
+    assert!(!dir.path().join("none.db").exists());
+}
+
 #[test]
 fn backup_under_load_restores_everything_acknowledged_before_it() {
     let server = Server::start();

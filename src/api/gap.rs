@@ -5,7 +5,6 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::Reply;
 use crate::store::horizon::{self, Gap};
-use serde_json::json;
 
 /// The gap a replay after `since` on `ch` (or every channel) has, if any.
 pub fn find(app: &App, ch: Option<&str>, since: &str) -> Result<Option<Gap>, ApiError> {
@@ -17,7 +16,17 @@ pub fn find(app: &App, ch: Option<&str>, since: &str) -> Result<Option<Gap>, Api
 /// The SSE event sent before the replay: `event: gap` and no `id:` line, so a browser's
 /// last event id stays where the client was.
 pub fn event(gap: &Gap) -> Vec<u8> {
-    let data = json!({"since": gap.since, "oldest": gap.oldest});
+    /// The event's data, keys in README's order (`json!` would sort them).
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        since: &'a str,
+        oldest: Option<&'a str>,
+    }
+    let data = Data {
+        since: &gap.since,
+        oldest: gap.oldest.as_deref(),
+    };
+    let data = serde_json::to_string(&data).expect("strings serialize");
     format!("event: gap\ndata: {data}\n\n").into_bytes()
 }
 

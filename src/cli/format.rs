@@ -74,16 +74,23 @@ fn task_event_text(id: &str, body: &Value) -> String {
 /// `task list --pretty`: a header and one aligned row per task.
 pub fn task_table(tasks: &[Value], now: f64) -> Vec<String> {
     let header = ["ID", "STATUS", "PRI", "TRIES", "AGE", "WHO", "CH", "TITLE"].map(String::from);
-    let rows: Vec<[String; 8]> = tasks.iter().map(|t| task_row(t, now)).collect();
-    let table: Vec<&[String; 8]> = std::iter::once(&header).chain(&rows).collect();
-    let widths = column_widths(&table);
-    table.iter().map(|row| aligned(&row[..], &widths)).collect()
+    let rows: Vec<[String; 8]> = std::iter::once(header)
+        .chain(tasks.iter().map(|t| task_row(t, now)))
+        .collect();
+    table(&rows)
+}
+
+/// `rows` as lines whose columns line up (the last, free text, is never padded).
+fn table<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+    let rows: Vec<&[String; N]> = rows.iter().collect();
+    let widths = column_widths(&rows);
+    rows.iter().map(|row| aligned(&row[..], &widths)).collect()
 }
 
 /// The width of each column: its widest cell, in characters.
-fn column_widths(table: &[&[String; 8]]) -> [usize; 8] {
-    let mut widths = [0usize; 8];
-    for row in table {
+fn column_widths<const N: usize>(rows: &[&[String; N]]) -> [usize; N] {
+    let mut widths = [0usize; N];
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row.iter()) {
             *w = (*w).max(cell.chars().count());
         }
@@ -149,12 +156,15 @@ pub fn age(secs: f64) -> String {
     format!("{}{unit}", secs / size)
 }
 
-/// `worker.a  seen 3s ago  jobs,general  {"jobs":2}`
-pub fn agent(row: &Value) -> String {
+/// Presence rows as aligned lines: `worker.a  seen 3s ago  jobs,general  {"jobs":2}`.
+pub fn agent_table(rows: &[Value]) -> Vec<String> {
+    table(&rows.iter().map(agent_cells).collect::<Vec<_>>())
+}
+
+fn agent_cells(row: &Value) -> [String; 4] {
     let name = row.get("agent_id").and_then(Value::as_str).unwrap_or("?");
-    let ago = seen_ago(row);
     let meta = row.get("meta").map(preview).unwrap_or_default();
-    format!("{name}  {ago}  {}  {meta}", channel_list(row))
+    [name.to_string(), seen_ago(row), channel_list(row), meta]
 }
 
 /// `seen 3s ago`, or `seen ?` when the row has no time.
@@ -202,17 +212,20 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// `src/main.rs  held by coder.a  570s left  [locks]  refactoring`
-pub fn pretty_lock(lock: &Value) -> String {
+/// Locks as aligned lines: `src/main.rs  held by coder.a  570s left  [locks]  refactoring`.
+pub fn lock_table(locks: &[Value]) -> Vec<String> {
+    table(&locks.iter().map(lock_cells).collect::<Vec<_>>())
+}
+
+fn lock_cells(lock: &Value) -> [String; 5] {
     let s = |key: &str| lock.get(key).and_then(Value::as_str).unwrap_or("");
-    format!(
-        "{}  held by {}  {:.0}s left  [{}]  {}",
-        s("name"),
-        s("holder"),
-        seconds_left(lock),
-        s("ch"),
-        s("note")
-    )
+    [
+        s("name").to_string(),
+        format!("held by {}", s("holder")),
+        format!("{:.0}s left", seconds_left(lock)),
+        format!("[{}]", s("ch")),
+        s("note").to_string(),
+    ]
 }
 
 /// Seconds until a lock expires (0 once it has).
@@ -260,18 +273,30 @@ mod tests {
     }
 
     #[test]
-    fn agent_lines_list_channels_and_meta() {
-        let row = json!({"agent_id":"w.a","channels":["jobs","general"],"meta":{"jobs":2}});
-        assert_eq!(agent(&row), "w.a  seen ?  jobs,general  {\"jobs\":2}");
-        assert_eq!(agent(&json!({"channels":[]})), "?  seen ?  -  ");
+    fn agent_lines_list_channels_and_meta_in_columns() {
+        let rows = [
+            json!({"agent_id":"w.a","channels":["jobs","general"],"meta":{"jobs":2}}),
+            json!({"agent_id":"summarizer.alice","channels":[]}),
+        ];
+        assert_eq!(
+            agent_table(&rows),
+            [
+                "w.a               seen ?  jobs,general  {\"jobs\":2}",
+                "summarizer.alice  seen ?  -",
+            ]
+        );
     }
 
     #[test]
     fn lock_lines_never_count_below_zero() {
         let lock = json!({"name":"src/a.rs","holder":"coder.a","ch":"locks","expires_at":1.0});
+        let other = json!({"name":"b","holder":"c","ch":"l","expires_at":1.0,"note":"n"});
         assert_eq!(
-            pretty_lock(&lock),
-            "src/a.rs  held by coder.a  0s left  [locks]  "
+            lock_table(&[lock, other]),
+            [
+                "src/a.rs  held by coder.a  0s left  [locks]",
+                "b         held by c        0s left  [l]      n",
+            ]
         );
     }
 

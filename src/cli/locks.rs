@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result};
-use super::format::pretty_lock;
+use super::format::lock_table;
 use super::output::emit;
 use super::request::set_opt;
 use super::signal::signal_process;
@@ -107,16 +107,9 @@ pub fn list(client: &Client, prefix: Option<String>, pretty: bool) -> Result<()>
     let locks = locks
         .as_array()
         .ok_or_else(|| CliError::failure("server sent a lock list that is not an array"))?;
-    locks
-        .iter()
-        .try_for_each(|lock| emit(&lock_line(lock, pretty)))
-}
-
-fn lock_line(lock: &Value, pretty: bool) -> String {
-    if pretty {
-        pretty_lock(lock)
-    } else {
-        lock.to_string()
+    match pretty {
+        true => lock_table(locks).iter().try_for_each(|l| emit(l)),
+        false => locks.iter().try_for_each(|lock| emit(&lock.to_string())),
     }
 }
 

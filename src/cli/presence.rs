@@ -1,6 +1,6 @@
 //! `workshop heartbeat`, `who`, `status` and `channels`: who is here, and what the hub holds.
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::client::{Client, Result};
 use super::format;
@@ -29,17 +29,13 @@ pub fn heartbeat(client: &Client, args: HeartbeatArgs) -> Result<()> {
     emit(&reply.to_string())
 }
 
+/// Who was seen lately: aligned columns with `pretty`, else each row as the hub sent it.
 pub fn who(client: &Client, pretty: bool) -> Result<()> {
     let rows = client.get_json("/presence", &[])?;
-    let mut rows = rows.as_array().into_iter().flatten();
-    rows.try_for_each(|row| emit(&agent_line(row, pretty)))
-}
-
-/// One presence row: readable with `pretty`, else as the hub sent it.
-fn agent_line(row: &Value, pretty: bool) -> String {
+    let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
     match pretty {
-        true => format::agent(row),
-        false => row.to_string(),
+        true => format::agent_table(rows).iter().try_for_each(|l| emit(l)),
+        false => rows.iter().try_for_each(|row| emit(&row.to_string())),
     }
 }
 
