@@ -19,9 +19,8 @@ Environment (a flag wins over its variable; unset or empty means the default):
                            (IP literals and localhost always work)        [default: none]
   WORKSHOP_CORS_ORIGINS    origins whose pages may use the hub cross-origin,
                            comma-separated; * allows every origin         [default: none]
-  WORKSHOP_RATE            loop guard: messages, task creations and lock
-                           acquisitions per second per sender, in bursts
-                           of 10x (0: off)                                [default: 0]
+  WORKSHOP_RATE            loop guard: messages, tasks and locks taken per
+                           second per sender, in bursts of 10x (0: off)   [default: 0]
 
 On start it prints `workshop listening on http://ADDR` (the first line, for scripts), then the
 version, database, blob folder, retention, upload limit, and the URLs it can be reached at.

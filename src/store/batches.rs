@@ -87,16 +87,7 @@ impl Messages {
         if rest.is_empty() {
             return Ok(None);
         }
-        let mut bytes = 0;
-        let count = rest
-            .iter()
-            .take(BATCH_MESSAGES)
-            .enumerate()
-            .take_while(|(n, (_, size))| {
-                bytes += size;
-                *n == 0 || bytes <= BATCH_BYTES
-            })
-            .count();
+        let count = batch_len(rest, BATCH_MESSAGES, BATCH_BYTES);
         let wanted = &rest[..count];
         let batch = match &self.source {
             Source::Range(query) => {
@@ -126,6 +117,20 @@ impl Messages {
         self.fetched += count;
         Ok(Some(batch))
     }
+}
+
+/// How many of the first `(key, size)` entries of `rest` one batch takes: at most `rows`,
+/// and at most `bytes` of their sizes, but always one (however large it is).
+pub(super) fn batch_len(rest: &[(String, u64)], rows: usize, bytes: u64) -> usize {
+    let mut total = 0;
+    rest.iter()
+        .take(rows)
+        .enumerate()
+        .take_while(|(n, (_, size))| {
+            total += size;
+            *n == 0 || total <= bytes
+        })
+        .count()
 }
 
 /// `found` in the order of `wanted`, stopping at the first one missing (which `next_batch`
@@ -205,6 +210,25 @@ mod tests {
         ids.iter()
             .map(|id| (id.to_string(), format!("{{{id}}}")))
             .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_rows_up_to_its_byte_budget_but_always_one() {
+        let sized = |sizes: &[u64]| -> Vec<(String, u64)> {
+            sizes.iter().map(|&size| ("k".to_string(), size)).collect()
+        };
+        assert_eq!(batch_len(&sized(&[10, 10, 10]), 64, 25), 2);
+        assert_eq!(
+            batch_len(&sized(&[100, 1]), 64, 25),
+            1,
+            "one, however large"
+        );
+        assert_eq!(
+            batch_len(&sized(&[1; 10]), 4, 1000),
+            4,
+            "at most the row count"
+        );
+        assert_eq!(batch_len(&[], 4, 1000), 0);
     }
 
     #[test]

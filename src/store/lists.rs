@@ -7,6 +7,7 @@
 //! failure is still a clean error. Rows are fetched by key afterwards, with the list's filters
 //! applied again: a row that stopped matching meanwhile (a task claimed while `?status=open`
 //! was being sent) is left out, so every row sent matches the list as it was when sent.
+use super::batches::batch_len;
 use super::read::{Agent, TASK_COLUMNS, TaskQuery, id_list, task_from_row};
 use super::{Reader, StoreError};
 use rusqlite::{Connection, Row, ToSql};
@@ -95,16 +96,7 @@ impl<L: Listing> JsonList<L> {
     /// The next batch's keys: up to `BATCH_ROWS` or `BATCH_BYTES` of stored JSON.
     fn next_keys(&mut self) -> Vec<(String, u64)> {
         let rest = &self.keys[self.fetched..];
-        let mut bytes = 0;
-        let count = rest
-            .iter()
-            .take(BATCH_ROWS)
-            .enumerate()
-            .take_while(|(n, (_, size))| {
-                bytes += size;
-                *n == 0 || bytes <= BATCH_BYTES
-            })
-            .count();
+        let count = batch_len(rest, BATCH_ROWS, BATCH_BYTES);
         self.fetched += count;
         rest[..count].to_vec()
     }
