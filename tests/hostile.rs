@@ -237,9 +237,9 @@ fn ambiguous_framing_is_refused_and_closed() {
             400,
         ),
         (
-            "a form feed before chunked",
+            "a form feed before chunked (a coding not known)",
             format!("{post}Transfer-Encoding: \x0cchunked\r\n\r\n{chunked}"),
-            400,
+            501,
         ),
         (
             "a vertical tab around a Content-Length",

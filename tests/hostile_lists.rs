@@ -123,3 +123,48 @@ fn a_list_reaches_an_http_1_0_client_whole() {
     let tasks: Value = serde_json::from_str(body).expect("the whole array");
     assert_eq!(tasks[0]["id"], id.as_str());
 }
+
+/// A list measures each batch again as it fetches it: rows that grew after the list began
+/// (64 agents whose heartbeats now carry 1 MiB each) are fetched a few at a time, not as the
+/// one batch their old size put them in.
+#[test]
+fn rows_that_grow_while_a_list_is_sent_are_still_fetched_in_bounded_batches() {
+    let server = Server::start();
+    let beat = |name: String, pad: usize| {
+        let r = server.post_json("/presence", json!({"from": name, "meta": "m".repeat(pad)}));
+        assert!(r.status < 300, "{}", r.text());
+    };
+    // Newest first: 64 small agents (one batch by size), after 40 of 256 KiB (enough to
+    // fill the socket's buffers, so the server waits on the reader before it gets to them).
+    let small: Vec<String> = (0..64).map(|n| format!("small.{n}")).collect();
+    small.iter().for_each(|name| beat(name.clone(), 10));
+    (0..40).for_each(|n| beat(format!("big.{n}"), 256 * 1024));
+    let mut stream = connect(server.port).unwrap();
+    write!(stream, "GET /presence HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let head = try_read_response(&mut reader, true).unwrap();
+    assert_eq!(head.status, 200);
+    // The list has begun; now the small agents grow to 1 MiB each.
+    small.iter().for_each(|name| beat(name.clone(), PAD - 256));
+    let (list, before, peak) = peak_rss_during(server.pid(), || {
+        let mut body = Vec::new();
+        read_chunked(&mut reader, &mut body).expect("a whole chunked body");
+        serde_json::from_slice::<Value>(&body).expect("one JSON array")
+    });
+    let agents = list.as_array().expect("an array");
+    assert_eq!(agents.len(), 104);
+    let grown = agents
+        .iter()
+        .filter(|a| a["meta"].as_str().map(str::len) == Some(PAD - 256));
+    assert_eq!(
+        grown.count(),
+        64,
+        "the small agents are sent as they are now"
+    );
+    let grew = peak.saturating_sub(before);
+    eprintln!(
+        "grown rows: rss {before} KiB before, peak {peak} KiB (+{} MiB)",
+        grew / 1024
+    );
+    assert!(grew < 32 * 1024, "grown rows grew the server by {grew} KiB");
+}

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Req, read_json_object};
 use crate::store::Op;
-use crate::store::lists::{JsonList, Presence};
+use crate::store::lists::{self, Presence};
 use serde_json::{Value, json};
 
 /// Agents count as live this long after their last heartbeat.
@@ -50,6 +50,6 @@ fn channels(value: Option<&Value>) -> Result<Value, ApiError> {
 /// `GET /presence`
 pub fn list(app: &App, _: &mut Req) -> Result<Reply, ApiError> {
     let since = crate::store::now() - LIVE_SECONDS;
-    let agents = JsonList::select(app.store.reader(), Presence { seen_after: since })?;
+    let agents = lists::select(app.store.reader(), Presence { seen_after: since })?;
     Ok(Reply::JsonStream(Box::new(agents)))
 }

@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req, count_param, read_json_object};
 use crate::ids;
-use crate::store::lists::{JsonList, Tasks};
+use crate::store::lists::{self, Tasks};
 use crate::store::read::{self, TaskQuery};
 use crate::store::{NewTask, Op, Written};
 use serde_json::{Map, Value, json};
@@ -97,7 +97,7 @@ pub fn list(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
             .transpose()?,
         limit: count_param(params, 100, 1000)?,
     };
-    let tasks = JsonList::select(app.store.reader(), Tasks(query))?;
+    let tasks = lists::select(app.store.reader(), Tasks(query))?;
     Ok(Reply::JsonStream(Box::new(tasks)))
 }
 

@@ -145,9 +145,19 @@ mod tests {
         let held = keep(&Written::LockHeld(lock()));
         assert_eq!(held.status, 409);
         assert_eq!(held.body["holder"], "alice");
+        // Held until 2.5 (long past): never less than a second, never a time in the past.
         assert_eq!(
             held.body["error"],
             "lock \"src/main.rs\" is held by alice for another 1 s"
+        );
+        let later = Lock {
+            expires_at: crate::store::now() + 89.5,
+            ..lock()
+        };
+        let held = keep(&Written::LockHeld(later));
+        assert_eq!(
+            held.body["error"], "lock \"src/main.rs\" is held by alice for another 90 s",
+            "seconds from now, rounded up"
         );
     }
 

@@ -1,7 +1,7 @@
 //! Queries, run on read-only connections (and by the writer at start-up).
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use ulid::Ulid;
 
 mod by_type;
@@ -222,9 +222,9 @@ pub struct Task {
     pub claimed_at: Option<f64>,
     pub status: String,
     pub title: String,
-    pub context: Value,
-    pub result: Value,
-    pub files: Value,
+    pub context: Box<RawValue>,
+    pub result: Box<RawValue>,
+    pub files: Box<RawValue>,
     pub ch: String,
     pub priority: i64,
     pub not_before: Option<f64>,
@@ -237,11 +237,14 @@ pub(super) const TASK_COLUMNS: &str = "id, created_at, updated_at, created_by, a
     claimed_at, status, title, context, result, files, ch, priority, not_before, attempts, \
     max_attempts, lease_expires_at";
 
+/// A stored JSON column as it is, unparsed (it is only ever sent on); `null` when absent or
+/// not JSON.
+pub(super) fn raw_json(text: Option<String>) -> Box<RawValue> {
+    text.and_then(|t| RawValue::from_string(t).ok())
+        .unwrap_or_else(|| RawValue::from_string("null".into()).expect("null is JSON"))
+}
+
 pub(super) fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
-    let json = |text: Option<String>| {
-        text.and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    };
     Ok(Task {
         id: row.get(0)?,
         created_at: row.get(1)?,
@@ -252,9 +255,9 @@ pub(super) fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         claimed_at: row.get(6)?,
         status: row.get(7)?,
         title: row.get(8)?,
-        context: json(row.get(9)?),
-        result: json(row.get(10)?),
-        files: json(row.get(11)?),
+        context: raw_json(row.get(9)?),
+        result: raw_json(row.get(10)?),
+        files: raw_json(row.get(11)?),
         ch: row.get(12)?,
         priority: row.get(13)?,
         not_before: row.get(14)?,
@@ -284,8 +287,8 @@ pub struct TaskQuery {
 pub struct Agent {
     pub agent_id: String,
     pub last_seen: f64,
-    pub channels: Value,
-    pub meta: Value,
+    pub channels: Box<RawValue>,
+    pub meta: Box<RawValue>,
 }
 
 pub fn agents_live(conn: &Connection, seen_after: f64) -> rusqlite::Result<i64> {

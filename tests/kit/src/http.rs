@@ -191,25 +191,34 @@ pub fn read_chunk_size(reader: &mut impl BufRead) -> io::Result<u64> {
     u64::from_str_radix(digits, 16).map_err(|_| invalid(format!("bad chunk size {size_line:?}")))
 }
 
-/// A chunked body, de-chunked into `body`; trailers (none expected) are skipped.
-fn read_chunked(reader: &mut impl BufRead, body: &mut Vec<u8>) -> io::Result<()> {
+/// A chunked body, de-chunked into `body`; trailers (none expected) are skipped. Each
+/// chunk's data must end with an empty line.
+pub fn read_chunked(reader: &mut impl BufRead, body: &mut Vec<u8>) -> io::Result<()> {
     loop {
         let size = read_chunk_size(reader)? as usize;
+        if size == 0 {
+            return skip_trailers(reader);
+        }
         let start = body.len();
         body.resize(start + size, 0);
         reader.read_exact(&mut body[start..])?;
-        // The CRLF after a chunk's data; after the last (empty) chunk, the trailers' end.
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            if line.trim_end().is_empty() || size > 0 {
-                break;
-            }
+        let mut end = String::new();
+        reader.read_line(&mut end)?;
+        if end != "\r\n" {
+            return Err(invalid(format!("chunk data ends with {end:?}, not CRLF")));
         }
-        if size == 0 {
+    }
+}
+
+/// The trailer lines after the last chunk, up to the empty line that ends the body.
+fn skip_trailers(reader: &mut impl BufRead) -> io::Result<()> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if line.trim_end().is_empty() {
             return Ok(());
         }
     }

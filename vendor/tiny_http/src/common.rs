@@ -189,14 +189,15 @@ impl FromStr for Header {
 
         let field = elems.next().and_then(|f| f.parse().ok()).ok_or(())?;
         // workshop patch: the whitespace around a value is spaces and tabs alone (RFC 9112
-        // section 5: OWS), and a value holds no control character but a tab (RFC 9110 section
-        // 5.5). Upstream trimmed with `str::trim`, so `Transfer-Encoding: \x0cchunked` or
-        // `Content-Length: \x0b23` framed a body, where a proxy in front may read no framing
-        // at all; and a NUL passed through to the application.
+        // section 5: OWS), and a value holds no NUL (RFC 9110 section 5.5). Upstream trimmed
+        // with `str::trim`, so `Transfer-Encoding: \x0cchunked` or `Content-Length: \x0b23`
+        // framed a body, where a proxy in front may read no framing at all; and a NUL passed
+        // through to the application. Other control characters are left for the application
+        // to judge (it answers a value it cannot take with an error of its own).
         let value = elems
             .next()
             .map(|v| v.trim_matches(|c| c == ' ' || c == '\t'))
-            .filter(|v| !v.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f))
+            .filter(|v| !v.contains('\0'))
             .and_then(|v| AsciiString::from_ascii(v).ok())
             .ok_or(())?;
 

@@ -406,7 +406,9 @@ where
         // section 6.3), the caller closing it (`Response::is_close_delimited`). Upstream read
         // the whole body into memory first to learn its length: a client could make any
         // streamed answer a buffered one by asking in HTTP/1.0.
-        if self.data_length.is_none() && transfer_encoding == Some(TransferEncoding::Identity) {
+        let close_delimited =
+            self.data_length.is_none() && transfer_encoding == Some(TransferEncoding::Identity);
+        if close_delimited {
             transfer_encoding = None;
             if !self.headers.iter().any(|h| h.field.equiv("Connection")) {
                 self.headers
@@ -465,10 +467,11 @@ where
                     }
                 }
 
-                // workshop patch: close-delimited (see above).
-                None => {
+                // workshop patch: close-delimited (see above). Otherwise (an upgrade) no body.
+                None if close_delimited => {
                     io::copy(&mut reader, &mut writer)?;
                 }
+                None => (),
             }
         }
 
