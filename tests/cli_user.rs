@@ -404,6 +404,14 @@ fn messages_and_output_are_for_people() {
         !pretty.contains('\x1b'),
         "no colour into a pipe: {pretty:?}"
     );
+    // Another agent's escape sequences are shown, not obeyed by the terminal.
+    let hostile = serde_json::json!({"text": "\u{1b}]0;pwned\u{7}\u{1b}[2Jcleared"});
+    hub.ok(ME, &["pub", "general", "msg.text", &hostile.to_string()]);
+    let pretty = hub.ok(ME, &["history", "general", "-n", "1", "--pretty"]);
+    assert!(
+        pretty.ends_with(r"· \u{1b}]0;pwned\u{7}\u{1b}[2Jcleared"),
+        "{pretty:?}"
+    );
     // An unreadable input file is a local I/O failure: exit 1, as the table says.
     let err = hub.fails(ME, &["upload", "no-such-file.bin"], 1);
     assert!(err.contains("no-such-file.bin"), "{err}");

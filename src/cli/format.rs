@@ -1,4 +1,6 @@
-//! The `--pretty` renderings: one compact human line per message, task or agent.
+//! The `--pretty` renderings: one compact human line per message, task or agent. What
+//! other agents wrote is shown through `printable`: it goes to a person's terminal.
+use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -17,15 +19,39 @@ pub fn message(envelope: &Value, colour: bool) -> String {
         .map(clock)
         .unwrap_or_else(|| "--:--:--".into());
     let body = envelope.get("body").map(body_text).unwrap_or_default();
-    let paint = |code: &str, text: &str| paint(colour, code, text);
+    let paint = |code: &str, text: &str| paint(colour, code, &printable(text));
     format!(
-        "{} {} · {} · {} · {body}{}",
+        "{} {} · {} · {} · {}{}",
         paint("2", &time),
         paint("1;36", s("from")),
         paint("33", s("ch")),
         paint("35", s("type")),
+        printable(&body),
         files_note(envelope)
     )
+}
+
+/// `text` safe to print on a terminal. Any agent can put escape sequences in a message (to
+/// clear the screen, retitle the window, hide text), and bidirectional overrides that show
+/// text in another order than it is: each control character is shown as `\u{1b}`, and line
+/// breaks and tabs as spaces.
+pub fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => shown.push(' '),
+            c if c.is_control() || is_bidi_control(c) => {
+                let _ = write!(shown, "\\u{{{:x}}}", c as u32);
+            }
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
+/// The explicit embeddings, overrides and isolates of Unicode's bidirectional algorithm.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// ` [2 files]` after a message that carries files; nothing otherwise.
@@ -77,11 +103,14 @@ pub fn task_table(tasks: &[Value], now: f64) -> Vec<String> {
     let rows: Vec<[String; 8]> = std::iter::once(header)
         .chain(tasks.iter().map(|t| task_row(t, now)))
         .collect();
-    table(&rows)
+    table(rows)
 }
 
 /// `rows` as lines whose columns line up (the last, free text, is never padded).
-fn table<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+fn table<const N: usize>(rows: Vec<[String; N]>) -> Vec<String> {
+    let rows: Vec<[String; N]> = (rows.into_iter())
+        .map(|row| row.map(|cell| printable(&cell)))
+        .collect();
     let rows: Vec<&[String; N]> = rows.iter().collect();
     let widths = column_widths(&rows);
     rows.iter().map(|row| aligned(&row[..], &widths)).collect()
@@ -158,7 +187,7 @@ pub fn age(secs: f64) -> String {
 
 /// Presence rows as aligned lines: `worker.a  seen 3s ago  jobs,general  {"jobs":2}`.
 pub fn agent_table(rows: &[Value]) -> Vec<String> {
-    table(&rows.iter().map(agent_cells).collect::<Vec<_>>())
+    table(rows.iter().map(agent_cells).collect())
 }
 
 fn agent_cells(row: &Value) -> [String; 4] {
@@ -214,7 +243,7 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// Locks as aligned lines: `src/main.rs  held by coder.a  570s left  [locks]  refactoring`.
 pub fn lock_table(locks: &[Value]) -> Vec<String> {
-    table(&locks.iter().map(lock_cells).collect::<Vec<_>>())
+    table(locks.iter().map(lock_cells).collect())
 }
 
 fn lock_cells(lock: &Value) -> [String; 5] {
@@ -316,6 +345,33 @@ mod tests {
         let cut = truncate(&long, 10);
         assert_eq!(cut.chars().count(), 11);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn what_agents_wrote_reaches_a_terminal_without_its_escape_sequences() {
+        let hostile = "\x1b]0;pwned\x07\x1b[2Jhi\u{202e}gnp.exe\u{9b}";
+        let m = json!({"ts":0.0,"from":"a\x1bb","ch":"c","type":"t","body":{"text":hostile}});
+        for colour in [false, true] {
+            let line = message(&m, colour);
+            let text: String = line.replace("\x1b[0m", "").replace("\x1b[", "CSI");
+            assert!(!text.contains('\x1b') && !text.contains('\x07'), "{line:?}");
+            assert!(
+                !text.contains('\u{202e}') && !text.contains('\u{9b}'),
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            printable(hostile),
+            r"\u{1b}]0;pwned\u{7}\u{1b}[2Jhi\u{202e}gnp.exe\u{9b}"
+        );
+        assert_eq!(printable("two\nlines\tand tab"), "two lines and tab");
+        let task = json!({"id":"T","status":"open","title":"x\x1b[31m","ch":"c","priority":0,
+                          "attempts":0,"max_attempts":5,"created_at":0.0});
+        assert!(task_table(&[task], 0.0).iter().all(|l| !l.contains('\x1b')));
+        let lock = json!({"name":"n","holder":"h","ch":"c","note":"\x1b[2J","expires_at":0.0});
+        assert!(lock_table(&[lock]).iter().all(|l| !l.contains('\x1b')));
+        let agent = json!({"agent_id":"a","channels":[],"meta":"\x1b[2J"});
+        assert!(agent_table(&[agent]).iter().all(|l| !l.contains('\x1b')));
     }
 
     #[test]
