@@ -7,8 +7,16 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-/// Raises the soft open-files limit to the hard limit: every SSE client holds a socket, and
-/// the usual soft limit of 1024 would cap the server near 1000 watchers.
+/// Descriptors the server lets itself hold at most. Every connection holds one, and every
+/// connection that is not a live stream also holds a thread: past about 16,000 threads the
+/// kernel's limit on memory maps (`vm.max_map_count`, 65,530 by default) stops a thread from
+/// starting and the process aborts, which clients that open requests and hang up reached in
+/// 7 s. At this many descriptors the accept loop waits (tiny_http patch 3) long before that.
+const FD_CEILING: u64 = 12_288;
+
+/// Sets the soft open-files limit to the hard limit, but at most `FD_CEILING` (lowering it
+/// if it was higher): every SSE client holds a socket, and the usual soft limit of 1024 would
+/// cap the server near 1000 watchers.
 pub fn raise_fd_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -19,9 +27,10 @@ pub fn raise_fd_limit() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return 1024;
         }
-        if limit.rlim_cur < limit.rlim_max {
+        let wanted = limit.rlim_max.min(FD_CEILING);
+        if limit.rlim_cur != wanted {
             let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
+                rlim_cur: wanted,
                 rlim_max: limit.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {

@@ -172,7 +172,7 @@ pub fn history(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         limit: count_param(params, default_n, 1000)?,
     };
     if let Some(timeout) = longpoll::wait_param(params)? {
-        longpoll::wait_for_history(app, &query, timeout)?;
+        longpoll::wait_for_history(app, &query, timeout, &req.http)?;
     }
     let reply = Reply::ndjson(Messages::select(app.store.reader(), &query)?);
     let (ch, since) = (query.ch.as_deref(), query.since.as_deref());

@@ -30,7 +30,8 @@ pub fn read(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         limit: count_param(params, 100, 1000)?,
     };
     if let Some(timeout) = longpoll::wait_param(params)? {
-        longpoll::wait_for_inbox(app, &query.agent, query.since.as_deref(), timeout)?;
+        let since = query.since.as_deref();
+        longpoll::wait_for_inbox(app, &query.agent, since, timeout, &req.http)?;
     }
     let index = app.store.read(|conn| turns::inbox(conn, &query))?;
     Ok(Reply::ndjson(Messages::from_index(

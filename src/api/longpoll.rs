@@ -4,18 +4,25 @@
 //!
 //! A waiting request is a hub subscriber like an SSE stream (same cap, same wake-ups, ended
 //! by shutdown's `Hub::close`), so it is woken by the commit that satisfies it, never by
-//! polling. It holds its connection's thread while it waits, as claim-next does.
+//! polling. It holds its connection's thread while it waits, as claim-next does, and lets it
+//! go within `PEER_CHECK` of the client closing its end: a client that asks and hangs up at
+//! once must not hold a thread and a stream's place for a minute (10,000 such requests sent
+//! in 1.4 s locked every stream and long poll out for that minute).
 use crate::app::App;
 use crate::counted::Counted;
 use crate::error::{ApiError, shown};
 use crate::hub::{Event, Refusal, TOO_MANY_STREAMS};
 use crate::store::read::MessageQuery;
 use crate::store::turns;
+use crossbeam_channel::RecvTimeoutError;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use tiny_http::Request;
 
 /// Longest wait accepted; a longer ask waits this long.
 pub const MAX_WAIT_S: f64 = 60.0;
+/// How often a waiting request looks whether its client has closed its end.
+pub const PEER_CHECK: Duration = Duration::from_secs(1);
 
 /// `?wait=S`: seconds (fractions allowed, at most 60), or `None` when absent.
 pub fn wait_param(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
@@ -35,7 +42,12 @@ pub fn wait_param(params: &HashMap<String, String>) -> Result<Option<Duration>, 
 }
 
 /// Waits until a message matching the history query `q` exists after `q.since`.
-pub fn wait_for_history(app: &App, q: &MessageQuery, timeout: Duration) -> Result<(), ApiError> {
+pub fn wait_for_history(
+    app: &App,
+    q: &MessageQuery,
+    timeout: Duration,
+    client: &Request,
+) -> Result<(), ApiError> {
     if q.before.is_some() {
         return Err(ApiError::bad_request("wait cannot be combined with before"));
     }
@@ -45,7 +57,7 @@ pub fn wait_for_history(app: &App, q: &MessageQuery, timeout: Duration) -> Resul
         type_prefix: q.type_prefix.as_deref(),
         recipient: None,
     };
-    wait_until(app, &awaited, timeout, || {
+    wait_until(app, &awaited, (timeout, client), || {
         app.store
             .read(|conn| turns::any_message(conn, q))
             .map_err(ApiError::from)
@@ -58,6 +70,7 @@ pub fn wait_for_inbox(
     agent: &str,
     since: Option<&str>,
     timeout: Duration,
+    client: &Request,
 ) -> Result<(), ApiError> {
     let awaited = Awaited {
         ch: None,
@@ -65,7 +78,7 @@ pub fn wait_for_inbox(
         type_prefix: None,
         recipient: Some(agent),
     };
-    wait_until(app, &awaited, timeout, || {
+    wait_until(app, &awaited, (timeout, client), || {
         app.store
             .read(|conn| turns::any_in_inbox(conn, agent, since))
             .map_err(ApiError::from)
@@ -96,11 +109,11 @@ impl Awaited<'_> {
 }
 
 /// Returns once `ready` holds (checked once, then kept track of through the hub), `timeout`
-/// passes, or the server shuts down.
+/// passes, the client has gone, or the server shuts down.
 fn wait_until(
     app: &App,
     awaited: &Awaited,
-    timeout: Duration,
+    (timeout, client): (Duration, &Request),
     ready: impl FnOnce() -> Result<bool, ApiError>,
 ) -> Result<(), ApiError> {
     if timeout.is_zero() {
@@ -130,12 +143,18 @@ fn wait_until(
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match subscription.events.recv_timeout(left) {
+        match subscription.events.recv_timeout(left.min(PEER_CHECK)) {
             Ok(delivery) => {
                 // Done with at once: a long poll sends nothing from the hub (it reads the
                 // database), so none of it may count against its share of the hub's memory.
                 delivery.iter().for_each(|event| subscription.done(event));
                 if delivery.iter().any(|event| awaited.wants(event)) {
+                    return Ok(());
+                }
+            }
+            // A look at the client, unless time is up.
+            Err(RecvTimeoutError::Timeout) if !left.is_zero() => {
+                if client.peer_has_closed() {
                     return Ok(());
                 }
             }

@@ -1,12 +1,13 @@
 //! The task queue: create, list, show, and the transitions (claim, update, done, abandon,
 //! interrupt). The checks that decide 403/409 run in the writer, so they cannot race.
 use super::idempotency;
-use super::longpoll::MAX_WAIT_S;
+use super::longpoll::{MAX_WAIT_S, PEER_CHECK};
 use super::written;
 use super::{channel, file_refs, identity, label, optional_channel, optional_identity};
 use crate::app::App;
 use crate::error::{ApiError, shown};
 use crate::http::{Reply, Req, count_param, read_json_object};
+use crate::hub::TOO_MANY_STREAMS;
 use crate::ids;
 use crate::store::lists::{self, Tasks};
 use crate::store::read::{self, TaskQuery};
@@ -170,15 +171,22 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let ch = optional_channel(&body, "ch")?;
     let lease_s = lease(&body)?;
     let exclude: Arc<str> = read::id_list(&task_ids(&body, "exclude")?).into();
-    // As long as a long poll may wait.
+    // As long as a long poll may wait, and under the same cap: past it, a claim is tried
+    // once and, with nothing to take, answered 503 (try again) instead of held.
     let wait = seconds(&body, "wait_s")?.unwrap_or(0.0).min(MAX_WAIT_S);
+    let room = app.store.bell.waiting() < app.max_streams;
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
+    let mut waited = false;
     loop {
         // Read the bell before looking, so a task created meanwhile wakes us (and so does
         // shutdown, which rings it after setting `stopping`).
         let rings = app.store.bell.rings();
         if app.is_stopping() {
             return Err(ApiError::shutting_down());
+        }
+        // A client that has gone must not be handed a task it will never hear of.
+        if waited && req.http.peer_has_closed() {
+            return Ok(Reply::Empty(204));
         }
         let next_ready = match app.store.write(Op::ClaimNext {
             from: from.clone(),
@@ -192,12 +200,16 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             return Ok(Reply::Empty(204));
         };
-        // A delayed task becomes claimable without a ring: wake up for it too.
+        if !room {
+            return Err(ApiError::unavailable(TOO_MANY_STREAMS));
+        }
+        // A delayed task becomes claimable without a ring: wake up for it too; and look at
+        // the client every `PEER_CHECK`.
         let until_ready = next_ready
             .map(|at| Duration::from_secs_f64((at - crate::store::now()).max(0.0) + 0.001));
-        app.store
-            .bell
-            .wait(rings, until_ready.map_or(left, |ready| ready.min(left)));
+        let nap = until_ready.map_or(left, |ready| ready.min(left));
+        app.store.bell.wait(rings, nap.min(PEER_CHECK));
+        waited = true;
     }
 }
 

@@ -605,6 +605,16 @@ impl Request {
         self.body_complete.clone()
     }
 
+    /// workshop patch: whether the client has already closed its end of the connection (so
+    /// an answer would reach no one), checked without waiting. For a handler that holds a
+    /// request a long time (a long poll) running on the connection's own thread, with the
+    /// request's body read; `false` when it cannot tell.
+    pub fn peer_has_closed(&self) -> bool {
+        self.handover
+            .as_ref()
+            .is_some_and(|handover| handover.peer_has_closed())
+    }
+
     pub(crate) fn with_handover(mut self, handover: Option<Handover>) -> Self {
         self.handover = handover;
         self

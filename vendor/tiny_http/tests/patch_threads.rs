@@ -1,4 +1,4 @@
-//! workshop: the tests of the patches to how connections get threads (PATCHES.md 4 and 8),
+//! workshop: the tests of the patches to how connections get threads (PATCHES.md 4, 8, 19),
 //! over real sockets to a real server.
 
 #[allow(
@@ -82,4 +82,37 @@ fn patch_08_a_handler_answers_on_the_connections_own_thread() {
     let answer = exchange(port, raw, 10 * SECOND);
     assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
     assert!(answer.closed_by_server, "the connection went on");
+}
+
+/// Patch 19: a handler holding a request (a long poll) had no way to learn that its client
+/// had gone, so it held the thread for its whole wait. `Request::peer_has_closed` looks
+/// without waiting: false while the client is there (also with a pipelined request waiting),
+/// true once it has closed.
+#[test]
+fn patch_19_a_handler_sees_its_client_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen, saw) = std::sync::mpsc::channel();
+    let _server = Server::from_listener_with_handler(listener, move |request| {
+        let start = std::time::Instant::now();
+        let mut looks = vec![request.peer_has_closed()];
+        while !request.peer_has_closed() && start.elapsed() < 5 * SECOND {
+            thread::sleep(std::time::Duration::from_millis(10));
+        }
+        looks.push(request.peer_has_closed());
+        seen.send(looks).unwrap();
+        let _ = request.respond(Response::empty(204));
+        false
+    })
+    .unwrap();
+    let mut client = connect(port);
+    client.write_all(&GET.repeat(2)).unwrap();
+    thread::sleep(std::time::Duration::from_millis(300));
+    drop(client);
+    let looks = saw.recv_timeout(10 * SECOND).unwrap();
+    assert_eq!(
+        looks,
+        vec![false, true],
+        "open (a request waiting), then closed"
+    );
 }

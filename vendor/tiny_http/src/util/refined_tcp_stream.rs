@@ -138,6 +138,26 @@ impl Handover {
         let _ = self.connection.shutdown(Shutdown::Both);
     }
 
+    /// Whether the client has closed or reset its end, seen without waiting: a peek at the
+    /// next byte on the socket made non-blocking for the look. A byte waiting (a pipelined
+    /// request) is not a close. Only while nothing else reads the socket: a handler running
+    /// on its connection's own thread (patch 8), its request's body read.
+    pub(crate) fn peer_has_closed(&self) -> bool {
+        let Connection::Tcp(tcp_stream) = &*self.connection else {
+            return false;
+        };
+        if tcp_stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let closed = match tcp_stream.peek(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+        };
+        let _ = tcp_stream.set_nonblocking(false);
+        closed
+    }
+
     /// Sends the end of the stream after what was written (a body delimited by the close).
     pub(crate) fn finish_writing(&self) {
         let _ = self.connection.shutdown(Shutdown::Write);
