@@ -657,6 +657,48 @@ echo "plain text result"
     assert!(!runs.contains(&theirs));
 }
 
+/// A command whose result is over what the hub takes fails its task with a reason that says
+/// what to do, and a command flooding stderr posts a few updates a second, not one per line.
+#[test]
+fn an_oversized_result_fails_the_task_and_a_stderr_flood_is_thinned() {
+    let hub = Server::start();
+    let handler = script(
+        hub.dir.path(),
+        "handler.sh",
+        r#"cat >/dev/null
+i=0; while [ $i -lt 300 ]; do echo "progress $i" >&2; i=$((i+1)); done
+head -c 3000000 /dev/zero | tr '\0' a
+"#,
+    );
+    let _worker = hub.spawn(
+        "w.big",
+        &["work", "--poll", "1", "--", handler.to_str().expect("path")],
+        &[],
+    );
+    let id = hub.ok(ME, &["task", "create", "too big", "--ch", "big"]);
+    let error = poll("task.error", || {
+        hub.channel_history("big", "type=task.error")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(error["body"]["task-id"], id.as_str());
+    let says = error["body"]["error"].as_str().unwrap_or_default();
+    assert!(says.contains("over 1 MiB"), "{error}");
+    assert_eq!(error["body"]["exit-code"], 0);
+    let abandoned = poll("task.abandoned", || {
+        hub.channel_history("big", "type=task.abandoned")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(abandoned["body"]["task-id"], id.as_str());
+    let updates = hub.channel_history("big", "type=task.updated");
+    assert!(
+        (1..=30).contains(&updates.len()),
+        "300 stderr lines in well under 3 s made {} updates",
+        updates.len()
+    );
+}
+
 /// task.interrupt: the command's process group gets SIGTERM (SIGKILL after the grace period
 /// if it ignores that) and the task is abandoned with reason "interrupted". Stopping the
 /// worker itself does the same with reason "worker stopped".

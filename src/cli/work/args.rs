@@ -10,8 +10,9 @@ pub const HELP: &str = "\
 For each task it can claim (open, and unassigned or assigned to AGENT_ID; on the --ch channels,
 or any), runs COMMAND with the task's JSON on stdin and WORKSHOP_TASK_ID, WORKSHOP_URL and
 AGENT_ID in its environment:
-  - each line COMMAND writes to stderr is posted as a task update (note);
-  - exit 0: the task is done, with stdout as its result (JSON if it parses, else {\"output\": text});
+  - each line COMMAND writes to stderr is posted as a task update (note), 10 a second at most;
+  - exit 0: the task is done, with stdout as its result (JSON if it parses, else {\"output\": text};
+    over 1 MiB, more than the hub takes, fails the task);
   - any other exit: task.error is posted on the task's channel and the task is abandoned;
   - task.interrupt for a running task: COMMAND's process group gets SIGTERM, SIGKILL after
     --grace seconds, and the task is abandoned with reason \"interrupted\";

@@ -26,6 +26,15 @@ use super::{Ctx, spawn};
 
 /// stderr lines kept for the `task.error` message.
 const STDERR_TAIL: usize = 20;
+/// The most of a command's stdout kept: the server takes no larger request, so a result
+/// over it fails the task. The rest is read and dropped, so the command never blocks.
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+/// The most of one stderr line kept; the rest of the line is dropped.
+const MAX_LINE_BYTES: usize = 4096;
+/// Updates posted at most per second: a command that floods stderr must not flood the
+/// task's channel (`yes >&2` made 30,000 messages in 10 s). Lines past it are counted in
+/// the next update.
+const UPDATES_PER_SECOND: u32 = 10;
 
 /// Checks that `program` names an executable file, as `exec` would find it: a path when it
 /// has a slash, else a search of PATH. The message says what to do about it.
@@ -157,7 +166,11 @@ fn read_stdout(ctx: &Ctx, child: &mut Child) -> io::Result<JoinHandle<Vec<u8>>> 
     reader(ctx, child, "stdout", move || {
         let mut buf = Vec::new();
         if let Some(mut s) = stdout {
-            let _ = s.read_to_end(&mut buf);
+            // One byte past the limit tells a result that is too long.
+            let _ = (&mut s)
+                .take(MAX_RESULT_BYTES as u64 + 1)
+                .read_to_end(&mut buf);
+            let _ = io::copy(&mut s, &mut io::sink());
         }
         buf
     })
@@ -184,11 +197,24 @@ struct UpdatePoster {
 }
 
 impl UpdatePoster {
-    /// Posts every non-blank line as a note; the last `STDERR_TAIL` of them.
+    /// Posts every non-blank line as a note, `UPDATES_PER_SECOND` at most (a note says how
+    /// many lines were skipped before it); the last `STDERR_TAIL` lines.
     fn forward(&self, stderr: ChildStderr) -> Vec<String> {
         let mut tail = VecDeque::new();
+        let (mut second, mut posted, mut skipped) = (Instant::now(), 0, 0);
         for line in non_blank_lines(stderr) {
-            self.post(&line);
+            if second.elapsed() >= Duration::from_secs(1) {
+                (second, posted) = (Instant::now(), 0);
+            }
+            if posted < UPDATES_PER_SECOND {
+                match skipped {
+                    0 => self.post(&line),
+                    n => self.post(&format!("({n} lines skipped) {line}")),
+                }
+                (posted, skipped) = (posted + 1, 0);
+            } else {
+                skipped += 1;
+            }
             if tail.len() == STDERR_TAIL {
                 tail.pop_front();
             }
@@ -205,13 +231,36 @@ impl UpdatePoster {
     }
 }
 
-/// The lines of `input`, trailing blanks trimmed, empty ones left out, until it ends or fails.
+/// The lines of `input`, each cut at `MAX_LINE_BYTES`, trailing blanks trimmed, empty ones
+/// left out, until it ends or fails.
 fn non_blank_lines(input: impl Read) -> impl Iterator<Item = String> {
-    BufReader::new(input)
-        .split(b'\n')
-        .map_while(Result::ok)
+    let mut input = BufReader::new(input);
+    std::iter::from_fn(move || bounded_line(&mut input))
         .map(|line| String::from_utf8_lossy(&line).trim_end().to_string())
         .filter(|line| !line.is_empty())
+}
+
+/// The next line of `input` without its newline, at most `MAX_LINE_BYTES` of it kept (the
+/// rest of a longer line is read and dropped); `None` at the end or on a failed read.
+fn bounded_line(input: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    loop {
+        let available = input.fill_buf().ok()?;
+        if available.is_empty() {
+            return (!line.is_empty()).then_some(line);
+        }
+        let (piece, ends) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => (&available[..at], at + 1),
+            None => (available, available.len()),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(line.len());
+        line.extend_from_slice(&piece[..piece.len().min(room)]);
+        let found_newline = ends > piece.len();
+        input.consume(ends);
+        if found_newline {
+            return Some(line);
+        }
+    }
 }
 
 /// Starts a thread draining one of `child`'s pipes. If none can be had, the command could
@@ -302,5 +351,14 @@ mod tests {
         let input: &[u8] = b"first  \n\n   \nsecond\r\nlast";
         let lines: Vec<String> = non_blank_lines(input).collect();
         assert_eq!(lines, ["first", "second", "last"]);
+    }
+
+    #[test]
+    fn a_stderr_line_is_kept_to_its_first_4_kib() {
+        let long = "x".repeat(3 * MAX_LINE_BYTES);
+        let input = format!("{long}\nnext\n{long}");
+        let lines: Vec<String> = non_blank_lines(input.as_bytes()).collect();
+        let cut = "x".repeat(MAX_LINE_BYTES);
+        assert_eq!(lines, [cut.as_str(), "next", cut.as_str()]);
     }
 }

@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::{Value, json};
 
 use super::Ctx;
-use super::child::{Run, supervise};
+use super::child::{MAX_RESULT_BYTES, Run, supervise};
 use super::lease::keep_lease;
 use super::report::{Ended, Outcome};
 use super::tell::{Detail, Failure, tell};
@@ -60,6 +60,17 @@ fn judge(run: Run) -> (Outcome, Detail) {
         Some(Outcome::TimedOut) => (Outcome::TimedOut, Detail::Abandon("timeout")),
         Some(Outcome::Lost) => (Outcome::Lost, Detail::Nothing),
         Some(_) => (Outcome::Stopped, Detail::Abandon("worker stopped")),
+        None if run.status.success() && run.stdout.len() > MAX_RESULT_BYTES => {
+            let reason = "command's result is over 1 MiB, more than the hub takes: write it to a \
+                          file, `workshop upload` it, and print its hash";
+            let stderr = run.stderr_tail;
+            let failure = Failure {
+                reason: reason.into(),
+                exit_code: Some(0),
+                stderr,
+            };
+            (Outcome::Failed, Detail::Error(failure))
+        }
         None if run.status.success() => (Outcome::Done, Detail::Result(result_of(&run.stdout))),
         None => (Outcome::Failed, Detail::Error(failure(run))),
     }
