@@ -23,10 +23,12 @@ fn write_line(line: &str) -> io::Result<()> {
 }
 
 /// Prints one envelope line: as it came, or with `pretty` as one readable line (`colour`:
-/// with ANSI colours). A line that is not JSON is printed as it came.
+/// with ANSI colours). A line that is not JSON is printed as it came, or with `pretty` with
+/// its control characters escaped, as everything `pretty` shows is.
 pub fn emit_envelope(line: &str, pretty: bool, colour: bool) -> Result<()> {
     match serde_json::from_str::<Value>(line) {
         Ok(envelope) if pretty => emit(&format::message(&envelope, colour)),
+        Err(_) if pretty => emit(&format::printable(line)),
         _ => emit(line),
     }
 }

@@ -1,7 +1,7 @@
 //! Server-Sent Events, client side: a line parser (pure, unit-tested below) and `follow`, which
 //! keeps one stream alive across disconnects and server restarts, resuming with `Last-Event-ID`
 //! so every event is handed over exactly once, in id order.
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 use std::thread;
 use std::time::Duration;
@@ -16,6 +16,11 @@ pub struct StreamEvent {
     pub event: Option<String>,
     pub data: String,
 }
+
+/// The most one event (or one line of it) may hold: a hub's largest is a 1 MiB message in its
+/// envelope. A stream sending more is not a hub's; it is dropped, and so is what it sent,
+/// instead of growing the CLI's memory without end.
+const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Accumulates `field: value` lines until a blank line dispatches an event (the WHATWG rules,
 /// minus `retry:`, which we decide ourselves). Comment lines (`: keepalive`) are ignored.
@@ -54,6 +59,11 @@ impl Parser {
             "event" => self.event = Some(value.to_string()),
             _ => {}
         }
+    }
+
+    /// Bytes of the event not yet dispatched.
+    fn pending_bytes(&self) -> usize {
+        self.data.as_ref().map_or(0, String::len)
     }
 
     /// Several `data:` lines make one value, joined by newlines.
@@ -191,6 +201,9 @@ fn read_events(
             return ControlFlow::Continue(why);
         }
         let Some(event) = parser.feed(&String::from_utf8_lossy(&buf)) else {
+            if parser.pending_bytes() > MAX_EVENT_BYTES {
+                return ControlFlow::Continue(too_large());
+            }
             continue;
         };
         if already_seen(&event, cursor.as_deref()) {
@@ -203,14 +216,23 @@ fn read_events(
     }
 }
 
-/// Reads one line into `buf`; the end of the stream or a failed read says why to reconnect.
+/// Reads one line (at most `MAX_EVENT_BYTES`) into `buf`; the end of the stream, a failed
+/// read or a line too long says why to reconnect.
 fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();
-    match reader.read_until(b'\n', buf) {
+    match (&mut *reader)
+        .take(MAX_EVENT_BYTES as u64)
+        .read_until(b'\n', buf)
+    {
         Ok(0) => Err(CliError::unreachable("server closed the stream")),
+        Ok(n) if n == MAX_EVENT_BYTES && !buf.ends_with(b"\n") => Err(too_large()),
         Ok(_) => Ok(()),
         Err(e) => Err(CliError::unreachable(e.to_string())),
     }
+}
+
+fn too_large() -> CliError {
+    CliError::unreachable("the stream sent an event over 4 MiB, which no hub sends")
 }
 
 /// An event at or below the cursor was handed over before a reconnect.
@@ -250,6 +272,22 @@ mod tests {
         text.split_inclusive('\n')
             .filter_map(|l| p.feed(l))
             .collect()
+    }
+
+    #[test]
+    fn a_line_or_an_event_over_4_mib_is_refused_not_held() {
+        let mut buf = Vec::new();
+        let long = vec![b'a'; MAX_EVENT_BYTES + 10];
+        assert!(next_line(&mut &long[..], &mut buf).is_err());
+        assert_eq!(buf.len(), MAX_EVENT_BYTES, "read no further than the limit");
+        assert!(next_line(&mut &b"data: x\n"[..], &mut buf).is_ok());
+        // Many short data lines add up in the parser: what `read_events` checks.
+        let mut parser = Parser::new();
+        let line = format!("data: {}\n", "x".repeat(1024));
+        for _ in 0..(MAX_EVENT_BYTES / 1024 + 1) {
+            assert_eq!(parser.feed(&line), None);
+        }
+        assert!(parser.pending_bytes() > MAX_EVENT_BYTES);
     }
 
     #[test]
