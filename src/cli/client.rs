@@ -121,6 +121,11 @@ pub fn hub_url(raw: &str) -> Result<String> {
 /// keepalive every 20 s.
 pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
 
+/// The longest an ordinary call (not a stream, not a file) may take in all: a server that
+/// sends a byte every 44 s would otherwise hold it for ever, each byte resetting the read
+/// timeout. Longer than any wait the hub grants (60 s) plus its answer.
+const CALL_DEADLINE: Duration = Duration::from_secs(120);
+
 impl Client {
     pub fn new(url: &str, agent_id: Option<String>) -> Client {
         let http = ureq::AgentBuilder::new()
@@ -156,7 +161,7 @@ impl Client {
 
     /// GET returning the body as text (ndjson and JSON alike).
     pub fn get_text(&self, path: &str, query: &[(&str, String)]) -> Result<String> {
-        let req = with_query(self.request("GET", path), query);
+        let req = with_query(self.request("GET", path), query).timeout(CALL_DEADLINE);
         let resp = req.call().map_err(from_ureq)?;
         resp.into_string()
             .map_err(|e| CliError::unreachable(format!("reading response: {e}")))
@@ -181,7 +186,7 @@ impl Client {
         key: Option<&str>,
     ) -> Result<Value> {
         loop {
-            let mut request = self.request("POST", path);
+            let mut request = self.request("POST", path).timeout(CALL_DEADLINE);
             if let Some(key) = key {
                 request = request.set("Idempotency-Key", key);
             }
