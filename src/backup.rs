@@ -56,23 +56,23 @@ impl Manifest {
 
 /// Marks `db` as in use by this server for as long as the returned file stays open.
 pub fn mark_in_use(db: &Path) -> Result<File, String> {
-    let lock = open_lock(db)?;
-    let shown = db.display();
-    let busy = || {
+    lock(db, |db| {
         format!(
-            "another workshop server, or a restore, is using {shown}: stop it first, or give \
-             this server a DB_PATH of its own"
+            "another workshop server, or a restore, is using {}: stop it first, or give \
+             this server a DB_PATH of its own",
+            db.display()
         )
-    };
-    lock.try_lock().map_err(|e| lock_error(db, e, busy))?;
-    Ok(lock)
+    })
 }
 
-/// Why `db`'s lock was not taken: the `busy` message when another process holds it.
-fn lock_error(db: &Path, err: TryLockError, busy: impl FnOnce() -> String) -> String {
-    match err {
-        TryLockError::WouldBlock => busy(),
-        TryLockError::Error(e) => format!("cannot lock {}: {e}", lock_path(db).display()),
+/// Takes `db`'s lock (exclusively: a server and a restore both do), held until the returned
+/// file is dropped; `busy` says what to do when another process holds it.
+fn lock(db: &Path, busy: fn(&Path) -> String) -> Result<File, String> {
+    let lock = open_lock(db)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(busy(db)),
+        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path(db).display())),
     }
 }
 
@@ -132,7 +132,12 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
 /// Installs the backup in `dir` as the database `db` and blobs `blobs`, after checking it.
 pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> {
     let (manifest, copy) = checked_backup(dir)?;
-    let _lock = lock_exclusively(db)?;
+    let _lock = lock(db, |db| {
+        format!(
+            "a server is using {}: stop it before restoring",
+            db.display()
+        )
+    })?;
     // Blobs first: the restored database must never name a blob that is not there yet.
     restore_blobs(&dir.join(BLOBS), blobs)?;
     install_database(&copy, db)?;
@@ -152,15 +157,6 @@ fn restore_blobs(from: &Path, blobs: &Path) -> Result<(), String> {
     fs::create_dir_all(blobs).map_err(|e| format!("cannot create {}: {e}", blobs.display()))?;
     copy_missing_blobs(from, blobs, true)?;
     Ok(())
-}
-
-/// Takes `db`'s lock exclusively: no server uses it, and none starts until it is dropped.
-fn lock_exclusively(db: &Path) -> Result<File, String> {
-    let lock = open_lock(db)?;
-    let shown = db.display();
-    let busy = || format!("a server is using {shown}: stop it before restoring");
-    lock.try_lock().map_err(|e| lock_error(db, e, busy))?;
-    Ok(lock)
 }
 
 /// Replaces the database `db` with the checked `copy`.
