@@ -524,23 +524,23 @@ impl Request {
         } else {
             response.with_connection_close()
         };
-        // workshop patch: a body that ends where the connection closes (patch 17) ends the
-        // connection: `ClientConnection` reads no further request from it, and the write half
-        // is shut once the body is out, before a pipelined request's answer could follow it.
-        let close_delimited = response.is_close_delimited(&self.http_version, &self.headers);
-        if close_delimited {
-            self.body_complete.store(false, Ordering::SeqCst);
-        }
-
         let do_not_send_body = self.method == Method::Head;
 
-        Self::ignore_client_closing_errors(response.raw_print(
+        let printed = response.print(
             writer.by_ref(),
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
             None,
-        ))?;
+        );
+        let close_delimited = printed.as_ref().is_ok_and(|close| *close);
+        Self::ignore_client_closing_errors(printed.map(|_| ()))?;
+        // workshop patch: a body that ends where the connection closes (patch 17) ends the
+        // connection: `ClientConnection` reads no further request from it, and the write half
+        // is shut once the body is out, before a pipelined request's answer could follow it.
+        if close_delimited {
+            self.body_complete.store(false, Ordering::SeqCst);
+        }
 
         Self::ignore_client_closing_errors(writer.flush())?;
         if let (true, Some(handover)) = (close_delimited, &self.handover) {

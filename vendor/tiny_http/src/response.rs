@@ -348,13 +348,33 @@ where
     ///
     /// Note: does not flush the writer.
     pub fn raw_print<W: Write>(
+        self,
+        writer: W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        upgrade: Option<&str>,
+    ) -> IoResult<()> {
+        self.print(
+            writer,
+            http_version,
+            request_headers,
+            do_not_send_body,
+            upgrade,
+        )
+        .map(|_close_delimited| ())
+    }
+
+    /// workshop patch: `raw_print`, saying whether the body it sent ends where the connection
+    /// closes (patch 17): the connection must then end after it.
+    pub(crate) fn print<W: Write>(
         mut self,
         mut writer: W,
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
         upgrade: Option<&str>,
-    ) -> IoResult<()> {
+    ) -> IoResult<bool> {
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
             request_headers,
@@ -403,7 +423,7 @@ where
 
         // workshop patch: a body of unknown length to an HTTP/1.0 client (which has no chunked
         // encoding) is sent as it is produced and ends where the connection closes (RFC 9112
-        // section 6.3), the caller closing it (`Response::is_close_delimited`). Upstream read
+        // section 6.3), the caller closing it (`print` says it is). Upstream read
         // the whole body into memory first to learn its length: a client could make any
         // streamed answer a buffered one by asking in HTTP/1.0.
         let close_delimited =
@@ -475,29 +495,7 @@ where
             }
         }
 
-        Ok(())
-    }
-
-    /// workshop patch: whether this response's body, sent to a client speaking
-    /// `http_version` with `request_headers`, ends where the connection closes (its length is
-    /// unknown and the client takes no chunked encoding): the connection must then end after
-    /// it.
-    pub(crate) fn is_close_delimited(
-        &self,
-        http_version: &HTTPVersion,
-        request_headers: &[Header],
-    ) -> bool {
-        let encoding = choose_transfer_encoding(
-            self.status_code,
-            request_headers,
-            http_version,
-            &self.data_length,
-            false,
-            self.chunked_threshold(),
-        );
-        self.data_length.is_none()
-            && !matches!(self.status_code.0, 100..=199 | 204 | 304)
-            && encoding == TransferEncoding::Identity
+        Ok(close_delimited)
     }
 
     /// Retrieves the current value of the `Response` status code
