@@ -57,7 +57,7 @@ pub fn wait_for_history(
         type_prefix: q.type_prefix.as_deref(),
         recipient: None,
     };
-    wait_until(app, &awaited, (timeout, client), || {
+    wait_until(app, &awaited, timeout, client, || {
         app.store
             .read(|conn| turns::any_message(conn, q))
             .map_err(ApiError::from)
@@ -78,7 +78,7 @@ pub fn wait_for_inbox(
         type_prefix: None,
         recipient: Some(agent),
     };
-    wait_until(app, &awaited, (timeout, client), || {
+    wait_until(app, &awaited, timeout, client, || {
         app.store
             .read(|conn| turns::any_in_inbox(conn, agent, since))
             .map_err(ApiError::from)
@@ -113,7 +113,8 @@ impl Awaited<'_> {
 fn wait_until(
     app: &App,
     awaited: &Awaited,
-    (timeout, client): (Duration, &Request),
+    timeout: Duration,
+    client: &Request,
     ready: impl FnOnce() -> Result<bool, ApiError>,
 ) -> Result<(), ApiError> {
     if timeout.is_zero() {
