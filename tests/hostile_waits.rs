@@ -27,18 +27,6 @@ fn claim_wait(from: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// `/status`'s count `key`, once it is `want` (or a failure after `within`).
-fn settles(server: &Server, key: &str, want: u64, within: Duration) {
-    wait_for(within, &format!("{key} = {want}"), || {
-        let now = server.status()[key].as_u64().expect(key);
-        if now == want {
-            Ok(())
-        } else {
-            Err(format!("{key} = {now}"))
-        }
-    });
-}
-
 #[test]
 fn waits_whose_clients_hung_up_are_let_go_within_seconds() {
     let server = Server::start();
@@ -51,12 +39,24 @@ fn waits_whose_clients_hung_up_are_let_go_within_seconds() {
     }
     // Each waiter looks at its client every second; the minute's wait is not served out.
     let started = Instant::now();
-    settles(&server, "waiting", 0, 20 * SECOND);
-    settles(&server, "claims-waiting", 0, 20 * SECOND);
-    settles(&server, "subscribers", 0, 20 * SECOND);
+    server.await_status("waiting", 0, 20 * SECOND);
+    server.await_status("claims-waiting", 0, 20 * SECOND);
+    server.await_status("subscribers", 0, 20 * SECOND);
     assert!(started.elapsed() < 30 * SECOND);
-    // A task created now is claimable: no claim went to a client that had gone.
+    // Twenty claims wait, their clients hang up, and a task comes at once: the commit wakes
+    // them, and each looks at its client before it claims. No task goes to a client that
+    // has gone (before, one of them took it).
+    let held: Vec<_> = (0..20)
+        .map(|n| {
+            let mut stream = connect(server.port).unwrap();
+            stream.write_all(&claim_wait(&format!("gone{n}"))).unwrap();
+            stream
+        })
+        .collect();
+    server.await_status("claims-waiting", 20, 20 * SECOND);
+    drop(held);
     let id = server.create_task(json!({"from": "boss", "title": "t", "ch": "nothing"}));
+    server.await_status("claims-waiting", 0, 20 * SECOND);
     assert_eq!(server.task(&id)["status"], "open");
     // A client still there keeps its wait, and gets the task when it comes.
     let mut waiting = connect(server.port).unwrap();
@@ -79,7 +79,7 @@ fn claim_waits_beyond_the_streams_cap_are_refused_with_503() {
         let mut stream = connect(server.port).unwrap();
         stream.write_all(&claim_wait(&format!("w{n}"))).unwrap();
         held.push(stream);
-        settles(&server, "claims-waiting", n + 1, 20 * SECOND);
+        server.await_status("claims-waiting", n + 1, 20 * SECOND);
     }
     for n in 44..60 {
         let mut stream = connect(server.port).unwrap();
@@ -90,6 +90,6 @@ fn claim_waits_beyond_the_streams_cap_are_refused_with_503() {
     }
     assert_eq!(server.status()["claims-waiting"], 44);
     drop(held);
-    settles(&server, "claims-waiting", 0, 20 * SECOND);
+    server.await_status("claims-waiting", 0, 20 * SECOND);
     server.assert_no_panic();
 }

@@ -4,7 +4,7 @@
 //! `/status` shows it waiting.
 mod common;
 
-use common::{Options, Response, Server, connect, read_response, wait_for};
+use common::{Options, Response, Server, connect, read_response};
 use serde_json::{Value, json};
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
@@ -36,14 +36,7 @@ fn waiting(s: &Server) -> u64 {
 
 /// Waits until exactly `n` long-polls are held by the server.
 fn wait_for_waiting(s: &Server, n: u64) {
-    wait_for(30 * SECOND, &format!("{n} waiting requests"), || {
-        let now = waiting(s);
-        if now == n {
-            Ok(())
-        } else {
-            Err(format!("{now} waiting"))
-        }
-    });
+    s.await_status("waiting", n, 30 * SECOND);
 }
 
 fn lines(r: &Response) -> Vec<Value> {

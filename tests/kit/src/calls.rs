@@ -40,6 +40,18 @@ impl Server {
         r.json()
     }
 
+    /// Waits until /status's count `key` is `want`; a failure after `within`.
+    pub fn await_status(&self, key: &str, want: u64, within: std::time::Duration) {
+        crate::wait_for(within, &format!("{key} = {want}"), || {
+            let now = self.status()[key].as_u64().expect(key);
+            if now == want {
+                Ok(())
+            } else {
+                Err(format!("{key} = {now}"))
+            }
+        });
+    }
+
     /// The value of the /metrics sample whose line starts with `line_start` (the name and
     /// labels, e.g. `workshop_throttled_total{request="publish"}`).
     pub fn metric(&self, line_start: &str) -> f64 {
