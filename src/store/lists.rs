@@ -22,7 +22,7 @@ const BATCH_ROWS: usize = 64;
 /// Bytes of stored JSON fetched per batch (one row, however large, at least).
 const BATCH_BYTES: u64 = 256 * 1024;
 /// Agents `GET /presence` lists at most, most recently seen first.
-pub const MAX_AGENTS: usize = 1000;
+const MAX_AGENTS: usize = 1000;
 
 /// A list's rows in the store: which keys it selects, how large rows are, and the rows.
 pub trait Listing: Send + 'static {
@@ -37,7 +37,7 @@ pub trait Listing: Send + 'static {
 
 /// Where a JSON array's rows come from: a batch at a time, each row encoded; `None` after
 /// the last. A batch may be empty (every row of it stopped matching).
-pub trait Batches: Send + 'static {
+trait Batches: Send + 'static {
     fn next_batch(&mut self) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
 }
 
