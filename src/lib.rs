@@ -25,6 +25,7 @@ pub mod server;
 pub mod sse;
 pub mod store;
 mod sys;
+pub mod text;
 
 use std::process::ExitCode;
 

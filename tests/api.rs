@@ -93,6 +93,13 @@ fn bad_publishes_are_400_and_change_nothing() {
             r#"{"from":"x","type":"t","reply_to":"nope"}"#,
         ),
         ("/ch/general", r#"{"from":"x","type":"t","reply_to":5}"#),
+        // Names that would clear a terminal or show in another order than they are.
+        ("/ch/general", r#"{"from":"x\u001b[2J","type":"t"}"#),
+        ("/ch/general", r#"{"from":"ali\u202eecila","type":"t"}"#),
+        (
+            "/ch/general",
+            r#"{"from":"x","type":"t","to":["b\u2066ob"]}"#,
+        ),
         ("/ch/bad%20name", r#"{"from":"x","type":"t"}"#),
         ("/ch/bad!name", r#"{"from":"x","type":"t"}"#),
     ];

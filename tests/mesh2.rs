@@ -543,6 +543,7 @@ fn bad_lock_requests_are_400_and_change_nothing() {
         json!({"from": "a", "name": "   ", "ttl_s": 5}),
         json!({"from": "a", "name": long, "ttl_s": 5}),
         json!({"from": "a", "name": "a\u{1b}[2J", "ttl_s": 5}),
+        json!({"from": "a", "name": "src/\u{202e}sr.niam", "ttl_s": 5}),
         json!({"from": "a", "name": ["a"], "ttl_s": 5}),
         json!({"from": "a", "name": "a"}),
         json!({"from": "a", "name": "a", "ttl_s": 0.5}),

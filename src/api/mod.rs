@@ -100,14 +100,31 @@ fn text_value(value: Option<&Value>, key: &str, max: usize) -> Result<String, Ap
     }
 }
 
-/// An agent identity (`from`): free text, 1-128 characters.
+/// An agent identity (`from`): a name, 1-128 characters.
 pub fn identity(body: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
-    text_field(body, key, MAX_IDENTITY)
+    name_value(body.get(key), key, MAX_IDENTITY)
 }
 
 /// `identity` for a value not in an object of its own (an item of a list).
 pub fn identity_value(value: &Value, key: &str) -> Result<String, ApiError> {
-    text_value(Some(value), key, MAX_IDENTITY)
+    name_value(Some(value), key, MAX_IDENTITY)
+}
+
+/// A name people read in lists, logs and terminals (identities, lock names): free text, but
+/// nothing that would hide or reorder what they see (`text::is_hidden_control`).
+pub fn name_field(body: &Map<String, Value>, key: &str, max: usize) -> Result<String, ApiError> {
+    name_value(body.get(key), key, max)
+}
+
+fn name_value(value: Option<&Value>, key: &str, max: usize) -> Result<String, ApiError> {
+    let name = text_value(value, key, max)?;
+    match name.chars().find(|c| crate::text::is_hidden_control(*c)) {
+        Some(c) => Err(ApiError::bad_request(format!(
+            "{key} must be printable: U+{:04X} is a control or bidirectional character",
+            c as u32
+        ))),
+        None => Ok(name),
+    }
 }
 
 pub fn optional_identity(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
@@ -241,6 +258,17 @@ mod tests {
         }
         assert_eq!(optional_identity(&body, "missing").unwrap(), None);
         assert_eq!(identity_value(&body["a"], "agent").unwrap(), "x");
+        for hidden in ["bob\u{1b}[2J", "ali\u{202e}ecilA", "tab\tbed"] {
+            let refused = identity_value(&Value::from(hidden), "from").unwrap_err();
+            assert!(
+                refused.message.starts_with("from must be printable: U+"),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(
+            identity_value(&Value::from("ağent 名前"), "from").unwrap(),
+            "ağent 名前"
+        );
         for key in ["blank", "num", "long"] {
             let refused = identity_value(&body[key], "agent").unwrap_err();
             assert_eq!(refused.status, 400, "{key}");

@@ -40,18 +40,13 @@ pub fn printable(text: &str) -> String {
     for c in text.chars() {
         match c {
             '\n' | '\r' | '\t' => shown.push(' '),
-            c if c.is_control() || is_bidi_control(c) => {
+            c if crate::text::is_hidden_control(c) => {
                 let _ = write!(shown, "\\u{{{:x}}}", c as u32);
             }
             c => shown.push(c),
         }
     }
     shown
-}
-
-/// The explicit embeddings, overrides and isolates of Unicode's bidirectional algorithm.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// ` [2 files]` after a message that carries files; nothing otherwise.
