@@ -604,6 +604,22 @@ fn the_server_says_what_it_runs_with() {
     for flag in ["--port", "--host", "--db", "--blobs"] {
         assert!(help.contains(flag), "{flag}:\n{help}");
     }
+    // The client's --url and --as mean nothing to the server: not in its help, and refused
+    // rather than ignored (`serve --url http://0.0.0.0:80` would listen on 4242).
+    assert!(!help.contains("--url") && !help.contains("--as"), "{help}");
+    for args in [
+        &["serve", "--url", "http://0.0.0.0:9"][..],
+        &["--as", "me"],
+        &["backup", "/tmp/nowhere", "--url", "http://h:1"],
+    ] {
+        let refused = Command::new(BIN).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--url and --as are for commands that talk to a hub"),
+            "{stderr}"
+        );
+    }
 }
 
 /// The variables in README's `## Configuration` table (its `| \`NAME\` | ...` rows).

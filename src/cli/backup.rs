@@ -34,6 +34,8 @@ pub struct StoreArgs {
     /// The server's blob folder [env: BLOBS_DIR] [default: blobs]
     #[arg(long, value_name = "PATH")]
     blobs: Option<PathBuf>,
+    #[command(flatten)]
+    pub no_hub: super::args::NoHub,
 }
 
 pub enum Direction {

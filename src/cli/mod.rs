@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 mod args;
 mod backup;
@@ -43,6 +43,14 @@ pub fn main() -> ExitCode {
         // Help and --version print to stdout and exit 0; usage errors exit 2 (exit::USAGE).
         Err(e) => return usage_exit(&e),
     };
+    if let Some((local, hint)) = hub_options_on_a_local_command(&cli) {
+        let message = format!(
+            "--url and --as are for commands that talk to a hub; {local} does not ({hint})"
+        );
+        return usage_exit(
+            &Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message),
+        );
+    }
     match cli.command {
         None => serve::run(&serve::ServeArgs::default()),
         Some(CliCommand::Serve(args)) => serve::run(&args),
@@ -51,6 +59,26 @@ pub fn main() -> ExitCode {
         Some(CliCommand::Restore(a)) => backup::run(backup::Direction::Restore, a),
         Some(command) => exit_status(connect(cli.url, cli.agent).and_then(|c| run(&c, command))),
     }
+}
+
+/// The command's name, and what it takes instead, if it runs on this machine's files
+/// (serving, backing up, restoring) and was given `--url` or `--as` anyway, before or after
+/// its name.
+fn hub_options_on_a_local_command(cli: &Cli) -> Option<(&'static str, &'static str)> {
+    const FILES: &str = "it works on --db and --blobs";
+    let (name, hint, own) = match &cli.command {
+        None => ("serve", "the server listens on --host and --port", None),
+        Some(CliCommand::Serve(a)) => (
+            "serve",
+            "the server listens on --host and --port",
+            Some(&a.no_hub),
+        ),
+        Some(CliCommand::Backup(a)) => ("backup", FILES, Some(&a.no_hub)),
+        Some(CliCommand::Restore(a)) => ("restore", FILES, Some(&a.no_hub)),
+        Some(_) => return None,
+    };
+    let global = cli.url.is_some() || cli.agent.is_some();
+    (global || own.is_some_and(args::NoHub::given)).then_some((name, hint))
 }
 
 /// Prints clap's message (help, version or a usage error) and exits with clap's status.
@@ -117,7 +145,6 @@ fn run(client: &Client, command: CliCommand) -> client::Result<()> {
 
 /// Writes the completion script for `shell` to stdout.
 fn completions(shell: clap_complete::Shell) -> ExitCode {
-    use clap::CommandFactory;
     clap_complete::generate(
         shell,
         &mut Cli::command(),

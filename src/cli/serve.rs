@@ -43,6 +43,8 @@ pub struct ServeArgs {
     /// Folder for uploaded files [env: BLOBS_DIR]
     #[arg(long, value_name = "DIR")]
     blobs: Option<PathBuf>,
+    #[command(flatten)]
+    pub no_hub: super::args::NoHub,
 }
 
 impl ServeArgs {
