@@ -967,3 +967,51 @@ sleep 60 & wait $!
         "nothing reported for a lost task: {types:?}"
     );
 }
+
+/// A worker whose claim ended while its command ran, and whose task was claimed again under
+/// the same agent id (a second process, as after a restart under a fixed id), is fenced off
+/// by its claim's number: its lease keeper's touch is refused, the command is stopped, and
+/// nothing it says reaches the new claim.
+#[test]
+fn a_worker_whose_claim_ended_cannot_touch_or_finish_the_next_claim() {
+    let hub = Server::start();
+    let handler = script(
+        hub.dir.path(),
+        "handler.sh",
+        r#"trap 'touch "$OUT/term"; exit 143' TERM
+touch "$OUT/started"
+sleep 60 & wait $!
+"#,
+    );
+    let out = hub.dir.path().to_path_buf();
+    let handler = handler.to_str().expect("path");
+    let _worker = hub.spawn(
+        "w.same",
+        &["work", "--lease", "3", "--ch", "fence", "--", handler],
+        &[("OUT", &out)],
+    );
+    let id = hub.ok(ME, &["task", "create", "once only", "--ch", "fence"]);
+    poll("command to start", || {
+        out.join("started").exists().then_some(())
+    });
+    // What a second process under the same id sees after the first one's lease ran out.
+    let from = json!({"from": "w.same"});
+    assert_eq!(hub.task_action(&id, "abandon", from.clone()).status, 200);
+    let again = hub.task_action(&id, "claim", from);
+    assert_eq!(again.json()["claim"], 2, "{}", again.text());
+    poll("the fenced command to get SIGTERM", || {
+        out.join("term").exists().then_some(())
+    });
+    let task = hub.task(&id);
+    assert_eq!(task["status"], "claimed");
+    assert_eq!(task["claims"], 2);
+    assert_eq!(task["result"], Value::Null);
+    // The worker's claim, then this test's abandon and claim: nothing from the ended claim.
+    let said: Vec<String> = hub
+        .channel_history("fence", "")
+        .iter()
+        .filter(|m| m["from"] == "w.same")
+        .map(|m| m["type"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(said, ["task.claimed", "task.abandoned", "task.claimed"]);
+}

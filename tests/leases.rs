@@ -106,6 +106,56 @@ fn an_expired_lease_returns_the_task_with_task_expired() {
     );
 }
 
+/// A claim's number fences off the process that held an earlier claim, even under the same
+/// agent id (a worker restarted under its fixed id while the old one was paused): its touch,
+/// update, done and abandon are refused and change nothing.
+#[test]
+fn an_ended_claim_cannot_act_on_the_next_one_under_the_same_agent() {
+    let s = Server::start();
+    let id = s.create_task(json!({"from":"boss","title":"once","ch":"jobs"}));
+    let first = s.task_action(&id, "claim", json!({"from":"w","lease_s":60}));
+    assert_eq!(first.json()["claim"], 1, "{}", first.text());
+    assert_eq!(
+        s.task_action(&id, "abandon", json!({"from":"w","claim":1}))
+            .status,
+        200
+    );
+    let second = s.task_action(&id, "claim", json!({"from":"w","lease_s":60}));
+    assert_eq!(second.json()["claim"], 2, "{}", second.text());
+    let before = s.task(&id);
+    assert_eq!(before["claims"], 2);
+    let claimed = announcements(&s, "task.claimed", &id);
+    assert_eq!(claimed.last().unwrap()["body"]["claim"], 2);
+    for (action, body) in [
+        ("touch", json!({"from":"w","claim":1,"lease_s":600})),
+        ("update", json!({"from":"w","claim":1,"note":"stale"})),
+        ("done", json!({"from":"w","claim":1,"result":"stale"})),
+        ("abandon", json!({"from":"w","claim":1})),
+    ] {
+        let r = s.task_action(&id, action, body);
+        assert_eq!(r.status, 409, "{action}: {}", r.text());
+        assert_eq!(
+            r.error(),
+            format!("task {id}: claim 1 has ended; it is claimed again (claim 2)")
+        );
+    }
+    assert_eq!(s.task(&id), before, "the refused calls changed nothing");
+    assert!(announcements(&s, "task.updated", &id).is_empty());
+    for bad in [json!(0), json!(-1), json!(1.5), json!("2")] {
+        let r = s.task_action(&id, "touch", json!({"from":"w","claim":bad}));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+    // The current claim acts; so does a caller that names no claim (agent id alone).
+    let r = s.task_action(&id, "update", json!({"from":"w","claim":2,"note":"live"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let updated = announcements(&s, "task.updated", &id);
+    assert_eq!(updated[0]["body"], json!({"task-id": id, "note": "live"}));
+    let r = s.task_action(&id, "done", json!({"from":"w","claim":2,"result":"fresh"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.task(&id)["result"], "fresh");
+    assert_eq!(s.task(&id)["claims"], 2);
+}
+
 #[test]
 fn touch_and_claimer_updates_extend_the_lease() {
     let s = Server::start();

@@ -40,7 +40,7 @@ fn whole_lifecycle_with_announcements_on_the_task_channel() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.json(),
-        json!({"id": id, "status":"claimed","claimed-by":"worker.bob"})
+        json!({"id": id, "status":"claimed","claimed-by":"worker.bob","claim":1})
     );
     let r = s.task_action(
         &id,
@@ -91,7 +91,7 @@ fn whole_lifecycle_with_announcements_on_the_task_channel() {
     assert_eq!(history[0]["from"], "boss.alice");
     assert_eq!(
         history[1]["body"],
-        json!({"task-id": id, "title":"summarise"})
+        json!({"task-id": id, "title":"summarise", "claim": 1})
     );
     assert_eq!(history[1]["from"], "worker.bob");
     assert_eq!(

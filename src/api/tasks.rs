@@ -131,22 +131,26 @@ pub fn act(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         "touch" => Op::Touch {
             id,
             from,
+            claim: claim_number(&body)?,
             lease_s: lease(&body)?,
         },
         "update" => Op::Update {
             id,
             from,
+            claim: claim_number(&body)?,
             fields: body,
         },
         "done" => Op::Complete {
             id,
             from,
+            claim: claim_number(&body)?,
             result: body.get("result").cloned().unwrap_or(Value::Null),
             files: file_refs(&body, &app.blobs)?,
         },
         "abandon" => Op::Abandon {
             id,
             from,
+            claim: claim_number(&body)?,
             reason,
             delay_s: seconds(&body, "delay_s")?.unwrap_or(0.0),
         },
@@ -225,6 +229,17 @@ fn task_ids(body: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiErro
         .map(|id| id.as_str().and_then(ids::parse).map(|id| id.to_string()))
         .collect::<Option<_>>()
         .ok_or_else(bad)
+}
+
+/// `claim`: absent, or the number of the caller's claim (`claim` in its claim's answer,
+/// `claims` in the task), which the task must still be under.
+fn claim_number(body: &Map<String, Value>) -> Result<Option<i64>, ApiError> {
+    match body.get("claim") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_i64().filter(|n| *n >= 1).map(Some).ok_or_else(|| {
+            ApiError::bad_request("claim must be the claim's number (an integer from 1)")
+        }),
+    }
 }
 
 /// A lease shorter than this could not be touched in time by anyone.

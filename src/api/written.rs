@@ -44,8 +44,9 @@ fn body(written: &Written) -> Value {
         Written::Taken {
             id,
             by,
+            claim,
             lease_expires_at,
-        } => taken(id, by, *lease_expires_at),
+        } => taken(id, by, *claim, *lease_expires_at),
         Written::Claimed(task) => json!(task),
         Written::NothingYet { next_ready } => json!({"next_ready": next_ready}),
         Written::LeaseExtended {
@@ -67,8 +68,8 @@ fn body(written: &Written) -> Value {
     }
 }
 
-fn taken(id: &str, by: &str, lease_expires_at: Option<f64>) -> Value {
-    let mut answer = json!({"id": id, "status": "claimed", "claimed-by": by});
+fn taken(id: &str, by: &str, claim: i64, lease_expires_at: Option<f64>) -> Value {
+    let mut answer = json!({"id": id, "status": "claimed", "claimed-by": by, "claim": claim});
     if let Some(expires) = lease_expires_at {
         answer["lease_expires_at"] = json!(expires);
     }
@@ -166,12 +167,13 @@ mod tests {
         let claim = |lease_expires_at| Written::Taken {
             id: "01A".into(),
             by: "bob".into(),
+            claim: 2,
             lease_expires_at,
         };
         let body = keep(&claim(None)).body;
         assert_eq!(
             body,
-            json!({"id": "01A", "status": "claimed", "claimed-by": "bob"})
+            json!({"id": "01A", "status": "claimed", "claimed-by": "bob", "claim": 2})
         );
         assert_eq!(keep(&claim(Some(9.0))).body["lease_expires_at"], 9.0);
     }

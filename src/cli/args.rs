@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use super::files::DownloadArgs;
 use super::messages::{HistoryArgs, PubArgs};
@@ -192,23 +192,4 @@ pub enum CliCommand {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-}
-
-/// `--url` and `--as` on a command that runs on this machine's files (serve, backup, restore),
-/// with no hub to reach and no agent to be. Declared on those commands, hidden, so that the
-/// global options stay out of their help and giving one is a usage error instead of being
-/// ignored: `serve --url http://0.0.0.0:80` would listen on 4242 without a word.
-#[derive(Args, Debug, Default)]
-pub struct NoHub {
-    #[arg(long, hide = true)]
-    url: Option<String>,
-    #[arg(long = "as", hide = true)]
-    agent: Option<String>,
-}
-
-impl NoHub {
-    /// Whether either option was given to the command.
-    pub fn given(&self) -> bool {
-        self.url.is_some() || self.agent.is_some()
-    }
 }

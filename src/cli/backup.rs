@@ -35,7 +35,7 @@ pub struct StoreArgs {
     #[arg(long, value_name = "PATH")]
     blobs: Option<PathBuf>,
     #[command(flatten)]
-    pub no_hub: super::args::NoHub,
+    pub no_hub: super::serve::NoHub,
 }
 
 pub enum Direction {

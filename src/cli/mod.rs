@@ -78,7 +78,7 @@ fn hub_options_on_a_local_command(cli: &Cli) -> Option<(&'static str, &'static s
         Some(_) => return None,
     };
     let global = cli.url.is_some() || cli.agent.is_some();
-    (global || own.is_some_and(args::NoHub::given)).then_some((name, hint))
+    (global || own.is_some_and(serve::NoHub::given)).then_some((name, hint))
 }
 
 /// Prints clap's message (help, version or a usage error) and exits with clap's status.

@@ -44,7 +44,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     blobs: Option<PathBuf>,
     #[command(flatten)]
-    pub no_hub: super::args::NoHub,
+    pub no_hub: NoHub,
 }
 
 impl ServeArgs {
@@ -65,4 +65,23 @@ impl ServeArgs {
 
 pub fn run(args: &ServeArgs) -> ExitCode {
     crate::serve(&args.overrides())
+}
+
+/// `--url` and `--as` on a command that runs on this machine's files (serve, backup, restore),
+/// with no hub to reach and no agent to be. Declared on those commands, hidden, so that the
+/// global options stay out of their help and giving one is a usage error instead of being
+/// ignored: `serve --url http://0.0.0.0:80` would listen on 4242 without a word.
+#[derive(Args, Debug, Default)]
+pub struct NoHub {
+    #[arg(long, hide = true)]
+    url: Option<String>,
+    #[arg(long = "as", hide = true)]
+    agent: Option<String>,
+}
+
+impl NoHub {
+    /// Whether either option was given to the command.
+    pub fn given(&self) -> bool {
+        self.url.is_some() || self.agent.is_some()
+    }
 }

@@ -32,21 +32,33 @@ pub(super) fn run(step: &mut Step, op: &Op) -> Result<Written, StoreError> {
             let exclude = &**exclude;
             tasks::claim_next(step, &tasks::Wanted { from, ch, exclude }, *lease_s)
         }
-        Op::Touch { id, from, lease_s } => tasks::touch(step, id, from, *lease_s),
+        Op::Touch {
+            id,
+            from,
+            claim,
+            lease_s,
+        } => tasks::touch(step, id, &holder(from, *claim), *lease_s),
         Op::Retry { id, from } => tasks::retry(step, id, from),
-        Op::Update { id, from, fields } => tasks::update(step, id, from, fields),
+        Op::Update {
+            id,
+            from,
+            claim,
+            fields,
+        } => tasks::update(step, id, &holder(from, *claim), fields),
         Op::Complete {
             id,
             from,
+            claim,
             result,
             files,
-        } => tasks::complete(step, id, from, result, files),
+        } => tasks::complete(step, id, &holder(from, *claim), result, files),
         Op::Abandon {
             id,
             from,
+            claim,
             reason,
             delay_s,
-        } => tasks::abandon(step, id, from, reason, *delay_s),
+        } => tasks::abandon(step, id, &holder(from, *claim), reason, *delay_s),
         Op::Interrupt { id, from, reason } => tasks::interrupt(step, id, from, reason),
         Op::Heartbeat {
             from,
@@ -87,6 +99,11 @@ fn heartbeat(
 }
 
 /// Moves `agent`'s inbox read cursor forward to `up_to`.
+/// Who acts on a held task, as an op names them.
+fn holder(from: &str, claim: Option<i64>) -> tasks::Holder<'_> {
+    tasks::Holder { from, claim }
+}
+
 fn mark_read(step: &mut Step, agent: &str, up_to: &str) -> Result<Written, StoreError> {
     // Clamped to the greatest id issued so far: a cursor beyond it (any valid ULID is
     // accepted) would hide every later message for good. A clamp rather than a refusal:

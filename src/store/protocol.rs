@@ -42,6 +42,7 @@ pub enum Op {
     Touch {
         id: String,
         from: String,
+        claim: Option<i64>,
         lease_s: Option<f64>,
     },
     /// Put a failed task back in the queue with its attempts reset.
@@ -52,17 +53,20 @@ pub enum Op {
     Update {
         id: String,
         from: String,
+        claim: Option<i64>,
         fields: Map<String, Value>,
     },
     Complete {
         id: String,
         from: String,
+        claim: Option<i64>,
         result: Value,
         files: Vec<String>,
     },
     Abandon {
         id: String,
         from: String,
+        claim: Option<i64>,
         reason: Value,
         delay_s: f64,
     },
@@ -138,6 +142,7 @@ pub enum Written {
     Taken {
         id: String,
         by: String,
+        claim: i64,
         lease_expires_at: Option<f64>,
     },
     /// The task claim-next found and claimed, as it is now.

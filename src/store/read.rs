@@ -231,11 +231,13 @@ pub struct Task {
     pub attempts: i64,
     pub max_attempts: i64,
     pub lease_expires_at: Option<f64>,
+    /// How many times it has been claimed; while claimed, the claim's number.
+    pub claims: i64,
 }
 
 pub(super) const TASK_COLUMNS: &str = "id, created_at, updated_at, created_by, assigned_to, claimed_by, \
     claimed_at, status, title, context, result, files, ch, priority, not_before, attempts, \
-    max_attempts, lease_expires_at";
+    max_attempts, lease_expires_at, claims";
 
 /// A stored JSON column as it is, unparsed (it is only ever sent on); `null` when absent or
 /// not JSON.
@@ -264,6 +266,7 @@ pub(super) fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         attempts: row.get(15)?,
         max_attempts: row.get(16)?,
         lease_expires_at: row.get(17)?,
+        claims: row.get(18)?,
     })
 }
 

@@ -114,6 +114,10 @@ const MIGRATIONS: &[&str] = &[
     // prefix, instead of a channel scan that reads every message when the type is rare (see
     // `read::typed_ids`).
     "CREATE INDEX messages_by_type ON messages (ch, type, id);",
+    // How many times each task has been claimed: the current claim's number is the fencing
+    // token its holder sends back, so a worker whose claim ended cannot act on the next one
+    // even under the same agent id.
+    "ALTER TABLE tasks ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

@@ -115,7 +115,7 @@ pub fn supervise(ctx: &Ctx, id: &str, task: &Value, stop: &Receiver<Outcome>) ->
     let mut child = start(ctx, id)?;
     feed(&mut child, task);
     let stdout = read_stdout(ctx, &mut child)?;
-    let stderr = forward_stderr(ctx, id, &mut child)?;
+    let stderr = forward_stderr(ctx, task, &mut child)?;
     let (status, stopped_by) = wait_or_stop(ctx, &mut child, stop)?;
     Ok(Run {
         status,
@@ -177,11 +177,16 @@ fn read_stdout(ctx: &Ctx, child: &mut Child) -> io::Result<JoinHandle<Vec<u8>>> 
 }
 
 /// Posts each stderr line as a task update; the last `STDERR_TAIL` lines.
-fn forward_stderr(ctx: &Ctx, id: &str, child: &mut Child) -> io::Result<JoinHandle<Vec<String>>> {
+fn forward_stderr(
+    ctx: &Ctx,
+    task: &Value,
+    child: &mut Child,
+) -> io::Result<JoinHandle<Vec<String>>> {
     let stderr = child.stderr.take();
+    let id = task.get("id").and_then(Value::as_str).unwrap_or_default();
     let poster = UpdatePoster {
         client: ctx.client.clone(),
-        agent: ctx.agent.clone(),
+        holder: ctx.holder(task),
         path: format!("/tasks/{}/update", seg(id)),
     };
     reader(ctx, child, "stderr", move || {
@@ -192,7 +197,8 @@ fn forward_stderr(ctx: &Ctx, id: &str, child: &mut Child) -> io::Result<JoinHand
 /// Posts a task's updates (`/tasks/ID/update`).
 struct UpdatePoster {
     client: Client,
-    agent: String,
+    /// `from` and `claim` (`Ctx::holder`).
+    holder: Value,
     path: String,
 }
 
@@ -224,7 +230,8 @@ impl UpdatePoster {
     }
 
     fn post(&self, note: &str) {
-        let body = json!({"from": self.agent, "note": note});
+        let mut body = self.holder.clone();
+        body["note"] = json!(note);
         if let Err(e) = self.client.post_json(&self.path, &body) {
             eprintln!("workshop work: posting update: {e}");
         }

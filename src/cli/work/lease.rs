@@ -15,13 +15,16 @@ use super::{Ctx, spawn};
 /// Touches the task's lease every third of its length until the returned sender is dropped.
 /// A 409 or 403 means the lease ran out and the task went to someone else: stop the command.
 /// A 404 means a server without leases: nothing to keep.
-pub fn keep_lease(ctx: &Ctx, id: &str, lease: Duration, stop: Sender<Outcome>) -> Sender<()> {
+pub fn keep_lease(ctx: &Ctx, task: &Value, lease: Duration, stop: Sender<Outcome>) -> Sender<()> {
     let (done_tx, done_rx) = bounded::<()>(0);
+    let mut body = ctx.holder(task);
+    body["lease_s"] = json!(lease.as_secs_f64());
+    let id = task.get("id").and_then(Value::as_str).unwrap_or_default();
     let keeper = LeaseKeeper {
         client: ctx.client.clone(),
         hub: Arc::clone(&ctx.hub),
         path: format!("/tasks/{}/touch", seg(id)),
-        body: json!({"from": ctx.agent, "lease_s": lease.as_secs_f64()}),
+        body,
         stop,
     };
     spawn("lease", move || keeper.run(&done_rx, lease / 3));

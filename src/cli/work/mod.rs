@@ -20,6 +20,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 
 use crossbeam_channel::unbounded;
+use serde_json::{Value, json};
 
 use super::client::{CliError, Client, Result};
 
@@ -71,6 +72,14 @@ impl Ctx {
             children: child::Children::default(),
             hub: Arc::new(outage::HubState::default()),
         }
+    }
+
+    /// What every call on a claimed task starts with: who this worker is, and which claim of
+    /// `task` is its own (the `claims` claim-next answered with), so that if the claim ends
+    /// and the task is claimed again, even under this agent id by another process, the hub
+    /// refuses what this one still says about it.
+    fn holder(&self, task: &Value) -> Value {
+        json!({"from": self.agent, "claim": task.get("claims")})
     }
 }
 

@@ -28,7 +28,7 @@ pub fn run_task(
     ctx.args.output().started(id, title);
     // Dropping `_toucher` (when this function returns) stops the touching.
     let lease = ctx.args.claim_lease();
-    let _toucher = lease.map(|lease| keep_lease(ctx, id, lease, stop_tx.clone()));
+    let _toucher = lease.map(|lease| keep_lease(ctx, task, lease, stop_tx.clone()));
     let (outcome, detail) = run_command(ctx, id, task, stop_rx);
     let took = started.elapsed();
     let told = tell(ctx, task, outcome, detail);

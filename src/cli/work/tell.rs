@@ -92,7 +92,7 @@ pub fn tell(ctx: &Ctx, task: &Value, outcome: Outcome, detail: Detail) -> Told {
         Detail::Result(result) => done(ctx, task, outcome, result),
         Detail::Nothing => Told::plain(outcome, None, Ok(())),
         Detail::Abandon(why) => {
-            let report = abandon(ctx, task_id(task), why);
+            let report = abandon(ctx, task, why);
             Told::plain(outcome, Some(why.to_string()), report)
         }
         Detail::Error(failure) => {
@@ -109,7 +109,8 @@ fn task_id(task: &Value) -> &str {
 /// Marks the task done with its result. A result the server refuses (too large, say) fails
 /// the task rather than hold it.
 fn done(ctx: &Ctx, task: &Value, outcome: Outcome, result: Value) -> Told {
-    let body = json!({"from": ctx.agent, "result": result});
+    let mut body = ctx.holder(task);
+    body["result"] = result;
     match report(ctx, &format!("/tasks/{}/done", seg(task_id(task))), &body) {
         Err(e) if e.code == exit::USAGE => {
             let failure = Failure::reason_only(format!("could not mark done: {e}"));
@@ -120,9 +121,15 @@ fn done(ctx: &Ctx, task: &Value, outcome: Outcome, result: Value) -> Told {
     }
 }
 
-fn abandon(ctx: &Ctx, id: &str, reason: &str) -> Result<()> {
-    let body = json!({"from": ctx.agent, "reason": reason});
-    report(ctx, &format!("/tasks/{}/abandon", seg(id)), &body).map(|_| ())
+fn abandon(ctx: &Ctx, task: &Value, reason: &str) -> Result<()> {
+    let mut body = ctx.holder(task);
+    body["reason"] = json!(reason);
+    report(
+        ctx,
+        &format!("/tasks/{}/abandon", seg(task_id(task))),
+        &body,
+    )
+    .map(|_| ())
 }
 
 /// Posts `task.error` on the task's channel, then abandons the task with the failure's reason.
@@ -135,7 +142,7 @@ fn fail(ctx: &Ctx, task: &Value, failure: &Failure) -> Result<()> {
             task_id(task)
         );
     }
-    abandon(ctx, task_id(task), &failure.reason)
+    abandon(ctx, task, &failure.reason)
 }
 
 fn task_error(ctx: &Ctx, task: &Value, failure: &Failure) -> Value {

@@ -53,19 +53,21 @@ pub(crate) fn claim(step: &mut Step, id: &str, from: &str, lease_s: Option<f64>)
     check_claimable(id, from, &task)?;
     mark_claimed(step, id, from)?;
     let lease_expires_at = set_lease(step, id, lease_s)?;
-    let body = json!({"task-id": id, "title": task.title});
+    let claim = task.claims + 1;
+    let body = json!({"task-id": id, "title": task.title, "claim": claim});
     announce(step, &task, from, Announcement::new("task.claimed", body))?;
     let (id, by) = (id.to_string(), from.to_string());
     Ok(Written::Taken {
         id,
         by,
+        claim,
         lease_expires_at,
     })
 }
 
 fn mark_claimed(step: &Step, id: &str, from: &str) -> Result<(), StoreError> {
     let sql = "UPDATE tasks SET status = 'claimed', claimed_by = ?2, claimed_at = ?3,
-               updated_at = ?3 WHERE id = ?1";
+               updated_at = ?3, claims = claims + 1 WHERE id = ?1";
     step.tx
         .prepare_cached(sql)?
         .execute(params![id, from, now()])?;

@@ -7,9 +7,16 @@ use crate::store::step::Step;
 use rusqlite::params;
 use serde_json::{Map, Value, json};
 
+/// Who acts on a held task: the claimer's agent id and, when it gives it, the number of its
+/// claim (the task's `claims` when it was claimed), which fences off an older claim's process.
+pub(crate) struct Holder<'a> {
+    pub(crate) from: &'a str,
+    pub(crate) claim: Option<i64>,
+}
+
 /// Extends the claimer's lease (by the task's own length unless `lease_s` is given).
-pub(crate) fn touch(step: &mut Step, id: &str, from: &str, lease_s: Option<f64>) -> Answer {
-    let task = load_claimed_by(step, id, from)?;
+pub(crate) fn touch(step: &mut Step, id: &str, holder: &Holder, lease_s: Option<f64>) -> Answer {
+    let task = load_claimed_by(step, id, holder)?;
     let lease_s = lease_s.or(task.lease_s).ok_or_else(|| {
         StoreError::invalid(format!("task {id} has no lease to extend: give lease_s"))
     })?;
@@ -22,24 +29,30 @@ pub(crate) fn touch(step: &mut Step, id: &str, from: &str, lease_s: Option<f64>)
 }
 
 /// Progress from the claimer, announced with `fields` (less `from`).
-pub(crate) fn update(step: &mut Step, id: &str, from: &str, fields: &Map<String, Value>) -> Answer {
+pub(crate) fn update(
+    step: &mut Step,
+    id: &str,
+    holder: &Holder,
+    fields: &Map<String, Value>,
+) -> Answer {
     // Only the claimer reports progress: an update from anyone else, or on a task no one
     // holds (done, expired), would be announced as if it were real.
-    let task = load_claimed_by(step, id, from)?;
+    let task = load_claimed_by(step, id, holder)?;
     touch_task(step, id)?;
     // Progress from the claimer proves it is alive: it extends the lease.
     if let Some(lease_s) = task.lease_s {
         set_lease(step, id, Some(lease_s))?;
     }
     let news = Announcement::new("task.updated", progress(id, fields));
-    announce(step, &task, from, news)?;
+    announce(step, &task, holder.from, news)?;
     Ok(Written::Updated { id: id.to_string() })
 }
 
-/// An update's announcement: the fields reported, less `from`, with the task's id.
+/// An update's announcement: the fields reported, less `from` and `claim`, with the task's id.
 fn progress(id: &str, fields: &Map<String, Value>) -> Value {
     let mut body = fields.clone();
     body.remove("from");
+    body.remove("claim");
     body.insert("task-id".into(), json!(id));
     Value::Object(body)
 }
@@ -48,18 +61,18 @@ fn progress(id: &str, fields: &Map<String, Value>) -> Value {
 pub(crate) fn complete(
     step: &mut Step,
     id: &str,
-    from: &str,
+    holder: &Holder,
     result: &Value,
     files: &[String],
 ) -> Answer {
-    let task = load_claimed_by(step, id, from)?;
+    let task = load_claimed_by(step, id, holder)?;
     mark_done(step, id, result, files)?;
     let body = json!({"task-id": id, "title": task.title, "result": result});
     let news = Announcement {
         files: files.to_vec(),
         ..Announcement::new("task.done", body)
     };
-    announce(step, &task, from, news)?;
+    announce(step, &task, holder.from, news)?;
     Ok(Written::Completed { id: id.to_string() })
 }
 

@@ -6,7 +6,7 @@ mod held;
 mod release;
 
 pub(super) use claim::{Wanted, claim, claim_next, create};
-pub(super) use held::{complete, interrupt, touch, update};
+pub(super) use held::{Holder, complete, interrupt, touch, update};
 pub(super) use release::{abandon, expire_leases, retry};
 
 use super::clock::now;
@@ -31,11 +31,13 @@ struct TaskState {
     attempts: i64,
     max_attempts: i64,
     lease_s: Option<f64>,
+    /// How many times it has been claimed: the current claim's number (`Holder::claim`).
+    claims: i64,
 }
 
 fn load(step: &Step, id: &str) -> Result<TaskState, StoreError> {
     let sql = "SELECT status, assigned_to, claimed_by, title, ch, not_before, attempts,
-               max_attempts, lease_s FROM tasks WHERE id = ?1";
+               max_attempts, lease_s, claims FROM tasks WHERE id = ?1";
     let task = step.tx.prepare_cached(sql)?.query_row([id], from_row);
     task.optional()?
         .ok_or_else(|| StoreError::not_found(format!("no task {id}")))
@@ -52,11 +54,14 @@ fn from_row(row: &rusqlite::Row) -> rusqlite::Result<TaskState> {
         attempts: row.get(6)?,
         max_attempts: row.get(7)?,
         lease_s: row.get(8)?,
+        claims: row.get(9)?,
     })
 }
 
-/// A task that `from` holds: claimed (else a conflict) by `from` (else forbidden).
-fn load_claimed_by(step: &Step, id: &str, from: &str) -> Result<TaskState, StoreError> {
+/// A task that `holder` holds: claimed (else a conflict) by its agent (else forbidden), and
+/// when it names its claim, under that claim still (else a conflict: it ran out and the task
+/// was claimed again, perhaps by another process under the same agent id).
+fn load_claimed_by(step: &Step, id: &str, holder: &Holder) -> Result<TaskState, StoreError> {
     let task = load(step, id)?;
     if task.status != Status::Claimed {
         let status = task.status.as_str();
@@ -64,9 +69,14 @@ fn load_claimed_by(step: &Step, id: &str, from: &str) -> Result<TaskState, Store
             "task {id} is {status}, not claimed"
         )));
     }
-    match task.claimed_by.as_deref() {
-        Some(claimer) if claimer != from => Err(StoreError::forbidden(format!(
+    let from = holder.from;
+    match (task.claimed_by.as_deref(), holder.claim) {
+        (Some(claimer), _) if claimer != from => Err(StoreError::forbidden(format!(
             "task {id} is claimed by {claimer}, not {from}"
+        ))),
+        (_, Some(claim)) if claim != task.claims => Err(StoreError::conflict(format!(
+            "task {id}: claim {claim} has ended; it is claimed again (claim {})",
+            task.claims
         ))),
         _ => Ok(task),
     }

@@ -1,6 +1,6 @@
 //! A task given back: abandoned by its claimer or its lease run out (open again, or failed
 //! once out of attempts), and a failed one retried.
-use super::{Announcement, Answer, TaskState, announce, load, load_claimed_by};
+use super::{Announcement, Answer, Holder, TaskState, announce, load, load_claimed_by};
 use crate::store::clock::now;
 use crate::store::failure::StoreError;
 use crate::store::protocol::{Status, Written};
@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 pub(crate) fn abandon(
     step: &mut Step,
     id: &str,
-    from: &str,
+    holder: &Holder,
     reason: &Value,
     delay_s: f64,
 ) -> Answer {
-    let task = load_claimed_by(step, id, from)?;
+    let task = load_claimed_by(step, id, holder)?;
     let body = json!({"task-id": id, "title": task.title, "reason": reason});
     let news = Announcement::new("task.abandoned", body);
-    let status = release(step, id, &task, (from, news), delay_s)?;
+    let status = release(step, id, &task, (holder.from, news), delay_s)?;
     let id = id.to_string();
     Ok(Written::Abandoned { id, status })
 }
