@@ -169,10 +169,10 @@ pub fn run(config: Config, serve: Serve) -> Result<(), String> {
     let running = start(config, serve)?;
     running.print_banner();
     if let Some(signal) = signals.forever().next() {
-        eprintln!("workshop: signal {signal}, shutting down");
+        say!("signal {signal}, shutting down");
     }
     running.shutdown();
-    eprintln!("workshop: stopped");
+    say!("stopped");
     Ok(())
 }
 
@@ -198,7 +198,7 @@ fn retention(app: &App) {
         if last.elapsed() >= RETENTION_EVERY {
             last = Instant::now();
             if let Err(e) = app.store.write(prune(&app.config)) {
-                eprintln!("workshop: retention cleanup failed: {}", e.message);
+                say!("retention cleanup failed: {}", e.message);
             }
         }
     }

@@ -86,7 +86,7 @@ pub enum Fault {
 impl Fault {
     /// SQLite's messages may name the database file: they go to the log, never to a client.
     pub fn of_sqlite(err: &rusqlite::Error) -> Fault {
-        eprintln!("workshop: database error: {err}");
+        say!("database error: {err}");
         Fault::of_sqlite_code(err.sqlite_error_code())
     }
 

@@ -4,6 +4,16 @@
 // note: `sys` (the libc calls std has no safe form of) and `cli::signal` (`kill`).
 #![deny(unsafe_code)]
 
+/// One line of the server's own on stderr, `workshop: ...`. Unlike `eprintln!` it never
+/// panics: stderr may be a file on a disk that just filled up or a pipe whose reader died, and
+/// a panic in the writer thread over a log line would stop every write for good.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let line = format!("workshop: {}\n", format_args!($($arg)*));
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }};
+}
+
 pub mod api;
 pub mod app;
 pub mod backup;
@@ -36,7 +46,7 @@ pub fn serve(overrides: &[(&str, String)]) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("workshop: {message}");
+            say!("{message}");
             ExitCode::FAILURE
         }
     }

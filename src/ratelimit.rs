@@ -245,10 +245,7 @@ impl RateLimiter {
             recipients: vec![from.to_string()],
         };
         if let Err(e) = store.write(Op::Publish(message)) {
-            eprintln!(
-                "workshop: cannot announce throttling of {from}: {}",
-                e.message
-            );
+            say!("cannot announce throttling of {from}: {}", e.message);
         }
     }
 }

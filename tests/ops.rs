@@ -529,6 +529,88 @@ fn no_server_starts_while_a_restore_holds_the_files() {
     assert!(!db.exists(), "nothing was created");
 }
 
+/// A storage error while the server's stderr cannot be written (the log's disk is full, the
+/// log pipe's reader died) is answered, and the writer goes on: writes resume once the cause
+/// has gone. Logging it with `eprintln!` panicked in the writer thread, which left the server
+/// answering reads and /status but refusing every write for good.
+#[test]
+fn a_storage_error_with_stderr_unwritable_does_not_stop_the_writer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("w.db");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut server = KilledOnDrop(
+        Command::new(BIN)
+            .env_clear()
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("DB_PATH", &db)
+            .env("BLOBS_DIR", dir.path().join("blobs"))
+            .stdout(Stdio::piped())
+            .stderr(full)
+            .spawn()
+            .expect("spawn workshop"),
+    );
+    let server = &mut server.0;
+    let mut first = String::new();
+    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let port: u16 = first
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect(&first);
+    let publish = || {
+        request(
+            port,
+            "POST",
+            "/ch/general",
+            &[],
+            br#"{"from":"a","type":"t"}"#,
+        )
+    };
+    assert_eq!(publish().status, 201);
+    // Another process holds SQLite's write lock past the writer's 5 s busy timeout.
+    let holder = rusqlite::Connection::open(&db).expect("open");
+    holder.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+    let refused = publish();
+    assert!(
+        refused.status >= 500,
+        "{}: {}",
+        refused.status,
+        refused.text()
+    );
+    assert!(!refused.error().is_empty());
+    holder.execute_batch("ROLLBACK").expect("let go");
+    drop(holder);
+    let after = publish();
+    assert_eq!(after.status, 201, "writes resume: {}", after.text());
+    common::signal(server.id(), "TERM");
+    let status = wait_for(DEADLINE, "the server to stop", || {
+        server.try_wait().expect("try_wait")
+    });
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a clean stop, though stderr is full"
+    );
+}
+
+/// A server started by hand, killed if a test fails before it stops it.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A second server on a database one is using would store messages the first one's streams
 /// never see: it refuses to start, and the first goes on as before.
 #[test]

@@ -177,7 +177,7 @@ impl NdjsonBody {
                 Ok(None) => return Ok(false),
                 Err(e) => {
                     // The status line is long gone: all the client can see is the cut.
-                    eprintln!("workshop: NDJSON answer cut short: {}", e.message);
+                    say!("NDJSON answer cut short: {}", e.message);
                     return Err(io::Error::other(e.message));
                 }
             }

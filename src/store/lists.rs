@@ -107,7 +107,7 @@ impl Read for JsonArray {
                 // more is sent, even if asked again.
                 self.closed = true;
                 self.out.clear();
-                eprintln!("workshop: list answer cut short: {}", e.message);
+                say!("list answer cut short: {}", e.message);
                 return Err(io::Error::other(e.message));
             }
         }

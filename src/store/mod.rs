@@ -137,7 +137,7 @@ fn catch_up_search(conn: &mut Connection) -> rusqlite::Result<()> {
     let count = search::index_unindexed(&tx)?;
     tx.commit()?;
     if count > 0 {
-        eprintln!("workshop: indexed {count} messages for search");
+        say!("indexed {count} messages for search");
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::ids::IdGen;
 use crate::metrics::METRICS;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -43,7 +44,16 @@ pub fn spawn(
     };
     std::thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer.serve(&commands))
+        .spawn(move || {
+            let served = std::panic::catch_unwind(AssertUnwindSafe(|| writer.serve(&commands)));
+            // A writer that died would leave the server up, answering reads and /status, but
+            // storing nothing and leaving the requests queued for it unanswered: end the
+            // process instead, so that its supervisor (systemd's Restart=) starts it afresh.
+            if served.is_err() {
+                say!("the writer thread failed; exiting so that the service is restarted");
+                std::process::exit(70);
+            }
+        })
 }
 
 struct Writer {
@@ -67,7 +77,7 @@ impl Writer {
             self.run_batch(batch(first, commands));
         }
         if let Err(e) = self.flush_unindexed() {
-            eprintln!("workshop: the last messages will be indexed at start-up: {e}");
+            say!("the last messages will be indexed at start-up: {e}");
         }
         self.checkpoint();
     }
