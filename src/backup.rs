@@ -9,11 +9,16 @@
 //! A server and a restore each hold `DB_PATH.lock` exclusively (`flock`): neither starts
 //! while the other, or another server, uses the database (a second server's messages would
 //! never reach the first's streams). The kernel drops it when a process dies.
+mod place;
+
+pub use place::mark_in_use;
+
 use crate::blobs::{copy_hashing, valid_hash};
 use crate::store::schema;
+use place::{check_apart, lock, sibling};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, TryLockError};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,62 +59,13 @@ impl Manifest {
     }
 }
 
-/// Marks `db` as in use by this server for as long as the returned file stays open.
-pub fn mark_in_use(db: &Path) -> Result<File, String> {
-    lock(db, |db| {
-        format!(
-            "another workshop server, or a restore, is using {}: stop it first, or give \
-             this server a DB_PATH of its own",
-            db.display()
-        )
-    })
-}
-
-/// Takes `db`'s lock (exclusively: a server and a restore both do), held until the returned
-/// file is dropped; `busy` says what to do when another process holds it.
-fn lock(db: &Path, busy: fn(&Path) -> String) -> Result<File, String> {
-    let lock = open_lock(db)?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(TryLockError::WouldBlock) => Err(busy(db)),
-        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path(db).display())),
-    }
-}
-
-fn open_lock(db: &Path) -> Result<File, String> {
-    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let path = lock_path(db);
-    // Read-only is enough to lock: a lock file root left (a restore run as root) still works
-    // for a server running as another user.
-    File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .or_else(|_| File::open(&path))
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
-}
-
-fn lock_path(db: &Path) -> PathBuf {
-    sibling(db, ".lock")
-}
-
-/// `db` with `suffix` appended to its file name (`w.db-wal`, `w.db.lock`).
-fn sibling(db: &Path, suffix: &str) -> PathBuf {
-    let mut path = db.as_os_str().to_owned();
-    path.push(suffix);
-    PathBuf::from(path)
-}
-
 /// Copies the database at `db` and the blobs in `blobs` into `dir`, while a server may be
 /// writing to them.
 pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
     if !db.is_file() {
         return Err(format!("no database at {}", db.display()));
     }
+    check_apart(dir, db, blobs)?;
     let dir_blobs = dir.join(BLOBS);
     fs::create_dir_all(&dir_blobs)
         .map_err(|e| format!("cannot create {}: {e}", dir_blobs.display()))?;
@@ -131,6 +87,7 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
 
 /// Installs the backup in `dir` as the database `db` and blobs `blobs`, after checking it.
 pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> {
+    check_apart(dir, db, blobs)?;
     let (manifest, copy) = checked_backup(dir)?;
     let _lock = lock(db, |db| {
         format!(

@@ -611,6 +611,57 @@ impl Drop for KilledOnDrop {
     }
 }
 
+/// A backup into the folder the server keeps its files in would replace the live database
+/// (`DIR/workshop.db` is `DB_PATH` under the default name) while the server goes on writing
+/// to the unlinked old one: refused, as is a restore from there, and nothing changes.
+#[test]
+fn a_backup_into_the_servers_own_files_is_refused_and_changes_nothing() {
+    let state = tempfile::tempdir().expect("state dir");
+    let (db, blobs) = (state.path().join("workshop.db"), state.path().join("blobs"));
+    let server = Server::start_with_options(Options {
+        db_path: Some(db.clone()),
+        blobs_dir: Some(blobs.clone()),
+        ..Options::default()
+    });
+    server.publish("general", "before", json!({}));
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let live = inode(&db);
+    let state_arg = state.path().to_str().unwrap().to_string();
+    let via_dot = format!("{state_arg}/./");
+    for (command, dir) in [
+        ("backup", state_arg.as_str()),
+        ("backup", via_dot.as_str()),
+        ("backup", blobs.to_str().unwrap()),
+        ("restore", state_arg.as_str()),
+    ] {
+        let out = workshop(&[command, dir], &db, &blobs);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command} {dir}: {stderr}");
+        assert!(stderr.contains("holds the server's own files"), "{stderr}");
+    }
+    assert_eq!(inode(&db), live, "the live database is the same file");
+    assert!(!state.path().join("manifest.json").exists());
+    server.publish("general", "after", json!({}));
+    assert_eq!(server.history("/ch/general/history").len(), 2);
+    // A folder of its own inside the state folder is fine.
+    let own = state.path().join("backups");
+    let out = workshop(&["backup", own.to_str().unwrap()], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    server.assert_no_panic();
+}
+
+/// Two paths to one database (here a symbolic link) share its lock: a second server through
+/// the link refuses to start.
+#[test]
+fn a_second_server_through_a_link_to_the_database_is_refused() {
+    let server = Server::start();
+    let link = server.dir.path().join("link.db");
+    std::os::unix::fs::symlink(server.db_path(), &link).expect("symlink");
+    let (code, stderr) = start_refused(&link, &server.blobs_dir());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("another workshop server"), "{stderr}");
+}
+
 /// A second server on a database one is using would store messages the first one's streams
 /// never see: it refuses to start, and the first goes on as before.
 #[test]
