@@ -650,6 +650,30 @@ fn a_backup_into_the_servers_own_files_is_refused_and_changes_nothing() {
     server.assert_no_panic();
 }
 
+/// A database a newer build wrote (a downgrade) is refused at start-up with one line, as
+/// restore refuses its backup: this build would write to tables whose shape it does not know.
+#[test]
+fn a_database_from_a_newer_build_is_refused() {
+    let mut server = Server::start();
+    server.publish("general", "kept", json!({}));
+    server.stop();
+    let db = server.db_path();
+    rusqlite::Connection::open(&db)
+        .and_then(|c| c.pragma_update(None, "user_version", 99))
+        .expect("set a future schema");
+    let (code, stderr) = start_refused(&db, &server.blobs_dir());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("schema 99, from a newer workshop"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    let version: i64 = rusqlite::Connection::open(&db)
+        .and_then(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+        .unwrap();
+    assert_eq!(version, 99, "left as it was");
+}
+
 /// Two paths to one database (here a symbolic link) share its lock: a second server through
 /// the link refuses to start.
 #[test]

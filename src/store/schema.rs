@@ -167,7 +167,19 @@ pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Brings the database up to `VERSION`; one written by a newer build is refused, since
+/// this build would write to tables it does not know the shape of (a downgrade).
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > VERSION as i64 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "it has schema {version}, from a newer workshop; this build knows up to \
+                 {VERSION}: run the newer build"
+            )),
+        ));
+    }
     migrate_to(conn, VERSION)
 }
 
