@@ -7,6 +7,9 @@
 //! - a browser request is served only under a Host that cannot be DNS-rebound: an IP literal,
 //!   `localhost`, or a name in `WORKSHOP_HOSTNAMES`;
 //! - a browser write from another origin is refused unless `WORKSHOP_CORS_ORIGINS` allows it;
+//! - so is a browser read from another site, unless it is a link followed to a page: a page
+//!   cannot see such an answer, but it can time it (a long poll tells whether a channel, a
+//!   type or an inbox holds something, and when messages come) or show a hub file;
 //! - cross-origin reads are opt-in: no `Access-Control-Allow-Origin` unless that list allows
 //!   the origin;
 //! - answers carry the headers that keep hub content from running in (or framing) a page:
@@ -24,9 +27,10 @@ use crate::http::{Reply, Req};
 use tiny_http::Method;
 
 impl Policy {
-    /// Refuses (403) a browser request under a foreign Host, or a browser write from a
-    /// foreign origin. `OPTIONS` is always let through: a preflight changes nothing.
-    pub fn admit(&self, seen: &Seen, method: &Method) -> Result<(), ApiError> {
+    /// Refuses (403) a browser request under a foreign Host, or a browser write or read from
+    /// a foreign origin. `OPTIONS` is always let through: a preflight changes nothing.
+    /// `waits`: the request asks to wait (`?wait=`), so its answer's timing says something.
+    pub fn admit(&self, seen: &Seen, method: &Method, waits: bool) -> Result<(), ApiError> {
         if *method == Method::Options || !seen.is_browser() {
             return Ok(());
         }
@@ -39,8 +43,36 @@ impl Policy {
             )));
         }
         match method {
-            Method::Get | Method::Head => Ok(()),
+            Method::Get | Method::Head => self.admit_read(seen, host, waits),
             _ => self.admit_write(seen, host),
+        }
+    }
+
+    /// A browser read: from the hub's own pages or an allowed origin, typed or bookmarked by
+    /// the person, or a link from another site followed to a page that does not wait. What
+    /// else another site's page asks for (a fetch, an image, a script, a frame) is refused:
+    /// it could not read the answer, but it could time it or show it. A browser that says
+    /// nothing of where a request comes from (no Fetch Metadata: plain http under a host
+    /// name) is served, but not a wait, which is the one answer whose timing tells much.
+    fn admit_read(&self, seen: &Seen, host: &str, waits: bool) -> Result<(), ApiError> {
+        let ours = seen
+            .origin
+            .is_some_and(|o| same_origin(o, host) || self.cors_allows(o));
+        let admitted = match seen.fetch_site {
+            Some("same-origin" | "none") => true,
+            Some(_) => ours || (is_followed_link(seen) && !waits),
+            None => ours || !waits,
+        };
+        match admitted {
+            true => Ok(()),
+            false => Err(ApiError::forbidden(format!(
+                "{} refused: another site's page may only link to the hub; list its origin \
+                 in WORKSHOP_CORS_ORIGINS to let it read",
+                match waits {
+                    true => "a browser wait (?wait=) not from the hub's own pages",
+                    false => "a cross-site read",
+                }
+            ))),
         }
     }
 
@@ -75,9 +107,14 @@ impl Policy {
         let mut out = self.cors_headers(seen, method);
         if path == "/ui" {
             out.push(("Content-Security-Policy", ui::CSP.clone()));
+            // A page that opened the UI (a link, window.open) keeps no handle on it, so it
+            // cannot later send the tab somewhere else.
+            out.push(("Cross-Origin-Opener-Policy", "same-origin".into()));
         } else if path.starts_with("/files/") {
             out.push(("Content-Disposition", files::content_disposition(name)));
             out.push(("Content-Security-Policy", files::FILES_CSP.into()));
+            // No other site's page may embed a hub file (an image, say) as its own.
+            out.push(("Cross-Origin-Resource-Policy", "same-origin".into()));
         }
         out
     }
@@ -121,6 +158,12 @@ impl Policy {
     }
 }
 
+/// A top-level navigation: a link followed or an address opened, not a page's fetch, image,
+/// script or frame.
+fn is_followed_link(seen: &Seen) -> bool {
+    seen.fetch_mode == Some("navigate") && matches!(seen.fetch_dest, Some("document") | None)
+}
+
 /// `OPTIONS`: a CORS preflight, answered for every path; its allow headers depend on its
 /// origin (`Policy::headers`).
 pub fn preflight(_: &App, _: &mut Req) -> Result<Reply, ApiError> {
@@ -147,236 +190,4 @@ fn same_origin(origin: &str, host: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::browser::{parse_cors_origins, parse_hostnames};
-
-    const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0.0.0 Safari/537.36";
-
-    fn policy(hostnames: &str, cors: &str) -> Policy {
-        Policy {
-            hostnames: parse_hostnames(hostnames).unwrap(),
-            cors: parse_cors_origins(cors).unwrap(),
-        }
-    }
-
-    fn seen<'a>(host: &'a str, origin: Option<&'a str>) -> Seen<'a> {
-        Seen {
-            host: Some(host),
-            origin,
-            user_agent: Some(CHROME),
-            ..Seen::default()
-        }
-    }
-
-    fn status(result: Result<(), ApiError>) -> u16 {
-        result.err().map_or(200, |e| e.status)
-    }
-
-    #[test]
-    fn browsers_are_told_apart_from_other_clients() {
-        assert!(!Seen::default().is_browser());
-        let curl = Seen {
-            host: Some("evil.test"),
-            user_agent: Some("curl/8.5.0"),
-            ..Seen::default()
-        };
-        assert!(!curl.is_browser());
-        assert!(seen("x", None).is_browser());
-        for marked in [
-            Seen {
-                origin: Some("null"),
-                ..Seen::default()
-            },
-            Seen {
-                fetch_site: Some("none"),
-                ..Seen::default()
-            },
-            Seen {
-                fetch_mode: Some("cors"),
-                ..Seen::default()
-            },
-            Seen {
-                upgrade_insecure: Some("1"),
-                ..Seen::default()
-            },
-        ] {
-            assert!(marked.is_browser(), "{marked:?}");
-        }
-    }
-
-    #[test]
-    fn non_browser_clients_pass_whatever_their_host() {
-        let p = policy("", "");
-        let curl = Seen {
-            host: Some("evil.test:4242"),
-            user_agent: Some("curl/8"),
-            ..Seen::default()
-        };
-        for method in [Method::Get, Method::Post] {
-            assert_eq!(status(p.admit(&curl, &method)), 200);
-        }
-    }
-
-    #[test]
-    fn browser_hosts_must_not_be_rebindable() {
-        let p = policy("hub, Hub.Tail1234.ts.net.", "");
-        for good in [
-            "127.0.0.1:4242",
-            "100.64.1.2",
-            "[::1]:4242",
-            "[fd7a:115c::1]",
-            "localhost:4242",
-            "LOCALHOST",
-            "hub:4242",
-            "hub.tail1234.ts.net",
-            "HUB.tail1234.ts.net.:80",
-        ] {
-            assert_eq!(
-                status(p.admit(&seen(good, None), &Method::Get)),
-                200,
-                "{good}"
-            );
-        }
-        for bad in [
-            "evil.test:4242",
-            "hub.evil.test",
-            "127.0.0.1.evil.test",
-            "localhost.evil.test",
-            "",
-            "[::1",
-            "hub:port",
-            "127.1",
-        ] {
-            let err = p.admit(&seen(bad, None), &Method::Get).unwrap_err();
-            assert_eq!(err.status, 403, "{bad}");
-            assert!(
-                err.message.contains("WORKSHOP_HOSTNAMES"),
-                "{}",
-                err.message
-            );
-        }
-        let no_host = Seen {
-            fetch_mode: Some("navigate"),
-            ..Seen::default()
-        };
-        assert_eq!(status(p.admit(&no_host, &Method::Get)), 403);
-        // A preflight is always answered: it changes nothing.
-        assert_eq!(
-            status(p.admit(&seen("evil.test", None), &Method::Options)),
-            200
-        );
-    }
-
-    #[test]
-    fn cross_origin_writes_are_refused_unless_listed() {
-        let p = policy("", "");
-        let host = "127.0.0.1:4242";
-        let write = |origin: Option<&str>, site: Option<&str>| {
-            let mut s = seen(host, origin);
-            s.fetch_site = site;
-            status(p.admit(&s, &Method::Post))
-        };
-        assert_eq!(write(Some("http://127.0.0.1:4242"), None), 200);
-        assert_eq!(write(Some("https://127.0.0.1:4242"), None), 200);
-        assert_eq!(write(None, Some("same-origin")), 200);
-        assert_eq!(write(None, Some("none")), 200);
-        assert_eq!(write(None, None), 200);
-        for origin in [
-            "http://127.0.0.1:4243",
-            "http://localhost:4242",
-            "https://evil.example",
-            "null",
-            "http://127.0.0.1:4242.evil.example",
-        ] {
-            assert_eq!(write(Some(origin), Some("same-origin")), 403, "{origin}");
-        }
-        assert_eq!(write(None, Some("cross-site")), 403);
-        assert_eq!(write(None, Some("same-site")), 403);
-        // Reads are not refused: without Access-Control-Allow-Origin the page cannot see them.
-        assert_eq!(
-            status(p.admit(&seen(host, Some("https://evil.example")), &Method::Get)),
-            200
-        );
-
-        let listed = policy("", "https://ui.example, http://127.0.0.1:9000/");
-        let from = |origin| status(listed.admit(&seen(host, Some(origin)), &Method::Post));
-        assert_eq!(from("https://ui.example"), 200);
-        assert_eq!(from("http://127.0.0.1:9000"), 200);
-        assert_eq!(from("https://evil.example"), 403);
-        let any = policy("", "*");
-        let s = seen(host, Some("https://evil.example"));
-        assert_eq!(status(any.admit(&s, &Method::Post)), 200);
-    }
-
-    #[test]
-    fn default_ports_are_implied_in_same_origin() {
-        assert!(same_origin("http://hub", "hub:80"));
-        assert!(same_origin("http://hub:80", "hub"));
-        assert!(same_origin("https://hub", "hub:443"));
-        assert!(!same_origin("http://hub", "hub:4242"));
-        assert!(!same_origin("ftp://hub", "hub"));
-        assert!(!same_origin("http://", ""));
-    }
-
-    fn header<'a>(headers: &'a [(&str, String)], name: &str) -> Option<&'a str> {
-        headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    #[test]
-    fn cors_headers_are_opt_in() {
-        let o = Some("https://ui.example");
-        let s = seen("127.0.0.1", o);
-        let none = policy("", "").headers(&s, &Method::Options, "/ch/a", None);
-        assert!(none.is_empty(), "{none:?}");
-
-        let listed = policy("", "https://ui.example");
-        let h = listed.headers(&s, &Method::Options, "/ch/a", None);
-        assert_eq!(
-            header(&h, "Access-Control-Allow-Origin"),
-            Some("https://ui.example")
-        );
-        assert_eq!(
-            header(&h, "Access-Control-Allow-Methods"),
-            Some(ALLOW_METHODS)
-        );
-        assert_eq!(
-            header(&h, "Access-Control-Allow-Headers"),
-            Some(ALLOW_HEADERS)
-        );
-        assert_eq!(header(&h, "Vary"), Some("Origin"));
-        let h = listed.headers(&s, &Method::Get, "/ch/a", None);
-        assert_eq!(header(&h, "Access-Control-Allow-Methods"), None);
-        let other = seen("127.0.0.1", Some("https://evil.example"));
-        let h = listed.headers(&other, &Method::Options, "/ch/a", None);
-        assert_eq!(header(&h, "Access-Control-Allow-Origin"), None);
-        assert_eq!(header(&h, "Access-Control-Allow-Methods"), None);
-
-        let any = policy("", "*");
-        let h = any.headers(&Seen::default(), &Method::Get, "/status", None);
-        assert_eq!(header(&h, "Access-Control-Allow-Origin"), Some("*"));
-    }
-
-    #[test]
-    fn ui_and_files_get_their_policies() {
-        let p = policy("", "");
-        let h = p.headers(&Seen::default(), &Method::Get, "/ui", None);
-        let csp = header(&h, "Content-Security-Policy").unwrap();
-        assert!(
-            csp.starts_with("default-src 'none'; script-src 'sha256-"),
-            "{csp}"
-        );
-        assert!(csp.ends_with("; frame-ancestors 'none'"), "{csp}");
-        let h = p.headers(&Seen::default(), &Method::Get, "/files/sha256:x", None);
-        assert_eq!(header(&h, "Content-Disposition"), Some("attachment"));
-        assert_eq!(
-            header(&h, "Content-Security-Policy"),
-            Some(files::FILES_CSP)
-        );
-        let h = p.headers(&Seen::default(), &Method::Get, "/status", None);
-        assert!(h.is_empty());
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@ pub struct Seen<'a> {
     pub origin: Option<&'a str>,
     pub fetch_site: Option<&'a str>,
     pub fetch_mode: Option<&'a str>,
+    pub fetch_dest: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub upgrade_insecure: Option<&'a str>,
 }
@@ -20,6 +21,7 @@ impl<'a> Seen<'a> {
             origin: request_header(request, "Origin"),
             fetch_site: request_header(request, "Sec-Fetch-Site"),
             fetch_mode: request_header(request, "Sec-Fetch-Mode"),
+            fetch_dest: request_header(request, "Sec-Fetch-Dest"),
             user_agent: request_header(request, "User-Agent"),
             upgrade_insecure: request_header(request, "Upgrade-Insecure-Requests"),
         }

@@ -116,7 +116,8 @@ fn browser_rules(
     let seen = browser::Seen::of(request);
     let name = params.get("name").map(String::as_str);
     let headers = policy.headers(&seen, method, path, name);
-    (policy.admit(&seen, method), headers)
+    let waits = params.contains_key("wait");
+    (policy.admit(&seen, method, waits), headers)
 }
 
 /// The path and query of a request target. An absolute-form target

@@ -97,6 +97,15 @@ async function probe({ hub, zero }) {
     form.submit();
     setTimeout(() => resolve("no load event"), 10_000);
   });
+  // A long poll on a quiet channel, timed: the page cannot read the answer, but when it comes
+  // would say whether anything was there (the hub refuses it from another site at once).
+  // Both ways a page may ask: no-cors (no Origin sent) and cors.
+  out.waitedMs = {};
+  for (const mode of ["no-cors", "cors"]) {
+    const asked = performance.now();
+    await attempt(async () => (await fetch(hub + "/ch/quiet/history?wait=3", { mode })).type);
+    out.waitedMs[mode] = Math.round(performance.now() - asked);
+  }
   // EventSource, replaying from the start: a readable stream would deliver the seeded message.
   out.sse = await new Promise((resolve) => {
     const es = new EventSource(hub + "/ch/general?since=" + zero);
@@ -140,7 +149,8 @@ async function main() {
     assert(got.preflightedPost.startsWith("blocked"), "preflighted POST: " + got.preflightedPost);
     assert(got.form === "submitted", "form: " + got.form);
     assert(got.sse === "error", "EventSource: " + got.sse);
-    // What the hub did: served the reads (unreadable without CORS), refused every write.
+    // What the hub did: refused the reads (another site's page, Sec-Fetch-Site: cross-site)
+    // and every write, and answered the long poll at once, so its timing tells nothing.
     const now = await stored(hub);
     assert(now.messages === 1 && now.tasks === 0, "stored " + JSON.stringify(now));
     const csrf = logged(hub, "POST", "/ch/csrf");
@@ -148,7 +158,11 @@ async function main() {
     const preflights = logged(hub, "OPTIONS", "/tasks");
     assert(preflights.length >= 1 && preflights.every((s) => s === 204), "preflight answers " + preflights);
     assert(logged(hub, "POST", "/tasks").length === 0, "the preflighted POST was never sent");
-    assert(logged(hub, "GET", "/history").includes(200), "reads reached the hub");
+    const reads = logged(hub, "GET", "/history");
+    assert(reads.length >= 1 && reads.every((s) => s === 403), "GET /history answers " + reads);
+    const waits = logged(hub, "GET", "/ch/quiet");
+    assert(waits.length === 2 && waits.every((s) => s === 403), "GET /ch/quiet?wait= answers " + waits);
+    for (const [mode, ms] of Object.entries(got.waitedMs)) assert(ms < 2000, `the refused ${mode} long poll took ${ms} ms`);
   });
 
   await step("control: the same page, allowed by WORKSHOP_CORS_ORIGINS, can do all of it", async () => {
@@ -159,6 +173,7 @@ async function main() {
     assert(got.simplePost === "read 201", "simple POST: " + got.simplePost);
     assert(got.preflightedPost === "read 201", "preflighted POST: " + got.preflightedPost);
     assert(got.sse.startsWith("message: ") && got.sse.includes(SECRET), "EventSource: " + got.sse);
+    assert(got.waitedMs.cors >= 2500, `an allowed origin's long poll waits: ${got.waitedMs.cors} ms`);
     const now = await stored(control);
     // seed + simple, no-cors and form publishes + task.created
     assert(now.messages === 5 && now.tasks === 1, "stored " + JSON.stringify(now));
