@@ -8,10 +8,10 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cli_support::{Cli, json, poll, script};
-use common::{BIN, Server, pid_alive, signal};
+use common::{BIN, Server, pid_alive, signal, try_signal};
 use serde_json::Value;
 
 const ME: &str = "user.alice";
@@ -259,6 +259,94 @@ fn a_second_signal_kills_the_command_and_exits_130() {
         "worker.s",
         "left to its lease"
     );
+}
+
+/// `kill -9` of a worker stops its command and the command's own children (SIGTERM, then
+/// SIGKILL after --grace or half the lease, if shorter), so when the lease runs out and another
+/// worker takes the task, the first run is over. They used to run on, orphaned: the task ran
+/// twice at once.
+#[test]
+fn a_killed_workers_command_and_its_children_stop() {
+    let hub = Server::start();
+    let (command_pid, child_pid) = (hub.path("command.pid"), hub.path("child.pid"));
+    // The command's child ignores SIGTERM: only the SIGKILL after the grace ends it.
+    let handler = script(
+        hub.dir.path(),
+        "handle.sh",
+        &format!(
+            "sh -c 'trap \"\" TERM; {}; exec sleep 300' &\n{}\nwait\n",
+            save_pid(&child_pid),
+            save_pid(&command_pid)
+        ),
+    );
+    let id = hub.ok(ME, &["task", "create", "outlive me"]);
+    // Half the lease (2 s), not the 600 s grace, is what the child gets after its SIGTERM.
+    let handler = handler.to_str().unwrap();
+    let args = ["work", "--grace", "600", "--lease", "4", "--", handler];
+    let mut worker = hub.spawn("worker.k", &args, &[]);
+    let command = saved_pid(&command_pid, "the command to start");
+    let child = saved_pid(&child_pid, "the command's child to start");
+    worker.child.kill().expect("SIGKILL the worker");
+    worker.child.wait().expect("reap the worker");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && (pid_alive(&command) || pid_alive(&child)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<&String> = [&command, &child]
+        .into_iter()
+        .filter(|pid| pid_alive(pid))
+        .collect();
+    for pid in &left {
+        try_signal(pid.parse().unwrap(), "KILL"); // not left behind by a failed test
+    }
+    assert!(
+        left.is_empty(),
+        "still running 10 s after the worker died: {left:?}"
+    );
+    let types: Vec<Value> = hub
+        .channel_history("tasks", "")
+        .into_iter()
+        .map(|m| m["type"].clone())
+        .collect();
+    assert!(
+        !types.iter().any(|t| t == "task.done" || t == "task.error"),
+        "a dead worker reports nothing: {types:?}"
+    );
+    assert_ne!(task(&hub, &id)["status"], "done");
+}
+
+/// A command's exit reaches the hub as it was: its exit code, or the signal that killed it.
+#[test]
+fn a_commands_exit_code_and_signal_are_reported_as_they_were() {
+    let hub = Server::start();
+    let handler = script(
+        hub.dir.path(),
+        "handle.sh",
+        "case \"$(cat)\" in\n  *'\"title\":\"exit 42\"'*) exit 42 ;;\n  *) kill -USR1 $$ ;;\nesac\n",
+    );
+    let code = hub.ok(ME, &["task", "create", "exit 42"]);
+    let signalled = hub.ok(ME, &["task", "create", "signal"]);
+    let _worker = hub.spawn("worker.x", &["work", "--", handler.to_str().unwrap()], &[]);
+    let reason_of = |id: &str| {
+        hub.channel_history("tasks", "type=task.abandoned")
+            .into_iter()
+            .find(|m| m["body"]["task-id"] == id)
+            .map(|m| m["body"]["reason"].clone())
+    };
+    let reason = poll("exit 42 abandoned", || reason_of(&code));
+    assert_eq!(reason, "command exited with status 42");
+    let reason = poll("signal abandoned", || reason_of(&signalled));
+    assert_eq!(
+        reason,
+        format!("command killed by signal {}", libc::SIGUSR1)
+    );
+    let errors = hub.channel_history("tasks", "type=task.error");
+    let exit_code = |id: &str| {
+        let error = errors.iter().find(|m| m["body"]["task-id"] == id);
+        error.map(|m| m["body"]["exit-code"].clone())
+    };
+    assert_eq!(exit_code(&code), Some(Value::from(42)));
+    assert_eq!(exit_code(&signalled), Some(Value::Null));
 }
 
 #[test]

@@ -24,8 +24,10 @@ title, duration, and for a failure the exit code and last stderr line); --json p
 JSON objects on stdout instead, --quiet prints only problems. While the hub is unreachable,
 work retries with backoff (up to 5 s apart) and says so once, then once more when it is back.
 Claims are leased for --lease seconds and touched every third of that while COMMAND runs: if
-this worker dies, the task returns to the pool when the lease runs out; if the lease is lost
-anyway (the server unreachable for too long), COMMAND is stopped and nothing is reported.
+this worker dies (even by SIGKILL), COMMAND's process group gets SIGTERM, SIGKILL after --grace
+seconds or half the lease if shorter (a guard process, this program, runs each COMMAND to see
+to it), and the task returns to the pool when the lease runs out; if the lease is lost anyway
+(the server unreachable for too long), COMMAND is stopped and nothing is reported.
 A task this worker failed, timed out or was interrupted on is not taken again by it. Tasks are
 claimed with claim-next (highest priority first, then oldest) as soon as the live stream shows
 one, and also every --poll seconds and whenever a slot frees. Heartbeats every 30 s.
