@@ -209,6 +209,8 @@ fn timeout_stops_the_command_and_abandons_the_task() {
         "1",
         "--grace",
         "1",
+        "--retry-after",
+        "600",
         "--",
         hang.to_str().unwrap(),
     ];
@@ -223,7 +225,7 @@ fn timeout_stops_the_command_and_abandons_the_task() {
     assert!(!pid_alive(pid.trim()), "the hung command was stopped");
     let log = wait_for_log(&hub, "worker.t", &format!("timeout {id}"));
     assert!(log.contains("\"hangs\" after "), "{log}");
-    // It does not take the task it timed out on again: the task stays open.
+    // It does not take the task it timed out on straight back: the task stays open.
     assert_eq!(task(&hub, &id)["status"], "open");
 }
 
@@ -347,6 +349,50 @@ fn a_commands_exit_code_and_signal_are_reported_as_they_were() {
     };
     assert_eq!(exit_code(&code), Some(Value::from(42)));
     assert_eq!(exit_code(&signalled), Some(Value::Null));
+}
+
+/// A worker on its own takes back a task it failed once `--retry-after` times the task's
+/// attempts has passed: a failure that clears by itself is retried with no second worker. It
+/// used to leave the task open until it restarted.
+#[test]
+fn a_lone_worker_retries_a_task_it_failed_after_a_backoff() {
+    let hub = Server::start();
+    let (runs, failed) = (hub.path("runs.log"), hub.path("failed"));
+    let handler = script(
+        hub.dir.path(),
+        "handle.sh",
+        &format!(
+            "cat >/dev/null\ndate +%s.%N >> {runs}\n\
+             if [ ! -e {failed} ]; then touch {failed}; echo 'transient' >&2; exit 1; fi\n\
+             echo '{{\"ok\":true}}'\n",
+            runs = runs.display(),
+            failed = failed.display()
+        ),
+    );
+    let id = hub.ok(ME, &["task", "create", "flaky once"]);
+    let args = [
+        "work",
+        "--retry-after",
+        "1",
+        "--",
+        handler.to_str().unwrap(),
+    ];
+    let _worker = hub.spawn("worker.r", &args, &[]);
+    let done = poll("the task done on its second run", || {
+        let t = task(&hub, &id);
+        (t["status"] == "done").then_some(t)
+    });
+    assert_eq!(done["claimed_by"], "worker.r");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["result"], serde_json::json!({"ok": true}));
+    let starts: Vec<f64> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    // Not straight back: 1 s × 1 attempt after the first run ended (clocks differ a little).
+    assert!(starts[1] - starts[0] >= 0.9, "{starts:?}");
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //!   when the lease runs out.
 //!
 //! Claiming is one function (`claim_next`): the server picks the task (highest priority, then
-//! oldest), and the worker passes the tasks it gave up on as `exclude`.
+//! oldest), and the worker passes the tasks it gave up on lately as `exclude` (`retry`).
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread;
@@ -31,6 +31,7 @@ mod guard;
 mod lease;
 mod outage;
 mod report;
+mod retry;
 mod runner;
 mod tell;
 mod watchers;
