@@ -1,5 +1,6 @@
 //! The few operating-system calls std does not offer (`setrlimit`, `setsockopt`, `listen`,
-//! `getifaddrs`);
+//! `getifaddrs`, and the signal calls of `workshop work`'s guard: `prctl`, `sigprocmask`,
+//! `sigtimedwait`, `raise`);
 //! with `cli::signal`, one of the two modules allowed `unsafe`.
 #![allow(unsafe_code)] // each call below is a plain libc call on values we own; see SAFETY notes
 
@@ -158,6 +159,84 @@ pub fn interface_addrs() -> Vec<std::net::IpAddr> {
         }
         libc::freeifaddrs(list);
         addrs
+    }
+}
+
+/// A set of the signals named.
+fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set we own, on our stack, before sigaddset adds to
+    // it; a number that is not a signal is refused without touching it.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Holds `signals` back (pending, until `wait_signal` takes them) in a single-threaded
+/// process. Processes it starts do not inherit this: std empties their signal mask.
+pub fn block_signals(signals: &[libc::c_int]) -> std::io::Result<()> {
+    let set = signal_set(signals);
+    // SAFETY: sigprocmask reads the set we own and writes nothing (no old set asked for).
+    let rc = unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Asks the kernel for `signal` when the thread that started this process ends, which is
+/// when the process it belongs to ends, however it ends (PR_SET_PDEATHSIG).
+pub fn signal_on_parent_death(signal: libc::c_int) -> std::io::Result<()> {
+    let signal = libc::c_ulong::try_from(signal).map_err(std::io::Error::other)?;
+    // SAFETY: PR_SET_PDEATHSIG takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Waits up to `timeout` for one of `signals` (held back by `block_signals`) and takes it;
+/// `None` when none came (or the wait was interrupted).
+pub fn wait_signal(signals: &[libc::c_int], timeout: Duration) -> Option<libc::c_int> {
+    let set = signal_set(signals);
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    // SAFETY: sigtimedwait reads the set and the timeout we own; the signal's details, which
+    // we do not want, may be left out (null).
+    let taken = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+    (taken > 0).then_some(taken)
+}
+
+/// Whether this process leads a process group of its own (its group id is its pid).
+pub fn leads_own_group() -> bool {
+    // SAFETY: getpgrp and getpid take nothing, touch no memory and cannot fail.
+    unsafe { libc::getpgrp() == libc::getpid() }
+}
+
+/// Ends this process by `signal`, as a process killed by it ends, but without a core dump
+/// (the one that died of it was another process). Returns only if the signal did not end it.
+pub fn die_by(signal: libc::c_int) {
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let set = signal_set(&[signal]);
+    // SAFETY: plain calls on this process with values we own: no core file, the signal's
+    // default action, the signal let through, then sent to ourselves.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
     }
 }
 

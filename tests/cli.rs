@@ -601,7 +601,8 @@ printf '{"task":"%s","agent":"%s","url":"%s"}\n' "$WORKSHOP_TASK_ID" "$AGENT_ID"
 }
 
 /// A command that fails: task.error is posted, the task abandoned (and not retried by the
-/// same worker), and the worker goes on with the next task — taking only tasks for it.
+/// same worker within --retry-after), and the worker goes on with the next task — taking only
+/// tasks for it.
 #[test]
 fn a_failing_command_abandons_the_task() {
     let hub = Server::start();
@@ -617,7 +618,15 @@ echo "plain text result"
     let out = hub.dir.path().to_path_buf();
     let _worker = hub.spawn(
         "w.fail",
-        &["work", "--poll", "1", "--", handler.to_str().expect("path")],
+        &[
+            "work",
+            "--poll",
+            "1",
+            "--retry-after",
+            "600",
+            "--",
+            handler.to_str().expect("path"),
+        ],
         &[("OUT", &out)],
     );
     let bad = hub.ok(ME, &["task", "create", "fail me", "--ch", "f"]);
@@ -728,6 +737,8 @@ esac
             "1",
             "--poll",
             "1",
+            "--retry-after",
+            "600",
             "--",
             handler.to_str().expect("path"),
         ],

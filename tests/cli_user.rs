@@ -8,10 +8,10 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cli_support::{Cli, json, poll, script};
-use common::{BIN, Server, pid_alive, signal};
+use common::{BIN, Server, pid_alive, signal, try_signal};
 use serde_json::Value;
 
 const ME: &str = "user.alice";
@@ -209,6 +209,8 @@ fn timeout_stops_the_command_and_abandons_the_task() {
         "1",
         "--grace",
         "1",
+        "--retry-after",
+        "600",
         "--",
         hang.to_str().unwrap(),
     ];
@@ -223,7 +225,7 @@ fn timeout_stops_the_command_and_abandons_the_task() {
     assert!(!pid_alive(pid.trim()), "the hung command was stopped");
     let log = wait_for_log(&hub, "worker.t", &format!("timeout {id}"));
     assert!(log.contains("\"hangs\" after "), "{log}");
-    // It does not take the task it timed out on again: the task stays open.
+    // It does not take the task it timed out on straight back: the task stays open.
     assert_eq!(task(&hub, &id)["status"], "open");
 }
 
@@ -259,6 +261,138 @@ fn a_second_signal_kills_the_command_and_exits_130() {
         "worker.s",
         "left to its lease"
     );
+}
+
+/// `kill -9` of a worker stops its command and the command's own children (SIGTERM, then
+/// SIGKILL after --grace or half the lease, if shorter), so when the lease runs out and another
+/// worker takes the task, the first run is over. They used to run on, orphaned: the task ran
+/// twice at once.
+#[test]
+fn a_killed_workers_command_and_its_children_stop() {
+    let hub = Server::start();
+    let (command_pid, child_pid) = (hub.path("command.pid"), hub.path("child.pid"));
+    // The command's child ignores SIGTERM: only the SIGKILL after the grace ends it.
+    let handler = script(
+        hub.dir.path(),
+        "handle.sh",
+        &format!(
+            "sh -c 'trap \"\" TERM; {}; exec sleep 300' &\n{}\nwait\n",
+            save_pid(&child_pid),
+            save_pid(&command_pid)
+        ),
+    );
+    let id = hub.ok(ME, &["task", "create", "outlive me"]);
+    // Half the lease (2 s), not the 600 s grace, is what the child gets after its SIGTERM.
+    let handler = handler.to_str().unwrap();
+    let args = ["work", "--grace", "600", "--lease", "4", "--", handler];
+    let mut worker = hub.spawn("worker.k", &args, &[]);
+    let command = saved_pid(&command_pid, "the command to start");
+    let child = saved_pid(&child_pid, "the command's child to start");
+    worker.child.kill().expect("SIGKILL the worker");
+    worker.child.wait().expect("reap the worker");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && (pid_alive(&command) || pid_alive(&child)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<&String> = [&command, &child]
+        .into_iter()
+        .filter(|pid| pid_alive(pid))
+        .collect();
+    for pid in &left {
+        try_signal(pid.parse().unwrap(), "KILL"); // not left behind by a failed test
+    }
+    assert!(
+        left.is_empty(),
+        "still running 10 s after the worker died: {left:?}"
+    );
+    let types: Vec<Value> = hub
+        .channel_history("tasks", "")
+        .into_iter()
+        .map(|m| m["type"].clone())
+        .collect();
+    assert!(
+        !types.iter().any(|t| t == "task.done" || t == "task.error"),
+        "a dead worker reports nothing: {types:?}"
+    );
+    assert_ne!(task(&hub, &id)["status"], "done");
+}
+
+/// A command's exit reaches the hub as it was: its exit code, or the signal that killed it.
+#[test]
+fn a_commands_exit_code_and_signal_are_reported_as_they_were() {
+    let hub = Server::start();
+    let handler = script(
+        hub.dir.path(),
+        "handle.sh",
+        "case \"$(cat)\" in\n  *'\"title\":\"exit 42\"'*) exit 42 ;;\n  *) kill -USR1 $$ ;;\nesac\n",
+    );
+    let code = hub.ok(ME, &["task", "create", "exit 42"]);
+    let signalled = hub.ok(ME, &["task", "create", "signal"]);
+    let _worker = hub.spawn("worker.x", &["work", "--", handler.to_str().unwrap()], &[]);
+    let reason_of = |id: &str| {
+        hub.channel_history("tasks", "type=task.abandoned")
+            .into_iter()
+            .find(|m| m["body"]["task-id"] == id)
+            .map(|m| m["body"]["reason"].clone())
+    };
+    let reason = poll("exit 42 abandoned", || reason_of(&code));
+    assert_eq!(reason, "command exited with status 42");
+    let reason = poll("signal abandoned", || reason_of(&signalled));
+    assert_eq!(
+        reason,
+        format!("command killed by signal {}", libc::SIGUSR1)
+    );
+    let errors = hub.channel_history("tasks", "type=task.error");
+    let exit_code = |id: &str| {
+        let error = errors.iter().find(|m| m["body"]["task-id"] == id);
+        error.map(|m| m["body"]["exit-code"].clone())
+    };
+    assert_eq!(exit_code(&code), Some(Value::from(42)));
+    assert_eq!(exit_code(&signalled), Some(Value::Null));
+}
+
+/// A worker on its own takes back a task it failed once `--retry-after` times the task's
+/// attempts has passed: a failure that clears by itself is retried with no second worker. It
+/// used to leave the task open until it restarted.
+#[test]
+fn a_lone_worker_retries_a_task_it_failed_after_a_backoff() {
+    let hub = Server::start();
+    let (runs, failed) = (hub.path("runs.log"), hub.path("failed"));
+    let handler = script(
+        hub.dir.path(),
+        "handle.sh",
+        &format!(
+            "cat >/dev/null\ndate +%s.%N >> {runs}\n\
+             if [ ! -e {failed} ]; then touch {failed}; echo 'transient' >&2; exit 1; fi\n\
+             echo '{{\"ok\":true}}'\n",
+            runs = runs.display(),
+            failed = failed.display()
+        ),
+    );
+    let id = hub.ok(ME, &["task", "create", "flaky once"]);
+    let args = [
+        "work",
+        "--retry-after",
+        "1",
+        "--",
+        handler.to_str().unwrap(),
+    ];
+    let _worker = hub.spawn("worker.r", &args, &[]);
+    let done = poll("the task done on its second run", || {
+        let t = task(&hub, &id);
+        (t["status"] == "done").then_some(t)
+    });
+    assert_eq!(done["claimed_by"], "worker.r");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["result"], serde_json::json!({"ok": true}));
+    let starts: Vec<f64> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    // Not straight back: 1 s × 1 attempt after the first run ended (clocks differ a little).
+    assert!(starts[1] - starts[0] >= 0.9, "{starts:?}");
 }
 
 #[test]

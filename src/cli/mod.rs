@@ -38,6 +38,10 @@ use client::{Client, exit};
 const DEFAULT_URL: &str = "http://localhost:4242";
 
 pub fn main() -> ExitCode {
+    // `work` runs each command under this binary as its guard: not a command, so not clap's.
+    if let Some(code) = work::run_guard() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // Help and --version print to stdout and exit 0; usage errors exit 2 (exit::USAGE).

@@ -24,11 +24,15 @@ title, duration, and for a failure the exit code and last stderr line); --json p
 JSON objects on stdout instead, --quiet prints only problems. While the hub is unreachable,
 work retries with backoff (up to 5 s apart) and says so once, then once more when it is back.
 Claims are leased for --lease seconds and touched every third of that while COMMAND runs: if
-this worker dies, the task returns to the pool when the lease runs out; if the lease is lost
-anyway (the server unreachable for too long), COMMAND is stopped and nothing is reported.
-A task this worker failed, timed out or was interrupted on is not taken again by it. Tasks are
-claimed with claim-next (highest priority first, then oldest) as soon as the live stream shows
-one, and also every --poll seconds and whenever a slot frees. Heartbeats every 30 s.
+this worker dies (even by SIGKILL), COMMAND's process group gets SIGTERM, SIGKILL after --grace
+seconds or half the lease if shorter (a guard process, this program, runs each COMMAND to see
+to it), and the task returns to the pool when the lease runs out; if the lease is lost anyway
+(the server unreachable for too long), COMMAND is stopped and nothing is reported.
+A task this worker failed, timed out or was interrupted on is left to other workers for
+--retry-after seconds times its attempts (at most 5 minutes), then this worker may take it
+again. Tasks are claimed with claim-next (highest priority first, then oldest) as soon as the
+live stream shows one, and also every --poll seconds and whenever a slot frees. Heartbeats
+every 30 s.
 SIGINT/SIGTERM: stop claiming, stop running commands, abandon their tasks (reason \"worker
 stopped\"), exit 0; a second signal kills every running command's process group and exits 130.
 
@@ -60,6 +64,10 @@ pub struct WorkArgs {
     /// Stop a command that runs longer than SECS and abandon its task (reason "timeout")
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub(super) timeout: Option<Duration>,
+    /// Leave a task this worker gave up on to others for SECS times its attempts (at most 5
+    /// minutes, or SECS if longer) before taking it again
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_secs)]
+    pub(super) retry_after: Duration,
     /// Task outcomes as JSON lines on stdout (task-id, title, outcome, duration_s, exit_code,
     /// reason, stderr)
     #[arg(long, conflicts_with = "quiet")]

@@ -1,8 +1,8 @@
 //! The child-process supervisor: the command a task runs, checked once at start, started in a
-//! process group of its own, fed the task, its stderr forwarded as updates, and stopped
-//! (SIGTERM, then SIGKILL after `--grace`) on an interrupt, a timeout, a lost lease or the
-//! worker stopping. Every running group is registered so a second Ctrl-C can kill them all
-//! before the worker exits.
+//! process group of its own under a guard (`guard`: if the worker dies, it stops the group),
+//! fed the task, its stderr forwarded as updates, and stopped (SIGTERM, then SIGKILL after
+//! `--grace`) on an interrupt, a timeout, a lost lease or the worker stopping. Every running
+//! group is registered so a second Ctrl-C can kill them all before the worker exits.
 use std::collections::{HashSet, VecDeque};
 use std::fs::Metadata;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -22,7 +22,7 @@ use super::super::client::{Client, seg};
 use super::super::signal::{SIGKILL, signal_group};
 use super::super::supervise;
 use super::report::Outcome;
-use super::{Ctx, spawn};
+use super::{Ctx, guard, spawn};
 
 /// stderr lines kept for the `task.error` message.
 const STDERR_TAIL: usize = 20;
@@ -109,8 +109,9 @@ pub struct Run {
     pub stderr_tail: Vec<String>,
 }
 
-/// Starts the command in its own process group, feeds it the task, forwards its stderr as
-/// updates, and waits for it — stopping it when told to, or when `--timeout` runs out.
+/// Starts the command (under its guard) in its own process group, feeds it the task, forwards
+/// its stderr as updates, and waits for it — stopping it when told to, or when `--timeout`
+/// runs out.
 pub fn supervise(ctx: &Ctx, id: &str, task: &Value, stop: &Receiver<Outcome>) -> io::Result<Run> {
     let mut child = start(ctx, id)?;
     feed(&mut child, task);
@@ -126,7 +127,8 @@ pub fn supervise(ctx: &Ctx, id: &str, task: &Value, stop: &Receiver<Outcome>) ->
 }
 
 /// Starts the command, registered while the lock is held: a second signal either finds it or
-/// comes after.
+/// comes after. The guard's parent is the thread that starts it, this runner's, which lives
+/// until the guard is reaped: only the worker's death ends it sooner.
 fn start(ctx: &Ctx, id: &str) -> io::Result<Child> {
     let mut running = ctx.children.lock();
     let child = command(ctx, id).spawn()?;
@@ -134,11 +136,15 @@ fn start(ctx: &Ctx, id: &str) -> io::Result<Child> {
     Ok(child)
 }
 
-/// The command line, its environment, its pipes, and a process group of its own.
+/// The command line under its guard, its environment, its pipes, and a process group of its
+/// own, which the guard leads and the command joins. Should the worker die, the guard gives
+/// the command `--grace` to stop, but at most half the lease: it is gone before the task can
+/// be claimed again (at least two thirds of a lease after the last touch).
 fn command(ctx: &Ctx, id: &str) -> Command {
-    let mut command = Command::new(ctx.args.program());
+    let lease = ctx.args.claim_lease();
+    let grace = lease.map_or(ctx.args.grace, |lease| ctx.args.grace.min(lease / 2));
+    let mut command = guard::command(grace, &ctx.args.command);
     command
-        .args(&ctx.args.command[1..])
         .env("WORKSHOP_TASK_ID", id)
         .env("WORKSHOP_URL", ctx.client.base_url())
         .env("AGENT_ID", &ctx.agent)

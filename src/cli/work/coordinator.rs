@@ -1,6 +1,6 @@
 //! The coordinator: the one thread that decides what to claim, what runs and what to stop.
 //! Everything else reaches it as a `CoordinatorEvent`.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,11 +11,9 @@ use serde_json::{Value, json};
 use super::super::client::{CliError, Result, seg};
 use super::outage::Backoff;
 use super::report::Outcome;
+use super::retry::{GivenUp, wait_after};
 use super::runner::run_task;
 use super::{Ctx, spawn};
-
-/// Tasks a worker remembers giving up on (sent as claim-next's `exclude`).
-const MAX_GIVEN_UP: usize = 500;
 
 /// What the other threads tell the coordinator.
 pub enum CoordinatorEvent {
@@ -34,10 +32,10 @@ pub enum CoordinatorEvent {
 pub struct Coordinator {
     ctx: Arc<Ctx>,
     tx: Sender<CoordinatorEvent>,
-    /// Tasks being run, with the way to stop each.
-    running: HashMap<String, Sender<Outcome>>,
-    /// Tasks this worker failed or was interrupted on: never taken again by it.
-    given_up: HashSet<String>,
+    /// Tasks being run, with the way to stop each and the attempts each had before.
+    running: HashMap<String, (Sender<Outcome>, u32)>,
+    /// Tasks this worker failed or was interrupted on: left to others for a while.
+    given_up: GivenUp,
     /// Something may be claimable: set by the stream, the ticker and finished tasks; cleared
     /// when claim-next finds nothing.
     maybe_work: bool,
@@ -59,7 +57,7 @@ impl Coordinator {
             ctx,
             tx,
             running: HashMap::new(),
-            given_up: HashSet::new(),
+            given_up: GivenUp::default(),
             maybe_work: true,
             claim_backoff: Backoff::default(),
             poll_pending,
@@ -76,6 +74,7 @@ impl Coordinator {
                 return self.fatal.map_or(Ok(()), Err);
             }
             if !stopping {
+                self.release_given_up();
                 self.fill_slots();
             }
             match rx.recv_timeout(Duration::from_millis(200)) {
@@ -103,26 +102,26 @@ impl Coordinator {
     }
 
     fn interrupt(&self, id: &str) {
-        if let Some(stop) = self.running.get(id) {
+        if let Some((stop, _)) = self.running.get(id) {
             let _ = stop.try_send(Outcome::Interrupted);
         }
     }
 
     fn finished(&mut self, id: String, outcome: Outcome) {
-        self.running.remove(&id);
+        let attempts_before = self.running.remove(&id).map_or(0, |(_, n)| n);
         if outcome.gives_up() {
-            self.give_up(id);
+            // Giving up spent an attempt.
+            let wait = wait_after(self.ctx.args.retry_after, attempts_before.saturating_add(1));
+            self.given_up.insert(id, Instant::now() + wait);
         }
         self.maybe_work = true;
     }
 
-    fn give_up(&mut self, id: String) {
-        // The server takes at most 1000 exclusions; old ones have long been taken by others
-        // or failed for good.
-        if self.given_up.len() >= MAX_GIVEN_UP {
-            self.given_up.clear();
+    /// Tasks given up on whose wait is over may be claimed again.
+    fn release_given_up(&mut self) {
+        if self.given_up.release(Instant::now()) {
+            self.maybe_work = true;
         }
-        self.given_up.insert(id);
     }
 
     /// Claims tasks while there are free slots and the server has some for us.
@@ -143,7 +142,7 @@ impl Coordinator {
     fn claim(&mut self) -> Result<Option<(String, Value)>> {
         // Running ones too: a runner abandons its task before it reports back, and the
         // stream may show the task open again before that report arrives.
-        let exclude: Vec<&String> = self.given_up.iter().chain(self.running.keys()).collect();
+        let exclude: Vec<&String> = self.given_up.ids().chain(self.running.keys()).collect();
         let sent = Instant::now();
         let found = claim_next(&self.ctx, &exclude)?;
         self.ctx.hub.answered(sent);
@@ -163,7 +162,9 @@ impl Coordinator {
     /// Starts a runner thread for a claimed task.
     fn start(&mut self, id: String, task: Value) {
         let (stop_tx, stop_rx) = bounded(1);
-        self.running.insert(id.clone(), stop_tx.clone());
+        let attempts = task.get("attempts").and_then(Value::as_u64).unwrap_or(0);
+        let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+        self.running.insert(id.clone(), (stop_tx.clone(), attempts));
         let (ctx, tx, task_id) = (Arc::clone(&self.ctx), self.tx.clone(), id.clone());
         let runner = move || {
             let outcome = run_task(&ctx, &task_id, &task, &stop_tx, &stop_rx);
@@ -178,7 +179,7 @@ impl Coordinator {
 
 /// Asks the server for the best task this agent may take (claim-next: highest priority, then
 /// oldest; on each `--ch` channel in turn, or any), leased when `--lease` is set, leaving out
-/// the tasks this worker gave up on. `Ok(None)` when there is nothing to take now.
+/// the tasks this worker gave up on lately. `Ok(None)` when there is nothing to take now.
 fn claim_next(ctx: &Ctx, exclude: &[&String]) -> Result<Option<(String, Value)>> {
     if ctx.args.channels.is_empty() {
         return claim_on(ctx, None, exclude);

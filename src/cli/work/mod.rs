@@ -7,14 +7,15 @@
 //!   agent visible in `who`, and the signal watcher turns a first SIGINT/SIGTERM into a
 //!   graceful stop and a second one into killing every command's process group and exiting 130.
 //! - The child-process supervisor (`child`) runs one task's command: one runner thread per
-//!   claimed task (`runner`) starts it, waits for it, and judges how it ended.
+//!   claimed task (`runner`) starts it, waits for it, and judges how it ended. The command runs
+//!   under a guard (`guard`), which stops it and its children if the worker dies.
 //! - The reporter tells the hub (`tell`) and the terminal (`report`) each outcome, and says
 //!   when the hub is unreachable and back (`outage`); its lease keeper (`lease`) extends the
 //!   claim while the command runs, so the task of a worker that dies goes back to the pool
 //!   when the lease runs out.
 //!
 //! Claiming is one function (`claim_next`): the server picks the task (highest priority, then
-//! oldest), and the worker passes the tasks it gave up on as `exclude`.
+//! oldest), and the worker passes the tasks it gave up on lately as `exclude` (`retry`).
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread;
@@ -27,15 +28,18 @@ use super::client::{CliError, Client, Result};
 mod args;
 mod child;
 mod coordinator;
+mod guard;
 mod lease;
 mod outage;
 mod report;
+mod retry;
 mod runner;
 mod tell;
 mod watchers;
 
 pub use args::{HELP, WorkArgs};
 use coordinator::Coordinator;
+pub use guard::run_if_asked as run_guard;
 use report::Output;
 
 /// What every thread of the worker needs, shared.
