@@ -409,6 +409,10 @@ fn bad_history_queries_are_400() {
         "/ch/t/history?n=-3",
         "/history?n=1.5",
         "/ch/t/history?since=nope",
+        // Empty is not absent: a script whose variable was unset would replay the channel.
+        "/ch/t/history?since=",
+        "/history?before=",
+        "/inbox/someone?since=",
         "/history?before=123",
         "/ch/t/history?type=%zz",
         "/ch/bad$/history",

@@ -56,10 +56,16 @@ pub fn path_channel(segment: &str) -> Result<String, ApiError> {
     }
 }
 
-/// An id in the query string, normalised so it compares as stored ids do.
+/// An id in the query string, normalised so it compares as stored ids do. Given empty
+/// (`since=`, a script's unset variable) it is refused, not taken as absent: `since` left
+/// out means "from the start" (or "the newest"), which a script that lost its place would
+/// otherwise replay without a word.
 pub fn id_param(params: &HashMap<String, String>, key: &str) -> Result<Option<String>, ApiError> {
-    match params.get(key).filter(|v| !v.is_empty()) {
+    match params.get(key) {
         None => Ok(None),
+        Some(raw) if raw.is_empty() => Err(ApiError::bad_request(format!(
+            "{key} is empty: give a message id, or leave {key} out"
+        ))),
         Some(raw) => crate::ids::parse(raw)
             .map(|id| Some(id.to_string()))
             .ok_or_else(|| {

@@ -131,7 +131,9 @@ pub enum CliCommand {
     #[command(
         after_help = "For agents that act in turns: one call per turn, no stream to keep \
         open. Without --since, waits for what comes after the newest message now.\n\n\
-        Example:\n  LAST=$(workshop wait jobs --since \"$LAST\" --timeout 60 | tail -1 | jq -r .id)"
+        Example, one turn (LAST: the last id seen, empty at first; kept when nothing came):\n  \
+        NEW=$(workshop wait jobs ${LAST:+--since \"$LAST\"} --timeout 60) &&\n    \
+        LAST=$(printf '%s\\n' \"$NEW\" | tail -n 1 | jq -r .id)"
     )]
     Wait(turns::WaitArgs),
     /// Print your unread inbox: messages addressed to you and tasks created for you
