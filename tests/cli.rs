@@ -709,8 +709,8 @@ head -c 3000000 /dev/zero | tr '\0' a
 }
 
 /// task.interrupt: the command's process group gets SIGTERM (SIGKILL after the grace period
-/// if it ignores that) and the task is abandoned with reason "interrupted". Stopping the
-/// worker itself does the same with reason "worker stopped".
+/// if it ignores that) and the task is given back with reason "interrupted". Stopping the
+/// worker itself does the same with reason "worker stopped". Neither uses an attempt.
 #[test]
 fn interrupt_stops_the_command_and_abandons_the_task() {
     let hub = Server::start();
@@ -782,8 +782,12 @@ esac
     assert_eq!(worker.terminate(), Some(0));
     assert_eq!(reason_of(&last), Some(json!("worker stopped")));
     assert!(out.join(format!("term.{last}")).exists());
+    // Given back for the worker's reasons, not the task's: no attempt used, so stopping
+    // and restarting workers never fails a task.
     for id in [&polite, &stubborn, &last] {
-        assert_eq!(hub.task(id)["status"], "open");
+        let task = hub.task(id);
+        assert_eq!(task["status"], "open");
+        assert_eq!(task["attempts"], 0, "{task}");
     }
     assert!(
         hub.channel_history("i", "type=task.error").is_empty(),

@@ -297,6 +297,33 @@ fn attempts_lead_to_failed_and_retry_revives() {
     assert_eq!(r.json(), json!({"id": last, "status":"failed"}));
 }
 
+/// A claimer that gives a task back for a reason of its own (its worker stopping) says
+/// `count_attempt: false`: the task goes back open with its attempts as they were, however
+/// often that happens, and the announcement says so.
+#[test]
+fn a_task_given_back_without_counting_keeps_its_attempts() {
+    let s = Server::start();
+    let id = s.create_task(json!({"from":"boss","title":"long","max_attempts":1}));
+    for _ in 0..3 {
+        assert_eq!(s.task_action(&id, "claim", json!({"from":"w"})).status, 200);
+        let back = json!({"from":"w","reason":"worker stopped","count_attempt":false});
+        let r = s.task_action(&id, "abandon", back);
+        assert_eq!(r.json(), json!({"id": id, "status":"open"}));
+    }
+    assert_eq!(s.task(&id)["attempts"], 0);
+    let said = announcements(&s, "task.abandoned", &id);
+    assert_eq!(said.len(), 3);
+    assert_eq!(said[0]["body"]["attempt_counted"], false);
+    s.task_action(&id, "claim", json!({"from":"w"}));
+    for bad in [json!("no"), json!(0)] {
+        let r = s.task_action(&id, "abandon", json!({"from":"w","count_attempt":bad}));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+    // Counted, the one attempt is used and the task fails.
+    let r = s.task_action(&id, "abandon", json!({"from":"w","count_attempt":true}));
+    assert_eq!(r.json(), json!({"id": id, "status":"failed"}));
+}
+
 #[test]
 fn delays_hide_a_task_until_its_time() {
     let s = Server::start();

@@ -153,6 +153,12 @@ pub fn act(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
             claim: claim_number(&body)?,
             reason,
             delay_s: seconds(&body, "delay_s")?.unwrap_or(0.0),
+            counted: match body.get("count_attempt") {
+                None | Some(Value::Null) => true,
+                Some(flag) => flag
+                    .as_bool()
+                    .ok_or_else(|| ApiError::bad_request("count_attempt must be true or false"))?,
+            },
         },
         "interrupt" => Op::Interrupt { id, from, reason },
         "retry" => Op::Retry { id, from },

@@ -58,7 +58,15 @@ pub(super) fn run(step: &mut Step, op: &Op) -> Result<Written, StoreError> {
             claim,
             reason,
             delay_s,
-        } => tasks::abandon(step, id, &holder(from, *claim), reason, *delay_s),
+            counted,
+        } => {
+            let given_back = tasks::GivenBack {
+                reason,
+                delay_s: *delay_s,
+                counted: *counted,
+            };
+            tasks::abandon(step, id, &holder(from, *claim), &given_back)
+        }
         Op::Interrupt { id, from, reason } => tasks::interrupt(step, id, from, reason),
         Op::Heartbeat {
             from,

@@ -69,6 +69,9 @@ pub enum Op {
         claim: Option<i64>,
         reason: Value,
         delay_s: f64,
+        /// Whether this counts as an attempt: not when the claimer gives the task back for a
+        /// reason of its own (its worker stopping), rather than the task failing.
+        counted: bool,
     },
     Interrupt {
         id: String,

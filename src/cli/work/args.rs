@@ -15,7 +15,7 @@ AGENT_ID in its environment:
     over 1 MiB, more than the hub takes, fails the task);
   - any other exit: task.error is posted on the task's channel and the task is abandoned;
   - task.interrupt for a running task: COMMAND's process group gets SIGTERM, SIGKILL after
-    --grace seconds, and the task is abandoned with reason \"interrupted\";
+    --grace seconds, and the task is given back with reason \"interrupted\" (no attempt used);
   - running longer than --timeout seconds: stopped the same way, abandoned with reason \"timeout\".
 COMMAND is checked before anything is claimed: if it is not an executable file (a typo, or a
 script without chmod +x), work exits 2 at once.

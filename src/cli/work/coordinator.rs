@@ -110,7 +110,7 @@ impl Coordinator {
     fn finished(&mut self, id: String, outcome: Outcome) {
         let attempts_before = self.running.remove(&id).map_or(0, |(_, n)| n);
         if outcome.gives_up() {
-            // Giving up spent an attempt.
+            // Waited on as one more attempt, though an interrupt or a stop uses none.
             let wait = wait_after(self.ctx.args.retry_after, attempts_before.saturating_add(1));
             self.given_up.insert(id, Instant::now() + wait);
         }
@@ -208,7 +208,8 @@ fn claim_on(ctx: &Ctx, ch: Option<&str>, exclude: &[&String]) -> Result<Option<(
 
 /// A task claimed but not started (no thread for its runner) goes back to the pool at once.
 fn abandon_unstarted(ctx: &Ctx, id: &str) {
-    let body = json!({"from": ctx.agent, "reason": "worker out of threads"});
+    let body =
+        json!({"from": ctx.agent, "reason": "worker out of threads", "count_attempt": false});
     let path = format!("/tasks/{}/abandon", seg(id));
     if let Err(e) = ctx.client.post_json(&path, &body) {
         eprintln!("workshop work: abandoning {id}: {e}");

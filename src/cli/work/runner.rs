@@ -56,10 +56,10 @@ fn print_outcome(ctx: &Ctx, ended: &Ended) {
 
 fn judge(run: Run) -> (Outcome, Detail) {
     match run.stopped_by {
-        Some(Outcome::Interrupted) => (Outcome::Interrupted, Detail::Abandon("interrupted")),
+        Some(Outcome::Interrupted) => (Outcome::Interrupted, Detail::GiveBack("interrupted")),
         Some(Outcome::TimedOut) => (Outcome::TimedOut, Detail::Abandon("timeout")),
         Some(Outcome::Lost) => (Outcome::Lost, Detail::Nothing),
-        Some(_) => (Outcome::Stopped, Detail::Abandon("worker stopped")),
+        Some(_) => (Outcome::Stopped, Detail::GiveBack("worker stopped")),
         None if run.status.success() && run.stdout.len() > MAX_RESULT_BYTES => {
             let reason = "command's result is over 1 MiB, more than the hub takes: write it to a \
                           file, `workshop upload` it, and print its hash";

@@ -18,7 +18,11 @@ pub enum Detail {
     Result(Value),
     /// Nothing to report: the task is no longer ours.
     Nothing,
+    /// Given back, using one of its attempts (the command ran out of time).
     Abandon(&'static str),
+    /// Given back for a reason of the worker's, not the task's (it was stopped, or asked to
+    /// stop): no attempt used, so restarting workers never fails a task.
+    GiveBack(&'static str),
     Error(Failure),
 }
 
@@ -92,7 +96,11 @@ pub fn tell(ctx: &Ctx, task: &Value, outcome: Outcome, detail: Detail) -> Told {
         Detail::Result(result) => done(ctx, task, outcome, result),
         Detail::Nothing => Told::plain(outcome, None, Ok(())),
         Detail::Abandon(why) => {
-            let report = abandon(ctx, task, why);
+            let report = abandon(ctx, task, why, true);
+            Told::plain(outcome, Some(why.to_string()), report)
+        }
+        Detail::GiveBack(why) => {
+            let report = abandon(ctx, task, why, false);
             Told::plain(outcome, Some(why.to_string()), report)
         }
         Detail::Error(failure) => {
@@ -121,9 +129,10 @@ fn done(ctx: &Ctx, task: &Value, outcome: Outcome, result: Value) -> Told {
     }
 }
 
-fn abandon(ctx: &Ctx, task: &Value, reason: &str) -> Result<()> {
+fn abandon(ctx: &Ctx, task: &Value, reason: &str, count_attempt: bool) -> Result<()> {
     let mut body = ctx.holder(task);
     body["reason"] = json!(reason);
+    body["count_attempt"] = json!(count_attempt);
     report(
         ctx,
         &format!("/tasks/{}/abandon", seg(task_id(task))),
@@ -142,7 +151,7 @@ fn fail(ctx: &Ctx, task: &Value, failure: &Failure) -> Result<()> {
             task_id(task)
         );
     }
-    abandon(ctx, task, &failure.reason)
+    abandon(ctx, task, &failure.reason, true)
 }
 
 fn task_error(ctx: &Ctx, task: &Value, failure: &Failure) -> Value {

@@ -8,18 +8,27 @@ use crate::store::step::{SERVER_IDENTITY, Step};
 use rusqlite::params;
 use serde_json::{Value, json};
 
+/// How a claimer gives a task back: why, after how long it may be claimed again, and
+/// whether that used one of its attempts.
+pub(crate) struct GivenBack<'a> {
+    pub(crate) reason: &'a Value,
+    pub(crate) delay_s: f64,
+    pub(crate) counted: bool,
+}
+
 /// The claimer gives the task back, to be claimable again after `delay_s`.
-pub(crate) fn abandon(
-    step: &mut Step,
-    id: &str,
-    holder: &Holder,
-    reason: &Value,
-    delay_s: f64,
-) -> Answer {
+pub(crate) fn abandon(step: &mut Step, id: &str, holder: &Holder, back: &GivenBack) -> Answer {
     let task = load_claimed_by(step, id, holder)?;
-    let body = json!({"task-id": id, "title": task.title, "reason": reason});
+    let mut body = json!({"task-id": id, "title": task.title, "reason": back.reason});
+    if !back.counted {
+        body["attempt_counted"] = json!(false);
+    }
     let news = Announcement::new("task.abandoned", body);
-    let status = release(step, id, &task, (holder.from, news), delay_s)?;
+    let released = Released {
+        delay_s: back.delay_s,
+        counted: back.counted,
+    };
+    let status = release(step, id, &task, (holder.from, news), released)?;
     let id = id.to_string();
     Ok(Written::Abandoned { id, status })
 }
@@ -48,18 +57,27 @@ fn reopen_failed(step: &mut Step, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Takes a claimed task back (abandon or lease expiry), announced by `from` as `news`: one
-/// more attempt used; back to `Open` (after `delay_s`), or `Failed` once attempts reach the
-/// task's maximum.
+/// How a release leaves the task: claimable after `delay_s`, and one more attempt used
+/// unless not `counted`.
+struct Released {
+    delay_s: f64,
+    counted: bool,
+}
+
+/// Takes a claimed task back (abandon or lease expiry), announced by `from` as `news`: back
+/// to `Open` (after the delay), or `Failed` once a counted attempt reaches the task's maximum.
 fn release(
     step: &mut Step,
     id: &str,
     task: &TaskState,
     (from, news): (&str, Announcement),
-    delay_s: f64,
+    how: Released,
 ) -> Result<Status, StoreError> {
-    let (status, attempts) = task.released();
-    reopen(step, id, status, attempts, delay_s)?;
+    let (status, attempts) = match how.counted {
+        true => task.released(),
+        false => (Status::Open, task.attempts),
+    };
+    reopen(step, id, status, attempts, how.delay_s)?;
     announce(step, task, from, news)?;
     if status == Status::Failed {
         let body = json!({"task-id": id, "title": task.title, "attempts": attempts});
@@ -108,7 +126,11 @@ pub(crate) fn expire_leases(step: &mut Step) -> Result<(), StoreError> {
     for id in run_out(step)? {
         let task = load(step, &id)?;
         let news = expired(&id, &task);
-        release(step, &id, &task, (SERVER_IDENTITY, news), 0.0)?;
+        let counted = Released {
+            delay_s: 0.0,
+            counted: true,
+        };
+        release(step, &id, &task, (SERVER_IDENTITY, news), counted)?;
     }
     Ok(())
 }
