@@ -89,10 +89,15 @@ fn lock_held(lock: &Lock) -> Value {
     let mut answer = json!(lock);
     // Seconds from now, rounded up: people read this; `expires_at` is there for programs.
     let left = (lock.expires_at - crate::store::now()).ceil().max(1.0);
-    answer["error"] = json!(format!(
+    let mut error = format!(
         "lock {:?} is held by {} for another {left:.0} s",
         lock.name, lock.holder
-    ));
+    );
+    // The note says why it is held, which is what the one refused wants to know next.
+    if let Some(note) = lock.note.as_deref().filter(|n| !n.trim().is_empty()) {
+        error.push_str(&format!(": {}", crate::error::shown(note)));
+    }
+    answer["error"] = json!(error);
     answer
 }
 
@@ -159,6 +164,15 @@ mod tests {
         assert_eq!(
             held.body["error"], "lock \"src/main.rs\" is held by alice for another 90 s",
             "seconds from now, rounded up"
+        );
+        let noted = Lock {
+            note: Some("splitting the parser".into()),
+            ..lock()
+        };
+        let held = keep(&Written::LockHeld(noted));
+        assert_eq!(
+            held.body["error"],
+            "lock \"src/main.rs\" is held by alice for another 1 s: \"splitting the parser\""
         );
     }
 
