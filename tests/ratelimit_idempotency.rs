@@ -160,3 +160,29 @@ fn a_batch_spends_a_token_per_message_and_repeats_under_its_key() {
     assert_eq!(tags, [vec!["eight"; 8], vec!["two"; 2]].concat());
     s.assert_no_panic();
 }
+
+/// Claim-next under an `Idempotency-Key`: a retry whose first answer was lost gets the task
+/// the first claim took, never a second one; a claim that found nothing is not remembered, so
+/// its retry looks again.
+#[test]
+fn a_keyed_claim_next_retried_gets_the_same_task() {
+    let s = Server::start();
+    let ask = json!({"from": "w", "ch": "jobs", "lease_s": 60});
+    let none = s.post_keyed("/tasks/claim", "claim-1", &ask);
+    assert_eq!(none.status, 204, "{}", none.text());
+    let a = s.create_task(json!({"from": "boss", "title": "a", "ch": "jobs"}));
+    let b = s.create_task(json!({"from": "boss", "title": "b", "ch": "jobs"}));
+    let first = s.post_keyed("/tasks/claim", "claim-1", &ask);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["id"], a.as_str());
+    for _ in 0..3 {
+        let again = s.post_keyed("/tasks/claim", "claim-1", &ask);
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(again.json()["id"], a.as_str(), "the first claim's task");
+    }
+    assert_eq!(s.task(&b)["status"], "open", "no second task was taken");
+    let other = json!({"from": "w", "ch": "other"});
+    assert_eq!(s.post_keyed("/tasks/claim", "claim-1", &other).status, 422);
+    let next = s.post_keyed("/tasks/claim", "claim-2", &ask);
+    assert_eq!(next.json()["id"], b.as_str());
+}

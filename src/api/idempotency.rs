@@ -1,6 +1,7 @@
-//! The `Idempotency-Key` request header on `POST /ch/:ch`, `POST /tasks` and
-//! `POST /tasks/:id/<action>`: the writer runs a keyed request once per (`from`, key) for
-//! 24 hours and answers repeats with the first reply (see `store::idempotency`).
+//! The `Idempotency-Key` request header on `POST /ch/:ch`, `POST /tasks`,
+//! `POST /tasks/:id/<action>` and `POST /tasks/claim`: the writer runs a keyed request once
+//! per (`from`, key) for 24 hours and answers repeats with the first reply (see
+//! `store::idempotency`); a claim-next that found nothing is not remembered.
 use crate::error::ApiError;
 use crate::http::request_header;
 use crate::store::Op;

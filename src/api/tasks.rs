@@ -181,6 +181,8 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
     let ch = optional_channel(&body, "ch")?;
     let lease_s = lease(&body)?;
     let exclude: Arc<str> = read::id_list(&task_ids(&body, "exclude")?).into();
+    // A retry whose first answer was lost gets the task the first claim took, not a second.
+    let key = idempotency::key(request, &from, "POST /tasks/claim", &body)?;
     // As long as a long poll may wait, and under the same cap: past it, a claim is tried
     // once and, with nothing to take, answered 503 (try again) instead of held.
     let wait = seconds(&body, "wait_s")?.unwrap_or(0.0).min(MAX_WAIT_S);
@@ -198,12 +200,13 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         if waited && req.http.peer_has_closed() {
             return Ok(Reply::Empty(204));
         }
-        let next_ready = match app.store.write(Op::ClaimNext {
+        let claim = Op::ClaimNext {
             from: from.clone(),
             ch: ch.clone(),
             lease_s,
             exclude: exclude.clone(),
-        })? {
+        };
+        let next_ready = match app.store.write(idempotency::wrap(key.clone(), claim))? {
             Written::NothingYet { next_ready } => next_ready,
             claimed => return Ok(written::reply(claimed)),
         };

@@ -80,7 +80,10 @@ pub(super) fn run(step: &mut Step, op: &Op) -> Result<Written, StoreError> {
                 return Ok(Written::Repeated(first));
             }
             let written = run(step, op)?;
-            idempotency::remember(step.tx, key, &keep(&written))?;
+            // Claim-next that found nothing changed nothing: its retry must look again.
+            if !matches!(written, Written::NothingYet { .. }) {
+                idempotency::remember(step.tx, key, &keep(&written))?;
+            }
             Ok(written)
         }
         Op::Lock(op) => locks::run(step, op),
