@@ -75,7 +75,9 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
     copy_database(&source, &part)?;
     let created = crate::store::now();
     let mut manifest = describe(&part, created)?;
-    manifest.blobs = copy_missing_blobs(blobs, &dir_blobs, false)?;
+    // Each blob is hashed as it is copied anyway: one whose bytes no longer match its name is
+    // found here, when it can still be mended, not at a restore.
+    manifest.blobs = copy_missing_blobs(blobs, &dir_blobs, DAMAGED_STORE)?;
     // The old manifest goes first: between the two renames DIR has no complete backup.
     remove_if_present(&dir.join(MANIFEST))?;
     let db_copy = dir.join(DB_FILE);
@@ -112,7 +114,7 @@ fn checked_backup(dir: &Path) -> Result<(Manifest, PathBuf), String> {
 /// Copies the backup's blobs into `blobs`, each verified against its name.
 fn restore_blobs(from: &Path, blobs: &Path) -> Result<(), String> {
     fs::create_dir_all(blobs).map_err(|e| format!("cannot create {}: {e}", blobs.display()))?;
-    copy_missing_blobs(from, blobs, true)?;
+    copy_missing_blobs(from, blobs, DAMAGED_BACKUP)?;
     Ok(())
 }
 
@@ -270,7 +272,13 @@ fn check_integrity(copy: &Path) -> Result<(), String> {
 /// Copies each blob of `from` that `to` lacks (through a temporary name, so a blob under
 /// its final name is always whole); with `verify`, each must hash to its name. Returns how
 /// many blobs `from` holds.
-fn copy_missing_blobs(from: &Path, to: &Path, verify: bool) -> Result<u64, String> {
+/// What a blob whose content does not match its name means, copied out of the server's
+/// folder (a backup) or out of a backup (a restore).
+const DAMAGED_STORE: &str = "the server's blob folder holds a damaged file: put it back from \
+     an earlier backup or remove it, then back up again";
+const DAMAGED_BACKUP: &str = "the backup is damaged";
+
+fn copy_missing_blobs(from: &Path, to: &Path, damaged: &str) -> Result<u64, String> {
     let entries = match fs::read_dir(from) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -284,7 +292,7 @@ fn copy_missing_blobs(from: &Path, to: &Path, verify: bool) -> Result<u64, Strin
             continue;
         }
         held += 1;
-        copy_if_missing(&entry.path(), to, &name, verify)?;
+        copy_if_missing(&entry.path(), to, &name, damaged)?;
     }
     File::open(to)
         .and_then(|d| d.sync_all())
@@ -293,13 +301,13 @@ fn copy_missing_blobs(from: &Path, to: &Path, verify: bool) -> Result<u64, Strin
 }
 
 /// Copies the blob `name` at `from` into the folder `to`, unless it is already there.
-fn copy_if_missing(from: &Path, to: &Path, name: &str, verify: bool) -> Result<(), String> {
+fn copy_if_missing(from: &Path, to: &Path, name: &str, damaged: &str) -> Result<(), String> {
     let target = to.join(name);
     if target.exists() {
         return Ok(());
     }
     let part = to.join(format!("{name}.part"));
-    copy_blob(from, &part, verify.then_some(name))
+    copy_blob(from, &part, name, damaged)
         .and_then(|()| fs::rename(&part, &target).map_err(|e| e.to_string()))
         .map_err(|e| {
             let _ = fs::remove_file(&part);
@@ -307,18 +315,11 @@ fn copy_if_missing(from: &Path, to: &Path, name: &str, verify: bool) -> Result<(
         })
 }
 
-fn copy_blob(from: &Path, to: &Path, expected: Option<&str>) -> Result<(), String> {
+fn copy_blob(from: &Path, to: &Path, name: &str, damaged: &str) -> Result<(), String> {
     let actual = copy_hashing(from, to).map_err(|e| e.to_string())?;
-    check_hash(expected, &actual)
-}
-
-/// A copied blob's content must hash to its `expected` name, when one is given.
-fn check_hash(expected: Option<&str>, actual: &str) -> Result<(), String> {
-    match expected {
-        Some(name) if name.strip_prefix("sha256:") != Some(actual) => Err(format!(
-            "its content hashes to sha256:{actual}: the backup is damaged"
-        )),
-        _ => Ok(()),
+    match name.strip_prefix("sha256:") == Some(actual.as_str()) {
+        true => Ok(()),
+        false => Err(format!("its content hashes to sha256:{actual}: {damaged}")),
     }
 }
 

@@ -674,6 +674,38 @@ fn a_database_from_a_newer_build_is_refused() {
     assert_eq!(version, 99, "left as it was");
 }
 
+/// A blob whose bytes no longer match its name (a bad disk, a hand edit) is found by the
+/// backup, which hashes what it copies: it fails naming it, instead of carrying the damage
+/// into a backup that a restore would then refuse whole.
+#[test]
+fn a_backup_finds_a_damaged_blob_in_the_servers_folder() {
+    let server = Server::start();
+    let hash = upload(&server, b"the real content");
+    let stored = server.blobs_dir().join(&hash);
+    std::fs::write(&stored, b"EVIL content").expect("tamper");
+    let dir = server.dir.path().join("backup");
+    let out = workshop(
+        &["backup", dir.to_str().unwrap()],
+        &server.db_path(),
+        &server.blobs_dir(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&hash), "names the blob: {stderr}");
+    assert!(
+        stderr.contains("the server's blob folder holds a damaged file"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("blobs").join(&hash).exists(),
+        "the damage was not copied"
+    );
+    assert!(
+        !dir.join("manifest.json").exists(),
+        "no complete backup was claimed"
+    );
+}
+
 /// Two paths to one database (here a symbolic link) share its lock: a second server through
 /// the link refuses to start.
 #[test]
