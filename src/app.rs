@@ -59,6 +59,8 @@ pub fn start(config: Config, serve: Serve) -> Result<Running, String> {
     let in_use = crate::backup::mark_in_use(&config.db_path)?;
     let app = Arc::new(App::open(config)?);
     let (listener, addr) = listen(&app.config)?;
+    // Before the first connection can be accepted (the server accepts once it exists).
+    let _ = crate::metrics::IDLE_SOCKETS.set(crate::sys::process_counts(true).sockets);
     let for_requests = app.clone();
     let http = tiny_http::Server::from_listener_with_handler(listener, move |request| {
         serve(&for_requests, request)

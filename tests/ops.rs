@@ -197,6 +197,13 @@ fn metrics_parse_as_prometheus_text_and_move_under_load() {
     server.restart();
     let restarted = scrape(&server);
     assert_eq!(sample(&restarted, open_tasks), 2.0);
+    // Only TCP connections count: with nothing else connected, the scrape's own is the one
+    // (the signal handler's socket pair counted as two more once). Connections the server is
+    // still closing may linger for a moment.
+    wait_for(DEADLINE, "one open connection", || {
+        let connections = sample(&scrape(&server), "workshop_open_connections{}");
+        (connections == 1.0).then_some(())
+    });
     assert_eq!(sample(&restarted, "workshop_tasks{status=\"done\"}"), 1.0);
     assert_eq!(
         sample(&restarted, "workshop_blob_bytes{}"),

@@ -11,6 +11,10 @@ use std::time::Duration;
 /// The process's one set of metrics, as a Prometheus client library's default registry.
 pub static METRICS: Metrics = Metrics::new();
 
+/// The sockets the server holds before any client connects (the listener, the signal
+/// handler's socket pair), noted at start-up: what `/metrics` subtracts to count connections.
+pub static IDLE_SOCKETS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 /// Route names in `workshop_http_requests_total{route=...}`; `server::Route::label` gives
 /// one of these. Requests that match no route count as `unrouted`.
 pub const ROUTES: &[&str] = &[

@@ -124,7 +124,8 @@ fn render_connections(out: &mut String, live: &Live, process: &ProcessCounts) {
     let help = "Live hub subscribers: SSE streams and long-poll (`?wait=`) requests waiting.";
     gauge(out, "workshop_subscribers", help, live.subscribers as f64);
     let help = "Open TCP connections (streams, keep-alive and in-flight requests).";
-    let connections = process.sockets.saturating_sub(1) as f64;
+    let idle = super::IDLE_SOCKETS.get().copied().unwrap_or(1);
+    let connections = process.sockets.saturating_sub(idle) as f64;
     gauge(out, "workshop_open_connections", help, connections);
 }
 
