@@ -299,7 +299,7 @@ pub fn count_param(
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n.min(max)),
             _ => Err(ApiError::bad_request(format!(
-                "n must be a whole number from 1 to {max}, got {}",
+                "n must be a whole number from 1 (at most {max} are answered), got {}",
                 shown(raw)
             ))),
         },

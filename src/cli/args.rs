@@ -92,6 +92,7 @@ pub enum CliCommand {
     #[command(after_help = "Examples:\n  workshop upload report.pdf data.csv\n  \
         H=$(workshop upload report.pdf) && workshop task done \"$ID\" --result \"{\\\"pdf\\\":\\\"$H\\\"}\"")]
     Upload {
+        /// The files to upload (each stored once, under the hash of its content)
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
@@ -174,7 +175,10 @@ pub enum CliCommand {
     Lock(locks::LockArgs),
     /// Release a lock you hold (exit 4 if someone else holds it, 3 if nobody does)
     #[command(after_help = "Example:\n  workshop unlock src/main.rs")]
-    Unlock { name: String },
+    Unlock {
+        /// The lock's name, as given to `workshop lock`
+        name: String,
+    },
     /// List the locks held now, by name, one JSON object per line
     #[command(after_help = "Example:\n  workshop locks --prefix src/ --pretty")]
     Locks {

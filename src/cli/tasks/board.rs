@@ -104,6 +104,7 @@ fn print_tasks(tasks: &[Value], pretty: bool) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
+    /// The task's id
     id: String,
     /// Indented JSON, for reading
     #[arg(long)]

@@ -13,6 +13,7 @@ use crate::cli::request::{json_arg, set_opt};
 
 #[derive(Args, Debug)]
 pub struct ClaimArgs {
+    /// The task's id (as `task list` or `task create` print it)
     id: String,
     /// Expire the claim after SECS unless touched (default: never)
     #[arg(long, value_name = "SECS")]
@@ -65,6 +66,7 @@ fn claim_best(client: &Client, body: &Value, wait: Option<f64>) -> Result<Option
 
 #[derive(Args, Debug)]
 pub struct TouchArgs {
+    /// The task's id
     id: String,
     /// New lease from now (default: the claim's)
     #[arg(long, value_name = "SECS")]
@@ -77,6 +79,7 @@ pub fn touch(client: &Client, args: TouchArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
+    /// The task's id
     id: String,
     /// JSON object of fields (`-` reads stdin)
     #[arg(value_name = "JSON")]
@@ -112,6 +115,7 @@ fn fields_object(text: &str) -> Result<Map<String, Value>> {
 
 #[derive(Args, Debug)]
 pub struct DoneArgs {
+    /// The task's id
     id: String,
     /// JSON result (`-` reads stdin)
     #[arg(long, value_name = "JSON")]
@@ -137,7 +141,9 @@ pub fn done(client: &Client, args: DoneArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct AbandonArgs {
+    /// The task's id
     id: String,
+    /// Why, in the task.abandoned announcement
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
     /// Not claimable again for this many seconds
@@ -158,7 +164,9 @@ pub fn retry(client: &Client, id: &str) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct InterruptArgs {
+    /// The task's id
     id: String,
+    /// Why, in the task.interrupt announcement the worker reads
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
 }

@@ -61,8 +61,11 @@ pub enum TaskCommand {
     #[command(
         after_help = "Example:\n  workshop task list --status failed && workshop task retry 01J4XYZ..."
     )]
-    Retry { id: String },
-    /// Ask whoever runs a task to stop (`workshop work` stops it and abandons it)
+    Retry {
+        /// The failed task's id
+        id: String,
+    },
+    /// Ask whoever runs a task to stop (`workshop work` stops it and gives it back)
     #[command(after_help = "Example:\n  workshop task interrupt 01J4XYZ... --reason 'wrong input'")]
     Interrupt(InterruptArgs),
 }
