@@ -9,7 +9,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde_json::{Value, json};
 
 use super::super::client::{CliError, Result, seg};
-use super::super::idempotent;
 use super::outage::Backoff;
 use super::report::Outcome;
 use super::retry::{GivenUp, wait_after};
@@ -202,9 +201,7 @@ fn claim_on(ctx: &Ctx, ch: Option<&str>, exclude: &[&String]) -> Result<Option<(
     if let Some(ch) = ch {
         body["ch"] = json!(ch);
     }
-    // Keyed, and retried under that key: a claim whose answer was lost is answered with the
-    // task it took, instead of leaving that task claimed by no one who knows it.
-    let task = idempotent::post(&ctx.client, "/tasks/claim", &body)?;
+    let task = ctx.client.post_json("/tasks/claim", &body)?;
     let id = task.get("id").and_then(Value::as_str).map(str::to_string);
     Ok(id.map(|id| (id, task)))
 }
