@@ -5,7 +5,8 @@ pub(super) const FILES_CSP: &str = "default-src 'none'; sandbox";
 /// `attachment`, with the client's name for the file when given: as `filename*` (RFC 6266,
 /// UTF-8 percent-encoded) and an ASCII `filename` for old clients. Folders, control
 /// characters and quotes are removed, so the name can neither escape the download folder nor
-/// the header.
+/// the header, and so are bidirectional controls, so `invoice\u{202e}fdp.exe` is not saved
+/// as what shows as `invoiceexe.pdf`.
 pub(super) fn content_disposition(name: Option<&str>) -> String {
     const MAX_CHARS: usize = 200;
     let base = name
@@ -14,7 +15,7 @@ pub(super) fn content_disposition(name: Option<&str>) -> String {
         .next()
         .unwrap_or("")
         .chars()
-        .filter(|c| !c.is_control() && *c != '"')
+        .filter(|c| !crate::text::is_hidden_control(*c) && *c != '"')
         .take(MAX_CHARS)
         .collect::<String>();
     let base = base.trim();
@@ -62,7 +63,12 @@ mod tests {
             cd("a\"b\r\nSet-Cookie: x;y"),
             "attachment; filename=\"abSet-Cookie: x_y\"; filename*=UTF-8''abSet-Cookie%3A%20x%3By"
         );
-        for nothing in ["", "   ", "..", ".", "dir/", "\u{1b}"] {
+        assert_eq!(
+            cd("invoice\u{202e}fdp.exe"),
+            "attachment; filename=\"invoicefdp.exe\"; filename*=UTF-8''invoicefdp.exe",
+            "saved as what it is, not as what it shows"
+        );
+        for nothing in ["", "   ", "..", ".", "dir/", "\u{1b}", "\u{2066}"] {
             assert_eq!(cd(nothing), "attachment", "{nothing:?}");
         }
         assert_eq!(content_disposition(None), "attachment");

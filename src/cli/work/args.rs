@@ -45,7 +45,8 @@ Examples:
 
 #[derive(Args, Debug)]
 pub struct WorkArgs {
-    /// Only take tasks announced on this channel (repeatable; default: every channel)
+    /// Only take tasks announced on this channel (repeatable, asked in the order given, so an
+    /// earlier channel's tasks go first whatever their priority; default: every channel)
     #[arg(long = "ch", value_name = "CH")]
     pub(super) channels: Vec<String>,
     /// How many tasks to run at once
