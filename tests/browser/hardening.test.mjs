@@ -1,0 +1,169 @@
+// Real-browser test of /ui against what other agents can send it: bursts of new channels and
+// tasks, more open tasks than the board reads, names and titles with bidirectional overrides,
+// forged task failures, crafted /ui links, server strings that are JavaScript property names, and
+// the keyboard around the thread overlay. Debian's chromium driven by playwright-core against
+// the real server binary, as in ui.test.mjs. Run by tests/ui_hardening_browser.rs, or alone:
+//
+//   WORKSHOP_BIN=target/release/workshop node tests/browser/hardening.test.mjs
+//
+// Environment: WORKSHOP_BIN (required); WORKSHOP_TEST_DIR a scratch folder (else a temp dir);
+// UI_SCREENSHOTS where screenshots go (else target/ui-screenshots); CHROMIUM (default
+// /usr/bin/chromium); KEEP_GOING=1 runs every step even after one failed (each step sets up what
+// it needs), to see which steps an older build fails.
+import { mkdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { cspState } from "./csp.mjs";
+import { assert, launchChromium, publish as publishTo, request, run, sleep, startServer, step, stopServer, tally, testDir } from "./harness.mjs";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "../..");
+const BIN = process.env.WORKSHOP_BIN;
+const SHOTS = path.resolve(process.env.UI_SCREENSHOTS || path.join(REPO, "target/ui-screenshots"));
+const { dir: DIR, own: OWN_DIR } = testDir("workshop-ui-hardening-");
+const DEADLINE_MS = 300_000;
+const KEEP_GOING = !!process.env.KEEP_GOING;
+
+if (!BIN) { console.error("set WORKSHOP_BIN to the workshop server binary"); process.exit(2); }
+mkdirSync(SHOTS, { recursive: true });
+
+// ---- the server ---------------------------------------------------------------------------------
+let server = null;
+const serverLog = [];
+const startHub = () => startServer(BIN, {
+  cwd: DIR,
+  env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DB_PATH: path.join(DIR, "w.db"), BLOBS_DIR: path.join(DIR, "blobs") },
+  onStdout: (line) => serverLog.push("[server] " + line),
+  onStderr: (line) => serverLog.push("[server!] " + line),
+});
+
+// ---- helpers ------------------------------------------------------------------------------------
+let BASE = "";
+const http = (method, p, body, raw) => request(BASE, method, p, body, raw);
+const publish = (ch, msg) => publishTo(BASE, ch, msg);
+async function shot(page, name) { await page.screenshot({ path: path.join(SHOTS, name + ".png") }); }
+// Runs `fn(i)` for i in 0..n, `width` at a time.
+async function pool(n, width, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => { while (next < n) await fn(next++); }));
+}
+async function createTask(body) {
+  const r = await http("POST", "/tasks", body);
+  if (r.status !== 201) throw new Error(`create task answered ${r.status}: ${r.text}`);
+  return r.data.id;
+}
+// KEEP_GOING: a failed step is reported and the next one runs.
+const check = KEEP_GOING ? (name, fn) => step(name, fn).catch(() => { failures++; }) : step;
+let failures = 0;
+
+let browser;
+const pageErrors = [];
+const cspViolations = [];
+// A new page on /ui (or `where`), its errors recorded, once its stream is live.
+async function openUi(where = "/ui", viewport = { width: 1400, height: 900 }) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(20_000);
+  page.on("pageerror", (err) => pageErrors.push(where + ": " + err));
+  page.on("console", (m) => { if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text()); });
+  await page.goto(BASE + where);
+  return page;
+}
+const live = (page) => page.locator('#conn[data-state="live"]').waitFor();
+// Counts, in the page, how often `selector`'s children are replaced (each redraw is one record).
+const countRedraws = (page, selector) => page.evaluate((sel) => {
+  window.__redraws = 0;
+  new MutationObserver((records) => { window.__redraws += records.length; }).observe(document.querySelector(sel), { childList: true });
+}, selector);
+// Records the page's longest event-loop stall from here on (a 50 ms timer that fires late).
+const watchStalls = (page) => page.evaluate(() => {
+  window.__stall = 0;
+  let last = performance.now();
+  setInterval(() => { const now = performance.now(); window.__stall = Math.max(window.__stall, now - last - 50); last = now; }, 50);
+});
+
+async function main() {
+  await step("ui.html's CSP hash matches its script", () => {
+    const { want, have } = cspState();
+    assert(have === want, `ui.html pins sha256-${have}, the script hashes to sha256-${want}: run \`node tests/browser/csp.mjs --write\``);
+  });
+
+  await step("server starts", async () => {
+    server = await startHub();
+    BASE = `http://127.0.0.1:${server.port}`;
+    await publish("general", { from: "human.x", type: "msg.text", body: { text: "hello" } });
+  });
+  browser = await launchChromium();
+
+  await check("a burst of new channels redraws the sidebar a few times, not once per channel", async () => {
+    const N = 800;
+    const page = await openUi();
+    await live(page);
+    await countRedraws(page, "#chans");
+    await watchStalls(page);
+    const t0 = Date.now();
+    await pool(N, 8, (i) => publish("burst-" + String(i).padStart(4, "0"), { from: "gen.bot", type: "msg.text", body: { text: "hi " + i } }));
+    const sent = Date.now() - t0;
+    await page.locator(`#chans .chan[data-ch="burst-${String(N - 1).padStart(4, "0")}"]`).waitFor({ timeout: 60_000 });
+    await page.waitForFunction((n) => document.querySelectorAll('#chans .chan[data-ch^="burst-"]').length === n, N, { timeout: 60_000 });
+    const drawn = Date.now() - t0;
+    const { redraws, stall } = await page.evaluate(() => ({ redraws: window.__redraws, stall: Math.round(window.__stall) }));
+    console.log(`     ${N} channels published in ${sent} ms, all listed after ${drawn} ms; ${redraws} sidebar redraws, longest stall ${stall} ms`);
+    // One redraw per channel (the old page) is N; coalesced, a redraw every 100 ms at most.
+    assert(redraws < N / 4, `${redraws} sidebar redraws for ${N} new channels`);
+    assert(stall < 2000, `the page stalled for ${stall} ms`);
+    await page.context().close();
+  });
+
+  await check("a burst of task.created: a few task reads and board redraws, not one per task", async () => {
+    const N = 300;
+    const page = await openUi();
+    await live(page);
+    const reads = [];
+    page.on("request", (req) => { const p = new URL(req.url()).pathname; if (/^\/tasks\/[^/]+$/.test(p)) reads.push(p); });
+    await countRedraws(page, "#lanes");
+    await pool(N, 8, (i) => createTask({ from: "gen.bot", title: `burst task ${i}`, ch: "burst-tasks" }));
+    const last = await createTask({ from: "gen.bot", title: "the last of the burst", ch: "burst-tasks" });
+    await page.locator(`.card[data-task-id="${last}"]`).waitFor({ timeout: 30_000 });
+    await sleep(1500);   // rounds still under way would show here
+    const redraws = await page.evaluate(() => window.__redraws);
+    console.log(`     ${N + 1} tasks created: ${reads.length} task reads, ${redraws} board redraws`);
+    assert(reads.length <= 30, `${reads.length} GET /tasks/:id for ${N + 1} task.created`);
+    assert(redraws <= 60, `${redraws} board redraws for ${N + 1} task.created`);
+    await page.context().close();
+  });
+
+  await check("task.* messages whose task-id is no task id cost no request", async () => {
+    const page = await openUi();
+    await live(page);
+    const reads = [];
+    page.on("request", (req) => { const p = new URL(req.url()).pathname; if (p.startsWith("/tasks/")) reads.push(p); });
+    for (const id of ["nope", "../../status", "01ARZ3NDEKTSV4RRFFQ69G5FAVX", "81ARZ3NDEKTSV4RRFFQ69G5FAV", "01ARZ3NDEKTSV4RRFFQ69G5FAU"]) {
+      await publish("forged", { from: "mallory", type: "task.updated", body: { "task-id": id, note: "made up" } });
+    }
+    await publish("forged", { from: "mallory", type: "msg.text", body: { text: "sentinel after the forged ids" } });
+    await page.locator("#feed .row .b", { hasText: "sentinel after the forged ids" }).waitFor();
+    await sleep(800);   // a task read is made 150 ms after its message
+    assert(reads.length === 0, "task reads for made-up ids: " + reads.join(", "));
+    await page.context().close();
+  });
+
+  await step("no script error, no CSP violation", async () => {
+    assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
+    assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
+  });
+  if (failures) throw new Error(`${failures} step(s) failed`);
+}
+
+// ---- run ----------------------------------------------------------------------------------------
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  if (server) await stopServer(server).catch(() => {});
+  if (OWN_DIR) rmSync(DIR, { recursive: true, force: true });
+}
+const t0 = Date.now();
+const failed = await run(main, { deadlineMs: DEADLINE_MS, cleanup, onFailure: async () => {
+  console.log("---- last server output ----\n" + serverLog.slice(-40).join("\n"));
+} });
+console.log(`browser: ${tally(failed)}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+process.exit(failed ? 1 : 0);
