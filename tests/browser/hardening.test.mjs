@@ -170,6 +170,42 @@ async function main() {
     await page.context().close();
   });
 
+  await check("bidirectional overrides show as escapes, and a right-to-left name cannot reorder its neighbour", async () => {
+    const RLO = "\u202e";
+    const blob = await http("POST", "/files", undefined, "MZ not really an exe");
+    await publish("bidi", { from: "f.bot", type: "file.uploaded", files: [blob.data.hash], body: { name: `invoice${RLO}fdp.exe`, size: 20 } });
+    await publish("bidi", { from: "f.bot", type: `msg.${RLO}txet`, body: { text: `pay ${RLO}0001 now` } });
+    await createTask({ from: "f.bot", title: `report${RLO}gnp.exe`, ch: "bidi" });
+    // Hebrew letters are no control: the name shows as it is, but isolated: unisolated, its last
+    // letters would pull the "#42" after it to their left
+    const r = await http("POST", "/presence", { from: "bot.שלום", channels: ["42"] });
+    assert(r.status === 200, "presence " + r.status + " " + r.text);
+    const page = await openUi();
+    await live(page);
+    const link = page.locator("#feed .row .fl a", { hasText: "invoice" });
+    await link.waitFor();
+    const linkText = await link.textContent();
+    assert(linkText === "↓invoice\\u{202e}fdp.exe", "file link text: " + JSON.stringify(linkText));
+    assert((await link.getAttribute("download")) === "invoice_fdp.exe", "saved as " + JSON.stringify(await link.getAttribute("download")));
+    assert((await link.getAttribute("href")).endsWith("?name=invoice_fdp.exe"), "href " + (await link.getAttribute("href")));
+    const title = await page.locator(".card .ti", { hasText: "report" }).textContent();
+    assert(title === "report\\u{202e}gnp.exe", "task title: " + JSON.stringify(title));
+    const badge = await page.locator("#feed .row .badge", { hasText: "txet" }).textContent();
+    assert(badge === "msg.\\u{202e}txet", "type: " + JSON.stringify(badge));
+    const body = page.locator("#feed .row .b", { hasText: "pay" });
+    assert((await body.textContent()) === "pay \\u{202e}0001 now", "body: " + JSON.stringify(await body.textContent()));
+    await body.click();   // the JSON view escapes it as JSON does
+    await page.locator("#feed .detail", { hasText: '"text": "pay \\u202e0001 now"' }).waitFor();
+    const hidden = await page.evaluate(() => (document.body.innerText.match(/[\u202a-\u202e\u2066-\u2069]/g) || []).length);
+    assert(hidden === 0, hidden + " bidirectional controls in the page's text");
+    const agent = page.locator("#presence .agent", { hasText: "bot.שלום" });
+    await agent.waitFor();
+    const order = await agent.evaluate((el) => ({ name: el.querySelector(".a").getBoundingClientRect().right, chans: el.querySelector(".c").getBoundingClientRect().left }));
+    assert(order.chans >= order.name, `"#42" drawn left of the name before it: ${JSON.stringify(order)}`);
+    await shot(page, "h2-bidi-escaped");
+    await page.context().close();
+  });
+
   await step("no script error, no CSP violation", async () => {
     assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
     assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
