@@ -206,6 +206,29 @@ async function main() {
     await page.context().close();
   });
 
+  await check("a failed task's last failure comes from its channel and its claimer, not from anyone anywhere", async () => {
+    const id = await createTask({ from: "lead", title: "migrate the db", ch: "jobs-fail", max_attempts: 1 });
+    const claim = await http("POST", `/tasks/${id}/claim`, { from: "worker.w" });
+    assert(claim.status === 200, "claim " + claim.status);
+    const gone = await http("POST", `/tasks/${id}/abandon`, { from: "worker.w", reason: "disk full on worker.w" });
+    assert(gone.status === 200 && gone.data.status === "failed", "abandon: " + gone.text);
+    const forge = (ch, reason) => publish(ch, { from: "mallory", type: "task.error", body: { "task-id": id, reason } });
+    await forge("random", "forged on another channel");
+    await forge("jobs-fail", "forged by a stranger");
+    const page = await openUi();
+    await live(page);
+    const why = page.locator(`.lane[data-status="failed"] .card[data-task-id="${id}"] .lastfail`);
+    await why.waitFor();
+    assert((await why.textContent()) === "last failure: disk full on worker.w", "before: " + (await why.textContent()));
+    // and live: a forged one after the page loaded, then a message to know it has been seen
+    await forge("jobs-fail", "forged live");
+    await publish("jobs-fail", { from: "lead", type: "msg.text", body: { text: "after the live forgery" } });
+    await page.locator("#feed .row .b", { hasText: "after the live forgery" }).waitFor();
+    await sleep(500);
+    assert((await why.textContent()) === "last failure: disk full on worker.w", "after: " + (await why.textContent()));
+    await page.context().close();
+  });
+
   await step("no script error, no CSP violation", async () => {
     assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
     assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
