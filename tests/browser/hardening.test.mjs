@@ -229,6 +229,28 @@ async function main() {
     await page.context().close();
   });
 
+  await check("crafted /ui links open every channel with a notice, and never read as offline", async () => {
+    const links = ["/ui#%E0%A4%A", "/ui#no%20such%20channel!", "/ui#..", "/ui?ch=bad%20name", "/ui?ch=" + "x".repeat(65)];
+    for (const link of links) {
+      const page = await openUi(link);
+      await page.locator('#conn[data-state="live"]').waitFor({ timeout: 10_000 }).catch(async () => {
+        throw new Error(`${link}: the stream is "${await page.textContent("#conn")}", not live`);
+      });
+      await page.locator(".toast.err", { hasText: "is no channel name" }).waitFor();
+      const seen = await page.evaluate(() => ({ view: document.getElementById("viewname").textContent, ch: document.getElementById("c-ch").value, url: location.pathname + location.search + location.hash }));
+      assert(seen.view === "* all" && seen.ch === "general" && seen.url === "/ui", `${link}: ${JSON.stringify(seen)}`);
+      await page.locator('#chans .chan[data-ch="general"]').waitFor();
+      const errors = pageErrors.filter((e) => e.startsWith(link + ": "));
+      assert(errors.length === 0, errors.join(" | "));
+      await page.context().close();
+    }
+    // a good link still opens its channel
+    const page = await openUi("/ui#general");
+    await live(page);
+    assert((await page.textContent("#viewname")) === "#general", "#general link: " + (await page.textContent("#viewname")));
+    await page.context().close();
+  });
+
   await step("no script error, no CSP violation", async () => {
     assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
     assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
