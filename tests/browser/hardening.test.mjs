@@ -251,6 +251,40 @@ async function main() {
     await page.context().close();
   });
 
+  await check("server strings that are property names: x.constructor is no image, #__proto__ keeps its mute", async () => {
+    const blob = await http("POST", "/files", undefined, "not an image at all");
+    const hash = blob.data.hash;
+    await publish("proto", { from: "f.bot", type: "file.uploaded", files: [hash], body: { name: "x.constructor", size: 19 } });
+    const long = "a-very-long-file-name-".repeat(20) + ".txt";
+    await publish("proto", { from: "f.bot", type: "file.uploaded", files: [hash], body: { name: long, size: 19 } });
+    await publish("__proto__", { from: "f.bot", type: "msg.text", body: { text: "in the channel called __proto__" } });
+    const page = await openUi();
+    const fetched = [];
+    page.on("request", (req) => { if (new URL(req.url()).pathname.startsWith("/files/")) fetched.push(req.url()); });
+    await page.reload();
+    await live(page);
+    const row = page.locator("#feed .row", { has: page.locator(".fl a", { hasText: "x.constructor" }) });
+    await row.waitFor();
+    await sleep(500);   // a preview is fetched as the row is drawn
+    assert(await row.locator("img.thumb").count() === 0, "x.constructor got an image preview");
+    assert(fetched.length === 0, "files fetched for previews: " + fetched.join(", "));
+    const longRow = page.locator("#feed .row", { has: page.locator(".fl a", { hasText: "a-very-long" }) });
+    const edges = await longRow.evaluate((r) => ({ row: r.getBoundingClientRect().right, link: r.querySelector(".fl").getBoundingClientRect().right }));
+    assert(edges.link <= edges.row + 1, "a long file name runs off its row: " + JSON.stringify(edges));
+    // mute and hide #__proto__, then reload: both kept
+    await page.click('#chans .chan[data-ch="__proto__"]');
+    await page.click("#notify-btn");
+    await page.locator('#notify input[data-pref="mute"]').check();
+    await page.locator('#notify input[data-pref="hide"]').check();
+    await page.keyboard.press("Escape");
+    await page.reload();
+    await live(page);
+    await page.locator('#chans .chan.muted[data-ch="__proto__"]').waitFor({ timeout: 5_000 });
+    const stored = await page.evaluate(() => localStorage.getItem("workshop.notify"));
+    assert(stored === '{"__proto__":{"mute":true,"hide":true}}', "stored: " + stored);
+    await page.context().close();
+  });
+
   await step("no script error, no CSP violation", async () => {
     assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
     assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
