@@ -285,6 +285,45 @@ async function main() {
     await page.context().close();
   });
 
+  await check("keyboard: j/k do not move rows hidden behind the thread; channels and lanes take Tab and Enter", async () => {
+    const root = await publish("kb", { from: "a.bot", type: "msg.text", body: { text: "the thread's root" } });
+    await publish("kb", { from: "b.bot", type: "msg.text", body: { text: "a reply" }, reply_to: root });
+    await createTask({ from: "a.bot", title: "a task to see a lane", ch: "kb" });
+    const page = await openUi("/ui#kb");
+    await live(page);
+    await page.locator("#feed .row .replies").first().click();
+    await page.locator("#thread").waitFor();
+    const before = await page.evaluate(() => window.__workshop.selected);
+    for (const key of ["j", "j", "k", "Enter", "r"]) await page.keyboard.press(key);
+    const after = await page.evaluate(() => ({ selected: window.__workshop.selected, replying: !document.getElementById("replying").classList.contains("hidden") }));
+    assert(after.selected === before && !after.replying, `keys behind the thread: ${JSON.stringify({ before, after })}`);
+    await page.keyboard.press("Escape");
+    await page.locator("#thread").waitFor({ state: "detached" });
+    await page.keyboard.press("j");   // and back at the feed, they work
+    assert(await page.evaluate(() => window.__workshop.selected) !== before, "j moves the selection once the thread is closed");
+    // Tab from the last button of the top bar reaches the channel list; Enter opens a channel
+    await page.focus("#help-btn");
+    await page.keyboard.press("Tab");
+    const tabbed = await page.evaluate(() => document.activeElement.matches("#chans .chan") && document.activeElement.dataset.ch);
+    assert(tabbed === "", "Tab after the top bar reached " + (await page.evaluate(() => document.activeElement.outerHTML.slice(0, 80))));
+    await page.keyboard.press("Enter");
+    assert((await page.textContent("#viewname")) === "* all", "Enter on * all");
+    await page.focus('#chans .chan[data-ch="kb"]');
+    await page.keyboard.press("Enter");
+    await page.locator("#viewname", { hasText: "#kb" }).waitFor({ timeout: 5_000 });
+    assert(await page.evaluate(() => document.activeElement.dataset.ch) === "kb", "the focus stays on #kb after the sidebar redraw");
+    // Tab from the board's last header button reaches the first lane's fold; Enter folds and unfolds
+    await page.focus("#t-refresh");
+    await page.keyboard.press("Tab");
+    const fold = await page.evaluate(() => document.activeElement.closest(".lane") && document.activeElement.closest(".lane").dataset.status);
+    assert(fold === "open", "Tab after the board's header reached " + (await page.evaluate(() => document.activeElement.outerHTML.slice(0, 80))));
+    await page.keyboard.press("Enter");
+    await page.locator('.lane.collapsed[data-status="open"]').waitFor({ timeout: 5_000 });
+    await page.keyboard.press("Enter");
+    await page.locator('.lane[data-status="open"]:not(.collapsed)').waitFor({ timeout: 5_000 });
+    await page.context().close();
+  });
+
   await step("no script error, no CSP violation", async () => {
     assert(pageErrors.length === 0, "page errors: " + pageErrors.join(" | "));
     assert(cspViolations.length === 0, "CSP violations: " + cspViolations.join(" | "));
