@@ -934,21 +934,7 @@ printf '{"by":"%s"}' "$AGENT_ID"
 #[test]
 fn a_lost_lease_stops_the_command() {
     let mut hub = Server::start();
-    let handler = script(
-        hub.dir.path(),
-        "handler.sh",
-        r#"trap 'touch "$OUT/term"; exit 143' TERM
-touch "$OUT/started"
-sleep 60 & wait $!
-"#,
-    );
-    let out = hub.dir.path().to_path_buf();
-    let handler = handler.to_str().expect("path");
-    let _worker = hub.spawn(
-        "w.lost",
-        &["work", "--lease", "1", "--", handler],
-        &[("OUT", &out)],
-    );
+    let (out, _worker) = spawn_sleeper_worker(&hub, "w.lost", &["--lease", "1"]);
     let id = hub.ok(ME, &["task", "create", "outlived"]);
     poll("command to start", || {
         out.join("started").exists().then_some(())
@@ -990,21 +976,7 @@ sleep 60 & wait $!
 #[test]
 fn a_worker_whose_claim_ended_cannot_touch_or_finish_the_next_claim() {
     let hub = Server::start();
-    let handler = script(
-        hub.dir.path(),
-        "handler.sh",
-        r#"trap 'touch "$OUT/term"; exit 143' TERM
-touch "$OUT/started"
-sleep 60 & wait $!
-"#,
-    );
-    let out = hub.dir.path().to_path_buf();
-    let handler = handler.to_str().expect("path");
-    let _worker = hub.spawn(
-        "w.same",
-        &["work", "--lease", "3", "--ch", "fence", "--", handler],
-        &[("OUT", &out)],
-    );
+    let (out, _worker) = spawn_sleeper_worker(&hub, "w.same", &["--lease", "3", "--ch", "fence"]);
     let id = hub.ok(ME, &["task", "create", "once only", "--ch", "fence"]);
     poll("command to start", || {
         out.join("started").exists().then_some(())
@@ -1029,4 +1001,27 @@ sleep 60 & wait $!
         .map(|m| m["type"].as_str().unwrap_or("?").to_string())
         .collect();
     assert_eq!(said, ["task.claimed", "task.abandoned", "task.claimed"]);
+}
+
+/// A worker as `agent` (`work_args` before `--`) whose command marks `$OUT/started`, sleeps,
+/// and marks `$OUT/term` when it gets SIGTERM; `$OUT` is the hub's folder, returned.
+fn spawn_sleeper_worker(
+    hub: &Server,
+    agent: &str,
+    work_args: &[&str],
+) -> (std::path::PathBuf, cli_support::Background) {
+    let handler = script(
+        hub.dir.path(),
+        "sleeper.sh",
+        r#"trap 'touch "$OUT/term"; exit 143' TERM
+touch "$OUT/started"
+sleep 60 & wait $!
+"#,
+    );
+    let out = hub.dir.path().to_path_buf();
+    let mut args = vec!["work"];
+    args.extend_from_slice(work_args);
+    args.extend(["--", handler.to_str().expect("path")]);
+    let worker = hub.spawn(agent, &args, &[("OUT", &out)]);
+    (out, worker)
 }
