@@ -210,20 +210,39 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
             Written::NothingYet { next_ready } => next_ready,
             claimed => return Ok(written::reply(claimed)),
         };
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+        if Instant::now() >= deadline {
             return Ok(Reply::Empty(204));
-        };
+        }
         if !room {
             return Err(ApiError::unavailable(TOO_MANY_STREAMS));
         }
-        // A delayed task becomes claimable without a ring: wake up for it too; and look at
-        // the client every `PEER_CHECK`.
-        let until_ready = next_ready
-            .map(|at| Duration::from_secs_f64((at - crate::store::now()).max(0.0) + 0.001));
-        let nap = until_ready.map_or(left, |ready| ready.min(left));
-        app.store.bell.wait(rings, nap.min(PEER_CHECK));
+        // A delayed task becomes claimable without a ring: wake up for it too.
+        let ready = next_ready.map(|at| {
+            Instant::now() + Duration::from_secs_f64((at - crate::store::now()).max(0.0) + 0.001)
+        });
+        let wake = ready.map_or(deadline, |ready| ready.min(deadline));
+        if !nap(app, &req.http, rings, wake) {
+            return Ok(Reply::Empty(204));
+        }
         waited = true;
     }
+}
+
+/// Waits for a ring after `rings`, or until `wake`, looking at the client every
+/// `PEER_CHECK` in between (only looking: claiming again at each look would send the writer
+/// a claim a second for every waiting caller). False when the client has gone.
+fn nap(app: &App, request: &tiny_http::Request, rings: u64, wake: Instant) -> bool {
+    let bell = &app.store.bell;
+    while let Some(left) = wake.checked_duration_since(Instant::now()) {
+        bell.wait(rings, left.min(PEER_CHECK));
+        if bell.rings() != rings {
+            break;
+        }
+        if request.peer_has_closed() {
+            return false;
+        }
+    }
+    true
 }
 
 /// An optional array of task ids (at most 1000).
