@@ -60,12 +60,11 @@ pub(super) fn run(step: &mut Step, op: &Op) -> Result<Written, StoreError> {
             delay_s,
             counted,
         } => {
-            let given_back = tasks::GivenBack {
-                reason,
+            let how = tasks::Released {
                 delay_s: *delay_s,
                 counted: *counted,
             };
-            tasks::abandon(step, id, &holder(from, *claim), &given_back)
+            tasks::abandon(step, id, &holder(from, *claim), reason, how)
         }
         Op::Interrupt { id, from, reason } => tasks::interrupt(step, id, from, reason),
         Op::Heartbeat {
@@ -109,12 +108,12 @@ fn heartbeat(
     Ok(Written::Seen)
 }
 
-/// Moves `agent`'s inbox read cursor forward to `up_to`.
 /// Who acts on a held task, as an op names them.
 fn holder(from: &str, claim: Option<i64>) -> tasks::Holder<'_> {
     tasks::Holder { from, claim }
 }
 
+/// Moves `agent`'s inbox read cursor forward to `up_to`.
 fn mark_read(step: &mut Step, agent: &str, up_to: &str) -> Result<Written, StoreError> {
     // Clamped to the greatest id issued so far: a cursor beyond it (any valid ULID is
     // accepted) would hide every later message for good. A clamp rather than a refusal:

@@ -7,7 +7,7 @@ mod release;
 
 pub(super) use claim::{Wanted, claim, claim_next, create};
 pub(super) use held::{Holder, complete, interrupt, touch, update};
-pub(super) use release::{GivenBack, abandon, expire_leases, retry};
+pub(super) use release::{Released, abandon, expire_leases, retry};
 
 use super::clock::now;
 use super::failure::StoreError;

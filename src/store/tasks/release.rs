@@ -8,27 +8,21 @@ use crate::store::step::{SERVER_IDENTITY, Step};
 use rusqlite::params;
 use serde_json::{Value, json};
 
-/// How a claimer gives a task back: why, after how long it may be claimed again, and
-/// whether that used one of its attempts.
-pub(crate) struct GivenBack<'a> {
-    pub(crate) reason: &'a Value,
-    pub(crate) delay_s: f64,
-    pub(crate) counted: bool,
-}
-
-/// The claimer gives the task back, to be claimable again after `delay_s`.
-pub(crate) fn abandon(step: &mut Step, id: &str, holder: &Holder, back: &GivenBack) -> Answer {
+/// The claimer gives the task back for `reason`, as `how` says.
+pub(crate) fn abandon(
+    step: &mut Step,
+    id: &str,
+    holder: &Holder,
+    reason: &Value,
+    how: Released,
+) -> Answer {
     let task = load_claimed_by(step, id, holder)?;
-    let mut body = json!({"task-id": id, "title": task.title, "reason": back.reason});
-    if !back.counted {
+    let mut body = json!({"task-id": id, "title": task.title, "reason": reason});
+    if !how.counted {
         body["attempt_counted"] = json!(false);
     }
     let news = Announcement::new("task.abandoned", body);
-    let released = Released {
-        delay_s: back.delay_s,
-        counted: back.counted,
-    };
-    let status = release(step, id, &task, (holder.from, news), released)?;
+    let status = release(step, id, &task, (holder.from, news), how)?;
     let id = id.to_string();
     Ok(Written::Abandoned { id, status })
 }
@@ -57,11 +51,11 @@ fn reopen_failed(step: &mut Step, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// How a release leaves the task: claimable after `delay_s`, and one more attempt used
-/// unless not `counted`.
-struct Released {
-    delay_s: f64,
-    counted: bool,
+/// How a release leaves the task: claimable again after `delay_s`, and one more attempt used
+/// unless not `counted` (a claimer giving it back for a reason of its own, not the task's).
+pub(crate) struct Released {
+    pub(crate) delay_s: f64,
+    pub(crate) counted: bool,
 }
 
 /// Takes a claimed task back (abandon or lease expiry), announced by `from` as `news`: back
