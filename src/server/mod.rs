@@ -89,12 +89,12 @@ fn log(method: &Method, url: &str, status: u16, started: Instant) {
     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
 }
 
-/// Client text for the log, with control characters escaped: no terminal escape sequence
-/// from a request line reaches whoever reads the log.
+/// Client text for the log, with control and bidirectional characters escaped: no terminal
+/// escape sequence from a request line reaches whoever reads the log, nor reorders the line.
 fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        match c.is_control() {
+        match crate::text::is_hidden_control(c) {
             true => out.extend(c.escape_default()),
             false => out.push(c),
         }

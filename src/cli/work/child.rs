@@ -189,7 +189,7 @@ fn forward_stderr(
     child: &mut Child,
 ) -> io::Result<JoinHandle<Vec<String>>> {
     let stderr = child.stderr.take();
-    let id = task.get("id").and_then(Value::as_str).unwrap_or_default();
+    let id = super::tell::task_id(task);
     let poster = UpdatePoster {
         client: ctx.client.clone(),
         holder: ctx.holder(task),

@@ -165,6 +165,7 @@ impl Coordinator {
         let attempts = task.get("attempts").and_then(Value::as_u64).unwrap_or(0);
         let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
         self.running.insert(id.clone(), (stop_tx.clone(), attempts));
+        let holder = self.ctx.holder(&task);
         let (ctx, tx, task_id) = (Arc::clone(&self.ctx), self.tx.clone(), id.clone());
         let runner = move || {
             let outcome = run_task(&ctx, &task_id, &task, &stop_tx, &stop_rx);
@@ -172,7 +173,7 @@ impl Coordinator {
         };
         if !spawn("runner", runner) {
             self.running.remove(&id);
-            abandon_unstarted(&self.ctx, &id);
+            abandon_unstarted(&self.ctx, &id, holder);
         }
     }
 }
@@ -206,10 +207,11 @@ fn claim_on(ctx: &Ctx, ch: Option<&str>, exclude: &[&String]) -> Result<Option<(
     Ok(id.map(|id| (id, task)))
 }
 
-/// A task claimed but not started (no thread for its runner) goes back to the pool at once.
-fn abandon_unstarted(ctx: &Ctx, id: &str) {
-    let body =
-        json!({"from": ctx.agent, "reason": "worker out of threads", "count_attempt": false});
+/// A task claimed but not started (no thread for its runner) goes back to the pool at once,
+/// as its claim's `holder` (`Ctx::holder`), using no attempt.
+fn abandon_unstarted(ctx: &Ctx, id: &str, mut body: Value) {
+    body["reason"] = json!("worker out of threads");
+    body["count_attempt"] = json!(false);
     let path = format!("/tasks/{}/abandon", seg(id));
     if let Err(e) = ctx.client.post_json(&path, &body) {
         eprintln!("workshop work: abandoning {id}: {e}");

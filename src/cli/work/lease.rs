@@ -19,7 +19,7 @@ pub fn keep_lease(ctx: &Ctx, task: &Value, lease: Duration, stop: Sender<Outcome
     let (done_tx, done_rx) = bounded::<()>(0);
     let mut body = ctx.holder(task);
     body["lease_s"] = json!(lease.as_secs_f64());
-    let id = task.get("id").and_then(Value::as_str).unwrap_or_default();
+    let id = super::tell::task_id(task);
     let keeper = LeaseKeeper {
         client: ctx.client.clone(),
         hub: Arc::clone(&ctx.hub),

@@ -110,7 +110,8 @@ pub fn tell(ctx: &Ctx, task: &Value, outcome: Outcome, detail: Detail) -> Told {
     }
 }
 
-fn task_id(task: &Value) -> &str {
+/// The task's id, as claim-next answered it.
+pub(super) fn task_id(task: &Value) -> &str {
     task.get("id").and_then(Value::as_str).unwrap_or_default()
 }
 
