@@ -630,11 +630,7 @@ echo "plain text result"
         &[("OUT", &out)],
     );
     let bad = hub.ok(ME, &["task", "create", "fail me", "--ch", "f"]);
-    let abandoned = poll("task.abandoned", || {
-        hub.channel_history("f", "type=task.abandoned")
-            .into_iter()
-            .next()
-    });
+    let abandoned = hub.first_of_type("f", "task.abandoned");
     assert_eq!(abandoned["body"]["task-id"], bad.as_str());
     assert_eq!(abandoned["body"]["reason"], "command exited with status 3");
     let error = &hub.channel_history("f", "type=task.error")[0];
@@ -685,20 +681,12 @@ head -c 3000000 /dev/zero | tr '\0' a
         &[],
     );
     let id = hub.ok(ME, &["task", "create", "too big", "--ch", "big"]);
-    let error = poll("task.error", || {
-        hub.channel_history("big", "type=task.error")
-            .into_iter()
-            .next()
-    });
+    let error = hub.first_of_type("big", "task.error");
     assert_eq!(error["body"]["task-id"], id.as_str());
     let says = error["body"]["error"].as_str().unwrap_or_default();
     assert!(says.contains("over 1 MiB"), "{error}");
     assert_eq!(error["body"]["exit-code"], 0);
-    let abandoned = poll("task.abandoned", || {
-        hub.channel_history("big", "type=task.abandoned")
-            .into_iter()
-            .next()
-    });
+    let abandoned = hub.first_of_type("big", "task.abandoned");
     assert_eq!(abandoned["body"]["task-id"], id.as_str());
     let updates = hub.channel_history("big", "type=task.updated");
     assert!(
@@ -950,11 +938,7 @@ fn a_lost_lease_stops_the_command() {
     poll("command to get SIGTERM", || {
         out.join("term").exists().then_some(())
     });
-    let expired = poll("task.expired", || {
-        hub.channel_history("tasks", "type=task.expired")
-            .into_iter()
-            .next()
-    });
+    let expired = hub.first_of_type("tasks", "task.expired");
     assert_eq!(expired["body"]["task-id"], id.as_str());
     let types: Vec<String> = hub
         .channel_history("tasks", "")

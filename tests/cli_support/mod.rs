@@ -32,6 +32,14 @@ pub trait Cli {
     fn spawn(&self, agent: &str, args: &[&str], env: &[(&str, &Path)]) -> Background;
     /// A channel's ndjson history (up to 1000 messages), `query` added to the URL.
     fn channel_history(&self, ch: &str, query: &str) -> Vec<Value>;
+    /// Waits (to the deadline) for the first message of type `kind` on `ch`.
+    fn first_of_type(&self, ch: &str, kind: &str) -> Value {
+        poll(kind, || {
+            self.channel_history(ch, &format!("type={kind}"))
+                .into_iter()
+                .next()
+        })
+    }
 }
 
 impl Cli for Server {
