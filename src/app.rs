@@ -106,9 +106,10 @@ impl App {
         let hub = Arc::new(Hub::default());
         let blobs = BlobStore::open(&config.blobs_dir)?;
         let store = Store::open(&config.db_path, hub.clone())?;
-        store
-            .write(prune(&config))
-            .map_err(|e| format!("retention cleanup failed: {}", e.message))?;
+        // Not a reason to stay down (say the disk is full): the retention thread tries again.
+        if let Err(e) = store.write(prune(&config)) {
+            say!("retention cleanup failed: {}", e.message);
+        }
         let broadcaster =
             Broadcaster::start(&hub).map_err(|e| format!("cannot start a thread: {e}"))?;
         Ok(App {

@@ -1497,6 +1497,109 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
     drop(disk);
 }
 
+/// Mounts a small tmpfs, or says why not: under CI (root) a skip would be a lie.
+fn small_disk_or_skip(path: std::path::PathBuf) -> Option<SmallDisk> {
+    let disk = SmallDisk::mount(path);
+    if disk.is_none() {
+        assert!(
+            !(is_root() && std::env::var_os("CI").is_some()),
+            "cannot mount a tmpfs under CI: the full-disk check did not run"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+    }
+    disk
+}
+
+/// The ids of the messages a search for `word` answers (newline-delimited JSON), or its
+/// error answer.
+fn search_ids(port: u16, word: &str) -> Result<Vec<String>, Response> {
+    let r = try_request(port, "GET", &format!("/search?q={word}&n=100"), &[], b"").unwrap();
+    if r.status != 200 {
+        return Err(r);
+    }
+    let mut ids: Vec<String> = r
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].to_string())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// A crash loses the writer's list of messages not yet indexed for search, and start-up
+/// indexes them; if the disk is still full then, the server used to refuse to start. Now it
+/// starts, serves what is stored, answers searches with the storage error instead of an
+/// incomplete result, does not spin retrying, and completes the index once space is back.
+#[test]
+fn a_server_restarted_on_a_full_disk_starts_and_catches_up_search_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = small_disk_or_skip(tmp.path().join("disk")) else {
+        return;
+    };
+    let mut server = Server::start_with_options(Options {
+        db_path: Some(disk.path.join("w.db")),
+        blobs_dir: Some(disk.path.join("blobs")),
+        ..Options::default()
+    });
+    let port = server.port;
+    for n in 0..5 {
+        let body =
+            json!({"from": "disk", "type": "note", "body": {"text": format!("kumquat {n}")}});
+        assert_eq!(try_post_json(port, "/ch/disk", &body).unwrap().status, 201);
+    }
+    let indexed = search_ids(port, "kumquat").map_err(|r| r.text()).unwrap();
+    assert_eq!(indexed.len(), 5);
+    server.stop();
+
+    // What a crash leaves: the newest three messages stored but not indexed. The connection
+    // stays open across the restart, so the WAL and its index file stay as a crash leaves
+    // them, and start-up's indexing must grow the WAL on a full disk.
+    let db = rusqlite::Connection::open(disk.path.join("w.db")).unwrap();
+    db.execute_batch(
+        "DELETE FROM message_search WHERE rowid IN
+             (SELECT row FROM message_search_ids ORDER BY row DESC LIMIT 3);
+         DELETE FROM message_search_ids WHERE row IN
+             (SELECT row FROM message_search_ids ORDER BY row DESC LIMIT 3);",
+    )
+    .unwrap();
+    let filler = disk.path.join("filler");
+    fill(&filler);
+    server.restart_stopped();
+    assert!(
+        server
+            .stderr()
+            .contains("cannot index the stored messages for search yet"),
+        "start-up's indexing did not fail on the full disk, so this checked nothing:\n{}",
+        server.stderr()
+    );
+
+    // Up: history has every message, a search says it cannot answer whole.
+    let stored = server.all_messages();
+    assert_eq!(stored.iter().filter(|m| m["ch"] == "disk").count(), 5);
+    let refused = search_ids(port, "kumquat").expect_err("a search that misses three");
+    assert_json_error(&refused, 507, "search before the index caught up");
+    // Retrying once a second, not spinning: an idle writer uses next to no CPU.
+    let cpu = cpu_seconds(server.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let spent = cpu_seconds(server.pid()) - cpu;
+    assert!(spent < 0.5, "{spent:.2} s of CPU in 3 s on a full disk");
+
+    std::fs::remove_file(&filler).unwrap();
+    let found = wait_for(30 * SECOND, "search to catch up", || {
+        search_ids(port, "kumquat").map_err(|r| r.text())
+    });
+    assert_eq!(found, indexed, "each message found once after catching up");
+    assert!(
+        server
+            .stderr()
+            .contains("the search index holds every stored message again")
+    );
+    drop(db);
+    server.assert_no_panic();
+    server.kill();
+    drop(disk);
+}
+
 /// Where no tmpfs can be mounted (not root): a blob folder that turns read-only refuses
 /// uploads with a JSON 507 and stores nothing, and uploads work again once it is writable.
 fn read_only_blob_folder_refuses_uploads_cleanly() {

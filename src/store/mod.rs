@@ -130,16 +130,28 @@ impl TaskBell {
 }
 
 /// Indexes the stored messages a stop left out of the search index (a crash loses the
-/// writer's unindexed list, never a message), before the server takes any request: a search
-/// never misses one, and a failure stops start-up instead of leaving a hole for good.
-fn catch_up_search(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    let count = search::index_unindexed(&tx)?;
-    tx.commit()?;
-    if count > 0 {
-        say!("indexed {count} messages for search");
+/// writer's unindexed list, never a message), before the server takes any request, so a
+/// search never misses one. Whether the index still lacks some: when this fails (a crash
+/// on a full disk, restarted before space is freed), the server starts anyway, reads and
+/// streams work, searches answer the error, and the writer tries again every second.
+fn catch_up_search(conn: &mut Connection) -> bool {
+    let indexed = conn.transaction().and_then(|tx| {
+        let count = search::index_unindexed(&tx)?;
+        tx.commit().map(|()| count)
+    });
+    match indexed {
+        Ok(0) => false,
+        Ok(count) => {
+            say!("indexed {count} messages for search");
+            false
+        }
+        Err(e) => {
+            say!(
+                "cannot index the stored messages for search yet ({e}); searches fail until it succeeds"
+            );
+            true
+        }
     }
-    Ok(())
 }
 
 impl Store {
@@ -149,13 +161,15 @@ impl Store {
             format!("cannot {doing} database {}: {e}", path.display())
         };
         let mut conn = schema::open_writer(path).map_err(|e| cannot("open", e))?;
-        catch_up_search(&mut conn).map_err(|e| cannot("index for search", e))?;
+        let search_behind = catch_up_search(&mut conn);
         let (stats, floor) = Stats::load(&conn).map_err(|e| cannot("read", e))?;
+        stats.search_pending.store(search_behind, Ordering::SeqCst);
         let stats = Arc::new(stats);
         let readers = Readers::open(path.to_path_buf()).map_err(|e| cannot("open", e))?;
         let (tx, rx) = bounded(4096);
         let bell = Arc::new(TaskBell::default());
-        let writer = writer::spawn(conn, rx, hub, stats.clone(), bell.clone(), floor)
+        let unindexed = unindexed::Unindexed::new(search_behind);
+        let writer = writer::spawn(conn, rx, hub, stats.clone(), bell.clone(), floor, unindexed)
             .map_err(|e| format!("cannot start writer thread: {e}"))?;
         Ok(Store {
             commands: Mutex::new(Some(tx)),

@@ -5,7 +5,8 @@
 //! batch's transaction, never more than `LAG` later; and at once when a search asks (see
 //! `Op::IndexSearch`), so a search still finds every message published before it. A crash
 //! loses only this list, never a message: start-up indexes what the index lacks
-//! (`search::index_unindexed`).
+//! (`search::index_unindexed`), and if it cannot (a full disk), the writer does it later
+//! (`behind`).
 use super::search::{self, SearchDoc};
 use rusqlite::Transaction;
 use std::time::{Duration, Instant};
@@ -25,11 +26,23 @@ pub(super) struct Unindexed {
     bytes: usize,
     /// When the oldest of `docs` was committed.
     since: Option<Instant>,
+    /// Whether stored messages older than `docs` are missing from the index too: start-up
+    /// could not index what a crash left out. Then `index` indexes everything the index
+    /// lacks, `docs` included.
+    behind: bool,
 }
 
 impl Unindexed {
+    /// The list of a writer whose index may lack stored messages (`behind`).
+    pub(super) fn new(behind: bool) -> Unindexed {
+        Unindexed {
+            behind,
+            ..Unindexed::default()
+        }
+    }
+
     pub(super) fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+        self.docs.is_empty() && !self.behind
     }
 
     /// Adds what a commit stored (in id order, after everything already here).
@@ -44,7 +57,7 @@ impl Unindexed {
 
     /// Whether the list should be indexed in the next transaction without being asked.
     pub(super) fn due(&self) -> bool {
-        self.full() || self.since.is_some_and(|since| since.elapsed() >= LAG)
+        self.behind || self.full() || self.since.is_some_and(|since| since.elapsed() >= LAG)
     }
 
     fn full(&self) -> bool {
@@ -53,18 +66,28 @@ impl Unindexed {
 
     /// When the list falls due, if it holds anything: now if it is full, else by age.
     pub(super) fn deadline(&self) -> Option<Instant> {
+        if self.behind {
+            return Some(Instant::now());
+        }
         let by_age = self.since.map(|since| since + LAG);
         by_age.map(|at| if self.full() { Instant::now() } else { at })
     }
 
-    /// Writes every listed message into the index, in `tx`. The list is kept until the
-    /// transaction commits (`clear`), so a failed commit loses nothing.
+    /// Writes every listed message into the index, in `tx` (every stored message the index
+    /// lacks, when `behind`). The list is kept until the transaction commits (`clear`), so a
+    /// failed commit loses nothing.
     pub(super) fn index(&self, tx: &Transaction) -> rusqlite::Result<()> {
+        if self.behind {
+            return search::index_unindexed(tx).map(|_| ());
+        }
         self.docs.iter().try_for_each(|doc| search::index(tx, doc))
     }
 
     /// Forgets the listed messages, once the transaction that indexed them has committed.
     pub(super) fn clear(&mut self) {
+        if self.behind {
+            say!("the search index holds every stored message again");
+        }
         *self = Unindexed::default();
     }
 }
@@ -103,5 +126,14 @@ mod tests {
             (large.docs.len(), large.bytes, large.deadline()),
             (0, 0, None)
         );
+
+        let mut behind = Unindexed::new(true);
+        assert!(
+            !behind.is_empty() && behind.due(),
+            "a start-up that could not index"
+        );
+        assert!(behind.deadline().unwrap() <= Instant::now());
+        behind.clear();
+        assert!(behind.is_empty() && !behind.due());
     }
 }

@@ -24,6 +24,10 @@ use ulid::Ulid;
 /// publishes (the last command taken may cross it by one batch's 1,000; the announcements
 /// task changes and lease expiries make are not counted).
 const MAX_COMMIT_WEIGHT: usize = 1024;
+/// After a failed commit (a full disk, say), how long the writer leaves the work it does on
+/// its own (indexing for search, expiring leases) before trying it again. At once, it would
+/// spin a core for as long as the disk stays full, and fail every command batch with it.
+const OWN_WORK_RETRY: Duration = Duration::from_secs(1);
 
 pub fn spawn(
     conn: Connection,
@@ -32,6 +36,7 @@ pub fn spawn(
     stats: Arc<Stats>,
     bell: Arc<TaskBell>,
     floor: Option<Ulid>,
+    unindexed: Unindexed,
 ) -> std::io::Result<JoinHandle<()>> {
     let writer = Writer {
         conn,
@@ -40,7 +45,8 @@ pub fn spawn(
         stats,
         bell,
         next_lease: None,
-        unindexed: Unindexed::default(),
+        unindexed,
+        own_work_paused: None,
     };
     std::thread::Builder::new()
         .name("writer".into())
@@ -66,6 +72,8 @@ struct Writer {
     next_lease: Option<f64>,
     /// Messages committed but not yet in the search index.
     unindexed: Unindexed,
+    /// Until when the writer's own work waits, after a failed commit (`OWN_WORK_RETRY`).
+    own_work_paused: Option<Instant>,
 }
 
 impl Writer {
@@ -119,7 +127,21 @@ impl Writer {
             .map(|at| Duration::from_secs_f64((at - now()).max(0.0)));
         let index = self.unindexed.deadline();
         let index = index.map(|at| at.saturating_duration_since(Instant::now()));
-        lease.into_iter().chain(index).min()
+        let paused = self.own_work_paused;
+        let paused = paused.map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(Instant::now())
+        });
+        lease
+            .into_iter()
+            .chain(index)
+            .min()
+            .map(|wake| wake.max(paused))
+    }
+
+    /// Whether the writer may do its own work now (`own_work_paused`).
+    fn own_work_ready(&self) -> bool {
+        self.own_work_paused
+            .is_none_or(|until| Instant::now() >= until)
     }
 
     /// Commits the batch, then applies its effects and answers each command; if the commit
@@ -131,7 +153,9 @@ impl Writer {
         let committed = self.commit_batch(&batch, &mut effects, &mut replies);
         if let Err(err) = &committed {
             replies = batch.iter().map(|_| Err(err.clone())).collect();
+            self.own_work_paused = Some(Instant::now() + OWN_WORK_RETRY);
         } else {
+            self.own_work_paused = None;
             let (events, transitions) = (effects.events.len(), &effects.transitions);
             METRICS.record_commit(batch.len(), started.elapsed(), events, transitions);
             self.record(&mut effects);
@@ -155,11 +179,13 @@ impl Writer {
         replies: &mut Vec<Result<Written, StoreError>>,
     ) -> Result<(), StoreError> {
         let indexing = self.index_due(batch);
+        let expiring = self.own_work_ready();
         let tx = self.conn.transaction()?;
         if indexing {
             self.unindexed.index(&tx)?;
         }
-        if self.next_lease.is_some_and(|deadline| deadline <= now()) {
+        let leases_due = self.next_lease.is_some_and(|deadline| deadline <= now());
+        if leases_due && expiring {
             effects.absorb(expire_due(&mut Step::new(&tx, &mut self.ids))?);
         }
         for command in batch {
@@ -174,11 +200,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Whether this batch's transaction indexes the unindexed list first: when it is due,
-    /// or when a command in the batch needs the index whole.
+    /// Whether this batch's transaction indexes the unindexed list first: when it is due
+    /// (and the writer's own work is not paused), or when a command in the batch needs the
+    /// index whole.
     fn index_due(&self, batch: &[Command]) -> bool {
-        !self.unindexed.is_empty()
-            && (self.unindexed.due() || batch.iter().any(|c| c.op.needs_search_index()))
+        let due = self.unindexed.due() && self.own_work_ready();
+        !self.unindexed.is_empty() && (due || batch.iter().any(|c| c.op.needs_search_index()))
     }
 
     /// What a commit changed that its answers must already show: the counts (/status),
