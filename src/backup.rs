@@ -8,7 +8,10 @@
 //!
 //! A server and a restore each hold `DB_PATH.lock` exclusively (`flock`): neither starts
 //! while the other, or another server, uses the database (a second server's messages would
-//! never reach the first's streams). The kernel drops it when a process dies.
+//! never reach the first's streams). A backup, and a restore from DIR, hold
+//! `DIR/workshop.db.lock` the same way: two backups into one DIR (a cron job overlapping a
+//! slow one) wrote the same `.part` file and could install each other's half-written copy.
+//! The kernel drops a lock when its process dies.
 mod place;
 
 pub use place::mark_in_use;
@@ -69,6 +72,7 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
     let dir_blobs = dir.join(BLOBS);
     fs::create_dir_all(&dir_blobs)
         .map_err(|e| format!("cannot create {}: {e}", dir_blobs.display()))?;
+    let _writing = lock(&dir.join(DB_FILE), backup_busy)?;
     let source = schema::open_reader(db).map_err(|e| db_error(db, e))?;
     let part = dir.join(format!("{DB_FILE}.part"));
     let _ = fs::remove_file(&part);
@@ -90,6 +94,7 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
 /// Installs the backup in `dir` as the database `db` and blobs `blobs`, after checking it.
 pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> {
     check_apart(dir, db, blobs)?;
+    let _reading = lock(&dir.join(DB_FILE), backup_busy)?;
     let (manifest, copy) = checked_backup(dir)?;
     let _lock = lock(db, |db| {
         format!(
@@ -101,6 +106,15 @@ pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> 
     restore_blobs(&dir.join(BLOBS), blobs)?;
     install_database(&copy, db)?;
     Ok(manifest)
+}
+
+/// What a backup, or a restore from its folder, says while another backup writes there.
+fn backup_busy(copy: &Path) -> String {
+    let dir = copy.parent().unwrap_or(copy);
+    format!(
+        "another backup is being written into {}: wait for it to end",
+        dir.display()
+    )
 }
 
 /// The manifest of the backup in `dir` and its database copy, checked against each other.

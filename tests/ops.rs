@@ -523,6 +523,55 @@ fn start_refused(db: &Path, blobs: &Path) -> (Option<i32>, String) {
     (status.code(), stderr)
 }
 
+/// Two backups into one folder (a nightly cron job overlapping a slow run) wrote the same
+/// `.part` file, so one could install the other's half-written copy. The second is refused,
+/// changes nothing, and says why; so is a restore from a folder a backup is writing.
+#[test]
+fn a_backup_or_restore_is_refused_while_a_backup_writes_the_folder() {
+    let server = Server::start();
+    server.publish("c", "msg.first", json!({}));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_arg = dir.path().to_str().unwrap();
+    let (db, blobs) = (server.db_path(), server.blobs_dir());
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    let manifest = std::fs::read(dir.path().join("manifest.json")).unwrap();
+    server.publish("c", "msg.second", json!({}));
+
+    // What a running `workshop backup DIR` holds (README: Backup).
+    let lock = std::fs::File::create(dir.path().join("workshop.db.lock")).expect("lock file");
+    lock.lock().expect("exclusive lock");
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains("another backup is being written into"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("manifest.json")).unwrap(),
+        manifest
+    );
+    assert!(!dir.path().join("workshop.db.part").exists());
+    let target = tempfile::tempdir().expect("temp dir");
+    let (db2, blobs2) = (target.path().join("w.db"), target.path().join("blobs"));
+    let out = workshop(&["restore", dir_arg], &db2, &blobs2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains("another backup is being written into"),
+        "{stderr}"
+    );
+    assert!(!db2.exists(), "restored while a backup was being written");
+
+    drop(lock);
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "once it has ended: {out:?}");
+    let out = workshop(&["restore", dir_arg], &db2, &blobs2);
+    assert!(out.status.success(), "{out:?}");
+    server.assert_no_panic();
+}
+
 #[test]
 fn no_server_starts_while_a_restore_holds_the_files() {
     let dir = tempfile::tempdir().expect("temp dir");
