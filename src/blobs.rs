@@ -67,11 +67,25 @@ impl BlobStore {
         let new = !final_path.exists();
         if let Err(err) = fs::rename(tmp_path, &final_path) {
             let _ = fs::remove_file(tmp_path);
-            return Err(err.into());
+            return Err(storage_failed("rename a file to", &final_path, err));
         }
         // The rename is durable once the folder itself is synced.
-        File::open(&self.dir).and_then(|d| d.sync_all())?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|err| storage_failed("sync", &self.dir, err))?;
         Ok(new)
+    }
+
+    /// Creates the temporary file `path`, and the folder for it again if it has gone (an
+    /// operator cleaning up by hand).
+    fn create_tmp(&self, path: &Path) -> Result<File, ApiError> {
+        let created = match File::create(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.tmp).and_then(|()| File::create(path))
+            }
+            created => created,
+        };
+        created.map_err(|err| storage_failed("create", path, err))
     }
 
     /// Writes and syncs the temporary file; its name and size.
@@ -81,7 +95,7 @@ impl BlobStore {
         limit: u64,
         path: &Path,
     ) -> Result<(String, u64), ApiError> {
-        let mut file = File::create(path)?;
+        let mut file = self.create_tmp(path)?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut buf = vec![0u8; 256 * 1024];
@@ -97,12 +111,22 @@ impl BlobStore {
                 )));
             }
             hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])?;
+            file.write_all(&buf[..n])
+                .map_err(|err| storage_failed("write", path, err))?;
         }
-        file.sync_all()?;
+        file.sync_all()
+            .map_err(|err| storage_failed("sync", path, err))?;
         let hash = format!("sha256:{}", hex(&hasher.finalize()));
         Ok((hash, size))
     }
+}
+
+/// A failure of the blob folder, said on stderr with its path (which no client is shown),
+/// and answered as what it is (`ApiError::from`): nothing else would tell the operator.
+fn storage_failed(doing: &str, path: &Path, err: std::io::Error) -> ApiError {
+    let line = format!("file storage: cannot {doing} {}: {err}", path.display());
+    crate::repeats::say_storage_error(line);
+    ApiError::from(err)
 }
 
 /// Removes the temporary files a crash left in `tmp`.

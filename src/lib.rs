@@ -31,6 +31,7 @@ pub mod ids;
 pub mod json_ints;
 pub mod metrics;
 pub mod ratelimit;
+mod repeats;
 pub mod server;
 pub mod sse;
 pub mod store;
