@@ -16,7 +16,7 @@ mod place;
 
 pub use place::mark_in_use;
 
-use crate::blobs::{copy_hashing, valid_hash};
+use crate::blobs::{copy_hashing, private_dir, private_file, valid_hash};
 use crate::store::schema;
 use place::{check_apart, lock, sibling};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -70,8 +70,7 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
     }
     check_apart(dir, db, blobs)?;
     let dir_blobs = dir.join(BLOBS);
-    fs::create_dir_all(&dir_blobs)
-        .map_err(|e| format!("cannot create {}: {e}", dir_blobs.display()))?;
+    private_dir(&dir_blobs).map_err(|e| format!("cannot create {}: {e}", dir_blobs.display()))?;
     let _writing = lock(&dir.join(DB_FILE), backup_busy)?;
     let source = schema::open_reader(db).map_err(|e| db_error(db, e))?;
     let part = dir.join(format!("{DB_FILE}.part"));
@@ -127,7 +126,7 @@ fn checked_backup(dir: &Path) -> Result<(Manifest, PathBuf), String> {
 
 /// Copies the backup's blobs into `blobs`, each verified against its name.
 fn restore_blobs(from: &Path, blobs: &Path) -> Result<(), String> {
-    fs::create_dir_all(blobs).map_err(|e| format!("cannot create {}: {e}", blobs.display()))?;
+    private_dir(blobs).map_err(|e| format!("cannot create {}: {e}", blobs.display()))?;
     copy_missing_blobs(from, blobs, DAMAGED_BACKUP)?;
     Ok(())
 }
@@ -165,6 +164,8 @@ fn sync_parent(path: &Path) -> Result<(), String> {
 
 /// Copies the database `source` into `to`, a new file.
 fn copy_database(source: &Connection, to: &Path) -> Result<(), String> {
+    // Made here, empty, so SQLite writes into a file only its owner can read.
+    private_file(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
     let mut target = Connection::open(to).map_err(|e| db_error(to, e))?;
     copy_all_pages(source, &mut target).map_err(|e| format!("backup failed: {e}"))?;
     // A copy in WAL mode would grow -wal and -shm files beside it whenever it is read; a
@@ -347,7 +348,7 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), String> {
 /// the whole new one, never a part.
 fn replace_manifest(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
     let part = dir.join(format!("{MANIFEST}.part"));
-    let mut file = File::create(&part)?;
+    let mut file = private_file(&part)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     fs::rename(&part, path)?;

@@ -165,11 +165,12 @@ fn stored_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Copies the blob file `from` into the new file `to`, synced; returns the content's SHA-256
-/// in hex (a backup's copy, checked against its name on restore).
+/// Copies the blob file `from` into the new file `to` (readable by its owner alone, like
+/// everything a backup writes), synced; returns the content's SHA-256 in hex (a backup's
+/// copy, checked against its name on restore).
 pub(crate) fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
     let mut input = File::open(from)?;
-    let mut output = File::create(to)?;
+    let mut output = private_file(to)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -182,6 +183,27 @@ pub(crate) fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
     }
     output.sync_all()?;
     Ok(hex(&hasher.finalize()))
+}
+
+/// Creates (or truncates) `path` readable and writable by its owner alone, whatever the
+/// umask: a backup of the database, run as root from cron, was readable by every user.
+pub(crate) fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Creates `dir` and its missing parents, each new one for its owner alone (0700).
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -523,6 +523,47 @@ fn start_refused(db: &Path, blobs: &Path) -> (Option<i32>, String) {
     (status.code(), stderr)
 }
 
+/// A backup holds every message and file: it is readable by its owner alone, whatever the
+/// umask of the cron job that took it (it was 0644, in a folder of 0755).
+#[test]
+fn a_backup_and_a_restore_are_readable_by_their_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start();
+    let hash = upload(&server, b"private file");
+    let with_file = json!({"from": "x", "type": "file.shared", "files": [hash]});
+    assert_eq!(server.post_json("/ch/c", with_file).status, 201);
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("nightly").join("backup");
+    let dir_arg = dir.to_str().unwrap();
+    let (db, blobs) = (server.db_path(), server.blobs_dir());
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    let target = tempfile::tempdir().expect("temp dir");
+    let (db2, blobs2) = (target.path().join("w.db"), target.path().join("blobs"));
+    let out = workshop(&["restore", dir_arg], &db2, &blobs2);
+    assert!(out.status.success(), "{out:?}");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    for folder in [
+        root.path().join("nightly"),
+        dir.clone(),
+        dir.join("blobs"),
+        blobs2.clone(),
+    ] {
+        assert_eq!(mode(&folder), 0o700, "{}", folder.display());
+    }
+    let files = [
+        dir.join("workshop.db"),
+        dir.join("manifest.json"),
+        dir.join("blobs").join(&hash),
+        db2,
+        blobs2.join(&hash),
+    ];
+    for file in files {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    server.assert_no_panic();
+}
+
 /// Two backups into one folder (a nightly cron job overlapping a slow run) wrote the same
 /// `.part` file, so one could install the other's half-written copy. The second is refused,
 /// changes nothing, and says why; so is a restore from a folder a backup is writing.
