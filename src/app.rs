@@ -3,9 +3,10 @@ use crate::blobs::BlobStore;
 use crate::broadcast::Broadcaster;
 use crate::config::Config;
 use crate::counted::Counted;
+use crate::error::Fault;
 use crate::hub::Hub;
 use crate::ratelimit::RateLimiter;
-use crate::store::{Op, Store};
+use crate::store::{Failure, Op, Store};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -56,9 +57,11 @@ pub type Serve = fn(&App, tiny_http::Request) -> bool;
 
 /// Opens the database and blob folder, binds the socket and starts serving with `serve`.
 pub fn start(config: Config, serve: Serve) -> Result<Running, String> {
+    // Bound first: a port in use (the commonest mistake) then stops start-up before any file
+    // is made. Connections wait in the listen queue until the server is open.
+    let (listener, addr) = listen(&config)?;
     let in_use = crate::backup::mark_in_use(&config.db_path)?;
     let app = Arc::new(App::open(config)?);
-    let (listener, addr) = listen(&app.config)?;
     // Before the first connection can be accepted (the server accepts once it exists).
     let _ = crate::metrics::IDLE_SOCKETS.set(crate::sys::process_counts(true).sockets);
     let for_requests = app.clone();
@@ -106,8 +109,13 @@ impl App {
         let hub = Arc::new(Hub::default());
         let blobs = BlobStore::open(&config.blobs_dir)?;
         let store = Store::open(&config.db_path, hub.clone())?;
-        // Not a reason to stay down (say the disk is full): the retention thread tries again.
+        // The first write: it finds a database this user cannot write, which SQLite opens
+        // read-only without a word. A full disk is no reason to stay down: the retention
+        // thread tries again.
         if let Err(e) = store.write(prune(&config)) {
+            if e.kind == Failure::Storage(Fault::Unavailable) {
+                return Err(read_only(&config.db_path));
+            }
             say!("retention cleanup failed: {}", e.message);
         }
         let broadcaster =
@@ -186,6 +194,18 @@ impl Running {
         let text = crate::banner::text(&self.app.config, self.addr);
         let _ = write!(std::io::stdout(), "{text}");
     }
+}
+
+/// What start-up says of a database it cannot write.
+fn read_only(db: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let user = std::fs::metadata("/proc/self")
+        .map_or("this user".into(), |me| format!("uid {}", me.uid()));
+    format!(
+        "cannot write the database {}: it, its folder, or its -wal or -shm file is read-only \
+         for {user}; DB_PATH (--db) must be writable",
+        db.display()
+    )
 }
 
 fn prune(config: &Config) -> Op {

@@ -43,8 +43,14 @@ use std::process::ExitCode;
 /// Runs the server configured from the environment, with `overrides` (`serve` flags, as
 /// `(VARIABLE, value)`) winning over it; a bad setting is one line on stderr.
 pub fn serve(overrides: &[(&str, String)]) -> ExitCode {
-    let result = config::Config::from_env(overrides).and_then(|c| app::run(c, server::serve));
-    match result {
+    let config = match config::Config::from_env(overrides) {
+        Ok(config) => config,
+        Err(message) => {
+            say!("{message}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match app::run(config, server::serve) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             say!("{message}");
@@ -52,3 +58,8 @@ pub fn serve(overrides: &[(&str, String)]) -> ExitCode {
         }
     }
 }
+
+/// The exit status of a configuration that cannot work (sysexits.h's `EX_CONFIG`): restarting
+/// will not mend it, so the unit does not (`RestartPreventExitStatus=`), while a failure that
+/// may pass (a mesh interface not up yet, so the bind fails) exits 1 and is retried.
+const EX_CONFIG: u8 = 78;

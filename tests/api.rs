@@ -682,23 +682,67 @@ fn restart_keeps_messages_tasks_files_and_id_order() {
     assert_eq!(s.get("/channels").json(), json!(["keep", "tasks"]));
 }
 
+/// A setting that cannot work stops start-up with one line naming it, exit status 78
+/// (`EX_CONFIG`, which the unit does not restart), and creates nothing.
 #[test]
 fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("a-folder")).unwrap();
+    std::fs::write(dir.path().join("a-file"), b"").unwrap();
     for (key, value) in [
         ("PORT", "abc"),
         ("WORKSHOP_RETENTION_DAYS", "soon"),
         ("WORKSHOP_VERBOSE", "maybe"),
+        ("DB_PATH", "a-folder"),
+        ("BLOBS_DIR", "a-file"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_workshop"))
             .env_clear()
             .env(key, value)
+            .current_dir(dir.path())
             .output()
             .unwrap();
-        assert!(!out.status.success());
+        assert_eq!(out.status.code(), Some(78), "{key}={value}: {out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(key), "{stderr}");
     }
+    let mut made: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    made.sort();
+    assert_eq!(made, ["a-file", "a-folder"], "nothing was created");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("a-folder"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// A port in use (the commonest mistake) stops start-up before any file is made: it left
+/// a database, its -wal, -shm and lock files behind at every try.
+#[test]
+fn a_port_in_use_stops_start_up_before_any_file_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_workshop"))
+        .env_clear()
+        .env("PORT", &port)
+        .env("HOST", "127.0.0.1")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "files were made"
+    );
 }
 
 /// Starts the binary in `dir` with only PORT=0, HOST and `env`; returns it with the first

@@ -613,6 +613,72 @@ fn a_backup_or_restore_is_refused_while_a_backup_writes_the_folder() {
     server.assert_no_panic();
 }
 
+/// A database this user cannot write (its mode, an immutable flag, a read-only mount) is
+/// opened read-only by SQLite without a word. Start-up said "attempt to write a readonly
+/// database" and "retention cleanup failed", naming neither file nor variable; it now says
+/// both, in one line after SQLite's own.
+#[test]
+fn a_database_that_cannot_be_written_stops_start_up_saying_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, blobs) = (dir.path().join("w.db"), dir.path().join("blobs"));
+    let mut server = Server::start_with_options(Options {
+        db_path: Some(db.clone()),
+        blobs_dir: Some(blobs.clone()),
+        ..Options::default()
+    });
+    server.publish("c", "msg.first", json!({}));
+    assert!(server.stop().success());
+    let Some(_frozen) = ReadOnly::make(&db) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot make a file read-only under CI"
+        );
+        eprintln!("SKIPPED: no way to make a file read-only here");
+        return;
+    };
+    let (code, stderr) = start_refused(&db, &blobs);
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(last.contains("cannot write the database"), "{stderr}");
+    assert!(
+        last.contains("w.db") && last.contains("DB_PATH"),
+        "{stderr}"
+    );
+}
+
+/// A file made read-only for this process until dropped: immutable (`chattr +i`) as root,
+/// whom modes do not stop; mode 0444 otherwise.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn make(path: &Path) -> Option<ReadOnly> {
+        use std::os::unix::fs::PermissionsExt;
+        let chattr = |flag: &str| {
+            Command::new("chattr")
+                .args([flag, path.to_str().unwrap()])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let frozen = if common::is_root() {
+            chattr("+i")
+        } else {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).is_ok()
+        };
+        frozen.then(|| ReadOnly(path.to_path_buf()))
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = Command::new("chattr")
+            .args(["-i", self.0.to_str().unwrap()])
+            .status();
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o644));
+    }
+}
+
 #[test]
 fn no_server_starts_while_a_restore_holds_the_files() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -27,13 +27,37 @@ pub struct Config {
 impl Config {
     /// From the environment, except the variables in `overrides` (command-line flags).
     pub fn from_env(overrides: &[(&str, String)]) -> Result<Config, String> {
-        Config::from_lookup(|key| {
+        let config = Config::from_lookup(|key| {
             overrides
                 .iter()
                 .find(|(k, _)| *k == key)
                 .map(|(_, v)| v.clone())
                 .or_else(|| std::env::var(key).ok())
-        })
+        })?;
+        config.check_paths()?;
+        Ok(config)
+    }
+
+    /// Refuses paths that cannot be what they name: SQLite's and the system's own words for
+    /// these ("unable to open database file", "Not a directory") named neither the variable
+    /// nor the cause.
+    fn check_paths(&self) -> Result<(), String> {
+        let (db, blobs) = (&self.db_path, &self.blobs_dir);
+        if db.is_dir() {
+            let example = db.join(DEFAULT_DB_PATH);
+            return Err(format!(
+                "DB_PATH (--db) {} is a folder: name the database file in it, such as {}",
+                db.display(),
+                example.display()
+            ));
+        }
+        if blobs.exists() && !blobs.is_dir() {
+            return Err(format!(
+                "BLOBS_DIR (--blobs) {} is a file: name a folder",
+                blobs.display()
+            ));
+        }
+        Ok(())
     }
 
     /// Builds a config from any key lookup, so the parsing is testable without touching
