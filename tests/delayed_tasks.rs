@@ -65,6 +65,8 @@ fn a_worker_starts_a_delayed_task_when_it_becomes_claimable() {
     let handler = script(hub.dir.path(), "handle.sh", "cat >/dev/null\necho '{}'\n");
     let args = ["work", "--poll", "600", "--", handler.to_str().unwrap()];
     let _worker = hub.spawn("worker.d", &args, &[]);
+    // Following the stream: from here on it hears of the task as it is created.
+    hub.await_status("subscribers", 1, cli_support::DEADLINE);
     let id = hub.ok(
         "boss",
         &["task", "create", "in three seconds", "--delay", "3"],

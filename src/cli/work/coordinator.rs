@@ -88,12 +88,21 @@ impl Coordinator {
                 self.wake_for_delayed();
                 self.fill_slots();
             }
-            match rx.recv_timeout(Duration::from_millis(200)) {
+            match rx.recv_timeout(self.idle_wait()) {
                 Ok(event) => self.handle(event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
         }
+    }
+
+    /// How long to wait for an event before looking around again: 200 ms, or until a
+    /// delayed task is due, if sooner (one already due is left alone while stopping).
+    fn idle_wait(&self) -> Duration {
+        let tick = Duration::from_millis(200);
+        let until = |at: Instant| at.saturating_duration_since(Instant::now());
+        let due_in = self.next_ready.map(until).filter(|d| !d.is_zero());
+        due_in.map_or(tick, |d| d.min(tick))
     }
 
     fn handle(&mut self, event: CoordinatorEvent) {
