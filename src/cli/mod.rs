@@ -1,8 +1,8 @@
 //! Command line: `workshop` / `workshop serve` runs the server; every other subcommand is the
 //! agent client. Argument definitions live in `args` (each command's own with the command);
 //! messages in `messages` and `tail`, tasks in `tasks`, files in `files`, presence and counters
-//! in `presence`, the worker loop in `work`, HTTP and exit codes in `client`, the live stream
-//! in `sse`, stdout in `output`, `--pretty` lines in `format`, and the one signal call std
+//! in `presence`, the worker loop in `work`, HTTP and exit codes in `client`, how long it
+//! waits on a hub that holds it back in `limits`, the live stream in `sse`, stdout in `output`, `--pretty` lines in `format`, and the one signal call std
 //! lacks in `signal`.
 use std::process::ExitCode;
 use std::time::Duration;
