@@ -305,16 +305,25 @@ fn a_killed_workers_command_and_its_children_stop() {
         left.is_empty(),
         "still running 10 s after the worker died: {left:?}"
     );
+    // Nobody touches the lease (4 s) any more: the task comes back to the pool by expiry,
+    // one attempt used, with nothing from the killed run stored on it.
+    let back = poll("the task back in the pool", || {
+        let task = task(&hub, &id);
+        (task["status"] == "open").then_some(task)
+    });
+    assert_eq!(back["claimed_by"], Value::Null, "{back}");
+    assert_eq!(back["result"], Value::Null, "{back}");
+    assert_eq!(back["attempts"], 1, "{back}");
     let types: Vec<Value> = hub
         .channel_history("tasks", "")
         .into_iter()
         .map(|m| m["type"].clone())
         .collect();
+    assert!(types.contains(&"task.expired".into()), "{types:?}");
     assert!(
         !types.iter().any(|t| t == "task.done" || t == "task.error"),
         "a dead worker reports nothing: {types:?}"
     );
-    assert_ne!(task(&hub, &id)["status"], "done");
 }
 
 /// A command's exit reaches the hub as it was: its exit code, or the signal that killed it.

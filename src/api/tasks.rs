@@ -211,7 +211,7 @@ pub fn claim_next(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
             claimed => return Ok(written::reply(claimed)),
         };
         if Instant::now() >= deadline {
-            return Ok(Reply::Empty(204));
+            return Ok(written::nothing_yet(next_ready));
         }
         if !room {
             return Err(ApiError::unavailable(TOO_MANY_STREAMS));

@@ -10,9 +10,30 @@ use serde_json::{Value, json};
 /// The reply to a change the store made.
 pub fn reply(written: Written) -> Reply {
     match written {
-        Written::NothingYet { .. } => Reply::Empty(204),
+        Written::NothingYet { next_ready } => nothing_yet(next_ready),
         written => Reply::json(status(&written), body(&written)),
     }
+}
+
+/// The header of claim-next's empty answer that says when the soonest delayed task the caller
+/// could claim becomes claimable, in seconds from now: no stream event marks that moment, so
+/// a worker would otherwise find the task only at its next poll. Relative, not a time of day,
+/// so a caller whose clock differs from the hub's still asks at the right moment.
+pub const NEXT_READY_IN: &str = "Workshop-Next-Ready-In";
+
+/// Claim-next found nothing: 204, with `NEXT_READY_IN` when a delayed task is coming.
+pub fn nothing_yet(next_ready: Option<f64>) -> Reply {
+    let Some(at) = next_ready else {
+        return Reply::Empty(204);
+    };
+    let secs = (at - crate::store::now()).max(0.0);
+    Reply::Headed(
+        vec![
+            (NEXT_READY_IN, format!("{secs:.3}")),
+            ("Access-Control-Expose-Headers", NEXT_READY_IN.into()),
+        ],
+        Box::new(Reply::Empty(204)),
+    )
 }
 
 /// The reply to keep for an idempotency key, to answer its repeats with.

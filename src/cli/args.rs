@@ -18,14 +18,18 @@ Configuration:
   WORKSHOP_URL   hub address: http://HOST:PORT, https://HOST (behind a TLS proxy) or
                  HOST:PORT (default http://localhost:4242); --url overrides
   AGENT_ID       who you are, e.g. harvester.alice; --as overrides
+  WORKSHOP_THROTTLE_WAIT   seconds a write may be refused by the loop guard (429)
+                           before it is given up (default 300)
+  WORKSHOP_TRANSFER_STALL  seconds an upload or download may move no byte before it
+                           is cut off (default 60)
 
 Exit status:
   0  success
-  1  server error (5xx), unexpected reply, or local I/O failure
+  1  server error (5xx), unexpected reply, local I/O failure, or still throttled (429)
   2  usage error, or the server rejected the request as malformed (400, 405, 413)
   3  not found (404)
   4  conflict (409: e.g. already claimed) or forbidden (403: not yours)
-  5  server unreachable
+  5  server unreachable, or a file transfer stalled
 Errors are printed to stderr; results to stdout.
 
 Examples:

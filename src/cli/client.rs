@@ -1,12 +1,13 @@
 //! The HTTP side of the client: one `Client` per invocation, JSON in and out, and the mapping
 //! from every way a request can fail to the exit status a script sees (`CliError`).
 use std::fmt;
-use std::io::Read;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
+
+use super::limits::Limits;
 
 /// Exit statuses, documented in `workshop --help`. Scripts test these, so they never change.
 pub mod exit {
@@ -96,6 +97,7 @@ pub struct Client {
     base: String,
     agent_id: Option<String>,
     http: ureq::Agent,
+    limits: Limits,
 }
 
 /// The hub address as given (`--url`, `WORKSHOP_URL`), made a base URL: `host:port` means
@@ -126,10 +128,13 @@ pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
 /// timeout. Longer than any wait the hub grants (60 s) plus its answer.
 const CALL_DEADLINE: Duration = Duration::from_secs(120);
 
+/// How long a connection to the hub may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Client {
-    pub fn new(url: &str, agent_id: Option<String>) -> Client {
+    pub fn new(url: &str, agent_id: Option<String>, limits: Limits) -> Client {
         let http = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
+            .timeout_connect(CONNECT_TIMEOUT)
             .timeout_read(STREAM_SILENCE)
             .timeout_write(Duration::from_secs(60))
             .build();
@@ -137,6 +142,7 @@ impl Client {
             base: url.trim_end_matches('/').to_string(),
             agent_id: agent_id.filter(|a| !a.is_empty()),
             http,
+            limits,
         }
     }
 
@@ -173,7 +179,8 @@ impl Client {
     }
 
     /// POST a JSON body. A 429 (the server's loop guard, `WORKSHOP_RATE`) stored nothing, so
-    /// it is sent again after the `Retry-After` the server gave, until it is accepted.
+    /// it is sent again after the `Retry-After` the server gave, until it is accepted or
+    /// has been refused for `WORKSHOP_THROTTLE_WAIT` (`Limits`).
     pub fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
         self.post_json_keyed(path, body, None)
     }
@@ -185,28 +192,68 @@ impl Client {
         body: &(impl Serialize + ?Sized),
         key: Option<&str>,
     ) -> Result<Value> {
+        read_json(self.post_accepted(path, body, key)?)
+    }
+
+    /// `post_json`, and the value of the answer's header `name`, if it has one.
+    pub fn post_json_header(
+        &self,
+        path: &str,
+        body: &Value,
+        name: &str,
+    ) -> Result<(Value, Option<String>)> {
+        let resp = self.post_accepted(path, body, None)?;
+        let header = resp.header(name).map(str::to_string);
+        Ok((read_json(resp)?, header))
+    }
+
+    /// The answer to a JSON POST, once the loop guard has let it through (`post_json`).
+    fn post_accepted(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+        key: Option<&str>,
+    ) -> Result<ureq::Response> {
+        let give_up_at = Instant::now() + self.limits.throttle_wait;
         loop {
             let mut request = self.request("POST", path).timeout(CALL_DEADLINE);
             if let Some(key) = key {
                 request = request.set("Idempotency-Key", key);
             }
             match request.send_json(body) {
-                Ok(resp) => return read_json(resp),
-                Err(ureq::Error::Status(429, resp)) => wait_throttled(&resp),
+                Ok(resp) => return Ok(resp),
+                Err(ureq::Error::Status(429, resp)) => self.wait_throttled(resp, give_up_at)?,
                 Err(e) => return Err(from_ureq(e)),
             }
         }
     }
 
-    /// POST a raw body of known length (file uploads).
-    pub fn post_reader(&self, path: &str, body: impl Read, len: u64) -> Result<Value> {
-        let resp = self
-            .request("POST", path)
-            .set("Content-Type", "application/octet-stream")
-            .set("Content-Length", &len.to_string())
-            .send(body)
-            .map_err(from_ureq)?;
-        read_json(resp)
+    /// Waits out a 429 for the `Retry-After` the server gave, but not past `give_up_at`,
+    /// saying so on stderr; from `give_up_at` on, the 429 is the answer (exit 1).
+    fn wait_throttled(&self, resp: ureq::Response, give_up_at: Instant) -> Result<()> {
+        let left = give_up_at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let refused = from_status(429, resp);
+            let budget = tenths(self.limits.throttle_wait);
+            let message = format!(
+                "{}; still refused after {budget} s, so giving up (WORKSHOP_THROTTLE_WAIT sets \
+                 how long to keep trying)",
+                refused.message
+            );
+            return Err(CliError { message, ..refused });
+        }
+        let wait = retry_after(&resp).min(left);
+        eprintln!(
+            "workshop: throttled by the server; retrying in {} s",
+            tenths(wait)
+        );
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    /// How long the client waits before it gives up (`WORKSHOP_THROTTLE_WAIT`, ...).
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 }
 
@@ -214,18 +261,13 @@ fn with_query(req: ureq::Request, query: &[(&str, String)]) -> ureq::Request {
     query.iter().fold(req, |req, (k, v)| req.query(k, v))
 }
 
+/// Seconds to a tenth, for people: `2`, `1.5`.
+fn tenths(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
 /// Longest wait one 429 may ask for: a wrong header must not stall an agent for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// Waits out a 429 for the `Retry-After` the server gave, saying so on stderr.
-fn wait_throttled(resp: &ureq::Response) {
-    let wait = retry_after(resp);
-    eprintln!(
-        "workshop: throttled by the server; retrying in {} s",
-        wait.as_secs()
-    );
-    std::thread::sleep(wait);
-}
 
 /// A 429's `Retry-After` in seconds (1 s if missing or not a number; at most a minute).
 fn retry_after(resp: &ureq::Response) -> Duration {
@@ -317,7 +359,11 @@ mod tests {
 
     #[test]
     fn missing_agent_is_a_usage_error() {
-        let c = Client::new("http://localhost:1/", Some(String::new()));
+        let c = Client::new(
+            "http://localhost:1/",
+            Some(String::new()),
+            Limits::default(),
+        );
         assert_eq!(c.agent().unwrap_err().code, exit::USAGE);
         assert_eq!(c.url("/x"), "http://localhost:1/x");
     }

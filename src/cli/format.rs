@@ -7,7 +7,8 @@ use serde_json::Value;
 
 const PREVIEW_CHARS: usize = 120;
 
-/// `12:34:56 harvester.alice · general · msg.text · hello` (UTC time). A body with a text
+/// `12:34:56 01J… harvester.alice · general · msg.text · hello` (UTC time, then the whole
+/// message id, which `thread`, `wait --since` and `pub --reply-to` take). A body with a text
 /// field (`text`, `msg`, `message` or `note`, as the UI shows it) is shown as that text, a
 /// task event as its task and title; anything else as compact JSON. With `colour`, ANSI
 /// colours set the time, sender and type apart.
@@ -20,8 +21,11 @@ pub fn message(envelope: &Value, colour: bool) -> String {
         .unwrap_or_else(|| "--:--:--".into());
     let body = envelope.get("body").map(body_text).unwrap_or_default();
     let paint = |code: &str, text: &str| paint(colour, code, &printable(text));
+    let id = (envelope.get("id").and_then(Value::as_str))
+        .map(|id| format!("{} ", paint("2", id)))
+        .unwrap_or_default();
     format!(
-        "{} {} · {} · {} · {}{}",
+        "{} {id}{} · {} · {} · {}{}",
         paint("2", &time),
         paint("1;36", s("from")),
         paint("33", s("ch")),

@@ -1,8 +1,8 @@
 //! Command line: `workshop` / `workshop serve` runs the server; every other subcommand is the
 //! agent client. Argument definitions live in `args` (each command's own with the command);
 //! messages in `messages` and `tail`, tasks in `tasks`, files in `files`, presence and counters
-//! in `presence`, the worker loop in `work`, HTTP and exit codes in `client`, the live stream
-//! in `sse`, stdout in `output`, `--pretty` lines in `format`, and the one signal call std
+//! in `presence`, the worker loop in `work`, HTTP and exit codes in `client`, how long it
+//! waits on a hub that holds it back in `limits`, the live stream in `sse`, stdout in `output`, `--pretty` lines in `format`, and the one signal call std
 //! lacks in `signal`.
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,6 +15,7 @@ mod client;
 mod files;
 mod format;
 mod idempotent;
+mod limits;
 mod lines;
 mod locks;
 mod messages;
@@ -98,7 +99,8 @@ fn connect(url: Option<String>, agent: Option<String>) -> client::Result<Client>
         .or_else(|| std::env::var("WORKSHOP_URL").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| DEFAULT_URL.to_string());
     let agent = agent.or_else(|| std::env::var("AGENT_ID").ok());
-    Ok(Client::new(&client::hub_url(&url)?, agent))
+    let limits = limits::Limits::from_env().map_err(client::CliError::usage)?;
+    Ok(Client::new(&client::hub_url(&url)?, agent, limits))
 }
 
 /// Success, or the error on stderr and its exit status.

@@ -7,7 +7,7 @@ fn message_line_is_compact() {
                    "body":{"n":1},"files":["sha256:00"],"reply_to":null});
     assert_eq!(
         message(&m, false),
-        "01:01:01 a.b · general · msg.data · {\"n\":1} [1 file]"
+        "01:01:01 X a.b · general · msg.data · {\"n\":1} [1 file]"
     );
 }
 

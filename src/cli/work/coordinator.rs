@@ -9,11 +9,17 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde_json::{Value, json};
 
 use super::super::client::{CliError, Result, seg};
+use super::super::parse_secs;
 use super::outage::Backoff;
 use super::report::Outcome;
 use super::retry::{GivenUp, wait_after};
 use super::runner::run_task;
 use super::{Ctx, spawn};
+use crate::api::written::NEXT_READY_IN;
+
+/// Claimed a moment after a delayed task's time, not on it: the hub rounds that time to the
+/// millisecond, and a claim a hair early would find nothing.
+const AFTER_READY: Duration = Duration::from_millis(10);
 
 /// What the other threads tell the coordinator.
 pub enum CoordinatorEvent {
@@ -41,6 +47,9 @@ pub struct Coordinator {
     maybe_work: bool,
     /// Spaces claim attempts out while the hub is unreachable or failing.
     claim_backoff: Backoff,
+    /// When the soonest delayed task we could take becomes claimable, as claim-next said:
+    /// no stream event marks that moment, so we look again then rather than at the next poll.
+    next_ready: Option<Instant>,
     /// The ticker's Poll is in the queue (cleared when it is taken out).
     poll_pending: Arc<AtomicBool>,
     /// An error that ends the worker once its running tasks have ended.
@@ -60,6 +69,7 @@ impl Coordinator {
             given_up: GivenUp::default(),
             maybe_work: true,
             claim_backoff: Backoff::default(),
+            next_ready: None,
             poll_pending,
             fatal: None,
         }
@@ -75,14 +85,24 @@ impl Coordinator {
             }
             if !stopping {
                 self.release_given_up();
+                self.wake_for_delayed();
                 self.fill_slots();
             }
-            match rx.recv_timeout(Duration::from_millis(200)) {
+            match rx.recv_timeout(self.idle_wait()) {
                 Ok(event) => self.handle(event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
         }
+    }
+
+    /// How long to wait for an event before looking around again: 200 ms, or until a
+    /// delayed task is due, if sooner (one already due is left alone while stopping).
+    fn idle_wait(&self) -> Duration {
+        let tick = Duration::from_millis(200);
+        let until = |at: Instant| at.saturating_duration_since(Instant::now());
+        let due_in = self.next_ready.map(until).filter(|d| !d.is_zero());
+        due_in.map_or(tick, |d| d.min(tick))
     }
 
     fn handle(&mut self, event: CoordinatorEvent) {
@@ -124,12 +144,23 @@ impl Coordinator {
         }
     }
 
+    /// A delayed task claim-next told us of is claimable now: look again.
+    fn wake_for_delayed(&mut self) {
+        if self.next_ready.is_some_and(|at| Instant::now() >= at) {
+            self.next_ready = None;
+            self.maybe_work = true;
+        }
+    }
+
     /// Claims tasks while there are free slots and the server has some for us.
     fn fill_slots(&mut self) {
         while self.maybe_work && self.has_free_slot() && self.claim_backoff.ready() {
             match self.claim() {
-                Ok(Some((id, task))) => self.start(id, task),
-                Ok(None) => self.maybe_work = false,
+                Ok(Claimed::Task(id, task)) => self.start(id, task),
+                Ok(Claimed::Nothing { ready_in }) => {
+                    self.maybe_work = false;
+                    self.next_ready = ready_in.map(|wait| Instant::now() + wait + AFTER_READY);
+                }
                 Err(e) => return self.claim_failed(e),
             }
         }
@@ -139,7 +170,7 @@ impl Coordinator {
         self.running.len() < self.ctx.args.jobs as usize
     }
 
-    fn claim(&mut self) -> Result<Option<(String, Value)>> {
+    fn claim(&mut self) -> Result<Claimed> {
         // Running ones too: a runner abandons its task before it reports back, and the
         // stream may show the task open again before that report arrives.
         let exclude: Vec<&String> = self.given_up.ids().chain(self.running.keys()).collect();
@@ -178,23 +209,33 @@ impl Coordinator {
     }
 }
 
+/// What claim-next answered.
+enum Claimed {
+    /// The task's id, and the task.
+    Task(String, Value),
+    /// Nothing to take now; a delayed task we could take is claimable `ready_in` from now.
+    Nothing { ready_in: Option<Duration> },
+}
+
 /// Asks the server for the best task this agent may take (claim-next: highest priority, then
 /// oldest; on each `--ch` channel in turn, or any), leased when `--lease` is set, leaving out
-/// the tasks this worker gave up on lately. `Ok(None)` when there is nothing to take now.
-fn claim_next(ctx: &Ctx, exclude: &[&String]) -> Result<Option<(String, Value)>> {
+/// the tasks this worker gave up on lately.
+fn claim_next(ctx: &Ctx, exclude: &[&String]) -> Result<Claimed> {
     if ctx.args.channels.is_empty() {
         return claim_on(ctx, None, exclude);
     }
+    let mut soonest: Option<Duration> = None;
     for ch in &ctx.args.channels {
-        if let Some(found) = claim_on(ctx, Some(ch), exclude)? {
-            return Ok(Some(found));
+        match claim_on(ctx, Some(ch), exclude)? {
+            Claimed::Nothing { ready_in } => soonest = soonest.into_iter().chain(ready_in).min(),
+            found => return Ok(found),
         }
     }
-    Ok(None)
+    Ok(Claimed::Nothing { ready_in: soonest })
 }
 
 /// One claim-next request: on `ch`, or on any channel.
-fn claim_on(ctx: &Ctx, ch: Option<&str>, exclude: &[&String]) -> Result<Option<(String, Value)>> {
+fn claim_on(ctx: &Ctx, ch: Option<&str>, exclude: &[&String]) -> Result<Claimed> {
     let mut body = json!({"from": ctx.agent, "exclude": exclude});
     if let Some(lease) = ctx.args.claim_lease() {
         body["lease_s"] = json!(lease.as_secs_f64());
@@ -202,9 +243,16 @@ fn claim_on(ctx: &Ctx, ch: Option<&str>, exclude: &[&String]) -> Result<Option<(
     if let Some(ch) = ch {
         body["ch"] = json!(ch);
     }
-    let task = ctx.client.post_json("/tasks/claim", &body)?;
-    let id = task.get("id").and_then(Value::as_str).map(str::to_string);
-    Ok(id.map(|id| (id, task)))
+    let (task, ready_in) = ctx
+        .client
+        .post_json_header("/tasks/claim", &body, NEXT_READY_IN)?;
+    Ok(match task.get("id").and_then(Value::as_str) {
+        Some(id) => Claimed::Task(id.to_string(), task),
+        None => Claimed::Nothing {
+            // A value we cannot read is as good as none: the ticker still polls.
+            ready_in: ready_in.and_then(|secs| parse_secs(&secs).ok()),
+        },
+    })
 }
 
 /// A task claimed but not started (no thread for its runner) goes back to the pool at once,
