@@ -829,3 +829,34 @@ fn lock_runs_a_command_that_reads_the_terminal() {
     assert!(out.contains("got yes"), "{out:?}");
     assert!(hub.get("/locks").json().as_array().unwrap().is_empty());
 }
+
+/// `workshop pub general 'hello there'` stored a message of type "hello there" with an empty
+/// body. The type with blanks is a usage error that shows the right form, and stores nothing.
+#[test]
+fn a_type_with_blanks_is_a_usage_error_showing_the_right_form() {
+    let hub = Server::start();
+    let out = hub.run(ME, &["pub", "general", "hello there"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("workshop pub general msg.text"), "{stderr}");
+    assert_eq!(hub.status()["messages"], 0, "nothing was stored");
+}
+
+/// `workshop completions bash | head` panicked on the closed pipe.
+#[test]
+fn completions_into_a_closed_pipe_end_quietly() {
+    // A pipe whose reading end is already closed: every write to it fails (EPIPE).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

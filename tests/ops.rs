@@ -791,10 +791,14 @@ fn a_backup_into_the_servers_own_files_is_refused_and_changes_nothing() {
     let live = inode(&db);
     let state_arg = state.path().to_str().unwrap().to_string();
     let via_dot = format!("{state_arg}/./");
+    // Not there yet, inside the blob folder: it was accepted, and its backup ended up among
+    // the live blobs.
+    let new_in_blobs = blobs.join("nightly").join("backup");
     for (command, dir) in [
         ("backup", state_arg.as_str()),
         ("backup", via_dot.as_str()),
         ("backup", blobs.to_str().unwrap()),
+        ("backup", new_in_blobs.to_str().unwrap()),
         ("restore", state_arg.as_str()),
     ] {
         let out = workshop(&[command, dir], &db, &blobs);
@@ -804,6 +808,10 @@ fn a_backup_into_the_servers_own_files_is_refused_and_changes_nothing() {
     }
     assert_eq!(inode(&db), live, "the live database is the same file");
     assert!(!state.path().join("manifest.json").exists());
+    assert!(
+        !blobs.join("nightly").exists(),
+        "nothing made in the blob folder"
+    );
     server.publish("general", "after", json!({}));
     assert_eq!(server.history("/ch/general/history").len(), 2);
     // A folder of its own inside the state folder is fine.

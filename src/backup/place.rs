@@ -73,9 +73,9 @@ pub(super) fn sibling(db: &Path, suffix: &str) -> PathBuf {
 /// `DB_PATH` under the default name) while the server went on writing to the old, unlinked
 /// file; restoring from it would copy the database onto itself.
 pub(super) fn check_apart(dir: &Path, db: &Path, blobs: &Path) -> Result<(), String> {
-    let overlaps = match fs::canonicalize(dir) {
-        Err(_) => false, // not there yet, so it holds nothing of the server's
-        Ok(dir) => {
+    let overlaps = match resolved_folder(dir) {
+        None => false,
+        Some(dir) => {
             let db_folder = fs::canonicalize(folder_of(db)).ok();
             let blobs = fs::canonicalize(blobs).ok();
             db_folder.as_ref() == Some(&dir)
@@ -91,6 +91,21 @@ pub(super) fn check_apart(dir: &Path, db: &Path, blobs: &Path) -> Result<(), Str
             blobs.display()
         )),
         false => Ok(()),
+    }
+}
+
+/// `dir` through links, also when it does not exist yet: its nearest existing ancestor
+/// resolved, and the rest of the path after it (`blobs/new` is inside the blob folder).
+fn resolved_folder(dir: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(dir).ok()?;
+    let mut rest = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        if let Ok(real) = fs::canonicalize(at) {
+            return Some(rest.iter().rev().fold(real, |path, name| path.join(name)));
+        }
+        rest.push(at.file_name()?);
+        at = at.parent()?;
     }
 }
 

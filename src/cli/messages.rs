@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::client::{Client, Result, seg};
+use super::client::{CliError, Client, Result, seg};
 use super::files;
 use super::idempotent;
 use super::lines;
@@ -49,6 +49,15 @@ pub fn publish(client: &Client, args: PubArgs) -> Result<()> {
 
 /// The message to post: `from`, `type`, `body`, and the files, reply and addressees given.
 fn message(client: &Client, args: &PubArgs) -> Result<Value> {
+    // `workshop pub general 'hello there'` stored a message of type "hello there" and an
+    // empty body: the hub takes any type, but one with blanks is this mistake.
+    if args.kind.chars().any(char::is_whitespace) {
+        return Err(CliError::usage(format!(
+            "TYPE {:?} has blanks: it names the kind of message, such as msg.text; to send \
+             text: workshop pub {} msg.text '{{\"text\": \"...\"}}'",
+            args.kind, args.ch
+        )));
+    }
     let from = client.agent()?;
     let mut body = match &args.body {
         Some(text) => json_arg(text, "BODY")?,

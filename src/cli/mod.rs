@@ -151,12 +151,11 @@ fn run(client: &Client, command: CliCommand) -> client::Result<()> {
 
 /// Writes the completion script for `shell` to stdout.
 fn completions(shell: clap_complete::Shell) -> ExitCode {
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "workshop",
-        &mut std::io::stdout(),
-    );
+    // Generated whole, then written: clap_complete panics on a failed write, such as the
+    // closed pipe of `workshop completions bash | head`.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "workshop", &mut script);
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
     ExitCode::SUCCESS
 }
 
