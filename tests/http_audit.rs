@@ -1,12 +1,16 @@
 //! What an outside HTTP audit found, each over real sockets against the real binary: a browser
 //! opening `/` is sent to the UI instead of an endless stream; a 304 carries the caching
-//! headers its 200 would; every 405 says which methods its path takes (`Allow`).
+//! headers its 200 would; every 405 says which methods its path takes (`Allow`); and the
+//! errors the HTTP parser writes itself are JSON with `nosniff`, like every other answer.
 mod common;
 
-use common::{Response, Server, connect, read_head, request};
+use common::{Response, Server, connect, raw_exchange, read_head, request, try_read_response};
 use std::collections::BTreeSet;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Cursor, Read, Write};
+use std::time::Duration;
 
+/// Generous: the machine running the tests may be small and busy.
+const WAIT: Duration = Duration::from_secs(30);
 /// Chromium's user agent: every browser's starts with `Mozilla/`.
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
                       HeadlessChrome/156.0.0.0 Safari/537.36";
@@ -191,4 +195,88 @@ fn every_405_lists_the_methods_its_path_takes() {
         }
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     }
+}
+
+/// One malformed request and the status the parser answers it with.
+struct Refusal {
+    what: &'static str,
+    bytes: Vec<u8>,
+    status: u16,
+}
+
+fn refusals() -> Vec<Refusal> {
+    let refusal = |what, bytes: String, status| Refusal {
+        what,
+        bytes: bytes.into_bytes(),
+        status,
+    };
+    let long = "a".repeat(17 * 1024);
+    vec![
+        refusal("not a request line", "GARBAGE\r\n\r\n".into(), 400),
+        refusal("HTTP/0.9", "GET / HTTP/0.9\r\n\r\n".into(), 400),
+        refusal(
+            "a header without a colon",
+            "GET /status HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".into(),
+            400,
+        ),
+        refusal(
+            "a long target",
+            format!("GET /{long} HTTP/1.1\r\n\r\n"),
+            414,
+        ),
+        refusal(
+            "a long header",
+            format!("GET /status HTTP/1.1\r\nHost: x\r\nX-Long: {long}\r\n\r\n"),
+            431,
+        ),
+        refusal(
+            "two lengths",
+            "POST /ch/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+                .into(),
+            400,
+        ),
+        refusal(
+            "a gzip body",
+            "POST /ch/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n".into(),
+            501,
+        ),
+        refusal(
+            "an unknown expectation",
+            "POST /ch/a HTTP/1.1\r\nHost: x\r\nExpect: a-miracle\r\nContent-Length: 2\r\n\r\n{}"
+                .into(),
+            417,
+        ),
+        refusal("HTTP/2", "GET / HTTP/2.0\r\nHost: x\r\n\r\n".into(), 505),
+    ]
+}
+
+#[test]
+fn the_parsers_own_errors_are_json_with_nosniff_and_close() {
+    let s = Server::start();
+    for Refusal {
+        what,
+        bytes,
+        status,
+    } in refusals()
+    {
+        let raw = raw_exchange(s.port, &bytes, WAIT).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut wire = Cursor::new(&raw);
+        let r = try_read_response(&mut wire, false)
+            .unwrap_or_else(|e| panic!("{what}: {e}: {:?}", String::from_utf8_lossy(&raw)));
+        assert_eq!(r.status, status, "{what}: {}", r.text());
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(r.header("connection"), Some("close"), "{what}");
+        let error = r.error();
+        assert!(error.len() > 10, "{what}: says why: {error:?}");
+        assert_eq!(
+            wire.position() as usize,
+            raw.len(),
+            "{what}: one answer, then the end"
+        );
+    }
+    s.assert_no_panic();
 }
