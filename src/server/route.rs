@@ -223,30 +223,19 @@ mod tests {
             Ok(Route::TaskAction("ID", "claim"))
         );
         assert_eq!(route(&Method::Options, "/anything"), Ok(Route::Preflight));
-        assert_eq!(
-            route(&get, "/tasks/ID/claim").unwrap_err().error.status,
-            405
-        );
-        assert_eq!(route(&Method::Put, "/ch/a").unwrap_err().error.status, 405);
-        assert_eq!(
-            route(&Method::Delete, "/status").unwrap_err().error.status,
-            405
-        );
-        assert_eq!(
-            route(&post, "/tasks/ID/explode").unwrap_err().error.status,
-            404
-        );
-        assert_eq!(route(&get, "/nope").unwrap_err().error.status, 404);
-        assert_eq!(route(&get, "/ch/a/").unwrap_err().error.status, 404);
+        let refused = |method: &Method, path: &str| route(method, path).unwrap_err().error.status;
+        assert_eq!(refused(&get, "/tasks/ID/claim"), 405);
+        assert_eq!(refused(&Method::Put, "/ch/a"), 405);
+        assert_eq!(refused(&Method::Delete, "/status"), 405);
+        assert_eq!(refused(&post, "/tasks/ID/explode"), 404);
+        assert_eq!(refused(&get, "/nope"), 404);
+        assert_eq!(refused(&get, "/ch/a/"), 404);
         assert_eq!(route(&get, "/inbox/bob"), Ok(Route::Inbox("bob")));
         assert_eq!(route(&post, "/inbox/bob/read"), Ok(Route::MarkRead("bob")));
-        assert_eq!(
-            route(&get, "/inbox/bob/read").unwrap_err().error.status,
-            405
-        );
-        assert_eq!(route(&get, "").unwrap_err().error.status, 404);
+        assert_eq!(refused(&get, "/inbox/bob/read"), 405);
+        assert_eq!(refused(&get, ""), 404);
         assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
-        assert_eq!(route(&get, "/tasks/claim").unwrap_err().error.status, 405);
+        assert_eq!(refused(&get, "/tasks/claim"), 405);
     }
 
     #[test]
