@@ -1,18 +1,26 @@
 #!/bin/sh
 # smoke.sh — checks a running workshop server end to end, from anywhere curl reaches it.
 #
-#   sh smoke.sh                                   # http://localhost:4242
-#   WORKSHOP_URL=http://my-vps:4242 sh smoke.sh
+#   sh smoke.sh                                   # $WORKSHOP_URL, else http://localhost:4242
+#   sh smoke.sh http://my-vps:4242                # the URL given wins over WORKSHOP_URL
 #
 # POSIX sh and curl only (no jq, no bash). One line per check, `ok   name` or
-# `FAIL name: why`; exits 1 when any check fails, 2 when the server cannot be reached.
+# `FAIL name: why`; exits 1 when any check fails, 2 when the server cannot be reached, 64
+# (and checks nothing) when given more than one argument or one that is not an http(s) URL.
 # It leaves behind only smoke.* things: messages on channel `smoke` (types smoke.*, and the
 # task.* announcements of its own tasks), tasks titled `smoke: ...` (all finished `done`),
 # one presence row and one small blob, all from `smoke.<host>.<pid>`.
 
 LC_ALL=C
 export LC_ALL
-URL=${WORKSHOP_URL:-http://localhost:4242}
+USAGE='usage: sh smoke.sh [URL]   (default: $WORKSHOP_URL, else http://localhost:4242)'
+case $#:${1-} in
+  0:) URL=${WORKSHOP_URL:-http://localhost:4242} ;;
+  1:-h | 1:--help) printf '%s\n' "$USAGE"; exit 0 ;;
+  1:http://* | 1:https://*) URL=$1 ;;
+  # Never a fallback to another server: checking the wrong one would report its success.
+  *) printf '%s\n' "$USAGE" >&2; exit 64 ;;
+esac
 URL=${URL%/}
 CH=smoke
 HOST_TAG=$(uname -n 2>/dev/null | tr -cd 'A-Za-z0-9.-' | cut -c1-40)
@@ -410,7 +418,12 @@ if expect "unknown route is 404" 404; then
   if has '"error"'; then ok "unknown route is 404"; else fail "unknown route is 404" "no JSON error: $(brief)"; fi
 fi
 req PUT /status
-expect "wrong method is 405" 405 && ok "wrong method is 405"
+if expect "wrong method is 405" 405; then
+  case $(hdr allow) in
+    *GET*) ok "wrong method is 405" ;;
+    *) fail "wrong method is 405" "no Allow header with GET: $(hdr allow)" ;;
+  esac
+fi
 
 # ---------------------------------------------------------------- summary
 ELAPSED=$(($(date +%s) - START))

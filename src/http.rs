@@ -59,13 +59,20 @@ pub enum Reply {
     Html(&'static str),
     /// The answer to a CORS preflight (`OPTIONS`).
     Preflight,
-    /// A status with no body (204 No Content, 304 Not Modified).
+    /// A status with no body (204 No Content).
     Empty(u16),
     File {
         file: File,
         len: u64,
         etag: String,
     },
+    /// 304: the client's copy of the file tagged `etag` is current. It carries the caching
+    /// headers the 200 would have (RFC 9110 §15.4.5).
+    NotModified {
+        etag: String,
+    },
+    /// 303 See Other: what was asked for is at this path of the hub (`Location`).
+    SeeOther(&'static str),
     /// 429 from the loop guard (`ratelimit`), with `Retry-After`.
     Throttled {
         message: String,
@@ -95,6 +102,8 @@ impl Reply {
             Reply::Json(status, _) => *status,
             Reply::Preflight => 204,
             Reply::Empty(status) => *status,
+            Reply::NotModified { .. } => 304,
+            Reply::SeeOther(_) => 303,
             Reply::Throttled { .. } => 429,
             Reply::Headed(_, reply) => reply.status(),
             _ => 200,
@@ -172,13 +181,15 @@ fn into_response(reply: Reply) -> Response<Body> {
         Reply::JsonStream(body) => (body, None, vec![header("Content-Type", "application/json")]),
         Reply::Html(page) => typed(page.as_bytes().to_vec(), "text/html; charset=utf-8"),
         // A preflight's allow headers depend on its origin: `browser::Policy::headers`.
-        Reply::Preflight | Reply::Empty(_) => (Box::new(std::io::empty()) as Body, None, vec![]),
+        Reply::Preflight | Reply::Empty(_) => (no_body(), None, vec![]),
         Reply::Throttled {
             message,
             retry_after_s,
         } => throttled(&message, retry_after_s),
         Reply::Metrics(text) => typed(text.into_bytes(), METRICS_TYPE),
+        Reply::SeeOther(path) => see_other(path),
         Reply::File { file, len, etag } => file_parts(file, len, &etag),
+        Reply::NotModified { etag } => (no_body(), None, cache_headers(&etag)),
         // Taken over in `respond`, before a response is built.
         Reply::Stream(_) => unreachable!("a stream takes its connection over"),
     };
@@ -186,6 +197,10 @@ fn into_response(reply: Reply) -> Response<Body> {
         // Known lengths are always sent with Content-Length, never chunked.
         .with_chunked_threshold(usize::MAX);
     with_safety_headers(response, status)
+}
+
+fn no_body() -> Body {
+    Box::new(std::io::empty())
 }
 
 /// Prometheus text exposition format 0.0.4.
@@ -205,13 +220,26 @@ fn throttled(message: &str, retry_after_s: u64) -> Parts {
     (body, len, headers)
 }
 
+fn see_other(path: &str) -> Parts {
+    let text = format!("See {path}\n").into_bytes();
+    let (body, len, mut headers) = typed(text, "text/plain; charset=utf-8");
+    headers.push(header("Location", path));
+    (body, len, headers)
+}
+
 fn file_parts(file: File, len: u64, etag: &str) -> Parts {
-    let headers = vec![
-        header("Content-Type", "application/octet-stream"),
+    let mut headers = vec![header("Content-Type", "application/octet-stream")];
+    headers.extend(cache_headers(etag));
+    (Box::new(file), usize::try_from(len).ok(), headers)
+}
+
+/// What a file's 200 and its 304 both say about caching it: a file's name is its hash, so
+/// its bytes never change.
+fn cache_headers(etag: &str) -> Vec<Header> {
+    vec![
         header("ETag", etag),
         header("Cache-Control", "public, max-age=31536000, immutable"),
-    ];
-    (Box::new(file), usize::try_from(len).ok(), headers)
+    ]
 }
 
 fn with_headers(mut response: Response<Body>, extra: Vec<(&str, String)>) -> Response<Body> {

@@ -41,7 +41,7 @@ pub fn fetch(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         Err(e) => return Err(e.into()),
     };
     if request_header(request, "If-None-Match").is_some_and(|tags| none_match(tags, &etag)) {
-        return Ok(Reply::Empty(304));
+        return Ok(Reply::NotModified { etag });
     }
     let len = file.metadata()?.len();
     Ok(Reply::File { file, len, etag })

@@ -1,5 +1,6 @@
 //! Routing and the connection loop: each request is answered on its connection's own
 //! thread by the handler its route names (`app` starts and stops the server around it).
+mod root;
 mod route;
 
 use crate::app::App;

@@ -77,7 +77,8 @@ impl Route<'_> {
         match self {
             Route::Preflight => browser::preflight,
             // `GET` streams, `HEAD` gets the stream's headers alone.
-            Route::Stream(_) => sse::stream,
+            Route::Stream(None) => super::root::stream_or_ui,
+            Route::Stream(Some(_)) => sse::stream,
             Route::Publish(_) => channels::publish,
             Route::History(_) => channels::history,
             Route::Channels => channels::list,
@@ -117,13 +118,43 @@ impl Route<'_> {
     }
 }
 
-pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
+/// Why a request has no route: an unknown path (404), or a known path that takes other
+/// methods (405, with the `Allow` header RFC 9110 §15.5.6 requires).
+#[derive(Debug, PartialEq)]
+pub(super) struct Unrouted {
+    pub(super) error: ApiError,
+    pub(super) allow: Option<&'static str>,
+}
+
+impl From<Unrouted> for Reply {
+    fn from(unrouted: Unrouted) -> Reply {
+        let reply = Reply::from(unrouted.error);
+        match unrouted.allow {
+            Some(allow) => Reply::Headed(vec![("Allow", allow.into())], Box::new(reply)),
+            None => reply,
+        }
+    }
+}
+
+/// What `Allow` lists for a path with a read route (`GET`, `HEAD`) and/or a write route
+/// (`POST`); `OPTIONS` (a preflight) is answered on every path.
+fn allowed_methods(reads: bool, writes: bool) -> &'static str {
+    match (reads, writes) {
+        (true, true) => "GET, HEAD, POST, OPTIONS",
+        (true, false) => "GET, HEAD, OPTIONS",
+        (false, true) => "POST, OPTIONS",
+        (false, false) => "OPTIONS",
+    }
+}
+
+pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Unrouted> {
     if *method == Method::Options {
         return Ok(Route::Preflight);
     }
     let read = matches!(method, Method::Get | Method::Head);
     let write = *method == Method::Post;
     let pick = |read_route: Option<Route<'a>>, write_route: Option<Route<'a>>| {
+        let allow = allowed_methods(read_route.is_some(), write_route.is_some());
         match (read, write) {
             (true, _) => read_route,
             (_, true) => write_route,
@@ -131,7 +162,11 @@ pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Api
         }
         .ok_or_else(|| {
             let (method, path) = (shown(method.as_str()), shown(path));
-            ApiError::method_not_allowed(format!("{method} is not allowed on {path}"))
+            let message = format!("{method} is not allowed on {path}: it takes {allow}");
+            Unrouted {
+                error: ApiError::method_not_allowed(message),
+                allow: Some(allow),
+            }
         })
     };
     if let Some(rest) = path.strip_prefix("/files/") {
@@ -164,7 +199,10 @@ pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Api
         ["locks", action] if locks::ACTIONS.contains(action) => {
             pick(None, Some(Route::LockAction(action)))
         }
-        _ => Err(ApiError::not_found(format!("no route {}", shown(path)))),
+        _ => Err(Unrouted {
+            error: ApiError::not_found(format!("no route {}", shown(path))),
+            allow: None,
+        }),
     }
 }
 
@@ -185,18 +223,31 @@ mod tests {
             Ok(Route::TaskAction("ID", "claim"))
         );
         assert_eq!(route(&Method::Options, "/anything"), Ok(Route::Preflight));
-        assert_eq!(route(&get, "/tasks/ID/claim").unwrap_err().status, 405);
-        assert_eq!(route(&Method::Put, "/ch/a").unwrap_err().status, 405);
-        assert_eq!(route(&Method::Delete, "/status").unwrap_err().status, 405);
-        assert_eq!(route(&post, "/tasks/ID/explode").unwrap_err().status, 404);
-        assert_eq!(route(&get, "/nope").unwrap_err().status, 404);
-        assert_eq!(route(&get, "/ch/a/").unwrap_err().status, 404);
+        let refused = |method: &Method, path: &str| route(method, path).unwrap_err().error.status;
+        assert_eq!(refused(&get, "/tasks/ID/claim"), 405);
+        assert_eq!(refused(&Method::Put, "/ch/a"), 405);
+        assert_eq!(refused(&Method::Delete, "/status"), 405);
+        assert_eq!(refused(&post, "/tasks/ID/explode"), 404);
+        assert_eq!(refused(&get, "/nope"), 404);
+        assert_eq!(refused(&get, "/ch/a/"), 404);
         assert_eq!(route(&get, "/inbox/bob"), Ok(Route::Inbox("bob")));
         assert_eq!(route(&post, "/inbox/bob/read"), Ok(Route::MarkRead("bob")));
-        assert_eq!(route(&get, "/inbox/bob/read").unwrap_err().status, 405);
-        assert_eq!(route(&get, "").unwrap_err().status, 404);
+        assert_eq!(refused(&get, "/inbox/bob/read"), 405);
+        assert_eq!(refused(&get, ""), 404);
         assert_eq!(route(&get, "/metrics"), Ok(Route::Metrics));
-        assert_eq!(route(&get, "/tasks/claim").unwrap_err().status, 405);
+        assert_eq!(refused(&get, "/tasks/claim"), 405);
+    }
+
+    #[test]
+    fn a_405_allows_what_the_path_routes() {
+        let allow = |method: &Method, path: &str| route(method, path).unwrap_err().allow;
+        assert_eq!(
+            allow(&Method::Put, "/ch/a"),
+            Some("GET, HEAD, POST, OPTIONS")
+        );
+        assert_eq!(allow(&Method::Post, "/status"), Some("GET, HEAD, OPTIONS"));
+        assert_eq!(allow(&Method::Get, "/tasks/ID/done"), Some("POST, OPTIONS"));
+        assert_eq!(allow(&Method::Get, "/nope"), None);
     }
 
     #[test]

@@ -125,6 +125,17 @@ async function main() {
     await card(page, "done", "rotate the api keys").waitFor();
   });
 
+  await step("the hub's bare address opens the UI, not the endless all-channels stream", async () => {
+    const p = await ctx.newPage();
+    const res = await p.goto(BASE + "/");
+    assert(p.url() === BASE + "/ui", "ended at " + p.url());
+    assert(res.status() === 200 && /text\/html/.test(res.headers()["content-type"] || ""), "answered " + res.status());
+    const redirect = res.request().redirectedFrom();
+    assert(redirect && redirect.url() === BASE + "/", "not redirected from /");
+    await p.locator('#conn[data-state="live"]').waitFor();
+    await p.close();
+  });
+
   await step("a message published with an HTTP POST from outside appears live", async () => {
     const text = `live from outside ${RUN}`;
     const t0 = Date.now();

@@ -56,8 +56,8 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
-    /// workshop patch: a head refused with this status (414, 431, 400 or 501).
-    Refused(u16, HTTPVersion),
+    /// workshop patch: a head refused with this status (414, 431, 400 or 501), and why.
+    Refused(u16, HTTPVersion, &'static str),
 }
 
 /// workshop patch: why a head line could not be read.
@@ -163,7 +163,11 @@ impl ClientConnection {
                     Ok(line) => line,
                     // workshop patch: 414 and 400 instead of a silent close.
                     Err(LineError::TooLong) => {
-                        return Err(ReadError::Refused(414, HTTPVersion(1, 1)))
+                        return Err(ReadError::Refused(
+                            414,
+                            HTTPVersion(1, 1),
+                            "request line over 16 KiB",
+                        ))
                     }
                     Err(LineError::Malformed) => return Err(ReadError::WrongRequestLine),
                     Err(LineError::Io(e)) => return Err(ReadError::ReadIoError(e)),
@@ -184,7 +188,13 @@ impl ClientConnection {
                     let line = match self.read_next_line(limit) {
                         Ok(line) => line,
                         // workshop patch: 431 and 400 instead of a silent close.
-                        Err(LineError::TooLong) => return Err(ReadError::Refused(431, version)),
+                        Err(LineError::TooLong) => {
+                            return Err(ReadError::Refused(
+                                431,
+                                version,
+                                "header line over 16 KiB, or request head over 64 KiB",
+                            ))
+                        }
                         Err(LineError::Malformed) => return Err(ReadError::WrongHeader(version)),
                         Err(LineError::Io(e)) => return Err(ReadError::ReadIoError(e)),
                     };
@@ -195,7 +205,7 @@ impl ClientConnection {
                     head_left = head_left.saturating_sub(line.len() + 2);
                     // workshop patch: bound the number of headers as well.
                     if headers.len() >= MAX_HEADERS {
-                        return Err(ReadError::Refused(431, version));
+                        return Err(ReadError::Refused(431, version, "more than 128 headers"));
                     }
                     // workshop patch: upstream trimmed the line first, so an obs-fold
                     // continuation (` Transfer-Encoding: chunked`) became a header of its
@@ -241,10 +251,17 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
-                request::RequestCreationError::BadFraming => ReadError::Refused(400, version),
-                request::RequestCreationError::UnsupportedCoding => {
-                    ReadError::Refused(501, version)
-                }
+                request::RequestCreationError::BadFraming => ReadError::Refused(
+                    400,
+                    version,
+                    "ambiguous body framing: send one Content-Length of digits, or \
+                     Transfer-Encoding: chunked alone",
+                ),
+                request::RequestCreationError::UnsupportedCoding => ReadError::Refused(
+                    501,
+                    version,
+                    "unsupported transfer coding: only chunked is read",
+                ),
             }
         })?;
 
@@ -266,7 +283,7 @@ impl Iterator for ClientConnection {
         reason = "patch 6 turned the loop's only `continue` into a close; kept to keep the patch small"
     )]
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
+        use crate::Response;
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
@@ -287,56 +304,18 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    // workshop patch: the connection ends after the answer, which says so.
-                    let response = Response::new_empty(StatusCode(400)).with_connection_close();
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400)).with_connection_close();
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                // workshop patch: a timeout while waiting for a request (an idle keep-alive
-                // connection) just closes; one inside a head is a 408.
-                Err(ReadError::ReadIoError(ref err))
-                    if err.kind() == ErrorKind::TimedOut && self.pace.head_started() =>
-                {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408)).with_connection_close();
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417)).with_connection_close();
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Err(ReadError::Refused(status, ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(status)).with_connection_close();
-                    response.raw_print(writer, ver, &[], false, None).ok();
+                Ok(rq) => rq,
+                // workshop patch: every head that cannot be served gets its answer in the
+                // shape the application gives its own errors (`Response::refusal`), and the
+                // connection ends with it: where a next request would start is unknown.
+                Err(err) => {
+                    if let Some((status, ver, why)) = self.refusal(err) {
+                        let writer = self.sink.next().unwrap();
+                        let response = Response::refusal(status, why).with_connection_close();
+                        response.raw_print(writer, ver, &[], false, None).ok();
+                    }
                     return None;
                 }
-
-                Ok(rq) => rq,
             };
 
             // checking HTTP version
@@ -346,9 +325,9 @@ impl Iterator for ClientConnection {
                 // connection thread blocked forever with its socket. Answer on the request's
                 // own writer and close (a client speaking HTTP/2 cannot go on anyway).
                 let mut writer = rq.into_writer();
-                let _ = writer.write_all(
-                    b"HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                let response = Response::refusal(505, "unsupported HTTP version: send HTTP/1.1")
+                    .with_connection_close();
+                let _ = response.raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None);
                 let _ = writer.flush();
                 return None;
             }
@@ -376,6 +355,39 @@ impl Iterator for ClientConnection {
             // returning the request
             return Some(rq);
         }
+    }
+}
+
+impl ClientConnection {
+    /// workshop patch: the status, version and reason a head that cannot be served is
+    /// answered with; none when there is no one to answer (the client has gone, or an idle
+    /// keep-alive connection timed out before a next request began).
+    fn refusal(&self, err: ReadError) -> Option<(u16, HTTPVersion, &'static str)> {
+        let why = match err {
+            ReadError::WrongRequestLine => (
+                400,
+                HTTPVersion(1, 1),
+                "malformed request line: send METHOD target HTTP/1.1",
+            ),
+            ReadError::WrongHeader(ver) => (400, ver, "malformed header line"),
+            ReadError::ExpectationFailed(ver) => (
+                417,
+                ver,
+                "unsupported Expect: only 100-continue is understood",
+            ),
+            ReadError::ReadIoError(ref e)
+                if e.kind() == ErrorKind::TimedOut && self.pace.head_started() =>
+            {
+                (
+                    408,
+                    HTTPVersion(1, 1),
+                    "the request head did not arrive in time",
+                )
+            }
+            ReadError::ReadIoError(_) => return None,
+            ReadError::Refused(status, ver, why) => (status, ver, why),
+        };
+        Some(why)
     }
 }
 

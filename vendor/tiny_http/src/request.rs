@@ -639,7 +639,8 @@ impl fmt::Debug for Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if self.response_writer.is_some() {
-            let response = Response::empty(500);
+            // workshop patch: JSON and nosniff, as every answer of workshop's (patch 20).
+            let response = Response::refusal(500, "the request was not answered");
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
                 sender.send(()).unwrap();

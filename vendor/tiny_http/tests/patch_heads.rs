@@ -1,5 +1,5 @@
-//! workshop: one test per patch to how request heads are read (PATCHES.md 2, 6, 15, 16, 18),
-//! each over a real socket to a real server.
+//! workshop: one test per patch to how request heads are read (PATCHES.md 2, 6, 15, 16, 18,
+//! 20), each over a real socket to a real server.
 
 #[allow(
     dead_code,
@@ -10,6 +10,7 @@ mod patch_support;
 use patch_support::*;
 use std::io::Write;
 use std::time::Instant;
+use tiny_http::Request;
 
 /// A GET with `headers` extra headers of `each` bytes of value.
 fn head_with(headers: usize, each: usize) -> String {
@@ -170,4 +171,75 @@ fn patch_18_header_values_take_spaces_and_tabs_alone_and_names_are_tokens() {
     let answer = exchange(port, fine.as_bytes(), 10 * SECOND);
     assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
     assert!(answer.text().ends_with("read 3"), "{}", answer.text());
+}
+
+/// Patch 20: the errors tiny_http answers itself were bare (no body, no type), and lacked
+/// the `X-Content-Type-Options: nosniff` every answer of workshop's has. Each is now JSON
+/// `{"error": "..."}` with nosniff; a head that cannot be served still closes.
+#[test]
+fn patch_20_the_servers_own_errors_are_json_with_nosniff() {
+    let port = serve(read_body);
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
+    let unanswered = serve(drop_unanswered);
+    for (port, raw, status) in [
+        (port, "GARBAGE\r\n\r\n".to_string(), 400),
+        (port, "GET / HTTP/1.1\r\nno colon\r\n\r\n".into(), 400),
+        (port, long_target, 414),
+        (port, head_with(200, 1), 431),
+        (
+            port,
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".into(),
+            400,
+        ),
+        (
+            port,
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".into(),
+            501,
+        ),
+        (
+            port,
+            "POST / HTTP/1.1\r\nExpect: x\r\nContent-Length: 0\r\n\r\n".into(),
+            417,
+        ),
+        (port, "GET / HTTP/2.0\r\nHost: x\r\n\r\n".into(), 505),
+        (
+            unanswered,
+            "GET / HTTP/1.1\r\nConnection: close\r\n\r\n".into(),
+            500,
+        ),
+    ] {
+        let answer = exchange(port, raw.as_bytes(), 10 * SECOND);
+        let text = answer.text();
+        assert_eq!(answer.statuses(), vec![status], "{}", text);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+        let head = format!("{}\r\n", head.to_ascii_lowercase());
+        assert!(
+            head.contains("\r\nx-content-type-options: nosniff\r\n"),
+            "{}",
+            head
+        );
+        assert!(
+            head.contains("\r\ncontent-type: application/json\r\n"),
+            "{}",
+            head
+        );
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+            "{}",
+            head
+        );
+        assert!(
+            body.starts_with("{\"error\":\"") && body.ends_with("\"}"),
+            "{}",
+            body
+        );
+        // An unanswered request's connection goes on as before (this one asked to close).
+        assert!(answer.says_close() || status == 500, "{}", text);
+        assert!(answer.closed_by_server, "{}", text);
+    }
+}
+
+/// Drops the request without answering it (as a handler that panics does).
+fn drop_unanswered(request: Request) {
+    drop(request);
 }
