@@ -40,6 +40,27 @@ impl BlobStore {
         self.dir.join(hash)
     }
 
+    /// Opens a stored blob for reading; `None` when there is none. Any other failure (the
+    /// folder's permissions, a failing disk) is logged with its path and answered 500, or
+    /// 503 when out of descriptors: a 507 ("insufficient storage") sent the operator off to
+    /// look for free space.
+    pub fn read(&self, hash: &str) -> Result<Option<File>, ApiError> {
+        let path = self.path(hash);
+        match File::open(&path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                Err(e.into())
+            }
+            Err(e) => {
+                storage_failed("read", &path, e);
+                Err(ApiError::internal(
+                    "cannot read the file (details in the server log)",
+                ))
+            }
+        }
+    }
+
     pub fn contains(&self, hash: &str) -> bool {
         self.path(hash).is_file()
     }

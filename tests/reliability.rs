@@ -1634,6 +1634,22 @@ fn an_upload_recreates_the_temporary_folder_if_it_was_removed() {
     server.assert_no_panic();
 }
 
+/// A blob the server cannot read (here a link that loops; in life, permissions or a failing
+/// disk) was answered 507 "storage unavailable", which sends the operator to look for free
+/// space, and logged nothing. It is a 500 that names no path, and the log says which file.
+#[test]
+fn a_blob_that_cannot_be_read_is_a_500_and_is_logged() {
+    let server = Server::start();
+    let name = sha256_name(b"never stored");
+    std::os::unix::fs::symlink(&name, server.blobs_dir().join(&name)).unwrap();
+    let r = try_request(server.port, "GET", &format!("/files/{name}"), &[], b"").unwrap();
+    assert_json_error(&r, 500, "an unreadable blob");
+    assert!(!r.text().contains('/'), "a path in {}", r.text());
+    let log = server.stderr();
+    assert!(log.contains("file storage: cannot read") && log.contains(&name), "{log}");
+    server.assert_no_panic();
+}
+
 /// Where no tmpfs can be mounted (not root): a blob folder that turns read-only refuses
 /// uploads with a JSON 507 and stores nothing, and uploads work again once it is writable.
 fn read_only_blob_folder_refuses_uploads_cleanly() {

@@ -4,7 +4,6 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Req, declared_length, request_header};
 use serde_json::json;
-use std::fs::File;
 
 /// `POST /files`: the raw body is the file.
 pub fn upload(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
@@ -33,13 +32,8 @@ pub fn fetch(app: &App, req: &mut Req) -> Result<Reply, ApiError> {
         ));
     }
     let etag = format!("\"{rest}\"");
-    let file = match File::open(app.blobs.path(rest)) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!("no file {rest}")));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let file = app.blobs.read(rest)?;
+    let file = file.ok_or_else(|| ApiError::not_found(format!("no file {rest}")))?;
     if request_header(request, "If-None-Match").is_some_and(|tags| none_match(tags, &etag)) {
         return Ok(Reply::NotModified { etag });
     }
