@@ -35,7 +35,7 @@ pub fn wait_param(params: &HashMap<String, String>) -> Result<Option<Duration>, 
         .map(|s| Some(Duration::from_secs_f64(s.min(MAX_WAIT_S))))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "wait must be a number of seconds from 0 to 60, got {}",
+                "wait must be a number of seconds, 0 or more (at most 60 are waited), got {}",
                 shown(raw)
             ))
         })
