@@ -860,3 +860,24 @@ fn completions_into_a_closed_pipe_end_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `lock NAME --ttl 0` was refused by the hub as "ttl_s must be ...", a name the user never
+/// typed: the CLI checks it and names the flag.
+#[test]
+fn a_lock_ttl_out_of_range_is_a_usage_error_naming_the_flag() {
+    let hub = Server::start();
+    for ttl in ["0", "86401"] {
+        let out = hub.run(ME, &["lock", "deploy", "--ttl", ttl]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--ttl") && !stderr.contains("ttl_s"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        hub.get("/locks").json(),
+        serde_json::json!([]),
+        "nothing taken"
+    );
+}

@@ -1646,7 +1646,10 @@ fn a_blob_that_cannot_be_read_is_a_500_and_is_logged() {
     assert_json_error(&r, 500, "an unreadable blob");
     assert!(!r.text().contains('/'), "a path in {}", r.text());
     let log = server.stderr();
-    assert!(log.contains("file storage: cannot read") && log.contains(&name), "{log}");
+    assert!(
+        log.contains("file storage: cannot read") && log.contains(&name),
+        "{log}"
+    );
     server.assert_no_panic();
 }
 

@@ -22,12 +22,22 @@ use super::supervise;
 /// How long CMD gets between SIGTERM and SIGKILL once the lock is lost or we are stopped.
 const GRACE: Duration = Duration::from_secs(5);
 
+/// `--ttl`: what the hub takes, checked here so that the error names the flag, not the
+/// hub's `ttl_s`.
+fn parse_ttl(text: &str) -> std::result::Result<Duration, String> {
+    let ttl = super::parse_secs(text)?;
+    match ttl.as_secs_f64() {
+        1.0..=86400.0 => Ok(ttl),
+        _ => Err(format!("from 1 to 86400 seconds (24 h), got {text:?}")),
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct LockArgs {
     /// What to lock: any 1-256 printable characters, e.g. a path
     pub name: String,
     /// Seconds until the lock runs out unless renewed (1 to 86400)
-    #[arg(long, default_value = "600", value_name = "SECS", value_parser = super::parse_secs)]
+    #[arg(long, default_value = "600", value_name = "SECS", value_parser = parse_ttl)]
     pub ttl: Duration,
     /// What you are doing, for whoever finds it taken
     #[arg(long, value_name = "TEXT")]

@@ -139,7 +139,12 @@ const RATE_FORM: &str = "messages per second, 0 or more (0: off)";
 
 /// A configuration error: the variable, the form it takes, and the value it got instead.
 fn must_be(key: &str, form: &str, got: &str) -> String {
-    format!("{key} must be {form}, got {got:?}")
+    let flag = match key {
+        "PORT" => " (--port)",
+        "HOST" => " (--host)",
+        _ => "",
+    };
+    format!("{key}{flag} must be {form}, got {got:?}")
 }
 
 fn parse_number<T: std::str::FromStr + std::fmt::Display>(
@@ -204,6 +209,10 @@ mod tests {
         }
         let port = config(&[("PORT", "99999")]).unwrap_err();
         assert!(port.contains("a port from 0 to 65535"), "{port}");
+        // `serve --port`/`--host` stand for these: the error names both.
+        assert!(port.starts_with("PORT (--port) "), "{port}");
+        let host = config(&[("HOST", "nope")]).unwrap_err();
+        assert!(host.starts_with("HOST (--host) "), "{host}");
     }
 
     #[test]
