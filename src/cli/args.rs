@@ -199,6 +199,7 @@ pub enum CliCommand {
         workshop completions zsh > \"${fpath[1]}/_workshop\"\n  \
         workshop completions fish > ~/.config/fish/completions/workshop.fish")]
     Completions {
+        /// The shell to write the script for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },

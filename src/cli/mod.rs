@@ -215,4 +215,24 @@ mod tests {
         assert!(parse_poll("0.4").is_err());
         assert_eq!(parse_poll("0.5"), Ok(Duration::from_millis(500)));
     }
+
+    /// Every argument and option `--help` shows says what it is (`task create`'s TITLE said
+    /// nothing).
+    #[test]
+    fn every_shown_argument_has_help() {
+        fn undocumented(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !arg.is_hide_set() && !builtin && arg.get_help().is_none() {
+                    out.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+                undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "workshop", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:?}");
+    }
 }

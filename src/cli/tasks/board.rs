@@ -10,6 +10,7 @@ use crate::cli::request::{id_of, json_arg, push_opt, set_opt};
 
 #[derive(Args, Debug)]
 pub struct CreateArgs {
+    /// What is to be done, in a line (shown on the board and in `task list`)
     title: String,
     /// JSON context for whoever does it (`-` reads stdin)
     #[arg(long, value_name = "JSON")]
