@@ -58,7 +58,14 @@ fn reachable(addr: SocketAddr, interfaces: &[IpAddr]) -> Vec<String> {
         true => usable(addr, interfaces),
         false => Vec::new(),
     };
-    let ips = if ips.is_empty() { vec![addr.ip()] } else { ips };
+    let ips = match ips.is_empty() {
+        false => ips,
+        // The interfaces are unknown (the unit's RestrictAddressFamilies= denies the netlink
+        // socket they are read from): this machine's own loopback, a place to go, unlike
+        // 0.0.0.0.
+        true if addr.ip().is_unspecified() => vec![loopback(addr)],
+        true => vec![addr.ip()],
+    };
     ips.into_iter()
         .map(|ip| base_url(ip, addr.port()))
         .collect()
@@ -79,6 +86,13 @@ fn usable(addr: SocketAddr, interfaces: &[IpAddr]) -> Vec<IpAddr> {
     ips.sort_by_key(|ip| (ip.is_loopback(), *ip));
     ips.dedup();
     ips
+}
+
+fn loopback(addr: SocketAddr) -> IpAddr {
+    match addr {
+        SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    }
 }
 
 fn base_url(ip: IpAddr, port: u16) -> String {
@@ -126,7 +140,10 @@ mod tests {
         );
         let one: SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert_eq!(reachable(one, &ifs), ["http://127.0.0.1:9"]);
-        assert_eq!(reachable(addr, &[]), ["http://0.0.0.0:4242"]);
+        // Interfaces unknown (the unit denies netlink): loopback, never 0.0.0.0.
+        assert_eq!(reachable(addr, &[]), ["http://127.0.0.1:4242"]);
+        let v6: SocketAddr = "[::]:4242".parse().unwrap();
+        assert_eq!(reachable(v6, &[]), ["http://[::1]:4242"]);
     }
 
     #[test]
