@@ -247,3 +247,52 @@ fn an_upload_that_is_never_answered_fails() {
         "{err}"
     );
 }
+
+/// A live stream opens a connection of its own. ureq drops a pooled connection's timeouts
+/// when it reuses it, so `tail` (and the worker's stream) opened on the connection the call
+/// before it had used waited for the hub's headers with no timeout at all: a hub cut off
+/// right then held the stream for good.
+#[test]
+fn a_stream_never_rides_a_reused_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut tail = workshop_at(&url, dir.path(), &["tail", "general"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn workshop");
+    let (first, _) = listener.accept().expect("accept");
+    let mut first = BufReader::new(first);
+    let mut line = String::new();
+    first.read_line(&mut line).expect("request line");
+    assert!(line.starts_with("GET /ch/general/history"), "{line:?}");
+    read_head(&mut first);
+    let empty =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: 0\r\n\r\n";
+    first.get_mut().write_all(empty.as_bytes()).expect("answer");
+
+    // The stream's GET comes next: on a connection of its own, or on this one.
+    listener.set_nonblocking(true).expect("nonblocking");
+    let poll = Some(Duration::from_millis(100));
+    first.get_ref().set_read_timeout(poll).expect("timeout");
+    let deadline = Instant::now() + BOUND;
+    let (on, request) = loop {
+        assert!(Instant::now() < deadline, "no stream request came");
+        if let Ok((own, _)) = listener.accept() {
+            own.set_nonblocking(false).expect("blocking");
+            let mut own = BufReader::new(own);
+            let mut line = String::new();
+            own.read_line(&mut line).expect("request line");
+            break ("its own connection", line);
+        }
+        let mut line = String::new();
+        if first.read_line(&mut line).is_ok_and(|n| n > 0) {
+            break ("the reused connection", line);
+        }
+    };
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(request.starts_with("GET /ch/general"), "{request:?}");
+    assert_eq!(on, "its own connection", "the stream's GET came on {on}");
+}

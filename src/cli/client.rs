@@ -97,6 +97,10 @@ pub struct Client {
     base: String,
     agent_id: Option<String>,
     http: ureq::Agent,
+    /// For live streams: a connection of their own each. ureq drops a pooled connection's
+    /// timeouts when it reuses it, so a stream opened on one waited for the hub's headers
+    /// with no timeout at all.
+    streams: ureq::Agent,
     limits: Limits,
 }
 
@@ -133,15 +137,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Client {
     pub fn new(url: &str, agent_id: Option<String>, limits: Limits) -> Client {
-        let http = ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout_read(STREAM_SILENCE)
-            .timeout_write(Duration::from_secs(60))
-            .build();
+        let agent = || {
+            ureq::AgentBuilder::new()
+                .timeout_connect(CONNECT_TIMEOUT)
+                .timeout_read(STREAM_SILENCE)
+                .timeout_write(Duration::from_secs(60))
+        };
         Client {
             base: url.trim_end_matches('/').to_string(),
             agent_id: agent_id.filter(|a| !a.is_empty()),
-            http,
+            http: agent().build(),
+            streams: agent().max_idle_connections(0).build(),
             limits,
         }
     }
@@ -163,6 +169,11 @@ impl Client {
 
     pub fn request(&self, method: &str, path: &str) -> ureq::Request {
         self.http.request(method, &self.url(path))
+    }
+
+    /// The GET that opens a live stream, on a connection of its own (`streams`).
+    pub fn stream_request(&self, path: &str) -> ureq::Request {
+        self.streams.get(&self.url(path))
     }
 
     /// GET returning the body as text (ndjson and JSON alike).

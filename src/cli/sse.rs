@@ -100,7 +100,7 @@ impl Stream {
     /// The GET that opens this stream, or resumes it after the cursor.
     fn request(&self, client: &Client) -> ureq::Request {
         let mut req = client
-            .request("GET", &self.path)
+            .stream_request(&self.path)
             .set("Accept", "text/event-stream");
         if let Some(prefix) = &self.type_prefix {
             req = req.query("type", prefix);
