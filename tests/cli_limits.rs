@@ -49,6 +49,15 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `out` is a transfer (`what`: upload, download) that gave up once nothing had moved for the
+/// stall time: exit 5, saying so.
+fn assert_stalled(out: &Output, what: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    let says = format!("{what} stalled: nothing moved for {STALL_SECS} s");
+    assert!(err.contains(&says), "{err}");
+}
+
 /// A publish the loop guard refuses every time ends, after the throttle budget, with the
 /// exit status of an HTTP failure and a line that says why; it used to resend for ever.
 #[test]
@@ -165,12 +174,7 @@ fn a_download_that_stalls_fails_and_leaves_no_file() {
     let hash = sha256_name(&[7u8; 1_048_576]);
     let cmd = workshop_at(&url, dir.path(), &["download", &hash, "-o", "out.bin"]);
     let (out, _) = run_bounded(cmd, BOUND);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(
-        err.contains("download stalled: nothing moved for 2 s"),
-        "{err}"
-    );
+    assert_stalled(&out, "download");
     assert_eq!(
         files_in(dir.path()),
         Vec::<String>::new(),
@@ -214,12 +218,7 @@ fn an_upload_whose_receiver_stops_reading_fails() {
     std::fs::write(dir.path().join("big.bin"), &big).expect("big");
     let cmd = workshop_at(&url, dir.path(), &["upload", "small.txt", "big.bin"]);
     let (out, _) = run_bounded(cmd, BOUND);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(
-        err.contains("upload stalled: nothing moved for 2 s"),
-        "{err}"
-    );
+    assert_stalled(&out, "upload");
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         printed.trim(),
@@ -240,12 +239,7 @@ fn an_upload_that_is_never_answered_fails() {
     std::fs::write(dir.path().join("a.txt"), "a").expect("a");
     let cmd = workshop_at(&url, dir.path(), &["upload", "a.txt"]);
     let (out, _) = run_bounded(cmd, BOUND);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(
-        err.contains("upload stalled: nothing moved for 2 s"),
-        "{err}"
-    );
+    assert_stalled(&out, "upload");
 }
 
 /// A live stream opens a connection of its own. ureq drops a pooled connection's timeouts

@@ -582,13 +582,13 @@ fn a_backup_or_restore_is_refused_while_a_backup_writes_the_folder() {
     // What a running `workshop backup DIR` holds (README: Backup).
     let lock = std::fs::File::create(dir.path().join("workshop.db.lock")).expect("lock file");
     lock.lock().expect("exclusive lock");
-    let out = workshop(&["backup", dir_arg], &db, &blobs);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        stderr.contains("another backup is being written into"),
-        "{stderr}"
-    );
+    let busy = |out: std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let says = "another backup is being written into";
+        assert!(stderr.contains(says), "{stderr}");
+    };
+    busy(workshop(&["backup", dir_arg], &db, &blobs));
     assert_eq!(
         std::fs::read(dir.path().join("manifest.json")).unwrap(),
         manifest
@@ -596,13 +596,7 @@ fn a_backup_or_restore_is_refused_while_a_backup_writes_the_folder() {
     assert!(!dir.path().join("workshop.db.part").exists());
     let target = tempfile::tempdir().expect("temp dir");
     let (db2, blobs2) = (target.path().join("w.db"), target.path().join("blobs"));
-    let out = workshop(&["restore", dir_arg], &db2, &blobs2);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        stderr.contains("another backup is being written into"),
-        "{stderr}"
-    );
+    busy(workshop(&["restore", dir_arg], &db2, &blobs2));
     assert!(!db2.exists(), "restored while a backup was being written");
 
     drop(lock);
