@@ -779,6 +779,13 @@ fn defaults_create_db_and_blobs_in_the_working_directory() {
     assert!(dir.path().join("blobs").is_dir());
     common::signal(child.id(), "INT");
     assert!(child.wait().unwrap().success(), "SIGINT is a clean exit");
+    // Closed cleanly, the database is one file again: no -wal or -shm left beside it.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["blobs", "workshop.db", "workshop.db.lock"]);
 }
 
 #[test]

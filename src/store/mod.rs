@@ -219,6 +219,9 @@ impl Store {
 
     /// Lets the writer commit everything already queued, then closes the database.
     pub fn shutdown(&self) {
+        // The read-only connections go first, so that the writer's is the last one open: as
+        // the last, it removes the -wal and -shm files, leaving the database one file.
+        self.readers.close();
         // Dropping the last sender is what tells the writer to finish.
         if let Ok(mut commands) = self.commands.lock() {
             commands.take();
@@ -253,6 +256,8 @@ struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     returned: Condvar,
+    /// At shutdown: connections are closed when returned, no longer kept.
+    closed: AtomicBool,
 }
 
 impl Readers {
@@ -268,7 +273,14 @@ impl Readers {
             path,
             idle: Mutex::new(idle),
             returned: Condvar::new(),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// Closes the idle connections, and each one in use once it is returned.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn with<T>(
@@ -278,7 +290,7 @@ impl Readers {
         let conn = self.take()?;
         let result = query(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < 32 {
+        if idle.len() < 32 && !self.closed.load(Ordering::SeqCst) {
             idle.push(conn);
             self.returned.notify_one();
         }
