@@ -12,6 +12,10 @@ pub struct Sse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     chunked: bool,
+    /// Bytes read and not yet de-chunked: a read that times out part-way through a chunk
+    /// (the server sent it in two pieces, as it does when the socket's buffer is full) keeps
+    /// what came, where reading the chunk in place lost it and the framing with it.
+    raw: Vec<u8>,
     buffer: String,
 }
 
@@ -41,6 +45,7 @@ impl Sse {
             status: response.status,
             headers: response.headers,
             chunked,
+            raw: Vec::new(),
             buffer: String::new(),
         })
     }
@@ -156,25 +161,55 @@ impl Sse {
         }
     }
 
-    /// One chunk (workshop sends an event or comment a chunk), or whatever bytes have come
-    /// when the stream is not chunked (HTTP/1.0).
+    /// One chunk (workshop sends an event or comment a chunk), or whatever whole characters
+    /// have come when the stream is not chunked (HTTP/1.0).
     fn read_some(&mut self) -> io::Result<String> {
-        if !self.chunked {
+        loop {
+            if let Some(text) = self.decoded()? {
+                return Ok(text);
+            }
             let mut buf = [0u8; 4096];
             let n = self.reader.read(&mut buf)?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+            self.raw.extend_from_slice(&buf[..n]);
         }
-        let size = read_chunk_size(&mut self.reader)? as usize;
+    }
+
+    /// What `raw` holds whole: the next chunk's data, or (not chunked) every complete
+    /// character. `None` until more has come.
+    fn decoded(&mut self) -> io::Result<Option<String>> {
+        if !self.chunked {
+            let whole = match std::str::from_utf8(&self.raw) {
+                Ok(text) => text.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => self.raw.len(), // not UTF-8 at all: shown lossily
+            };
+            let bytes: Vec<u8> = self.raw.drain(..whole).collect();
+            return Ok((!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let size = read_chunk_size(&mut &self.raw[..line_end + 2])? as usize;
         if size == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let mut chunk = vec![0u8; size + 2];
-        self.reader.read_exact(&mut chunk)?;
-        chunk.truncate(size);
-        String::from_utf8(chunk).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let (start, end) = (line_end + 2, line_end + 2 + size);
+        if self.raw.len() < end + 2 {
+            return Ok(None);
+        }
+        if &self.raw[end..end + 2] != b"\r\n" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunk not ended by CRLF",
+            ));
+        }
+        let chunk: Vec<u8> = self.raw.drain(..end + 2).take(end).skip(start).collect();
+        String::from_utf8(chunk)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 

@@ -163,3 +163,37 @@ fn the_generator_is_seeded_and_shuffles_into_a_permutation() {
     assert_eq!(items, (0..50).collect::<Vec<_>>());
     assert!((0..100).all(|_| (3..=5).contains(&a.range(3, 5))));
 }
+
+/// A chunk that arrives in two pieces, with a read timing out between them (the server sends
+/// the rest of an event once its socket has room again): the piece already read is kept.
+/// Reading the chunk in place lost it, and every later chunk was then read from its middle.
+#[test]
+fn sse_keeps_a_chunk_split_across_a_timed_out_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (go_on, resume) = std::sync::mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = [0u8; 1024];
+        let _ = stream.read(&mut head).unwrap();
+        let open = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n: open\n\n\r\n";
+        stream.write_all(open.as_bytes()).unwrap();
+        let event = "id: 7\ndata: {\"n\":7}\n\n";
+        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+        let (first, rest) = chunk.split_at(9);
+        stream.write_all(first.as_bytes()).unwrap();
+        resume.recv().unwrap();
+        stream.write_all(rest.as_bytes()).unwrap();
+        let _ = stream.read(&mut head);
+    });
+    let mut sse = Sse::open(port, "/", &[]).unwrap();
+    assert!(
+        sse.next(Duration::from_millis(100)).is_none(),
+        "half a chunk"
+    );
+    go_on.send(()).unwrap();
+    let (id, data) = sse
+        .next_message(Duration::from_secs(10))
+        .expect("the whole event");
+    assert_eq!((id.as_str(), data["n"].as_u64()), ("7", Some(7)));
+}
