@@ -110,13 +110,13 @@ impl App {
         let blobs = BlobStore::open(&config.blobs_dir)?;
         let store = Store::open(&config.db_path, hub.clone())?;
         // The first write: it finds a database this user cannot write, which SQLite opens
-        // read-only without a word. A full disk is no reason to stay down: the retention
-        // thread tries again.
-        if let Err(e) = store.write(prune(&config)) {
-            if e.kind == Failure::Storage(Fault::Unavailable) {
-                return Err(read_only(&config.db_path));
-            }
-            say!("retention cleanup failed: {}", e.message);
+        // read-only without a word. A full disk is no reason to stay down (reads work, and
+        // the retention thread tries again); any other failure is, as it always was.
+        match store.write(prune(&config)).map_err(|e| e.kind) {
+            Ok(_) => {}
+            Err(Failure::Storage(Fault::DiskFull)) => say!("retention cleanup failed: disk full"),
+            Err(Failure::Storage(Fault::ReadOnly)) => return Err(read_only(&config.db_path)),
+            Err(_) => return Err("retention cleanup failed (details above)".into()),
         }
         let broadcaster =
             Broadcaster::start(&hub).map_err(|e| format!("cannot start a thread: {e}"))?;

@@ -76,7 +76,9 @@ impl std::error::Error for ApiError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     DiskFull,
-    /// Read-only or failing storage.
+    /// A database this process may not write (its mode, an immutable flag, a read-only mount).
+    ReadOnly,
+    /// Failing storage (an I/O error).
     Unavailable,
     /// Out of file descriptors, most likely: it passes when connections close.
     Busy,
@@ -93,7 +95,8 @@ impl Fault {
     fn of_sqlite_code(code: Option<ErrorCode>) -> Fault {
         match code {
             Some(ErrorCode::DiskFull) => Fault::DiskFull,
-            Some(ErrorCode::ReadOnly | ErrorCode::SystemIoFailure) => Fault::Unavailable,
+            Some(ErrorCode::ReadOnly) => Fault::ReadOnly,
+            Some(ErrorCode::SystemIoFailure) => Fault::Unavailable,
             Some(ErrorCode::CannotOpen) => Fault::Busy,
             _ => Fault::Internal,
         }
@@ -103,7 +106,7 @@ impl Fault {
     pub fn message(self) -> &'static str {
         match self {
             Fault::DiskFull => "disk full: nothing was stored",
-            Fault::Unavailable => "storage unavailable: nothing was stored",
+            Fault::ReadOnly | Fault::Unavailable => "storage unavailable: nothing was stored",
             Fault::Busy => "the server is busy; try again shortly",
             Fault::Internal => "database error (details in the server log)",
         }
@@ -114,7 +117,9 @@ impl From<Fault> for ApiError {
     fn from(fault: Fault) -> ApiError {
         let message = fault.message();
         match fault {
-            Fault::DiskFull | Fault::Unavailable => ApiError::insufficient_storage(message),
+            Fault::DiskFull | Fault::ReadOnly | Fault::Unavailable => {
+                ApiError::insufficient_storage(message)
+            }
             Fault::Busy => ApiError::unavailable(message),
             Fault::Internal => ApiError::internal(message),
         }
@@ -176,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_full_or_failing_disk_is_507() {
-        for fault in [Fault::DiskFull, Fault::Unavailable] {
+        for fault in [Fault::DiskFull, Fault::ReadOnly, Fault::Unavailable] {
             assert_eq!(ApiError::from(fault).status, 507, "{fault:?}");
         }
         assert_eq!(sqlite(ffi::SQLITE_FULL, "disk full").status, 507);

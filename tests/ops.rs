@@ -640,6 +640,39 @@ fn a_database_that_cannot_be_written_stops_start_up_saying_so() {
     );
 }
 
+/// A full disk is the one failure start-up rides over (search catches up later). Any other
+/// failure to complete the search index still stops it, with one line naming the database,
+/// rather than leaving the server up with searches that fail for good.
+#[test]
+fn a_search_index_that_cannot_be_completed_stops_start_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, blobs) = (dir.path().join("w.db"), dir.path().join("blobs"));
+    let mut server = Server::start_with_options(Options {
+        db_path: Some(db.clone()),
+        blobs_dir: Some(blobs.clone()),
+        ..Options::default()
+    });
+    server.publish("c", "msg.text", json!({"text": "indexed"}));
+    assert!(server.stop().success());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // What a crash leaves (the newest message not indexed), and an index that refuses it.
+    conn.execute_batch(
+        "DELETE FROM message_search WHERE rowid = (SELECT max(row) FROM message_search_ids);
+         DELETE FROM message_search_ids WHERE row = (SELECT max(row) FROM message_search_ids);
+         CREATE TRIGGER refuse_index BEFORE INSERT ON message_search_ids
+         BEGIN SELECT RAISE(FAIL, 'index refused'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let (code, stderr) = start_refused(&db, &blobs);
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("cannot index for search database"),
+        "{stderr}"
+    );
+}
+
 /// A file made read-only for this process until dropped: immutable (`chattr +i`) as root,
 /// whom modes do not stop; mode 0444 otherwise.
 struct ReadOnly(std::path::PathBuf);

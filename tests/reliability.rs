@@ -1527,14 +1527,25 @@ fn small_disk_or_skip(path: std::path::PathBuf) -> Option<SmallDisk> {
 /// The ids of the messages a search for `word` answers (newline-delimited JSON), or its
 /// error answer.
 fn search_ids(port: u16, word: &str) -> Result<Vec<String>, Response> {
-    let r = try_request(port, "GET", &format!("/search?q={word}&n=100"), &[], b"").unwrap();
+    search_ids_all(port, word, 100)
+}
+
+/// `search_ids`, up to `n` (at most 500) of them.
+fn search_ids_all(port: u16, word: &str, n: usize) -> Result<Vec<String>, Response> {
+    let path = format!("/search?q={word}&n={n}");
+    let r = try_request(port, "GET", &path, &[], b"").unwrap();
     if r.status != 200 {
         return Err(r);
     }
     let mut ids: Vec<String> = r
         .text()
         .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].to_string())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     ids.sort();
     Ok(ids)
@@ -1615,6 +1626,71 @@ fn a_server_restarted_on_a_full_disk_starts_and_catches_up_search_later() {
     server.assert_no_panic();
     server.kill();
     drop(disk);
+}
+
+/// The writer's own work (indexing for search) shares a transaction with the commands it
+/// commits. When that work fails, only it is undone (a savepoint) and tried again a second
+/// later: the publishes in the same transaction commit. Every publish that joined a batch
+/// with a failing index write used to fail with it (642 of 800, with eight publishers).
+#[test]
+fn publishes_succeed_while_indexing_for_search_fails() {
+    let server = Server::start();
+    let port = server.port;
+    let db = rusqlite::Connection::open(server.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    // Every index write fails from now on, as on a disk with no room for them.
+    db.execute_batch(
+        "CREATE TRIGGER refuse_index BEFORE INSERT ON message_search_ids
+         BEGIN SELECT RAISE(FAIL, 'index refused'); END;",
+    )
+    .unwrap();
+    // For 2 s: across several of the writer's tries at indexing (one when a list of
+    // messages is 50 ms old, then one a second).
+    let until = Instant::now() + Duration::from_secs(2);
+    let publishers: Vec<JoinHandle<Vec<u16>>> = (0..8)
+        .map(|p| {
+            thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while Instant::now() < until {
+                    let text = format!("kumquat {p} {}", statuses.len());
+                    let body =
+                        json!({"from": format!("p{p}"), "type": "note", "body": {"text": text}});
+                    statuses.push(try_post_json(port, "/ch/busy", &body).unwrap().status);
+                    thread::sleep(Duration::from_millis(50));
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    let stored = statuses.len();
+    // A search answers at most 500.
+    assert!((8..=500).contains(&stored), "{stored} publishes in 2 s");
+    assert_eq!(statuses, vec![201; stored], "every publish was stored");
+    let refused = search_ids(port, "kumquat").expect_err("a search the index cannot answer");
+    assert_json_error(&refused, 500, "search while the index refuses writes");
+
+    db.execute_batch("DROP TRIGGER refuse_index;").unwrap();
+    let ids: HashSet<String> = server
+        .all_messages()
+        .iter()
+        .filter(|m| m["ch"] == "busy")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), stored);
+    let found = wait_for(30 * SECOND, "search to catch up", || {
+        let found = search_ids_all(port, "kumquat", stored).map_err(|r| r.text())?;
+        match found.len() == stored {
+            true => Ok(found),
+            false => Err(format!("{} of {stored} found", found.len())),
+        }
+    });
+    let found: HashSet<String> = found.into_iter().collect();
+    assert_eq!(found, ids, "each message found, once");
+    server.assert_no_panic();
 }
 
 /// An operator who clears the blob folder's `tmp/` by hand (it only ever holds unfinished

@@ -131,26 +131,26 @@ impl TaskBell {
 
 /// Indexes the stored messages a stop left out of the search index (a crash loses the
 /// writer's unindexed list, never a message), before the server takes any request, so a
-/// search never misses one. Whether the index still lacks some: when this fails (a crash
-/// on a full disk, restarted before space is freed), the server starts anyway, reads and
-/// streams work, searches answer the error, and the writer tries again every second.
-fn catch_up_search(conn: &mut Connection) -> bool {
+/// search never misses one. Whether the index still lacks some: on a full disk (a crash on
+/// one, restarted before space is freed) the server starts anyway, reads, streams and the
+/// writes that fit work, searches answer the error, and the writer tries again every
+/// second. Any other failure stops start-up, as a hole in the index would last.
+fn catch_up_search(conn: &mut Connection) -> rusqlite::Result<bool> {
     let indexed = conn.transaction().and_then(|tx| {
         let count = search::index_unindexed(&tx)?;
         tx.commit().map(|()| count)
     });
     match indexed {
-        Ok(0) => false,
+        Ok(0) => Ok(false),
         Ok(count) => {
             say!("indexed {count} messages for search");
-            false
+            Ok(false)
         }
-        Err(e) => {
-            say!(
-                "cannot index the stored messages for search yet ({e}); searches fail until it succeeds"
-            );
-            true
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+            say!("cannot index the stored messages for search yet ({e}); searches fail until then");
+            Ok(true)
         }
+        Err(e) => Err(e),
     }
 }
 
@@ -161,7 +161,8 @@ impl Store {
             format!("cannot {doing} database {}: {e}", path.display())
         };
         let mut conn = schema::open_writer(path).map_err(|e| cannot("open", e))?;
-        let search_behind = catch_up_search(&mut conn);
+        let search_behind =
+            catch_up_search(&mut conn).map_err(|e| cannot("index for search", e))?;
         let (stats, floor) = Stats::load(&conn).map_err(|e| cannot("read", e))?;
         stats.search_pending.store(search_behind, Ordering::SeqCst);
         let stats = Arc::new(stats);

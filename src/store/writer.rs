@@ -11,7 +11,7 @@ use crate::hub::Hub;
 use crate::ids::IdGen;
 use crate::metrics::METRICS;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -155,7 +155,6 @@ impl Writer {
             replies = batch.iter().map(|_| Err(err.clone())).collect();
             self.own_work_paused = Some(Instant::now() + OWN_WORK_RETRY);
         } else {
-            self.own_work_paused = None;
             let (events, transitions) = (effects.events.len(), &effects.transitions);
             METRICS.record_commit(batch.len(), started.elapsed(), events, transitions);
             self.record(&mut effects);
@@ -170,8 +169,12 @@ impl Writer {
         }
     }
 
-    /// Expires due leases, then runs each command that can be refused in its own savepoint,
-    /// so a refused one leaves no trace while the rest of the batch commits together.
+    /// Does the writer's own due work (indexing for search, expiring leases), then runs each
+    /// command that can be refused in its own savepoint, so a refused one leaves no trace
+    /// while the rest of the batch commits together. The own work has a savepoint too: if
+    /// it fails (its index writes do not fit on a full disk, say), only it is undone and
+    /// waits `OWN_WORK_RETRY`, while the commands still commit; one that needs the index
+    /// whole (a search) gets the index's error.
     fn commit_batch(
         &mut self,
         batch: &[Command],
@@ -179,23 +182,40 @@ impl Writer {
         replies: &mut Vec<Result<Written, StoreError>>,
     ) -> Result<(), StoreError> {
         let indexing = self.index_due(batch);
-        let expiring = self.own_work_ready();
-        let tx = self.conn.transaction()?;
-        if indexing {
-            self.unindexed.index(&tx)?;
-        }
         let leases_due = self.next_lease.is_some_and(|deadline| deadline <= now());
-        if leases_due && expiring {
-            effects.absorb(expire_due(&mut Step::new(&tx, &mut self.ids))?);
+        let expiring = leases_due && self.own_work_ready();
+        let tx = self.conn.transaction()?;
+        let unindexed = &self.unindexed;
+        let indexed = match indexing {
+            true => Some(savepoint(&tx, || Ok(unindexed.index(&tx)?))?),
+            false => None,
+        };
+        let expired = match expiring {
+            true => Some(savepoint(&tx, || {
+                expire_due(&mut Step::new(&tx, &mut self.ids))
+            })?),
+            false => None,
+        };
+        let own_failed = matches!(indexed, Some(Err(_))) || matches!(expired, Some(Err(_)));
+        if let Some(Ok(expired)) = expired {
+            effects.absorb(expired);
         }
+        let index_failure = indexed.as_ref().and_then(|indexed| indexed.as_ref().err());
         for command in batch {
+            if let Some(failure) = index_failure.filter(|_| command.op.needs_search_index()) {
+                replies.push(Err(failure.clone()));
+                continue;
+            }
             let mut step = Step::new(&tx, &mut self.ids);
             replies.push(in_savepoint(&mut step, &command.op)?);
             effects.absorb(step.effects);
         }
         tx.commit()?;
-        if indexing {
+        if matches!(indexed, Some(Ok(()))) {
             self.forget_unindexed();
+        }
+        if indexing || expiring {
+            self.own_work_paused = own_failed.then(|| Instant::now() + OWN_WORK_RETRY);
         }
         Ok(())
     }
@@ -286,14 +306,27 @@ fn in_savepoint(step: &mut Step, op: &Op) -> Result<Result<Written, StoreError>,
     if !op.can_be_refused() {
         return ops::run(step, op).map(Ok);
     }
-    // Cached statements: parsing these three for every command was measurable.
-    step.tx.prepare_cached("SAVEPOINT command")?.execute([])?;
-    let result = ops::run(step, op);
+    let tx = step.tx;
+    let result = savepoint(tx, || ops::run(step, op))?;
     if result.is_err() {
         step.effects = Effects::default();
-        step.tx.prepare_cached("ROLLBACK TO command")?.execute([])?;
     }
-    step.tx.prepare_cached("RELEASE command")?.execute([])?;
+    Ok(result)
+}
+
+/// Runs `work` in a savepoint of `tx`: if it fails, what it wrote is undone and the rest of
+/// the transaction goes on. The outer error is the savepoint itself failing.
+fn savepoint<T>(
+    tx: &Transaction,
+    work: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<Result<T, StoreError>, StoreError> {
+    // Cached statements: parsing these three for every command was measurable.
+    tx.prepare_cached("SAVEPOINT command")?.execute([])?;
+    let result = work();
+    if result.is_err() {
+        tx.prepare_cached("ROLLBACK TO command")?.execute([])?;
+    }
+    tx.prepare_cached("RELEASE command")?.execute([])?;
     Ok(result)
 }
 
