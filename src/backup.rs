@@ -8,9 +8,9 @@
 //!
 //! A server and a restore each hold `DB_PATH.lock` exclusively (`flock`): neither starts
 //! while the other, or another server, uses the database (a second server's messages would
-//! never reach the first's streams). A backup, and a restore from DIR, hold
-//! `DIR/workshop.db.lock` the same way: two backups into one DIR (a cron job overlapping a
-//! slow one) wrote the same `.part` file and could install each other's half-written copy.
+//! never reach the first's streams). A backup, and a restore from DIR, lock DIR itself
+//! the same way: two backups into one DIR (a cron job overlapping a slow one) wrote the same
+//! `.part` file and could install each other's half-written copy.
 //! The kernel drops a lock when its process dies.
 mod place;
 
@@ -18,7 +18,7 @@ pub use place::mark_in_use;
 
 use crate::blobs::{copy_hashing, private_dir, private_file, valid_hash};
 use crate::store::schema;
-use place::{check_apart, lock, sibling};
+use place::{check_apart, lock, lock_folder, sibling};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -71,7 +71,7 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
     check_apart(dir, db, blobs)?;
     let dir_blobs = dir.join(BLOBS);
     private_dir(&dir_blobs).map_err(|e| format!("cannot create {}: {e}", dir_blobs.display()))?;
-    let _writing = lock(&dir.join(DB_FILE), backup_busy)?;
+    let _writing = lock_folder(dir)?;
     let source = schema::open_reader(db).map_err(|e| db_error(db, e))?;
     let part = dir.join(format!("{DB_FILE}.part"));
     let _ = fs::remove_file(&part);
@@ -93,7 +93,7 @@ pub fn backup(db: &Path, blobs: &Path, dir: &Path) -> Result<Manifest, String> {
 /// Installs the backup in `dir` as the database `db` and blobs `blobs`, after checking it.
 pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> {
     check_apart(dir, db, blobs)?;
-    let _reading = lock(&dir.join(DB_FILE), backup_busy)?;
+    let _reading = lock_folder(dir)?;
     let (manifest, copy) = checked_backup(dir)?;
     let _lock = lock(db, |db| {
         format!(
@@ -105,15 +105,6 @@ pub fn restore(dir: &Path, db: &Path, blobs: &Path) -> Result<Manifest, String> 
     restore_blobs(&dir.join(BLOBS), blobs)?;
     install_database(&copy, db)?;
     Ok(manifest)
-}
-
-/// What a backup, or a restore from its folder, says while another backup writes there.
-fn backup_busy(copy: &Path) -> String {
-    let dir = copy.parent().unwrap_or(copy);
-    format!(
-        "another backup is being written into {}: wait for it to end",
-        dir.display()
-    )
 }
 
 /// The manifest of the backup in `dir` and its database copy, checked against each other.

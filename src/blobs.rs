@@ -209,13 +209,16 @@ pub(crate) fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<String> {
 /// Creates (or truncates) `path` readable and writable by its owner alone, whatever the
 /// umask: a backup of the database, run as root from cron, was readable by every user.
 pub(crate) fn private_file(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    File::options()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = File::options()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
+        .open(path)?;
+    // The mode above applies to a new file only: one left by an older run keeps its own.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Creates `dir` and its missing parents, each new one for its owner alone (0700).

@@ -561,6 +561,13 @@ fn a_backup_and_a_restore_are_readable_by_their_owner_alone() {
     for file in files {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
+    // A file an older run left where the manifest is written keeps no mode of its own.
+    let leftover = dir.join("manifest.json.part");
+    std::fs::write(&leftover, b"{}").unwrap();
+    std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = workshop(&["backup", dir_arg], &db, &blobs);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&dir.join("manifest.json")), 0o600);
     server.assert_no_panic();
 }
 
@@ -579,8 +586,8 @@ fn a_backup_or_restore_is_refused_while_a_backup_writes_the_folder() {
     let manifest = std::fs::read(dir.path().join("manifest.json")).unwrap();
     server.publish("c", "msg.second", json!({}));
 
-    // What a running `workshop backup DIR` holds (README: Backup).
-    let lock = std::fs::File::create(dir.path().join("workshop.db.lock")).expect("lock file");
+    // What a running `workshop backup DIR` holds (README: Backup): a lock on DIR itself.
+    let lock = std::fs::File::open(dir.path()).expect("the folder");
     lock.lock().expect("exclusive lock");
     let busy = |out: std::process::Output| {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -602,8 +609,22 @@ fn a_backup_or_restore_is_refused_while_a_backup_writes_the_folder() {
     drop(lock);
     let out = workshop(&["backup", dir_arg], &db, &blobs);
     assert!(out.status.success(), "once it has ended: {out:?}");
+    // A backup folder that cannot be written (a snapshot, a read-only mount) restores: the
+    // lock needs no file in it.
+    let frozen = ReadOnly::make(dir.path()).expect("a read-only folder");
     let out = workshop(&["restore", dir_arg], &db2, &blobs2);
+    drop(frozen);
     assert!(out.status.success(), "{out:?}");
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["blobs", "manifest.json", "workshop.db"],
+        "no lock file left"
+    );
     server.assert_no_panic();
 }
 
@@ -687,10 +708,11 @@ impl ReadOnly {
                 .status()
                 .is_ok_and(|s| s.success())
         };
+        let mode = if path.is_dir() { 0o555 } else { 0o444 };
         let frozen = if common::is_root() {
             chattr("+i")
         } else {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).is_ok()
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).is_ok()
         };
         frozen.then(|| ReadOnly(path.to_path_buf()))
     }
@@ -702,7 +724,8 @@ impl Drop for ReadOnly {
         let _ = Command::new("chattr")
             .args(["-i", self.0.to_str().unwrap()])
             .status();
-        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o644));
+        let mode = if self.0.is_dir() { 0o755 } else { 0o644 };
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(mode));
     }
 }
 
@@ -821,11 +844,16 @@ fn a_backup_into_the_servers_own_files_is_refused_and_changes_nothing() {
     // Not there yet, inside the blob folder: it was accepted, and its backup ended up among
     // the live blobs.
     let new_in_blobs = blobs.join("nightly").join("backup");
+    // Back up out of folders not there yet: the blob folder, and the state folder itself.
+    let up_to_blobs = blobs.join("new").join("..");
+    let up_to_state = state.path().join("nope").join("..");
     for (command, dir) in [
         ("backup", state_arg.as_str()),
         ("backup", via_dot.as_str()),
         ("backup", blobs.to_str().unwrap()),
         ("backup", new_in_blobs.to_str().unwrap()),
+        ("backup", up_to_blobs.to_str().unwrap()),
+        ("backup", up_to_state.to_str().unwrap()),
         ("restore", state_arg.as_str()),
     ] {
         let out = workshop(&[command, dir], &db, &blobs);

@@ -3,7 +3,7 @@
 use super::DB_FILE;
 use std::fs::{self, File, TryLockError};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Marks `db` as in use by this server for as long as the returned file stays open.
 pub fn mark_in_use(db: &Path) -> Result<File, String> {
@@ -24,6 +24,21 @@ pub(super) fn lock(db: &Path, busy: fn(&Path) -> String) -> Result<File, String>
         Ok(()) => Ok(lock),
         Err(TryLockError::WouldBlock) => Err(busy(db)),
         Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path(db).display())),
+    }
+}
+
+/// Takes the backup folder `dir`'s lock, held until the returned handle is dropped: the
+/// folder itself is locked, so a read-only copy of a backup (a snapshot, a read-only mount)
+/// can be restored from, and nothing is left in it.
+pub(super) fn lock_folder(dir: &Path) -> Result<File, String> {
+    let folder = File::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    match folder.try_lock() {
+        Ok(()) => Ok(folder),
+        Err(TryLockError::WouldBlock) => Err(format!(
+            "another backup is being written into {}: wait for it to end",
+            dir.display()
+        )),
+        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", dir.display())),
     }
 }
 
@@ -97,7 +112,19 @@ pub(super) fn check_apart(dir: &Path, db: &Path, blobs: &Path) -> Result<(), Str
 /// `dir` through links, also when it does not exist yet: its nearest existing ancestor
 /// resolved, and the rest of the path after it (`blobs/new` is inside the blob folder).
 fn resolved_folder(dir: &Path) -> Option<PathBuf> {
-    let absolute = std::path::absolute(dir).ok()?;
+    let mut absolute = PathBuf::new();
+    for part in std::path::absolute(dir).ok()?.components() {
+        match part {
+            // `..` goes up from where the path so far really is (through its links), so that
+            // `blobs/new/..` is the blob folder, not a folder that is not there.
+            Component::ParentDir => {
+                absolute = fs::canonicalize(&absolute).unwrap_or(absolute);
+                absolute.pop();
+            }
+            Component::CurDir => {}
+            part => absolute.push(part),
+        }
+    }
     let mut rest = Vec::new();
     let mut at = absolute.as_path();
     loop {
