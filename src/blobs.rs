@@ -146,7 +146,9 @@ impl BlobStore {
 /// and answered as what it is (`ApiError::from`): nothing else would tell the operator.
 fn storage_failed(doing: &str, path: &Path, err: std::io::Error) -> ApiError {
     let line = format!("file storage: cannot {doing} {}: {err}", path.display());
-    crate::repeats::say_storage_error(line);
+    // One kind per action, folder and error: each upload's temporary file has its own name.
+    let key = format!("{doing} {}: {err}", path.parent().unwrap_or(path).display());
+    crate::repeats::say_storage_error(&key, &line);
     ApiError::from(err)
 }
 

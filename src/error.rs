@@ -88,7 +88,8 @@ pub enum Fault {
 impl Fault {
     /// SQLite's messages may name the database file: they go to the log, never to a client.
     pub fn of_sqlite(err: &rusqlite::Error) -> Fault {
-        crate::repeats::say_storage_error(format!("database error: {err}"));
+        let line = format!("database error: {err}");
+        crate::repeats::say_storage_error(&line, &line);
         Fault::of_sqlite_code(err.sqlite_error_code())
     }
 
