@@ -46,6 +46,10 @@ pub struct ClientConnection {
     // was read to its end
     pace: ReadPace,
     last_body_complete: Option<Arc<AtomicBool>>,
+
+    // workshop patch: whether the head being read is a HEAD request's, whose refusal has no
+    // body (RFC 9110 §9.3.2)
+    reading_head_request: bool,
 }
 
 /// Error that can happen when reading a request.
@@ -100,6 +104,7 @@ impl ClientConnection {
             handover,
             pace,
             last_body_complete: None,
+            reading_head_request: false,
         }
     }
 
@@ -155,6 +160,7 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         self.pace.expect_head();
+        self.reading_head_request = false;
         let mut head_left = MAX_HEAD;
         let (method, path, version, headers) = {
             // reading the request line
@@ -175,7 +181,9 @@ impl ClientConnection {
 
                 // workshop patch: what is left of the head's budget, CRLFs counted.
                 head_left = head_left.saturating_sub(line.len() + 2);
-                parse_request_line(line.as_str())?
+                let (method, path, version) = parse_request_line(line.as_str())?;
+                self.reading_head_request = method == Method::Head;
+                (method, path, version)
             };
 
             // getting all headers
@@ -312,7 +320,8 @@ impl Iterator for ClientConnection {
                     if let Some((status, ver, why)) = self.refusal(err) {
                         let writer = self.sink.next().unwrap();
                         let response = Response::refusal(status, why).with_connection_close();
-                        response.raw_print(writer, ver, &[], false, None).ok();
+                        let bodiless = self.reading_head_request;
+                        response.raw_print(writer, ver, &[], bodiless, None).ok();
                     }
                     return None;
                 }
@@ -324,10 +333,11 @@ impl Iterator for ClientConnection {
                 // until this request's writer is released, while `rq` still held it: the
                 // connection thread blocked forever with its socket. Answer on the request's
                 // own writer and close (a client speaking HTTP/2 cannot go on anyway).
+                let bodiless = *rq.method() == Method::Head;
                 let mut writer = rq.into_writer();
                 let response = Response::refusal(505, "unsupported HTTP version: send HTTP/1.1")
                     .with_connection_close();
-                let _ = response.raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None);
+                let _ = response.raw_print(&mut writer, HTTPVersion(1, 1), &[], bodiless, None);
                 let _ = writer.flush();
                 return None;
             }

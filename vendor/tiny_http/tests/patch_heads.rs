@@ -243,3 +243,22 @@ fn patch_20_the_servers_own_errors_are_json_with_nosniff() {
 fn drop_unanswered(request: Request) {
     drop(request);
 }
+
+/// workshop patch 20: a HEAD request's refusal is a head alone (RFC 9110 §9.3.2), like every
+/// other answer to HEAD.
+#[test]
+fn patch_20_a_head_requests_refusal_has_no_body() {
+    let port = serve(read_body);
+    for (raw, status) in [
+        ("HEAD / HTTP/1.1\r\nExpect: x\r\n\r\n", 417),
+        ("HEAD / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        ("HEAD / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ] {
+        let answer = exchange(port, raw.as_bytes(), 10 * SECOND);
+        let text = answer.text();
+        assert_eq!(answer.statuses(), vec![status], "{}", text);
+        let (_, body) = text.split_once("\r\n\r\n").expect("a whole head");
+        assert!(body.is_empty(), "{}", text);
+        assert!(answer.closed_by_server, "{}", text);
+    }
+}
