@@ -5,7 +5,6 @@
 mod common;
 
 use common::Server;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -33,11 +32,13 @@ fn has_curl() -> bool {
     found
 }
 
-/// A URL where nothing listens: a port the kernel just gave out and took back.
+/// A URL where nothing listens: port 1 (tcpmux, which nothing serves), outside the range
+/// port 0 hands out, so a server another test starts meanwhile cannot take it. (A port the
+/// kernel gave out and took back could be handed to one.)
 fn dead_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("its address").port();
-    format!("http://127.0.0.1:{port}")
+    let refused = std::net::TcpStream::connect("127.0.0.1:1").is_err();
+    assert!(refused, "something listens on port 1 here");
+    "http://127.0.0.1:1".to_string()
 }
 
 fn text(bytes: &[u8]) -> String {
