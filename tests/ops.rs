@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -628,12 +628,8 @@ fn a_backup_or_restore_is_refused_while_a_backup_writes_the_folder() {
     server.assert_no_panic();
 }
 
-/// A database this user cannot write (its mode, an immutable flag, a read-only mount) is
-/// opened read-only by SQLite without a word. Start-up said "attempt to write a readonly
-/// database" and "retention cleanup failed", naming neither file nor variable; it now says
-/// both, in one line after SQLite's own.
-#[test]
-fn a_database_that_cannot_be_written_stops_start_up_saying_so() {
+/// The folder, database and blob folder of a server that stored one message and stopped.
+fn files_of_a_stopped_server() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (db, blobs) = (dir.path().join("w.db"), dir.path().join("blobs"));
     let mut server = Server::start_with_options(Options {
@@ -641,8 +637,18 @@ fn a_database_that_cannot_be_written_stops_start_up_saying_so() {
         blobs_dir: Some(blobs.clone()),
         ..Options::default()
     });
-    server.publish("c", "msg.first", json!({}));
+    server.publish("c", "msg.text", json!({"text": "indexed"}));
     assert!(server.stop().success());
+    (dir, db, blobs)
+}
+
+/// A database this user cannot write (its mode, an immutable flag, a read-only mount) is
+/// opened read-only by SQLite without a word. Start-up said "attempt to write a readonly
+/// database" and "retention cleanup failed", naming neither file nor variable; it now says
+/// both, in one line after SQLite's own.
+#[test]
+fn a_database_that_cannot_be_written_stops_start_up_saying_so() {
+    let (_dir, db, blobs) = files_of_a_stopped_server();
     let Some(_frozen) = ReadOnly::make(&db) else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -666,15 +672,7 @@ fn a_database_that_cannot_be_written_stops_start_up_saying_so() {
 /// rather than leaving the server up with searches that fail for good.
 #[test]
 fn a_search_index_that_cannot_be_completed_stops_start_up() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (db, blobs) = (dir.path().join("w.db"), dir.path().join("blobs"));
-    let mut server = Server::start_with_options(Options {
-        db_path: Some(db.clone()),
-        blobs_dir: Some(blobs.clone()),
-        ..Options::default()
-    });
-    server.publish("c", "msg.text", json!({"text": "indexed"}));
-    assert!(server.stop().success());
+    let (_dir, db, blobs) = files_of_a_stopped_server();
     let conn = rusqlite::Connection::open(&db).unwrap();
     // What a crash leaves (the newest message not indexed), and an index that refuses it.
     conn.execute_batch(
