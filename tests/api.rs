@@ -843,3 +843,39 @@ fn a_burst_of_keep_alive_connections_is_served_without_waiting_on_idle_ones() {
         held.push(connection);
     }
 }
+
+/// A task reads the same from every endpoint, its fields in the schema's order: `GET
+/// /tasks/:id` and claim-next answered them alphabetically, `GET /tasks` did not. Checked on
+/// the raw text, which a parser might reorder.
+#[test]
+fn a_task_has_one_field_order_everywhere() {
+    let s = Server::start();
+    s.post_json("/tasks", json!({"from": "ann", "title": "order"}));
+    let listed = s.get("/tasks").text();
+    let id = s.get("/tasks").json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = s.get(&format!("/tasks/{id}")).text();
+    let claimed = s.post_json("/tasks/claim", json!({"from": "bob"})).text();
+    for (what, text) in [
+        ("listed", &listed),
+        ("shown", &shown),
+        ("claimed", &claimed),
+    ] {
+        let text = text.trim_start_matches('[');
+        assert!(text.starts_with("{\"id\":"), "{what}: {text}");
+        let at = |key: &str| text.find(&format!("\"{key}\":")).expect(key);
+        let order = [
+            "id",
+            "created_at",
+            "status",
+            "title",
+            "context",
+            "ch",
+            "claims",
+        ];
+        let places: Vec<usize> = order.iter().map(|key| at(key)).collect();
+        assert!(places.is_sorted(), "{what}: {text}");
+    }
+}
