@@ -6,6 +6,8 @@ use crate::error::ApiError;
 use crate::http::request_header;
 use crate::store::Op;
 use crate::store::idempotency::Key;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
@@ -14,23 +16,21 @@ const MAX_KEY: usize = 128;
 
 /// The request's `Idempotency-Key`, if it has one. `route` and `body` (a JSON object, or a
 /// batch's array of them) are what a repeat must match (else 422).
-pub fn key(
+pub fn key<'b>(
     request: &Request,
     from: &str,
     route: &str,
-    body: &impl serde::Serialize,
+    body: impl Into<Sorted<'b>>,
 ) -> Result<Option<Key>, ApiError> {
     let Some(key) = request_header(request, "Idempotency-Key") else {
         return Ok(None);
     };
     let key = valid_key(key)?;
-    // An object's keys are sorted, so the same JSON always digests the same.
     let mut digest = Sha256::new();
     digest.update(route.as_bytes());
     digest.update(b"\n");
-    // A map serialises to the same bytes as the `Value::Object` holding it; written straight
-    // into the digest, not into a copy first.
-    serde_json::to_writer(Digesting(&mut digest), body)
+    // Written straight into the digest, not into a copy first.
+    serde_json::to_writer(Digesting(&mut digest), &body.into())
         .map_err(|e| ApiError::internal(format!("cannot encode the body: {e}")))?;
     let fingerprint = crate::blobs::hex(&digest.finalize());
     Ok(Some(Key {
@@ -38,6 +38,48 @@ pub fn key(
         key: key.to_string(),
         fingerprint,
     }))
+}
+
+/// A request body as it is fingerprinted: serialised with every object's keys sorted, so the
+/// same JSON digests the same however its sender ordered them (serde_json keeps the order it
+/// was given, `preserve_order`). The bytes are what a sorted map wrote before, so keys stored
+/// by an older build still match.
+#[derive(Clone, Copy)]
+pub enum Sorted<'a> {
+    Value(&'a Value),
+    Object(&'a Map<String, Value>),
+    Batch(&'a Vec<Value>),
+}
+
+impl<'a> From<&'a Map<String, Value>> for Sorted<'a> {
+    fn from(object: &'a Map<String, Value>) -> Sorted<'a> {
+        Sorted::Object(object)
+    }
+}
+
+impl<'a> From<&'a Vec<Value>> for Sorted<'a> {
+    fn from(batch: &'a Vec<Value>) -> Sorted<'a> {
+        Sorted::Batch(batch)
+    }
+}
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Sorted::Value(Value::Object(object)) | Sorted::Object(object) => {
+                let mut fields: Vec<(&String, &Value)> = object.iter().collect();
+                fields.sort_unstable_by_key(|(name, _)| *name);
+                let fields = fields
+                    .into_iter()
+                    .map(|(name, value)| (name, Sorted::Value(value)));
+                serializer.collect_map(fields)
+            }
+            Sorted::Value(Value::Array(items)) | Sorted::Batch(items) => {
+                serializer.collect_seq(items.iter().map(Sorted::Value))
+            }
+            Sorted::Value(other) => other.serialize(serializer),
+        }
+    }
 }
 
 /// Hashes what is written to it.
