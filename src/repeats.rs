@@ -3,7 +3,7 @@
 //! was full. So each kind of error (its `key`: what failed and why, without the file or
 //! request that differs each time) is said at most once per `QUIET`, with how many times it
 //! came meanwhile.
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,13 +17,12 @@ struct Said {
     held: u64,
 }
 
-static SAID: Mutex<Option<HashMap<String, Said>>> = Mutex::new(None);
+static SAID: Mutex<BTreeMap<String, Said>> = Mutex::new(BTreeMap::new());
 
 /// Says `line` on stderr, unless an error of the same `key` was said less than `QUIET` ago.
 pub fn say_storage_error(key: &str, line: &str) {
     let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
-    let said = said.get_or_insert_with(HashMap::new);
-    if let Some(line) = line_to_say(said, key, line, Instant::now()) {
+    if let Some(line) = line_to_say(&mut said, key, line, Instant::now()) {
         say!("{line}");
     }
 }
@@ -31,7 +30,7 @@ pub fn say_storage_error(key: &str, line: &str) {
 /// What to say for an error of `key` coming at `now`, given what was said before (`said`,
 /// updated): `line`, with how many like it were held back since the last time.
 fn line_to_say(
-    said: &mut HashMap<String, Said>,
+    said: &mut BTreeMap<String, Said>,
     key: &str,
     line: &str,
     now: Instant,
@@ -68,7 +67,7 @@ mod tests {
 
     #[test]
     fn each_kind_is_said_once_in_a_while_with_a_count() {
-        let mut said = HashMap::new();
+        let mut said = BTreeMap::new();
         let start = Instant::now();
         let mut say = |key: &str, line: &str, after_s: u64| {
             line_to_say(&mut said, key, line, start + Duration::from_secs(after_s))
@@ -88,7 +87,7 @@ mod tests {
 
     #[test]
     fn kinds_past_the_most_remembered_forget_the_oldest() {
-        let mut said = HashMap::new();
+        let mut said = BTreeMap::new();
         let start = Instant::now();
         for n in 0..=MOST_KINDS {
             let at = start + Duration::from_millis(n as u64);

@@ -1362,6 +1362,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// The ids of every message stored on `ch`, oldest first.
+fn channel_ids<C: FromIterator<String>>(server: &Server, ch: &str) -> C {
+    let messages = server.all_messages();
+    let on_ch = messages.iter().filter(|m| m["ch"] == ch);
+    on_ch
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Fills the filesystem holding `path` until it refuses another byte.
 fn fill(path: &std::path::Path) -> u64 {
     let mut f = std::fs::File::create(path).unwrap();
@@ -1498,12 +1507,7 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_by_itself() {
     let r = try_request(port, "POST", "/files", &[], &bytes).unwrap();
     assert_eq!(r.status, 201, "upload after recovery: {}", r.text());
     assert_eq!(r.json()["hash"], json!(sha256_name(&bytes)));
-    let ids: Vec<String> = server
-        .all_messages()
-        .iter()
-        .filter(|m| m["ch"] == "disk")
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<String> = channel_ids(&server, "disk");
     assert_eq!(ids, stored);
     check_blobs(&server.blobs_dir());
     server.assert_no_panic();
@@ -1674,12 +1678,7 @@ fn publishes_succeed_while_indexing_for_search_fails() {
     assert_json_error(&refused, 500, "search while the index refuses writes");
 
     db.execute_batch("DROP TRIGGER refuse_index;").unwrap();
-    let ids: HashSet<String> = server
-        .all_messages()
-        .iter()
-        .filter(|m| m["ch"] == "busy")
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: HashSet<String> = channel_ids(&server, "busy");
     assert_eq!(ids.len(), stored);
     let found = wait_for(30 * SECOND, "search to catch up", || {
         let found = search_ids_all(port, "kumquat", stored).map_err(|r| r.text())?;

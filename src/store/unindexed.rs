@@ -83,6 +83,13 @@ impl Unindexed {
         self.docs.iter().try_for_each(|doc| search::index(tx, doc))
     }
 
+    /// Gives up the list after a failed try at indexing it: its messages are stored, so
+    /// the next try indexes every stored message the index lacks (`behind`), and the list
+    /// holds nothing meanwhile, however long the index cannot be written.
+    pub(super) fn fall_behind(&mut self) {
+        *self = Unindexed::new(true);
+    }
+
     /// Forgets the listed messages, once the transaction that indexed them has committed.
     pub(super) fn clear(&mut self) {
         if self.behind {
@@ -135,5 +142,14 @@ mod tests {
         assert!(behind.deadline().unwrap() <= Instant::now());
         behind.clear();
         assert!(behind.is_empty() && !behind.due());
+
+        let mut failed = Unindexed::default();
+        failed.extend(vec![doc("01C", "kept in the table")]);
+        failed.fall_behind();
+        assert_eq!((failed.docs.len(), failed.bytes), (0, 0), "nothing held");
+        assert!(
+            !failed.is_empty() && failed.due(),
+            "indexed from the table next"
+        );
     }
 }

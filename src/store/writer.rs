@@ -186,16 +186,12 @@ impl Writer {
         let expiring = leases_due && self.own_work_ready();
         let tx = self.conn.transaction()?;
         let unindexed = &self.unindexed;
-        let indexed = match indexing {
-            true => Some(savepoint(&tx, || Ok(unindexed.index(&tx)?))?),
-            false => None,
-        };
-        let expired = match expiring {
-            true => Some(savepoint(&tx, || {
-                expire_due(&mut Step::new(&tx, &mut self.ids))
-            })?),
-            false => None,
-        };
+        let indexed = indexing
+            .then(|| savepoint(&tx, || Ok(unindexed.index(&tx)?)))
+            .transpose()?;
+        let expired = expiring
+            .then(|| savepoint(&tx, || expire_due(&mut Step::new(&tx, &mut self.ids))))
+            .transpose()?;
         let own_failed = matches!(indexed, Some(Err(_))) || matches!(expired, Some(Err(_)));
         if let Some(Ok(expired)) = expired {
             effects.absorb(expired);
@@ -211,8 +207,12 @@ impl Writer {
             effects.absorb(step.effects);
         }
         tx.commit()?;
-        if matches!(indexed, Some(Ok(()))) {
-            self.forget_unindexed();
+        match indexed {
+            Some(Ok(())) => self.forget_unindexed(),
+            // The list would grow for as long as the index cannot be written, and what it
+            // holds is stored anyway: the retry indexes from the table instead.
+            Some(Err(_)) => self.unindexed.fall_behind(),
+            None => {}
         }
         if indexing || expiring {
             self.own_work_paused = own_failed.then(|| Instant::now() + OWN_WORK_RETRY);
