@@ -16,6 +16,8 @@ pub struct Sse {
     /// (the server sent it in two pieces, as it does when the socket's buffer is full) keeps
     /// what came, where reading the chunk in place lost it and the framing with it.
     raw: Vec<u8>,
+    /// How many bytes the chunk in `raw` still lacks, once its size line has come.
+    missing: usize,
     buffer: String,
 }
 
@@ -46,6 +48,7 @@ impl Sse {
             headers: response.headers,
             chunked,
             raw: Vec::new(),
+            missing: 0,
             buffer: String::new(),
         })
     }
@@ -168,12 +171,17 @@ impl Sse {
             if let Some(text) = self.decoded()? {
                 return Ok(text);
             }
-            let mut buf = [0u8; 4096];
-            let n = self.reader.read(&mut buf)?;
-            if n == 0 {
+            // Straight into `raw`, as much as the chunk still lacks (at least 16 KiB): a
+            // reader of 1 MiB events that read them 4 KiB a call fell behind a busy server
+            // and was cut off as a stalled one.
+            let have = self.raw.len();
+            let want = self.missing.clamp(16 << 10, 4 << 20);
+            self.raw.resize(have + want, 0);
+            let read = self.reader.read(&mut self.raw[have..]);
+            self.raw.truncate(have + *read.as_ref().unwrap_or(&0));
+            if read? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            self.raw.extend_from_slice(&buf[..n]);
         }
     }
 
@@ -197,7 +205,8 @@ impl Sse {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         let (start, end) = (line_end + 2, line_end + 2 + size);
-        if self.raw.len() < end + 2 {
+        self.missing = (end + 2).saturating_sub(self.raw.len());
+        if self.missing > 0 {
             return Ok(None);
         }
         if &self.raw[end..end + 2] != b"\r\n" {
